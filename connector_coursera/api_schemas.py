@@ -1,0 +1,221 @@
+"""marshmallow schemas of Coursera payloads (unknown fields ignored) loading into frozen dataclasses.
+
+Loading is tolerant where Coursera is known to vary: timestamps as numbers, numeric strings or
+ISO strings; ``grade`` as number or string. Missing required fields are errors, which the
+plugin turns into rejected records.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+
+from . import contract
+
+
+class Epoch(fields.Field):
+    """An instant given as epoch number (in ``unit_s`` seconds), numeric string or ISO 8601 string."""
+
+    def __init__(self, unit_s: float, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.unit_s = unit_s
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise ValidationError("must be an epoch timestamp")
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                value = float(text)
+            except ValueError:
+                try:
+                    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                except ValueError:
+                    raise ValidationError("must be an epoch timestamp or ISO 8601 date") from None
+                return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        if not isinstance(value, (int, float)) or value < 0:
+            raise ValidationError("must be a non-negative epoch timestamp")
+        try:
+            return datetime.fromtimestamp(value * self.unit_s, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise ValidationError("epoch timestamp out of range") from None
+
+
+class Number(fields.Field):
+    """A number, also when sent as a numeric string."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise ValidationError("must be a number")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValidationError("must be a number")
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+# -- contents -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Partner:
+    name: str
+    logo_url: str | None
+
+
+@dataclass(frozen=True)
+class ProgramLink:
+    program_id: str
+    content_url: str
+
+
+@dataclass(frozen=True)
+class Skill:
+    name: str
+    skill_id: str | None
+
+
+@dataclass(frozen=True)
+class Content:
+    id: str
+    content_id: str
+    content_type: str
+    name: str
+    slug: str | None
+    description: str | None
+    language_code: str | None
+    difficulty_level: str | None
+    partners: tuple[Partner, ...]
+    programs: tuple[ProgramLink, ...]
+    metadata_type: str | None
+    skills: tuple[Skill, ...]
+    estimated_learning_time_s: float | None
+    promo_photo: str | None
+    domains: tuple[str, ...]
+    last_updated_at: datetime | None
+
+
+class PartnerSchema(_Lenient):
+    name = fields.String(required=True, validate=validate.Length(min=1))
+    logoUrl = fields.String(load_default=None, allow_none=True)
+
+
+class ProgramLinkSchema(_Lenient):
+    programId = fields.String(required=True)
+    contentUrl = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class ExtraMetadataSchema(_Lenient):
+    typeName = fields.String(load_default=None, allow_none=True)
+    definition = fields.Dict(load_default=dict, allow_none=True)
+
+
+class ContentSchema(_Lenient):
+    id = fields.String(required=True, validate=validate.Length(min=1))
+    contentId = fields.String(required=True, validate=validate.Length(min=1))
+    contentType = fields.String(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1))
+    slug = fields.String(load_default=None, allow_none=True)
+    description = fields.String(load_default=None, allow_none=True)
+    languageCode = fields.String(load_default=None, allow_none=True)
+    difficultyLevel = fields.String(load_default=None, allow_none=True)
+    partners = fields.List(fields.Nested(PartnerSchema), load_default=list, allow_none=True)
+    programs = fields.List(fields.Nested(ProgramLinkSchema), load_default=list, allow_none=True)
+    extraMetadata = fields.Nested(ExtraMetadataSchema, load_default=None, allow_none=True)
+    lastUpdatedAt = Epoch(contract.CONTENT_TIMESTAMP_UNIT_S, load_default=None, allow_none=True)
+
+    @post_load
+    def _make(self, d: dict[str, Any], **_kwargs: Any) -> Content:
+        meta = d.get("extraMetadata") or {}
+        definition = meta.get("definition") or {}
+        skills_raw = definition.get("skills") or definition.get("skillTags") or []
+        learning_time = definition.get("estimatedLearningTime")
+        domains: list[str] = []
+        for dt in definition.get("domainTypes") or []:
+            for part in ("domain", "subdomain"):
+                name = (dt.get(part) or {}).get("name") if isinstance(dt, dict) else None
+                if isinstance(name, str) and name and name not in domains:
+                    domains.append(name)
+        return Content(
+            id=d["id"], content_id=d["contentId"], content_type=d["contentType"], name=d["name"],
+            slug=d.get("slug"), description=d.get("description"), language_code=d.get("languageCode"),
+            difficulty_level=d.get("difficultyLevel"),
+            partners=tuple(Partner(p["name"], p.get("logoUrl")) for p in d.get("partners") or []),
+            programs=tuple(ProgramLink(p["programId"], p["contentUrl"]) for p in d.get("programs") or []),
+            metadata_type=meta.get("typeName"),
+            skills=tuple(Skill(s["skillName"], s.get("skillId")) for s in skills_raw
+                         if isinstance(s, dict) and isinstance(s.get("skillName"), str) and s["skillName"]),
+            estimated_learning_time_s=(float(learning_time) * contract.LEARNING_TIME_UNIT_S
+                                       if isinstance(learning_time, (int, float)) and not isinstance(learning_time, bool)
+                                       else None),
+            promo_photo=definition.get("promoPhoto") if isinstance(definition.get("promoPhoto"), str) else None,
+            domains=tuple(domains), last_updated_at=d.get("lastUpdatedAt"))
+
+
+# -- enrollment reports -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EnrollmentReport:
+    id: str
+    external_id: str
+    email: str | None
+    content_id: str
+    content_type: str
+    program_id: str | None
+    is_completed: bool
+    completed_at: datetime | None
+    grade: float | None
+    overall_progress: float | None
+    enrolled_at: datetime
+    last_activity_at: datetime | None
+    updated_at: datetime | None
+    membership_state: str
+    hours_spent: float | None
+    course_type: str | None
+
+
+_MS = contract.REPORT_TIMESTAMP_UNIT_S
+
+
+class EnrollmentReportSchema(_Lenient):
+    id = fields.String(required=True, validate=validate.Length(min=1))
+    externalId = fields.String(required=True, validate=validate.Length(min=1))
+    email = fields.String(load_default=None, allow_none=True)
+    contentId = fields.String(required=True, validate=validate.Length(min=1))
+    contentType = fields.String(required=True, validate=validate.OneOf(["Course", "Specialization", "Video"]))
+    programId = fields.String(load_default=None, allow_none=True)
+    isCompleted = fields.Boolean(required=True)
+    completedAt = Epoch(_MS, load_default=None, allow_none=True)
+    grade = Number(load_default=None, allow_none=True)
+    overallProgress = Number(load_default=None, allow_none=True)
+    enrolledAt = Epoch(_MS, required=True)
+    lastActivityAt = Epoch(_MS, load_default=None, allow_none=True)
+    updatedAt = Epoch(_MS, load_default=None, allow_none=True)
+    membershipState = fields.String(required=True)
+    approxTotalCourseHrs = Number(load_default=None, allow_none=True)
+    approxTotalLearningHours = Number(load_default=None, allow_none=True)
+    courseType = fields.String(load_default=None, allow_none=True)
+
+    @post_load
+    def _make(self, d: dict[str, Any], **_kwargs: Any) -> EnrollmentReport:
+        hours = d.get(contract.HOURS_SPENT_FIELD)
+        if hours is None:
+            hours = d.get(contract.HOURS_SPENT_FALLBACK_FIELD)
+        return EnrollmentReport(
+            id=d["id"], external_id=d["externalId"], email=d.get("email"), content_id=d["contentId"],
+            content_type=d["contentType"], program_id=d.get("programId"), is_completed=d["isCompleted"],
+            completed_at=d.get("completedAt"), grade=d.get("grade"), overall_progress=d.get("overallProgress"),
+            enrolled_at=d["enrolledAt"], last_activity_at=d.get("lastActivityAt"),
+            updated_at=d.get("updatedAt"), membership_state=d["membershipState"], hours_spent=hours,
+            course_type=d.get("courseType"))
+
+
+CONTENT = ContentSchema()
+ENROLLMENT_REPORT = EnrollmentReportSchema()

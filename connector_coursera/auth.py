@@ -1,0 +1,64 @@
+"""OAuth2 client credentials against Coursera's Apigee gateway, with a cached token."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+import requests
+
+from . import contract
+from .errors import InvalidCredentials, MalformedResponse, NetworkError, error_for_status
+
+
+class TokenSource:
+    """Hands out a bearer token, asking for a new one shortly before expiry or after ``invalidate``."""
+
+    def __init__(self, session: requests.Session, token_url: str, client_id: str,
+                 reveal_secret: Callable[[], str], *, timeout_s: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self._session, self._url, self._client_id = session, token_url, client_id
+        self._reveal, self._timeout, self._clock = reveal_secret, timeout_s, clock
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
+        self.fetches = 0
+
+    def __repr__(self) -> str:
+        return f"TokenSource(token_url={self._url!r}, client_id={self._client_id!r}, token=***)"
+
+    def token(self) -> str:
+        with self._lock:
+            if self._token is None or self._clock() >= self._expires_at:
+                self._fetch()
+            assert self._token is not None
+            return self._token
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+    def _fetch(self) -> None:
+        try:
+            resp = self._session.post(
+                self._url, data={"grant_type": contract.TOKEN_GRANT},
+                auth=(self._client_id, self._reveal()), timeout=self._timeout)
+        except requests.RequestException as exc:
+            raise NetworkError(f"cannot reach the Coursera token endpoint: {type(exc).__name__}") from None
+        self.fetches += 1
+        if resp.status_code in (400, 401):
+            raise InvalidCredentials(
+                f"Coursera refused the client credentials of client_id {self._client_id!r} "
+                f"(HTTP {resp.status_code}); check client_id and client_secret")
+        if resp.status_code >= 300:
+            raise error_for_status(resp.status_code, "POST", contract.TOKEN_PATH, resp.text)
+        try:
+            body = resp.json()
+            token = body["access_token"]
+            ttl = float(body.get("expires_in", contract.TOKEN_DEFAULT_TTL_S))
+        except (ValueError, KeyError, TypeError):
+            raise MalformedResponse("the Coursera token endpoint answered without an access_token") from None
+        if not isinstance(token, str) or not token:
+            raise MalformedResponse("the Coursera token endpoint answered an empty access_token")
+        self._token = token
+        self._expires_at = self._clock() + max(0.0, ttl - contract.TOKEN_RENEW_MARGIN_S)

@@ -1,0 +1,72 @@
+"""Generators over Coursera's paged lists, with a guard against cursors that do not advance.
+
+Coursera pages with ``start``/``limit`` and answers ``paging.next`` only while more rows exist.
+``next`` arrives as a number, a numeric string, a URL carrying ``start=``, or (cursor mode) an
+opaque token; all four are accepted. Paging stops only when ``next`` is absent.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+from urllib.parse import parse_qs, urlsplit
+
+from . import contract
+from .errors import PaginationLoop, UnexpectedShape
+
+Cursor = int | str
+MAX_EMPTY_PAGES = 3
+
+
+def parse_next(value: Any) -> Cursor | None:
+    """The next ``start`` from a ``paging.next`` value; None when there is no next page."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise UnexpectedShape(f"paging.next is a boolean ({value})")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        if value.isdigit():
+            return int(value)
+        if "://" in value or value.startswith("/"):
+            starts = parse_qs(urlsplit(value).query).get(contract.PAGE_START)
+            if not starts:
+                raise UnexpectedShape("paging.next is a URL without a start parameter")
+            return parse_next(starts[0])
+        return value  # opaque cursor token
+    raise UnexpectedShape(f"paging.next has unexpected type {type(value).__name__}")
+
+
+def iter_pages(get_page: Callable[[Cursor], Any], what: str) -> Iterator[list[Any]]:
+    """Yield each page's ``elements`` until ``paging.next`` is absent.
+
+    :param get_page: fetches the page at a ``start`` value and returns the decoded body.
+    :raise UnexpectedShape: a body without a list of elements or with a non-object paging.
+    :raise PaginationLoop: ``next`` repeats an earlier cursor, goes backwards, or too many
+        empty pages in a row still announce a next page.
+    """
+    start: Cursor = 0
+    seen: set[Cursor] = {0}
+    empty_in_a_row = 0
+    while True:
+        body = get_page(start)
+        if not isinstance(body, dict):
+            raise UnexpectedShape(f"{what}: page at start={start!r} is not a JSON object")
+        elements = body.get("elements")
+        paging = body.get("paging", {})
+        if not isinstance(elements, list):
+            raise UnexpectedShape(f"{what}: page at start={start!r} has no list of elements")
+        if not isinstance(paging, dict):
+            raise UnexpectedShape(f"{what}: page at start={start!r} has a non-object paging")
+        yield elements
+        nxt = parse_next(paging.get("next"))
+        if nxt is None:
+            return
+        empty_in_a_row = empty_in_a_row + 1 if not elements else 0
+        backwards = isinstance(nxt, int) and isinstance(start, int) and nxt <= start
+        if nxt in seen or backwards or empty_in_a_row >= MAX_EMPTY_PAGES:
+            raise PaginationLoop(f"{what}: paging.next={nxt!r} after start={start!r} does not advance "
+                                 f"({empty_in_a_row} empty pages in a row); stopping to avoid a loop")
+        seen.add(nxt)
+        start = nxt

@@ -1,0 +1,89 @@
+"""Coursera provider hooks: thin glue between the host's hook spec and the client and mapping."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterator, Mapping
+
+from marshmallow import ValidationError
+
+from hostspec import CheckResult, Connection, ProviderError, ProviderInfo, RecordRejected, SyncContext, hookimpl
+
+from . import __version__
+from .api_schemas import CONTENT, ENROLLMENT_REPORT
+from .client import CourseraClient
+from .mapping import course_from_content, stat_from_report
+from .settings import CourseraSettings, CourseraSettingsSchema
+
+NAME = "coursera"
+
+
+@hookimpl
+def provider_info() -> ProviderInfo:
+    return ProviderInfo(
+        name=NAME, version=__version__, title="Coursera for Business",
+        scopes=("catalog", "progress"), settings_schema=CourseraSettingsSchema,
+        secret_fields=("client_secret",),
+        description="Catalog of the organisation's programs and learner enrollment reports, "
+                    "through Coursera's Business API (OAuth2 client credentials).")
+
+
+def _settings(connection: Connection) -> CourseraSettings:
+    settings = connection.settings
+    assert isinstance(settings, CourseraSettings), "settings were not validated by CourseraSettingsSchema"
+    return settings
+
+
+@hookimpl
+def check_connection(connection: Connection) -> CheckResult:
+    settings = _settings(connection)
+    try:
+        with CourseraClient(settings) as client:
+            org = client.organization()
+    except (ProviderError, LookupError) as exc:
+        return CheckResult(False, str(exc), {"org_id": settings.org_id})
+    return CheckResult(True, f"connected to Coursera organisation {org.get('name')!r} ({settings.org_id})",
+                       {"org_id": settings.org_id, "org_name": org.get("name")})
+
+
+@hookimpl
+def start_sandbox(options: Mapping[str, Any]):
+    from .sandbox import CourseraSandbox, OrgSpec
+
+    known = {f for f in OrgSpec.__dataclass_fields__}
+    spec = OrgSpec(**{k: v for k, v in options.items() if k in known})
+    return CourseraSandbox(spec).start()
+
+
+@hookimpl
+def fetch_catalog(connection: Connection) -> Iterator[Mapping[str, Any]]:
+    with CourseraClient(_settings(connection)) as client:
+        yield from client.iter_contents()
+
+
+@hookimpl
+def map_course(record: Mapping[str, Any], connection: Connection) -> dict[str, Any]:
+    try:
+        content = CONTENT.load(record)
+    except ValidationError as exc:
+        raise RecordRejected(_id(record), exc.messages) from None
+    return course_from_content(content, program_id=_settings(connection).program_id)
+
+
+@hookimpl
+def fetch_progress(connection: Connection, since: datetime | None) -> Iterator[Mapping[str, Any]]:
+    with CourseraClient(_settings(connection)) as client:
+        yield from client.iter_enrollment_reports(last_activity_after=since)
+
+
+@hookimpl
+def map_stat(record: Mapping[str, Any], context: SyncContext) -> dict[str, Any]:
+    try:
+        report = ENROLLMENT_REPORT.load(record)
+    except ValidationError as exc:
+        raise RecordRejected(_id(record), exc.messages) from None
+    return stat_from_report(report, now=context.now)
+
+
+def _id(record: Mapping[str, Any]) -> str | None:
+    value = record.get("id") if isinstance(record, Mapping) else None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,23 @@
+"""hostspec: the contract provider plugins depend on, and the reference host that runs them.
+
+A provider author needs only this surface::
+
+    from hostspec import hookimpl, ProviderInfo, RecordRejected, ProviderTransientError
+"""
+from __future__ import annotations
+
+from .errors import (ConfigError, HostError, InvalidRequestError, PluginError, ProviderConfigError,
+                     ProviderError, ProviderSystemError, ProviderTransientError, RecordRejected,
+                     UnknownConnectionError, UnknownProviderError)
+from .markers import hookimpl, hookspec
+from .provider import SCOPES, CheckResult, Connection, ProviderInfo, SandboxHandle, SyncContext
+from .secrets import Secret
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SCOPES", "CheckResult", "ConfigError", "Connection", "HostError", "InvalidRequestError",
+    "PluginError", "ProviderConfigError", "ProviderError", "ProviderInfo", "ProviderSystemError",
+    "ProviderTransientError", "RecordRejected", "SandboxHandle", "Secret", "SyncContext",
+    "UnknownConnectionError", "UnknownProviderError", "__version__", "hookimpl", "hookspec",
+]

@@ -1,0 +1,219 @@
+"""``connector-host``: list providers, check connections, run syncs, run the Kafka worker.
+
+Exit codes: 0 success; 1 the run failed; 2 usage or configuration error; 3 partial success
+(some records were rejected, the others delivered).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from typing import Sequence, TextIO
+
+from marshmallow import ValidationError
+
+from . import __version__
+from . import events as ev
+from .connections import ConnectionStore, connection_from_settings
+from .engine import RunReport, SyncEngine, SyncRequest
+from .errors import HostError
+from .logs import setup_logging
+from .plugins import HostPluginManager, get_plugin_manager
+from .provider import SyncContext
+from .sinks import JsonLinesSink
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL = 0, 1, 2, 3
+OUTCOME_EXIT = {"completed": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}
+DEFAULT_CONNECTIONS = "connections.toml"
+
+
+def _connections_path(args: argparse.Namespace) -> str:
+    return args.connections or os.environ.get("CONNECTOR_HOST_CONNECTIONS") or DEFAULT_CONNECTIONS
+
+
+# -- plugins ---------------------------------------------------------------------------------------
+def cmd_plugins(args: argparse.Namespace, plugins: HostPluginManager) -> int:
+    rows = [{"name": p.name, "version": p.info.version, "title": p.info.title,
+             "scopes": list(p.info.scopes),
+             "settings": sorted(p.info.settings_schema().fields),
+             "secret_settings": list(p.info.secret_fields),
+             "sandbox": bool(p.hooks.start_sandbox.get_hookimpls())}
+            for p in plugins.providers.values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no providers installed (entry-point group hostspec.providers)")
+    for r in rows:
+        print(f"{r['name']} {r['version']}  {r['title']}")
+        print(f"    scopes: {', '.join(r['scopes'])}   sandbox: {'yes' if r['sandbox'] else 'no'}")
+        print(f"    settings: {', '.join(r['settings'])} (secret: {', '.join(r['secret_settings']) or '-'})")
+    return EXIT_OK
+
+
+# -- check -----------------------------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace, plugins: HostPluginManager) -> int:
+    store = ConnectionStore.from_file(_connections_path(args))
+    connection = store.get(args.connection, plugins)
+    provider = plugins.provider(connection.provider)
+    context = SyncContext(run_id=str(uuid.uuid4()), request_id="check", scope="check",
+                          now=datetime.now(timezone.utc))
+    result = provider.hooks.check_connection(connection=connection, context=context)
+    if result is None:
+        print(f"{args.connection}: provider {provider.name} cannot check connections")
+        return EXIT_OK
+    print(f"{args.connection}: {'OK' if result.ok else 'FAILED'} - {result.message}")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+# -- sync ------------------------------------------------------------------------------------------
+class _Progress:
+    """A one-line progress display on a terminal; silent otherwise."""
+
+    def __init__(self, stream: TextIO):
+        self.stream, self.enabled, self.last = stream, stream.isatty(), 0.0
+
+    def __call__(self, report: RunReport) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.2:
+            return
+        self.last = now
+        c = report.counts
+        self.stream.write(f"\r  catalog {c.catalog_fetched} fetched, {c.courses_emitted} courses | "
+                          f"progress {c.progress_fetched} fetched, {c.stats_emitted} stats | "
+                          f"{c.rejected} rejected ")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 100 + "\r")
+
+
+def print_summary(report: RunReport, out: str, stream: TextIO) -> None:
+    c = report.counts
+    lines = [
+        f"sync {report.outcome}: {report.provider} / {report.connection} (scope {report.scope}, "
+        f"run {report.run_id}, {report.duration_s:.2f}s)",
+        f"  catalog items fetched   {c.catalog_fetched:>9}",
+        f"  course events           {c.courses_emitted:>9}",
+        f"  progress rows fetched   {c.progress_fetched:>9}",
+        f"  learner-stat events     {c.stats_emitted:>9}",
+        f"  rejected records        {c.rejected:>9}",
+        f"  events written to       {out}",
+    ]
+    if report.error:
+        lines.append(f"  error ({report.error['kind']}): {report.error['message']}")
+    print("\n".join(lines), file=stream)
+
+
+def cmd_sync(args: argparse.Namespace, plugins: HostPluginManager) -> int:
+    provider = plugins.provider(args.provider)
+    with ExitStack() as stack:
+        if args.sandbox:
+            options = {k: v for k, v in {"contents": args.sandbox_contents, "learners": args.sandbox_learners,
+                                         "enrollments": args.sandbox_enrollments,
+                                         "broken_every": args.sandbox_broken_every}.items() if v is not None}
+            sandbox = provider.hooks.start_sandbox(options=options)
+            if sandbox is None:
+                print(f"connector-host: provider {provider.name} ships no sandbox", file=sys.stderr)
+                return EXIT_CONFIG
+            stack.callback(sandbox.close)
+            print(sandbox.describe(), file=sys.stderr)
+            connection = connection_from_settings(f"{provider.name}-sandbox", provider.name,
+                                                  sandbox.settings, plugins)
+        else:
+            if not args.connection:
+                print("connector-host: sync needs --connection NAME or --sandbox", file=sys.stderr)
+                return EXIT_CONFIG
+            connection = ConnectionStore.from_file(_connections_path(args)).get(args.connection, plugins)
+            if connection.provider != provider.name:
+                print(f"connector-host: connection {connection.name!r} is for provider "
+                      f"{connection.provider!r}, not {provider.name!r}", file=sys.stderr)
+                return EXIT_CONFIG
+        sink = stack.enter_context(JsonLinesSink(args.out))
+        progress = _Progress(sys.stderr)
+        engine = SyncEngine(plugins, sink, on_progress=progress, progress_every=100)
+        request = SyncRequest(request_id=str(uuid.uuid4()), connection=connection.name,
+                              provider=provider.name, scope=args.scope, requested_by="cli")
+        report = engine.run(request, connection)
+        progress.done()
+    print_summary(report, "stdout" if args.out == "-" else args.out, sys.stderr)
+    return OUTCOME_EXIT[report.outcome]
+
+
+# -- validate --------------------------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace, plugins: HostPluginManager) -> int:
+    bad = total = 0
+    counts: dict[str, int] = {}
+    with open(args.file, "rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            total += 1
+            try:
+                event = ev.parse_event(line)
+                counts[event.type] = counts.get(event.type, 0) + 1
+            except ValidationError as exc:
+                bad += 1
+                print(f"{args.file}:{lineno}: {json.dumps(exc.messages)}", file=sys.stderr)
+    for type_, n in sorted(counts.items()):
+        print(f"{n:>9}  {type_}")
+    print(f"{total - bad} of {total} events valid")
+    return EXIT_OK if bad == 0 else EXIT_FAILED
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="connector-host", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("CONNECTOR_HOST_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--connections", metavar="FILE",
+                        help=f"connections file (default $CONNECTOR_HOST_CONNECTIONS or {DEFAULT_CONNECTIONS})")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plugins", help="list installed providers")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("check", help="verify a connection's credentials and ids")
+    p.add_argument("--connection", required=True, metavar="NAME")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("sync", help="run one sync now and write its events as JSON lines")
+    p.add_argument("provider")
+    p.add_argument("--connection", metavar="NAME")
+    p.add_argument("--sandbox", action="store_true",
+                   help="start the provider's in-process sandbox and sync it (no credentials needed)")
+    p.add_argument("--scope", choices=["catalog", "progress", "all"], default="all")
+    p.add_argument("--out", default="-", metavar="FILE", help="where to write events (default stdout)")
+    p.add_argument("--sandbox-contents", type=int, metavar="N")
+    p.add_argument("--sandbox-learners", type=int, metavar="N")
+    p.add_argument("--sandbox-enrollments", type=int, metavar="N")
+    p.add_argument("--sandbox-broken-every", type=int, metavar="N",
+                   help="make every Nth sandbox record lack a required field")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("validate", help="check every line of a JSON-lines file against the event contract")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        plugins = get_plugin_manager()
+        return int(args.func(args, plugins))
+    except HostError as exc:
+        print(f"connector-host: {exc}", file=sys.stderr)
+        return EXIT_CONFIG if exc.kind in ("config", "plugin", "invalid_request") else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("connector-host: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,171 @@
+"""Named connections from a TOML file; each provider validates its own ``settings`` table.
+
+.. code-block:: toml
+
+    [connections.acme-coursera]
+    tenant = "acme"
+    provider = "coursera"
+    group_id = "65a1b2c3d4e5f60718293a4b"     # the 360Learning synchronized group
+
+    [connections.acme-coursera.settings]
+    org_id = "DjYCkBQTQV69TtWA7RuNug"
+    client_id = "acme-app-key"
+    client_secret = { env = "ACME_COURSERA_SECRET" }   # or { file = "secrets/acme" }
+
+Secrets are :class:`hostspec.secrets.Secret` objects, read when a provider calls ``reveal()``.
+Errors name the file, the connection and the field, never a secret value.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from marshmallow import ValidationError, fields
+
+from . import event_schemas
+from .errors import ConfigError, UnknownConnectionError
+from .plugins import HostPluginManager
+from .provider import Connection
+from .secrets import Secret
+
+log = logging.getLogger(__name__)
+_REQUIRED = ("tenant", "provider", "group_id")
+_NAME = event_schemas.NAME
+
+
+class SecretField(fields.Field):
+    """A settings field holding a :class:`Secret` (given as a string, ``{env=..}`` or ``{file=..}``)."""
+
+    default_error_messages = {"invalid": "must be a string, {{ env = \"NAME\" }} or {{ file = \"path\" }}"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, Secret):
+            return value
+        if isinstance(value, str) and value:
+            return Secret(value)
+        if isinstance(value, Mapping) and len(value) == 1:
+            (kind, ref), = value.items()
+            if kind in ("env", "file") and isinstance(ref, str) and ref:
+                return Secret(**{kind: ref})
+        raise self.make_error("invalid")
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return repr(value)
+
+
+class ConnectionStore:
+    """Connections read from one file; each is validated against its provider when first used."""
+
+    def __init__(self, raw: Mapping[str, Mapping[str, Any]], *, source: str, base: Path | None = None):
+        self._raw = dict(raw)
+        self._source = source
+        self._base = base
+        self._cache: dict[str, Connection] = {}
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> "ConnectionStore":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"connections file {path} cannot be read: {exc.strerror}") from None
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"connections file {path} is not valid TOML: {exc}") from None
+        table = doc.get("connections")
+        if not isinstance(table, dict) or not table:
+            raise ConfigError(f"connections file {path} has no [connections.NAME] tables")
+        _warn_if_world_readable(path, table)
+        return cls(table, source=str(path), base=path.parent)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._raw)
+
+    def raw(self, name: str) -> Mapping[str, Any]:
+        if name not in self._raw:
+            raise UnknownConnectionError(name, self.names)
+        return self._raw[name]
+
+    def get(self, name: str, plugins: HostPluginManager) -> Connection:
+        """The validated connection ``name``.
+
+        :raise UnknownConnectionError: no such connection in the file.
+        :raise UnknownProviderError: its provider is not installed.
+        :raise ConfigError: a required key is missing or a setting is invalid.
+        """
+        if name in self._cache:
+            return self._cache[name]
+        entry = self.raw(name)
+        where = f"{self._source}: connection {name!r}"
+        try:
+            _NAME(name)
+        except ValidationError:
+            raise ConfigError(f"{where}: the name must be letters, digits, '_', '.', ':' or '-'") from None
+        missing = [k for k in _REQUIRED if not isinstance(entry.get(k), str) or not entry.get(k)]
+        if missing:
+            raise ConfigError(f"{where}: missing or empty {', '.join(missing)}")
+        unknown = set(entry) - {*_REQUIRED, "settings", "enabled"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        provider = plugins.provider(entry["provider"])
+        settings_raw = entry.get("settings", {})
+        if not isinstance(settings_raw, Mapping):
+            raise ConfigError(f"{where}: settings must be a table")
+        settings_raw = {k: _bind_secret(v, self._base) if k in provider.info.secret_fields else v
+                        for k, v in settings_raw.items()}
+        try:
+            settings = provider.info.settings_schema().load(settings_raw)
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: invalid settings: {_describe(exc.messages)}") from None
+        connection = Connection(name=name, tenant=entry["tenant"], provider=provider.name,
+                                group_id=entry["group_id"], settings=settings)
+        self._cache[name] = connection
+        return connection
+
+    def enabled(self) -> list[str]:
+        return [n for n in self.names if self._raw[n].get("enabled", True)]
+
+
+def connection_from_settings(name: str, provider_name: str, settings: Mapping[str, Any],
+                             plugins: HostPluginManager, *, tenant: str = "sandbox",
+                             group_id: str = "000000000000000000000001") -> Connection:
+    """A single connection built in code (the embedded sandbox default, tests)."""
+    store = ConnectionStore({name: {"tenant": tenant, "provider": provider_name, "group_id": group_id,
+                                    "settings": dict(settings)}}, source="<in-memory>")
+    return store.get(name, plugins)
+
+
+def _bind_secret(value: Any, base: Path | None) -> Any:
+    if isinstance(value, Mapping) and set(value) == {"file"} and isinstance(value["file"], str):
+        return Secret(file=value["file"], base=base)
+    return value
+
+
+def _describe(messages: Any) -> str:
+    if isinstance(messages, dict):
+        return "; ".join(f"{k}: {_describe(v)}" for k, v in messages.items())
+    if isinstance(messages, list):
+        return ", ".join(_describe(m) for m in messages)
+    return str(messages)
+
+
+def _warn_if_world_readable(path: Path, table: Mapping[str, Any]) -> None:
+    inline = any(isinstance(v, str) and "secret" in k.lower()
+                 for entry in table.values() if isinstance(entry, Mapping)
+                 for k, v in (entry.get("settings") or {}).items())
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if inline and mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning("connections file %s holds inline secrets and is readable by other users; "
+                    "use { env = \"NAME\" } or chmod 600", path)
+
+
+__all__ = ["ConnectionStore", "SecretField", "connection_from_settings"]

@@ -1,0 +1,178 @@
+"""Generate the language-neutral contracts in ``schemas/`` from the marshmallow schemas.
+
+``python -m hostspec.contracts --write [DIR]`` rewrites the files; ``--check`` exits 1 when the
+files differ from the code (the test suite runs the same comparison).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from . import event_schemas as s
+from .events import DATA_SCHEMAS, SCHEMA_URI, SPECVERSION
+from .topics import TOPIC_TYPES, Topics
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "schemas"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+# Rules that span several fields, for consumers in other languages (the code enforces them in
+# hostspec.rules; the schema can say the two simplest ones).
+_EXTRA: dict[type[Schema], dict[str, Any]] = {
+    s.LearnerStatDataSchema: {"allOf": [
+        {"if": {"properties": {"completion_status": {"const": "completed"}}},
+         "then": {"properties": {"progress_percent": {"const": 100}, "completed_at": {"type": "string"}}}},
+        {"if": {"properties": {"completion_status": {"enum": ["not_started", "in_progress"]}}},
+         "then": {"properties": {"completed_at": {"type": "null"}}}},
+    ]},
+}
+
+
+def _validators(field: fields.Field, out: dict[str, Any]) -> None:
+    for v in field.validators:
+        if isinstance(v, validate.Length):
+            if v.min is not None:
+                out["minLength"] = v.min
+            if v.max is not None:
+                out["maxLength"] = v.max
+        elif isinstance(v, validate.Range):
+            if v.min is not None:
+                out["minimum"] = v.min
+            if v.max is not None:
+                out["maximum"] = v.max
+        elif isinstance(v, validate.OneOf):
+            out["enum"] = list(v.choices)
+        elif isinstance(v, validate.Regexp):
+            out["pattern"] = v.regex.pattern
+        elif isinstance(v, validate.Equal):
+            out["const"] = v.comparable
+
+
+def field_schema(field: fields.Field) -> dict[str, Any]:
+    out: dict[str, Any]
+    if isinstance(field, fields.Nested):
+        out = object_schema(field.schema.__class__)
+    elif isinstance(field, fields.List):
+        out = {"type": "array", "items": field_schema(field.inner)}
+    elif isinstance(field, fields.Dict):
+        out = {"type": "object"}
+        if field.key_field is not None:
+            out["propertyNames"] = field_schema(field.key_field)
+        if field.value_field is not None:
+            out["additionalProperties"] = field_schema(field.value_field)
+    elif isinstance(field, fields.Email):
+        out = {"type": "string", "format": "email"}
+    elif isinstance(field, fields.DateTime):
+        out = {"type": "string", "format": "date-time"}
+    elif isinstance(field, fields.String):
+        out = {"type": "string"}
+    elif isinstance(field, fields.Integer):
+        out = {"type": "integer"}
+    elif isinstance(field, fields.Float):
+        out = {"type": "number"}
+    elif isinstance(field, fields.Boolean):
+        out = {"type": "boolean"}
+    elif isinstance(field, fields.Raw):
+        return {}
+    else:  # pragma: no cover - a new field type must be taught here first
+        raise TypeError(f"no JSON Schema mapping for {type(field).__name__}")
+    _validators(field, out)
+    if field.allow_none:
+        out["type"] = [out["type"], "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+def object_schema(schema_cls: type[Schema]) -> dict[str, Any]:
+    schema = schema_cls()
+    props = {name: field_schema(f) for name, f in schema.fields.items()}
+    out: dict[str, Any] = {"type": "object", "properties": props,
+                           "required": [n for n, f in schema.fields.items() if f.required],
+                           "additionalProperties": False}
+    doc = (schema_cls.__doc__ or "").strip()
+    if doc:
+        out = {"description": doc.splitlines()[0], **out}
+    out.update(_EXTRA.get(schema_cls, {}))
+    return out
+
+
+def event_schema(type_: str) -> dict[str, Any]:
+    envelope = object_schema(s.EnvelopeSchema)
+    envelope["properties"]["type"] = {"const": type_}
+    envelope["properties"]["dataschema"] = {"const": SCHEMA_URI.format(type=type_)}
+    envelope["properties"]["data"] = object_schema(DATA_SCHEMAS[type_])
+    envelope["description"] = f"CloudEvents {SPECVERSION} structured event of type {type_}"
+    return {"$schema": DRAFT, "$id": SCHEMA_URI.format(type=type_), "title": type_, **envelope}
+
+
+def asyncapi() -> dict[str, Any]:
+    topics = Topics()
+    channels, operations, messages = {}, {}, {}
+    for attr, types in TOPIC_TYPES.items():
+        address = getattr(topics, attr)
+        refs = {}
+        for t in types:
+            msg = t.replace(".", "_")
+            messages[msg] = {"name": t, "contentType": "application/cloudevents+json",
+                             "payload": {"$ref": f"./{t}.json"}}
+            refs[msg] = {"$ref": f"#/components/messages/{msg}"}
+        channels[attr] = {"address": address, "messages": refs}
+        action = "receive" if attr == "requests" else "send"
+        operations[f"{action}_{attr}"] = {
+            "action": action, "channel": {"$ref": f"#/channels/{attr}"},
+            "messages": [{"$ref": f"#/channels/{attr}/messages/{m}"} for m in refs]}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "Learning connector host", "version": "1.0.0",
+                 "description": "Topics the connector host consumes and produces. Keys are the "
+                                "events' partitionkey; values are CloudEvents in structured JSON. "
+                                "Topic names are the defaults and can be changed in configuration."},
+        "defaultContentType": "application/cloudevents+json",
+        "channels": channels, "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
+def rendered() -> dict[str, str]:
+    """File name -> exact text of every contract file."""
+    files = {f"{t}.json": event_schema(t) for t in DATA_SCHEMAS}
+    files["asyncapi.json"] = asyncapi()
+    return {name: json.dumps(doc, indent=2, ensure_ascii=False) + "\n" for name, doc in files.items()}
+
+
+def differences(directory: Path = DEFAULT_DIR) -> list[str]:
+    out = []
+    for name, text in rendered().items():
+        path = directory / name
+        if not path.exists():
+            out.append(f"{name}: missing")
+        elif path.read_text(encoding="utf-8") != text:
+            out.append(f"{name}: differs from the code")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hostspec.contracts", description=__doc__)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--write", action="store_true")
+    group.add_argument("--check", action="store_true")
+    parser.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
+    args = parser.parse_args(argv)
+    if args.write:
+        args.directory.mkdir(parents=True, exist_ok=True)
+        for name, text in rendered().items():
+            (args.directory / name).write_text(text, encoding="utf-8")
+        return 0
+    diffs = differences(args.directory)
+    for line in diffs:
+        print(line, file=sys.stderr)
+    return 1 if diffs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Errors of the host and the base classes providers raise.
+
+::
+
+    HostError                         anything the host reports to a person
+    ├── ConfigError                   a settings file or a connection is wrong; fix config, do not retry
+    │   ├── UnknownConnectionError    a request names a connection that is not configured
+    │   └── UnknownProviderError      a request names a provider that is not installed
+    ├── PluginError                   a provider plugin cannot be loaded or breaks the hook contract
+    ├── InvalidRequestError           a sync request does not follow learning.sync.requested.v1
+    └── ProviderError                 raised by provider code while talking to its API
+        ├── ProviderConfigError       credentials, entitlements, ids: retrying will not help
+        ├── ProviderTransientError    throttling, 5xx, network: a later run may succeed
+        └── ProviderSystemError       the provider answered something we cannot interpret
+
+``RecordRejected`` is not an error of the run: a provider raises it from a ``map_*`` hook when one
+record cannot be mapped; the host turns it into a ``learning.record.rejected.v1`` event and goes on.
+
+Messages never contain secret values; see :mod:`hostspec.secrets`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class HostError(Exception):
+    """Base of every error the host reports. ``kind`` groups errors for status events."""
+
+    kind = "system"
+
+
+class ConfigError(HostError):
+    kind = "config"
+
+
+class UnknownConnectionError(ConfigError):
+    def __init__(self, name: str, known: list[str]):
+        self.name = name
+        self.known = sorted(known)
+        listed = ", ".join(self.known) or "none"
+        super().__init__(f"unknown connection {name!r}; configured connections: {listed}")
+
+
+class UnknownProviderError(ConfigError):
+    def __init__(self, name: str, installed: list[str]):
+        self.name = name
+        self.installed = sorted(installed)
+        listed = ", ".join(self.installed) or "none"
+        super().__init__(f"unknown provider {name!r}; installed providers: {listed}")
+
+
+class PluginError(HostError):
+    kind = "plugin"
+
+    def __init__(self, plugin_name: str, message: str):
+        self.plugin_name = plugin_name
+        super().__init__(f"provider plugin {plugin_name!r}: {message}")
+
+
+class InvalidRequestError(HostError):
+    kind = "invalid_request"
+
+    def __init__(self, message: str, messages: Any = None):
+        self.messages = messages
+        super().__init__(message)
+
+
+class ProviderError(HostError):
+    """Raised by provider code; subclasses say whether retrying later can help."""
+
+    kind = "provider"
+    retryable = False
+
+
+class ProviderConfigError(ProviderError):
+    kind = "provider_config"
+
+
+class ProviderTransientError(ProviderError):
+    kind = "provider_transient"
+    retryable = True
+
+
+class ProviderSystemError(ProviderError):
+    kind = "provider_system"
+
+
+class RecordRejected(Exception):
+    """One provider record cannot become an event.
+
+    :param record_id: the provider's id of the record, when it has one.
+    :param messages: marshmallow-style messages (``{field: [message, ...]}``) or a string.
+    """
+
+    def __init__(self, record_id: str | None, messages: Any):
+        self.record_id = record_id
+        self.messages = messages
+        super().__init__(f"record {record_id!r} rejected: {messages}")
+
+
+__all__ = [
+    "ConfigError",
+    "HostError",
+    "InvalidRequestError",
+    "PluginError",
+    "ProviderConfigError",
+    "ProviderError",
+    "ProviderSystemError",
+    "ProviderTransientError",
+    "RecordRejected",
+    "UnknownConnectionError",
+    "UnknownProviderError",
+]

@@ -1,0 +1,193 @@
+"""marshmallow schemas of the ``data`` of every event type (strict: unknown fields are errors).
+
+These classes are the source of truth of the public contract; ``schemas/*.json`` are generated
+from them (``python -m hostspec.contracts --write``) and a test keeps both equal.
+"""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from . import rules
+
+IDENT = validate.Length(min=1, max=256)
+NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
+                       error="must be 1-128 letters, digits, '_', '.', ':' or '-'")
+LANG = validate.Regexp(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$", error="must be a language code like en, pt_BR")
+HTTPS_URL = validate.Regexp(r"^https?://\S+$", error="must be an http(s) URL")
+PERCENT = validate.Range(min=0, max=100)
+SCOPE = validate.OneOf(["catalog", "progress", "all"])
+CONTENT_TYPES = ["course", "specialization", "video", "program", "labs", "certificate", "mooc",
+                 "article", "assessment", "audiobook", "book", "channel", "curriculum",
+                 "interactive", "journey", "linkedContent", "podcast", "roleplay", "topvoice"]
+COMPLETION = ["not_started", "in_progress", "completed"]
+PROVENANCE = validate.OneOf(["native", "derived", "absent"])
+STAT_FIELDS_WITH_PROVENANCE = ["completion_status", "progress_percent", "score_percent", "result",
+                               "first_activity_at", "last_activity_at", "completed_at",
+                               "time_spent_seconds"]
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class Identity(Strict):
+    """Who the event belongs to: the tenant's connection at a provider, in one 360Learning group."""
+
+    tenant = fields.String(required=True, validate=NAME)
+    connection = fields.String(required=True, validate=NAME)
+    provider = fields.String(required=True, validate=NAME)
+    group_id = fields.String(required=True, validate=IDENT)
+
+
+class SourceSchema(Strict):
+    name = fields.String(required=True, validate=validate.Length(min=1))
+    logo_url = fields.String(required=True, allow_none=True, validate=HTTPS_URL)
+
+
+class SkillSchema(Strict):
+    name = fields.String(required=True, validate=validate.Length(min=1))
+    provider_id = fields.String(required=True, allow_none=True)
+
+
+class CourseDataSchema(Identity):
+    """``learning.course.upserted.v1``: one provider item as a 360Learning external course."""
+
+    external_id = fields.String(required=True, validate=IDENT)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+    description = fields.String(required=True, allow_none=True)
+    locked_fields = fields.List(fields.String(validate=validate.OneOf(["title", "description"])),
+                                required=True)
+    language = fields.String(required=True, validate=LANG)
+    content_type = fields.String(required=True, validate=validate.OneOf(CONTENT_TYPES))
+    launch_url = fields.String(required=True, validate=HTTPS_URL)
+    image_url = fields.String(required=True, allow_none=True, validate=HTTPS_URL)
+    duration_minutes = fields.Integer(required=True, allow_none=True, strict=True,
+                                      validate=validate.Range(min=1, max=100000))
+    difficulty_level = fields.String(required=True, allow_none=True,
+                                     validate=validate.OneOf(["beginner", "intermediate", "advanced"]))
+    sources = fields.List(fields.Nested(SourceSchema), required=True)
+    subjects = fields.List(fields.String(validate=validate.Length(min=1)), required=True)
+    skills = fields.List(fields.Nested(SkillSchema), required=True)
+    provider_updated_at = fields.DateTime(required=True, allow_none=True, format="iso")
+    fingerprint = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+
+
+class CourseRemovedDataSchema(Identity):
+    """``learning.course.removed.v1``: an item no longer available to the organisation."""
+
+    external_id = fields.String(required=True, validate=IDENT)
+    reason = fields.String(required=True, validate=validate.OneOf(["not_in_catalog", "removed_by_provider"]))
+    last_seen_at = fields.DateTime(required=True, allow_none=True, format="iso")
+
+
+class LearnerSchema(Strict):
+    email = fields.Email(required=True, allow_none=True)
+    provider_id = fields.String(required=True, validate=IDENT)
+
+
+class LearnerStatDataSchema(Identity):
+    """``learning.learner_stat.upserted.v1``: one learner's state in one course (one attempt)."""
+
+    course_external_id = fields.String(required=True, validate=IDENT)
+    learner = fields.Nested(LearnerSchema, required=True)
+    attempt_id = fields.String(required=True, validate=IDENT)
+    completion_status = fields.String(required=True, validate=validate.OneOf(COMPLETION))
+    progress_percent = fields.Float(required=True, allow_none=True, validate=PERCENT)
+    score_percent = fields.Float(required=True, allow_none=True, validate=PERCENT)
+    result = fields.String(required=True, allow_none=True, validate=validate.OneOf(["passed", "failed"]))
+    first_activity_at = fields.DateTime(required=True, allow_none=True, format="iso")
+    last_activity_at = fields.DateTime(required=True, allow_none=True, format="iso")
+    completed_at = fields.DateTime(required=True, allow_none=True, format="iso")
+    time_spent_seconds = fields.Integer(required=True, allow_none=True, strict=True,
+                                        validate=validate.Range(min=0))
+    provenance = fields.Dict(keys=fields.String(validate=validate.OneOf(STAT_FIELDS_WITH_PROVENANCE)),
+                             values=fields.String(validate=PROVENANCE), required=True)
+    as_of = fields.DateTime(required=True, format="iso")
+    fingerprint = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+
+    @validates_schema
+    def _learning_rules(self, data, **_kwargs):
+        errors = rules.check_stat(data)
+        if errors:
+            raise ValidationError(errors)
+
+
+class SyncRequestedDataSchema(Strict):
+    """``learning.sync.requested.v1``: ask the host to sync one connection."""
+
+    connection = fields.String(required=True, validate=NAME)
+    provider = fields.String(required=True, validate=NAME)
+    scope = fields.String(load_default="all", validate=SCOPE)
+    requested_by = fields.String(load_default=None, allow_none=True)
+
+
+class CountsSchema(Strict):
+    catalog_fetched = fields.Integer(required=True)
+    courses_emitted = fields.Integer(required=True)
+    courses_removed = fields.Integer(required=True)
+    progress_fetched = fields.Integer(required=True)
+    stats_emitted = fields.Integer(required=True)
+    rejected = fields.Integer(required=True)
+    skipped = fields.Integer(required=True)
+
+
+class RunErrorSchema(Strict):
+    kind = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class SyncStatusDataSchema(Strict):
+    """``learning.sync.status.v1``: a run started, progressed or ended."""
+
+    request_id = fields.String(required=True, allow_none=True)
+    run_id = fields.String(required=True, allow_none=True)
+    tenant = fields.String(required=True, allow_none=True)
+    connection = fields.String(required=True, allow_none=True)
+    provider = fields.String(required=True, allow_none=True)
+    scope = fields.String(required=True, allow_none=True, validate=SCOPE)
+    phase = fields.String(required=True, validate=validate.OneOf(
+        ["started", "completed", "partial", "failed"]))
+    counts = fields.Nested(CountsSchema, required=True)
+    error = fields.Nested(RunErrorSchema, required=True, allow_none=True)
+    started_at = fields.DateTime(required=True, allow_none=True, format="iso")
+    ended_at = fields.DateTime(required=True, allow_none=True, format="iso")
+
+
+class KafkaOriginSchema(Strict):
+    topic = fields.String(required=True)
+    partition = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
+
+
+class RecordRejectedDataSchema(Strict):
+    """``learning.record.rejected.v1``: a provider record or an input message that was refused."""
+
+    stage = fields.String(required=True, validate=validate.OneOf(["request", "mapping", "validation"]))
+    reason = fields.String(required=True, validate=validate.Length(min=1))
+    errors = fields.Raw(required=True, allow_none=True)
+    record_id = fields.String(required=True, allow_none=True)
+    record = fields.Raw(required=True, allow_none=True)
+    request_id = fields.String(required=True, allow_none=True)
+    run_id = fields.String(required=True, allow_none=True)
+    tenant = fields.String(required=True, allow_none=True)
+    connection = fields.String(required=True, allow_none=True)
+    provider = fields.String(required=True, allow_none=True)
+    origin = fields.Nested(KafkaOriginSchema, required=True, allow_none=True)
+    raw_value = fields.String(required=True, allow_none=True)
+    raw_encoding = fields.String(required=True, allow_none=True, validate=validate.OneOf(["utf-8", "base64"]))
+
+
+class EnvelopeSchema(Strict):
+    """CloudEvents 1.0 structured-mode attributes (``data`` is checked by the type's schema)."""
+
+    specversion = fields.String(required=True, validate=validate.Equal("1.0"))
+    id = fields.String(required=True, validate=validate.Length(min=1))
+    source = fields.String(required=True, validate=validate.Length(min=1))
+    type = fields.String(required=True)
+    subject = fields.String(required=True, allow_none=True)
+    time = fields.DateTime(required=True, format="iso")
+    datacontenttype = fields.String(required=True, validate=validate.Equal("application/json"))
+    dataschema = fields.String(required=True)
+    partitionkey = fields.String(required=True, validate=validate.Length(min=1))
+    data = fields.Dict(required=True)

@@ -1,0 +1,165 @@
+"""Normalized events: CloudEvents 1.0 structured JSON, typed, keyed and deterministically named.
+
+Every event the host emits is built here, validated against its type's marshmallow schema
+(so nothing is emitted that a consumer would reject) and carries:
+
+* ``partitionkey`` (CloudEvents partitioning extension, also the Kafka key):
+  ``tenant/connection/provider/entity`` so all events of one entity keep their order;
+* a deterministic ``id``: the same type, key and content give the same id, so a duplicate
+  delivered twice is recognisable.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from marshmallow import Schema, ValidationError
+
+from . import event_schemas as s
+
+SPECVERSION = "1.0"
+SCHEMA_URI = "urn:learning-connectors:schema:{type}"
+ID_NAMESPACE = uuid.UUID("6f1e6c52-8a0e-4a55-9a0e-2a3c7a4b9d10")
+
+SYNC_REQUESTED = "learning.sync.requested.v1"
+COURSE_UPSERTED = "learning.course.upserted.v1"
+COURSE_REMOVED = "learning.course.removed.v1"
+LEARNER_STAT_UPSERTED = "learning.learner_stat.upserted.v1"
+SYNC_STATUS = "learning.sync.status.v1"
+RECORD_REJECTED = "learning.record.rejected.v1"
+
+DATA_SCHEMAS: dict[str, type[Schema]] = {
+    SYNC_REQUESTED: s.SyncRequestedDataSchema,
+    COURSE_UPSERTED: s.CourseDataSchema,
+    COURSE_REMOVED: s.CourseRemovedDataSchema,
+    LEARNER_STAT_UPSERTED: s.LearnerStatDataSchema,
+    SYNC_STATUS: s.SyncStatusDataSchema,
+    RECORD_REJECTED: s.RecordRejectedDataSchema,
+}
+EVENT_TYPES = tuple(DATA_SCHEMAS)
+_schema_instances = {t: cls() for t, cls in DATA_SCHEMAS.items()}
+_envelope = s.EnvelopeSchema()
+_FINGERPRINT_EXCLUDES = frozenset({"fingerprint", "as_of"})
+
+
+def isoformat(moment: datetime) -> str:
+    """UTC ISO 8601 with milliseconds and ``Z``, the form every event uses."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware UTC datetime")
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint(data: Mapping[str, Any]) -> str:
+    """sha256 of the data's content, ignoring the fingerprint itself and ``as_of`` (freshness)."""
+    content = {k: v for k, v in data.items() if k not in _FINGERPRINT_EXCLUDES}
+    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+
+
+def event_id(type_: str, key: str, content: str) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"{type_}\n{key}\n{content}"))
+
+
+def partition_key(tenant: str | None, connection: str | None, provider: str | None, entity: str) -> str:
+    return "/".join([tenant or "-", connection or "-", provider or "-", entity])
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event ready for a transport: its type, Kafka key and CloudEvent body."""
+
+    type: str
+    key: str
+    body: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.body["id"]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.body["data"]
+
+    def to_json(self) -> str:
+        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
+
+
+def validate_data(type_: str, data: Mapping[str, Any]) -> None:
+    """Raise marshmallow ``ValidationError`` when ``data`` breaks its type's contract."""
+    errors = _schema_instances[type_].validate(data)
+    if errors:
+        raise ValidationError(errors)
+
+
+def make_event(type_: str, data: dict[str, Any], *, key: str, source: str, subject: str | None,
+               time: datetime, id_content: str | None = None, validate: bool = True) -> Event:
+    """Build (and by default validate) one CloudEvent.
+
+    :param id_content: what makes the id unique besides type and key; default: the data's
+        ``fingerprint`` field, else its canonical JSON.
+    """
+    if validate:
+        validate_data(type_, data)
+    if id_content is None:
+        id_content = data.get("fingerprint") or canonical_json(data)
+    body = {
+        "specversion": SPECVERSION,
+        "id": event_id(type_, key, id_content),
+        "source": source,
+        "type": type_,
+        "subject": subject,
+        "time": isoformat(time),
+        "datacontenttype": "application/json",
+        "dataschema": SCHEMA_URI.format(type=type_),
+        "partitionkey": key,
+        "data": data,
+    }
+    return Event(type_, key, body)
+
+
+def parse_event(raw: bytes | str | Mapping[str, Any], expected_type: str | None = None) -> Event:
+    """Parse and validate a CloudEvent from JSON bytes, text or a mapping.
+
+    :raise ValidationError: with marshmallow messages (``_schema`` for non-JSON input).
+    """
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError({"_schema": [f"not UTF-8: {exc.reason} at byte {exc.start}"]}) from None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValidationError({"_schema": [f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]}) from None
+    if not isinstance(raw, Mapping):
+        raise ValidationError({"_schema": ["a CloudEvent must be a JSON object"]})
+    errors = _envelope.validate(raw)
+    type_ = raw.get("type")
+    if type_ not in DATA_SCHEMAS:
+        errors.setdefault("type", []).append(f"unknown event type {type_!r}; known: {', '.join(EVENT_TYPES)}")
+    elif expected_type is not None and type_ != expected_type:
+        errors.setdefault("type", []).append(f"expected {expected_type}, got {type_}")
+    elif isinstance(raw.get("data"), Mapping):
+        data_errors = _schema_instances[type_].validate(raw["data"])
+        if data_errors:
+            errors["data"] = data_errors
+    if errors:
+        raise ValidationError(errors)
+    data = _schema_instances[type_].load(raw["data"]) if type_ == SYNC_REQUESTED else dict(raw["data"])
+    return Event(type_, raw.get("partitionkey") or "", {**raw, "data": data})
+
+
+__all__ = [
+    "COURSE_REMOVED", "COURSE_UPSERTED", "DATA_SCHEMAS", "EVENT_TYPES", "Event",
+    "LEARNER_STAT_UPSERTED", "RECORD_REJECTED", "SYNC_REQUESTED", "SYNC_STATUS",
+    "canonical_json", "event_id", "fingerprint", "isoformat", "make_event", "parse_event",
+    "partition_key", "validate_data",
+]

@@ -1,0 +1,94 @@
+"""The objects the host hands to provider hooks, and the ones providers hand back."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Mapping, Protocol
+
+from marshmallow import Schema
+
+SCOPES = ("catalog", "progress")
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    """What a provider tells the host about itself (hook ``provider_info``).
+
+    :param name: the name requests use (``"coursera"``); lower case, unique among installed providers.
+    :param version: the provider package's version.
+    :param scopes: which of ``"catalog"`` and ``"progress"`` it can sync.
+    :param settings_schema: a marshmallow schema class validating the connection's ``settings``
+        table; fields listed in ``secret_fields`` arrive as :class:`hostspec.secrets.Secret`.
+    :param secret_fields: names of settings that hold secrets.
+    """
+
+    name: str
+    version: str
+    title: str
+    scopes: tuple[str, ...]
+    settings_schema: type[Schema]
+    secret_fields: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One tenant's configured account at one provider, synchronized into one 360Learning group."""
+
+    name: str
+    tenant: str
+    provider: str
+    group_id: str
+    settings: Mapping[str, Any] = field(repr=False)
+
+    def __repr__(self) -> str:  # settings may hold secrets: never print them
+        return (f"Connection(name={self.name!r}, tenant={self.tenant!r}, "
+                f"provider={self.provider!r}, group_id={self.group_id!r})")
+
+
+@dataclass(frozen=True)
+class SyncContext:
+    """Per-run facts for hooks.
+
+    :param run_id: unique id of this execution (a redo after a crash gets a new one).
+    :param request_id: id of the ``learning.sync.requested.v1`` event that caused the run.
+    :param scope: ``"catalog"`` or ``"progress"`` while that part runs.
+    :param now: the run's clock reading, fixed at its start; mapping must use it, never the wall clock.
+    :param options: request options (reserved for modes, date ranges, subsets).
+    :param log: a logger already labelled with run, connection and provider.
+    """
+
+    run_id: str
+    request_id: str
+    scope: str
+    now: datetime
+    options: Mapping[str, Any] = field(default_factory=dict)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("hostspec.run"))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Answer of ``check_connection``: whether the credentials and ids work, said for a person."""
+
+    ok: bool
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class SandboxHandle(Protocol):
+    """A running local stand-in of a provider's API (hook ``start_sandbox``)."""
+
+    settings: Mapping[str, Any]
+    """Connection settings that point at the sandbox (plain strings, secrets included)."""
+
+    url: str
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+Clock = Callable[[], datetime]
+
+__all__ = ["SCOPES", "CheckResult", "Clock", "Connection", "ProviderInfo", "SandboxHandle", "SyncContext"]

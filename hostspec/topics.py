@@ -1,0 +1,41 @@
+"""Kafka topics and which event types travel on each (defaults; every name is configurable).
+
+Course upserts and removals share a topic so that, with the course's partition key, a consumer
+sees them in the order they happened.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from . import events as ev
+
+
+@dataclass(frozen=True)
+class Topics:
+    requests: str = "learning.sync.requests"
+    courses: str = "learning.courses"
+    learner_stats: str = "learning.learner-stats"
+    status: str = "learning.sync.status"
+    dead_letter: str = "learning.deadletter"
+
+    def for_type(self, type_: str) -> str:
+        return {
+            ev.SYNC_REQUESTED: self.requests,
+            ev.COURSE_UPSERTED: self.courses,
+            ev.COURSE_REMOVED: self.courses,
+            ev.LEARNER_STAT_UPSERTED: self.learner_stats,
+            ev.SYNC_STATUS: self.status,
+            ev.RECORD_REJECTED: self.dead_letter,
+        }[type_]
+
+    def all(self) -> list[str]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+TOPIC_TYPES = {
+    "requests": [ev.SYNC_REQUESTED],
+    "courses": [ev.COURSE_UPSERTED, ev.COURSE_REMOVED],
+    "learner_stats": [ev.LEARNER_STAT_UPSERTED],
+    "status": [ev.SYNC_STATUS],
+    "dead_letter": [ev.RECORD_REJECTED],
+}

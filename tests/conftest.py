@@ -1,0 +1,40 @@
+"""Shared fixtures: the plugin manager, a running Coursera sandbox, a connection to it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from connector_coursera.sandbox import CourseraSandbox, OrgSpec
+from hostspec.connections import connection_from_settings
+from hostspec.plugins import get_plugin_manager
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+
+
+def load_fixture(*parts: str):
+    return json.loads(FIXTURES.joinpath(*parts).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def plugins():
+    return get_plugin_manager()
+
+
+@pytest.fixture
+def sandbox():
+    with CourseraSandbox(OrgSpec(contents=30, learners=20, enrollments=90)) as sb:
+        yield sb
+
+
+def sandbox_connection(sb: CourseraSandbox, plugins, **overrides):
+    settings = {**sb.settings, "max_retry_after_s": 0.2, **overrides}
+    return connection_from_settings("acme-coursera", "coursera", settings, plugins, tenant="acme",
+                                    group_id="65a1b2c3d4e5f60718293a4b")
+
+
+@pytest.fixture
+def connection(sandbox, plugins):
+    return sandbox_connection(sandbox, plugins)

@@ -1,0 +1,102 @@
+"""Connections files: validation per provider, secrets by reference, clear errors."""
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+from hostspec.connections import ConnectionStore
+from hostspec.errors import ConfigError, UnknownConnectionError, UnknownProviderError
+from hostspec.secrets import Secret
+
+GOOD = """
+[connections.acme]
+tenant = "acme"
+provider = "coursera"
+group_id = "65a1b2c3d4e5f60718293a4b"
+
+[connections.acme.settings]
+org_id = "DjYCkBQTQV69TtWA7RuNug"
+client_id = "acme-key"
+client_secret = { env = "ACME_SECRET_FOR_TEST" }
+base_url = "http://127.0.0.1:9"
+"""
+
+
+def write(tmp_path, text, mode=0o600):
+    path = tmp_path / "connections.toml"
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def test_valid_connection_with_env_secret(tmp_path, plugins, monkeypatch):
+    monkeypatch.setenv("ACME_SECRET_FOR_TEST", "s3cr3t-from-env")
+    conn = ConnectionStore.from_file(write(tmp_path, GOOD)).get("acme", plugins)
+    assert conn.tenant == "acme" and conn.settings.org_id == "DjYCkBQTQV69TtWA7RuNug"
+    assert conn.settings.page_size == 100  # default
+    assert conn.settings.client_secret.reveal() == "s3cr3t-from-env"
+    for text in (repr(conn), repr(conn.settings), str(conn.settings.client_secret)):
+        assert "s3cr3t-from-env" not in text
+
+
+def test_file_secret_is_resolved_relative_to_the_connections_file(tmp_path, plugins):
+    (tmp_path / "acme.secret").write_text("from-a-file\n")
+    text = GOOD.replace('{ env = "ACME_SECRET_FOR_TEST" }', '{ file = "acme.secret" }')
+    conn = ConnectionStore.from_file(write(tmp_path, text)).get("acme", plugins)
+    assert conn.settings.client_secret.reveal() == "from-a-file"
+
+
+def test_missing_env_secret_says_which_variable_without_value(tmp_path, plugins, monkeypatch):
+    monkeypatch.delenv("ACME_SECRET_FOR_TEST", raising=False)
+    conn = ConnectionStore.from_file(write(tmp_path, GOOD)).get("acme", plugins)
+    with pytest.raises(LookupError, match="ACME_SECRET_FOR_TEST"):
+        conn.settings.client_secret.reveal()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('tenant = "acme"\n', ""), "missing or empty tenant"),
+    (lambda t: t.replace('org_id = "DjYCkBQTQV69TtWA7RuNug"\n', ""), "org_id"),
+    (lambda t: t.replace('base_url = "http://127.0.0.1:9"', 'base_url = "not a url"'), "base_url"),
+    (lambda t: t.replace('client_id = "acme-key"', 'client_id = "acme-key"\npage_size = 5000'), "page_size"),
+    (lambda t: t.replace("{ env = ", "{ vault = "), "client_secret"),
+    (lambda t: t.replace('group_id =', 'colour = "red"\ngroup_id ='), "unknown keys colour"),
+])
+def test_invalid_settings_name_connection_and_field(tmp_path, plugins, edit, message):
+    store = ConnectionStore.from_file(write(tmp_path, edit(GOOD)))
+    with pytest.raises(ConfigError) as excinfo:
+        store.get("acme", plugins)
+    assert message in str(excinfo.value) and "'acme'" in str(excinfo.value)
+
+
+def test_unknown_connection_and_provider(tmp_path, plugins):
+    store = ConnectionStore.from_file(write(tmp_path, GOOD.replace('provider = "coursera"', 'provider = "go1"')))
+    with pytest.raises(UnknownConnectionError, match="configured connections: acme"):
+        store.get("nope", plugins)
+    with pytest.raises(UnknownProviderError, match="installed providers: coursera"):
+        store.get("acme", plugins)
+
+
+@pytest.mark.parametrize("text, message", [("not = [toml", "not valid TOML"), ("x = 1", r"no \[connections\.NAME\]")])
+def test_broken_files(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        ConnectionStore.from_file(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        ConnectionStore.from_file(tmp_path / "absent.toml")
+
+
+def test_world_readable_file_with_inline_secret_warns(tmp_path, caplog):
+    text = GOOD.replace('{ env = "ACME_SECRET_FOR_TEST" }', '"inline-secret"')
+    with caplog.at_level(logging.WARNING):
+        ConnectionStore.from_file(write(tmp_path, text, mode=0o644))
+    assert "readable by other users" in caplog.text
+    assert "inline-secret" not in caplog.text
+
+
+def test_secret_needs_exactly_one_source():
+    with pytest.raises(ValueError):
+        Secret("a", env="B")

@@ -1,0 +1,125 @@
+"""The engine with throwaway providers: rejections, failures and statuses, no HTTP involved."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from marshmallow import Schema
+
+from hostspec import ProviderInfo, ProviderTransientError, RecordRejected, hookimpl
+from hostspec import events as ev
+from hostspec.connections import connection_from_settings
+from hostspec.engine import SyncEngine, SyncRequest
+from hostspec.plugins import get_plugin_manager
+from hostspec.sinks import MemorySink
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+
+class Toy:
+    """Serves three catalog items: a good one, one it cannot map, one breaking the contract."""
+
+    def __init__(self, records=None, fail_after=None, crash_on=None):
+        self.records = records if records is not None else [{"id": "good"}, {"id": "unmappable"}, {"id": "bad-url"}]
+        self.fail_after, self.crash_on, self.closed = fail_after, crash_on, False
+
+    @hookimpl
+    def provider_info(self):
+        return ProviderInfo("toy", "0.0.1", "Toy", ("catalog", "progress"), Schema)
+
+    @hookimpl
+    def fetch_catalog(self):
+        try:
+            for n, record in enumerate(self.records):
+                if self.fail_after is not None and n == self.fail_after:
+                    raise ProviderTransientError("toy API is down")
+                yield record
+        finally:
+            self.closed = True
+
+    @hookimpl
+    def map_course(self, record):
+        if record["id"] == "unmappable":
+            raise RecordRejected("unmappable", {"name": ["Missing data for required field."]})
+        if record["id"] == self.crash_on:
+            raise ZeroDivisionError("bug in provider")
+        return {"external_id": record["id"], "title": f"Course {record['id']}", "description": None,
+                "language": "en", "content_type": "course",
+                "launch_url": "ftp://nope" if record["id"] == "bad-url" else f"https://toy.test/{record['id']}",
+                "image_url": None, "duration_minutes": None, "difficulty_level": None, "sources": [],
+                "subjects": [], "skills": [], "provider_updated_at": None}
+
+    @hookimpl
+    def fetch_progress(self):
+        return iter(())
+
+
+def run(toy, scope="catalog"):
+    pm = get_plugin_manager(load_entry_points=False, plugins=[("toy", toy)])
+    conn = connection_from_settings("t1", "toy", {}, pm, tenant="acme", group_id="g1")
+    sink = MemorySink()
+    report = SyncEngine(pm, sink, clock=lambda: T0).run(SyncRequest("req-1", "t1", "toy", scope), conn)
+    return report, sink
+
+
+def test_bad_records_are_rejected_and_the_rest_delivered():
+    report, sink = run(Toy())
+    assert report.outcome == "partial"
+    assert [e.data["external_id"] for e in sink.of_type(ev.COURSE_UPSERTED)] == ["good"]
+    rejected = {e.data["record_id"]: e.data for e in sink.of_type(ev.RECORD_REJECTED)}
+    assert rejected["unmappable"]["stage"] == "mapping"
+    assert rejected["unmappable"]["errors"] == {"name": ["Missing data for required field."]}
+    assert rejected["bad-url"]["stage"] == "validation" and "launch_url" in rejected["bad-url"]["errors"]
+    assert rejected["bad-url"]["record"] == {"id": "bad-url"}
+
+
+def test_status_events_open_and_close_the_run_with_counts():
+    report, sink = run(Toy())
+    statuses = sink.of_type(ev.SYNC_STATUS)
+    assert [s.data["phase"] for s in statuses] == ["started", "partial"]
+    assert sink.events[0] is statuses[0] and sink.events[-1] is statuses[-1]
+    counts = statuses[-1].data["counts"]
+    assert counts["catalog_fetched"] == 3 and counts["courses_emitted"] == 1 and counts["rejected"] == 2
+    assert statuses[-1].data["request_id"] == "req-1"
+
+
+def test_fetch_failure_ends_the_run_failed_and_closes_the_stream():
+    toy = Toy(records=[{"id": "good"}, {"id": "good2"}], fail_after=1)
+    report, sink = run(toy)
+    assert report.outcome == "failed"
+    assert report.error == {"kind": "provider_transient", "message": "toy API is down"}
+    assert len(sink.of_type(ev.COURSE_UPSERTED)) == 1
+    assert sink.of_type(ev.SYNC_STATUS)[-1].data["error"]["kind"] == "provider_transient"
+    assert toy.closed
+
+
+def test_bug_in_mapping_costs_one_record():
+    report, sink = run(Toy(records=[{"id": "a"}, {"id": "boom"}, {"id": "b"}], crash_on="boom"))
+    assert [e.data["external_id"] for e in sink.of_type(ev.COURSE_UPSERTED)] == ["a", "b"]
+    (rej,) = sink.of_type(ev.RECORD_REJECTED)
+    assert rej.data["reason"].startswith("ZeroDivisionError")
+
+
+def test_host_fills_identity_locked_fields_and_fingerprint():
+    _, sink = run(Toy(records=[{"id": "a"}]))
+    (course,) = sink.of_type(ev.COURSE_UPSERTED)
+    assert course.data["tenant"] == "acme" and course.data["group_id"] == "g1"
+    assert course.data["locked_fields"] == ["title", "description"]
+    assert course.data["fingerprint"] == ev.fingerprint(course.data)
+    assert course.key == "acme/t1/toy/course/a"
+
+
+def test_same_input_twice_gives_the_same_event_ids():
+    _, first = run(Toy())
+    _, second = run(Toy())
+    content = lambda sink: [e.id for e in sink.events if e.type != ev.SYNC_STATUS]  # noqa: E731
+    assert content(first) == content(second)
+
+
+def test_unsupported_scope_fails_cleanly():
+    class CatalogOnly(Toy):
+        @hookimpl
+        def provider_info(self):
+            return ProviderInfo("toy", "0.0.1", "Toy", ("catalog",), Schema)
+
+    report, _ = run(CatalogOnly(), scope="progress")
+    assert report.outcome == "failed" and "does not support scope 'progress'" in report.error["message"]

@@ -1,0 +1,91 @@
+"""CloudEvent building: validation on the way out, deterministic ids, keys, parsing of input."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from marshmallow import ValidationError
+
+from hostspec import events as ev
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+
+
+def course_data(**overrides):
+    data = {"tenant": "acme", "connection": "acme-coursera", "provider": "coursera",
+            "group_id": "65a1b2c3d4e5f60718293a4b", "external_id": "abc", "title": "T",
+            "description": None, "locked_fields": ["title", "description"], "language": "en",
+            "content_type": "course", "launch_url": "https://www.coursera.org/learn/t",
+            "image_url": None, "duration_minutes": 60, "difficulty_level": None, "sources": [],
+            "subjects": [], "skills": [], "provider_updated_at": None}
+    data.update(overrides)
+    data["fingerprint"] = ev.fingerprint(data)
+    return data
+
+
+def build(data, time=NOW):
+    return ev.make_event(ev.COURSE_UPSERTED, data, key=ev.partition_key("acme", "acme-coursera", "coursera", "course/abc"),
+                         source="/test", subject="abc", time=time)
+
+
+def test_envelope_has_every_cloudevents_attribute():
+    body = build(course_data()).body
+    assert body["specversion"] == "1.0" and body["datacontenttype"] == "application/json"
+    assert body["time"] == "2026-01-02T03:04:05.678Z"
+    assert body["dataschema"] == "urn:learning-connectors:schema:learning.course.upserted.v1"
+    assert body["partitionkey"] == "acme/acme-coursera/coursera/course/abc"
+    ev.parse_event(build(course_data()).to_json())  # round trip validates
+
+
+def test_same_content_same_id_even_at_another_time():
+    assert build(course_data()).id == build(course_data(), time=datetime(2030, 1, 1, tzinfo=timezone.utc)).id
+
+
+def test_changed_content_changes_id_and_fingerprint():
+    a, b = course_data(), course_data(title="Other")
+    assert a["fingerprint"] != b["fingerprint"]
+    assert build(a).id != build(b).id
+
+
+def test_fingerprint_ignores_freshness_only():
+    base = {"x": 1, "as_of": "2026-01-01T00:00:00Z"}
+    assert ev.fingerprint(base) == ev.fingerprint({**base, "as_of": "2027-01-01T00:00:00Z"})
+    assert ev.fingerprint(base) != ev.fingerprint({**base, "x": 2})
+
+
+def test_outgoing_event_breaking_the_contract_is_refused():
+    with pytest.raises(ValidationError) as excinfo:
+        build(course_data(launch_url="javascript:alert(1)", surprise=True))
+    assert "launch_url" in excinfo.value.messages and "surprise" in excinfo.value.messages
+
+
+@pytest.mark.parametrize("raw, field", [
+    (b"\xff\xfe not utf8", "_schema"),
+    (b"{not json", "_schema"),
+    (b"[1, 2]", "_schema"),
+    (b'{"specversion": "1.0"}', "id"),
+])
+def test_parse_rejects_malformed_input_with_messages(raw, field):
+    with pytest.raises(ValidationError) as excinfo:
+        ev.parse_event(raw)
+    assert field in excinfo.value.messages
+
+
+def test_parse_names_unknown_and_unexpected_types():
+    body = build(course_data()).body
+    with pytest.raises(ValidationError, match="unknown event type"):
+        ev.parse_event({**body, "type": "learning.thing.v9"})
+    with pytest.raises(ValidationError, match="expected learning.sync.requested.v1"):
+        ev.parse_event(body, expected_type=ev.SYNC_REQUESTED)
+
+
+def test_sync_request_gets_defaults():
+    req = ev.make_event(ev.SYNC_REQUESTED, {"connection": "c", "provider": "coursera"},
+                        key="k", source="/test", subject="c", time=NOW)
+    parsed = ev.parse_event(req.to_json(), expected_type=ev.SYNC_REQUESTED)
+    assert parsed.data["scope"] == "all"
+
+
+def test_naive_datetimes_are_refused():
+    with pytest.raises(ValueError):
+        ev.isoformat(datetime(2026, 1, 1))
