@@ -1,0 +1,112 @@
+"""The ``connector-host`` command: plugins, check, sync (sandbox and connections file), validate."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hostspec.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, main
+
+
+def lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_plugins_lists_coursera(capsys):
+    assert main(["plugins", "--json"]) == EXIT_OK
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["name"] == "coursera" and row["sandbox"] is True and row["secret_settings"] == ["client_secret"]
+
+
+def test_sandbox_sync_writes_valid_events_and_a_summary(tmp_path, capsys):
+    out = tmp_path / "events.jsonl"
+    assert main(["sync", "coursera", "--sandbox", "--out", str(out)]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "sync completed" in err and "course events" in err
+    events = lines(out)
+    courses = [e for e in events if e["type"] == "learning.course.upserted.v1"]
+    assert len(courses) == 40  # the default sandbox serves 40 catalog items
+    assert events[0]["data"]["phase"] == "started" and events[-1]["data"]["phase"] == "completed"
+    assert main(["validate", str(out)]) == EXIT_OK
+
+
+def test_partial_sync_exits_3(tmp_path, capsys):
+    out = tmp_path / "e.jsonl"
+    code = main(["sync", "coursera", "--sandbox", "--sandbox-broken-every", "5", "--scope", "catalog", "--out", str(out)])
+    assert code == EXIT_PARTIAL
+    assert "rejected records" in capsys.readouterr().err
+
+
+def test_unknown_provider_exits_2_and_lists_installed(capsys):
+    assert main(["sync", "udemy", "--sandbox"]) == EXIT_CONFIG
+    assert "installed providers: coursera" in capsys.readouterr().err
+
+
+def connections_file(tmp_path, sandbox, secret_env="CLI_TEST_SECRET"):
+    path = tmp_path / "connections.toml"
+    path.write_text(f"""
+[connections.acme]
+tenant = "acme"
+provider = "coursera"
+group_id = "65a1b2c3d4e5f60718293a4b"
+[connections.acme.settings]
+org_id = "{sandbox.spec.org_id}"
+client_id = "standin-key"
+client_secret = {{ env = "{secret_env}" }}
+base_url = "{sandbox.url}"
+max_attempts = 2
+""")
+    return path
+
+
+def test_check_and_sync_a_configured_connection(tmp_path, sandbox, monkeypatch, capsys):
+    monkeypatch.setenv("CLI_TEST_SECRET", "standin-secret")
+    path = connections_file(tmp_path, sandbox)
+    assert main(["--connections", str(path), "check", "--connection", "acme"]) == EXIT_OK
+    assert "OK - connected to Coursera organisation 'Acme Corp'" in capsys.readouterr().out
+    out = tmp_path / "events.jsonl"
+    assert main(["--connections", str(path), "sync", "coursera", "--connection", "acme", "--scope", "catalog",
+                 "--out", str(out)]) == EXIT_OK
+    assert sum(e["type"] == "learning.course.upserted.v1" for e in lines(out)) == sandbox.catalog_size()
+
+
+def test_check_with_wrong_secret_fails_without_printing_it(tmp_path, sandbox, monkeypatch, capsys):
+    monkeypatch.setenv("CLI_TEST_SECRET", "definitely-wrong-secret")
+    path = connections_file(tmp_path, sandbox)
+    assert main(["--connections", str(path), "check", "--connection", "acme"]) == EXIT_FAILED
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.out and "definitely-wrong-secret" not in captured.out + captured.err
+
+
+def test_unknown_connection_exits_2(tmp_path, sandbox, capsys):
+    path = connections_file(tmp_path, sandbox)
+    assert main(["--connections", str(path), "sync", "coursera", "--connection", "nope"]) == EXIT_CONFIG
+    assert "configured connections: acme" in capsys.readouterr().err
+
+
+def test_validate_flags_bad_lines(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"specversion": "1.0"}\nnot json\n')
+    assert main(["validate", str(bad)]) == EXIT_FAILED
+    assert "0 of 2 events valid" in capsys.readouterr().out
+
+
+def test_console_script_runs_as_installed(tmp_path):
+    out = tmp_path / "e.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "hostspec", "sync", "coursera", "--sandbox", "--scope", "catalog",
+                           "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert len(lines(out)) == 40 + 2
+
+
+def test_sync_without_connection_or_sandbox_exits_2(capsys):
+    assert main(["sync", "coursera"]) == EXIT_CONFIG
+    assert "--connection NAME or --sandbox" in capsys.readouterr().err
+
+
+def test_bad_scope_is_a_usage_error():
+    with pytest.raises(SystemExit) as excinfo:
+        main(["sync", "coursera", "--connection", "x", "--scope", "bogus"])
+    assert excinfo.value.code == 2
