@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterator, Mapping
 
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 
 from hostspec import CheckResult, Connection, ProviderError, ProviderInfo, RecordRejected, SyncContext, hookimpl
 
@@ -62,11 +62,7 @@ def fetch_catalog(connection: Connection) -> Iterator[Mapping[str, Any]]:
 
 @hookimpl
 def map_course(record: Mapping[str, Any], connection: Connection) -> dict[str, Any]:
-    try:
-        content = CONTENT.load(record)
-    except ValidationError as exc:
-        raise RecordRejected(_id(record), exc.messages) from None
-    return course_from_content(content, program_id=_settings(connection).program_id)
+    return course_from_content(_load(CONTENT, record), program_id=_settings(connection).program_id)
 
 
 @hookimpl
@@ -77,13 +73,13 @@ def fetch_progress(connection: Connection, since: datetime | None) -> Iterator[M
 
 @hookimpl
 def map_stat(record: Mapping[str, Any], context: SyncContext) -> dict[str, Any]:
+    return stat_from_report(_load(ENROLLMENT_REPORT, record), now=context.now)
+
+
+def _load(schema: Schema, record: Mapping[str, Any]) -> Any:
+    """The record loaded by ``schema``, or RecordRejected carrying marshmallow's messages."""
     try:
-        report = ENROLLMENT_REPORT.load(record)
+        return schema.load(record)
     except ValidationError as exc:
-        raise RecordRejected(_id(record), exc.messages) from None
-    return stat_from_report(report, now=context.now)
-
-
-def _id(record: Mapping[str, Any]) -> str | None:
-    value = record.get("id") if isinstance(record, Mapping) else None
-    return value if isinstance(value, str) else None
+        record_id = record.get("id") if isinstance(record, Mapping) else None
+        raise RecordRejected(record_id if isinstance(record_id, str) else None, exc.messages) from None
