@@ -146,6 +146,77 @@ def cmd_sync(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     return OUTCOME_EXIT[report.outcome]
 
 
+# -- worker and requests ---------------------------------------------------------------------------
+def _kafka_config(args: argparse.Namespace):
+    from .transport.config import KafkaConfig
+    return KafkaConfig.from_env(bootstrap_servers=args.bootstrap_servers)
+
+
+def _topics(args: argparse.Namespace):
+    from .transport.config import topics_from_env
+    return topics_from_env(args.topic_prefix)
+
+
+def cmd_run(args: argparse.Namespace, plugins: HostPluginManager) -> int:
+    import signal
+
+    from .worker import ConnectionsFile, Worker, WorkerSettings
+
+    settings = WorkerSettings(group_id=args.group_id, concurrency=args.concurrency,
+                              session_timeout_ms=args.session_timeout_ms, grace_s=args.grace,
+                              status_every=args.status_every,
+                              **({"worker_id": args.worker_id} if args.worker_id else {}))
+    connections = ConnectionsFile(_connections_path(args))
+    connections.store()  # fail now, not at the first request, when the file is missing or broken
+    worker = Worker(plugins, connections, _kafka_config(args), _topics(args), settings)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if worker._stopping.is_set():  # second signal: leave now; uncommitted requests are redone
+            os._exit(130)
+        print(f"connector-host: {signal.Signals(signum).name}: finishing running syncs "
+              f"(up to {args.grace:.0f}s; again to quit now)", file=sys.stderr)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.run()
+    return EXIT_OK
+
+
+def cmd_request_sync(args: argparse.Namespace, plugins: HostPluginManager) -> int:
+    from .transport.kafka import Follower, publish
+
+    plugins.provider(args.provider)  # unknown provider: say so before publishing anything
+    config, topics = _kafka_config(args), _topics(args)
+    request = SyncRequest(request_id=str(uuid.uuid4()), connection=args.connection, provider=args.provider,
+                          scope=args.scope, requested_by=args.requested_by)
+    follower = Follower(config, topics.status) if args.wait else None
+    try:
+        publish(config, topics.requests, [request.to_event(datetime.now(timezone.utc))])
+        print(f"requested {args.scope} sync of {args.connection} ({args.provider}): request {request.request_id}")
+        if follower is None:
+            return EXIT_OK
+        deadline = time.monotonic() + args.timeout
+        for msg in follower.messages(deadline):
+            try:
+                status = ev.parse_event(msg.value or b"", expected_type=ev.SYNC_STATUS).data
+            except ValidationError:
+                continue
+            if status["request_id"] != request.request_id:
+                continue
+            c = status["counts"]
+            print(f"  {status['phase']:<9} courses {c['courses_emitted']}, stats {c['stats_emitted']}, "
+                  f"rejected {c['rejected']}" + (f" - {status['error']['message']}" if status["error"] else ""),
+                  flush=True)
+            if status["phase"] in OUTCOME_EXIT:
+                return OUTCOME_EXIT[status["phase"]]
+        print(f"connector-host: no final status within {args.timeout:.0f}s (is a worker running?)", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if follower is not None:
+            follower.close()
+
+
 # -- validate --------------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     bad = total = 0
@@ -172,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="connector-host", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("CONNECTOR_HOST_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--log-level", default=os.environ.get("CONNECTOR_HOST_LOG_LEVEL"),
+                        help="DEBUG, INFO, WARNING (default; INFO for run)")
     parser.add_argument("--connections", metavar="FILE",
                         help=f"connections file (default $CONNECTOR_HOST_CONNECTIONS or {DEFAULT_CONNECTIONS})")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +271,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="make every Nth sandbox record lack a required field")
     p.set_defaults(func=cmd_sync)
 
+    def kafka_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--bootstrap-servers", metavar="HOST:PORT,...",
+                       help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP or 127.0.0.1:9092)")
+        p.add_argument("--topic-prefix", help="prefix of every topic name (default $CONNECTOR_HOST_TOPIC_PREFIX)")
+
+    p = sub.add_parser("run", help="the worker: consume sync requests from Kafka and emit events to Kafka")
+    kafka_options(p)
+    p.add_argument("--group-id", default="connector-host")
+    p.add_argument("--concurrency", type=int, default=2, help="syncs run at once (default 2)")
+    p.add_argument("--session-timeout-ms", type=int, default=45_000)
+    p.add_argument("--grace", type=float, default=30.0, help="seconds running syncs get on shutdown")
+    p.add_argument("--status-every", type=int, default=5_000, help="a progress status every N records")
+    p.add_argument("--worker-id", help="name in status events (default host:pid)")
+    p.set_defaults(func=cmd_run, default_log_level="INFO")
+
+    p = sub.add_parser("request-sync", help="publish a sync request; with --wait, follow it to its end")
+    kafka_options(p)
+    p.add_argument("provider")
+    p.add_argument("--connection", required=True, metavar="NAME")
+    p.add_argument("--scope", choices=["catalog", "progress", "all"], default="all")
+    p.add_argument("--requested-by", default=f"cli:{os.environ.get('USER', 'unknown')}")
+    p.add_argument("--wait", action="store_true", help="print progress until the run completes")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
+    p.set_defaults(func=cmd_request_sync)
+
     p = sub.add_parser("validate", help="check every line of a JSON-lines file against the event contract")
     p.add_argument("file")
     p.set_defaults(func=cmd_validate)
@@ -207,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level or getattr(args, "default_log_level", "WARNING"))
     try:
         plugins = get_plugin_manager()
         return int(args.func(args, plugins))

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Mapping
 from marshmallow import ValidationError
 
 from . import events as ev
-from .errors import HostError, RecordRejected
+from .errors import DeliveryError, HostError, RecordRejected, RunAbandoned
 from .plugins import HostPluginManager, Provider
 from .provider import Connection, SyncContext
 from .secrets import redact
@@ -44,6 +44,18 @@ class SyncRequest:
         data = event.data
         return cls(request_id=event.id, connection=data["connection"], provider=data["provider"],
                    scope=data.get("scope", "all"), requested_by=data.get("requested_by"))
+
+    def to_event(self, time: datetime) -> ev.Event:
+        """The ``learning.sync.requested.v1`` event asking for this sync.
+
+        Keyed by connection name, so all requests of a connection share a partition and run in order.
+        """
+        data = {"connection": self.connection, "provider": self.provider, "scope": self.scope,
+                "requested_by": self.requested_by}
+        event = ev.make_event(ev.SYNC_REQUESTED, data, key=self.connection, source="/connector-host/requester",
+                              subject=self.connection, time=time, id_content=self.request_id)
+        event.body["id"] = self.request_id  # the request's id is the caller's, not content-derived
+        return event
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -104,14 +116,17 @@ class _Run:
     # -- status --------------------------------------------------------------------------------
     def status(self, phase: str) -> None:
         r = self.report
+        # progress statuses repeat: their counts tell them apart
+        id_content = f"{r.run_id}/{phase}" + (f"/{sum(asdict(r.counts).values())}" if phase == "progress" else "")
         data = {"request_id": r.request_id, "run_id": r.run_id, "tenant": self.connection.tenant,
                 "connection": self.connection.name, "provider": self.provider.name,
                 "scope": r.scope, "phase": phase, "counts": asdict(r.counts), "error": r.error,
                 "started_at": ev.isoformat(r.started_at) if r.started_at else None,
-                "ended_at": ev.isoformat(r.ended_at) if r.ended_at else None}
+                "ended_at": ev.isoformat(r.ended_at) if r.ended_at else None,
+                "worker": self.engine.worker_id}
         self.emit(ev.make_event(ev.SYNC_STATUS, data, key=self.key("sync"), source=self.source,
                                 subject=self.connection.name, time=self.engine.clock(),
-                                id_content=f"{r.run_id}/{phase}"))
+                                id_content=id_content))
 
     # -- records -------------------------------------------------------------------------------
     def reject(self, record: Any, stage: str, reason: str, errors: Any) -> None:
@@ -167,9 +182,17 @@ class SyncEngine:
     """Runs sync requests for installed providers and sends their events to a sink."""
 
     def __init__(self, plugins: HostPluginManager, sink: Sink, *, clock: Callable[[], datetime] = utc_now,
-                 on_progress: Callable[[RunReport], None] | None = None, progress_every: int = 1000):
+                 on_progress: Callable[[RunReport], None] | None = None, progress_every: int = 1000,
+                 status_every: int = 0, worker_id: str | None = None,
+                 should_stop: Callable[[], bool] = lambda: False):
+        """
+        :param on_progress: called every ``progress_every`` records (terminal display).
+        :param status_every: emit a ``progress`` status every that many records (0: never).
+        :param should_stop: polled every record; when true the run raises :class:`RunAbandoned`.
+        """
         self.plugins, self.sink, self.clock = plugins, sink, clock
         self.on_progress, self.progress_every = on_progress, progress_every
+        self.status_every, self.worker_id, self.should_stop = status_every, worker_id, should_stop
 
     def run(self, request: SyncRequest, connection: Connection, *, run_id: str | None = None) -> RunReport:
         provider = self.plugins.provider(request.provider)
@@ -189,6 +212,8 @@ class SyncEngine:
                     self._catalog(run, context)
                 else:
                     self._progress(run, context)
+        except (DeliveryError, RunAbandoned):
+            raise
         except HostError as exc:
             report.error = {"kind": exc.kind, "message": redact(str(exc))}
         except Exception as exc:  # never let a provider bug take the host down
@@ -211,9 +236,13 @@ class SyncEngine:
         with closing(records) if hasattr(records, "close") else nullcontext():
             yield from records
 
-    def _tick(self, report: RunReport, n: int) -> None:
+    def _tick(self, run: _Run, n: int) -> None:
+        if self.should_stop():
+            raise RunAbandoned(f"run {run.report.run_id} abandoned after {n} records")
         if self.on_progress is not None and n % self.progress_every == 0:
-            self.on_progress(report)
+            self.on_progress(run.report)
+        if self.status_every and n % self.status_every == 0:
+            run.status("progress")
 
     def _catalog(self, run: _Run, context: SyncContext) -> None:
         counts = run.report.counts
@@ -224,7 +253,7 @@ class SyncEngine:
                                 lambda d: f"course/{d['external_id']}", lambda d: d["external_id"],
                                 context, {"locked_fields": LOCKED_FIELDS}):
                 counts.courses_emitted += 1
-            self._tick(run.report, counts.catalog_fetched)
+            self._tick(run, counts.catalog_fetched)
 
     def _progress(self, run: _Run, context: SyncContext) -> None:
         counts = run.report.counts
@@ -234,7 +263,7 @@ class SyncEngine:
             if run.map_and_emit(record, run.hooks.map_stat, ev.LEARNER_STAT_UPSERTED,
                                 _stat_entity, _stat_subject, context, {}):
                 counts.stats_emitted += 1
-            self._tick(run.report, counts.progress_fetched)
+            self._tick(run, counts.progress_fetched)
 
 
 def _stat_entity(d: dict[str, Any]) -> str:

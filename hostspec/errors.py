@@ -8,10 +8,15 @@
     │   └── UnknownProviderError      a request names a provider that is not installed
     ├── PluginError                   a provider plugin cannot be loaded or breaks the hook contract
     ├── InvalidRequestError           a sync request does not follow learning.sync.requested.v1
+    ├── TransportError                Kafka cannot be reached or refuses a set-up call
     └── ProviderError                 raised by provider code while talking to its API
         ├── ProviderConfigError       credentials, entitlements, ids: retrying will not help
         ├── ProviderTransientError    throttling, 5xx, network: a later run may succeed
         └── ProviderSystemError       the provider answered something we cannot interpret
+
+Two exceptions are not errors of a provider and never end as a ``failed`` status: the run must
+be redone instead. ``DeliveryError``: events could not be handed to the transport (Kafka down,
+message refused). ``RunAbandoned``: the worker gave the request up (shutdown, lost partition).
 
 ``RecordRejected`` is not an error of the run: a provider raises it from a ``map_*`` hook when one
 record cannot be mapped; the host turns it into a ``learning.record.rejected.v1`` event and goes on.
@@ -65,6 +70,10 @@ class InvalidRequestError(HostError):
         super().__init__(message)
 
 
+class TransportError(HostError):
+    kind = "transport"
+
+
 class ProviderError(HostError):
     """Raised by provider code; subclasses say whether retrying later can help."""
 
@@ -85,6 +94,14 @@ class ProviderSystemError(ProviderError):
     kind = "provider_system"
 
 
+class DeliveryError(Exception):
+    """Events could not be delivered; the request stays uncommitted and is processed again."""
+
+
+class RunAbandoned(Exception):
+    """The worker stopped this run on purpose; the request stays uncommitted."""
+
+
 class RecordRejected(Exception):
     """One provider record cannot become an event.
 
@@ -100,6 +117,7 @@ class RecordRejected(Exception):
 
 __all__ = [
     "ConfigError",
+    "DeliveryError",
     "HostError",
     "InvalidRequestError",
     "PluginError",
@@ -108,6 +126,8 @@ __all__ = [
     "ProviderSystemError",
     "ProviderTransientError",
     "RecordRejected",
+    "RunAbandoned",
+    "TransportError",
     "UnknownConnectionError",
     "UnknownProviderError",
 ]

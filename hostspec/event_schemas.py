@@ -147,11 +147,12 @@ class SyncStatusDataSchema(Strict):
     provider = fields.String(required=True, allow_none=True)
     scope = fields.String(required=True, allow_none=True, validate=SCOPE)
     phase = fields.String(required=True, validate=validate.OneOf(
-        ["started", "completed", "partial", "failed"]))
+        ["started", "progress", "completed", "partial", "failed"]))
     counts = fields.Nested(CountsSchema, required=True)
     error = fields.Nested(RunErrorSchema, required=True, allow_none=True)
     started_at = fields.DateTime(required=True, allow_none=True, format="iso")
     ended_at = fields.DateTime(required=True, allow_none=True, format="iso")
+    worker = fields.String(required=True, allow_none=True)
 
 
 class KafkaOriginSchema(Strict):

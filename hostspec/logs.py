@@ -15,4 +15,6 @@ def setup_logging(level: str = "WARNING") -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # kafka-python narrates every connection at INFO; keep its warnings and errors only
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
     install_log_redaction(root)

@@ -5,7 +5,7 @@ sees them in the order they happened.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from . import events as ev
 
@@ -27,6 +27,9 @@ class Topics:
             ev.SYNC_STATUS: self.status,
             ev.RECORD_REJECTED: self.dead_letter,
         }[type_]
+
+    def with_prefix(self, prefix: str) -> "Topics":
+        return replace(self, **{f.name: prefix + getattr(self, f.name) for f in fields(self)})
 
     def all(self) -> list[str]:
         return [getattr(self, f.name) for f in fields(self)]

@@ -1,0 +1,66 @@
+"""Events for a request the worker refuses: a dead letter, and a failed status when possible.
+
+Pure functions: the worker decides, this module builds. The raw message travels with the dead
+letter (UTF-8 text when it decodes, base64 otherwise, cut at ``MAX_RAW_CHARS``) together with
+where it came from, so it can be inspected and replayed.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from . import events as ev
+from .engine import Counts
+
+MAX_RAW_CHARS = 64_000
+SOURCE = "/connector-host/worker"
+
+
+def _raw(value: bytes | None) -> tuple[str | None, str | None]:
+    if value is None:
+        return None, None
+    try:
+        text, encoding = value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(value).decode("ascii"), "base64"
+    return text[:MAX_RAW_CHARS], encoding
+
+
+def request_id_of(value: bytes | None) -> str | None:
+    """The CloudEvent id of a raw request, when it is readable enough to have one."""
+    try:
+        doc = json.loads(value) if value else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    rid = doc.get("id") if isinstance(doc, dict) else None
+    return rid if isinstance(rid, str) and rid else None
+
+
+def refused_request(*, topic: str, partition: int, offset: int, value: bytes | None, reason: str,
+                    errors: Any, now: datetime, connection: str | None = None, provider: str | None = None,
+                    tenant: str | None = None, worker: str | None = None) -> list[ev.Event]:
+    """A ``record.rejected`` dead letter, plus a ``sync.status`` failed when the request id is known."""
+    raw, encoding = _raw(value)
+    request_id = request_id_of(value)
+    origin = {"topic": topic, "partition": partition, "offset": offset}
+    digest = hashlib.sha256(value or b"").hexdigest()
+    rejected = {"stage": "request", "reason": reason, "errors": errors, "record_id": request_id,
+                "record": None, "request_id": request_id, "run_id": None, "tenant": tenant,
+                "connection": connection, "provider": provider, "origin": origin,
+                "raw_value": raw, "raw_encoding": encoding}
+    key = ev.partition_key(tenant, connection, provider, f"request/{request_id or digest[:16]}")
+    out = [ev.make_event(ev.RECORD_REJECTED, rejected, key=key, source=SOURCE, subject=request_id,
+                         time=now, id_content=f"{topic}/{partition}/{offset}/{digest}")]
+    if request_id is not None:
+        status = {"request_id": request_id, "run_id": None, "tenant": tenant, "connection": connection,
+                  "provider": provider, "scope": None, "phase": "failed", "counts": asdict(Counts()),
+                  "error": {"kind": "invalid_request", "message": reason}, "started_at": None,
+                  "ended_at": ev.isoformat(now), "worker": worker}
+        out.append(ev.make_event(ev.SYNC_STATUS, status,
+                                 key=ev.partition_key(tenant, connection, provider, "sync"), source=SOURCE,
+                                 subject=connection, time=now, id_content=f"{request_id}/refused"))
+    return out

@@ -1,0 +1,101 @@
+"""Kafka connection settings and topic layout, read from the environment or flags.
+
+Environment (all optional):
+
+==========================  ===================================================================
+KAFKA_BOOTSTRAP             bootstrap servers, comma separated (default ``127.0.0.1:9092``)
+KAFKA_SECURITY_PROTOCOL     PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL
+KAFKA_SASL_MECHANISM        PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 ...
+KAFKA_SASL_USERNAME         SASL user
+KAFKA_SASL_PASSWORD         SASL password (a secret: never logged)
+KAFKA_SSL_CAFILE            CA bundle to verify brokers
+KAFKA_SSL_CERTFILE          client certificate (mutual TLS)
+KAFKA_SSL_KEYFILE           client key (mutual TLS)
+KAFKA_MAX_REQUEST_BYTES     largest produce request (default 1048576, the broker default)
+KAFKA_CONNECT_TIMEOUT_MS    how long to try reaching the cluster before giving up (default 30000)
+CONNECTOR_HOST_TOPIC_PREFIX prefix of every topic name (default none)
+==========================  ===================================================================
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from ..secrets import Secret
+from ..topics import Topics
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    max_request_bytes: int = 1_048_576
+    connect_timeout_ms: int = 30_000
+    client_id: str = "connector-host"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "KafkaConfig":
+        env = os.environ if env is None else env
+        config = cls(
+            bootstrap_servers=env.get("KAFKA_BOOTSTRAP", cls.bootstrap_servers),
+            security_protocol=env.get("KAFKA_SECURITY_PROTOCOL", cls.security_protocol),
+            sasl_mechanism=env.get("KAFKA_SASL_MECHANISM"),
+            sasl_username=env.get("KAFKA_SASL_USERNAME"),
+            sasl_password=Secret(env=("KAFKA_SASL_PASSWORD")) if env.get("KAFKA_SASL_PASSWORD") else None,
+            ssl_cafile=env.get("KAFKA_SSL_CAFILE"), ssl_certfile=env.get("KAFKA_SSL_CERTFILE"),
+            ssl_keyfile=env.get("KAFKA_SSL_KEYFILE"),
+            max_request_bytes=int(env.get("KAFKA_MAX_REQUEST_BYTES", cls.max_request_bytes)),
+            connect_timeout_ms=int(env.get("KAFKA_CONNECT_TIMEOUT_MS", cls.connect_timeout_ms)))
+        return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments common to kafka-python's producer, consumer and admin client."""
+        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers.split(","),
+                              "security_protocol": self.security_protocol, "client_id": self.client_id,
+                              "bootstrap_timeout_ms": self.connect_timeout_ms}
+        if self.sasl_mechanism:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = self.sasl_password.reveal() if self.sasl_password else None
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name):
+                kw[name] = getattr(self, name)
+        return kw
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+def topic_specs(topics: Topics) -> list[TopicSpec]:
+    """Topics the host creates when missing, with partitions and retention.
+
+    * requests: 6 partitions (the unit of parallelism across workers), 7 days;
+    * courses: 6 partitions, 14 days (upserts and removals of a course share a key and partition);
+    * learner stats: 12 partitions, 14 days (the largest stream);
+    * status: 3 partitions, 30 days (run history for ``status`` views);
+    * dead letter: 3 partitions, 30 days (time to inspect and replay).
+    """
+    def delete(days: int) -> dict[str, str]:
+        return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
+
+    return [TopicSpec(topics.requests, 6, delete(7)), TopicSpec(topics.courses, 6, delete(14)),
+            TopicSpec(topics.learner_stats, 12, delete(14)), TopicSpec(topics.status, 3, delete(30)),
+            TopicSpec(topics.dead_letter, 3, delete(30))]
+
+
+def topics_from_env(prefix: str | None = None) -> Topics:
+    prefix = os.environ.get("CONNECTOR_HOST_TOPIC_PREFIX", "") if prefix is None else prefix
+    return Topics().with_prefix(prefix) if prefix else Topics()

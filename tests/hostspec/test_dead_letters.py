@@ -1,0 +1,44 @@
+"""Dead letters for refused requests: raw bytes kept, origin named, failed status when the id is known."""
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timezone
+
+from hostspec import events as ev
+from hostspec.dead_letters import MAX_RAW_CHARS, refused_request, request_id_of
+
+NOW = datetime(2026, 5, 1, tzinfo=timezone.utc)
+
+
+def refuse(value, **kw):
+    return refused_request(topic="req", partition=2, offset=41, value=value, reason="because",
+                           errors={"x": ["y"]}, now=NOW, **kw)
+
+
+def test_unreadable_bytes_travel_as_base64_without_status():
+    (dead,) = refuse(b"\x80\x81binary")
+    assert dead.type == ev.RECORD_REJECTED
+    assert dead.data["origin"] == {"topic": "req", "partition": 2, "offset": 41}
+    assert dead.data["raw_encoding"] == "base64" and base64.b64decode(dead.data["raw_value"]) == b"\x80\x81binary"
+
+
+def test_readable_request_id_gives_a_failed_status():
+    value = json.dumps({"id": "req-7", "type": "nonsense"}).encode()
+    dead, status = refuse(value, connection="acme", provider="coursera", worker="w9")
+    assert dead.data["request_id"] == "req-7" and dead.data["raw_value"] == value.decode()
+    assert status.type == ev.SYNC_STATUS and status.data["phase"] == "failed"
+    assert status.data["error"] == {"kind": "invalid_request", "message": "because"} and status.data["worker"] == "w9"
+
+
+def test_oversized_values_are_cut_and_ids_stay_distinct_per_offset():
+    (dead,) = refuse(b"a" * (MAX_RAW_CHARS * 3))
+    assert len(dead.data["raw_value"]) == MAX_RAW_CHARS
+    other = refused_request(topic="req", partition=2, offset=42, value=b"a", reason="r", errors=None, now=NOW)[0]
+    assert other.id != dead.id
+
+
+def test_request_id_of_ignores_anything_not_a_json_object_with_a_string_id():
+    assert request_id_of(b'{"id": "a"}') == "a"
+    for value in (None, b"", b"[1]", b'{"id": 3}', b"\xff"):
+        assert request_id_of(value) is None

@@ -1,0 +1,37 @@
+"""Kafka settings from the environment: security options passed through, password never shown."""
+from __future__ import annotations
+
+from hostspec.transport.config import KafkaConfig, topic_specs, topics_from_env
+from hostspec.topics import Topics
+
+
+def test_plain_defaults():
+    kw = KafkaConfig.from_env({}).client_kwargs()
+    assert kw["bootstrap_servers"] == ["127.0.0.1:9092"] and kw["security_protocol"] == "PLAINTEXT"
+    assert "sasl_mechanism" not in kw
+
+
+def test_sasl_ssl_settings_pass_through_and_hide_the_password(monkeypatch):
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "kafka-pass-123")
+    env = {"KAFKA_BOOTSTRAP": "b1:9093,b2:9093", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+           "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "svc",
+           "KAFKA_SASL_PASSWORD": "kafka-pass-123", "KAFKA_SSL_CAFILE": "/etc/ca.pem"}
+    config = KafkaConfig.from_env(env)
+    kw = config.client_kwargs()
+    assert kw["bootstrap_servers"] == ["b1:9093", "b2:9093"] and kw["security_protocol"] == "SASL_SSL"
+    assert kw["sasl_mechanism"] == "SCRAM-SHA-512" and kw["sasl_plain_username"] == "svc"
+    assert kw["sasl_plain_password"] == "kafka-pass-123" and kw["ssl_cafile"] == "/etc/ca.pem"
+    assert "kafka-pass-123" not in repr(config)
+
+
+def test_flags_override_env():
+    assert KafkaConfig.from_env({"KAFKA_BOOTSTRAP": "a:1"}, bootstrap_servers="b:2").bootstrap_servers == "b:2"
+
+
+def test_topics_prefix_and_specs(monkeypatch):
+    monkeypatch.setenv("CONNECTOR_HOST_TOPIC_PREFIX", "prod.")
+    topics = topics_from_env()
+    assert topics.requests == "prod.learning.sync.requests"
+    specs = {s.name: s for s in topic_specs(Topics())}
+    assert set(specs) == set(Topics().all())
+    assert all(int(s.configs["retention.ms"]) > 0 and s.partitions >= 1 for s in specs.values())

@@ -1,0 +1,200 @@
+"""The worker on the real broker: requests in, events out, bad input dead-lettered, crashes survived."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from connector_coursera.sandbox import CourseraSandbox, OrgSpec
+from hostspec import events as ev
+
+from .conftest import final_status, publish_raw, read_topic, request_event, write_connections
+
+pytestmark = pytest.mark.kafka
+
+
+def expected_stat_keys(sandbox) -> set[str]:
+    keys = set()
+    for i in sandbox.report_rows():
+        row = sandbox.org.row(i)
+        keys.add(f"acme/acme/coursera/stat/{row['contentId']}/{row['externalId']}")
+    return keys
+
+
+def test_request_sync_cli_runs_through_the_worker(tmp_path, bootstrap, prefix, topics, workers):
+    with CourseraSandbox(OrgSpec(contents=25, learners=15, enrollments=80)) as sb:
+        worker = workers(write_connections(tmp_path / "c.toml", sb))
+        worker.wait_for(r"assigned partitions \[0")
+        proc = subprocess.run(
+            [sys.executable, "-m", "hostspec", "request-sync", "coursera", "--connection", "acme", "--wait",
+             "--timeout", "60", "--bootstrap-servers", bootstrap, "--topic-prefix", prefix],
+            capture_output=True, text=True, timeout=90)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "completed courses 25" in " ".join(proc.stdout.split())
+        request_id = proc.stdout.split("request ")[1].split()[0]
+
+        courses = read_topic(bootstrap, topics.courses, until=lambda v: len(v) >= 25)
+        stats = read_topic(bootstrap, topics.learner_stats, until=lambda v: len(v) >= len(sb.report_rows()))
+        assert len(courses) == sb.catalog_size()
+        assert {c["partitionkey"] for c in stats} == expected_stat_keys(sb)
+        assert len(stats) == len(sb.report_rows())
+        status = final_status(bootstrap, topics, request_id)
+        assert status["phase"] == "completed" and status["worker"] == "w1"
+        assert status["counts"]["stats_emitted"] == len(stats)
+
+
+def test_other_client_reads_every_value_as_a_cloudevent(tmp_path, bootstrap, topics, workers):
+    """Produced by kafka-python, consumed by confluent-kafka (librdkafka)."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    with CourseraSandbox(OrgSpec(contents=10, learners=5, enrollments=30)) as sb:
+        worker = workers(write_connections(tmp_path / "c.toml", sb))
+        worker.wait_for(r"assigned partitions \[0")
+        request_id, value = request_event("acme")
+        publish_raw(bootstrap, topics.requests, value, key=b"acme")
+        assert final_status(bootstrap, topics, request_id)["phase"] == "completed"
+        expected = sb.catalog_size() + len(sb.report_rows())
+
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topics.courses}-reader",
+                                         "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+                                         "enable.auto.commit": False})
+    consumer.subscribe([topics.courses, topics.learner_stats])
+    parsed = []
+    deadline = time.monotonic() + 60
+    while len(parsed) < expected and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        event = ev.parse_event(msg.value())
+        assert msg.key().decode() == event.key
+        parsed.append(event)
+    consumer.close()
+    assert len(parsed) == expected
+    assert {e.type for e in parsed} == {ev.COURSE_UPSERTED, ev.LEARNER_STAT_UPSERTED}
+
+
+def test_bad_requests_are_dead_lettered_and_the_worker_keeps_serving(tmp_path, bootstrap, topics, workers):
+    with CourseraSandbox(OrgSpec(contents=6, learners=4, enrollments=10)) as sb:
+        worker = workers(write_connections(tmp_path / "c.toml", sb))
+        worker.wait_for(r"assigned partitions \[0")
+        unknown_provider_id, unknown_provider = request_event("acme", provider="udemy")
+        unknown_conn_id, unknown_conn = request_event("ghost")
+        wrong_type = json.loads(request_event("acme")[1])
+        wrong_type["type"] = "learning.course.upserted.v1"
+        bad = [b"\xff\xfe\x00 not utf-8", b"{not json", json.dumps(wrong_type).encode(), unknown_provider, unknown_conn]
+        for value in bad:
+            publish_raw(bootstrap, topics.requests, value, partition=0)
+        good_id, good = request_event("acme")
+        publish_raw(bootstrap, topics.requests, good, partition=0)
+        assert final_status(bootstrap, topics, good_id)["phase"] == "completed"
+
+    dead = read_topic(bootstrap, topics.dead_letter, until=lambda v: len(v) >= 5)
+    assert len(dead) == 5
+    by_offset = {d["data"]["origin"]["offset"]: d["data"] for d in dead}
+    assert sorted(by_offset) == [0, 1, 2, 3, 4]
+    assert all(d["origin"]["topic"] == topics.requests and d["origin"]["partition"] == 0 for d in by_offset.values())
+    assert by_offset[0]["raw_encoding"] == "base64" and base64.b64decode(by_offset[0]["raw_value"]) == bad[0]
+    assert by_offset[1]["raw_value"] == "{not json" and "not JSON" in json.dumps(by_offset[1]["errors"])
+    assert "expected learning.sync.requested.v1" in json.dumps(by_offset[2]["errors"])
+    assert "installed providers: coursera" in by_offset[3]["reason"]
+    assert "unknown connection 'ghost'" in by_offset[4]["reason"]
+    assert final_status(bootstrap, topics, unknown_provider_id)["phase"] == "failed"
+    assert final_status(bootstrap, topics, unknown_conn_id)["error"]["kind"] == "invalid_request"
+    assert "refused request" in worker.log() and worker.proc.poll() is None
+
+
+def test_two_workers_in_one_group_share_requests(tmp_path, bootstrap, topics, workers):
+    with CourseraSandbox(OrgSpec(contents=8, learners=5, enrollments=20)) as sb:
+        conns = write_connections(tmp_path / "c.toml", sb, names=("alpha", "beta"))
+        w1 = workers(conns, "w1")
+        w1.wait_for(r"assigned partitions \[0")
+        w2 = workers(conns, "w2")
+        deadline = time.monotonic() + 30
+        while not (w1.assigned() and w2.assigned() and sorted(w1.assigned() + w2.assigned()) == list(range(6))):
+            assert time.monotonic() < deadline, (w1.log()[-2000:], w2.log()[-2000:])
+            time.sleep(0.2)
+        ids = {}
+        for conn, worker in (("alpha", w1), ("beta", w2)):
+            ids[conn], value = request_event(conn)
+            publish_raw(bootstrap, topics.requests, value, key=conn.encode(), partition=worker.assigned()[0])
+        finals = {conn: final_status(bootstrap, topics, rid) for conn, rid in ids.items()}
+    assert {c: s["phase"] for c, s in finals.items()} == {"alpha": "completed", "beta": "completed"}
+    assert finals["alpha"]["worker"] == "w1" and finals["beta"]["worker"] == "w2"
+
+
+def test_worker_killed_mid_sync_leaves_the_request_to_the_other(tmp_path, bootstrap, topics, workers):
+    with CourseraSandbox(OrgSpec(contents=20, learners=100, enrollments=1500)) as sb:
+        conns = write_connections(tmp_path / "c.toml", sb, page_size=50)
+        requests.post(sb.url + "/_sandbox/faults", json={"route": "*/enrollmentReports", "action": "latency",
+                                                        "delay_s": 0.25, "times": None}, timeout=5)
+        w1 = workers(conns, "w1", None, "--status-every", "200")
+        w1.wait_for(r"assigned partitions \[0")
+        request_id, value = request_event("acme")
+        publish_raw(bootstrap, topics.requests, value, key=b"acme", partition=0)
+        w1.wait_for(r"request .* from 0@0")
+        progress = lambda v: any(s["data"].get("request_id") == request_id and s["data"]["phase"] == "progress"  # noqa: E731
+                                 for s in v)
+        read_topic(bootstrap, topics.status, until=progress, timeout=60)
+        w1.kill()  # mid-sync: the request offset is not committed
+        w2 = workers(conns, "w2")
+        status = final_status(bootstrap, topics, request_id, timeout=120)
+        assert status["phase"] == "completed" and status["worker"] == "w2"
+        stats = read_topic(bootstrap, topics.learner_stats, until=lambda v: len({s["id"] for s in v}) >= len(sb.report_rows()))
+        assert {s["partitionkey"] for s in stats} == expected_stat_keys(sb)
+        courses = read_topic(bootstrap, topics.courses, until=lambda v: len({c["id"] for c in v}) >= sb.catalog_size())
+        assert len({c["data"]["external_id"] for c in courses}) == sb.catalog_size()
+        assert w2.proc.poll() is None
+
+
+def test_sigterm_lets_the_running_sync_finish_then_exits(tmp_path, bootstrap, topics, workers):
+    with CourseraSandbox(OrgSpec(contents=10, learners=40, enrollments=300)) as sb:
+        conns = write_connections(tmp_path / "c.toml", sb, page_size=50)
+        requests.post(sb.url + "/_sandbox/faults", json={"route": "*/enrollmentReports", "action": "latency",
+                                                        "delay_s": 0.3, "times": None}, timeout=5)
+        w1 = workers(conns, "w1")
+        w1.wait_for(r"assigned partitions \[0")
+        request_id, value = request_event("acme")
+        publish_raw(bootstrap, topics.requests, value, partition=0)
+        w1.wait_for(r"request .* from 0@0")
+        assert w1.stop(timeout=60) == 0
+        assert "finishing running syncs" in w1.log() and "worker w1 stopped" in w1.log()
+        assert final_status(bootstrap, topics, request_id)["phase"] == "completed"
+        # committed: a new worker of the group does not run it again
+        w2 = workers(conns, "w2")
+        w2.wait_for(r"assigned partitions \[0")
+        time.sleep(3)
+        assert "request " + request_id not in w2.log()
+
+
+def test_unreachable_broker_is_a_clear_error(tmp_path):
+    conns = tmp_path / "c.toml"
+    conns.write_text('[connections.a]\ntenant="t"\nprovider="coursera"\ngroup_id="g"\n[connections.a.settings]\n'
+                     'org_id="x"\nclient_id="y"\nclient_secret="zzzz"\n')
+    proc = subprocess.run([sys.executable, "-m", "hostspec", "--connections", str(conns), "request-sync", "coursera",
+                           "--connection", "a", "--bootstrap-servers", "127.0.0.1:1"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "KAFKA_CONNECT_TIMEOUT_MS": "2000"})
+    assert proc.returncode == 1 and "cannot reach Kafka at 127.0.0.1:1" in proc.stderr
+
+
+def test_requests_for_one_connection_never_run_in_parallel(tmp_path, bootstrap, topics, workers):
+    with CourseraSandbox(OrgSpec(contents=10, learners=20, enrollments=150)) as sb:
+        conns = write_connections(tmp_path / "c.toml", sb, page_size=25)
+        requests.post(sb.url + "/_sandbox/faults", json={"route": "*/enrollmentReports", "action": "latency",
+                                                        "delay_s": 0.2, "times": None}, timeout=5)
+        worker = workers(conns, "w1", None, "--concurrency", "4")
+        worker.wait_for(r"assigned partitions \[0")
+        ids = []
+        for partition in (0, 1, 2):  # three partitions: the worker could run them all at once
+            rid, value = request_event("acme")
+            ids.append(rid)
+            publish_raw(bootstrap, topics.requests, value, partition=partition)
+        finals = [final_status(bootstrap, topics, rid, timeout=90) for rid in ids]
+    assert [f["phase"] for f in finals] == ["completed"] * 3
+    windows = sorted((f["started_at"], f["ended_at"]) for f in finals)
+    for (_, end), (start, _) in zip(windows, windows[1:]):
+        assert start >= end, f"runs of one connection overlapped: {windows}"
