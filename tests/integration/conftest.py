@@ -163,6 +163,14 @@ def final_status(bootstrap: str, topics: Topics, request_id: str, timeout: float
     return finals[-1]
 
 
+def slow_reports(sandbox, delay_s: float) -> None:
+    """Make every enrollment-report page of the sandbox take ``delay_s`` (a long sync, on demand)."""
+    import requests
+
+    rule = {"route": "*/enrollmentReports", "action": "latency", "delay_s": delay_s, "times": None}
+    assert requests.post(sandbox.url + "/_sandbox/faults", json=rule, timeout=5).status_code == 201
+
+
 def publish_raw(bootstrap: str, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None):
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     producer.send(topic, value=value, key=key, partition=partition).get(timeout=30)

@@ -9,12 +9,11 @@ import sys
 import time
 
 import pytest
-import requests
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
 
-from .conftest import final_status, publish_raw, read_topic, request_event, write_connections
+from .conftest import final_status, publish_raw, read_topic, request_event, slow_reports, write_connections
 
 pytestmark = pytest.mark.kafka
 
@@ -130,8 +129,7 @@ def test_two_workers_in_one_group_share_requests(tmp_path, bootstrap, topics, wo
 def test_worker_killed_mid_sync_leaves_the_request_to_the_other(tmp_path, bootstrap, topics, workers):
     with CourseraSandbox(OrgSpec(contents=20, learners=100, enrollments=1500)) as sb:
         conns = write_connections(tmp_path / "c.toml", sb, page_size=50)
-        requests.post(sb.url + "/_sandbox/faults", json={"route": "*/enrollmentReports", "action": "latency",
-                                                        "delay_s": 0.25, "times": None}, timeout=5)
+        slow_reports(sb, 0.25)
         w1 = workers(conns, "w1", None, "--status-every", "200")
         w1.wait_for(r"assigned partitions \[0")
         request_id, value = request_event("acme")
@@ -154,8 +152,7 @@ def test_worker_killed_mid_sync_leaves_the_request_to_the_other(tmp_path, bootst
 def test_sigterm_lets_the_running_sync_finish_then_exits(tmp_path, bootstrap, topics, workers):
     with CourseraSandbox(OrgSpec(contents=10, learners=40, enrollments=300)) as sb:
         conns = write_connections(tmp_path / "c.toml", sb, page_size=50)
-        requests.post(sb.url + "/_sandbox/faults", json={"route": "*/enrollmentReports", "action": "latency",
-                                                        "delay_s": 0.3, "times": None}, timeout=5)
+        slow_reports(sb, 0.3)
         w1 = workers(conns, "w1")
         w1.wait_for(r"assigned partitions \[0")
         request_id, value = request_event("acme")
@@ -184,8 +181,7 @@ def test_unreachable_broker_is_a_clear_error(tmp_path):
 def test_requests_for_one_connection_never_run_in_parallel(tmp_path, bootstrap, topics, workers):
     with CourseraSandbox(OrgSpec(contents=10, learners=20, enrollments=150)) as sb:
         conns = write_connections(tmp_path / "c.toml", sb, page_size=25)
-        requests.post(sb.url + "/_sandbox/faults", json={"route": "*/enrollmentReports", "action": "latency",
-                                                        "delay_s": 0.2, "times": None}, timeout=5)
+        slow_reports(sb, 0.2)
         worker = workers(conns, "w1", None, "--concurrency", "4")
         worker.wait_for(r"assigned partitions \[0")
         ids = []
