@@ -99,14 +99,15 @@ class CourseraClient:
             raise MalformedResponse("the organisation endpoint answered no element")
         return elements[0]
 
-    def _iter(self, path: str, params: dict[str, Any], what: str) -> Iterator[Any]:
+    def iter_pages(self, path: str, params: dict[str, Any], what: str,
+                   start: Cursor = 0) -> Iterator[tuple[list[Any], Cursor | None]]:
+        """Each page's elements with the cursor of the page after it (None on the last page)."""
         limit = self.settings.page_size
 
-        def page(start: Cursor) -> Any:
-            return self.get_json(path, {**params, contract.PAGE_START: start, contract.PAGE_LIMIT: limit})
+        def page(cursor: Cursor) -> Any:
+            return self.get_json(path, {**params, contract.PAGE_START: cursor, contract.PAGE_LIMIT: limit})
 
-        for elements in iter_pages(page, what):
-            yield from elements
+        return iter_pages(page, what, start=start)
 
     def iter_contents(self, *, modified_since: datetime | None = None) -> Iterator[Any]:
         """Every content item available to the org (courses, specializations, clips)."""
@@ -114,15 +115,27 @@ class CourseraClient:
         if modified_since is not None:
             params[contract.CONTENTS_MODIFIED_SINCE] = int(modified_since.timestamp()
                                                            / contract.CONTENT_TIMESTAMP_UNIT_S)
-        return self._iter(self._path(contract.CONTENTS_PATH), params, "contents")
+        for elements, _next in self.iter_pages(self._path(contract.CONTENTS_PATH), params, "contents"):
+            yield from elements
 
-    def iter_enrollment_reports(self, *, last_activity_after: datetime | None = None) -> Iterator[Any]:
-        """One row per learner and content item; specializations per the settings."""
+    def report_pages(self, *, last_activity_after: datetime | None = None,
+                     last_activity_before: datetime | None = None,
+                     start: Cursor = 0) -> Iterator[tuple[list[Any], Cursor | None]]:
+        """Enrollment report pages (one row per learner and content item) from ``start``."""
         params: dict[str, Any] = {
             contract.REPORTS_INCLUDE_S12N: str(self.settings.include_specializations).lower(),
             contract.REPORTS_INCLUDE_DELETED: str(self.settings.include_deleted_members).lower(),
         }
         if last_activity_after is not None:
-            params[contract.REPORTS_LAST_ACTIVITY_AFTER] = int(
-                last_activity_after.timestamp() / contract.REPORT_TIMESTAMP_UNIT_S)
-        return self._iter(self._path(contract.ENROLLMENT_REPORTS_PATH), params, "enrollmentReports")
+            params[contract.REPORTS_LAST_ACTIVITY_AFTER] = _epoch_ms(last_activity_after)
+        if last_activity_before is not None:
+            params[contract.REPORTS_LAST_ACTIVITY_BEFORE] = _epoch_ms(last_activity_before)
+        return self.iter_pages(self._path(contract.ENROLLMENT_REPORTS_PATH), params, "enrollmentReports", start)
+
+    def iter_enrollment_reports(self, **kwargs: Any) -> Iterator[Any]:
+        for elements, _next in self.report_pages(**kwargs):
+            yield from elements
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() / contract.REPORT_TIMESTAMP_UNIT_S)

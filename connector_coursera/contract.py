@@ -32,6 +32,7 @@ PAGE_SIZE_MAX = 1000                 # INFERRED for contents/enrollmentReports (
 CONTENTS_MODIFIED_SINCE = "modifiedSinceTimestamp"          # epoch SECONDS
 CONTENTS_TYPES = "contentTypes"
 REPORTS_LAST_ACTIVITY_AFTER = "lastActivityAfter"           # epoch MILLISECONDS, exclusive bound
+REPORTS_LAST_ACTIVITY_BEFORE = "lastActivityBefore"         # epoch MILLISECONDS, exclusive bound
 REPORTS_INCLUDE_S12N = "includeS12n"
 REPORTS_INCLUDE_DELETED = "includeDeletedMembers"
 

@@ -38,16 +38,17 @@ def parse_next(value: Any) -> Cursor | None:
     raise UnexpectedShape(f"paging.next has unexpected type {type(value).__name__}")
 
 
-def iter_pages(get_page: Callable[[Cursor], Any], what: str) -> Iterator[list[Any]]:
-    """Yield each page's ``elements`` until ``paging.next`` is absent.
+def iter_pages(get_page: Callable[[Cursor], Any], what: str,
+               start: Cursor = 0) -> Iterator[tuple[list[Any], Cursor | None]]:
+    """Yield each page's ``elements`` with the next cursor, until ``paging.next`` is absent.
 
     :param get_page: fetches the page at a ``start`` value and returns the decoded body.
+    :param start: where to begin (a cursor from an earlier run, to resume).
     :raise UnexpectedShape: a body without a list of elements or with a non-object paging.
     :raise PaginationLoop: ``next`` repeats an earlier cursor, goes backwards, or too many
         empty pages in a row still announce a next page.
     """
-    start: Cursor = 0
-    seen: set[Cursor] = {0}
+    seen: set[Cursor] = {start}
     empty_in_a_row = 0
     while True:
         body = get_page(start)
@@ -59,8 +60,8 @@ def iter_pages(get_page: Callable[[Cursor], Any], what: str) -> Iterator[list[An
             raise UnexpectedShape(f"{what}: page at start={start!r} has no list of elements")
         if not isinstance(paging, dict):
             raise UnexpectedShape(f"{what}: page at start={start!r} has a non-object paging")
-        yield elements
         nxt = parse_next(paging.get("next"))
+        yield elements, nxt
         if nxt is None:
             return
         empty_in_a_row = empty_in_a_row + 1 if not elements else 0

@@ -6,7 +6,8 @@ from typing import Any, Iterator, Mapping
 
 from marshmallow import Schema, ValidationError
 
-from hostspec import CheckResult, Connection, ProviderError, ProviderInfo, RecordRejected, SyncContext, hookimpl
+from hostspec import (CheckResult, Connection, PageEnd, ProviderError, ProviderInfo, RecordRejected, SyncContext,
+                      hookimpl)
 
 from . import __version__
 from .api_schemas import CONTENT, ENROLLMENT_REPORT
@@ -66,9 +67,22 @@ def map_course(record: Mapping[str, Any], connection: Connection) -> dict[str, A
 
 
 @hookimpl
-def fetch_progress(connection: Connection, since: datetime | None) -> Iterator[Mapping[str, Any]]:
+def fetch_progress(connection: Connection, context: SyncContext, since: datetime | None,
+                   until: datetime | None) -> Iterator[Mapping[str, Any] | PageEnd]:
+    start = context.resume if isinstance(context.resume, (int, str)) else 0
     with CourseraClient(_settings(connection)) as client:
-        yield from client.iter_enrollment_reports(last_activity_after=since)
+        for elements, next_start in client.report_pages(last_activity_after=since, last_activity_before=until,
+                                                        start=start):
+            yield from elements
+            if next_start is not None:
+                yield PageEnd(next_start)
+
+
+@hookimpl
+def record_id(record: Mapping[str, Any], scope: str) -> str | None:
+    """Catalog records are named by contentId (their external_id); report rows by their id."""
+    value = record.get("contentId" if scope == "catalog" else "id") if isinstance(record, Mapping) else None
+    return value if isinstance(value, str) and value else None
 
 
 @hookimpl

@@ -10,14 +10,14 @@ from .errors import (ConfigError, HostError, InvalidRequestError, PluginError, P
                      ProviderError, ProviderSystemError, ProviderTransientError, RecordRejected,
                      UnknownConnectionError, UnknownProviderError)
 from .markers import hookimpl, hookspec
-from .provider import SCOPES, CheckResult, Connection, ProviderInfo, SandboxHandle, SyncContext
+from .provider import SCOPES, CheckResult, Connection, PageEnd, ProviderInfo, SandboxHandle, SyncContext
 from .secrets import Secret
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SCOPES", "CheckResult", "ConfigError", "Connection", "HostError", "InvalidRequestError",
-    "PluginError", "ProviderConfigError", "ProviderError", "ProviderInfo", "ProviderSystemError",
+    "PageEnd", "PluginError", "ProviderConfigError", "ProviderError", "ProviderInfo", "ProviderSystemError",
     "ProviderTransientError", "RecordRejected", "SandboxHandle", "Secret", "SyncContext",
     "UnknownConnectionError", "UnknownProviderError", "__version__", "hookimpl", "hookspec",
 ]

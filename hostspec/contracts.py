@@ -50,6 +50,8 @@ def _validators(field: fields.Field, out: dict[str, Any]) -> None:
             out["pattern"] = v.regex.pattern
         elif isinstance(v, validate.Equal):
             out["const"] = v.comparable
+        elif hasattr(v, "json_schema"):  # a rule function of hostspec.rules
+            out.update(v.json_schema)
 
 
 def field_schema(field: fields.Field) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def refused_request(*, topic: str, partition: int, offset: int, value: bytes | N
                          time=now, id_content=f"{topic}/{partition}/{offset}/{digest}")]
     if request_id is not None:
         status = {"request_id": request_id, "run_id": None, "tenant": tenant, "connection": connection,
-                  "provider": provider, "scope": None, "phase": "failed", "counts": asdict(Counts()),
+                  "provider": provider, "scope": None, "phase": "failed", "dry_run": False, "counts": asdict(Counts()),
                   "error": {"kind": "invalid_request", "message": reason}, "started_at": None,
                   "ended_at": ev.isoformat(now), "worker": worker}
         out.append(ev.make_event(ev.SYNC_STATUS, status,

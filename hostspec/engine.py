@@ -1,9 +1,18 @@
-"""One sync request, start to end: fetch -> map -> validate -> emit, record by record.
+"""One sync request, start to end: fetch -> map -> validate -> compare -> emit -> checkpoint.
 
-A record that cannot be mapped or fails validation becomes a ``learning.record.rejected.v1``
-event and the run goes on; a failure of the fetch itself ends the scope with a ``failed``
-status. A ``started`` status opens every run and a ``completed`` / ``partial`` / ``failed``
-status closes it, with counts.
+Per record: the provider maps it, the host adds identity and a content fingerprint and validates
+the event; a record that fails becomes a ``learning.record.rejected.v1`` event and the run goes
+on. An entity whose fingerprint equals the one last emitted is not emitted again (counted as
+unchanged) unless the request says ``mode=full``.
+
+Every ``batch_size`` records the engine *checkpoints*: the sink makes the batch's events durable
+together with the state changes of the batch (fingerprints, cursors), then the state is
+committed. A long sync is thus a series of small units; after a crash the next attempt skips
+what a committed unit already delivered. After a complete catalog fetch, entities emitted before
+and absent now produce ``learning.course.removed.v1``; a failed or partial fetch removes nothing.
+
+A ``started`` status opens every run and a ``completed`` / ``partial`` / ``failed`` status closes
+it, with counts; ``progress`` statuses may come between.
 """
 from __future__ import annotations
 
@@ -11,20 +20,25 @@ import logging
 import uuid
 from contextlib import closing, nullcontext
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Mapping
 
 from marshmallow import ValidationError
 
 from . import events as ev
+from . import rules
 from .errors import DeliveryError, HostError, RecordRejected, RunAbandoned
 from .plugins import HostPluginManager, Provider
-from .provider import Connection, SyncContext
+from .provider import Connection, PageEnd, SyncContext
 from .secrets import redact
 from .sinks import Sink
+from .state import StateDB, StateSession
 
 log = logging.getLogger(__name__)
 LOCKED_FIELDS = ["title", "description"]
+DEFAULT_LOOKBACK = timedelta(hours=48)   # Coursera reports lag up to 24 h, new enrollments up to 48 h
+WATERMARK = "progress.watermark"
+RESUME = "progress.resume"
 
 
 def utc_now() -> datetime:
@@ -38,20 +52,35 @@ class SyncRequest:
     provider: str
     scope: str = "all"
     requested_by: str | None = None
+    mode: str = "incremental"
+    dry_run: bool = False
+    since: datetime | None = None
+    until: datetime | None = None
+    learners: tuple[str, ...] | None = None
+    courses: tuple[str, ...] | None = None
 
     @classmethod
     def from_event(cls, event: ev.Event) -> "SyncRequest":
-        data = event.data
-        return cls(request_id=event.id, connection=data["connection"], provider=data["provider"],
-                   scope=data.get("scope", "all"), requested_by=data.get("requested_by"))
+        """From a parsed (validated) ``learning.sync.requested.v1`` event."""
+        d = event.data
+        return cls(request_id=event.id, connection=d["connection"], provider=d["provider"],
+                   scope=d.get("scope", "all"), requested_by=d.get("requested_by"),
+                   mode=d.get("mode", "incremental"), dry_run=bool(d.get("dry_run", False)),
+                   since=d.get("since"), until=d.get("until"),
+                   learners=tuple(d["learners"]) if d.get("learners") else None,
+                   courses=tuple(d["courses"]) if d.get("courses") else None)
 
     def to_event(self, time: datetime) -> ev.Event:
         """The ``learning.sync.requested.v1`` event asking for this sync.
 
         Keyed by connection name, so all requests of a connection share a partition and run in order.
         """
-        data = {"connection": self.connection, "provider": self.provider, "scope": self.scope,
-                "requested_by": self.requested_by}
+        data: dict[str, Any] = {"connection": self.connection, "provider": self.provider, "scope": self.scope,
+                                "requested_by": self.requested_by, "mode": self.mode, "dry_run": self.dry_run,
+                                "since": ev.isoformat(self.since) if self.since else None,
+                                "until": ev.isoformat(self.until) if self.until else None,
+                                "learners": list(self.learners) if self.learners else None,
+                                "courses": list(self.courses) if self.courses else None}
         event = ev.make_event(ev.SYNC_REQUESTED, data, key=self.connection, source="/connector-host/requester",
                               subject=self.connection, time=time, id_content=self.request_id)
         event.body["id"] = self.request_id  # the request's id is the caller's, not content-derived
@@ -61,14 +90,25 @@ class SyncRequest:
     def scopes(self) -> tuple[str, ...]:
         return ("catalog", "progress") if self.scope == "all" else (self.scope,)
 
+    @property
+    def is_subset(self) -> bool:
+        return bool(self.learners or self.courses)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"mode": self.mode, "dry_run": self.dry_run, "since": self.since, "until": self.until,
+                "learners": self.learners, "courses": self.courses}
+
 
 @dataclass
 class Counts:
     catalog_fetched: int = 0
     courses_emitted: int = 0
+    courses_unchanged: int = 0
     courses_removed: int = 0
     progress_fetched: int = 0
     stats_emitted: int = 0
+    stats_unchanged: int = 0
     rejected: int = 0
     skipped: int = 0
 
@@ -85,6 +125,7 @@ class RunReport:
     error: dict[str, str] | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    dry_run: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -93,25 +134,57 @@ class RunReport:
         return (self.ended_at - self.started_at).total_seconds()
 
 
+class _DryRunSink:
+    """Counts what would be emitted and lets only status events through."""
+
+    def __init__(self, sink: Sink):
+        self._sink = sink
+
+    def emit(self, event: ev.Event) -> None:
+        if event.type == ev.SYNC_STATUS:
+            self._sink.emit(event)
+
+    def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
+        self._sink.checkpoint([], final=final)
+
+
 class _Run:
-    """State of one run; builds and emits its events."""
+    """State of one run: builds, compares, emits and checkpoints its events."""
 
     def __init__(self, engine: "SyncEngine", provider: Provider, connection: Connection,
                  request: SyncRequest, report: RunReport):
         self.engine, self.provider, self.connection = engine, provider, connection
         self.request, self.report = request, report
         self.hooks = provider.hooks
+        self.sink: Sink = _DryRunSink(engine.sink) if request.dry_run else engine.sink
+        self.session = StateSession(engine.state, f"{connection.tenant}/{connection.name}")
         self.source = f"/connector-host/{provider.name}/{connection.tenant}/{connection.name}"
         self.identity = {"tenant": connection.tenant, "connection": connection.name,
                          "provider": provider.name, "group_id": connection.group_id}
         self.context_scope = request.scopes[0]
+        self.since_checkpoint = 0
+        self.learners = set(request.learners or ())
+        self.courses = set(request.courses or ())
 
     def key(self, entity: str) -> str:
         c = self.connection
         return ev.partition_key(c.tenant, c.name, self.provider.name, entity)
 
-    def emit(self, event: ev.Event) -> None:
-        self.engine.sink.emit(event)
+    # -- durability ----------------------------------------------------------------------------
+    def checkpoint(self, *, final: bool = False) -> None:
+        """Make the batch durable: events and state changes together, then commit the state."""
+        records = [] if self.request.dry_run else self.session.changelog()
+        self.sink.checkpoint(records, final=final)
+        if self.request.dry_run:
+            self.session.rollback()
+        else:
+            self.session.commit()
+        self.since_checkpoint = 0
+
+    def step(self) -> None:
+        self.since_checkpoint += 1
+        if self.since_checkpoint >= self.engine.batch_size:
+            self.checkpoint()
 
     # -- status --------------------------------------------------------------------------------
     def status(self, phase: str) -> None:
@@ -120,16 +193,16 @@ class _Run:
         id_content = f"{r.run_id}/{phase}" + (f"/{sum(asdict(r.counts).values())}" if phase == "progress" else "")
         data = {"request_id": r.request_id, "run_id": r.run_id, "tenant": self.connection.tenant,
                 "connection": self.connection.name, "provider": self.provider.name,
-                "scope": r.scope, "phase": phase, "counts": asdict(r.counts), "error": r.error,
-                "started_at": ev.isoformat(r.started_at) if r.started_at else None,
+                "scope": r.scope, "phase": phase, "dry_run": r.dry_run, "counts": asdict(r.counts),
+                "error": r.error, "started_at": ev.isoformat(r.started_at) if r.started_at else None,
                 "ended_at": ev.isoformat(r.ended_at) if r.ended_at else None,
                 "worker": self.engine.worker_id}
-        self.emit(ev.make_event(ev.SYNC_STATUS, data, key=self.key("sync"), source=self.source,
-                                subject=self.connection.name, time=self.engine.clock(),
-                                id_content=id_content))
+        self.sink.emit(ev.make_event(ev.SYNC_STATUS, data, key=self.key("sync"), source=self.source,
+                                     subject=self.connection.name, time=self.engine.clock(),
+                                     id_content=id_content))
 
     # -- records -------------------------------------------------------------------------------
-    def reject(self, record: Any, stage: str, reason: str, errors: Any) -> None:
+    def reject(self, record: Any, stage: str, reason: str, errors: Any) -> str | None:
         self.report.counts.rejected += 1
         rid = self._record_id(record)
         data = {"stage": stage, "reason": redact(reason), "errors": _redacted(errors), "record_id": rid,
@@ -137,10 +210,11 @@ class _Run:
                 "request_id": self.report.request_id, "run_id": self.report.run_id,
                 "tenant": self.connection.tenant, "connection": self.connection.name,
                 "provider": self.provider.name, "origin": None, "raw_value": None, "raw_encoding": None}
-        self.emit(ev.make_event(ev.RECORD_REJECTED, data, key=self.key(f"rejected/{rid or '-'}"),
-                                source=self.source, subject=rid, time=self.engine.clock(),
-                                id_content=ev.canonical_json([stage, rid, data["errors"]])))
-        log.info("rejected %s record %s: %s", self.request.scope, rid, reason)
+        self.sink.emit(ev.make_event(ev.RECORD_REJECTED, data, key=self.key(f"rejected/{rid or '-'}"),
+                                     source=self.source, subject=rid, time=self.engine.clock(),
+                                     id_content=ev.canonical_json([stage, rid, data["errors"]])))
+        log.info("rejected %s record %s: %s", self.context_scope, rid, reason)
+        return rid
 
     def _record_id(self, record: Any) -> str | None:
         if not isinstance(record, Mapping):
@@ -150,47 +224,65 @@ class _Run:
         except Exception:  # a broken record_id hook must not lose the rejection
             return None
 
-    def map_and_emit(self, record: Any, map_hook: Callable[..., Any], type_: str,
-                     entity: Callable[[dict[str, Any]], str], subject: Callable[[dict[str, Any]], str],
-                     context: SyncContext, extra: Mapping[str, Any]) -> bool:
+    def build(self, record: Any, map_hook: Callable[..., Any], type_: str, extra: Mapping[str, Any],
+              context: SyncContext) -> dict[str, Any] | None:
+        """Map one record to validated event data (without fingerprint); None when rejected/skipped."""
         try:
             mapped = map_hook(record=record, connection=self.connection, context=context)
         except RecordRejected as exc:
             self.reject(record, "mapping", "the provider could not map the record", exc.messages)
-            return False
+            return None
         except Exception as exc:  # a bug in provider code costs one record, not the run
             log.exception("map hook failed on a record")
             self.reject(record, "mapping", f"{type(exc).__name__}: {exc}", None)
-            return False
+            return None
         if mapped is None:
             self.report.counts.skipped += 1
-            return False
+            return None
         data = {**self.identity, **extra, **mapped}
         data.pop("fingerprint", None)
+        return data
+
+    def emit_entity(self, record: Any, type_: str, data: dict[str, Any], kind: str, entity: str,
+                    partition_entity: str, subject: str, context: SyncContext,
+                    memo: dict[str, Any] | None) -> str:
+        """Validate, compare with the last emitted version, emit. Returns emitted/unchanged/rejected."""
         data["fingerprint"] = ev.fingerprint(data)
         try:
-            event = ev.make_event(type_, data, key=self.key(entity(data)), source=self.source,
-                                  subject=subject(data), time=context.now)
+            event = ev.make_event(type_, data, key=self.key(partition_entity), source=self.source,
+                                  subject=subject, time=context.now)
         except ValidationError as exc:
             self.reject(record, "validation", "the mapped record breaks the event contract", exc.messages)
-            return False
-        self.emit(event)
-        return True
+            return "rejected"
+        previous = self.session.entry(kind, entity)
+        if previous is not None and previous.fingerprint == data["fingerprint"] and self.request.mode != "full":
+            return "unchanged"
+        self.sink.emit(event)
+        self.session.put(kind, entity, data["fingerprint"], memo)
+        return "emitted"
 
 
 class SyncEngine:
     """Runs sync requests for installed providers and sends their events to a sink."""
 
-    def __init__(self, plugins: HostPluginManager, sink: Sink, *, clock: Callable[[], datetime] = utc_now,
+    def __init__(self, plugins: HostPluginManager, sink: Sink, *, state: StateDB | None = None,
+                 clock: Callable[[], datetime] = utc_now, batch_size: int = 5000,
+                 lookback: timedelta = DEFAULT_LOOKBACK,
                  on_progress: Callable[[RunReport], None] | None = None, progress_every: int = 1000,
                  status_every: int = 0, worker_id: str | None = None,
                  should_stop: Callable[[], bool] = lambda: False):
         """
+        :param state: fingerprints and checkpoints; default: a fresh in-memory store (every
+            run then emits everything: nothing was emitted before).
+        :param batch_size: records per checkpoint (bounds memory and the work a crash loses).
+        :param lookback: how far before the last watermark an incremental progress fetch starts.
         :param on_progress: called every ``progress_every`` records (terminal display).
         :param status_every: emit a ``progress`` status every that many records (0: never).
         :param should_stop: polled every record; when true the run raises :class:`RunAbandoned`.
         """
         self.plugins, self.sink, self.clock = plugins, sink, clock
+        self.state = state if state is not None else StateDB()
+        self.batch_size, self.lookback = batch_size, lookback
         self.on_progress, self.progress_every = on_progress, progress_every
         self.status_every, self.worker_id, self.should_stop = status_every, worker_id, should_stop
 
@@ -198,7 +290,7 @@ class SyncEngine:
         provider = self.plugins.provider(request.provider)
         report = RunReport(request_id=request.request_id, run_id=run_id or str(uuid.uuid4()),
                            connection=connection.name, provider=provider.name, scope=request.scope,
-                           started_at=self.clock())
+                           started_at=self.clock(), dry_run=request.dry_run)
         run = _Run(self, provider, connection, request, report)
         run.status("started")
         try:
@@ -206,13 +298,12 @@ class SyncEngine:
                 if scope not in provider.info.scopes:
                     raise HostError(f"provider {provider.name!r} does not support scope {scope!r}")
                 run.context_scope = scope
-                context = SyncContext(run_id=report.run_id, request_id=request.request_id, scope=scope,
-                                      now=self.clock(), log=log)
                 if scope == "catalog":
-                    self._catalog(run, context)
+                    self._catalog(run)
                 else:
-                    self._progress(run, context)
+                    self._progress(run)
         except (DeliveryError, RunAbandoned):
+            run.session.rollback()
             raise
         except HostError as exc:
             report.error = {"kind": exc.kind, "message": redact(str(exc))}
@@ -227,8 +318,13 @@ class SyncEngine:
         else:
             report.outcome = "completed"
         run.status(report.outcome)
-        self.sink.flush()
+        run.checkpoint(final=True)
         return report
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _context(self, run: _Run, scope: str, resume: Any = None) -> SyncContext:
+        return SyncContext(run_id=run.report.run_id, request_id=run.request.request_id, scope=scope,
+                           now=self.clock(), options=run.request.options, resume=resume, log=log)
 
     def _stream(self, records: Iterator[Any] | None, scope: str, provider: Provider) -> Iterator[Any]:
         if records is None:
@@ -239,39 +335,120 @@ class SyncEngine:
     def _tick(self, run: _Run, n: int) -> None:
         if self.should_stop():
             raise RunAbandoned(f"run {run.report.run_id} abandoned after {n} records")
+        run.step()
         if self.on_progress is not None and n % self.progress_every == 0:
             self.on_progress(run.report)
         if self.status_every and n % self.status_every == 0:
             run.status("progress")
 
-    def _catalog(self, run: _Run, context: SyncContext) -> None:
-        counts = run.report.counts
+    # -- catalog -------------------------------------------------------------------------------
+    def _catalog(self, run: _Run) -> None:
+        counts, context = run.report.counts, self._context(run, "catalog")
         records = run.hooks.fetch_catalog(connection=run.connection, context=context)
         for record in self._stream(records, "catalog", run.provider):
+            if isinstance(record, PageEnd):
+                continue  # catalogs are refetched whole: removals need every item seen in one run
             counts.catalog_fetched += 1
-            if run.map_and_emit(record, run.hooks.map_course, ev.COURSE_UPSERTED,
-                                lambda d: f"course/{d['external_id']}", lambda d: d["external_id"],
-                                context, {"locked_fields": LOCKED_FIELDS}):
-                counts.courses_emitted += 1
+            data = run.build(record, run.hooks.map_course, ev.COURSE_UPSERTED,
+                             {"locked_fields": LOCKED_FIELDS}, context)
+            entity = data["external_id"] if data and isinstance(data.get("external_id"), str) else None
+            if data is None or entity is None:
+                rid = run._record_id(record)
+                if rid:  # present at the provider although unreadable: not a removal
+                    run.session.mark_seen("course", rid, run.report.run_id)
+                if data is not None:
+                    run.reject(record, "validation", "the mapped record has no external_id",
+                               {"external_id": ["Missing data for required field."]})
+            else:
+                run.session.mark_seen("course", entity, run.report.run_id)
+                if run.courses and entity not in run.courses:
+                    counts.skipped += 1
+                else:
+                    outcome = run.emit_entity(record, ev.COURSE_UPSERTED, data, "course", entity,
+                                              f"course/{entity}", entity, context,
+                                              {"emitted_at": ev.isoformat(context.now)})
+                    _count(counts, "courses", outcome)
             self._tick(run, counts.catalog_fetched)
+        if not run.request.is_subset:
+            self._removals(run, context)
 
-    def _progress(self, run: _Run, context: SyncContext) -> None:
+    def _removals(self, run: _Run, context: SyncContext) -> None:
+        """Courses emitted before and absent from this complete catalog fetch."""
+        run.checkpoint()  # the seen marks of this fetch must be in the database for the query below
+        gone = list(run.engine.state.unseen(run.session.scope, "course", run.report.run_id))
+        for entity, entry in gone:
+            data = {**run.identity, "external_id": entity, "reason": "not_in_catalog",
+                    "last_seen_at": (entry.memo or {}).get("emitted_at")}
+            run.sink.emit(ev.make_event(ev.COURSE_REMOVED, data, key=run.key(f"course/{entity}"),
+                                        source=run.source, subject=entity, time=context.now,
+                                        id_content=f"removed/{entry.fingerprint}"))
+            run.session.delete("course", entity)
+            run.report.counts.courses_removed += 1
+            run.step()
+
+    # -- progress ------------------------------------------------------------------------------
+    def _window(self, run: _Run) -> tuple[datetime | None, datetime | None, bool]:
+        """(since, until, moves_watermark) for this request."""
+        request = run.request
+        if request.since or request.until:
+            return request.since, request.until, False       # a replay of a date range
+        if request.mode == "full":
+            return None, None, not request.is_subset
+        watermark = run.session.checkpoint(WATERMARK)
+        since = datetime.fromisoformat(watermark) - self.lookback if watermark else None
+        return since, None, not request.is_subset
+
+    def _progress(self, run: _Run) -> None:
         counts = run.report.counts
-        records = run.hooks.fetch_progress(connection=run.connection, context=context, since=None)
+        since, until, moves_watermark = self._window(run)
+        window = {"request_id": run.request.request_id, "since": since and ev.isoformat(since),
+                  "until": until and ev.isoformat(until)}
+        saved = run.session.checkpoint(RESUME)
+        resume = saved.get("cursor") if saved and {k: saved.get(k) for k in window} == window else None
+        if resume is not None:
+            log.info("resuming request %s at cursor %r", run.request.request_id, resume)
+        context = self._context(run, "progress", resume)
+        fetch_started = context.now
+        records = run.hooks.fetch_progress(connection=run.connection, context=context, since=since, until=until)
         for record in self._stream(records, "progress", run.provider):
+            if isinstance(record, PageEnd):
+                run.session.set_checkpoint(RESUME, {**window, "cursor": record.cursor})
+                continue
             counts.progress_fetched += 1
-            if run.map_and_emit(record, run.hooks.map_stat, ev.LEARNER_STAT_UPSERTED,
-                                _stat_entity, _stat_subject, context, {}):
-                counts.stats_emitted += 1
+            data = run.build(record, run.hooks.map_stat, ev.LEARNER_STAT_UPSERTED, {}, context)
+            if data is not None:
+                self._stat(run, record, data, context)
             self._tick(run, counts.progress_fetched)
+        run.session.set_checkpoint(RESUME, None)
+        if moves_watermark:
+            run.session.set_checkpoint(WATERMARK, ev.isoformat(fetch_started))
+
+    def _stat(self, run: _Run, record: Any, data: dict[str, Any], context: SyncContext) -> None:
+        counts = run.report.counts
+        try:
+            course, learner = data["course_external_id"], data["learner"]
+            entity = f"{course}/{learner['provider_id']}/{data['attempt_id']}"
+        except (KeyError, TypeError):
+            run.reject(record, "validation", "the mapped stat lacks course, learner or attempt ids",
+                       {"_schema": ["course_external_id, learner.provider_id and attempt_id are required"]})
+            return
+        if (run.courses and course not in run.courses) or (
+                run.learners and not run.learners & {learner.get("provider_id"), learner.get("email")}):
+            counts.skipped += 1
+            return
+        previous = run.session.entry("stat", entity)
+        data = rules.keep_completion(previous.memo if previous else None, data)
+        outcome = run.emit_entity(record, ev.LEARNER_STAT_UPSERTED, data, "stat", entity,
+                                  f"stat/{course}/{learner['provider_id']}", f"{course}/{learner['provider_id']}",
+                                  context, rules.completion_memo(data))
+        _count(counts, "stats", outcome)
 
 
-def _stat_entity(d: dict[str, Any]) -> str:
-    return f"stat/{d['course_external_id']}/{d['learner']['provider_id']}"
-
-
-def _stat_subject(d: dict[str, Any]) -> str:
-    return f"{d['course_external_id']}/{d['learner']['provider_id']}"
+def _count(counts: Counts, what: str, outcome: str) -> None:
+    if outcome == "emitted":
+        setattr(counts, f"{what}_emitted", getattr(counts, f"{what}_emitted") + 1)
+    elif outcome == "unchanged":
+        setattr(counts, f"{what}_unchanged", getattr(counts, f"{what}_unchanged") + 1)
 
 
 def _redacted(value: Any) -> Any:

@@ -14,13 +14,12 @@ NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
                        error="must be 1-128 letters, digits, '_', '.', ':' or '-'")
 LANG = validate.Regexp(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$", error="must be a language code like en, pt_BR")
 HTTPS_URL = validate.Regexp(r"^https?://\S+$", error="must be an http(s) URL")
-PERCENT = validate.Range(min=0, max=100)
 SCOPE = validate.OneOf(["catalog", "progress", "all"])
 CONTENT_TYPES = ["course", "specialization", "video", "program", "labs", "certificate", "mooc",
                  "article", "assessment", "audiobook", "book", "channel", "curriculum",
                  "interactive", "journey", "linkedContent", "podcast", "roleplay", "topvoice"]
 COMPLETION = ["not_started", "in_progress", "completed"]
-PROVENANCE = validate.OneOf(["native", "derived", "absent"])
+PROVENANCE = validate.OneOf(["native", "derived", "absent", "retained"])
 STAT_FIELDS_WITH_PROVENANCE = ["completion_status", "progress_percent", "score_percent", "result",
                                "first_activity_at", "last_activity_at", "completed_at",
                                "time_spent_seconds"]
@@ -93,14 +92,14 @@ class LearnerStatDataSchema(Identity):
     learner = fields.Nested(LearnerSchema, required=True)
     attempt_id = fields.String(required=True, validate=IDENT)
     completion_status = fields.String(required=True, validate=validate.OneOf(COMPLETION))
-    progress_percent = fields.Float(required=True, allow_none=True, validate=PERCENT)
-    score_percent = fields.Float(required=True, allow_none=True, validate=PERCENT)
+    progress_percent = fields.Float(required=True, allow_none=True, validate=rules.percent_in_range)
+    score_percent = fields.Float(required=True, allow_none=True, validate=rules.percent_in_range)
     result = fields.String(required=True, allow_none=True, validate=validate.OneOf(["passed", "failed"]))
     first_activity_at = fields.DateTime(required=True, allow_none=True, format="iso")
     last_activity_at = fields.DateTime(required=True, allow_none=True, format="iso")
     completed_at = fields.DateTime(required=True, allow_none=True, format="iso")
     time_spent_seconds = fields.Integer(required=True, allow_none=True, strict=True,
-                                        validate=validate.Range(min=0))
+                                        validate=rules.not_negative)
     provenance = fields.Dict(keys=fields.String(validate=validate.OneOf(STAT_FIELDS_WITH_PROVENANCE)),
                              values=fields.String(validate=PROVENANCE), required=True)
     as_of = fields.DateTime(required=True, format="iso")
@@ -120,14 +119,29 @@ class SyncRequestedDataSchema(Strict):
     provider = fields.String(required=True, validate=NAME)
     scope = fields.String(load_default="all", validate=SCOPE)
     requested_by = fields.String(load_default=None, allow_none=True)
+    mode = fields.String(load_default="incremental", validate=validate.OneOf(["incremental", "full"]))
+    dry_run = fields.Boolean(load_default=False)
+    since = fields.DateTime(load_default=None, allow_none=True, format="iso")
+    until = fields.DateTime(load_default=None, allow_none=True, format="iso")
+    learners = fields.List(fields.String(validate=IDENT), load_default=None, allow_none=True,
+                           validate=validate.Length(min=1, max=10000))
+    courses = fields.List(fields.String(validate=IDENT), load_default=None, allow_none=True,
+                          validate=validate.Length(min=1, max=10000))
+
+    @validates_schema
+    def _range(self, data, **_kwargs):
+        if data.get("since") and data.get("until") and data["until"] <= data["since"]:
+            raise ValidationError({"until": ["must be later than since"]})
 
 
 class CountsSchema(Strict):
     catalog_fetched = fields.Integer(required=True)
     courses_emitted = fields.Integer(required=True)
+    courses_unchanged = fields.Integer(required=True)
     courses_removed = fields.Integer(required=True)
     progress_fetched = fields.Integer(required=True)
     stats_emitted = fields.Integer(required=True)
+    stats_unchanged = fields.Integer(required=True)
     rejected = fields.Integer(required=True)
     skipped = fields.Integer(required=True)
 
@@ -148,6 +162,7 @@ class SyncStatusDataSchema(Strict):
     scope = fields.String(required=True, allow_none=True, validate=SCOPE)
     phase = fields.String(required=True, validate=validate.OneOf(
         ["started", "progress", "completed", "partial", "failed"]))
+    dry_run = fields.Boolean(required=True)
     counts = fields.Nested(CountsSchema, required=True)
     error = fields.Nested(RunErrorSchema, required=True, allow_none=True)
     started_at = fields.DateTime(required=True, allow_none=True, format="iso")

@@ -92,13 +92,16 @@ def map_course(record: Mapping[str, Any], connection: Connection,
 
 
 @hookspec(firstresult=True)
-def fetch_progress(connection: Connection, context: SyncContext,
-                   since: datetime | None) -> Iterator[Mapping[str, Any]] | None:
+def fetch_progress(connection: Connection, context: SyncContext, since: datetime | None,
+                   until: datetime | None) -> Iterator[Mapping[str, Any]] | None:
     """Stream learner progress records (one per learner and content item).
 
-    :param since: only activity after this instant is needed; ``None`` means everything.
-        Providers whose data lags should widen the window themselves.
-    :return: an iterator of raw provider records; ``None`` means no progress scope.
+    :param since: only activity after this instant is needed; ``None`` means everything. The
+        host already widened it by its look-back window (provider data lags).
+    :param until: only activity before this instant (replays of a date range); ``None``: no bound.
+    :return: an iterator of raw provider records, optionally with :class:`hostspec.PageEnd`
+        markers between pages (resumable syncs; start after ``context.resume`` when it is set);
+        ``None`` means no progress scope.
 
     Stops at first non-None result.
     """
@@ -127,6 +130,8 @@ def map_stat(record: Mapping[str, Any], connection: Connection,
 def record_id(record: Mapping[str, Any], scope: str) -> str | None:
     """The provider's id of a raw record, used to name it in rejection events.
 
+    For catalog records return the id ``map_course`` would use as ``external_id``: a catalog
+    item that exists but cannot be mapped then still counts as present, and is not removed.
     The built-in default returns ``record["id"]`` when it is a string. Stops at first non-None result.
     """
 

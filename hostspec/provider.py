@@ -55,7 +55,9 @@ class SyncContext:
     :param request_id: id of the ``learning.sync.requested.v1`` event that caused the run.
     :param scope: ``"catalog"`` or ``"progress"`` while that part runs.
     :param now: the run's clock reading, fixed at its start; mapping must use it, never the wall clock.
-    :param options: request options (reserved for modes, date ranges, subsets).
+    :param options: request options (mode, date range, subsets), for information.
+    :param resume: the cursor of the last page whose records were committed by an earlier
+        attempt of this same request (see :class:`PageEnd`); ``None`` means start from the top.
     :param log: a logger already labelled with run, connection and provider.
     """
 
@@ -64,6 +66,7 @@ class SyncContext:
     scope: str
     now: datetime
     options: Mapping[str, Any] = field(default_factory=dict)
+    resume: Any = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("hostspec.run"))
 
 
@@ -74,6 +77,18 @@ class CheckResult:
     ok: bool
     message: str
     details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PageEnd:
+    """Yielded by a fetch hook between pages: ``cursor`` is where the next page starts.
+
+    Optional. A provider that yields these lets a long sync resume after a crash: the host
+    commits the latest cursor with the events before it, and hands it back as
+    ``context.resume`` to the next attempt of the same request. ``cursor`` must be JSON.
+    """
+
+    cursor: Any
 
 
 class SandboxHandle(Protocol):
@@ -91,4 +106,4 @@ class SandboxHandle(Protocol):
 
 Clock = Callable[[], datetime]
 
-__all__ = ["SCOPES", "CheckResult", "Clock", "Connection", "ProviderInfo", "SandboxHandle", "SyncContext"]
+__all__ = ["SCOPES", "CheckResult", "Clock", "Connection", "PageEnd", "ProviderInfo", "SandboxHandle", "SyncContext"]

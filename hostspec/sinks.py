@@ -1,6 +1,7 @@
 """Where the engine's events go. Kafka lives in :mod:`hostspec.transport`; these need no broker."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import IO, Protocol
 
@@ -11,8 +12,13 @@ class Sink(Protocol):
     def emit(self, event: Event) -> None:
         """Accept one event (may buffer)."""
 
-    def flush(self) -> None:
-        """Return once every accepted event is durably handed over."""
+    def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
+        """Make every event emitted so far durable, together with ``state_records``.
+
+        Sinks that cannot store state atomically with events ignore ``state_records`` (the engine
+        keeps state in its own store). ``final`` marks the run's last checkpoint: a Kafka sink
+        then also commits the request's offset.
+        """
 
 
 class MemorySink:
@@ -20,19 +26,24 @@ class MemorySink:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.checkpoints = 0
 
     def emit(self, event: Event) -> None:
         self.events.append(event)
 
-    def flush(self) -> None:
-        pass
+    def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
+        self.checkpoints += 1
 
     def of_type(self, type_: str) -> list[Event]:
         return [e for e in self.events if e.type == type_]
 
 
 class JsonLinesSink:
-    """One CloudEvent per line, to a file path or a text stream (``-`` is stdout)."""
+    """One CloudEvent per line, to a file path or a text stream (``-`` is stdout).
+
+    A checkpoint flushes and, for a file, fsyncs: state is committed only after its events are
+    on disk. A crash between the two re-emits that batch on the next run (at least once).
+    """
 
     def __init__(self, target: str | IO[str]):
         if isinstance(target, str):
@@ -45,11 +56,13 @@ class JsonLinesSink:
         self._out.write(event.to_json())
         self._out.write("\n")
 
-    def flush(self) -> None:
+    def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
         self._out.flush()
+        if self._own:
+            os.fsync(self._out.fileno())
 
     def close(self) -> None:
-        self.flush()
+        self._out.flush()
         if self._own:
             self._out.close()
 

@@ -35,13 +35,21 @@ def test_pages_until_next_is_absent():
     get, calls = pages([{"elements": [1, 2], "paging": {"next": "2", "total": 5}},
                         {"elements": [3, 4], "paging": {"next": 4, "total": 5}},
                         {"elements": [5], "paging": {"total": 5}}])
-    assert [x for page in iter_pages(get, "t") for x in page] == [1, 2, 3, 4, 5]
+    pages_seen = list(iter_pages(get, "t"))
+    assert [x for page, _ in pages_seen for x in page] == [1, 2, 3, 4, 5]
+    assert [nxt for _, nxt in pages_seen] == [2, 4, None]
     assert calls == [0, 2, 4]
+
+
+def test_resume_starts_at_the_given_cursor():
+    get, calls = pages([{"elements": [5], "paging": {"total": 5}}])
+    assert list(iter_pages(get, "t", start=4)) == [([5], None)]
+    assert calls == [4]
 
 
 def test_short_page_with_next_keeps_going():
     get, _ = pages([{"elements": [1], "paging": {"next": "2"}}, {"elements": [2], "paging": {}}])
-    assert sum(iter_pages(get, "t"), []) == [1, 2]
+    assert [x for page, _ in iter_pages(get, "t") for x in page] == [1, 2]
 
 
 @pytest.mark.parametrize("bodies", [

@@ -23,6 +23,20 @@ def course_data(**overrides):
     return data
 
 
+def stat_data(**overrides):
+    data = {"tenant": "acme", "connection": "acme-coursera", "provider": "coursera",
+            "group_id": "65a1b2c3d4e5f60718293a4b", "course_external_id": "abc",
+            "learner": {"email": "a@b.test", "provider_id": "a@b.test"}, "attempt_id": "a~1",
+            "completion_status": "in_progress", "progress_percent": 40.0, "score_percent": None, "result": None,
+            "first_activity_at": "2026-01-01T00:00:00.000Z", "last_activity_at": "2026-01-02T00:00:00.000Z",
+            "completed_at": None, "time_spent_seconds": 600,
+            "provenance": {"completion_status": "derived", "progress_percent": "native"},
+            "as_of": "2026-01-03T00:00:00.000Z"}
+    data.update(overrides)
+    data["fingerprint"] = ev.fingerprint(data)
+    return data
+
+
 def build(data, time=NOW):
     return ev.make_event(ev.COURSE_UPSERTED, data, key=ev.partition_key("acme", "acme-coursera", "coursera", "course/abc"),
                          source="/test", subject="abc", time=time)

@@ -1,0 +1,211 @@
+"""Change detection, removals, incremental progress and replays, end to end against the sandbox."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import requests
+
+from connector_coursera.sandbox import CourseraSandbox, OrgSpec
+from hostspec import events as ev
+from hostspec.engine import SyncEngine, SyncRequest
+from hostspec.sinks import MemorySink
+from hostspec.state import StateDB
+from tests.conftest import sandbox_connection
+
+
+class Syncer:
+    """Runs successive syncs of one connection with one persistent state."""
+
+    def __init__(self, plugins, connection, tmp_path, **engine_kw):
+        self.plugins, self.connection = plugins, connection
+        self.state = StateDB(tmp_path / "state.sqlite")
+        self.engine_kw = engine_kw
+        self.n = 0
+
+    def __call__(self, scope="all", **request_kw):
+        self.n += 1
+        sink = MemorySink()
+        engine = SyncEngine(self.plugins, sink, state=self.state, batch_size=17, **self.engine_kw)
+        report = engine.run(SyncRequest(f"req-{self.n}", self.connection.name, "coursera", scope, **request_kw),
+                            self.connection)
+        return report, sink
+
+
+def control(sb, path, body=None):
+    r = requests.post(sb.url + "/_sandbox" + path, json=body or {}, timeout=5)
+    assert r.ok, r.text
+    return r.json()
+
+
+def test_second_sync_of_unchanged_sandbox_emits_nothing(sandbox, plugins, tmp_path):
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path)
+    first, _ = sync()
+    assert first.counts.courses_emitted == 30 and first.counts.stats_emitted == len(sandbox.report_rows())
+    second, sink = sync(mode="incremental")
+    assert sink.of_type(ev.COURSE_UPSERTED) == [] and sink.of_type(ev.LEARNER_STAT_UPSERTED) == []
+    final = sink.of_type(ev.SYNC_STATUS)[-1].data
+    assert final["phase"] == "completed" and final["counts"]["courses_unchanged"] == 30
+    assert final["counts"]["courses_emitted"] == final["counts"]["stats_emitted"] == 0
+
+
+def test_changing_n_items_emits_exactly_n(sandbox, plugins, tmp_path):
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path)
+    sync()
+    contents = sandbox.org.visible_contents(clips=False)
+    changed = {c["contentId"] for c in contents[:3]}
+    for cid in changed:
+        control(sandbox, f"/contents/{cid}/modify", {"changes": {"name": f"Renamed {cid}"}})
+    rows = [sandbox.org.row(i) for i in sandbox.report_rows()[:4]]
+    for row in rows:
+        control(sandbox, f"/learners/{row['externalId']}/progress", {"contentId": row["contentId"], "complete": True})
+    report, sink = sync()
+    assert {e.data["external_id"] for e in sink.of_type(ev.COURSE_UPSERTED)} == changed
+    stats = sink.of_type(ev.LEARNER_STAT_UPSERTED)
+    assert sorted((e.data["course_external_id"], e.data["learner"]["provider_id"]) for e in stats) == \
+        sorted((r["contentId"], r["externalId"]) for r in rows)
+    assert all(e.data["completion_status"] == "completed" for e in stats)
+    assert report.counts.courses_unchanged == 27
+
+
+def test_incremental_progress_asks_only_for_recent_activity_with_lookback(sandbox, plugins, tmp_path):
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path, lookback=timedelta(hours=48))
+    requests.delete(sandbox.url + "/_sandbox/requests", timeout=5)
+    first, _ = sync("progress")
+    second, _ = sync("progress")
+    log = [r for r in requests.get(sandbox.url + "/_sandbox/requests", timeout=5).json()
+           if r["path"].endswith("/enrollmentReports")]
+    assert "lastActivityAfter" not in log[0]["query"]       # first sync: everything
+    after = [r["query"] for r in log if "lastActivityAfter" in r["query"]]
+    assert after, "the second sync must filter by last activity"
+    sent_ms = int(after[0].split("lastActivityAfter=")[1].split("&")[0])
+    started_ms = int(first.started_at.timestamp() * 1000)
+    assert started_ms - 48 * 3600_000 - 5000 <= sent_ms <= started_ms - 48 * 3600_000 + 5000
+
+
+def test_full_mode_re_emits_everything(sandbox, plugins, tmp_path):
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path)
+    sync("catalog")
+    report, sink = sync("catalog", mode="full")
+    assert len(sink.of_type(ev.COURSE_UPSERTED)) == 30 and report.counts.courses_unchanged == 0
+
+
+def test_removed_items_yield_exactly_those_removals(sandbox, plugins, tmp_path):
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path)
+    sync("catalog")
+    gone = [c["contentId"] for c in sandbox.org.visible_contents(clips=False)[5:8]]
+    for cid in gone:
+        control(sandbox, f"/contents/{cid}/remove")
+    report, sink = sync("catalog")
+    removed = sink.of_type(ev.COURSE_REMOVED)
+    assert sorted(e.data["external_id"] for e in removed) == sorted(gone)
+    assert all(e.data["reason"] == "not_in_catalog" and e.data["last_seen_at"] for e in removed)
+    assert report.counts.courses_removed == 3
+    _, again = sync("catalog")
+    assert again.of_type(ev.COURSE_REMOVED) == []  # removed once, not every day
+
+
+def test_a_sync_failing_halfway_through_the_catalog_removes_nothing(sandbox, plugins, tmp_path):
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins, page_size=10, max_attempts=2), tmp_path)
+    sync("catalog")
+    control(sandbox, f"/contents/{sandbox.org.visible_contents(clips=False)[0]['contentId']}/remove")
+    control(sandbox, "/faults", {"route": "*/contents", "action": "status_5xx", "status": 503, "times": None,
+                                 "after_n_calls": 1})
+    report, sink = sync("catalog")
+    assert report.outcome == "failed" and sink.of_type(ev.COURSE_REMOVED) == []
+
+
+def test_an_unreadable_catalog_record_is_not_a_removal(plugins, tmp_path):
+    with CourseraSandbox(OrgSpec(contents=12, learners=4, enrollments=10)) as sb:
+        sync = Syncer(plugins, sandbox_connection(sb, plugins), tmp_path)
+        sync("catalog")
+        control(sb, "/faults", {"route": "*/contents", "action": "missing_field", "field": "name"})
+        report, sink = sync("catalog")
+    assert report.counts.rejected == 12 and sink.of_type(ev.COURSE_REMOVED) == []
+
+
+def test_dry_run_counts_but_emits_only_status_and_keeps_no_state(sandbox, plugins, tmp_path):
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path)
+    report, sink = sync(dry_run=True)
+    assert {e.type for e in sink.events} == {ev.SYNC_STATUS}
+    assert sink.events[-1].data["dry_run"] is True and report.counts.courses_emitted == 30
+    real, real_sink = sync()
+    assert len(real_sink.of_type(ev.COURSE_UPSERTED)) == 30  # the dry run remembered nothing
+
+
+def test_replay_of_a_subset_and_a_date_range(sandbox, plugins, tmp_path):
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path)
+    sync()
+    row = sandbox.org.row(sandbox.report_rows()[0])
+    _, sink = sync("progress", mode="full", learners=(row["externalId"],))
+    learners = {e.data["learner"]["provider_id"] for e in sink.of_type(ev.LEARNER_STAT_UPSERTED)}
+    assert learners == {row["externalId"]}
+    course = sandbox.org.visible_contents(clips=False)[0]["contentId"]
+    report, sink = sync("catalog", mode="full", courses=(course,))
+    assert [e.data["external_id"] for e in sink.of_type(ev.COURSE_UPSERTED)] == [course]
+    assert report.counts.courses_removed == 0  # a subset never removes anything
+    from datetime import datetime, timezone
+    req_since = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    requests.delete(sandbox.url + "/_sandbox/requests", timeout=5)
+    sync("progress", mode="full", since=req_since, until=req_since + timedelta(days=30))
+    queries = [r["query"] for r in requests.get(sandbox.url + "/_sandbox/requests", timeout=5).json()]
+    assert any(f"lastActivityAfter={int(req_since.timestamp() * 1000)}" in q and "lastActivityBefore=" in q
+               for q in queries)
+
+
+def test_completion_never_regresses_and_a_retake_is_a_new_attempt(sandbox, plugins, tmp_path):
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path)
+    i = next(i for i in sandbox.report_rows() if sandbox.org.row(i)["isCompleted"]
+             and sandbox.org.row(i)["contentType"] == "Course")
+    row = sandbox.org.row(i)
+    sync("progress")
+    # the provider now reports the same enrollment as incomplete (a glitch): completion is kept
+    sandbox.org.progress_overrides[i] = {"isCompleted": False, "overallProgress": 30, "completedAt": None,
+                                         "updatedAt": row["updatedAt"] + 1}
+    _, sink = sync("progress", mode="full", learners=(row["externalId"],), courses=(row["contentId"],))
+    (kept,) = sink.of_type(ev.LEARNER_STAT_UPSERTED)
+    assert kept.data["completion_status"] == "completed" and kept.data["progress_percent"] == 100
+    assert kept.data["provenance"]["completion_status"] == "retained"
+    # a retake: a new enrollment date is a new attempt, the old one is not overwritten
+    sandbox.org.progress_overrides[i] = {"isCompleted": False, "overallProgress": 10, "completedAt": None,
+                                         "enrolledAt": row["enrolledAt"] + 86_400_000 * 400,
+                                         "lastActivityAt": row["enrolledAt"] + 86_400_000 * 401}
+    _, sink = sync("progress", mode="full", learners=(row["externalId"],), courses=(row["contentId"],))
+    (retake,) = sink.of_type(ev.LEARNER_STAT_UPSERTED)
+    assert retake.data["attempt_id"] != kept.data["attempt_id"]
+    assert retake.data["completion_status"] == "in_progress"
+
+
+def test_a_crashed_run_resumes_from_its_last_committed_page(sandbox, plugins, tmp_path):
+    from hostspec.errors import RunAbandoned
+
+    connection = sandbox_connection(sandbox, plugins, page_size=10)
+    state = StateDB(tmp_path / "s.sqlite")
+    calls = {"n": 0}
+
+    def stop_after_35():
+        calls["n"] += 1
+        return calls["n"] > 35
+
+    request = SyncRequest("req-crash", connection.name, "coursera", "progress")
+    first_sink = MemorySink()
+    try:
+        SyncEngine(plugins, first_sink, state=state, batch_size=10, should_stop=stop_after_35).run(request, connection)
+        raise AssertionError("the run should have been abandoned")
+    except RunAbandoned:
+        pass
+    sent_before_crash = {e.data["attempt_id"] for e in first_sink.of_type(ev.LEARNER_STAT_UPSERTED)}
+    requests.delete(sandbox.url + "/_sandbox/requests", timeout=5)
+    sink = MemorySink()
+    report = SyncEngine(plugins, sink, state=state, batch_size=10).run(request, connection)
+    starts = [r["query"] for r in requests.get(sandbox.url + "/_sandbox/requests", timeout=5).json()
+              if r["path"].endswith("/enrollmentReports")]
+    # Checkpoints fell after records 10, 20 and 30; the cursor committed with record 30 is the end of
+    # page 2 (page 3's end marker comes after its last record), so the redo starts at 20 and finds
+    # records 21-30 already delivered: their fingerprints make them "unchanged", not duplicates.
+    assert "start=20" in starts[0], starts[0]
+    assert all("start=0&" not in q and "start=10&" not in q for q in starts)
+    again = {e.data["attempt_id"] for e in sink.of_type(ev.LEARNER_STAT_UPSERTED)}
+    total = len(sandbox.report_rows())
+    assert report.outcome == "completed" and report.counts.stats_unchanged == 10
+    assert len(sent_before_crash) == 36  # 30 committed, 6 in the batch the crash threw away
+    assert len(again) == total - 30 and len(sent_before_crash | again) == total
