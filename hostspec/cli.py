@@ -26,10 +26,12 @@ from .logs import setup_logging
 from .plugins import HostPluginManager, get_plugin_manager
 from .provider import SyncContext
 from .sinks import JsonLinesSink
+from .state import StateDB
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL = 0, 1, 2, 3
 OUTCOME_EXIT = {"completed": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}
 DEFAULT_CONNECTIONS = "connections.toml"
+DEFAULT_STATE = ".connector-host/state.sqlite"
 
 
 def _connections_path(args: argparse.Namespace) -> str:
@@ -100,15 +102,32 @@ def print_summary(report: RunReport, out: str, stream: TextIO) -> None:
         f"sync {report.outcome}: {report.provider} / {report.connection} (scope {report.scope}, "
         f"run {report.run_id}, {report.duration_s:.2f}s)",
         f"  catalog items fetched   {c.catalog_fetched:>9}",
-        f"  course events           {c.courses_emitted:>9}",
+        f"  course events           {c.courses_emitted:>9}   unchanged {c.courses_unchanged}",
+        f"  course removals         {c.courses_removed:>9}",
         f"  progress rows fetched   {c.progress_fetched:>9}",
-        f"  learner-stat events     {c.stats_emitted:>9}",
+        f"  learner-stat events     {c.stats_emitted:>9}   unchanged {c.stats_unchanged}",
         f"  rejected records        {c.rejected:>9}",
         f"  events written to       {out}",
     ]
+    if report.dry_run:
+        lines.append("  dry run: only status events were written, state unchanged")
     if report.error:
         lines.append(f"  error ({report.error['kind']}): {report.error['message']}")
     print("\n".join(lines), file=stream)
+
+
+def _request(args: argparse.Namespace, connection: str, provider: str, requested_by: str) -> SyncRequest:
+    return SyncRequest(request_id=str(uuid.uuid4()), connection=connection, provider=provider, scope=args.scope,
+                       requested_by=requested_by, mode=args.mode, dry_run=args.dry_run, since=args.since,
+                       until=args.until, learners=tuple(args.learner) or None, courses=tuple(args.course) or None)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or date-time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def cmd_sync(args: argparse.Namespace, plugins: HostPluginManager) -> int:
@@ -135,12 +154,13 @@ def cmd_sync(args: argparse.Namespace, plugins: HostPluginManager) -> int:
                 print(f"connector-host: connection {connection.name!r} is for provider "
                       f"{connection.provider!r}, not {provider.name!r}", file=sys.stderr)
                 return EXIT_CONFIG
+        state_path = args.state or (None if args.sandbox else os.environ.get("CONNECTOR_HOST_STATE", DEFAULT_STATE))
+        state = StateDB(state_path) if state_path else StateDB()
+        stack.callback(state.close)
         sink = stack.enter_context(JsonLinesSink(args.out))
         progress = _Progress(sys.stderr)
-        engine = SyncEngine(plugins, sink, on_progress=progress, progress_every=100)
-        request = SyncRequest(request_id=str(uuid.uuid4()), connection=connection.name,
-                              provider=provider.name, scope=args.scope, requested_by="cli")
-        report = engine.run(request, connection)
+        engine = SyncEngine(plugins, sink, state=state, on_progress=progress, progress_every=100)
+        report = engine.run(_request(args, connection.name, provider.name, "cli"), connection)
         progress.done()
     print_summary(report, "stdout" if args.out == "-" else args.out, sys.stderr)
     return OUTCOME_EXIT[report.outcome]
@@ -164,8 +184,10 @@ def cmd_run(args: argparse.Namespace, plugins: HostPluginManager) -> int:
 
     settings = WorkerSettings(group_id=args.group_id, concurrency=args.concurrency,
                               session_timeout_ms=args.session_timeout_ms, grace_s=args.grace,
-                              status_every=args.status_every,
-                              **({"worker_id": args.worker_id} if args.worker_id else {}))
+                              status_every=args.status_every, batch_size=args.batch_size,
+                              transaction_timeout_ms=args.transaction_timeout_ms,
+                              lookback_s=args.lookback_hours * 3600, state_dir=args.state_dir,
+                              **({"worker_id": args.worker_id, "static_membership": True} if args.worker_id else {}))
     connections = ConnectionsFile(_connections_path(args))
     connections.store()  # fail now, not at the first request, when the file is missing or broken
     worker = Worker(plugins, connections, _kafka_config(args), _topics(args), settings)
@@ -188,8 +210,7 @@ def cmd_request_sync(args: argparse.Namespace, plugins: HostPluginManager) -> in
 
     plugins.provider(args.provider)  # unknown provider: say so before publishing anything
     config, topics = _kafka_config(args), _topics(args)
-    request = SyncRequest(request_id=str(uuid.uuid4()), connection=args.connection, provider=args.provider,
-                          scope=args.scope, requested_by=args.requested_by)
+    request = _request(args, args.connection, args.provider, args.requested_by)
     follower = Follower(config, topics.status) if args.wait else None
     try:
         publish(config, topics.requests, [request.to_event(datetime.now(timezone.utc))])
@@ -257,13 +278,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connection", required=True, metavar="NAME")
     p.set_defaults(func=cmd_check)
 
+    def request_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--scope", choices=["catalog", "progress", "all"], default="all")
+        p.add_argument("--mode", choices=["incremental", "full"], default="incremental",
+                       help="full: re-emit everything, even unchanged (default incremental)")
+        p.add_argument("--dry-run", action="store_true", help="count what would be emitted; emit only statuses")
+        p.add_argument("--since", type=_instant, help="replay progress with activity after this ISO date")
+        p.add_argument("--until", type=_instant, help="replay progress with activity before this ISO date")
+        p.add_argument("--learner", action="append", default=[], metavar="ID",
+                       help="only this learner (provider id or email); repeatable")
+        p.add_argument("--course", action="append", default=[], metavar="ID",
+                       help="only this course (external id); repeatable")
+
     p = sub.add_parser("sync", help="run one sync now and write its events as JSON lines")
     p.add_argument("provider")
     p.add_argument("--connection", metavar="NAME")
     p.add_argument("--sandbox", action="store_true",
                    help="start the provider's in-process sandbox and sync it (no credentials needed)")
-    p.add_argument("--scope", choices=["catalog", "progress", "all"], default="all")
+    request_options(p)
     p.add_argument("--out", default="-", metavar="FILE", help="where to write events (default stdout)")
+    p.add_argument("--state", metavar="FILE", help="state database for change detection (default "
+                   f"$CONNECTOR_HOST_STATE or {DEFAULT_STATE}; with --sandbox: none, every run starts fresh)")
     p.add_argument("--sandbox-contents", type=int, metavar="N")
     p.add_argument("--sandbox-learners", type=int, metavar="N")
     p.add_argument("--sandbox-enrollments", type=int, metavar="N")
@@ -283,14 +318,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session-timeout-ms", type=int, default=45_000)
     p.add_argument("--grace", type=float, default=30.0, help="seconds running syncs get on shutdown")
     p.add_argument("--status-every", type=int, default=5_000, help="a progress status every N records")
-    p.add_argument("--worker-id", help="name in status events (default host:pid)")
+    p.add_argument("--worker-id", help="a stable name (e.g. the pod name): used in status events, transactional "
+                                       "ids and as static group membership, so a restarted worker gets its "
+                                       "partitions back at once and fences its predecessor's transactions "
+                                       "(default host-pid, a dynamic member)")
+    p.add_argument("--batch-size", type=int, default=5_000, help="records per Kafka transaction")
+    p.add_argument("--transaction-timeout-ms", type=int, default=60_000)
+    p.add_argument("--lookback-hours", type=float, default=48.0,
+                   help="incremental progress syncs start this long before the last watermark")
+    p.add_argument("--state-dir", help="folder of the local state database (default: a temporary folder)")
     p.set_defaults(func=cmd_run, default_log_level="INFO")
 
     p = sub.add_parser("request-sync", help="publish a sync request; with --wait, follow it to its end")
     kafka_options(p)
     p.add_argument("provider")
     p.add_argument("--connection", required=True, metavar="NAME")
-    p.add_argument("--scope", choices=["catalog", "progress", "all"], default="all")
+    request_options(p)
     p.add_argument("--requested-by", default=f"cli:{os.environ.get('USER', 'unknown')}")
     p.add_argument("--wait", action="store_true", help="print progress until the run completes")
     p.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")

@@ -17,6 +17,7 @@ it, with counts; ``progress`` statuses may come between.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from contextlib import closing, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -163,6 +164,7 @@ class _Run:
                          "provider": provider.name, "group_id": connection.group_id}
         self.context_scope = request.scopes[0]
         self.since_checkpoint = 0
+        self.checkpointed_at = time.monotonic()
         self.learners = set(request.learners or ())
         self.courses = set(request.courses or ())
 
@@ -180,10 +182,12 @@ class _Run:
         else:
             self.session.commit()
         self.since_checkpoint = 0
+        self.checkpointed_at = time.monotonic()
 
     def step(self) -> None:
         self.since_checkpoint += 1
-        if self.since_checkpoint >= self.engine.batch_size:
+        if (self.since_checkpoint >= self.engine.batch_size
+                or time.monotonic() - self.checkpointed_at >= self.engine.batch_seconds):
             self.checkpoint()
 
     # -- status --------------------------------------------------------------------------------
@@ -267,7 +271,7 @@ class SyncEngine:
 
     def __init__(self, plugins: HostPluginManager, sink: Sink, *, state: StateDB | None = None,
                  clock: Callable[[], datetime] = utc_now, batch_size: int = 5000,
-                 lookback: timedelta = DEFAULT_LOOKBACK,
+                 batch_seconds: float = 10.0, lookback: timedelta = DEFAULT_LOOKBACK,
                  on_progress: Callable[[RunReport], None] | None = None, progress_every: int = 1000,
                  status_every: int = 0, worker_id: str | None = None,
                  should_stop: Callable[[], bool] = lambda: False):
@@ -275,6 +279,8 @@ class SyncEngine:
         :param state: fingerprints and checkpoints; default: a fresh in-memory store (every
             run then emits everything: nothing was emitted before).
         :param batch_size: records per checkpoint (bounds memory and the work a crash loses).
+        :param batch_seconds: also checkpoint when this long passed since the last one (keeps
+            Kafka transactions well inside their timeout when the provider is slow).
         :param lookback: how far before the last watermark an incremental progress fetch starts.
         :param on_progress: called every ``progress_every`` records (terminal display).
         :param status_every: emit a ``progress`` status every that many records (0: never).
@@ -282,7 +288,7 @@ class SyncEngine:
         """
         self.plugins, self.sink, self.clock = plugins, sink, clock
         self.state = state if state is not None else StateDB()
-        self.batch_size, self.lookback = batch_size, lookback
+        self.batch_size, self.batch_seconds, self.lookback = batch_size, batch_seconds, lookback
         self.on_progress, self.progress_every = on_progress, progress_every
         self.status_every, self.worker_id, self.should_stop = status_every, worker_id, should_stop
 

@@ -17,6 +17,7 @@ class Topics:
     learner_stats: str = "learning.learner-stats"
     status: str = "learning.sync.status"
     dead_letter: str = "learning.deadletter"
+    state: str = "learning.connector-state"
 
     def for_type(self, type_: str) -> str:
         return {

@@ -1,4 +1,4 @@
-"""The Kafka worker: consume sync requests, run them, produce events, commit after acknowledgement.
+"""The Kafka worker: consume sync requests, run them, produce events, exactly once.
 
 How a long sync never gets the worker thrown out of its group, nor blocks other partitions:
 the poll loop runs in the main thread and never waits for a sync. A request is handed to a
@@ -10,12 +10,16 @@ partition. Requests of one partition therefore run in order; different partition
 parallel, up to ``concurrency``. Two runs of the same connection never overlap: a
 per-connection lock queues the later request until the earlier one ends.
 
-Nothing is lost: a worker that dies, or loses a partition in a rebalance, has not committed the
-request it was running, so the partition's next owner runs it again. Events already sent by the
-dead run are sent again with the same ids (content-derived), so consumers can recognise them.
+Exactly once: a run is a series of Kafka transactions (one per engine checkpoint). Each carries
+the batch's events, the batch's state records (fingerprints, cursors) on the compacted state
+topic and, for the last one, the request's consumer offset. ``read_committed`` consumers see a
+batch entirely or not at all. A worker that dies, or loses the partition, leaves the request
+uncommitted; the next owner first reads the state topic (so it knows every committed
+fingerprint), runs the request again, resumes at the last committed page and skips entities
+already delivered: no event is lost and none is delivered twice.
 A request that cannot be run (malformed, unknown provider or connection) goes to the dead-letter
 topic with its raw bytes and origin, a ``failed`` status is published when its id is readable,
-its offset is committed and the worker carries on.
+its offset is committed in the same transaction, and the worker carries on.
 """
 from __future__ import annotations
 
@@ -36,13 +40,15 @@ from marshmallow import ValidationError
 from . import events as ev
 from .connections import ConnectionStore
 from .dead_letters import refused_request
-from .engine import RunReport, SyncEngine, SyncRequest
+from .engine import DEFAULT_LOOKBACK, RunReport, SyncEngine, SyncRequest
 from .errors import DeliveryError, HostError, RunAbandoned
 from .plugins import HostPluginManager
 from .provider import Connection
+from .state import SEP, StateDB, apply_changelog
 from .topics import Topics
 from .transport.config import KafkaConfig, topic_specs
-from .transport.kafka import InboundMessage, KafkaSink, Partition, RequestConsumer, ensure_topics, make_producer
+from .transport.kafka import (InboundMessage, Partition, ProducerPool, RequestConsumer, StateChangelog,
+                              TransactionalSink, ensure_topics)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,13 @@ class WorkerSettings:
     grace_s: float = 30.0            # on shutdown, how long running syncs may finish
     retry_backoff_s: float = 5.0     # wait before re-running a request whose events were not delivered
     status_every: int = 5_000        # a "progress" status every that many records
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    batch_size: int = 5_000          # records per transaction
+    batch_seconds: float = 10.0      # ... or this long, whichever comes first
+    transaction_timeout_ms: int = 60_000
+    lookback_s: float = DEFAULT_LOOKBACK.total_seconds()
+    state_dir: str | None = None     # local state database (rebuilt from the state topic at start)
+    static_membership: bool = False  # join as a static group member named worker_id
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
 class ConnectionsFile:
@@ -98,8 +110,12 @@ class Worker:
         self._slots: dict[Partition, _Slot] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._active_scopes: set[str] = set()
         self._consumer: RequestConsumer | None = None
-        self._producer: Any = None
+        self._producers: ProducerPool | None = None
+        self._main_producers: ProducerPool | None = None
+        self._changelog: StateChangelog | None = None
+        self.state: StateDB | None = None
         self._pool: ThreadPoolExecutor | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -110,10 +126,16 @@ class Worker:
     def run(self) -> None:
         s = self.settings
         ensure_topics(self.kafka, topic_specs(self.topics))
-        self._producer = make_producer(self.kafka)
+        self._open_state()
+        txn_prefix = f"{s.group_id}.{s.worker_id}"
+        self._producers = ProducerPool(self.kafka, txn_prefix, s.concurrency,
+                                       transaction_timeout_ms=s.transaction_timeout_ms)
+        self._main_producers = ProducerPool(self.kafka, txn_prefix + ".main", 1,
+                                            transaction_timeout_ms=s.transaction_timeout_ms)
         self._consumer = RequestConsumer(self.kafka, self.topics.requests, s.group_id,
                                          on_assigned=self._assigned, on_revoked=self._revoked,
-                                         session_timeout_ms=s.session_timeout_ms)
+                                         session_timeout_ms=s.session_timeout_ms,
+                                         group_instance_id=s.worker_id if s.static_membership else None)
         self._pool = ThreadPoolExecutor(s.concurrency, thread_name_prefix="sync")
         log.info("worker %s consuming %s in group %s", s.worker_id, self.topics.requests, s.group_id)
         try:
@@ -123,10 +145,41 @@ class Worker:
             self._drain()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
-            self._producer.flush(timeout=30)
-            self._producer.close(timeout=10)
+            self._producers.close()
+            self._main_producers.close()
             self._consumer.close()
+            self._changelog.close()  # type: ignore[union-attr]
+            self.state.close()  # type: ignore[union-attr]
             log.info("worker %s stopped", s.worker_id)
+
+    def _open_state(self) -> None:
+        """A fresh local database, rebuilt from the compacted state topic."""
+        import tempfile
+
+        folder = Path(self.settings.state_dir or tempfile.mkdtemp(prefix="connector-host-state-"))
+        path = folder / f"state-{self.settings.worker_id}.sqlite"
+        for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            stale.unlink(missing_ok=True)
+        self.state = StateDB(path)
+        self._changelog = StateChangelog(self.kafka, self.topics.state)
+        started = time.monotonic()
+        n = self._changelog.catch_up(lambda records: apply_changelog(self.state, records))  # type: ignore[arg-type]
+        log.info("state rebuilt from %s: %d records, %d entities in %.1fs", self.topics.state, n,
+                 self.state.count(), time.monotonic() - started)
+
+    def _catch_up(self, own_scope: str) -> None:
+        """Apply state records written since the last read, e.g. by a worker that died.
+
+        Records of scopes that another run of this process holds are skipped: that run is their
+        only writer and its commits are already in the local database.
+        """
+        with self._locks_guard:
+            busy = self._active_scopes - {own_scope}
+
+        def apply(records: list[tuple[str, bytes | None]]) -> None:
+            apply_changelog(self.state, [(k, v) for k, v in records if k.split(SEP)[1] not in busy])  # type: ignore[arg-type]
+
+        self._changelog.catch_up(apply)  # type: ignore[union-attr]
 
     def _drain(self) -> None:
         """Let running syncs finish within the grace period, commit them, abandon the rest."""
@@ -179,9 +232,7 @@ class Worker:
                     slot.pending.appendleft(msg)
                     slot.not_before = time.monotonic() + self.settings.retry_backoff_s
                     break
-                if future is None:
-                    self._consumer.commit(tp, msg.offset + 1)
-                else:
+                if future is not None:  # None: refused, its offset committed with the dead letter
                     slot.running, slot.current = future, msg
             if slot.running is None and not slot.pending and tp in self._slots:
                 del self._slots[tp]
@@ -210,12 +261,11 @@ class Worker:
                 slot.pending.appendleft(msg)
                 slot.not_before = time.monotonic() + self.settings.retry_backoff_s
                 return
-        else:
+        else:  # its offset was committed in the run's last transaction
             c = report.counts
-            log.info("run %s of %s %s: %d courses, %d stats, %d rejected in %.1fs", report.run_id,
-                     report.connection, report.outcome, c.courses_emitted, c.stats_emitted, c.rejected,
-                     report.duration_s)
-        self._consumer.commit(tp, msg.offset + 1)
+            log.info("run %s of %s %s: %d courses, %d stats (%d unchanged), %d removed, %d rejected in %.1fs",
+                     report.run_id, report.connection, report.outcome, c.courses_emitted, c.stats_emitted,
+                     c.stats_unchanged, c.courses_removed, c.rejected, report.duration_s)
 
     # -- one request ---------------------------------------------------------------------------
     def _dispatch(self, msg: InboundMessage, slot: _Slot) -> Future[RunReport] | None:
@@ -237,7 +287,9 @@ class Worker:
         slot.cancel = threading.Event()
         log.info("request %s for %s/%s (scope %s) from %s@%d", request.request_id, connection.tenant,
                  connection.name, request.scope, msg.partition, msg.offset)
-        return self._pool.submit(self._execute, request, connection, slot.cancel)
+        offset = (msg.tp, msg.offset + 1)
+        return self._pool.submit(self._execute, request, connection, slot.cancel, offset,
+                                 self._consumer.group_metadata())  # type: ignore[union-attr]
 
     def _refuse(self, msg: InboundMessage, reason: str, errors: Any,
                 request: SyncRequest | None = None) -> None:
@@ -247,28 +299,52 @@ class Worker:
                                  connection=request.connection if request else None,
                                  provider=request.provider if request else None,
                                  worker=self.settings.worker_id)
-        sink = KafkaSink(self._producer, self.topics.for_type)
-        for event in events:
-            sink.emit(event)
-        sink.flush()
+        assert self._main_producers is not None and self._consumer is not None
+        slot_no, producer = self._main_producers.take()
+        sink = TransactionalSink(producer, self.topics.for_type, self.topics.state, (msg.tp, msg.offset + 1),
+                                 self._consumer.group_metadata())
+        try:
+            for event in events:
+                sink.emit(event)
+            sink.checkpoint([], final=True)
+        finally:
+            self._main_producers.give_back(slot_no, producer, broken=sink.broken)
         return None
 
     def _connection_lock(self, connection: Connection) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault((connection.tenant, connection.name), threading.Lock())
 
-    def _execute(self, request: SyncRequest, connection: Connection, cancel: threading.Event) -> RunReport:
+    def _execute(self, request: SyncRequest, connection: Connection, cancel: threading.Event,
+                 offset: tuple[Partition, int], group_metadata: Any) -> RunReport:
+        from datetime import timedelta
+
         def should_stop() -> bool:
             return cancel.is_set() or self._abandon.is_set()
 
+        s = self.settings
+        scope = f"{connection.tenant}/{connection.name}"
         lock = self._connection_lock(connection)
         while not lock.acquire(timeout=0.5):  # another run of this connection: wait our turn
             if should_stop():
                 raise RunAbandoned(f"request {request.request_id} gave up waiting for {connection.name}")
+        assert self._producers is not None
+        slot_no, producer = self._producers.take()
+        sink = TransactionalSink(producer, self.topics.for_type, self.topics.state, offset, group_metadata)
         try:
-            sink = KafkaSink(self._producer, self.topics.for_type)
-            engine = SyncEngine(self.plugins, sink, status_every=self.settings.status_every,
-                                worker_id=self.settings.worker_id, should_stop=should_stop)
-            return engine.run(request, connection)
+            with self._locks_guard:
+                self._active_scopes.add(scope)
+            self._catch_up(scope)
+            engine = SyncEngine(self.plugins, sink, state=self.state, batch_size=s.batch_size,
+                                batch_seconds=s.batch_seconds, lookback=timedelta(seconds=s.lookback_s),
+                                status_every=s.status_every, worker_id=s.worker_id, should_stop=should_stop)
+            try:
+                return engine.run(request, connection)
+            except (RunAbandoned, DeliveryError):
+                sink.abort()
+                raise
         finally:
+            with self._locks_guard:
+                self._active_scopes.discard(scope)
+            self._producers.give_back(slot_no, producer, broken=sink.broken)
             lock.release()

@@ -411,6 +411,12 @@ def _make_handler(sandbox: CourseraSandbox) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet: requests are in /_sandbox/requests
             return
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client went away (a killed worker, a timeout): nothing to answer
+
         def do_GET(self) -> None:
             self._handle("GET")
 

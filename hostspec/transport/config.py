@@ -86,14 +86,16 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
     * courses: 6 partitions, 14 days (upserts and removals of a course share a key and partition);
     * learner stats: 12 partitions, 14 days (the largest stream);
     * status: 3 partitions, 30 days (run history for ``status`` views);
-    * dead letter: 3 partitions, 30 days (time to inspect and replay).
+    * dead letter: 3 partitions, 30 days (time to inspect and replay);
+    * state: 6 partitions, compacted (the latest fingerprint and checkpoint per key, forever).
     """
     def delete(days: int) -> dict[str, str]:
         return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
 
     return [TopicSpec(topics.requests, 6, delete(7)), TopicSpec(topics.courses, 6, delete(14)),
             TopicSpec(topics.learner_stats, 12, delete(14)), TopicSpec(topics.status, 3, delete(30)),
-            TopicSpec(topics.dead_letter, 3, delete(30))]
+            TopicSpec(topics.dead_letter, 3, delete(30)),
+            TopicSpec(topics.state, 6, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"})]
 
 
 def topics_from_env(prefix: str | None = None) -> Topics:

@@ -146,7 +146,11 @@ class RequestConsumer:
 
     def __init__(self, config: KafkaConfig, topic: str, group_id: str, *,
                  on_assigned: Callable[[set[Partition]], None], on_revoked: Callable[[set[Partition]], None],
-                 session_timeout_ms: int = 45_000, max_poll_records: int = 50):
+                 session_timeout_ms: int = 45_000, max_poll_records: int = 50,
+                 group_instance_id: str | None = None):
+        """:param group_instance_id: join as a static member: a restart under the same id gets its
+        partitions back at once, without a rebalance."""
+        static = {"group_instance_id": group_instance_id} if group_instance_id else {}
         try:
             self._consumer = KafkaConsumer(
                 **config.client_kwargs(), group_id=group_id, enable_auto_commit=False,
@@ -172,6 +176,10 @@ class RequestConsumer:
 
     def assignment(self) -> set[Partition]:
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def group_metadata(self) -> Any:
+        """The current group generation, for fencing transactional offset commits (KIP-447)."""
+        return self._consumer.group_metadata()
 
     def seek(self, tp: Partition, offset: int) -> None:
         self._consumer.seek(TopicPartition(*tp), offset)
@@ -225,6 +233,152 @@ class Follower:
             for records in self._consumer.poll(timeout_ms=200).values():
                 for r in records:
                     yield InboundMessage(r.topic, r.partition, r.offset, r.key, r.value)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+# -- exactly-once: transactions ---------------------------------------------------------------------
+class TransactionalSink:
+    """A run's events, state records and request offset, committed together in Kafka transactions.
+
+    The first event after a checkpoint begins a transaction; :meth:`checkpoint` adds the batch's
+    state records (to the compacted state topic) and, on the final checkpoint, the request's
+    offset (``send_offsets_to_transaction`` with the consumer's group metadata, so a stale member
+    is fenced by the broker), then commits. A failure aborts the transaction (nothing of the batch
+    becomes visible to ``read_committed`` consumers) and raises :class:`DeliveryError`.
+    """
+
+    def __init__(self, producer: KafkaProducer, topic_for: Callable[[str], str], state_topic: str,
+                 offset: tuple[Partition, int] | None = None, group_metadata: Any = None):
+        self._producer, self._topic_for, self._state_topic = producer, topic_for, state_topic
+        self._offset, self._group_metadata = offset, group_metadata
+        self._open = False
+        self.broken = False
+        self.transactions = 0
+
+    def _begin(self) -> None:
+        if not self._open:
+            self._producer.begin_transaction()
+            self._open = True
+
+    def _fail(self, what: str, exc: Exception) -> DeliveryError:
+        try:
+            if self._open:
+                self._producer.abort_transaction()
+        except Exception:  # fenced or fatal: this producer cannot be used again
+            self.broken = True
+        self._open = False
+        return DeliveryError(f"{what}: {type(exc).__name__}: {exc}")
+
+    def emit(self, event: Event) -> None:
+        try:
+            self._begin()
+            self._producer.send(self._topic_for(event.type), key=event.key.encode("utf-8"),
+                                value=event.to_json().encode("utf-8"))
+        except KafkaError as exc:
+            raise self._fail(f"cannot send {event.type}", exc) from None
+
+    def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
+        try:
+            self._begin()
+            for key, value in state_records:
+                self._producer.send(self._state_topic, key=key.encode("utf-8"), value=value)
+            if final and self._offset is not None:
+                (topic, partition), next_offset = self._offset
+                self._producer.send_offsets_to_transaction(
+                    {TopicPartition(topic, partition): OffsetAndMetadata(next_offset, "", -1)},
+                    self._group_metadata)
+            self._producer.commit_transaction()
+            self._open = False
+            self.transactions += 1
+        except KafkaError as exc:
+            raise self._fail("transaction not committed", exc) from None
+
+    def abort(self) -> None:
+        """Abandon the open transaction, if any (a run given up on purpose)."""
+        if self._open:
+            self._fail("abandoned", RuntimeError("run abandoned"))
+
+
+class ProducerPool:
+    """Transactional producers, one per concurrent run, with stable transactional ids.
+
+    ``transactional.id`` is ``<prefix>-<slot>``: with a stable prefix (a stable ``--worker-id``)
+    a restarted worker fences its predecessor's producers and aborts their open transactions at
+    once; otherwise those transactions end by timeout (``transaction_timeout_ms``).
+    """
+
+    def __init__(self, config: KafkaConfig, prefix: str, size: int, *, transaction_timeout_ms: int = 60_000):
+        self._config, self._prefix, self._timeout = config, prefix, transaction_timeout_ms
+        self._free: list[tuple[int, KafkaProducer]] = []
+        self._lock = threading.Condition()
+        for slot in range(size):
+            self._free.append((slot, self._make(slot)))
+
+    def _make(self, slot: int) -> KafkaProducer:
+        producer = make_producer(self._config, transactional_id=f"{self._prefix}-{slot}",
+                                 transaction_timeout_ms=self._timeout)
+        try:
+            producer.init_transactions()
+        except KafkaError as exc:
+            raise TransportError(f"cannot start Kafka transactions: {type(exc).__name__}: {exc}") from None
+        return producer
+
+    def take(self) -> tuple[int, KafkaProducer]:
+        with self._lock:
+            while not self._free:
+                self._lock.wait()
+            return self._free.pop()
+
+    def give_back(self, slot: int, producer: KafkaProducer, *, broken: bool = False) -> None:
+        if broken:
+            try:
+                producer.close(timeout=5)
+            except Exception:
+                pass
+            producer = self._make(slot)
+        with self._lock:
+            self._free.append((slot, producer))
+            self._lock.notify()
+
+    def close(self) -> None:
+        with self._lock:
+            for _slot, producer in self._free:
+                producer.close(timeout=10)
+            self._free.clear()
+
+
+class StateChangelog:
+    """Reads the compacted state topic (read_committed) into a local state database."""
+
+    def __init__(self, config: KafkaConfig, topic: str):
+        try:
+            self._consumer = KafkaConsumer(**config.client_kwargs(), group_id=None, enable_auto_commit=False,
+                                           isolation_level="read_committed", max_poll_records=5000)
+        except KafkaError as exc:
+            raise _unreachable(config, exc) from None
+        partitions = self._consumer.partitions_for_topic(topic) or set()
+        self._tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self._consumer.assign(self._tps)
+        self._consumer.seek_to_beginning(*self._tps)
+        self._lock = threading.Lock()
+
+    def catch_up(self, apply: Callable[[list[tuple[str, bytes | None]]], None], *, timeout_s: float = 120) -> int:
+        """Apply every committed record up to the topic's current end; returns how many."""
+        with self._lock:
+            ends = self._consumer.end_offsets(self._tps)
+            deadline = time.monotonic() + timeout_s
+            count = 0
+            while any(self._consumer.position(tp) < ends[tp] for tp in self._tps):
+                if time.monotonic() > deadline:
+                    raise TransportError(f"state topic not read to its end within {timeout_s:.0f}s")
+                batch = [(r.key.decode("utf-8"), r.value)
+                         for records in self._consumer.poll(timeout_ms=200).values() for r in records]
+                if batch:
+                    apply(batch)
+                    count += len(batch)
+            return count
 
     def close(self) -> None:
         self._consumer.close()

@@ -66,10 +66,14 @@ def test_check_and_sync_a_configured_connection(tmp_path, sandbox, monkeypatch, 
     path = connections_file(tmp_path, sandbox)
     assert main(["--connections", str(path), "check", "--connection", "acme"]) == EXIT_OK
     assert "OK - connected to Coursera organisation 'Acme Corp'" in capsys.readouterr().out
-    out = tmp_path / "events.jsonl"
-    assert main(["--connections", str(path), "sync", "coursera", "--connection", "acme", "--scope", "catalog",
-                 "--out", str(out)]) == EXIT_OK
+    out, state = tmp_path / "events.jsonl", str(tmp_path / "state.sqlite")
+    argv = ["--connections", str(path), "sync", "coursera", "--connection", "acme", "--scope", "catalog",
+            "--state", state, "--out", str(out)]
+    assert main(argv) == EXIT_OK
     assert sum(e["type"] == "learning.course.upserted.v1" for e in lines(out)) == sandbox.catalog_size()
+    assert main(argv) == EXIT_OK  # nothing changed: nothing re-sent
+    assert sum(e["type"] == "learning.course.upserted.v1" for e in lines(out)) == 0
+    assert f"unchanged {sandbox.catalog_size()}" in capsys.readouterr().err
 
 
 def test_check_with_wrong_secret_fails_without_printing_it(tmp_path, sandbox, monkeypatch, capsys):

@@ -34,4 +34,6 @@ def test_topics_prefix_and_specs(monkeypatch):
     assert topics.requests == "prod.learning.sync.requests"
     specs = {s.name: s for s in topic_specs(Topics())}
     assert set(specs) == set(Topics().all())
+    state = specs.pop(Topics().state)
+    assert state.configs["cleanup.policy"] == "compact"  # latest fingerprint per key, kept forever
     assert all(int(s.configs["retention.ms"]) > 0 and s.partitions >= 1 for s in specs.values())

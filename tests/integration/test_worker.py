@@ -130,7 +130,7 @@ def test_worker_killed_mid_sync_leaves_the_request_to_the_other(tmp_path, bootst
     with CourseraSandbox(OrgSpec(contents=20, learners=100, enrollments=1500)) as sb:
         conns = write_connections(tmp_path / "c.toml", sb, page_size=50)
         slow_reports(sb, 0.25)
-        w1 = workers(conns, "w1", None, "--status-every", "200")
+        w1 = workers(conns, "w1", None, "--status-every", "200", "--batch-size", "100")
         w1.wait_for(r"assigned partitions \[0")
         request_id, value = request_event("acme")
         publish_raw(bootstrap, topics.requests, value, key=b"acme", partition=0)
