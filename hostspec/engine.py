@@ -381,8 +381,8 @@ class SyncEngine:
     def _removals(self, run: _Run, context: SyncContext) -> None:
         """Courses emitted before and absent from this complete catalog fetch."""
         run.checkpoint()  # the seen marks of this fetch must be in the database for the query below
-        gone = list(run.engine.state.unseen(run.session.scope, "course", run.report.run_id))
-        for entity, entry in gone:
+        # streamed; deletes applied by checkpoints on the way do not disturb the keyset paging
+        for entity, entry in run.engine.state.unseen(run.session.scope, "course", run.report.run_id):
             data = {**run.identity, "external_id": entity, "reason": "not_in_catalog",
                     "last_seen_at": (entry.memo or {}).get("emitted_at")}
             run.sink.emit(ev.make_event(ev.COURSE_REMOVED, data, key=run.key(f"course/{entity}"),

@@ -25,7 +25,7 @@ class Syncer:
     def __call__(self, scope="all", **request_kw):
         self.n += 1
         sink = MemorySink()
-        engine = SyncEngine(self.plugins, sink, state=self.state, batch_size=17, **self.engine_kw)
+        engine = SyncEngine(self.plugins, sink, state=self.state, **{"batch_size": 17, **self.engine_kw})
         report = engine.run(SyncRequest(f"req-{self.n}", self.connection.name, "coursera", scope, **request_kw),
                             self.connection)
         return report, sink
@@ -209,3 +209,15 @@ def test_a_crashed_run_resumes_from_its_last_committed_page(sandbox, plugins, tm
     assert report.outcome == "completed" and report.counts.stats_unchanged == 10
     assert len(sent_before_crash) == 36  # 30 committed, 6 in the batch the crash threw away
     assert len(again) == total - 30 and len(sent_before_crash | again) == total
+
+
+def test_many_removals_across_checkpoints(sandbox, plugins, tmp_path):
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path)
+    sync("catalog")
+    gone = [c["contentId"] for c in sandbox.org.visible_contents(clips=False)[:25]]
+    for cid in gone:
+        control(sandbox, f"/contents/{cid}/remove")
+    sync.engine_kw["batch_size"] = 3  # removals are committed over several checkpoints
+    report, sink = sync("catalog")
+    assert sorted(e.data["external_id"] for e in sink.of_type(ev.COURSE_REMOVED)) == sorted(gone)
+    assert sync.state.count(kind="course") == 5
