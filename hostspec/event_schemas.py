@@ -68,7 +68,7 @@ class CourseDataSchema(Identity):
     sources = fields.List(fields.Nested(SourceSchema), required=True)
     subjects = fields.List(fields.String(validate=validate.Length(min=1)), required=True)
     skills = fields.List(fields.Nested(SkillSchema), required=True)
-    provider_updated_at = fields.DateTime(required=True, allow_none=True, format="iso")
+    provider_updated_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
     fingerprint = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
 
 
@@ -77,7 +77,7 @@ class CourseRemovedDataSchema(Identity):
 
     external_id = fields.String(required=True, validate=IDENT)
     reason = fields.String(required=True, validate=validate.OneOf(["not_in_catalog", "removed_by_provider"]))
-    last_seen_at = fields.DateTime(required=True, allow_none=True, format="iso")
+    last_seen_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
 
 
 class LearnerSchema(Strict):
@@ -95,14 +95,14 @@ class LearnerStatDataSchema(Identity):
     progress_percent = fields.Float(required=True, allow_none=True, validate=rules.percent_in_range)
     score_percent = fields.Float(required=True, allow_none=True, validate=rules.percent_in_range)
     result = fields.String(required=True, allow_none=True, validate=validate.OneOf(["passed", "failed"]))
-    first_activity_at = fields.DateTime(required=True, allow_none=True, format="iso")
-    last_activity_at = fields.DateTime(required=True, allow_none=True, format="iso")
-    completed_at = fields.DateTime(required=True, allow_none=True, format="iso")
+    first_activity_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
+    last_activity_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
+    completed_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
     time_spent_seconds = fields.Integer(required=True, allow_none=True, strict=True,
                                         validate=rules.not_negative)
     provenance = fields.Dict(keys=fields.String(validate=validate.OneOf(STAT_FIELDS_WITH_PROVENANCE)),
                              values=fields.String(validate=PROVENANCE), required=True)
-    as_of = fields.DateTime(required=True, format="iso")
+    as_of = fields.AwareDateTime(required=True, format="iso")
     fingerprint = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
 
     @validates_schema
@@ -121,8 +121,8 @@ class SyncRequestedDataSchema(Strict):
     requested_by = fields.String(load_default=None, allow_none=True)
     mode = fields.String(load_default="incremental", validate=validate.OneOf(["incremental", "full"]))
     dry_run = fields.Boolean(load_default=False)
-    since = fields.DateTime(load_default=None, allow_none=True, format="iso")
-    until = fields.DateTime(load_default=None, allow_none=True, format="iso")
+    since = fields.AwareDateTime(load_default=None, allow_none=True, format="iso")
+    until = fields.AwareDateTime(load_default=None, allow_none=True, format="iso")
     learners = fields.List(fields.String(validate=IDENT), load_default=None, allow_none=True,
                            validate=validate.Length(min=1, max=10000))
     courses = fields.List(fields.String(validate=IDENT), load_default=None, allow_none=True,
@@ -165,8 +165,8 @@ class SyncStatusDataSchema(Strict):
     dry_run = fields.Boolean(required=True)
     counts = fields.Nested(CountsSchema, required=True)
     error = fields.Nested(RunErrorSchema, required=True, allow_none=True)
-    started_at = fields.DateTime(required=True, allow_none=True, format="iso")
-    ended_at = fields.DateTime(required=True, allow_none=True, format="iso")
+    started_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
+    ended_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
     worker = fields.String(required=True, allow_none=True)
 
 
@@ -202,7 +202,7 @@ class EnvelopeSchema(Strict):
     source = fields.String(required=True, validate=validate.Length(min=1))
     type = fields.String(required=True)
     subject = fields.String(required=True, allow_none=True)
-    time = fields.DateTime(required=True, format="iso")
+    time = fields.AwareDateTime(required=True, format="iso")
     datacontenttype = fields.String(required=True, validate=validate.Equal("application/json"))
     dataschema = fields.String(required=True)
     partitionkey = fields.String(required=True, validate=validate.Length(min=1))

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from marshmallow import Schema, ValidationError
 
 from . import event_schemas as s
+from .fastcheck import compile_all
 
 SPECVERSION = "1.0"
 SCHEMA_URI = "urn:learning-connectors:schema:{type}"
@@ -42,6 +43,7 @@ DATA_SCHEMAS: dict[str, type[Schema]] = {
 }
 EVENT_TYPES = tuple(DATA_SCHEMAS)
 _schema_instances = {t: cls() for t, cls in DATA_SCHEMAS.items()}
+_fast_checks = compile_all({t: cls for t, cls in DATA_SCHEMAS.items() if t != SYNC_REQUESTED})
 _envelope = s.EnvelopeSchema()
 _FINGERPRINT_EXCLUDES = frozenset({"fingerprint", "as_of"})
 
@@ -92,7 +94,14 @@ class Event:
 
 
 def validate_data(type_: str, data: Mapping[str, Any]) -> None:
-    """Raise marshmallow ``ValidationError`` when ``data`` breaks its type's contract."""
+    """Raise marshmallow ``ValidationError`` when ``data`` breaks its type's contract.
+
+    A compiled pre-check (:mod:`hostspec.fastcheck`) clears well-formed data quickly; anything it
+    does not clear is judged by the marshmallow schema itself.
+    """
+    fast = _fast_checks.get(type_)
+    if fast is not None and fast(data):
+        return
     errors = _schema_instances[type_].validate(data)
     if errors:
         raise ValidationError(errors)

@@ -41,12 +41,15 @@ not_negative.json_schema = {"minimum": 0}  # type: ignore[attr-defined]
 
 
 def _instant(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None  # the field's own validator reports the format
+    """An aware instant, or None when absent or malformed (the field's own validator reports it)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        try:
+            value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return value if value.tzinfo is not None else None
 
 
 def completed_means_full_progress(stat: Mapping[str, Any]) -> Errors:

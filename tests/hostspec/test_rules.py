@@ -90,3 +90,13 @@ def test_keep_completion_never_lets_a_completed_attempt_regress():
 def test_completion_memo_only_for_completed():
     assert rules.completion_memo(IN_PROGRESS) is None
     assert rules.completion_memo(OK_COMPLETED)["completed_at"] == OK_COMPLETED["completed_at"]
+
+
+def test_naive_dates_are_rejected_never_a_crash():
+    naive = {**OK_COMPLETED, "first_activity_at": "2026-01-01T00:00:00", "last_activity_at": "2025-01-01T00:00:00Z"}
+    assert rules.last_activity_not_before_first(naive) == {}  # cannot compare: the field validator speaks
+    from tests.hostspec.test_events import stat_data
+
+    with pytest.raises(ValidationError) as excinfo:
+        ev.validate_data(ev.LEARNER_STAT_UPSERTED, stat_data(first_activity_at="2026-01-01T00:00:00"))
+    assert "first_activity_at" in excinfo.value.messages
