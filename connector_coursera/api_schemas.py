@@ -37,10 +37,17 @@ class Epoch(fields.Field):
                 return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
         if not isinstance(value, (int, float)) or value < 0:
             raise ValidationError("must be a non-negative epoch timestamp")
-        try:
-            return datetime.fromtimestamp(value * self.unit_s, tz=timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            raise ValidationError("epoch timestamp out of range") from None
+        moment = _from_epoch(value, self.unit_s)
+        if moment is None:
+            raise ValidationError("epoch timestamp out of range")
+        return moment
+
+
+def _from_epoch(value: float, unit_s: float) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(value * unit_s, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 class Number(fields.Field):
@@ -219,3 +226,62 @@ class EnrollmentReportSchema(_Lenient):
 
 CONTENT = ContentSchema()
 ENROLLMENT_REPORT = EnrollmentReportSchema()
+
+_REPORT_REQUIRED_STR = ("id", "externalId", "contentId", "membershipState")
+_REPORT_OPTIONAL_STR = ("email", "programId", "courseType")
+_REPORT_OPTIONAL_EPOCH = ("completedAt", "lastActivityAt", "updatedAt")
+_REPORT_OPTIONAL_NUMBER = ("grade", "overallProgress", "approxTotalCourseHrs", "approxTotalLearningHours")
+_CONTENT_TYPES = frozenset({"Course", "Specialization", "Video"})
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def fast_report(record: Any) -> EnrollmentReport | None:
+    """The row loaded without marshmallow when every field has its documented JSON type.
+
+    Returns None for anything else (a type flip, a missing field, a string timestamp): the
+    caller then loads it with :data:`ENROLLMENT_REPORT`, which accepts or rejects it. When this
+    returns a value, it equals what the schema would load (a test checks it).
+    """
+    if type(record) is not dict:
+        return None
+    get = record.get
+    for name in _REPORT_REQUIRED_STR:
+        value = get(name)
+        if type(value) is not str or not value:
+            return None
+    content_type = get("contentType")
+    if type(content_type) is not str or content_type not in _CONTENT_TYPES or type(get("isCompleted")) is not bool:
+        return None
+    for name in _REPORT_OPTIONAL_STR:
+        value = get(name)
+        if value is not None and type(value) is not str:
+            return None
+    epochs = {}
+    for name in ("enrolledAt", *_REPORT_OPTIONAL_EPOCH):
+        value = get(name)
+        if value is None and name != "enrolledAt":
+            epochs[name] = None
+            continue
+        if type(value) is not int or value < 0:
+            return None
+        epochs[name] = _from_epoch(value, _MS)
+        if epochs[name] is None:
+            return None
+    numbers = {}
+    for name in _REPORT_OPTIONAL_NUMBER:
+        value = get(name)
+        if value is not None and not _number(value):
+            return None
+        numbers[name] = None if value is None else float(value)
+    hours = numbers[contract.HOURS_SPENT_FIELD]
+    if hours is None:
+        hours = numbers[contract.HOURS_SPENT_FALLBACK_FIELD]
+    return EnrollmentReport(
+        id=record["id"], external_id=record["externalId"], email=get("email"), content_id=record["contentId"],
+        content_type=record["contentType"], program_id=get("programId"), is_completed=record["isCompleted"],
+        completed_at=epochs["completedAt"], grade=numbers["grade"], overall_progress=numbers["overallProgress"],
+        enrolled_at=epochs["enrolledAt"], last_activity_at=epochs["lastActivityAt"], updated_at=epochs["updatedAt"],
+        membership_state=record["membershipState"], hours_spent=hours, course_type=get("courseType"))

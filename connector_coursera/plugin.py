@@ -10,7 +10,7 @@ from hostspec import (CheckResult, Connection, PageEnd, ProviderError, ProviderI
                       hookimpl)
 
 from . import __version__
-from .api_schemas import CONTENT, ENROLLMENT_REPORT
+from .api_schemas import CONTENT, ENROLLMENT_REPORT, fast_report
 from .client import CourseraClient
 from .mapping import course_from_content, stat_from_report
 from .settings import CourseraSettings, CourseraSettingsSchema
@@ -87,7 +87,8 @@ def record_id(record: Mapping[str, Any], scope: str) -> str | None:
 
 @hookimpl
 def map_stat(record: Mapping[str, Any], context: SyncContext) -> dict[str, Any]:
-    return stat_from_report(_load(ENROLLMENT_REPORT, record), now=context.now)
+    report = fast_report(record) or _load(ENROLLMENT_REPORT, record)
+    return stat_from_report(report, now=context.now)
 
 
 def _load(schema: Schema, record: Mapping[str, Any]) -> Any:
