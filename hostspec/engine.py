@@ -33,7 +33,7 @@ from .plugins import HostPluginManager, Provider
 from .provider import Connection, PageEnd, SyncContext
 from .secrets import redact
 from .sinks import Sink
-from .state import StateDB, StateSession
+from .state import Entry, StateDB, StateSession
 
 log = logging.getLogger(__name__)
 LOCKED_FIELDS = ["title", "description"]
@@ -249,8 +249,11 @@ class _Run:
 
     def emit_entity(self, record: Any, type_: str, data: dict[str, Any], kind: str, entity: str,
                     partition_entity: str, subject: str, context: SyncContext,
-                    memo: dict[str, Any] | None) -> str:
-        """Validate, compare with the last emitted version, emit. Returns emitted/unchanged/rejected."""
+                    memo: dict[str, Any] | None, previous: Entry | None | bool = False) -> str:
+        """Validate, compare with the last emitted version, emit. Returns emitted/unchanged/rejected.
+
+        :param previous: the entity's state when the caller already looked it up.
+        """
         data["fingerprint"] = ev.fingerprint(data)
         try:
             event = ev.make_event(type_, data, key=self.key(partition_entity), source=self.source,
@@ -258,7 +261,8 @@ class _Run:
         except ValidationError as exc:
             self.reject(record, "validation", "the mapped record breaks the event contract", exc.messages)
             return "rejected"
-        previous = self.session.entry(kind, entity)
+        if previous is False:
+            previous = self.session.entry(kind, entity)
         if previous is not None and previous.fingerprint == data["fingerprint"] and self.request.mode != "full":
             return "unchanged"
         self.sink.emit(event)
@@ -446,7 +450,7 @@ class SyncEngine:
         data = rules.keep_completion(previous.memo if previous else None, data)
         outcome = run.emit_entity(record, ev.LEARNER_STAT_UPSERTED, data, "stat", entity,
                                   f"stat/{course}/{learner['provider_id']}", f"{course}/{learner['provider_id']}",
-                                  context, rules.completion_memo(data))
+                                  context, rules.completion_memo(data), previous)
         _count(counts, "stats", outcome)
 
 
