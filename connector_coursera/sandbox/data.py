@@ -277,6 +277,26 @@ class Org:
             return i if i < s.enrollments else None
         return None
 
+    def select_plain(self, *, include_s12n: bool, include_deleted: bool) -> array | None:
+        """Row indices for the usual filters, computed from learner and content alone (fast).
+
+        None when overrides could change a row's membership or type (use :meth:`select_rows`).
+        """
+        if self.progress_overrides:
+            return None
+        s = self.spec
+        s12n = [c["contentType"] == "Specialization" for c in self.contents[: s.contents]]
+        every = s.deleted_member_every
+        out = array("q")
+        for i in range(s.enrollments):
+            learner, content = self._row_keys(i)
+            if not include_s12n and s12n[content]:
+                continue
+            if not include_deleted and every and learner % every == every - 1:
+                continue
+            out.append(i)
+        return out
+
     def select_rows(self, keep: Callable[[dict[str, Any]], bool]) -> array:
         """Indices of the rows ``keep`` accepts, in report order (computed once per filter)."""
         out = array("q")

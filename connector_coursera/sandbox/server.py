@@ -300,7 +300,11 @@ class CourseraSandbox:
                 return False
             return _within(row, bounds)
 
-        rows = self.org.select_rows(keep)
+        rows = None
+        if not finder and not bounds:
+            rows = self.org.select_plain(include_s12n=include_s12n, include_deleted=include_deleted)
+        if rows is None:
+            rows = self.org.select_rows(keep)
         self._row_cache = {key: rows}  # keep one filter set: the one being paged
         return rows
 

@@ -14,12 +14,14 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
+from kafka.partitioner.default import DefaultPartitioner
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from ..errors import DeliveryError, TransportError
 from ..events import Event
 from .config import KafkaConfig, TopicSpec
+from .murmur2 import partition_for
 
 log = logging.getLogger(__name__)
 Partition = tuple[str, int]
@@ -72,11 +74,31 @@ def ensure_topics(config: KafkaConfig, specs: Iterable[TopicSpec], *, replicatio
 
 
 # -- producing ------------------------------------------------------------------------------------
+class KeyPartitioner(DefaultPartitioner):
+    """The default partitioner's choice for keyed records (Java-compatible murmur2), computed
+    faster: a quicker hash and no re-sorting of the partition list for every record."""
+
+    def __init__(self) -> None:
+        self._sorted: dict[str, list[int]] = {}
+
+    def partition(self, topic, key, serialized_key, value, serialized_value, cluster):
+        if serialized_key is None:
+            return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+        partitions = cluster.partitions_for_topic(topic)
+        if partitions is None:
+            raise ValueError(f"Topic {topic} not found in ClusterMetadata")
+        ordered = self._sorted.get(topic)
+        if ordered is None or len(ordered) != len(partitions):
+            ordered = self._sorted[topic] = sorted(partitions)
+        return ordered[partition_for(serialized_key, len(ordered))]
+
+
 def make_producer(config: KafkaConfig, **overrides: Any) -> KafkaProducer:
     """An idempotent producer (acks=all): every acknowledged event is written exactly once per send."""
     settings = {"acks": "all", "enable_idempotence": True, "linger_ms": 10, "batch_size": 256 * 1024,
                 "max_request_size": config.max_request_bytes, "retries": 2**31 - 1,
-                "delivery_timeout_ms": 120_000, "max_in_flight_requests_per_connection": 5}
+                "delivery_timeout_ms": 120_000, "max_in_flight_requests_per_connection": 5,
+                "partitioner": KeyPartitioner()}
     settings.update(overrides)
     try:
         return KafkaProducer(**config.client_kwargs(), **settings)

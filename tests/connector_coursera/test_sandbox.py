@@ -145,3 +145,13 @@ def test_basic_auth_header_is_required_form(sandbox):
     r = requests.post(sandbox.url + contract.TOKEN_PATH, data="grant_type=client_credentials",
                       headers={"Authorization": header, "Content-Type": "application/x-www-form-urlencoded"}, timeout=5)
     assert r.ok
+
+
+@pytest.mark.parametrize("s12n, deleted", [(True, False), (False, False), (True, True), (False, True)])
+def test_fast_row_selection_matches_the_general_one(s12n, deleted):
+    org = Org.generate(OrgSpec(contents=21, learners=120, enrollments=2000))
+
+    def keep(row):
+        return (s12n or row["contentType"] != "Specialization") and (deleted or row["membershipState"] != "DELETED_MEMBER")
+
+    assert list(org.select_plain(include_s12n=s12n, include_deleted=deleted)) == list(org.select_rows(keep))
