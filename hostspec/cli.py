@@ -314,7 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the worker: consume sync requests from Kafka and emit events to Kafka")
     kafka_options(p)
     p.add_argument("--group-id", default="connector-host")
-    p.add_argument("--concurrency", type=int, default=2, help="syncs run at once (default 2)")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="syncs run at once in this process (default 1: threads share the GIL and measured "
+                        "slower than one at a time; run more worker processes instead)")
     p.add_argument("--session-timeout-ms", type=int, default=45_000)
     p.add_argument("--grace", type=float, default=30.0, help="seconds running syncs get on shutdown")
     p.add_argument("--status-every", type=int, default=5_000, help="a progress status every N records")

@@ -38,6 +38,7 @@ from .state import Entry, StateDB, StateSession
 log = logging.getLogger(__name__)
 LOCKED_FIELDS = ["title", "description"]
 DEFAULT_LOOKBACK = timedelta(hours=48)   # Coursera reports lag up to 24 h, new enrollments up to 48 h
+FIRST_BATCH = 200
 WATERMARK = "progress.watermark"
 RESUME = "progress.resume"
 
@@ -164,6 +165,7 @@ class _Run:
                          "provider": provider.name, "group_id": connection.group_id}
         self.context_scope = request.scopes[0]
         self.since_checkpoint = 0
+        self.checkpoints = 0
         self.checkpointed_at = time.monotonic()
         self.learners = set(request.learners or ())
         self.courses = set(request.courses or ())
@@ -182,11 +184,14 @@ class _Run:
         else:
             self.session.commit()
         self.since_checkpoint = 0
+        self.checkpoints += 1
         self.checkpointed_at = time.monotonic()
 
     def step(self) -> None:
         self.since_checkpoint += 1
-        if (self.since_checkpoint >= self.engine.batch_size
+        # the first batch is small, so the first events become visible quickly
+        limit = self.engine.batch_size if self.checkpoints else min(self.engine.batch_size, FIRST_BATCH)
+        if (self.since_checkpoint >= limit
                 or time.monotonic() - self.checkpointed_at >= self.engine.batch_seconds):
             self.checkpoint()
 

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class WorkerSettings:
     group_id: str = "connector-host"
-    concurrency: int = 2
+    concurrency: int = 1             # syncs at once in this process; scale with processes (see BENCHMARKS.md)
     session_timeout_ms: int = 45_000
     grace_s: float = 30.0            # on shutdown, how long running syncs may finish
     retry_backoff_s: float = 5.0     # wait before re-running a request whose events were not delivered
