@@ -1,0 +1,55 @@
+"""Every learner stat converts to a valid 360Learning bulk-stats item."""
+from __future__ import annotations
+
+import pytest
+
+from hostspec import events as ev
+from hostspec.learning360 import BulkStatItemSchema, NotConvertible, to_bulk_stat
+from tests.hostspec.test_events import stat_data
+
+ITEM = BulkStatItemSchema()
+
+
+def test_every_sandbox_stat_converts_to_a_valid_item():
+    from connector_coursera.sandbox import CourseraSandbox, OrgSpec
+    from hostspec.connections import connection_from_settings
+    from hostspec.engine import SyncEngine, SyncRequest
+    from hostspec.plugins import get_plugin_manager
+    from hostspec.sinks import MemorySink
+
+    pm = get_plugin_manager()
+    with CourseraSandbox(OrgSpec(contents=21, learners=30, enrollments=300)) as sb:
+        sink = MemorySink()
+        SyncEngine(pm, sink).run(SyncRequest("r", "c", "coursera", "progress"),
+                                 connection_from_settings("c", "coursera", sb.settings, pm))
+    stats = sink.of_type(ev.LEARNER_STAT_UPSERTED)
+    assert len(stats) > 250
+    kinds = set()
+    for event in stats:
+        item = to_bulk_stat(event.data)
+        assert ITEM.validate(item) == {}, (event.data, item)
+        kinds.add(event.data["completion_status"])
+        if event.data["completion_status"] == "completed":
+            assert item["progress"] == 100 and item["lastActivityAt"] == event.data["completed_at"]
+    assert kinds == {"not_started", "in_progress", "completed"}
+
+
+def test_units_and_fallbacks():
+    item = to_bulk_stat(stat_data(time_spent_seconds=0, progress_percent=33.6, first_activity_at=None))
+    assert item["timeSpent"] == 1 and item["progress"] == 34
+    assert item["firstActivityAt"] == item["lastActivityAt"] == "2026-01-02T00:00:00.000Z"
+    assert to_bulk_stat(stat_data(time_spent_seconds=90))["timeSpent"] == 90_000
+    none = to_bulk_stat(stat_data(first_activity_at=None, last_activity_at=None, progress_percent=None,
+                                  completion_status="not_started", time_spent_seconds=None))
+    assert none["firstActivityAt"] == none["lastActivityAt"] == "2026-01-03T00:00:00.000Z" and none["progress"] == 0
+    passed = to_bulk_stat(stat_data(completion_status="completed", progress_percent=100.0, result="passed",
+                                     score_percent=92.5, completed_at="2026-01-02T00:00:00.000Z"))
+    assert passed["result"] == "success" and passed["score"] == 92.5 and passed["forceNew"] is False
+    assert ITEM.validate(passed) == {}
+
+
+def test_learner_without_email_is_not_convertible():
+    with pytest.raises(NotConvertible):
+        to_bulk_stat(stat_data(learner={"email": None, "provider_id": "E12345"}))
+    assert to_bulk_stat(stat_data(learner={"email": None, "provider_id": "sso@acme.test"}))["userIdentifier"] == \
+        {"type": "mail", "value": "sso@acme.test"}
