@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections import deque
@@ -116,6 +118,7 @@ class Worker:
         self._main_producers: ProducerPool | None = None
         self._changelog: StateChangelog | None = None
         self.state: StateDB | None = None
+        self._temp_state_dir: Path | None = None
         self._pool: ThreadPoolExecutor | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -150,13 +153,16 @@ class Worker:
             self._consumer.close()
             self._changelog.close()  # type: ignore[union-attr]
             self.state.close()  # type: ignore[union-attr]
+            if self._temp_state_dir is not None:
+                shutil.rmtree(self._temp_state_dir, ignore_errors=True)
             log.info("worker %s stopped", s.worker_id)
 
     def _open_state(self) -> None:
         """A fresh local database, rebuilt from the compacted state topic."""
-        import tempfile
-
-        folder = Path(self.settings.state_dir or tempfile.mkdtemp(prefix="connector-host-state-"))
+        if self.settings.state_dir:
+            folder = Path(self.settings.state_dir)
+        else:
+            folder = self._temp_state_dir = Path(tempfile.mkdtemp(prefix="connector-host-state-"))
         path = folder / f"state-{self.settings.worker_id}.sqlite"
         for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             stale.unlink(missing_ok=True)
