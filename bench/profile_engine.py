@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sink", choices=["null", "kafka"], default="null")
     p.add_argument("--no-state-records", action="store_true", help="kafka sink: leave out the state records")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--state-file", help="an on-disk state database, as the worker uses (default in memory)")
     args = p.parse_args(argv)
     plugins = get_plugin_manager()
     with sandbox(CONTENTS_FOR_STATS, args.rows) as url:
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                     "client_secret": "standin-secret", "base_url": url, "page_size": PAGE_SIZE}
         connection = connection_from_settings("prof", "coursera", settings, plugins)
         sink = NullSink() if args.sink == "null" else kafka_sink(not args.no_state_records)
-        engine = SyncEngine(plugins, sink, state=StateDB())
+        engine = SyncEngine(plugins, sink, state=StateDB(args.state_file or ":memory:"))
         profiler = cProfile.Profile() if args.profile else None
         started = time.perf_counter()
         if profiler:
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - started
     n = report.counts.stats_emitted
     label = args.sink + (" without state records" if args.no_state_records else "")
+    label += ", state on disk" if args.state_file else ""
     print(f"{label}: {n} stats in {elapsed:.1f}s = {n / elapsed:,.0f} records/s ({1e6 * elapsed / n:.0f} us/record)")
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
