@@ -193,7 +193,7 @@ def cmd_run(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     worker = Worker(plugins, connections, _kafka_config(args), _topics(args), settings)
 
     def on_signal(signum: int, _frame: object) -> None:
-        if worker._stopping.is_set():  # second signal: leave now; uncommitted requests are redone
+        if worker.stopping:  # second signal: leave now; uncommitted requests are redone
             os._exit(130)
         print(f"connector-host: {signal.Signals(signum).name}: finishing running syncs "
               f"(up to {args.grace:.0f}s; again to quit now)", file=sys.stderr)

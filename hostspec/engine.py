@@ -211,7 +211,7 @@ class _Run:
                                      id_content=id_content))
 
     # -- records -------------------------------------------------------------------------------
-    def reject(self, record: Any, stage: str, reason: str, errors: Any) -> str | None:
+    def reject(self, record: Any, stage: str, reason: str, errors: Any) -> None:
         self.report.counts.rejected += 1
         rid = self._record_id(record)
         data = {"stage": stage, "reason": redact(reason), "errors": _redacted(errors), "record_id": rid,
@@ -223,7 +223,6 @@ class _Run:
                                      source=self.source, subject=rid, time=self.engine.clock(),
                                      id_content=ev.canonical_json([stage, rid, data["errors"]])))
         log.info("rejected %s record %s: %s", self.context_scope, rid, reason)
-        return rid
 
     def _record_id(self, record: Any) -> str | None:
         if not isinstance(record, Mapping):
@@ -233,9 +232,12 @@ class _Run:
         except Exception:  # a broken record_id hook must not lose the rejection
             return None
 
-    def build(self, record: Any, map_hook: Callable[..., Any], type_: str, extra: Mapping[str, Any],
+    def build(self, record: Any, map_hook: Callable[..., Any], extra: Mapping[str, Any],
               context: SyncContext) -> dict[str, Any] | None:
-        """Map one record to validated event data (without fingerprint); None when rejected/skipped."""
+        """Map one record to event data (identity added, not yet validated or fingerprinted).
+
+        None when the record was rejected or the provider skipped it.
+        """
         try:
             mapped = map_hook(record=record, connection=self.connection, context=context)
         except RecordRejected as exc:
@@ -254,10 +256,10 @@ class _Run:
 
     def emit_entity(self, record: Any, type_: str, data: dict[str, Any], kind: str, entity: str,
                     partition_entity: str, subject: str, context: SyncContext,
-                    memo: dict[str, Any] | None, previous: Entry | None | bool = False) -> str:
+                    memo: dict[str, Any] | None, previous: Entry | None) -> str:
         """Validate, compare with the last emitted version, emit. Returns emitted/unchanged/rejected.
 
-        :param previous: the entity's state when the caller already looked it up.
+        :param previous: the entity's state as last committed (``self.session.entry``).
         """
         data["fingerprint"] = ev.fingerprint(data)
         try:
@@ -266,8 +268,6 @@ class _Run:
         except ValidationError as exc:
             self.reject(record, "validation", "the mapped record breaks the event contract", exc.messages)
             return "rejected"
-        if previous is False:
-            previous = self.session.entry(kind, entity)
         if previous is not None and previous.fingerprint == data["fingerprint"] and self.request.mode != "full":
             return "unchanged"
         self.sink.emit(event)
@@ -364,8 +364,7 @@ class SyncEngine:
             if isinstance(record, PageEnd):
                 continue  # catalogs are refetched whole: removals need every item seen in one run
             counts.catalog_fetched += 1
-            data = run.build(record, run.hooks.map_course, ev.COURSE_UPSERTED,
-                             {"locked_fields": LOCKED_FIELDS}, context)
+            data = run.build(record, run.hooks.map_course, {"locked_fields": LOCKED_FIELDS}, context)
             entity = data["external_id"] if data and isinstance(data.get("external_id"), str) else None
             if data is None or entity is None:
                 rid = run._record_id(record)
@@ -381,7 +380,8 @@ class SyncEngine:
                 else:
                     outcome = run.emit_entity(record, ev.COURSE_UPSERTED, data, "course", entity,
                                               f"course/{entity}", entity, context,
-                                              {"emitted_at": ev.isoformat(context.now)})
+                                              {"emitted_at": ev.isoformat(context.now)},
+                                              run.session.entry("course", entity))
                     _count(counts, "courses", outcome)
             self._tick(run, counts.catalog_fetched)
         if not run.request.is_subset:
@@ -430,7 +430,7 @@ class SyncEngine:
                 run.session.set_checkpoint(RESUME, {**window, "cursor": record.cursor})
                 continue
             counts.progress_fetched += 1
-            data = run.build(record, run.hooks.map_stat, ev.LEARNER_STAT_UPSERTED, {}, context)
+            data = run.build(record, run.hooks.map_stat, {}, context)
             if data is not None:
                 self._stat(run, record, data, context)
             self._tick(run, counts.progress_fetched)

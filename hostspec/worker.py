@@ -122,6 +122,10 @@ class Worker:
         self._pool: ThreadPoolExecutor | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def stop(self) -> None:
         """Stop taking requests; running syncs get ``grace_s`` to finish (see :meth:`run`)."""
         self._stopping.set()

@@ -132,11 +132,6 @@ class KafkaSink:
         future.add_errback(self._on_error)
         self.sent += 1
 
-    def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
-        if state_records:
-            raise DeliveryError("KafkaSink keeps no state; use TransactionalSink for stateful runs")
-        self.flush()
-
     def flush(self, timeout_s: float | None = None) -> None:
         try:
             self._producer.flush(timeout=timeout_s)
