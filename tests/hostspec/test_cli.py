@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from hostspec.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, main
+from tests.conftest import connections_toml
 
 
 def lines(path):
@@ -46,18 +47,7 @@ def test_unknown_provider_exits_2_and_lists_installed(capsys):
 
 def connections_file(tmp_path, sandbox, secret_env="CLI_TEST_SECRET"):
     path = tmp_path / "connections.toml"
-    path.write_text(f"""
-[connections.acme]
-tenant = "acme"
-provider = "coursera"
-group_id = "65a1b2c3d4e5f60718293a4b"
-[connections.acme.settings]
-org_id = "{sandbox.spec.org_id}"
-client_id = "standin-key"
-client_secret = {{ env = "{secret_env}" }}
-base_url = "{sandbox.url}"
-max_attempts = 2
-""")
+    path.write_text(connections_toml(sandbox.url, secret_env=secret_env, org_id=sandbox.spec.org_id, max_attempts=2))
     return path
 
 

@@ -9,19 +9,9 @@ import pytest
 from hostspec.connections import ConnectionStore
 from hostspec.errors import ConfigError, UnknownConnectionError, UnknownProviderError
 from hostspec.secrets import Secret
+from tests.conftest import connections_toml
 
-GOOD = """
-[connections.acme]
-tenant = "acme"
-provider = "coursera"
-group_id = "65a1b2c3d4e5f60718293a4b"
-
-[connections.acme.settings]
-org_id = "DjYCkBQTQV69TtWA7RuNug"
-client_id = "acme-key"
-client_secret = { env = "ACME_SECRET_FOR_TEST" }
-base_url = "http://127.0.0.1:9"
-"""
+GOOD = connections_toml("http://127.0.0.1:9", secret_env="ACME_SECRET_FOR_TEST", client_id="acme-key")
 
 
 def write(tmp_path, text, mode=0o600):

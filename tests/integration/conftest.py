@@ -20,6 +20,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from hostspec.topics import Topics
+from tests.conftest import connections_toml
 
 pytestmark = pytest.mark.kafka
 
@@ -45,21 +46,8 @@ def topics(prefix):
 
 
 def write_connections(path: Path, sandbox, names=("acme",), **settings) -> Path:
-    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
-    text = ""
-    for name in names:
-        text += f"""
-[connections.{name}]
-tenant = "acme"
-provider = "coursera"
-group_id = "65a1b2c3d4e5f60718293a4b"
-[connections.{name}.settings]
-org_id = "{sandbox.spec.org_id}"
-client_id = "standin-key"
-client_secret = {{ env = "IT_COURSERA_SECRET" }}
-base_url = "{sandbox.url}"
-{extra}"""
-    path.write_text(text)
+    path.write_text(connections_toml(sandbox.url, secret_env="IT_COURSERA_SECRET", names=names,
+                                     org_id=sandbox.spec.org_id, **settings))
     return path
 
 
