@@ -6,34 +6,17 @@ that are not JSON). Never retried: other 4xx and shape errors. The wait honours 
 """
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Callable
 
 import tenacity
 
+from hostspec.httputil import parse_retry_after  # noqa: F401  (re-exported)
+
 from .errors import CourseraTransientError, RateLimited
 
 log = logging.getLogger(__name__)
-
-
-def parse_retry_after(value: str | None, now: Callable[[], datetime] | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date); None if absent/bad."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    current = (now or (lambda: datetime.now(timezone.utc)))()
-    return max(0.0, (when - current).total_seconds())
 
 
 class wait_retry_after_or_backoff(tenacity.wait.wait_base):

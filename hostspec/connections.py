@@ -122,7 +122,7 @@ class ConnectionStore:
         try:
             settings = provider.info.settings_schema().load(settings_raw)
         except ValidationError as exc:
-            raise ConfigError(f"{where}: invalid settings: {_describe(exc.messages)}") from None
+            raise ConfigError(f"{where}: invalid settings: {describe_messages(exc.messages)}") from None
         connection = Connection(name=name, tenant=entry["tenant"], provider=provider.name,
                                 group_id=entry["group_id"], settings=settings)
         self._cache[name] = connection
@@ -147,11 +147,11 @@ def _bind_secret(value: Any, base: Path | None) -> Any:
     return value
 
 
-def _describe(messages: Any) -> str:
+def describe_messages(messages: Any) -> str:
     if isinstance(messages, dict):
-        return "; ".join(f"{k}: {_describe(v)}" for k, v in messages.items())
+        return "; ".join(f"{k}: {describe_messages(v)}" for k, v in messages.items())
     if isinstance(messages, list):
-        return ", ".join(_describe(m) for m in messages)
+        return ", ".join(describe_messages(m) for m in messages)
     return str(messages)
 
 

@@ -20,7 +20,7 @@ MAX_RAW_CHARS = 64_000
 SOURCE = "/connector-host/worker"
 
 
-def _raw(value: bytes | None) -> tuple[str | None, str | None]:
+def raw_text(value: bytes | None) -> tuple[str | None, str | None]:
     if value is None:
         return None, None
     try:
@@ -44,7 +44,7 @@ def refused_request(*, topic: str, partition: int, offset: int, value: bytes | N
                     errors: Any, now: datetime, connection: str | None = None, provider: str | None = None,
                     tenant: str | None = None, worker: str | None = None) -> list[ev.Event]:
     """A ``record.rejected`` dead letter, plus a ``sync.status`` failed when the request id is known."""
-    raw, encoding = _raw(value)
+    raw, encoding = raw_text(value)
     request_id = request_id_of(value)
     origin = {"topic": topic, "partition": partition, "offset": offset}
     digest = hashlib.sha256(value or b"").hexdigest()

@@ -179,7 +179,7 @@ class KafkaOriginSchema(Strict):
 class RecordRejectedDataSchema(Strict):
     """``learning.record.rejected.v1``: a provider record or an input message that was refused."""
 
-    stage = fields.String(required=True, validate=validate.OneOf(["request", "mapping", "validation"]))
+    stage = fields.String(required=True, validate=validate.OneOf(["request", "mapping", "validation", "delivery"]))
     reason = fields.String(required=True, validate=validate.Length(min=1))
     errors = fields.Raw(required=True, allow_none=True)
     record_id = fields.String(required=True, allow_none=True)
@@ -192,6 +192,21 @@ class RecordRejectedDataSchema(Strict):
     origin = fields.Nested(KafkaOriginSchema, required=True, allow_none=True)
     raw_value = fields.String(required=True, allow_none=True)
     raw_encoding = fields.String(required=True, allow_none=True, validate=validate.OneOf(["utf-8", "base64"]))
+
+
+class ParkedStatDataSchema(Strict):
+    """``learning.learner_stat.parked.v1``: a stat the publisher could not deliver yet because its
+    learner (or course) does not exist in 360Learning; it is tried again on later runs."""
+
+    reason = fields.String(required=True, validate=validate.OneOf(["learner_unknown", "course_unknown"]))
+    detail = fields.String(required=True)
+    attempts = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    first_parked_at = fields.AwareDateTime(required=True, format="iso")
+    parked_at = fields.AwareDateTime(required=True, format="iso")
+    tenant = fields.String(required=True, validate=NAME)
+    connection = fields.String(required=True, validate=NAME)
+    provider = fields.String(required=True, validate=NAME)
+    event = fields.Dict(required=True)
 
 
 class EnvelopeSchema(Strict):

@@ -32,6 +32,7 @@ COURSE_REMOVED = "learning.course.removed.v1"
 LEARNER_STAT_UPSERTED = "learning.learner_stat.upserted.v1"
 SYNC_STATUS = "learning.sync.status.v1"
 RECORD_REJECTED = "learning.record.rejected.v1"
+STAT_PARKED = "learning.learner_stat.parked.v1"
 
 DATA_SCHEMAS: dict[str, type[Schema]] = {
     SYNC_REQUESTED: s.SyncRequestedDataSchema,
@@ -40,6 +41,7 @@ DATA_SCHEMAS: dict[str, type[Schema]] = {
     LEARNER_STAT_UPSERTED: s.LearnerStatDataSchema,
     SYNC_STATUS: s.SyncStatusDataSchema,
     RECORD_REJECTED: s.RecordRejectedDataSchema,
+    STAT_PARKED: s.ParkedStatDataSchema,
 }
 EVENT_TYPES = tuple(DATA_SCHEMAS)
 _schema_instances = {t: cls() for t, cls in DATA_SCHEMAS.items()}
@@ -168,7 +170,7 @@ def parse_event(raw: bytes | str | Mapping[str, Any], expected_type: str | None 
 
 __all__ = [
     "COURSE_REMOVED", "COURSE_UPSERTED", "DATA_SCHEMAS", "EVENT_TYPES", "Event",
-    "LEARNER_STAT_UPSERTED", "RECORD_REJECTED", "SYNC_REQUESTED", "SYNC_STATUS",
+    "LEARNER_STAT_UPSERTED", "RECORD_REJECTED", "STAT_PARKED", "SYNC_REQUESTED", "SYNC_STATUS",
     "canonical_json", "event_id", "fingerprint", "isoformat", "make_event", "parse_event",
     "partition_key", "validate_data",
 ]

@@ -18,6 +18,7 @@ class Topics:
     status: str = "learning.sync.status"
     dead_letter: str = "learning.deadletter"
     state: str = "learning.connector-state"
+    parked: str = "learning.learner-stats.parked"
 
     def for_type(self, type_: str) -> str:
         return {
@@ -27,6 +28,7 @@ class Topics:
             ev.LEARNER_STAT_UPSERTED: self.learner_stats,
             ev.SYNC_STATUS: self.status,
             ev.RECORD_REJECTED: self.dead_letter,
+            ev.STAT_PARKED: self.parked,
         }[type_]
 
     def with_prefix(self, prefix: str) -> "Topics":
@@ -42,4 +44,5 @@ TOPIC_TYPES = {
     "learner_stats": [ev.LEARNER_STAT_UPSERTED],
     "status": [ev.SYNC_STATUS],
     "dead_letter": [ev.RECORD_REJECTED],
+    "parked": [ev.STAT_PARKED],
 }

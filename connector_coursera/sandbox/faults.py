@@ -32,11 +32,7 @@ bad_request         400 with a Naptime error body
 """
 from __future__ import annotations
 
-import fnmatch
-import random
-import threading
-from dataclasses import dataclass, field
-from typing import Any
+from hostspec.sandboxes import FaultBook as _FaultBook, FaultRule
 
 ACTIONS = frozenset({
     "status_429", "status_500_quota", "status_5xx", "latency", "slow_body", "reset", "expire_token",
@@ -45,74 +41,11 @@ ACTIONS = frozenset({
 })
 
 
-@dataclass
-class FaultRule:
-    action: str
-    route: str = "*"
-    method: str | None = None
-    times: int | None = 1
-    probability: float | None = None
-    after_n_calls: int = 0
-    params: dict[str, Any] = field(default_factory=dict)
-    seen: int = 0
-    fired: int = 0
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> "FaultRule":
-        if not isinstance(doc, dict) or doc.get("action") not in ACTIONS:
-            raise ValueError(f"a fault needs an action among {sorted(ACTIONS)}")
-        known = {"action", "route", "method", "times", "probability", "after_n_calls"}
-        times = doc.get("times", 1 if "probability" not in doc else None)
-        probability = doc.get("probability")
-        if probability is not None and not 0 <= float(probability) <= 1:
-            raise ValueError("probability must be within 0..1")
-        return cls(action=doc["action"], route=doc.get("route", "*"),
-                   method=(doc.get("method") or None) and doc["method"].upper(),
-                   times=None if times is None else int(times),
-                   probability=None if probability is None else float(probability),
-                   after_n_calls=int(doc.get("after_n_calls", 0)),
-                   params={k: v for k, v in doc.items() if k not in known})
-
-    def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, "route": self.route, "method": self.method, "times": self.times,
-                "probability": self.probability, "after_n_calls": self.after_n_calls,
-                "fired": self.fired, **self.params}
-
-
-class FaultBook:
-    """The active rules; ``pick`` returns the rule to apply to one request, if any."""
+class FaultBook(_FaultBook):
+    """The Coursera sandbox's rules (actions above)."""
 
     def __init__(self, seed: int = 42):
-        self._rules: list[FaultRule] = []
-        self._lock = threading.Lock()
-        self._rng = random.Random(seed)
+        super().__init__(ACTIONS, seed)
 
-    def add(self, rule: FaultRule) -> None:
-        with self._lock:
-            self._rules.append(rule)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._rules.clear()
-
-    def rules(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [r.to_json() for r in self._rules]
-
-    def pick(self, method: str, path: str) -> FaultRule | None:
-        with self._lock:
-            for rule in self._rules:
-                if rule.method and rule.method != method:
-                    continue
-                if not fnmatch.fnmatchcase(path, rule.route):
-                    continue
-                if rule.times is not None and rule.fired >= rule.times:
-                    continue
-                rule.seen += 1
-                if rule.seen <= rule.after_n_calls:
-                    continue
-                if rule.probability is not None and self._rng.random() >= rule.probability:
-                    continue
-                rule.fired += 1
-                return rule
-        return None
+__all__ = ["ACTIONS", "FaultBook", "FaultRule"]

@@ -10,7 +10,6 @@ shell (``coursera-sandbox --contents 10``).
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import json
 import secrets
 import socket
@@ -22,9 +21,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from hostspec.sandboxes import is_loopback
+
 from .. import contract
 from .data import Org, OrgSpec
-from .faults import FaultBook, FaultRule
+from .faults import FaultBook, FaultRule  # noqa: F401  (FaultRule: type of picked rules)
 
 JSON = "application/json;charset=utf-8"
 _PREFIX = "/ent/api/businesses.v1/"
@@ -66,7 +67,7 @@ class CourseraSandbox:
                  token_ttl_s: float = contract.TOKEN_DEFAULT_TTL_S, next_format: str = "string",
                  grade_format: str = "number", page_limit_max: int = contract.PAGE_SIZE_MAX,
                  fault_seed: int = 42):
-        if not _is_loopback(host):
+        if not is_loopback(host):
             raise ValueError(f"the sandbox binds to loopback only, not {host!r}")
         self.spec = spec or OrgSpec()
         self.client_id, self.client_secret = client_id, client_secret
@@ -329,10 +330,8 @@ class CourseraSandbox:
                 if method == "DELETE":
                     self.faults.clear()
                     return 200, {"cleared": True}
-                rules = body if isinstance(body, list) else [body]
                 try:
-                    for r in rules:
-                        self.faults.add(FaultRule.from_json(r))
+                    self.faults.add_json(body)
                 except (ValueError, TypeError) as exc:
                     return 400, {"error": str(exc)}
                 return 201, self.faults.rules()
@@ -396,15 +395,6 @@ def _within(row: dict[str, Any], b: dict[str, int]) -> bool:
     if "completedAtBefore" in b and (completed is None or completed > b["completedAtBefore"]):
         return False
     return True
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _make_handler(sandbox: CourseraSandbox) -> type[BaseHTTPRequestHandler]:

@@ -87,7 +87,8 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
     * learner stats: 12 partitions, 14 days (the largest stream);
     * status: 3 partitions, 30 days (run history for ``status`` views);
     * dead letter: 3 partitions, 30 days (time to inspect and replay);
-    * state: 6 partitions, compacted (the latest fingerprint and checkpoint per key, forever).
+    * state: 6 partitions, compacted (the latest fingerprint and checkpoint per key, forever);
+    * parked stats: 6 partitions, 45 days (the publisher keeps a stat parked 30 days at most).
     """
     def delete(days: int) -> dict[str, str]:
         return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
@@ -95,7 +96,8 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
     return [TopicSpec(topics.requests, 6, delete(7)), TopicSpec(topics.courses, 6, delete(14)),
             TopicSpec(topics.learner_stats, 12, delete(14)), TopicSpec(topics.status, 3, delete(30)),
             TopicSpec(topics.dead_letter, 3, delete(30)),
-            TopicSpec(topics.state, 6, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"})]
+            TopicSpec(topics.state, 6, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
+            TopicSpec(topics.parked, 6, delete(45))]
 
 
 def topics_from_env(prefix: str | None = None) -> Topics:

@@ -156,15 +156,15 @@ class _Listener(ConsumerRebalanceListener):
 
 
 class RequestConsumer:
-    """A group member on the requests topic: manual commits, pause/resume per partition.
+    """A group member on the requests topic (or any topics): manual commits, pause/resume per partition.
 
     Not thread-safe: use it from one thread (the worker's poll loop).
     """
 
-    def __init__(self, config: KafkaConfig, topic: str, group_id: str, *,
+    def __init__(self, config: KafkaConfig, topic: str | list[str], group_id: str, *,
                  on_assigned: Callable[[set[Partition]], None], on_revoked: Callable[[set[Partition]], None],
                  session_timeout_ms: int = 45_000, max_poll_records: int = 50,
-                 group_instance_id: str | None = None):
+                 group_instance_id: str | None = None, max_poll_interval_ms: int = 300_000):
         """:param group_instance_id: join as a static member: a restart under the same id gets its
         partitions back at once, without a rebalance."""
         static = {"group_instance_id": group_instance_id} if group_instance_id else {}
@@ -173,10 +173,10 @@ class RequestConsumer:
                 **config.client_kwargs(), group_id=group_id, enable_auto_commit=False,
                 auto_offset_reset="earliest", isolation_level="read_committed",
                 session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=max(500, session_timeout_ms // 10),
-                max_poll_records=max_poll_records)
+                max_poll_records=max_poll_records, max_poll_interval_ms=max_poll_interval_ms, **static)
         except (KafkaError, ValueError) as exc:
             raise _unreachable(config, exc) from None
-        self._consumer.subscribe([topic], listener=_Listener(on_assigned, on_revoked))
+        self._consumer.subscribe([topic] if isinstance(topic, str) else list(topic), listener=_Listener(on_assigned, on_revoked))
 
     def poll(self, timeout_ms: int = 200) -> list[InboundMessage]:
         batches = self._consumer.poll(timeout_ms=timeout_ms)
@@ -203,11 +203,17 @@ class RequestConsumer:
 
     def commit(self, tp: Partition, next_offset: int) -> bool:
         """Commit ``next_offset`` for ``tp``; False when the group moved on (the new owner redoes it)."""
+        return self.commit_many({tp: next_offset})
+
+    def commit_many(self, offsets: dict[Partition, int]) -> bool:
+        """Commit the next offset of several partitions at once; False when the group moved on."""
+        if not offsets:
+            return True
         try:
-            self._consumer.commit({TopicPartition(*tp): OffsetAndMetadata(next_offset, "", -1)})
+            self._consumer.commit({TopicPartition(*tp): OffsetAndMetadata(n, "", -1) for tp, n in offsets.items()})
             return True
         except (CommitFailedError, KafkaError) as exc:
-            log.warning("commit of %s@%d failed: %s", tp, next_offset, exc)
+            log.warning("commit of %s failed: %s", offsets, exc)
             return False
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from hostspec import events as ev
-from hostspec.learning360 import BulkStatItemSchema, NotConvertible, to_bulk_stat
+from publisher_360learning.items import BulkStatItemSchema, NotConvertible, to_bulk_stat
 from tests.hostspec.test_events import stat_data
 
 ITEM = BulkStatItemSchema()

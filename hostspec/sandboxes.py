@@ -1,0 +1,103 @@
+"""Building blocks of the providers' and the publisher's sandbox servers.
+
+* :class:`FaultRule` / :class:`FaultBook`: switchable faults, matched against each request by
+  route glob and method, fired a number of ``times`` and/or with a seeded ``probability``, after
+  ``after_n_calls`` requests went through. Each sandbox names its own actions.
+* :func:`is_loopback`: sandboxes and their control endpoints bind to loopback only.
+"""
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Collection
+
+
+@dataclass
+class FaultRule:
+    action: str
+    route: str = "*"
+    method: str | None = None
+    times: int | None = 1
+    probability: float | None = None
+    after_n_calls: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    seen: int = 0
+    fired: int = 0
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], actions: Collection[str]) -> "FaultRule":
+        if not isinstance(doc, dict) or doc.get("action") not in actions:
+            raise ValueError(f"a fault needs an action among {sorted(actions)}")
+        known = {"action", "route", "method", "times", "probability", "after_n_calls"}
+        times = doc.get("times", 1 if "probability" not in doc else None)
+        probability = doc.get("probability")
+        if probability is not None and not 0 <= float(probability) <= 1:
+            raise ValueError("probability must be within 0..1")
+        return cls(action=doc["action"], route=doc.get("route", "*"),
+                   method=(doc.get("method") or None) and doc["method"].upper(),
+                   times=None if times is None else int(times),
+                   probability=None if probability is None else float(probability),
+                   after_n_calls=int(doc.get("after_n_calls", 0)),
+                   params={k: v for k, v in doc.items() if k not in known})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "route": self.route, "method": self.method, "times": self.times,
+                "probability": self.probability, "after_n_calls": self.after_n_calls,
+                "fired": self.fired, **self.params}
+
+
+class FaultBook:
+    """The active rules; ``pick`` returns the rule to apply to one request, if any."""
+
+    def __init__(self, actions: Collection[str], seed: int = 42):
+        self.actions = frozenset(actions)
+        self._rules: list[FaultRule] = []
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+
+    def add_json(self, docs: Any) -> None:
+        """Add one rule or a list of rules given as JSON; ValueError/TypeError on a bad one."""
+        for doc in docs if isinstance(docs, list) else [docs]:
+            self.add(FaultRule.from_json(doc, self.actions))
+
+    def add(self, rule: FaultRule) -> None:
+        with self._lock:
+            self._rules.append(rule)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def rules(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.to_json() for r in self._rules]
+
+    def pick(self, method: str, path: str) -> FaultRule | None:
+        with self._lock:
+            for rule in self._rules:
+                if rule.method and rule.method != method:
+                    continue
+                if not fnmatch.fnmatchcase(path, rule.route):
+                    continue
+                if rule.times is not None and rule.fired >= rule.times:
+                    continue
+                rule.seen += 1
+                if rule.seen <= rule.after_n_calls:
+                    continue
+                if rule.probability is not None and self._rng.random() >= rule.probability:
+                    continue
+                rule.fired += 1
+                return rule
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,168 @@
+"""``publisher-360learning``: deliver the host's events to 360Learning.
+
+Commands: ``run`` (the Kafka consumer), ``check`` (credentials, group and author of a target),
+``ledger`` (what was delivered, parked or refused), ``demo`` (the whole path on sandboxes, in
+one process: Coursera sandbox → host engine → publisher → 360Learning sandbox).
+
+Exit codes: 0 success; 1 failure; 2 usage or configuration error; 3 some records not delivered.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from typing import Sequence
+
+from hostspec.errors import HostError
+from hostspec.logs import setup_logging
+
+from . import __version__
+from .errors import Learning360Error
+
+DEFAULT_TARGETS = "targets.toml"
+DEFAULT_LEDGER = ".publisher-360learning/ledger.sqlite"
+
+
+def _targets(args: argparse.Namespace):
+    from .settings import load_targets
+    return load_targets(args.targets or os.environ.get("PUBLISHER_TARGETS", DEFAULT_TARGETS))
+
+
+def _ledger(args: argparse.Namespace):
+    from .ledger import Ledger
+    return Ledger(args.ledger or os.environ.get("PUBLISHER_LEDGER", DEFAULT_LEDGER))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hostspec.transport.config import KafkaConfig, topics_from_env
+
+    from .delivery import Deliverer
+    from .service import PublisherService, ServiceSettings
+
+    deliverer = Deliverer(_targets(args), _ledger(args), max_park_days=args.max_park_days)
+    settings = ServiceSettings(group_id=args.group_id, batch_size=args.batch_size, batch_seconds=args.batch_seconds,
+                               retry_interval_s=args.retry_interval, backoff_s=args.backoff)
+    service = PublisherService(deliverer, KafkaConfig.from_env(bootstrap_servers=args.bootstrap_servers,
+                                                               client_id="publisher-360learning"),
+                               topics_from_env(args.topic_prefix), settings)
+    signal.signal(signal.SIGTERM, lambda *_: service.stop())
+    signal.signal(signal.SIGINT, lambda *_: service.stop())
+    service.run()
+    print(f"publisher-360learning: stopped after {service.batches} batches: "
+          + ", ".join(f"{k}={v}" for k, v in sorted(service.totals.items())), file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .delivery import client_for_target
+
+    targets = _targets(args)
+    if args.connection not in targets:
+        print(f"publisher-360learning: no target {args.connection!r}; known: {', '.join(sorted(targets))}",
+              file=sys.stderr)
+        return 2
+    target = targets[args.connection]
+    client = client_for_target(target)
+    try:
+        author = client.get_json(f"/api/v2/users/{target.author_id}")
+        print(f"ok: {target.base_url} accepted client_id {target.client_id!r}; "
+              f"author {author.get('mail')} ({author.get('status')})")
+        return 0
+    finally:
+        client.close()
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    ledger = _ledger(args)
+    rows = ledger.query(connection=args.connection, course=args.course, learner=args.learner, status=args.status,
+                        limit=args.limit)
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+        return 0
+    for row in rows:
+        who = f" learner {row['learner']}" if row["learner"] else ""
+        print(f"{row['kind']:<8} {row['connection']} course {row['course']}{who}: {row['status']}"
+              f" (op {row['operation_id'] or '-'}, 360 id {row['resource_id'] or '-'}, sent {row['sends']}x)"
+              + (f"\n         {row['detail']}" if row["detail"] else ""))
+    print(f"{len(rows)} records; totals: " + ", ".join(f"{k}={v}" for k, v in sorted(ledger.counts().items())),
+          file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(out=args.out, contents=args.contents, learners=args.learners, enrollments=args.enrollments,
+                    stream=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="publisher-360learning", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("PUBLISHER_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def files(p: argparse.ArgumentParser, targets: bool = True) -> None:
+        if targets:
+            p.add_argument("--targets", metavar="FILE",
+                           help=f"targets file (default $PUBLISHER_TARGETS or {DEFAULT_TARGETS})")
+        p.add_argument("--ledger", metavar="FILE", help=f"ledger database (default $PUBLISHER_LEDGER or {DEFAULT_LEDGER})")
+
+    p = sub.add_parser("run", help="consume course and stat events from Kafka and deliver them")
+    files(p)
+    p.add_argument("--group-id", default="publisher-360learning")
+    p.add_argument("--batch-size", type=int, default=10_000, metavar="N", help="events per batch (default 10000)")
+    p.add_argument("--batch-seconds", type=float, default=2.0, metavar="S",
+                   help="close a batch this long after its first event (default 2)")
+    p.add_argument("--retry-interval", type=float, default=3600, metavar="S",
+                   help="retry parked stats this often (default 3600)")
+    p.add_argument("--max-park-days", type=float, default=30, metavar="D",
+                   help="dead-letter a stat parked longer than this (default 30)")
+    p.add_argument("--backoff", type=float, default=5.0, metavar="S",
+                   help="wait before retrying a batch 360Learning did not take (default 5)")
+    p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP)")
+    p.add_argument("--topic-prefix", help="prefix of every topic (default $CONNECTOR_HOST_TOPIC_PREFIX)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="check a target's credentials and author against 360Learning")
+    files(p)
+    p.add_argument("--connection", required=True)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("ledger", help="what was delivered, parked or refused, with its history")
+    files(p, targets=False)
+    p.add_argument("--connection")
+    p.add_argument("--course", metavar="EXTERNAL_ID")
+    p.add_argument("--learner", metavar="PROVIDER_ID")
+    p.add_argument("--status", choices=["delivered", "failed", "parked", "sent"])
+    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ledger)
+
+    p = sub.add_parser("demo", help="Coursera sandbox → host → publisher → 360Learning sandbox, in one process")
+    p.add_argument("--out", default="events.jsonl", help="also write the host's events here (default events.jsonl)")
+    p.add_argument("--contents", type=int, default=40)
+    p.add_argument("--learners", type=int, default=30)
+    p.add_argument("--enrollments", type=int, default=120)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return args.func(args)
+    except HostError as exc:  # configuration: the targets file, a secret reference
+        print(f"publisher-360learning: {exc}", file=sys.stderr)
+        return 2
+    except Learning360Error as exc:
+        print(f"publisher-360learning: 360Learning: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

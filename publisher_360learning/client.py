@@ -1,0 +1,273 @@
+"""The 360Learning API v2 client: OAuth2 client credentials, rate limits, retries, pagination
+and the bulk-operation life cycle. The same code talks to production or the sandbox; only
+``base_url`` differs.
+
+One client per company (base URL + client id): its token buckets and its bulk-operation slots
+are shared by every thread and every connection of that company.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import requests
+import tenacity
+
+from hostspec.httputil import parse_retry_after
+from hostspec.secrets import Secret
+
+from . import contract
+from .errors import PermanentError, TargetConfigError, TransientError, error_code
+from .ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+
+class Learning360Client:
+    def __init__(self, base_url: str, client_id: str, client_secret: Secret, *, timeout_s: float = 30,
+                 max_attempts: int = 8, backoff_initial_s: float = 1.0, backoff_max_s: float = 30.0,
+                 max_retry_after_s: float = 120.0, reads_per_s: float = contract.READS_PER_S - 5,
+                 writes_per_s: float = contract.WRITES_PER_S - 2, poll_interval_s: float = 0.2,
+                 poll_max_interval_s: float = 5.0, operation_timeout_s: float = 3600,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.base_url = base_url.rstrip("/")
+        self.client_id = client_id
+        self._secret = client_secret
+        self._timeout, self._sleep = timeout_s, sleep
+        self._session = requests.Session()
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = threading.Lock()
+        # a one-second window then holds at most rate + burst calls: 45 + 5 reads, 8 + 2 writes
+        self.reads = TokenBucket(reads_per_s, contract.READS_PER_S - reads_per_s, sleep=sleep)
+        self.writes = TokenBucket(writes_per_s, contract.WRITES_PER_S - writes_per_s, sleep=sleep)
+        self.bulk_slots = threading.BoundedSemaphore(contract.BULK_CONCURRENCY)
+        self.poll_interval_s, self.poll_max_interval_s = poll_interval_s, poll_max_interval_s
+        self.operation_timeout_s = operation_timeout_s
+        self.calls: dict[str, int] = {}
+        self.retries = 0
+        self.token_fetches = 0
+        self._retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError),
+            wait=_WaitRetryAfterOrBackoff(backoff_initial_s, backoff_max_s, max_retry_after_s),
+            stop=tenacity.stop_after_attempt(max_attempts), sleep=sleep, reraise=True,
+            before_sleep=self._before_retry)
+
+    def __repr__(self) -> str:
+        return f"Learning360Client(base_url={self.base_url!r}, client_id={self.client_id!r}, secret=***)"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- token --------------------------------------------------------------------------------------
+    def _bearer(self) -> str:
+        with self._token_lock:
+            if self._token is None or time.monotonic() >= self._token_expires:
+                self._fetch_token()
+            assert self._token is not None
+            return self._token
+
+    def _invalidate(self, token: str) -> None:
+        with self._token_lock:
+            if self._token == token:
+                self._token = None
+
+    def _fetch_token(self) -> None:
+        try:
+            resp = self._session.post(self.base_url + contract.TOKEN_PATH, timeout=self._timeout, json={
+                "grant_type": contract.TOKEN_GRANT, "client_id": self.client_id,
+                "client_secret": self._secret.reveal()})
+        except requests.RequestException as exc:
+            raise TransientError(f"cannot reach the 360Learning token endpoint: {type(exc).__name__}") from None
+        self.token_fetches += 1
+        self._count("POST", resp.status_code)
+        if resp.status_code in (400, 401):
+            code, _ = error_code(_json(resp))
+            raise TargetConfigError(f"360Learning refused the credentials of client_id {self.client_id!r} "
+                                    f"(HTTP {resp.status_code} {code}); check client_id and client_secret",
+                                    status=resp.status_code, code=code)
+        if resp.status_code >= 300:
+            raise TransientError(f"token endpoint answered HTTP {resp.status_code}", status=resp.status_code)
+        body = _json(resp)
+        try:
+            token, ttl = body["access_token"], float(body.get("expires_in", contract.TOKEN_DEFAULT_TTL_S))
+        except (TypeError, KeyError, ValueError):
+            raise TransientError("the token endpoint answered without a usable access_token") from None
+        self._token = token
+        self._token_expires = time.monotonic() + max(1.0, ttl - min(contract.TOKEN_RENEW_MARGIN_S, ttl / 10))
+
+    # -- one call -----------------------------------------------------------------------------------
+    def request(self, method: str, path_or_url: str, *, params: dict[str, Any] | None = None,
+                json: Any = None) -> requests.Response:
+        """One API call with retries; returns a 2xx response or raises a :mod:`.errors` error."""
+        return self._retrying(self._call, method, path_or_url, params, json)
+
+    def _call(self, method: str, path_or_url: str, params: Any, body: Any, *, reauthorized: bool = False):
+        url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
+        token = self._bearer()
+        (self.writes if method in ("POST", "PUT", "PATCH", "DELETE") else self.reads).acquire()
+        where = f"{method} {_path(url)}"
+        try:
+            resp = self._session.request(method, url, params=params, json=body, timeout=self._timeout, headers={
+                "Authorization": f"Bearer {token}", contract.VERSION_HEADER: contract.VERSION})
+        except requests.RequestException as exc:
+            raise TransientError(f"{where}: {type(exc).__name__}") from None
+        self._count(method, resp.status_code)
+        status = resp.status_code
+        if status < 300:
+            return resp
+        code, message = error_code(_json(resp))
+        detail = f"{where} answered HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        if status == 401 and not reauthorized:
+            self._invalidate(token)  # expired or revoked: one fresh token, then the same call again
+            return self._call(method, path_or_url, params, body, reauthorized=True)
+        if status == 401:
+            raise TargetConfigError(f"{detail} even with a fresh token", status=status, code=code)
+        if status == 429 or status >= 500:
+            raise TransientError(detail, status=status, code=code,
+                                 retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+        if status == 403 or code in (contract.RESERVED_NAME, contract.DUPLICATE_PLATFORM, "groupNotFound",
+                                     "userNotFound", "integrationNotFound"):
+            raise TargetConfigError(detail, status=status, code=code)
+        raise PermanentError(detail + (f" ({resp.text[:200]})" if code is None else ""), status=status, code=code)
+
+    def _count(self, method: str, status: int) -> None:
+        key = f"{method} {status}"
+        self.calls[key] = self.calls.get(key, 0) + 1
+
+    def _before_retry(self, state: tenacity.RetryCallState) -> None:
+        self.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("360Learning call failed (attempt %d): %s; retrying in %.2fs", state.attempt_number, exc,
+                    state.next_action.sleep if state.next_action else 0)
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        resp = self.request("GET", path, params=params)
+        body = _json(resp)
+        if body is None:
+            raise TransientError(f"GET {path} answered a body that is not JSON")
+        return body
+
+    def iter_list(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of a list endpoint, following ``Link: <…>; rel="next"`` to the last page."""
+        url: str | None = path
+        seen: set[str] = set()
+        while url:
+            page = self._retrying(self._page, url, params if url == path else None)
+            items, url = page
+            yield from items
+            if url in seen:
+                raise PermanentError(f"GET {path}: the next link repeats a page already read")
+            if url:
+                seen.add(url)
+
+    def _page(self, url: str, params: Any) -> tuple[list[dict[str, Any]], str | None]:
+        resp = self._call("GET", url, params, None)
+        body = _json(resp)
+        if not isinstance(body, list):
+            raise TransientError(f"GET {_path(url)} answered a page that is not a JSON array")
+        return body, resp.links.get("next", {}).get("url")
+
+    # -- domain calls ---------------------------------------------------------------------------------
+    def find_integration(self, group_id: str, label: str) -> dict[str, Any] | None:
+        for item in self.iter_list(contract.INTEGRATIONS, {"externalPlatform[eq]": label}):
+            if item.get("groupId") == group_id and item.get("externalPlatform") == label:
+                return item
+        return None
+
+    def create_integration(self, body: dict[str, Any]) -> dict[str, Any]:
+        return _json(self.request("POST", contract.INTEGRATIONS, json=body))
+
+    def user_by_mail(self, mail: str) -> dict[str, Any] | None:
+        for user in self.iter_list(contract.USERS, {"mail[eq]": mail}):
+            if user.get("status") != "deleted":
+                return user
+        return None
+
+    def external_course(self, integration_id: str, external_id: str) -> dict[str, Any] | None:
+        try:
+            return self.get_json(contract.EXTERNAL_COURSE.format(integration_id=integration_id,
+                                                                 external_id=requests.utils.quote(external_id, safe="")))
+        except PermanentError as exc:
+            if exc.status in (400, 404):
+                return None
+            raise
+
+    def tags(self) -> list[dict[str, Any]]:
+        return list(self.iter_list(contract.TAGS))
+
+    def create_tag(self, name: str) -> dict[str, Any]:
+        return _json(self.request("POST", contract.TAGS, json={"name": name, "isMain": False}))
+
+    def course_tags(self, course_id: str) -> list[str]:
+        return [t["tagId"] for t in self.iter_list(contract.COURSE_TAGS.format(course_id=course_id))]
+
+    def set_course_tags(self, course_id: str, tag_ids: list[str]) -> None:
+        self.request("PUT", contract.COURSE_TAGS.format(course_id=course_id), json={"tagIds": tag_ids})
+
+    # -- bulk operations --------------------------------------------------------------------------------
+    def run_bulk(self, method: str, path: str, items: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+        """Submit one bulk call, wait for its operation to end, return (operation id, per-item results).
+
+        Holds one of the company's three bulk slots from submission to the end of the operation.
+        :raise TransientError: the operation ended in ``error`` or did not end in time.
+        """
+        with self.bulk_slots:
+            resp = self.request(method, path, json={"input": items})
+            location = resp.headers.get("Location") or ""
+            match = re.search(r"/bulk/operations/([A-Za-z0-9]+)/?$", location)
+            if not match:
+                raise TransientError(f"{method} {path} was accepted without a usable Location header")
+            op_id = match.group(1)
+            op = self._wait(op_id)
+        if op["status"] == "error":
+            raise TransientError(f"bulk operation {op_id} ended in error: {op.get('errorMessage')}")
+        results = self.get_json(contract.OPERATION_RESULTS.format(operation_id=op_id))
+        if not isinstance(results, list):
+            raise TransientError(f"results of bulk operation {op_id} are not a JSON array")
+        return op_id, results
+
+    def _wait(self, op_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + self.operation_timeout_s
+        interval = self.poll_interval_s
+        while True:
+            op = self.get_json(contract.OPERATION.format(operation_id=op_id))
+            if op.get("status") in contract.OP_TERMINAL:
+                return op
+            if time.monotonic() > deadline:
+                raise TransientError(f"bulk operation {op_id} still {op.get('status')} after "
+                                     f"{self.operation_timeout_s:.0f}s")
+            self._sleep(interval)
+            interval = min(self.poll_max_interval_s, interval * 1.5)
+
+
+class _WaitRetryAfterOrBackoff(tenacity.wait.wait_base):
+    """``Retry-After`` when given (capped); else exponential backoff with jitter from ~1 s (the
+    documented advice); a disabled bulk API waits at least 10 s."""
+
+    def __init__(self, initial_s: float, max_s: float, cap_s: float):
+        self.backoff = tenacity.wait_random_exponential(multiplier=initial_s, max=max_s)
+        self.initial_s, self.cap_s = initial_s, cap_s
+
+    def __call__(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.cap_s)
+        wait = max(self.initial_s, self.backoff(state))
+        if isinstance(exc, TransientError) and exc.code == contract.BULK_DISABLED:
+            wait = max(wait, 10 * self.initial_s)
+        return wait
+
+
+def _json(resp: requests.Response) -> Any:
+    try:
+        return resp.json() if resp.content else None
+    except ValueError:
+        return None
+
+
+def _path(url: str) -> str:
+    return re.sub(r"^https?://[^/]+", "", url).split("?")[0]

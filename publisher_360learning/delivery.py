@@ -1,0 +1,344 @@
+"""One batch of events delivered to 360Learning.
+
+For each connection in the batch: find or create its integration in the synchronized group,
+upsert changed courses and archive removed ones in bulk calls (at most 10,000 and 1,000 items),
+merge the provider's skills into course tags, then import changed statistics (10,000 per call,
+``forceNew: false``) for learners found by e-mail. Every item ends in exactly one place:
+
+* delivered — 360Learning answered success (ledger: ``delivered``);
+* unchanged — the ledger shows the same content delivered before: nothing sent;
+* dead letter — invalid for 360Learning or refused by it (``learning.record.rejected.v1``,
+  stage ``delivery``), with the API's message;
+* parked — the learner (or the course) does not exist in 360Learning yet
+  (``learning.learner_stat.parked.v1``), tried again on later runs, dead-lettered after
+  ``max_park_days``.
+
+Transient trouble (429, 503, 5xx, network, an operation ending in error) raises
+:class:`TransientError` after the client's retries: the caller keeps the batch and tries again,
+and nothing is acknowledged before its outcome is known.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable
+
+from hostspec import events as ev
+
+from . import contract
+from .client import Learning360Client
+from .errors import PermanentError, TargetConfigError, TransientError
+from .items import (BulkStatItemSchema, ExternalCourseSchema, NotConvertible, learner_mail, merge_tags, tag_names,
+                    to_bulk_stat, to_external_course)
+from .ledger import DELIVERED, FAILED, PARKED, SENT, Ledger, Record
+from .settings import Target
+
+log = logging.getLogger(__name__)
+SOURCE = "/publisher-360learning"
+_COURSE_ITEM, _STAT_ITEM = ExternalCourseSchema(), BulkStatItemSchema()
+
+
+@dataclass
+class Inbound:
+    """An event to deliver, where it came from, and its parking history if it comes back parked."""
+
+    event: ev.Event
+    origin: tuple[str, int, int] | None = None
+    parked: dict[str, Any] | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.event.data
+
+    def record(self) -> Record:
+        d = self.data
+        kind = {ev.COURSE_UPSERTED: "course", ev.COURSE_REMOVED: "removal"}.get(self.event.type, "stat")
+        course = d["course_external_id"] if kind == "stat" else d["external_id"]
+        learner = d["learner"]["provider_id"] if kind == "stat" else None
+        fingerprint = d.get("fingerprint") or ("removed" if kind == "removal" else None)
+        return Record(kind, d["connection"], course, learner, self.event.id, fingerprint)
+
+
+@dataclass
+class Outcome:
+    dead: list[ev.Event] = field(default_factory=list)
+    parked: list[ev.Event] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+
+class Deliverer:
+    def __init__(self, targets: dict[str, Target], ledger: Ledger, *, max_park_days: float = 30,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 client_factory: Callable[[Target], Learning360Client] | None = None):
+        self.targets, self.ledger = targets, ledger
+        self.max_park = timedelta(days=max_park_days)
+        self._now = now
+        self._factory = client_factory or client_for_target
+        self._clients: dict[tuple[str, str], Learning360Client] = {}
+        self._tag_ids: dict[tuple[str, str], dict[str, str]] = {}
+
+    def client(self, target: Target) -> Learning360Client:
+        key = (target.base_url, target.client_id)
+        if key not in self._clients:
+            self._clients[key] = self._factory(target)
+        return self._clients[key]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+    # -- a batch --------------------------------------------------------------------------------------
+    def deliver(self, inbound: Iterable[Inbound]) -> Outcome:
+        out = Outcome()
+        groups: dict[tuple[str, str, str, str], list[Inbound]] = {}
+        for item in inbound:
+            d = item.data
+            groups.setdefault((d["connection"], d["group_id"], d["provider"], d["tenant"]), []).append(item)
+        for (connection, group_id, provider, _tenant), items in groups.items():
+            self._deliver_connection(connection, group_id, provider, items, out)
+        return out
+
+    def _deliver_connection(self, connection: str, group_id: str, provider: str, items: list[Inbound],
+                            out: Outcome) -> None:
+        done: set[int] = set()
+        target = self.targets.get(connection)
+        if target is None:
+            for item in items:
+                self._reject(item, "no_target", f"no 360Learning target for connection {connection!r}", out, done)
+            return
+        client = self.client(target)
+        try:
+            integration_id = self._integration(client, target, connection, group_id, provider)
+            self._courses(client, integration_id, [i for i in items if i.event.type != ev.LEARNER_STAT_UPSERTED],
+                          out, done)
+            self._stats(client, target, integration_id,
+                        [i for i in items if i.event.type == ev.LEARNER_STAT_UPSERTED], out, done)
+        except TargetConfigError as exc:
+            log.error("connection %s: cannot deliver to 360Learning: %s", connection, exc)
+            for item in items:
+                if id(item) not in done:
+                    self._reject(item, "target_config", str(exc), out, done)
+
+    def _integration(self, client: Learning360Client, target: Target, connection: str, group_id: str,
+                     provider: str) -> str:
+        label = target.label(provider)
+        known = self.ledger.integration(connection, group_id, label)
+        if known:
+            return known
+        found = client.find_integration(group_id, label)
+        if found is None:
+            found = client.create_integration(target.integration_body(group_id, provider))
+            log.info("connection %s: created 360Learning integration %s (%r) in group %s",
+                     connection, found.get("_id"), label, group_id)
+        self.ledger.remember_integration(connection, group_id, label, found["_id"])
+        return found["_id"]
+
+    # -- courses ------------------------------------------------------------------------------------------
+    def _courses(self, client: Learning360Client, integration_id: str, items: list[Inbound], out: Outcome,
+                 done: set[int]) -> None:
+        latest: dict[str, Inbound] = {}
+        for item in items:  # one course's events share a partition: the last one read is the newest
+            if item.data["external_id"] in latest:
+                self._done(latest[item.data["external_id"]], "superseded", out, done)
+            latest[item.data["external_id"]] = item
+        upserts, archives = [], []
+        for item in latest.values():
+            record = item.record()
+            if self.ledger.already_delivered(record):
+                self._done(item, "unchanged", out, done)
+            elif record.kind == "course":
+                body = to_external_course(item.data)
+                errors = _COURSE_ITEM.validate(body)
+                if errors:
+                    self._reject(item, "invalid_for_360learning", errors, out, done)
+                else:
+                    upserts.append((item, record, body))
+            elif self._course_id(client, integration_id, record.course) is None:
+                self.ledger.mark([(record, DELIVERED, None, None, "never reached 360Learning: nothing to archive", None)])
+                self._done(item, "delivered", out, done)
+            else:
+                archives.append((item, record, {"externalId": record.course}))
+        path = contract.BULK_COURSES.format(integration_id=integration_id)
+        created = self._bulk(client, "PUT", path, upserts, contract.MAX_UPSERT_ITEMS, out, done)
+        self.ledger.remember_courses(integration_id, [(rec.course, rid) for _i, rec, rid in created])
+        self._bulk(client, "DELETE", path, archives, contract.MAX_ARCHIVE_ITEMS, out, done)
+        for item, _record, course_id in created:
+            self._merge_tags(client, course_id, tag_names(item.data))
+
+    def _course_id(self, client: Learning360Client, integration_id: str, external_id: str) -> str | None:
+        course_id = self.ledger.course_id(integration_id, external_id)
+        if course_id is None:
+            found = client.external_course(integration_id, external_id)
+            if found and found.get("courseId"):
+                course_id = found["courseId"]
+                self.ledger.remember_courses(integration_id, [(external_id, course_id)])
+        return course_id
+
+    def _merge_tags(self, client: Learning360Client, course_id: str, names: list[str]) -> None:
+        """Add the provider's tags, drop the ones it added before and no longer lists, keep the rest."""
+        added_before = self.ledger.provider_tags(course_id)
+        if not names and not added_before:
+            return
+        wanted = {self._tag_id(client, name) for name in names}
+        current = client.course_tags(course_id)
+        merged = merge_tags(current, added_before, wanted)[:contract.MAX_TAGS_PER_COURSE]
+        if merged != current:
+            client.set_course_tags(course_id, merged)
+        # a tag someone put on the course before the provider listed it stays theirs
+        self.ledger.set_provider_tags(course_id, (added_before & wanted) | (wanted - set(current)))
+
+    def _tag_id(self, client: Learning360Client, name: str) -> str:
+        ids = self._tag_ids.setdefault((client.base_url, client.client_id), {})
+        if name.casefold() not in ids:
+            ids.update({t["name"].casefold(): t["_id"] for t in client.tags()})
+        if name.casefold() not in ids:
+            try:
+                ids[name.casefold()] = client.create_tag(name)["_id"]
+            except PermanentError as exc:
+                if exc.code != contract.TAG_NAME_TAKEN:
+                    raise
+                ids.update({t["name"].casefold(): t["_id"] for t in client.tags()})
+        return ids[name.casefold()]
+
+    # -- statistics ----------------------------------------------------------------------------------------
+    def _stats(self, client: Learning360Client, target: Target, integration_id: str, items: list[Inbound],
+               out: Outcome, done: set[int]) -> None:
+        latest: dict[str, Inbound] = {}
+        for item in items:
+            key = item.record().key
+            if key in latest:
+                self._done(latest[key], "superseded", out, done)
+            latest[key] = item
+        users: dict[str, str | None] = {}
+        courses: dict[str, str | None] = {}
+        ready = []
+        for item in latest.values():
+            record = item.record()
+            if self.ledger.already_delivered(record):
+                self._done(item, "unchanged", out, done)
+                continue
+            if item.parked and self._superseded(record, item.parked):
+                self._done(item, "superseded", out, done)
+                continue
+            try:
+                body = to_bulk_stat(item.data)
+            except NotConvertible as exc:
+                self._reject(item, "learner_without_email", str(exc), out, done)
+                continue
+            if record.course not in courses:
+                courses[record.course] = self._course_id(client, integration_id, record.course)
+            if courses[record.course] is None:
+                self._park(item, "course_unknown", f"course {record.course} is not in 360Learning yet", out, done)
+                continue
+            mail = learner_mail(item.data) or ""
+            if mail.casefold() not in users:
+                users[mail.casefold()] = self._user_id(client, target, mail)
+            user_id = users[mail.casefold()]
+            if user_id is None:
+                self._park(item, "learner_unknown", f"no active 360Learning user with e-mail {mail}", out, done)
+                continue
+            body["userIdentifier"] = {"type": "internalId", "value": user_id}
+            errors = _STAT_ITEM.validate(body)
+            if errors:
+                self._reject(item, "invalid_for_360learning", errors, out, done)
+                continue
+            ready.append((item, record, body))
+        path = contract.BULK_STATS.format(integration_id=integration_id)
+        self._bulk(client, "POST", path, ready, contract.MAX_STAT_ITEMS, out, done)
+
+    def _superseded(self, record: Record, parked: dict[str, Any]) -> bool:
+        """A parked stat is stale when a newer one of the same learner and course was delivered
+        after it was first parked."""
+        status = self.ledger.status_of(record)
+        first = datetime.fromisoformat(parked["first_parked_at"]).timestamp()
+        return bool(status and status[0] == DELIVERED and status[1] > first)
+
+    def _user_id(self, client: Learning360Client, target: Target, mail: str) -> str | None:
+        user_id = self.ledger.user_id(target.base_url, mail)
+        if user_id is None:
+            user = client.user_by_mail(mail)
+            if user is not None:
+                user_id = user["_id"]
+                self.ledger.remember_user(target.base_url, mail, user_id)
+        return user_id
+
+    # -- bulk calls ---------------------------------------------------------------------------------------
+    def _bulk(self, client: Learning360Client, method: str, path: str,
+              entries: list[tuple[Inbound, Record, dict[str, Any]]], size: int, out: Outcome,
+              done: set[int]) -> list[tuple[Inbound, Record, str]]:
+        """Send ``entries`` in chunks of ``size`` (up to three operations at once); returns the
+        successes with their resource ids and dead-letters the items 360Learning refused."""
+        if not entries:
+            return []
+        chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
+        for chunk in chunks:
+            self.ledger.mark([(rec, SENT, None, None, None, body) for _item, rec, body in chunk])
+        with ThreadPoolExecutor(max_workers=min(len(chunks), contract.BULK_CONCURRENCY)) as pool:
+            answers = list(pool.map(lambda chunk: client.run_bulk(method, path, [b for _i, _r, b in chunk]), chunks))
+        successes = []
+        for chunk, (op_id, results) in zip(chunks, answers):
+            if len(results) != len(chunk):
+                raise TransientError(f"bulk operation {op_id} returned {len(results)} results for {len(chunk)} items")
+            marks = []
+            for (item, record, body), result in zip(chunk, results):
+                if result.get("status") == "success":
+                    marks.append((record, DELIVERED, op_id, result.get("resourceId"), None, None))
+                    successes.append((item, record, result.get("resourceId")))
+                    self._done(item, "delivered", out, done)
+                else:
+                    message = str(result.get("errorMessage") or "refused without a message")
+                    marks.append((record, FAILED, op_id, None, message, None))
+                    self._reject(item, "refused_by_360learning", {"operation": op_id, "message": message}, out, done,
+                                 mark=False)
+            self.ledger.mark(marks)
+        return successes
+
+    # -- outcomes --------------------------------------------------------------------------------------------
+    def _done(self, item: Inbound, what: str, out: Outcome, done: set[int]) -> None:
+        out.counts[f"{item.record().kind}_{what}"] += 1
+        done.add(id(item))
+
+    def _reject(self, item: Inbound, reason: str, errors: Any, out: Outcome, done: set[int], *,
+                mark: bool = True) -> None:
+        record = item.record()
+        if mark:
+            self.ledger.mark([(record, FAILED, None, None, f"{reason}: {errors}", None)])
+        d = item.data
+        origin = {"topic": item.origin[0], "partition": item.origin[1], "offset": item.origin[2]} if item.origin else None
+        data = {"stage": "delivery", "reason": reason, "errors": errors, "record_id": record.key.replace("\x1f", "/"),
+                "record": item.event.body, "request_id": None, "run_id": None, "tenant": d.get("tenant"),
+                "connection": d.get("connection"), "provider": d.get("provider"), "origin": origin,
+                "raw_value": None, "raw_encoding": None}
+        out.dead.append(ev.make_event(ev.RECORD_REJECTED, data, key=item.event.key, source=SOURCE,
+                                      subject=data["record_id"], time=self._now(),
+                                      id_content=f"{item.event.id}/{reason}"))
+        log.warning("connection %s: %s %s not delivered: %s: %s", d.get("connection"), record.kind,
+                    data["record_id"], reason, errors)
+        self._done(item, "rejected", out, done)
+
+    def _park(self, item: Inbound, reason: str, detail: str, out: Outcome, done: set[int]) -> None:
+        now = self._now()
+        previous = item.parked or {}
+        first = datetime.fromisoformat(previous["first_parked_at"]) if previous else now
+        if now - first > self.max_park:
+            self._reject(item, f"{reason}_expired", f"{detail} (parked since {ev.isoformat(first)})", out, done)
+            return
+        attempts = int(previous.get("attempts", 0)) + 1
+        d = item.data
+        data = {"reason": reason, "detail": detail, "attempts": attempts, "first_parked_at": ev.isoformat(first),
+                "parked_at": ev.isoformat(now), "tenant": d["tenant"], "connection": d["connection"],
+                "provider": d["provider"], "event": item.event.body}
+        out.parked.append(ev.make_event(ev.STAT_PARKED, data, key=item.event.key, source=SOURCE,
+                                        subject=item.record().key.replace("\x1f", "/"), time=now,
+                                        id_content=f"{item.event.id}/{attempts}"))
+        self.ledger.mark([(item.record(), PARKED, None, None, f"{reason}: {detail}", None)])
+        out.counts[f"stat_parked_{reason}"] += 1
+        done.add(id(item))
+
+
+def client_for_target(target: Target) -> Learning360Client:
+    return Learning360Client(target.base_url, target.client_id, target.client_secret,
+                             backoff_initial_s=target.retry_initial_s, poll_interval_s=target.poll_interval_s)

@@ -1,0 +1,44 @@
+"""``learning360-sandbox``: run the 360Learning sandbox in the foreground."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Sequence
+
+from .server import Learning360Sandbox
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="learning360-sandbox", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8360)
+    parser.add_argument("--user", action="append", default=[], metavar="MAIL",
+                        help="a learner account to seed (repeatable); more via POST /_sandbox/users")
+    parser.add_argument("--token-ttl", type=float, default=3600, metavar="S")
+    parser.add_argument("--page-size", type=int, metavar="N", help="override every endpoint's page size")
+    parser.add_argument("--no-rate-limits", action="store_true", help="do not enforce 50 reads/s, 10 writes/s")
+    parser.add_argument("--reserved-name", action="append", default=[], metavar="LABEL",
+                        help="an externalPlatform label to refuse as reserved (repeatable)")
+    args = parser.parse_args(argv)
+    try:
+        sandbox = Learning360Sandbox(users=args.user, host=args.host, port=args.port, token_ttl_s=args.token_ttl,
+                                     page_size=args.page_size, enforce_rate_limits=not args.no_rate_limits,
+                                     reserved_names=args.reserved_name)
+    except (ValueError, OSError) as exc:
+        print(f"learning360-sandbox: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with sandbox:
+        print(sandbox.describe(), flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Where each connection's events go in 360Learning: the publisher's targets file (TOML).
+
+.. code-block:: toml
+
+    [targets.acme-coursera]                  # a connection name, as in the events
+    region = "eu"                            # or base_url = "https://app.us.360learning.com"
+    client_id = "5f0c…"
+    client_secret = { env = "ACME_360_SECRET" }   # or { file = "secrets/acme-360" }
+    author_id = "65a0000000000000000000a1"   # editor or admin of the synchronized group
+    external_platform = "Coursera (Acme)"    # the label learners see; must not be reserved
+    default_completion = true                # an attempt started in 360Learning counts as completed
+    default_progress = 0
+    no_group_propagation = false
+
+The synchronized group is the one each event names (``group_id``). Connections sharing a
+``client_id`` and host share one client: the company's rate limits and bulk slots.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from hostspec.connections import SecretField, describe_messages
+from hostspec.errors import ConfigError
+from hostspec.secrets import Secret
+
+from . import contract
+
+OBJECT_ID = validate.Regexp(r"^[a-fA-F0-9]{24}$", error="must be a 24-hex 360Learning id")
+
+
+class TargetSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    region = fields.String(validate=validate.OneOf(sorted(contract.REGIONS)), load_default=None)
+    base_url = fields.String(validate=validate.Regexp(r"^https?://[^\s/]+(:\d+)?/?$",
+                                                      error="must be a scheme and host, like https://app.360learning.com"),
+                             load_default=None)
+    client_id = fields.String(required=True, validate=validate.Length(min=1))
+    client_secret = SecretField(required=True)
+    author_id = fields.String(required=True, validate=OBJECT_ID)
+    external_platform = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
+    default_completion = fields.Boolean(load_default=True)
+    default_progress = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0, max=100))
+    no_group_propagation = fields.Boolean(load_default=False)
+    retry_initial_s = fields.Float(load_default=1.0, validate=validate.Range(min=0.001, max=60))
+    poll_interval_s = fields.Float(load_default=0.5, validate=validate.Range(min=0.01, max=60))
+
+    @validates_schema
+    def _one_host(self, data: dict[str, Any], **_kw: Any) -> None:
+        if (data.get("region") is None) == (data.get("base_url") is None):
+            raise ValidationError({"region": ["give exactly one of region (eu, us) or base_url"]})
+
+
+@dataclass(frozen=True)
+class Target:
+    connection: str
+    base_url: str
+    client_id: str
+    client_secret: Secret
+    author_id: str
+    external_platform: str | None
+    default_completion: bool
+    default_progress: int
+    no_group_propagation: bool
+    retry_initial_s: float
+    poll_interval_s: float
+
+    def label(self, provider: str) -> str:
+        """The externalPlatform label; by default the provider's name with a suffix, since plain
+        provider names may be reserved for 360Learning's own connectors."""
+        return self.external_platform or f"{provider.replace('_', ' ').title()} (connector)"
+
+    def integration_body(self, group_id: str, provider: str) -> dict[str, Any]:
+        return {"externalPlatform": self.label(provider), "groupId": group_id, "authorId": self.author_id,
+                "defaultCompletion": self.default_completion, "defaultProgress": self.default_progress,
+                "noGroupPropagation": self.no_group_propagation}
+
+
+def target_from_settings(connection: str, settings: Mapping[str, Any], *, source: str = "<in-memory>") -> Target:
+    try:
+        data = TargetSchema().load(dict(settings))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: target {connection!r}: {describe_messages(exc.messages)}") from None
+    base_url = (data.pop("base_url") or contract.REGIONS[data["region"]]).rstrip("/")
+    data.pop("region")
+    return Target(connection=connection, base_url=base_url, **data)
+
+
+def load_targets(path: str | os.PathLike[str]) -> dict[str, Target]:
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"targets file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"targets file {path} is not valid TOML: {exc}") from None
+    table = doc.get("targets")
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"targets file {path} has no [targets.CONNECTION] tables")
+    _warn_if_readable_with_secrets(path, table)
+    return {name: target_from_settings(name, entry if isinstance(entry, dict) else {}, source=str(path))
+            for name, entry in table.items()}
+
+
+def _warn_if_readable_with_secrets(path: Path, table: Mapping[str, Any]) -> None:
+    import logging
+
+    inline = any(isinstance(e, Mapping) and isinstance(e.get("client_secret"), str) for e in table.values())
+    if inline and path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        logging.getLogger(__name__).warning(
+            "targets file %s holds inline secrets and is readable by other users; "
+            "use { env = \"NAME\" } or chmod 600", path)
+
