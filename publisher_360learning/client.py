@@ -42,8 +42,8 @@ class Learning360Client:
         self._token_expires = 0.0
         self._token_lock = threading.Lock()
         # a one-second window then holds at most rate + burst calls: 45 + 5 reads, 8 + 2 writes
-        self.reads = TokenBucket(reads_per_s, contract.READS_PER_S - reads_per_s, sleep=sleep)
-        self.writes = TokenBucket(writes_per_s, contract.WRITES_PER_S - writes_per_s, sleep=sleep)
+        self.reads = TokenBucket(reads_per_s, max(1, contract.READS_PER_S - reads_per_s), sleep=sleep)
+        self.writes = TokenBucket(writes_per_s, max(1, contract.WRITES_PER_S - writes_per_s), sleep=sleep)
         self.bulk_slots = threading.BoundedSemaphore(contract.BULK_CONCURRENCY)
         self.poll_interval_s, self.poll_max_interval_s = poll_interval_s, poll_max_interval_s
         self.operation_timeout_s = operation_timeout_s

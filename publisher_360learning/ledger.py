@@ -62,7 +62,7 @@ class Record:
     @property
     def key(self) -> str:
         kind = "course" if self.kind == "removal" else self.kind
-        return "\x1f".join(x for x in (kind, self.connection, self.course, self.learner or "") if x is not None)
+        return "\x1f".join(x for x in (kind, self.connection, self.course, self.learner) if x)
 
 
 class Ledger:

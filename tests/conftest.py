@@ -15,14 +15,15 @@ SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
 
 def connections_toml(base_url: str, *, secret_env: str, names=("acme",), org_id: str = "DjYCkBQTQV69TtWA7RuNug",
-                     client_id: str = "standin-key", **settings) -> str:
+                     client_id: str = "standin-key", group_id: str = "65a1b2c3d4e5f60718293a4b",
+                     **settings) -> str:
     """A connections file: one Coursera connection of tenant ``acme`` per name, secret from ``secret_env``."""
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
     return "".join(f"""
 [connections.{name}]
 tenant = "acme"
 provider = "coursera"
-group_id = "65a1b2c3d4e5f60718293a4b"
+group_id = "{group_id}"
 
 [connections.{name}.settings]
 org_id = "{org_id}"

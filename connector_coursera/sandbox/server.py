@@ -17,11 +17,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from hostspec.sandboxes import is_loopback
+from hostspec.sandboxes import SandboxRequestHandler, is_loopback
 
 from .. import contract
 from .data import Org, OrgSpec
@@ -397,28 +397,9 @@ def _within(row: dict[str, Any], b: dict[str, int]) -> bool:
     return True
 
 
-def _make_handler(sandbox: CourseraSandbox) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def _make_handler(sandbox: CourseraSandbox) -> type[SandboxRequestHandler]:
+    class Handler(SandboxRequestHandler):
         server_version = "CourseraSandbox/1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: requests are in /_sandbox/requests
-            return
-
-        def handle(self) -> None:
-            try:
-                super().handle()
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client went away (a killed worker, a timeout): nothing to answer
-
-        def do_GET(self) -> None:
-            self._handle("GET")
-
-        def do_POST(self) -> None:
-            self._handle("POST")
-
-        def do_DELETE(self) -> None:
-            self._handle("DELETE")
 
         def _body(self) -> bytes:
             length = int(self.headers.get("Content-Length") or 0)

@@ -1,5 +1,15 @@
 """The 360Learning sandbox: API v2 over real HTTP on loopback, for tests and demos.
 
+Faults (``POST /_sandbox/faults`` with ``{"action": …, "route": glob, "method": …, "times": n,
+"probability": p, "after_n_calls": n}``): ``status_429`` (flat ``tooManyRequests``; optional
+``retry_after`` seconds or ``"http-date:<s>"``, which the real API does not send), ``bulk_busy``
+(429 bulkOperationsConcurrencyLimitReached), ``bulk_disabled`` (503 bulkAPIDisabled),
+``status_5xx`` (``status``, ``body`` json|html), ``expire_token`` (401 invalid_token and the
+caller's token expires), ``latency`` (``delay_s``), ``reset`` (connection closed),
+``malformed_json`` (body cut in half), and on a bulk submission: ``op_error`` (the operation
+ends in ``error`` with ``message``), ``op_stuck`` (stays ``queued`` ``hold_s``), ``op_slow``
+(runs ``run_s``), ``item_error`` (the item with ``external_id`` fails).
+
 It serves what the publisher uses (token, groups, users, integrations, bulk courses, archives
 and statistics with the asynchronous operation life cycle, courses, tags, course statistics)
 with the API's pagination (``Link: <…?next=…>; rel="next"``), error envelopes, scopes and rate
@@ -19,11 +29,11 @@ import socket
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
-from hostspec.sandboxes import FaultBook, FaultRule, is_loopback
+from hostspec.sandboxes import FaultBook, FaultRule, SandboxRequestHandler, is_loopback
 
 from .. import contract
 from .store import COMPANY_ID, Company, Problem
@@ -37,7 +47,7 @@ PAGE_SIZES = {"groups": 500, "users": 500, "integrations": 100, "operations": 20
               "course_stats": 500, "tags": 5000, "course_tags": 500, "catalog": 10_000}
 FAULT_ACTIONS = frozenset({
     "status_429", "bulk_busy", "bulk_disabled", "status_5xx", "expire_token", "latency", "reset",
-    "malformed_json", "op_error", "op_stuck", "op_slow"})
+    "malformed_json", "op_error", "op_stuck", "op_slow", "item_error"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ID = r"([a-fA-F0-9]{24})"
 
@@ -387,7 +397,8 @@ class Api:
                 hold_queued_s=float(p.get("hold_s", 2.0)) if action == "op_stuck" else 0.0,
                 run_s=float(p.get("run_s", 2.0)) if action == "op_slow" else None,
                 fail_with=str(p.get("message", "Internal error while running the operation"))
-                if action == "op_error" else None)
+                if action == "op_error" else None,
+                fail_items=[str(p["external_id"])] if action == "item_error" and p.get("external_id") else ())
             return 202, None, {"Location": f"{self.sb.url}/api/v2/bulk/operations/{op.id}"}
         return submit
 
@@ -445,34 +456,9 @@ class Api:
         return 201, self.c().create_tag(body), {}
 
 
-def _make_handler(sandbox: Learning360Sandbox) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def _make_handler(sandbox: Learning360Sandbox) -> type[SandboxRequestHandler]:
+    class Handler(SandboxRequestHandler):
         server_version = "Learning360Sandbox/1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # requests are in /_sandbox/requests
-            return
-
-        def handle(self) -> None:
-            try:
-                super().handle()
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-        def do_GET(self) -> None:
-            self._handle("GET")
-
-        def do_POST(self) -> None:
-            self._handle("POST")
-
-        def do_PUT(self) -> None:
-            self._handle("PUT")
-
-        def do_PATCH(self) -> None:
-            self._handle("PATCH")
-
-        def do_DELETE(self) -> None:
-            self._handle("DELETE")
 
         def _handle(self, method: str) -> None:
             split = urlsplit(self.path)
@@ -521,7 +507,7 @@ def _make_handler(sandbox: Learning360Sandbox) -> type[BaseHTTPRequestHandler]:
                 except ValueError:
                     raise Problem(400, "invalidInput", "the body is not JSON") from None
                 with sandbox.lock:
-                    api.fault = rule if action in ("op_error", "op_stuck", "op_slow") else None
+                    api.fault = rule if action in ("op_error", "op_stuck", "op_slow", "item_error") else None
                     status, doc, headers = handler(path, query, body, *args)
             except Problem as problem:
                 return self._send(problem.status, problem.body)

@@ -46,6 +46,13 @@ def _schema_message(errors: Any, prefix: str = "input") -> str:
     return f"{prefix} {errors}"
 
 
+def _item_key(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return None
+    ref = item.get("courseIdentifier")
+    return item.get("externalId") or (ref.get("value") if isinstance(ref, dict) else None)
+
+
 @dataclass
 class Operation:
     id: str
@@ -65,6 +72,7 @@ class Operation:
     hold_queued_s: float = 0.0
     run_s: float = 0.0
     fail_with: str | None = None
+    fail_items: frozenset[str] = frozenset()
 
     @property
     def terminal(self) -> bool:
@@ -171,7 +179,8 @@ class Company:
         return sum(not op.terminal for op in self.operations.values())
 
     def submit(self, kind: str, integration_id: str, body: Any, *, hold_queued_s: float = 0.0,
-               run_s: float | None = None, fail_with: str | None = None) -> Operation:
+               run_s: float | None = None, fail_with: str | None = None,
+               fail_items: Iterable[str] = ()) -> Operation:
         self.integration(integration_id)
         if not isinstance(body, dict) or not isinstance(body.get("input"), list):
             raise Problem(400, "invalidInput", "input must be an array")
@@ -182,7 +191,8 @@ class Company:
             raise Problem(429, contract.BULK_BUSY, "Too many bulk operations are running for this company")
         op = Operation(self.new_id("c"), contract.OP_TYPES[kind], integration_id, list(body["input"]),
                        self.clock(), hold_queued_s=hold_queued_s,
-                       run_s=self.stage_s if run_s is None else run_s, fail_with=fail_with)
+                       run_s=self.stage_s if run_s is None else run_s, fail_with=fail_with,
+                       fail_items=frozenset(fail_items))
         self.operations[op.id] = op
         return op
 
@@ -210,6 +220,8 @@ class Company:
             try:
                 if integration is None:
                     raise Problem(404, "integrationNotFound", "the integration was deleted")
+                if _item_key(item) in op.fail_items:
+                    raise Problem(400, "itemRefused", f"{_item_key(item)} refused (sandbox fault item_error)")
                 resource = apply(integration, item, now)
                 op.results.append({"input": item, "status": "success", "resourceId": resource})
             except Problem as problem:

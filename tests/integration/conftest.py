@@ -45,9 +45,10 @@ def topics(prefix):
     return Topics().with_prefix(prefix)
 
 
-def write_connections(path: Path, sandbox, names=("acme",), **settings) -> Path:
+def write_connections(path: Path, sandbox, names=("acme",), group_id: str = "65a1b2c3d4e5f60718293a4b",
+                      **settings) -> Path:
     path.write_text(connections_toml(sandbox.url, secret_env="IT_COURSERA_SECRET", names=names,
-                                     org_id=sandbox.spec.org_id, **settings))
+                                     org_id=sandbox.spec.org_id, group_id=group_id, **settings))
     return path
 
 

@@ -1,0 +1,109 @@
+"""The 360Learning client against the sandbox: tokens, retries, limits, pagination, bulk calls."""
+from __future__ import annotations
+
+import pytest
+
+from hostspec.secrets import Secret
+from publisher_360learning.client import Learning360Client
+from publisher_360learning.errors import PermanentError, TargetConfigError, TransientError
+from publisher_360learning.ratelimit import TokenBucket
+from publisher_360learning.sandbox import AUTHOR_ID, SYNC_GROUP
+
+from .conftest import LEARNERS, course, fault, make_client
+
+
+def new_integration(client):
+    return client.create_integration({"externalPlatform": "Coursera (test)", "groupId": SYNC_GROUP,
+                                      "authorId": AUTHOR_ID})["_id"]
+
+
+def test_lists_follow_every_page(lms, client):
+    mails = [u["mail"] for u in client.iter_list("/api/v2/users")]
+    assert sorted(mails) == sorted(["author@acme.test", *LEARNERS])
+    assert client.user_by_mail("BOB@acme.test")["mail"] == "bob@acme.test"
+    assert client.user_by_mail("nobody@acme.test") is None
+
+
+def test_retries_429_and_5xx_then_succeeds(lms, client):
+    fault(lms, action="status_429", route="/api/v2/users", times=2)
+    fault(lms, action="status_5xx", route="/api/v2/users", status=502, body="html", times=1)
+    assert client.user_by_mail("ada@acme.test")["mail"] == "ada@acme.test"
+    assert client.retries == 3 and client.calls["GET 429"] == 2 and client.calls["GET 502"] == 1
+
+
+def test_retry_after_is_honoured_when_present(lms):
+    waits = []
+    client = make_client(lms, sleep=waits.append)
+    fault(lms, action="status_429", route="/api/v2/users", retry_after="7", times=1)
+    client.user_by_mail("ada@acme.test")
+    assert 7.0 in waits
+
+
+def test_gives_up_after_max_attempts_with_a_transient_error(lms):
+    client = make_client(lms, max_attempts=3)
+    fault(lms, action="status_5xx", route="/api/v2/users", status=503, times=None)
+    with pytest.raises(TransientError, match="HTTP 503"):
+        client.user_by_mail("ada@acme.test")
+    assert client.calls["GET 503"] == 3
+
+
+def test_expired_token_mid_run_is_renewed_once(lms, client):
+    client.user_by_mail("ada@acme.test")
+    fault(lms, action="expire_token", route="/api/v2/users", times=1)
+    assert client.user_by_mail("bob@acme.test")["mail"] == "bob@acme.test"
+    assert client.token_fetches == 2 and client.retries == 0
+
+
+def test_wrong_credentials_are_a_configuration_error_without_the_secret(lms):
+    client = Learning360Client(lms.url, "sandbox-client", Secret("wrong-secret-value"))
+    with pytest.raises(TargetConfigError) as info:
+        client.user_by_mail("ada@acme.test")
+    assert "invalid_client" in str(info.value) and "wrong-secret-value" not in str(info.value)
+    assert "wrong-secret-value" not in repr(client)
+
+
+def test_other_4xx_are_permanent(lms, client):
+    with pytest.raises(PermanentError) as info:
+        client.request("PUT", "/api/v2/courses/65d0000000000000000000ff/tags", json={"tagIds": []})
+    assert (info.value.status, info.value.code) == (404, "courseNotFound")
+
+
+def test_run_bulk_polls_to_the_end_and_returns_results(lms, client):
+    iid = new_integration(client)
+    op_id, results = client.run_bulk("PUT", f"/api/v2/bulk/integrations/{iid}/courses", [course("a"), course("b")])
+    assert [r["status"] for r in results] == ["success", "success"] and op_id in lms.company.operations
+
+
+def test_bulk_concurrency_limit_and_disabled_api_are_retried(lms, client):
+    iid = new_integration(client)
+    fault(lms, action="bulk_busy", route="/api/v2/bulk/*", times=2)
+    fault(lms, action="bulk_disabled", route="/api/v2/bulk/*", times=1)
+    _, results = client.run_bulk("PUT", f"/api/v2/bulk/integrations/{iid}/courses", [course()])
+    assert results[0]["status"] == "success" and client.calls["PUT 429"] == 2 and client.calls["PUT 503"] == 1
+
+
+def test_an_operation_ending_in_error_is_transient(lms, client):
+    iid = new_integration(client)
+    fault(lms, action="op_error", route="/api/v2/bulk/*", message="database unavailable", times=1)
+    with pytest.raises(TransientError, match="database unavailable"):
+        client.run_bulk("PUT", f"/api/v2/bulk/integrations/{iid}/courses", [course()])
+
+
+def test_client_rate_limit_keeps_under_the_api_limit(lms, client):
+    """20 writes in a row: the client spaces them so the sandbox's real limiter never answers 429."""
+    for i in range(20):
+        client.create_tag(f"tag-{i}")
+    assert client.calls.get("POST 429", 0) == 0 and client.writes.waits > 0
+
+
+def test_token_bucket_waits_what_the_rate_requires():
+    now, slept = [0.0], []
+
+    def sleep(s):
+        slept.append(s)
+        now[0] += s
+
+    bucket = TokenBucket(rate=10, burst=2, clock=lambda: now[0], sleep=sleep)
+    for _ in range(12):
+        bucket.acquire()
+    assert now[0] == pytest.approx(1.0) and bucket.waits == 10
