@@ -70,7 +70,7 @@ class PublisherService:
         self._sink = KafkaSink(producer, self.topics.for_type)
         self._consumer = RequestConsumer(
             self.kafka, [self.topics.courses, self.topics.learner_stats, self.topics.parked], self.settings.group_id,
-            on_assigned=lambda _p: None, on_revoked=self._revoked, max_poll_records=2000,
+            on_assigned=self._assigned, on_revoked=self._revoked, max_poll_records=2000,
             max_poll_interval_ms=self.settings.max_poll_interval_ms)
         log.info("publisher consuming %s, %s and %s as group %s", self.topics.courses, self.topics.learner_stats,
                  self.topics.parked, self.settings.group_id)
@@ -112,6 +112,9 @@ class PublisherService:
             if not self._pending:
                 self._pending_since = time.monotonic()
             self._pending.append(msg)
+
+    def _assigned(self, partitions: set[Partition]) -> None:
+        log.info("publisher assigned %d partitions", len(partitions))
 
     def _revoked(self, partitions: set[Partition]) -> None:
         """Forget uncommitted messages of partitions this member lost: their new owner reads them."""

@@ -52,19 +52,15 @@ def write_connections(path: Path, sandbox, names=("acme",), group_id: str = "65a
     return path
 
 
-class WorkerProcess:
-    """``connector-host run`` in a subprocess, its log in a file."""
+class ServiceProcess:
+    """A long-running command in a subprocess, its log in a file."""
 
-    def __init__(self, tmp_path: Path, bootstrap: str, prefix: str, connections: Path, name: str,
-                 group: str, *extra: str):
+    def __init__(self, tmp_path: Path, name: str, cmd: list[str], env: dict[str, str]):
         self.name = name
         self.log_path = tmp_path / f"{name}.log"
-        env = {**os.environ, "IT_COURSERA_SECRET": "standin-secret", "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "hostspec", "--connections", str(connections), "run",
-               "--bootstrap-servers", bootstrap, "--topic-prefix", prefix, "--group-id", group,
-               "--worker-id", name, "--session-timeout-ms", "6000", *extra]
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -98,6 +94,17 @@ class WorkerProcess:
                 self.proc.wait(5)
         self._log.close()
         return self.proc.returncode
+
+
+class WorkerProcess(ServiceProcess):
+    """``connector-host run``."""
+
+    def __init__(self, tmp_path: Path, bootstrap: str, prefix: str, connections: Path, name: str,
+                 group: str, *extra: str):
+        super().__init__(tmp_path, name, [
+            sys.executable, "-m", "hostspec", "--connections", str(connections), "run",
+            "--bootstrap-servers", bootstrap, "--topic-prefix", prefix, "--group-id", group,
+            "--worker-id", name, "--session-timeout-ms", "6000", *extra], {"IT_COURSERA_SECRET": "standin-secret"})
 
 
 @pytest.fixture

@@ -53,3 +53,45 @@ def test_learner_without_email_is_not_convertible():
         to_bulk_stat(stat_data(learner={"email": None, "provider_id": "E12345"}))
     assert to_bulk_stat(stat_data(learner={"email": None, "provider_id": "sso@acme.test"}))["userIdentifier"] == \
         {"type": "mail", "value": "sso@acme.test"}
+
+
+# -- courses and tags ------------------------------------------------------------------------------
+from publisher_360learning.items import ExternalCourseSchema, merge_tags, tag_names, to_external_course  # noqa: E402
+
+
+def course_data(**over):
+    data = {"external_id": "crs-1", "title": "Machine Learning", "description": "Intro", "language": "pt_BR",
+            "content_type": "specialization", "launch_url": "https://www.coursera.org/learn/ml",
+            "image_url": None, "duration_minutes": 300, "difficulty_level": "beginner",
+            "sources": [{"name": "Stanford", "logo_url": None}, {"name": "DeepLearning.AI", "logo_url": "https://l.png"}],
+            "subjects": ["Data Science"], "skills": []}
+    return {**data, **over}
+
+
+def test_course_becomes_a_valid_external_course():
+    item = to_external_course(course_data())
+    assert item == {"externalId": "crs-1", "name": "Machine Learning", "defaultLang": "pt_BR",
+                    "launchUrl": "https://www.coursera.org/learn/ml", "contentType": "specialization",
+                    "sources": [{"name": "Stanford"}, {"name": "DeepLearning.AI", "logoUrl": "https://l.png"}],
+                    "subjects": ["Data Science"], "description": "Intro", "difficultyLevel": "beginner",
+                    "duration": 300}
+    assert ExternalCourseSchema().validate(item) == {}
+
+
+def test_absent_optional_fields_are_left_out_not_sent_empty():
+    item = to_external_course(course_data(description="", duration_minutes=None, difficulty_level=None))
+    assert not {"description", "duration", "difficultyLevel", "imageUrl"} & set(item)
+
+
+def test_tag_names_are_trimmed_and_deduplicated():
+    skills = [{"name": " Machine  Learning "}, {"name": "machine learning"}, {"name": ""}, {"name": "SQL"}]
+    assert tag_names({"skills": skills}) == ["Machine Learning", "SQL"]
+
+
+def test_merge_tags_keeps_others_and_replaces_only_its_own():
+    current = ["admin-1", "prov-old", "prov-kept", "admin-2"]
+    merged = merge_tags(current, added_before={"prov-old", "prov-kept"}, wanted={"prov-kept", "prov-new"})
+    assert merged == ["admin-1", "prov-kept", "admin-2", "prov-new"]
+    assert merge_tags(["admin-1"], added_before=set(), wanted=set()) == ["admin-1"]
+    # a tag an admin set that the provider also lists is never removed by the provider later
+    assert merge_tags(["shared"], added_before=set(), wanted=set()) == ["shared"]
