@@ -187,6 +187,20 @@ class Learning360Client:
                 return user
         return None
 
+    def users_by_mail(self, mails: list[str], chunk: int = 100) -> dict[str, dict[str, Any]]:
+        """Active or invited users for many e-mails, ``mail[in]`` lookups of ``chunk`` at a time;
+        keyed by the e-mail as given (matched case-insensitively)."""
+        wanted = {m.casefold(): m for m in mails}
+        found: dict[str, dict[str, Any]] = {}
+        names = sorted(wanted)
+        for i in range(0, len(names), chunk):
+            params = {f"mail[in][{j}]": wanted[m] for j, m in enumerate(names[i:i + chunk])}
+            for user in self.iter_list(contract.USERS, params):
+                mail = str(user.get("mail", "")).casefold()
+                if mail in wanted and user.get("status") != "deleted":
+                    found[wanted[mail]] = user
+        return found
+
     def external_course(self, integration_id: str, external_id: str) -> dict[str, Any] | None:
         try:
             return self.get_json(contract.EXTERNAL_COURSE.format(integration_id=integration_id,

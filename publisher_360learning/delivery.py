@@ -212,7 +212,7 @@ class Deliverer:
             if key in latest:
                 self._done(latest[key], "superseded", out, done)
             latest[key] = item
-        users: dict[str, str | None] = {}
+        users = self._user_ids(client, target, [learner_mail(i.data) for i in latest.values()])
         courses: dict[str, str | None] = {}
         ready = []
         for item in latest.values():
@@ -234,9 +234,7 @@ class Deliverer:
                 self._park(item, "course_unknown", f"course {record.course} is not in 360Learning yet", out, done)
                 continue
             mail = learner_mail(item.data) or ""
-            if mail.casefold() not in users:
-                users[mail.casefold()] = self._user_id(client, target, mail)
-            user_id = users[mail.casefold()]
+            user_id = users.get(mail.casefold())
             if user_id is None:
                 self._park(item, "learner_unknown", f"no active 360Learning user with e-mail {mail}", out, done)
                 continue
@@ -256,14 +254,20 @@ class Deliverer:
         first = datetime.fromisoformat(parked["first_parked_at"]).timestamp()
         return bool(status and status[0] == DELIVERED and status[1] > first)
 
-    def _user_id(self, client: Learning360Client, target: Target, mail: str) -> str | None:
-        user_id = self.ledger.user_id(target.base_url, mail)
-        if user_id is None:
-            user = client.user_by_mail(mail)
-            if user is not None:
-                user_id = user["_id"]
-                self.ledger.remember_user(target.base_url, mail, user_id)
-        return user_id
+    def _user_ids(self, client: Learning360Client, target: Target, mails: list[str | None]) -> dict[str, str]:
+        """360Learning user ids by e-mail (casefolded): the ledger's, then one lookup for the rest."""
+        ids: dict[str, str] = {}
+        missing = []
+        for mail in {m.casefold(): m for m in mails if m}.values():
+            known = self.ledger.user_id(target.base_url, mail)
+            if known:
+                ids[mail.casefold()] = known
+            else:
+                missing.append(mail)
+        for mail, user in client.users_by_mail(missing).items():
+            ids[mail.casefold()] = user["_id"]
+            self.ledger.remember_user(target.base_url, mail, user["_id"])
+        return ids
 
     # -- bulk calls ---------------------------------------------------------------------------------------
     def _bulk(self, client: Learning360Client, method: str, path: str,

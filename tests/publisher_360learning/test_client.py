@@ -107,3 +107,10 @@ def test_token_bucket_waits_what_the_rate_requires():
     for _ in range(12):
         bucket.acquire()
     assert now[0] == pytest.approx(1.0) and bucket.waits == 10
+
+
+def test_many_learners_are_resolved_in_few_calls(lms, client):
+    found = client.users_by_mail(["ADA@acme.test", "bob@acme.test", "cy@acme.test", "nobody@acme.test"], chunk=2)
+    assert {m: u["mail"] for m, u in found.items()} == {"ADA@acme.test": "ada@acme.test",
+                                                        "bob@acme.test": "bob@acme.test", "cy@acme.test": "cy@acme.test"}
+    assert client.calls["GET 200"] == 2      # one call per chunk of two e-mails
