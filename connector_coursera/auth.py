@@ -7,6 +7,8 @@ from typing import Callable
 
 import requests
 
+from hostspec import metrics
+
 from . import contract
 from .errors import InvalidCredentials, MalformedResponse, NetworkError, error_for_status
 
@@ -46,6 +48,7 @@ class TokenSource:
         except requests.RequestException as exc:
             raise NetworkError(f"cannot reach the Coursera token endpoint: {type(exc).__name__}") from None
         self.fetches += 1
+        metrics.provider_call("coursera", "POST", resp.status_code)
         if resp.status_code in (400, 401):
             raise InvalidCredentials(
                 f"Coursera refused the client credentials of client_id {self._client_id!r} "

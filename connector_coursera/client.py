@@ -12,6 +12,8 @@ from typing import Any, Callable, Iterator, Mapping
 import requests
 import tenacity
 
+from hostspec import metrics
+
 from . import contract
 from .auth import TokenSource
 from .errors import AccessDenied, MalformedResponse, NetworkError, error_for_status
@@ -81,11 +83,15 @@ class CourseraClient:
         token = self._tokens.token()
         self.calls += 1
         try:
-            return self._session.get(self._base + path, params=params, timeout=self.settings.timeout_s,
+            resp = self._session.get(self._base + path, params=params, timeout=self.settings.timeout_s,
                                      headers={"Authorization": f"Bearer {token}"})
+            metrics.provider_call("coursera", "GET", resp.status_code)
+            return resp
         except requests.Timeout:
+            metrics.provider_call("coursera", "GET", "timeout")
             raise NetworkError(f"GET {path}: no answer within {self.settings.timeout_s}s") from None
         except requests.RequestException as exc:
+            metrics.provider_call("coursera", "GET", "error")
             raise NetworkError(f"GET {path}: {type(exc).__name__}") from None
 
     # -- resources -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Callable
 
 import tenacity
 
+from hostspec import metrics
 from hostspec.httputil import parse_retry_after  # noqa: F401  (re-exported)
 
 from .errors import CourseraTransientError, RateLimited
@@ -45,6 +46,10 @@ def build_retrying(*, max_attempts: int, max_retry_after_s: float,
                    on_retry: Callable[[tenacity.RetryCallState], None] | None = None) -> tenacity.Retrying:
     def before_sleep(state: tenacity.RetryCallState) -> None:
         _log_retry(state)
+        exc = state.outcome.exception() if state.outcome else None
+        metrics.provider_retry("coursera", type(exc).__name__)
+        if isinstance(exc, RateLimited):
+            metrics.rate_limit_wait("coursera", state.next_action.sleep if state.next_action else 0)
         if on_retry is not None:
             on_retry(state)
 

@@ -158,6 +158,7 @@ def cmd_sync(args: argparse.Namespace, plugins: HostPluginManager) -> int:
         state = StateDB(state_path) if state_path else StateDB()
         stack.callback(state.close)
         sink = stack.enter_context(JsonLinesSink(args.out))
+        _serve_metrics(args)
         progress = _Progress(sys.stderr)
         engine = SyncEngine(plugins, sink, state=state, on_progress=progress, progress_every=100)
         report = engine.run(_request(args, connection.name, provider.name, "cli"), connection)
@@ -201,6 +202,7 @@ def cmd_run(args: argparse.Namespace, plugins: HostPluginManager) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    _serve_metrics(args)
     worker.run()
     return EXIT_OK
 
@@ -238,6 +240,107 @@ def cmd_request_sync(args: argparse.Namespace, plugins: HostPluginManager) -> in
             follower.close()
 
 
+def cmd_replay(args: argparse.Namespace, plugins: HostPluginManager) -> int:
+    """A targeted re-run of one connection, followed to its end."""
+    raw = ConnectionStore.from_file(_connections_path(args)).raw(args.connection)
+    args.provider, args.wait = raw.get("provider"), True
+    return cmd_request_sync(args, plugins)
+
+
+def cmd_schedule(args: argparse.Namespace, plugins: HostPluginManager) -> int:
+    import signal
+
+    from .scheduler import Scheduler
+    from .worker import ConnectionsFile
+
+    connections = ConnectionsFile(_connections_path(args))
+    connections.store()
+    scheduler = Scheduler(connections, _kafka_config(args), _topics(args), group_id=args.group_id,
+                          instance=args.instance, tick_s=args.tick)
+    for job in scheduler.jobs():
+        log_line = f"{job.connection}: {job.name} at {job.cron.expression!r} ({job.cron.tz.key})"
+        print(f"connector-host: schedule {log_line}", file=sys.stderr)
+    _serve_metrics(args)
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
+    signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
+    scheduler.run()
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, plugins: HostPluginManager) -> int:
+    """Recent runs from the status topic, newest last."""
+    from .transport.kafka import Follower
+
+    follower = Follower(_kafka_config(args), _topics(args).status, from_start=True)
+    runs: dict[str, dict] = {}
+    try:
+        for msg in follower.to_end(timeout_s=args.timeout):
+            try:
+                status = ev.parse_event(msg.value or b"", expected_type=ev.SYNC_STATUS).data
+            except ValidationError:
+                continue
+            if args.connection and status["connection"] != args.connection:
+                continue
+            key = status["run_id"] or status["request_id"] or f"{msg.partition}/{msg.offset}"
+            runs[key] = {**runs.get(key, {}), **status, "_started": runs.get(key, {}).get("started_at")
+                         or status["started_at"]}
+    finally:
+        follower.close()
+    recent = sorted(runs.values(), key=lambda r: r["_started"] or r["ended_at"] or "")[-args.limit:]
+    if args.json:
+        json.dump([{k: v for k, v in r.items() if not k.startswith("_")} for r in recent], sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    for r in recent:
+        c = r["counts"]
+        print(f"{(r['_started'] or '-')[:19]}  {r['connection'] or '-':<20} {r['scope'] or '-':<8} "
+              f"{r['phase']:<9}{' (dry run)' if r['dry_run'] else ''}  courses {c['courses_emitted']} "
+              f"(+{c['courses_unchanged']} unchanged, {c['courses_removed']} removed)  stats {c['stats_emitted']} "
+              f"(+{c['stats_unchanged']} unchanged)  rejected {c['rejected']}"
+              + (f"  error {r['error']['kind']}: {r['error']['message']}" if r["error"] else ""))
+    print(f"{len(recent)} runs", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_export_xapi(args: argparse.Namespace, plugins: HostPluginManager) -> int:
+    from .xapi import to_statement
+
+    source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
+    target = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")
+    launch: dict[str, str] = {}
+    exported = skipped = 0
+    try:
+        for line in source:
+            if not line.strip():
+                continue
+            try:
+                event = ev.parse_event(line)
+            except ValidationError:
+                skipped += 1
+                continue
+            if event.type == ev.COURSE_UPSERTED:
+                launch[event.data["external_id"]] = event.data["launch_url"]
+            elif event.type == ev.LEARNER_STAT_UPSERTED:
+                statement = to_statement(event.data, launch_url=launch.get(event.data["course_external_id"]))
+                target.write(json.dumps(statement, separators=(",", ":")) + "\n")
+                exported += 1
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+        if target is not sys.stdout:
+            target.close()
+    print(f"{exported} xAPI statements written" + (f", {skipped} invalid lines skipped" if skipped else ""),
+          file=sys.stderr)
+    return EXIT_OK if not skipped else EXIT_PARTIAL
+
+
+def _serve_metrics(args: argparse.Namespace) -> None:
+    if getattr(args, "metrics_port", None) is not None:
+        from . import metrics
+        server = metrics.serve(args.metrics_port, args.metrics_addr)
+        print(f"connector-host: metrics on http://{args.metrics_addr}:{server.server_port}/metrics", file=sys.stderr)
+
+
 # -- validate --------------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     bad = total = 0
@@ -264,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="connector-host", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-format", choices=["auto", "json", "text"],
+                        default=os.environ.get("CONNECTOR_HOST_LOG_FORMAT", "auto"),
+                        help="json: one object per line; text: for people; auto (default): text on a terminal")
     parser.add_argument("--log-level", default=os.environ.get("CONNECTOR_HOST_LOG_LEVEL"),
                         help="DEBUG, INFO, WARNING (default; INFO for run)")
     parser.add_argument("--connections", metavar="FILE",
@@ -278,10 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connection", required=True, metavar="NAME")
     p.set_defaults(func=cmd_check)
 
-    def request_options(p: argparse.ArgumentParser) -> None:
+    def request_options(p: argparse.ArgumentParser, mode_default: str = "incremental") -> None:
         p.add_argument("--scope", choices=["catalog", "progress", "all"], default="all")
-        p.add_argument("--mode", choices=["incremental", "full"], default="incremental",
-                       help="full: re-emit everything, even unchanged (default incremental)")
+        p.add_argument("--mode", choices=["incremental", "full"], default=mode_default,
+                       help=f"full: re-emit everything, even unchanged (default {mode_default})")
         p.add_argument("--dry-run", action="store_true", help="count what would be emitted; emit only statuses")
         p.add_argument("--since", type=_instant, help="replay progress with activity after this ISO date")
         p.add_argument("--until", type=_instant, help="replay progress with activity before this ISO date")
@@ -289,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only this learner (provider id or email); repeatable")
         p.add_argument("--course", action="append", default=[], metavar="ID",
                        help="only this course (external id); repeatable")
+
+    def metrics_options(p: argparse.ArgumentParser) -> None:
+        env_port = os.environ.get("CONNECTOR_HOST_METRICS_PORT")
+        p.add_argument("--metrics-port", type=int, default=int(env_port) if env_port else None, metavar="PORT",
+                       help="serve Prometheus metrics on this port (default $CONNECTOR_HOST_METRICS_PORT, else off)")
+        p.add_argument("--metrics-addr", default="0.0.0.0", help="address of the metrics server (default 0.0.0.0)")
 
     p = sub.add_parser("sync", help="run one sync now and write its events as JSON lines")
     p.add_argument("provider")
@@ -304,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox-enrollments", type=int, metavar="N")
     p.add_argument("--sandbox-broken-every", type=int, metavar="N",
                    help="make every Nth sandbox record lack a required field")
+    metrics_options(p)
     p.set_defaults(func=cmd_sync)
 
     def kafka_options(p: argparse.ArgumentParser) -> None:
@@ -329,7 +442,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookback-hours", type=float, default=48.0,
                    help="incremental progress syncs start this long before the last watermark")
     p.add_argument("--state-dir", help="folder of the local state database (default: a temporary folder)")
+    metrics_options(p)
     p.set_defaults(func=cmd_run, default_log_level="INFO")
+
+    p = sub.add_parser("schedule", help="publish the sync requests that are due, daily by default (one leader)")
+    kafka_options(p)
+    p.add_argument("--group-id", default="connector-host-scheduler",
+                   help="schedulers sharing it elect one leader (default connector-host-scheduler)")
+    p.add_argument("--instance", default=f"{os.uname().nodename}-{os.getpid()}", help="this scheduler's name")
+    p.add_argument("--tick", type=float, default=30.0, metavar="S", help="how often to look for due slots")
+    metrics_options(p)
+    p.set_defaults(func=cmd_schedule, default_log_level="INFO")
+
+    p = sub.add_parser("status", help="recent runs and their counts, from the status topic")
+    kafka_options(p)
+    p.add_argument("--connection", metavar="NAME")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--timeout", type=float, default=30)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("replay", help="re-run a connection (range, learners, courses, dry run) and wait for it")
+    kafka_options(p)
+    p.add_argument("--connection", required=True, metavar="NAME")
+    request_options(p, mode_default="full")
+    p.add_argument("--requested-by", default=f"replay:{os.environ.get('USER', 'unknown')}")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the result (default 3600)")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("export-xapi", help="learner-stat events (JSON lines) as xAPI statements (cmi5 verbs)")
+    p.add_argument("file", help="events file, - for stdin")
+    p.add_argument("--out", default="-", help="statements file, one per line (default stdout)")
+    p.set_defaults(func=cmd_export_xapi)
 
     p = sub.add_parser("request-sync", help="publish a sync request; with --wait, follow it to its end")
     kafka_options(p)
@@ -349,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level or getattr(args, "default_log_level", "WARNING"))
+    setup_logging(args.log_level or getattr(args, "default_log_level", "WARNING"), args.log_format)
     try:
         plugins = get_plugin_manager()
         return int(args.func(args, plugins))

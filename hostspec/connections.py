@@ -110,7 +110,7 @@ class ConnectionStore:
         missing = [k for k in _REQUIRED if not isinstance(entry.get(k), str) or not entry.get(k)]
         if missing:
             raise ConfigError(f"{where}: missing or empty {', '.join(missing)}")
-        unknown = set(entry) - {*_REQUIRED, "settings", "enabled"}
+        unknown = set(entry) - {*_REQUIRED, "settings", "enabled", "schedule"}
         if unknown:
             raise ConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         provider = plugins.provider(entry["provider"])

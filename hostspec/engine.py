@@ -27,8 +27,9 @@ from typing import Any, Callable, Iterator, Mapping
 from marshmallow import ValidationError
 
 from . import events as ev
-from . import rules
+from . import metrics, rules
 from .errors import DeliveryError, HostError, RecordRejected, RunAbandoned
+from .logs import log_context
 from .plugins import HostPluginManager, Provider
 from .provider import Connection, PageEnd, SyncContext
 from .secrets import redact
@@ -45,6 +46,9 @@ RESUME = "progress.resume"
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+REQUEST_DONE = "request:"  # checkpoint name prefix: the request ids a connection already ran
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,7 @@ class _Run:
         self.since_checkpoint = 0
         self.checkpoints = 0
         self.checkpointed_at = time.monotonic()
+        self.counted = metrics.RunCounts(provider.name, connection.name)
         self.learners = set(request.learners or ())
         self.courses = set(request.courses or ())
 
@@ -179,6 +184,8 @@ class _Run:
         """Make the batch durable: events and state changes together, then commit the state."""
         records = [] if self.request.dry_run else self.session.changelog()
         self.sink.checkpoint(records, final=final)
+        if not self.request.dry_run:
+            self.counted.update(self.report.counts)
         if self.request.dry_run:
             self.session.rollback()
         else:
@@ -302,8 +309,14 @@ class SyncEngine:
         self.status_every, self.worker_id, self.should_stop = status_every, worker_id, should_stop
 
     def run(self, request: SyncRequest, connection: Connection, *, run_id: str | None = None) -> RunReport:
+        run_id = run_id or str(uuid.uuid4())
+        with log_context(run_id=run_id, request_id=request.request_id, tenant=connection.tenant,
+                         connection=connection.name, provider=request.provider):
+            return self._run(request, connection, run_id)
+
+    def _run(self, request: SyncRequest, connection: Connection, run_id: str) -> RunReport:
         provider = self.plugins.provider(request.provider)
-        report = RunReport(request_id=request.request_id, run_id=run_id or str(uuid.uuid4()),
+        report = RunReport(request_id=request.request_id, run_id=run_id,
                            connection=connection.name, provider=provider.name, scope=request.scope,
                            started_at=self.clock(), dry_run=request.dry_run)
         run = _Run(self, provider, connection, request, report)
@@ -333,8 +346,21 @@ class SyncEngine:
         else:
             report.outcome = "completed"
         run.status(report.outcome)
+        if report.outcome != "failed":  # a request id runs once (scheduled slots are published by id)
+            run.session.set_checkpoint(f"{REQUEST_DONE}{request.request_id}", ev.isoformat(report.ended_at))
         run.checkpoint(final=True)
+        self._observe(report, request)
         return report
+
+    @staticmethod
+    def _observe(report: RunReport, request: SyncRequest) -> None:
+        metrics.RUNS.labels(report.provider, report.connection, report.outcome).inc()
+        if report.ended_at and report.started_at:
+            metrics.RUN_SECONDS.labels(report.provider, report.scope).observe(
+                (report.ended_at - report.started_at).total_seconds())
+        if report.outcome != "failed" and not request.dry_run and report.ended_at:
+            for scope in request.scopes:
+                metrics.LAST_SUCCESS.labels(report.connection, scope).set(report.ended_at.timestamp())
 
     # -- helpers -------------------------------------------------------------------------------
     def _context(self, run: _Run, scope: str, resume: Any = None) -> SyncContext:

@@ -19,6 +19,7 @@ class Topics:
     dead_letter: str = "learning.deadletter"
     state: str = "learning.connector-state"
     parked: str = "learning.learner-stats.parked"
+    scheduler: str = "learning.scheduler"
 
     def for_type(self, type_: str) -> str:
         return {

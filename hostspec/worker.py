@@ -40,9 +40,10 @@ from typing import Any
 from marshmallow import ValidationError
 
 from . import events as ev
+from . import metrics
 from .connections import ConnectionStore
 from .dead_letters import refused_request
-from .engine import DEFAULT_LOOKBACK, RunReport, SyncEngine, SyncRequest
+from .engine import DEFAULT_LOOKBACK, REQUEST_DONE, RunReport, SyncEngine, SyncRequest
 from .errors import DeliveryError, HostError, RunAbandoned
 from .plugins import HostPluginManager
 from .provider import Connection
@@ -70,6 +71,10 @@ class WorkerSettings:
     state_dir: str | None = None     # local state database (rebuilt from the state topic at start)
     static_membership: bool = False  # join as a static group member named worker_id
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+
+class _AlreadyRan(Exception):
+    """The request's id ran before (its offset is committed, nothing else happens)."""
 
 
 class ConnectionsFile:
@@ -109,6 +114,7 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self._stopping = threading.Event()
         self._abandon = threading.Event()
+        self.duplicates = 0
         self._slots: dict[Partition, _Slot] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -145,10 +151,12 @@ class Worker:
                                          group_instance_id=s.worker_id if s.static_membership else None)
         self._pool = ThreadPoolExecutor(s.concurrency, thread_name_prefix="sync")
         log.info("worker %s consuming %s in group %s", s.worker_id, self.topics.requests, s.group_id)
+        probe = metrics.LagProbe(self._consumer, s.group_id)
         try:
             while not self._stopping.is_set():
                 self._take(self._consumer.poll(200))
                 self._advance()
+                probe()
             self._drain()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
@@ -258,6 +266,11 @@ class Worker:
         except RunAbandoned as exc:
             log.info("request at %s@%d abandoned: %s", tp[1], msg.offset, exc)
             return
+        except _AlreadyRan as exc:
+            log.info("%s", exc)
+            self.duplicates += 1
+            metrics.REQUESTS.labels("duplicate").inc()
+            return
         except DeliveryError as exc:
             log.error("events of request at %s@%d not delivered (%s); it will run again", tp[1], msg.offset, exc)
             slot.pending.appendleft(msg)
@@ -295,6 +308,7 @@ class Worker:
             return self._refuse(msg, f"connection {connection.name!r} is for provider {connection.provider!r}, "
                                 f"not {request.provider!r}", {"provider": ["does not match the connection"]}, request)
         slot.cancel = threading.Event()
+        metrics.REQUESTS.labels("accepted").inc()
         log.info("request %s for %s/%s (scope %s) from %s@%d", request.request_id, connection.tenant,
                  connection.name, request.scope, msg.partition, msg.offset)
         offset = (msg.tp, msg.offset + 1)
@@ -304,6 +318,7 @@ class Worker:
     def _refuse(self, msg: InboundMessage, reason: str, errors: Any,
                 request: SyncRequest | None = None) -> None:
         log.warning("refused request at %s@%d: %s", msg.partition, msg.offset, reason)
+        metrics.REQUESTS.labels("refused").inc()
         events = refused_request(topic=msg.topic, partition=msg.partition, offset=msg.offset, value=msg.value,
                                  reason=reason, errors=errors, now=datetime.now(timezone.utc),
                                  connection=request.connection if request else None,
@@ -345,6 +360,10 @@ class Worker:
             with self._locks_guard:
                 self._active_scopes.add(scope)
             self._catch_up(scope)
+            done_at = self.state.checkpoint(scope, f"{REQUEST_DONE}{request.request_id}")
+            if done_at is not None:
+                sink.checkpoint([], final=True)  # commit its offset and nothing else
+                raise _AlreadyRan(f"request {request.request_id} already ran for {connection.name} ({done_at}): skipped")
             engine = SyncEngine(self.plugins, sink, state=self.state, batch_size=s.batch_size,
                                 batch_seconds=s.batch_seconds, lookback=timedelta(seconds=s.lookback_s),
                                 status_every=s.status_every, worker_id=s.worker_id, should_stop=should_stop)

@@ -49,6 +49,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                                topics_from_env(args.topic_prefix), settings)
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
+    if args.metrics_port is not None:
+        from hostspec import metrics
+        server = metrics.serve(args.metrics_port, args.metrics_addr)
+        print(f"publisher-360learning: metrics on http://{args.metrics_addr}:{server.server_port}/metrics",
+              file=sys.stderr)
     service.run()
     print(f"publisher-360learning: stopped after {service.batches} batches: "
           + ", ".join(f"{k}={v}" for k, v in sorted(service.totals.items())), file=sys.stderr)
@@ -103,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-level", default=os.environ.get("PUBLISHER_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-format", choices=["auto", "json", "text"],
+                        default=os.environ.get("PUBLISHER_LOG_FORMAT", "auto"),
+                        help="json: one object per line; text: for people; auto (default): text on a terminal")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def files(p: argparse.ArgumentParser, targets: bool = True) -> None:
@@ -125,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait before retrying a batch 360Learning did not take (default 5)")
     p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP)")
     p.add_argument("--topic-prefix", help="prefix of every topic (default $CONNECTOR_HOST_TOPIC_PREFIX)")
+    env_port = os.environ.get("PUBLISHER_METRICS_PORT")
+    p.add_argument("--metrics-port", type=int, default=int(env_port) if env_port else None, metavar="PORT",
+                   help="serve Prometheus metrics on this port (default $PUBLISHER_METRICS_PORT, else off)")
+    p.add_argument("--metrics-addr", default="0.0.0.0")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="check a target's credentials and author against 360Learning")
@@ -153,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
     except HostError as exc:  # configuration: the targets file, a secret reference

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 import requests
 import tenacity
 
+from hostspec import metrics
 from hostspec.httputil import parse_retry_after
 from hostspec.secrets import Secret
 
@@ -42,8 +43,9 @@ class Learning360Client:
         self._token_expires = 0.0
         self._token_lock = threading.Lock()
         # a one-second window then holds at most rate + burst calls: 45 + 5 reads, 8 + 2 writes
-        self.reads = TokenBucket(reads_per_s, max(1, contract.READS_PER_S - reads_per_s), sleep=sleep)
-        self.writes = TokenBucket(writes_per_s, max(1, contract.WRITES_PER_S - writes_per_s), sleep=sleep)
+        self.reads = TokenBucket(reads_per_s, max(1, contract.READS_PER_S - reads_per_s), name="reads", sleep=sleep)
+        self.writes = TokenBucket(writes_per_s, max(1, contract.WRITES_PER_S - writes_per_s), name="writes",
+                                  sleep=sleep)
         self.bulk_slots = threading.BoundedSemaphore(contract.BULK_CONCURRENCY)
         self.poll_interval_s, self.poll_max_interval_s = poll_interval_s, poll_max_interval_s
         self.operation_timeout_s = operation_timeout_s
@@ -137,10 +139,12 @@ class Learning360Client:
     def _count(self, method: str, status: int) -> None:
         key = f"{method} {status}"
         self.calls[key] = self.calls.get(key, 0) + 1
+        metrics.PUBLISHER_CALLS.labels(method, str(status)).inc()
 
     def _before_retry(self, state: tenacity.RetryCallState) -> None:
         self.retries += 1
         exc = state.outcome.exception() if state.outcome else None
+        metrics.PUBLISHER_RETRIES.labels(getattr(exc, "code", None) or str(getattr(exc, "status", None) or "network")).inc()
         log.warning("360Learning call failed (attempt %d): %s; retrying in %.2fs", state.attempt_number, exc,
                     state.next_action.sleep if state.next_action else 0)
 
@@ -237,6 +241,7 @@ class Learning360Client:
                 raise TransientError(f"{method} {path} was accepted without a usable Location header")
             op_id = match.group(1)
             op = self._wait(op_id)
+        metrics.PUBLISHER_BULK.labels(op.get("type") or "unknown", op["status"]).inc()
         if op["status"] == "error":
             raise TransientError(f"bulk operation {op_id} ended in error: {op.get('errorMessage')}")
         results = self.get_json(contract.OPERATION_RESULTS.format(operation_id=op_id))

@@ -27,6 +27,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 from hostspec import events as ev
+from hostspec import metrics
+from hostspec.logs import log_context
 
 from . import contract
 from .client import Learning360Client
@@ -97,8 +99,9 @@ class Deliverer:
         for item in inbound:
             d = item.data
             groups.setdefault((d["connection"], d["group_id"], d["provider"], d["tenant"]), []).append(item)
-        for (connection, group_id, provider, _tenant), items in groups.items():
-            self._deliver_connection(connection, group_id, provider, items, out)
+        for (connection, group_id, provider, tenant), items in groups.items():
+            with log_context(tenant=tenant, connection=connection, provider=provider):
+                self._deliver_connection(connection, group_id, provider, items, out)
         return out
 
     def _deliver_connection(self, connection: str, group_id: str, provider: str, items: list[Inbound],
@@ -302,7 +305,11 @@ class Deliverer:
 
     # -- outcomes --------------------------------------------------------------------------------------------
     def _done(self, item: Inbound, what: str, out: Outcome, done: set[int]) -> None:
-        out.counts[f"{item.record().kind}_{what}"] += 1
+        kind = item.record().kind
+        out.counts[f"{kind}_{what}"] += 1
+        metrics.PUBLISHER_RECORDS.labels(item.data.get("connection", "?"), kind, what).inc()
+        if what == "delivered":
+            metrics.PUBLISHER_LAST.labels(item.data.get("connection", "?")).set(self._now().timestamp())
         done.add(id(item))
 
     def _reject(self, item: Inbound, reason: str, errors: Any, out: Outcome, done: set[int], *,
@@ -340,6 +347,7 @@ class Deliverer:
                                         id_content=f"{item.event.id}/{attempts}"))
         self.ledger.mark([(item.record(), PARKED, None, None, f"{reason}: {detail}", None)])
         out.counts[f"stat_parked_{reason}"] += 1
+        metrics.PUBLISHER_RECORDS.labels(d["connection"], "stat", f"parked_{reason}").inc()
         done.add(id(item))
 
 

@@ -9,9 +9,11 @@ import threading
 import time
 from typing import Callable
 
+from hostspec import metrics
+
 
 class TokenBucket:
-    def __init__(self, rate: float, burst: float, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, rate: float, burst: float, *, name: str = "calls", clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be positive and burst at least 1")
@@ -19,6 +21,7 @@ class TokenBucket:
         self._clock, self._sleep = clock, sleep
         self._tokens, self._at = burst, clock()
         self._lock = threading.Lock()
+        self.name = name
         self.waited_s = 0.0
         self.waits = 0
 
@@ -34,5 +37,6 @@ class TokenBucket:
                 self.waits += 1
                 self.waited_s += wait
         if wait:
+            metrics.PUBLISHER_THROTTLE.labels(self.name).inc(wait)
             self._sleep(wait)
         return wait

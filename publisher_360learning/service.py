@@ -25,6 +25,7 @@ from typing import Any
 from marshmallow import ValidationError
 
 from hostspec import events as ev
+from hostspec import metrics
 from hostspec.dead_letters import raw_text
 from hostspec.errors import DeliveryError
 from hostspec.topics import Topics
@@ -74,9 +75,11 @@ class PublisherService:
             max_poll_interval_ms=self.settings.max_poll_interval_ms)
         log.info("publisher consuming %s, %s and %s as group %s", self.topics.courses, self.topics.learner_stats,
                  self.topics.parked, self.settings.group_id)
+        probe = metrics.LagProbe(self._consumer, self.settings.group_id)
         try:
             self._start_round()
             while not self._stop.is_set() and (max_batches is None or self.batches < max_batches):
+                probe()
                 if time.time() - self._round_start >= self.settings.retry_interval_s:
                     self._start_round()
                 messages = self._consumer.poll(timeout_ms=200)
@@ -130,6 +133,7 @@ class PublisherService:
             first.setdefault(msg.tp, msg.offset)
             after[msg.tp] = msg.offset + 1
         inbound, dead = self._parse(batch)
+        started = time.monotonic()
         try:
             outcome = self.deliverer.deliver(inbound)
             for event in [*dead, *outcome.dead, *outcome.parked]:
@@ -143,6 +147,7 @@ class PublisherService:
             self._stop.wait(self.settings.backoff_s)
             return
         self._consumer.commit_many(after)
+        metrics.PUBLISHER_BATCH_SECONDS.observe(time.monotonic() - started)
         self.batches += 1
         counts = dict(outcome.counts)
         if dead:

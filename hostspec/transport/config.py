@@ -88,7 +88,8 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
     * status: 3 partitions, 30 days (run history for ``status`` views);
     * dead letter: 3 partitions, 30 days (time to inspect and replay);
     * state: 6 partitions, compacted (the latest fingerprint and checkpoint per key, forever);
-    * parked stats: 6 partitions, 45 days (the publisher keeps a stat parked 30 days at most).
+    * parked stats: 6 partitions, 45 days (the publisher keeps a stat parked 30 days at most);
+    * scheduler: 1 partition (a lease: its holder is the scheduler that publishes), compacted.
     """
     def delete(days: int) -> dict[str, str]:
         return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
@@ -97,7 +98,8 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
             TopicSpec(topics.learner_stats, 12, delete(14)), TopicSpec(topics.status, 3, delete(30)),
             TopicSpec(topics.dead_letter, 3, delete(30)),
             TopicSpec(topics.state, 6, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
-            TopicSpec(topics.parked, 6, delete(45))]
+            TopicSpec(topics.parked, 6, delete(45)),
+            TopicSpec(topics.scheduler, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"})]
 
 
 def topics_from_env(prefix: str | None = None) -> Topics:

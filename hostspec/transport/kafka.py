@@ -132,6 +132,14 @@ class KafkaSink:
         future.add_errback(self._on_error)
         self.sent += 1
 
+    def send_raw(self, topic: str, key: str, value: bytes | None) -> None:
+        """A record that is not an event (a compacted state record)."""
+        try:
+            future = self._producer.send(topic, key=key.encode("utf-8"), value=value)
+        except KafkaError as exc:
+            raise DeliveryError(f"cannot send to {topic}: {type(exc).__name__}: {exc}") from None
+        future.add_errback(self._on_error)
+
     def flush(self, timeout_s: float | None = None) -> None:
         try:
             self._producer.flush(timeout=timeout_s)
@@ -201,6 +209,18 @@ class RequestConsumer:
     def seek(self, tp: Partition, offset: int) -> None:
         self._consumer.seek(TopicPartition(*tp), offset)
 
+    def lag(self) -> dict[Partition, int]:
+        """Records after this member's position, per assigned partition (asks the broker)."""
+        tps = list(self._consumer.assignment())
+        if not tps:
+            return {}
+        try:
+            ends = self._consumer.end_offsets(tps)
+            return {(tp.topic, tp.partition): max(0, ends[tp] - self._consumer.position(tp)) for tp in tps}
+        except KafkaError as exc:
+            log.debug("lag not measured: %s", exc)
+            return {}
+
     def commit(self, tp: Partition, next_offset: int) -> bool:
         """Commit ``next_offset`` for ``tp``; False when the group moved on (the new owner redoes it)."""
         return self.commit_many({tp: next_offset})
@@ -250,6 +270,16 @@ class Follower:
         (self._consumer.seek_to_beginning if from_start else self._consumer.seek_to_end)(*tps)
         for tp in tps:  # resolve positions now, so nothing published after this point is missed
             self._consumer.position(tp)
+
+    def to_end(self, timeout_s: float = 30) -> Iterator[InboundMessage]:
+        """Every record from the current position to the end the topic had when called."""
+        tps = list(self._consumer.assignment())
+        ends = self._consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        while any(self._consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for records in self._consumer.poll(timeout_ms=200).values():
+                for r in records:
+                    yield InboundMessage(r.topic, r.partition, r.offset, r.key, r.value)
 
     def messages(self, deadline: float) -> Iterator[InboundMessage]:
         while time.monotonic() < deadline:

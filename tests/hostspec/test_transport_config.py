@@ -36,4 +36,6 @@ def test_topics_prefix_and_specs(monkeypatch):
     assert set(specs) == set(Topics().all())
     state = specs.pop(Topics().state)
     assert state.configs["cleanup.policy"] == "compact"  # latest fingerprint per key, kept forever
+    lease = specs.pop(Topics().scheduler)
+    assert (lease.partitions, lease.configs["cleanup.policy"]) == (1, "compact")  # one holder, last slots
     assert all(int(s.configs["retention.ms"]) > 0 and s.partitions >= 1 for s in specs.values())

@@ -1,0 +1,98 @@
+"""Prometheus metrics of the worker, the scheduler and the publisher (prometheus-client).
+
+Served over HTTP by ``--metrics-port`` (``/metrics``). Providers report their API calls through
+:func:`provider_call`, :func:`provider_retry` and :func:`rate_limit_wait` (part of the public
+``hostspec`` surface); the engine, the worker and the publisher report the rest.
+
+What to alert on (see the README): ``connector_last_success_timestamp_seconds`` older than a
+day and a half, ``connector_runs_total{outcome="failed"}`` increasing, ``connector_consumer_lag``
+growing, ``publisher_records_total{result="rejected"}`` increasing, and parked stats piling up.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+REQUESTS = Counter("connector_requests_total", "Sync requests read by the worker, by what became of them",
+                   ["outcome"])  # accepted | refused | duplicate
+RUNS = Counter("connector_runs_total", "Sync runs that ended", ["provider", "connection", "outcome"])
+RUN_SECONDS = Histogram("connector_run_duration_seconds", "Duration of sync runs", ["provider", "scope"],
+                        buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600))
+RECORDS = Counter("connector_records_total", "Records handled by sync runs", ["provider", "connection", "type", "result"])
+PROVIDER_CALLS = Counter("connector_provider_calls_total", "HTTP calls to provider APIs",
+                         ["provider", "method", "status"])
+PROVIDER_RETRIES = Counter("connector_provider_retries_total", "Provider API calls retried", ["provider", "reason"])
+RATE_LIMIT_WAIT = Counter("connector_rate_limit_wait_seconds_total",
+                          "Time spent waiting because a provider asked to slow down", ["provider"])
+LAST_SUCCESS = Gauge("connector_last_success_timestamp_seconds",
+                     "When a connection last synced successfully (Unix time)", ["connection", "scope"])
+CONSUMER_LAG = Gauge("connector_consumer_lag", "Records not yet read by this process", ["group", "topic", "partition"])
+SCHEDULED = Counter("connector_scheduled_requests_total", "Sync requests published by the scheduler", ["job"])
+
+PUBLISHER_RECORDS = Counter("publisher_records_total", "Records handled by the 360Learning publisher",
+                            ["connection", "kind", "result"])
+PUBLISHER_CALLS = Counter("publisher_api_calls_total", "HTTP calls to 360Learning", ["method", "status"])
+PUBLISHER_RETRIES = Counter("publisher_retries_total", "360Learning calls retried", ["reason"])
+PUBLISHER_THROTTLE = Counter("publisher_rate_limit_wait_seconds_total",
+                             "Time spent waiting for the client-side rate limits", ["kind"])
+PUBLISHER_BULK = Counter("publisher_bulk_operations_total", "360Learning bulk operations", ["type", "status"])
+PUBLISHER_BATCH_SECONDS = Histogram("publisher_batch_duration_seconds", "Time to deliver one batch",
+                                    buckets=(0.5, 1, 5, 15, 60, 300, 900, 3600))
+PUBLISHER_LAST = Gauge("publisher_last_delivery_timestamp_seconds",
+                       "When a connection's records were last delivered (Unix time)", ["connection"])
+
+_STAT_FIELDS = {"courses_emitted": ("course", "emitted"), "courses_unchanged": ("course", "unchanged"),
+                "courses_removed": ("removal", "emitted"), "stats_emitted": ("stat", "emitted"),
+                "stats_unchanged": ("stat", "unchanged"), "rejected": ("record", "rejected")}
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> Any:
+    """Serve ``/metrics`` on ``port`` (0: any free port); returns the server (``server_port``)."""
+    server, _thread = start_http_server(port, addr)
+    return server
+
+
+def provider_call(provider: str, method: str, status: int | str) -> None:
+    PROVIDER_CALLS.labels(provider, method, str(status)).inc()
+
+
+def provider_retry(provider: str, reason: str) -> None:
+    PROVIDER_RETRIES.labels(provider, reason).inc()
+
+
+def rate_limit_wait(provider: str, seconds: float) -> None:
+    RATE_LIMIT_WAIT.labels(provider).inc(max(0.0, seconds))
+
+
+class RunCounts:
+    """Moves the record counters by what a run's counts gained since the last call."""
+
+    def __init__(self, provider: str, connection: str):
+        self.provider, self.connection = provider, connection
+        self._last: dict[str, int] = {}
+
+    def update(self, counts: Any) -> None:
+        for name, (type_, result) in _STAT_FIELDS.items():
+            value = getattr(counts, name)
+            delta = value - self._last.get(name, 0)
+            if delta:
+                RECORDS.labels(self.provider, self.connection, type_, result).inc(delta)
+                self._last[name] = value
+
+
+class LagProbe:
+    """Updates :data:`CONSUMER_LAG` from a consumer's ``lag()`` at most every ``every_s`` seconds."""
+
+    def __init__(self, consumer: Any, group: str, every_s: float = 10.0):
+        import time
+
+        self._consumer, self._group, self._every, self._clock = consumer, group, every_s, time.monotonic
+        self._next = 0.0
+
+    def __call__(self) -> None:
+        if self._clock() < self._next:
+            return
+        self._next = self._clock() + self._every
+        for (topic, partition), lag in self._consumer.lag().items():
+            CONSUMER_LAG.labels(self._group, topic, str(partition)).set(lag)
