@@ -14,6 +14,7 @@ from .errors import PaginationLoop, UnexpectedShape
 
 Cursor = int | str
 MAX_EMPTY_PAGES = 3
+MAX_REFETCH = 2  # a page whose next cursor does not advance is fetched again this many times
 
 
 def parse_next(value: Any) -> Cursor | None:
@@ -45,11 +46,17 @@ def iter_pages(get_page: Callable[[Cursor], Any], what: str,
     :param get_page: fetches the page at a ``start`` value and returns the decoded body.
     :param start: where to begin (a cursor from an earlier run, to resume).
     :raise UnexpectedShape: a body without a list of elements or with a non-object paging.
-    :raise PaginationLoop: ``next`` repeats an earlier cursor, goes backwards, or too many
-        empty pages in a row still announce a next page.
+    :raise PaginationLoop: ``next`` still repeats an earlier cursor or goes backwards after
+        ``MAX_REFETCH`` fresh fetches of the page, or too many empty pages in a row still
+        announce a next page.
+
+    A page whose ``next`` does not advance is not yielded: it is fetched again (a gateway cache
+    or a replica lagging behind answers such pages now and then), and paging goes on once it
+    advances.
     """
     seen: set[Cursor] = {start}
     empty_in_a_row = 0
+    refetches = 0
     while True:
         body = get_page(start)
         if not isinstance(body, dict):
@@ -61,13 +68,20 @@ def iter_pages(get_page: Callable[[Cursor], Any], what: str,
         if not isinstance(paging, dict):
             raise UnexpectedShape(f"{what}: page at start={start!r} has a non-object paging")
         nxt = parse_next(paging.get("next"))
+        stuck = nxt is not None and (nxt in seen or (isinstance(nxt, int) and isinstance(start, int) and nxt <= start))
+        if stuck and refetches < MAX_REFETCH:
+            refetches += 1
+            continue
+        if stuck:
+            raise PaginationLoop(f"{what}: paging.next={nxt!r} after start={start!r} does not advance "
+                                 f"after {MAX_REFETCH} fresh fetches; stopping to avoid a loop")
+        refetches = 0
         yield elements, nxt
         if nxt is None:
             return
         empty_in_a_row = empty_in_a_row + 1 if not elements else 0
-        backwards = isinstance(nxt, int) and isinstance(start, int) and nxt <= start
-        if nxt in seen or backwards or empty_in_a_row >= MAX_EMPTY_PAGES:
-            raise PaginationLoop(f"{what}: paging.next={nxt!r} after start={start!r} does not advance "
-                                 f"({empty_in_a_row} empty pages in a row); stopping to avoid a loop")
+        if empty_in_a_row >= MAX_EMPTY_PAGES:
+            raise PaginationLoop(f"{what}: {empty_in_a_row} empty pages in a row still announce a next page "
+                                 f"(next={nxt!r}); stopping to avoid a loop")
         seen.add(nxt)
         start = nxt

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -92,7 +93,22 @@ class Event:
         return self.body["data"]
 
     def to_json(self) -> str:
-        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
+        """Strict JSON: a NaN or an infinity (which a provider may send inside a record that ends
+        in a dead letter) is written as a string, never as a bare ``NaN`` other parsers refuse."""
+        try:
+            return json.dumps(self.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except ValueError:
+            return json.dumps(_finite(self.body), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def validate_data(type_: str, data: Mapping[str, Any]) -> None:
@@ -154,7 +170,7 @@ def parse_event(raw: bytes | str | Mapping[str, Any], expected_type: str | None 
         raise ValidationError({"_schema": ["a CloudEvent must be a JSON object"]})
     errors = _envelope.validate(raw)
     type_ = raw.get("type")
-    if type_ not in DATA_SCHEMAS:
+    if not isinstance(type_, str) or type_ not in DATA_SCHEMAS:  # a list or a dict is not hashable
         errors.setdefault("type", []).append(f"unknown event type {type_!r}; known: {', '.join(EVENT_TYPES)}")
     elif expected_type is not None and type_ != expected_type:
         errors.setdefault("type", []).append(f"expected {expected_type}, got {type_}")

@@ -73,6 +73,34 @@ class WorkerSettings:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request message will not run (it goes to the dead-letter topic)."""
+
+    reason: str
+    errors: Any
+    request: SyncRequest | None = None
+
+
+def admit(value: bytes | None, connections: ConnectionStore,
+          plugins: HostPluginManager) -> tuple[SyncRequest, Connection] | Refusal:
+    """The request and its connection, or why not. Never raises on bad input."""
+    try:
+        event = ev.parse_event(value or b"", expected_type=ev.SYNC_REQUESTED)
+    except ValidationError as exc:
+        return Refusal("malformed sync request", exc.messages)
+    request = SyncRequest.from_event(event)
+    try:
+        plugins.provider(request.provider)  # unknown provider: name the installed ones
+        connection = connections.get(request.connection, plugins)
+    except HostError as exc:
+        return Refusal(str(exc), {"connection": [str(exc)]}, request)
+    if connection.provider != request.provider:
+        return Refusal(f"connection {connection.name!r} is for provider {connection.provider!r}, "
+                       f"not {request.provider!r}", {"provider": ["does not match the connection"]}, request)
+    return request, connection
+
+
 class _AlreadyRan(Exception):
     """The request's id ran before (its offset is committed, nothing else happens)."""
 
@@ -295,18 +323,13 @@ class Worker:
         """Start the request's run, or dead-letter it and return None."""
         assert self._pool is not None
         try:
-            event = ev.parse_event(msg.value or b"", expected_type=ev.SYNC_REQUESTED)
-        except ValidationError as exc:
-            return self._refuse(msg, "malformed sync request", exc.messages)
-        request = SyncRequest.from_event(event)
-        try:
-            self.plugins.provider(request.provider)  # unknown provider: name the installed ones
-            connection = self.connections.store().get(request.connection, self.plugins)
-        except HostError as exc:
-            return self._refuse(msg, str(exc), {"connection": [str(exc)]}, request)
-        if connection.provider != request.provider:
-            return self._refuse(msg, f"connection {connection.name!r} is for provider {connection.provider!r}, "
-                                f"not {request.provider!r}", {"provider": ["does not match the connection"]}, request)
+            store = self.connections.store()
+        except HostError as exc:  # the connections file broke while running: refuse, do not crash
+            return self._refuse(msg, str(exc), {"connections": [str(exc)]})
+        admitted = admit(msg.value, store, self.plugins)
+        if isinstance(admitted, Refusal):
+            return self._refuse(msg, admitted.reason, admitted.errors, admitted.request)
+        request, connection = admitted
         slot.cancel = threading.Event()
         metrics.REQUESTS.labels("accepted").inc()
         log.info("request %s for %s/%s (scope %s) from %s@%d", request.request_id, connection.tenant,

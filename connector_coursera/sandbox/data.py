@@ -67,6 +67,17 @@ class OrgSpec:
                              f"({self.learners} x {self.contents})")
 
 
+def program_ids(item: dict[str, Any]) -> list[Any]:
+    """The content's program ids, tolerating what a test may have put in ``programs``."""
+    programs = item.get("programs")
+    return [p.get("programId") for p in programs if isinstance(p, dict)] if isinstance(programs, list) else []
+
+
+def partner_names(item: dict[str, Any]) -> list[Any]:
+    partners = item.get("partners")
+    return [p.get("name") for p in partners if isinstance(p, dict)] if isinstance(partners, list) else []
+
+
 @dataclass
 class Org:
     spec: OrgSpec
@@ -163,7 +174,7 @@ class Org:
                 continue
             if wanted is not None and item["contentType"] not in wanted:
                 continue
-            if programs is not None and not {p["programId"] for p in item["programs"]} & programs:
+            if programs is not None and not set(program_ids(item)) & programs:
                 continue
             out.append(item)
         return out
@@ -218,7 +229,8 @@ class Org:
         learner_n, content_n = self._row_keys(i)
         item = self.contents[content_n]
         learner = self.learner(learner_n)
-        program = next((p for p in self.programs if p["id"] == item["programs"][0]["programId"]), self.programs[0])
+        first = (program_ids(item) or [None])[0]
+        program = next((p for p in self.programs if p["id"] == first), self.programs[0])
         h = _h(s.seed, "row", i)
         enrolled = DATA_EPOCH_MS + i * max(1, (300 * DAY_MS) // max(1, s.enrollments))
         state = h % 10
@@ -230,7 +242,7 @@ class Org:
             "contentId": item["contentId"], "contentType": item["contentType"],
             "courseType": "Guided Project" if (h >> 20) % 9 == 0 and not is_s12n else "Course",
             "contentName": item.get("name", ""), "contentSlug": item["slug"],
-            "partnerNames": [p["name"] for p in item["partners"]],
+            "partnerNames": partner_names(item),
             "programName": program["name"], "programSlug": program["_slug"],
             "membershipState": "DELETED_MEMBER" if deleted else "MEMBER",
             "enrolledAt": enrolled, "updatedAt": DATA_NOW_MS,

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from hostspec.sandboxes import SandboxRequestHandler, is_loopback
 
 from .. import contract
-from .data import Org, OrgSpec
+from .data import Org, OrgSpec, program_ids
 from .faults import FaultBook, FaultRule  # noqa: F401  (FaultRule: type of picked rules)
 
 JSON = "application/json;charset=utf-8"
@@ -231,7 +231,7 @@ class CourseraSandbox:
             content_ids = [] if exclude else [
                 {"contentId": c["contentId"], "contentType": c["contentType"]}
                 for c in self.org.visible_contents(clips=self.spec.clips_enabled)
-                if c["programs"][0]["programId"] == p["id"]]
+                if (program_ids(c) or [None])[0] == p["id"]]
             out.append({k: v for k, v in p.items() if not k.startswith("_")} | {"contentIds": content_ids})
         return self._paged(out, q)
 
@@ -249,10 +249,10 @@ class CourseraSandbox:
                 raise ApiError(400, _naptime("modifiedSinceTimestamp must be a positive epoch in seconds"))
             ts = int(since)
             changed = [{**c, "changes": [{"changeType": "MODIFIED",
-                                          "programIds": [p["programId"] for p in c["programs"]]}]}
+                                          "programIds": program_ids(c)}]}
                        for c in items if c["lastUpdatedAt"] > ts]
             removed = [{**c, "changes": [{"changeType": "REMOVED",
-                                          "programIds": [p["programId"] for p in c["programs"]]}]}
+                                          "programIds": program_ids(c)}]}
                        for c in self.org.contents
                        if c["contentId"] in self.org.removed and self.org.removed_at[c["contentId"]] > ts]
             items = changed + removed
@@ -417,10 +417,12 @@ def _make_handler(sandbox: CourseraSandbox) -> type[SandboxRequestHandler]:
                 status, doc = sandbox.control(method, path, body)
                 return self._send(status, doc)
             rule = sandbox.faults.pick(method, path)
+            at = round(sandbox.now(), 3)
+            self._retry_after = None
             status = self._serve(method, path, query, raw, rule)
             sandbox.requests.append({"method": method, "path": path, "query": split.query,
                                      "status": status, "fault": rule.action if rule else None,
-                                     "at": round(sandbox.now(), 3)})
+                                     "at": at, "retry_after": self._retry_after})
 
         def _serve(self, method: str, path: str, query: dict[str, list[str]], raw: bytes,
                    rule: FaultRule | None) -> int:
@@ -466,6 +468,7 @@ def _make_handler(sandbox: CourseraSandbox) -> type[SandboxRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
+            self._retry_after = (headers or {}).get("Retry-After")
             self.end_headers()
             if slow:
                 step = max(1, int(slow.get("chunk_bytes", 256)))

@@ -1,4 +1,5 @@
-"""Paging: every form of ``next`` is accepted; cursors that do not advance stop the fetch."""
+"""Paging: every form of ``next`` is accepted; a page whose cursor does not advance is fetched
+again, and a cursor that keeps not advancing stops the fetch."""
 from __future__ import annotations
 
 import pytest
@@ -53,15 +54,24 @@ def test_short_page_with_next_keeps_going():
 
 
 @pytest.mark.parametrize("bodies", [
-    [{"elements": [1], "paging": {"next": "0"}}],
-    [{"elements": [1], "paging": {"next": "5"}}, {"elements": [2], "paging": {"next": "3"}}],
-    [{"elements": [1], "paging": {"next": "c1"}}, {"elements": [2], "paging": {"next": "c1"}}],
+    [{"elements": [1], "paging": {"next": "0"}}] * 3,
+    [{"elements": [1], "paging": {"next": "5"}}] + [{"elements": [2], "paging": {"next": "3"}}] * 3,
+    [{"elements": [1], "paging": {"next": "c1"}}] + [{"elements": [2], "paging": {"next": "c1"}}] * 3,
     [{"elements": [], "paging": {"next": str(n)}} for n in range(1, 10)],
 ])
 def test_loop_guard(bodies):
     get, _ = pages(bodies)
     with pytest.raises(PaginationLoop):
         list(iter_pages(get, "t"))
+
+
+def test_a_page_repeating_its_cursor_once_is_fetched_again_not_yielded_twice():
+    get, calls = pages([{"elements": [1, 2], "paging": {"next": "2"}},
+                        {"elements": [3, 4], "paging": {"next": "2"}},      # stale answer
+                        {"elements": [3, 4], "paging": {"next": "4"}},
+                        {"elements": [5], "paging": {}}])
+    assert [x for page, _ in iter_pages(get, "t") for x in page] == [1, 2, 3, 4, 5]
+    assert calls == [0, 2, 2, 4]
 
 
 @pytest.mark.parametrize("body", [{"elements": {"a": 1}}, [], {"elements": [], "paging": []}])

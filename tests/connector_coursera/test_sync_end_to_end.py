@@ -79,7 +79,7 @@ def test_missing_field_fault_rejects_that_page_only(sandbox, plugins):
 @pytest.mark.parametrize("rule, kind", [
     ({"route": "*/contents", "action": "forbidden"}, "provider_config"),
     ({"route": "*/contents", "action": "status_5xx", "status": 503, "times": None}, "provider_transient"),
-    ({"route": "*/contents", "action": "repeat_cursor", "after_n_calls": 1}, "provider_system"),
+    ({"route": "*/contents", "action": "repeat_cursor", "after_n_calls": 1, "times": None}, "provider_system"),
 ])
 def test_unrecoverable_faults_fail_the_run_with_a_typed_error(sandbox, plugins, rule, kind):
     connection = sandbox_connection(sandbox, plugins, page_size=10, max_attempts=2)
