@@ -29,7 +29,7 @@ from .sinks import JsonLinesSink
 from .state import StateDB
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL = 0, 1, 2, 3
-OUTCOME_EXIT = {"completed": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}
+OUTCOME_EXIT = {"completed": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED, "skipped": EXIT_OK}
 DEFAULT_CONNECTIONS = "connections.toml"
 DEFAULT_STATE = ".connector-host/state.sqlite"
 

@@ -64,3 +64,14 @@ def refused_request(*, topic: str, partition: int, offset: int, value: bytes | N
                                  key=ev.partition_key(tenant, connection, provider, "sync"), source=SOURCE,
                                  subject=connection, time=now, id_content=f"{request_id}/refused"))
     return out
+
+
+def skipped_request(request_id: str, *, tenant: str, connection: str, provider: str, scope: str, reason: str,
+                    now: datetime, worker: str | None) -> ev.Event:
+    """A ``sync.status`` ``skipped``: a request id that already ran (a slot published twice)."""
+    status = {"request_id": request_id, "run_id": None, "tenant": tenant, "connection": connection,
+              "provider": provider, "scope": scope, "phase": "skipped", "dry_run": False, "counts": asdict(Counts()),
+              "error": {"kind": "duplicate_request", "message": reason}, "started_at": None,
+              "ended_at": ev.isoformat(now), "worker": worker}
+    return ev.make_event(ev.SYNC_STATUS, status, key=ev.partition_key(tenant, connection, provider, "sync"),
+                         source=SOURCE, subject=connection, time=now, id_content=f"{request_id}/skipped/{ev.isoformat(now)}")

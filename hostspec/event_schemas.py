@@ -161,7 +161,7 @@ class SyncStatusDataSchema(Strict):
     provider = fields.String(required=True, allow_none=True)
     scope = fields.String(required=True, allow_none=True, validate=SCOPE)
     phase = fields.String(required=True, validate=validate.OneOf(
-        ["started", "progress", "completed", "partial", "failed"]))
+        ["started", "progress", "completed", "partial", "failed", "skipped"]))
     dry_run = fields.Boolean(required=True)
     counts = fields.Nested(CountsSchema, required=True)
     error = fields.Nested(RunErrorSchema, required=True, allow_none=True)

@@ -42,7 +42,7 @@ from marshmallow import ValidationError
 from . import events as ev
 from . import metrics
 from .connections import ConnectionStore
-from .dead_letters import refused_request
+from .dead_letters import refused_request, skipped_request
 from .engine import DEFAULT_LOOKBACK, REQUEST_DONE, RunReport, SyncEngine, SyncRequest
 from .errors import DeliveryError, HostError, RunAbandoned
 from .plugins import HostPluginManager
@@ -384,9 +384,13 @@ class Worker:
                 self._active_scopes.add(scope)
             self._catch_up(scope)
             done_at = self.state.checkpoint(scope, f"{REQUEST_DONE}{request.request_id}")
-            if done_at is not None:
-                sink.checkpoint([], final=True)  # commit its offset and nothing else
-                raise _AlreadyRan(f"request {request.request_id} already ran for {connection.name} ({done_at}): skipped")
+            if done_at is not None:  # commit its offset with a "skipped" status, nothing else
+                reason = f"request {request.request_id} already ran for {connection.name} ({done_at}): skipped"
+                sink.emit(skipped_request(request.request_id, tenant=connection.tenant, connection=connection.name,
+                                          provider=connection.provider, scope=request.scope, reason=reason,
+                                          now=datetime.now(timezone.utc), worker=s.worker_id))
+                sink.checkpoint([], final=True)
+                raise _AlreadyRan(reason)
             engine = SyncEngine(self.plugins, sink, state=self.state, batch_size=s.batch_size,
                                 batch_seconds=s.batch_seconds, lookback=timedelta(seconds=s.lookback_s),
                                 status_every=s.status_every, worker_id=s.worker_id, should_stop=should_stop)

@@ -43,7 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     deliverer = Deliverer(_targets(args), _ledger(args), max_park_days=args.max_park_days)
     settings = ServiceSettings(group_id=args.group_id, batch_size=args.batch_size, batch_seconds=args.batch_seconds,
-                               retry_interval_s=args.retry_interval, backoff_s=args.backoff)
+                               retry_interval_s=args.retry_interval, backoff_s=args.backoff,
+                               session_timeout_ms=args.session_timeout_ms, instance=args.instance)
     service = PublisherService(deliverer, KafkaConfig.from_env(bootstrap_servers=args.bootstrap_servers,
                                                                client_id="publisher-360learning"),
                                topics_from_env(args.topic_prefix), settings)
@@ -131,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dead-letter a stat parked longer than this (default 30)")
     p.add_argument("--backoff", type=float, default=5.0, metavar="S",
                    help="wait before retrying a batch 360Learning did not take (default 5)")
+    p.add_argument("--instance", help="a stable name (e.g. the pod name): static group membership, so a "
+                                      "restarted publisher gets its partitions back at once")
+    p.add_argument("--session-timeout-ms", type=int, default=10_000)
     p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP)")
     p.add_argument("--topic-prefix", help="prefix of every topic (default $CONNECTOR_HOST_TOPIC_PREFIX)")
     env_port = os.environ.get("PUBLISHER_METRICS_PORT")

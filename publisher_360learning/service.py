@@ -48,6 +48,8 @@ class ServiceSettings:
     retry_interval_s: float = 3600.0
     backoff_s: float = 5.0
     max_poll_interval_ms: int = 1_800_000   # a batch may wait on slow bulk operations
+    session_timeout_ms: int = 10_000
+    instance: str | None = None             # a stable name: static membership, a restart resumes at once
 
 
 class PublisherService:
@@ -72,7 +74,8 @@ class PublisherService:
         self._consumer = RequestConsumer(
             self.kafka, [self.topics.courses, self.topics.learner_stats, self.topics.parked], self.settings.group_id,
             on_assigned=self._assigned, on_revoked=self._revoked, max_poll_records=2000,
-            max_poll_interval_ms=self.settings.max_poll_interval_ms)
+            max_poll_interval_ms=self.settings.max_poll_interval_ms, session_timeout_ms=self.settings.session_timeout_ms,
+            group_instance_id=self.settings.instance)
         log.info("publisher consuming %s, %s and %s as group %s", self.topics.courses, self.topics.learner_stats,
                  self.topics.parked, self.settings.group_id)
         probe = metrics.LagProbe(self._consumer, self.settings.group_id)

@@ -5,6 +5,7 @@
 #   dev/kafka/kafka.sh fetch     resolve the broker jars into the cache folder (idempotent)
 #   dev/kafka/kafka.sh start     fetch, format fresh KRaft storage, start, wait until it accepts clients
 #   dev/kafka/kafka.sh stop      stop the broker started by `start` (SIGTERM, then SIGKILL after 30 s)
+#   dev/kafka/kafka.sh restart   stop, then start again on the same storage (data kept)
 #   dev/kafka/kafka.sh status    exit 0 when the broker is running and reachable
 #   dev/kafka/kafka.sh run       like start, in the foreground
 # Settings (environment):
@@ -87,8 +88,10 @@ start() {
   if running_pid >/dev/null; then log "already running on 127.0.0.1:$port"; return 0; fi
   if is_up; then log "port $port is taken by another process"; return 1; fi
   fetch
-  write_config
-  format
+  if [ "${1:-}" != keep ] || [ ! -d "$data/kraft-logs" ]; then
+    write_config
+    format
+  fi
   nohup bash -c "$(declare -f java_cmd); here='$here'; data='$data'; libs='$libs'; \
       java_cmd kafka.Kafka '$data/server.properties'" >"$data/logs/stdout.log" 2>&1 &
   echo $! > "$pidfile"
@@ -120,7 +123,8 @@ case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
   stop) stop ;;
+  restart) stop; start keep ;;
   status) running_pid >/dev/null && is_up ;;
   run) fetch; write_config; format; java_cmd kafka.Kafka "$data/server.properties" ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -104,3 +104,11 @@ def test_no_secret_in_logs_events_or_errors(plugins, caplog):
     texts += [e.to_json() for e in ok_sink.events + bad_sink.events]
     for text in texts:
         assert secret not in text and "Wrong-but-also-secret-77" not in text
+
+
+def test_regression_a_page_repeating_its_cursor_once_does_not_fail_the_sync(sandbox, plugins):
+    """Before the reliability campaign, one stale page (next = its own start) failed the run."""
+    connection = sandbox_connection(sandbox, plugins, page_size=10)
+    faults(sandbox, {"route": "*/contents", "action": "repeat_cursor", "after_n_calls": 1, "times": 1})
+    report, sink = sync(plugins, connection, scope="catalog")
+    assert report.outcome == "completed" and len(sink.of_type(ev.COURSE_UPSERTED)) == sandbox.catalog_size()

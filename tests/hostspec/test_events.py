@@ -103,3 +103,28 @@ def test_sync_request_gets_defaults():
 def test_naive_datetimes_are_refused():
     with pytest.raises(ValueError):
         ev.isoformat(datetime(2026, 1, 1))
+
+
+def test_regression_unhashable_type_is_a_validation_error_not_a_crash():
+    """Found by the reliability fuzzing: ``"type": []`` raised TypeError out of parse_event."""
+    from marshmallow import ValidationError
+
+    for bad_type in ([], {}, 3, None):
+        with pytest.raises(ValidationError) as info:
+            ev.parse_event({"specversion": "1.0", "type": bad_type, "data": {}})
+        assert "type" in info.value.messages
+
+
+def test_regression_events_are_strict_json_even_with_nan_in_a_record():
+    """Found by the reliability fuzzing: a NaN inside a dead letter's record was written as bare NaN."""
+    import json
+    from datetime import datetime, timezone
+
+    data = {"stage": "validation", "reason": "r", "errors": None, "record_id": "x",
+            "record": {"grade": float("nan"), "hours": float("inf")}, "request_id": None, "run_id": None,
+            "tenant": None, "connection": None, "provider": None, "origin": None, "raw_value": None,
+            "raw_encoding": None}
+    event = ev.make_event(ev.RECORD_REJECTED, data, key="k", source="s", subject=None,
+                          time=datetime.now(timezone.utc))
+    body = json.loads(event.to_json(), parse_constant=lambda name: pytest.fail(f"bare {name}"))
+    assert body["data"]["record"] == {"grade": "nan", "hours": "inf"}

@@ -121,8 +121,10 @@ def workers(tmp_path, bootstrap, prefix):
         worker.stop(timeout=10)
 
 
-def read_topic(bootstrap: str, topic: str, *, until=None, timeout: float = 30, committed_only=True) -> list[dict]:
-    """Every value of ``topic`` from the beginning, as parsed JSON, stopping when ``until(values)``."""
+def read_topic(bootstrap: str, topic: str, *, until=None, timeout: float = 30, committed_only=True,
+               raw: bool = False) -> list:
+    """Every value of ``topic`` from the beginning, as parsed JSON (``raw``: as bytes, keys
+    included), stopping when ``until(values)``."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                              isolation_level="read_committed" if committed_only else "read_uncommitted")
     partitions = consumer.partitions_for_topic(topic) or set()
@@ -136,7 +138,7 @@ def read_topic(bootstrap: str, topic: str, *, until=None, timeout: float = 30, c
     values: list[dict] = []
     while time.monotonic() < deadline:
         for records in consumer.poll(timeout_ms=300).values():
-            values.extend(json.loads(r.value) for r in records)
+            values.extend((r.key, r.value) if raw else json.loads(r.value) for r in records)
         if until is not None and until(values):
             break
         if until is None and all(consumer.position(tp) >= consumer.end_offsets([tp])[tp] for tp in tps):

@@ -74,8 +74,10 @@ def test_the_worker_runs_a_request_id_once(tmp_path, bootstrap, topics, workers)
         assert final_status(bootstrap, topics, request.request_id)["phase"] == "completed"
         publish_raw(bootstrap, topics.requests, value, key=b"acme")   # the same slot, published again
         worker.wait_for("already ran for acme")
-        statuses = statuses_for(read_topic(bootstrap, topics.status, timeout=10), request.request_id)
-        assert [s["phase"] for s in statuses] == ["started", "completed"]
+        statuses = statuses_for(read_topic(bootstrap, topics.status, until=lambda v: len(statuses_for(
+            v, request.request_id)) >= 3, timeout=20), request.request_id)
+        assert [s["phase"] for s in statuses] == ["started", "completed", "skipped"]
+        assert statuses[-1]["error"]["kind"] == "duplicate_request"
 
 
 def test_replay_dry_run_emits_only_statuses_and_status_lists_runs(tmp_path, bootstrap, prefix, topics, workers):

@@ -34,7 +34,8 @@ def start_publisher(tmp_path, bootstrap, prefix, lms, **target_settings):
     return ServiceProcess(tmp_path, "publisher", [
         sys.executable, "-m", "publisher_360learning.cli", "run", "--targets", str(path),
         "--ledger", str(tmp_path / "ledger.sqlite"), "--bootstrap-servers", bootstrap, "--topic-prefix", prefix,
-        "--group-id", f"{prefix}publisher", "--batch-seconds", "0.5", "--backoff", "0.5", "--retry-interval", "2"],
+        "--group-id", f"{prefix}publisher", "--batch-seconds", "0.5", "--backoff", "0.5", "--retry-interval", "2",
+        "--instance", "pub-1"],
         {"IT_360_SECRET": lms.settings["client_secret"]})
 
 

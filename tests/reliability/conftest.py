@@ -17,7 +17,7 @@ LONG = SCALE == "long"
 
 # (short, long)
 PLAN = {
-    "worker_kills": (3, 20), "kill_rows": (3000, 6000), "broker_restarts": (1, 5),
+    "worker_kills": (3, 20), "kill_rows": (3000, 12000), "broker_restarts": (1, 5),
     "fault_rows": (1500, 6000), "fuzz_requests": (300, 10_000), "fuzz_records": (150, 10_000),
     "load_requests": (120, 1000), "load_connections": (20, 100),
 }
@@ -73,3 +73,7 @@ def pytest_terminal_summary(terminalreporter):
     if out:
         with open(out, "w") as fh:
             json.dump({"scale": SCALE, "figures": [asdict(f) for f in _figures]}, fh, indent=2)
+
+
+# the real-broker fixtures of the integration tests
+from tests.integration.conftest import bootstrap, prefix, topics, workers  # noqa: E402,F401
