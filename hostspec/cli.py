@@ -341,6 +341,21 @@ def _serve_metrics(args: argparse.Namespace) -> None:
         print(f"connector-host: metrics on http://{args.metrics_addr}:{server.server_port}/metrics", file=sys.stderr)
 
 
+def cmd_new_provider(args: argparse.Namespace, plugins: HostPluginManager) -> int:
+    from .scaffold import ScaffoldError, new_provider
+
+    try:
+        written = new_provider(args.name, args.dest, title=args.title)
+    except ScaffoldError as exc:
+        print(f"connector-host: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for path in written:
+        print(path)
+    print(f"connector-host: provider {args.name!r} created; next: cd {written[0].parent} && "
+          "pip install -e '.[test]' && pytest", file=sys.stderr)
+    return EXIT_OK
+
+
 # -- validate --------------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     bad = total = 0
@@ -484,6 +499,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="print progress until the run completes")
     p.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
     p.set_defaults(func=cmd_request_sync)
+
+    p = sub.add_parser("new-provider", help="create a provider package that passes the conformance suite")
+    p.add_argument("name", help="the provider's name, snake_case (e.g. udemy_business)")
+    p.add_argument("--dest", default=".", help="folder to create the package folder in (default .)")
+    p.add_argument("--title", help="display name (default: from the name)")
+    p.set_defaults(func=cmd_new_provider)
 
     p = sub.add_parser("validate", help="check every line of a JSON-lines file against the event contract")
     p.add_argument("file")

@@ -1,0 +1,235 @@
+"""A LinkedIn Learning stand-in over real HTTP on loopback: token, learning assets, activity
+reports, with deterministic data and switchable faults (``POST /_sandbox/faults``:
+``status_429`` with optional ``retry_after``, ``status_5xx`` with ``status``, ``expire_token``)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http.server import ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from hostspec.sandboxes import FaultBook, SandboxRequestHandler, is_loopback
+
+from . import contract
+
+NOW_MS = int(datetime(2026, 11, 1, tzinfo=timezone.utc).timestamp() * 1000)
+DAY_MS = 86_400_000
+TOPICS = ["Leadership", "Project Management", "Python", "Data Analysis", "Communication", "Cloud Computing"]
+FIRST = ["Ava", "Ben", "Chloe", "Dev", "Emma", "Finn", "Gia", "Hugo"]
+ACTIONS = frozenset({"status_429", "status_5xx", "expire_token"})
+
+
+def _h(*parts: Any) -> int:
+    return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+@dataclass(frozen=True)
+class LinkedInSpec:
+    courses: int = 20
+    learners: int = 15
+    activities: int = 60          # learner × course report rows
+    seed: int = 7
+
+    def __post_init__(self) -> None:
+        if self.activities > self.courses * self.learners:
+            raise ValueError("activities must not exceed courses × learners")
+
+
+class LinkedInSandbox:
+    def __init__(self, spec: LinkedInSpec | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 client_id: str = "li-sandbox-client", client_secret: str = "li-sandbox-secret",
+                 token_ttl_s: float = 1800):
+        if not is_loopback(host):
+            raise ValueError(f"the sandbox binds to loopback only, not {host!r}")
+        self.spec = spec or LinkedInSpec()
+        self.client_id, self.client_secret, self.token_ttl_s = client_id, client_secret, token_ttl_s
+        self.faults = FaultBook(ACTIONS)
+        self.tokens: dict[str, float] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer((host, port), _handler(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- data --------------------------------------------------------------------------------------
+    def asset(self, n: int) -> dict[str, Any]:
+        s, h = self.spec, _h(self.spec.seed, "asset", n)
+        topic = TOPICS[h % len(TOPICS)]
+        urn = f"urn:li:lyndaCourse:{100000 + n}"
+        return {
+            "urn": urn,
+            "title": {"value": f"{topic}: Essentials {n}", "locale": {"language": "en", "country": "US"}},
+            "details": {
+                "description": {"value": f"Learn the essentials of {topic.lower()}, step by step."},
+                "level": ["BEGINNER", "INTERMEDIATE", "ADVANCED"][(h >> 4) % 3],
+                "timeToComplete": {"duration": 600 + (h >> 8) % 7200, "unit": "SECOND"},
+                "urls": {"webLaunch": f"https://www.linkedin.com/learning/{topic.lower().replace(' ', '-')}-{n}"},
+                "images": {"primary": f"https://media.licdn.com/sandbox/{n}.png"},
+                "classifications": [
+                    {"associatedClassification": {"urn": f"urn:li:skill:{h % 50}", "type": "SKILL",
+                                                  "name": {"value": topic}}},
+                    {"associatedClassification": {"urn": f"urn:li:lyndaCategory:{h % 9}", "type": "TOPIC",
+                                                  "name": {"value": f"{topic} topics"}}}],
+                "contributors": [{"name": {"value": f"{FIRST[h % len(FIRST)]} Instructor"},
+                                  "contributionType": "AUTHOR"}],
+                "lastUpdatedAt": NOW_MS - (h % 300) * DAY_MS,
+                "availability": "AVAILABLE",
+            },
+        }
+
+    def learner(self, n: int) -> dict[str, Any]:
+        name = FIRST[_h(self.spec.seed, "learner", n) % len(FIRST)]
+        mail = f"{name.lower()}.{n}@acme.test"
+        return {"email": mail, "uniqueUserId": f"li-{n:05d}", "name": {"value": f"{name} Learner"}}
+
+    def row(self, i: int) -> dict[str, Any]:
+        s = self.spec
+        learner_n, course_n = i % s.learners, (i // s.learners + i % s.learners * 3) % s.courses
+        h = _h(s.seed, "row", i)
+        first = NOW_MS - (10 + h % 200) * DAY_MS
+        last = first + (h >> 8) % (5 * DAY_MS)
+        progress = (h >> 16) % 101
+        activities = [
+            {"engagementType": contract.SECONDS_VIEWED, "engagementValue": 60 + (h >> 24) % 9000,
+             "engagementMetricQualifier": "TOTAL", "firstEngagedAt": first, "lastEngagedAt": last,
+             "assetType": "COURSE"},
+            {"engagementType": contract.PROGRESS_PERCENTAGE, "engagementValue": progress,
+             "engagementMetricQualifier": "TOTAL", "firstEngagedAt": first, "lastEngagedAt": last,
+             "assetType": "COURSE"}]
+        if progress == 100 or h % 4 == 0:
+            activities[1]["engagementValue"] = 100
+            activities.append({"engagementType": contract.COMPLETIONS, "engagementValue": 1,
+                               "engagementMetricQualifier": "TOTAL", "firstEngagedAt": last, "lastEngagedAt": last,
+                               "assetType": "COURSE"})
+        asset = self.asset(course_n)
+        return {"learnerDetails": self.learner(learner_n),
+                "contentDetails": {"contentUrn": asset["urn"], "name": asset["title"]["value"],
+                                   "contentProviderName": "LinkedIn", "locale": {"language": "en", "country": "US"}},
+                "activities": activities, "latestDataAt": NOW_MS}
+
+    def rows_between(self, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+        out = []
+        for i in range(self.spec.activities):
+            row = self.row(i)
+            last = max(a["lastEngagedAt"] for a in row["activities"])
+            if start_ms <= last < end_ms:
+                out.append(row)
+        return out
+
+    # -- life cycle --------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"client_id": self.client_id, "client_secret": self.client_secret, "api_url": self.url,
+                "token_url": self.url + "/oauth/v2/accessToken"}
+
+    def describe(self) -> str:
+        return (f"LinkedIn Learning sandbox at {self.url}: {self.spec.courses} courses, {self.spec.learners} "
+                f"learners, {self.spec.activities} activity rows")
+
+    def start(self) -> "LinkedInSandbox":
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="linkedin-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "LinkedInSandbox":
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- answers -----------------------------------------------------------------------------------
+    def answer(self, method: str, path: str, query: dict[str, str], form: dict[str, str],
+               auth: str) -> tuple[int, Any, dict[str, str]]:
+        if method == "POST" and path == "/oauth/v2/accessToken":
+            if form.get("grant_type") != contract.TOKEN_GRANT:
+                return 400, {"error": "unsupported_grant_type"}, {}
+            if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
+                return 401, {"error": "invalid_client", "error_description": "Client authentication failed"}, {}
+            token = "li_" + secrets.token_hex(12)
+            with self.lock:
+                self.tokens[token] = time.time() + self.token_ttl_s
+            return 200, {"access_token": token, "expires_in": int(self.token_ttl_s)}, {}
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        if self.tokens.get(token, 0) < time.time():
+            return 401, {"status": 401, "serviceErrorCode": 65600, "message": "Invalid access token"}, {}
+        start, count = int(query.get("start", 0)), min(int(query.get("count", 10)), contract.PAGE_SIZE_MAX)
+        if method == "GET" and path == contract.ASSETS_PATH and query.get("q") == contract.ASSETS_FINDER:
+            items = [self.asset(n) for n in range(self.spec.courses)]
+        elif method == "GET" and path == contract.REPORTS_PATH and query.get("q") == contract.REPORTS_FINDER:
+            started = int(query.get("startedAt", 0))
+            days = int(query.get("timeOffset.duration", 1))
+            items = self.rows_between(started, started + days * DAY_MS)
+        else:
+            return 404, {"status": 404, "message": f"No resource {path}"}, {}
+        page = items[start:start + count]
+        return 200, {"elements": page, "paging": {"start": start, "count": count, "total": len(items)}}, {}
+
+
+def _handler(sb: LinkedInSandbox) -> type[SandboxRequestHandler]:
+    class Handler(SandboxRequestHandler):
+        server_version = "LinkedInLearningSandbox/1"
+
+        def _handle(self, method: str) -> None:
+            split = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+            if split.path.startswith("/_sandbox/"):
+                return self._control(method, split.path, raw)
+            rule = sb.faults.pick(method, split.path)
+            if rule is not None and rule.action == "status_429":
+                ra = rule.params.get("retry_after")
+                status, body, headers = 429, {"status": 429, "message": "Throttled"}, (
+                    {"Retry-After": str(ra)} if ra is not None else {})
+            elif rule is not None and rule.action == "status_5xx":
+                status, body, headers = int(rule.params.get("status", 503)), {"message": "unavailable"}, {}
+            elif rule is not None and rule.action == "expire_token":
+                with sb.lock:
+                    sb.tokens.pop((self.headers.get("Authorization") or "")[7:], None)
+                status, body, headers = 401, {"status": 401, "message": "Expired access token"}, {}
+            else:
+                form = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+                status, body, headers = sb.answer(method, split.path, query, form,
+                                                  self.headers.get("Authorization") or "")
+            sb.requests.append({"method": method, "path": split.path, "status": status,
+                                "fault": rule.action if rule else None})
+            self._send(status, body, headers)
+
+        def _control(self, method: str, path: str, raw: bytes) -> None:
+            if path == "/_sandbox/faults" and method == "POST":
+                try:
+                    sb.faults.add_json(json.loads(raw or b"null"))
+                except (ValueError, TypeError) as exc:
+                    return self._send(400, {"error": str(exc)})
+                return self._send(201, sb.faults.rules())
+            if path == "/_sandbox/health":
+                return self._send(200, {"ok": True})
+            return self._send(404, {"error": f"no control endpoint {method} {path}"})
+
+        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler

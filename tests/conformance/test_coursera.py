@@ -1,0 +1,6 @@
+"""The Coursera provider passes the provider conformance suite."""
+import connector_coursera.plugin
+from hostspec.testing import provider_test_class
+
+TestCourseraConformance = provider_test_class(connector_coursera.plugin,
+                                              sandbox_options={"contents": 12, "learners": 8, "enrollments": 40})

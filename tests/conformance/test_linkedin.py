@@ -1,0 +1,6 @@
+"""The LinkedIn Learning provider passes the provider conformance suite."""
+import connector_linkedin.plugin
+from hostspec.testing import provider_test_class
+
+TestLinkedInConformance = provider_test_class(connector_linkedin.plugin,
+                                              sandbox_options={"courses": 12, "learners": 8, "activities": 40})
