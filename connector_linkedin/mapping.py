@@ -41,7 +41,7 @@ def course_from_asset(asset: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(launch, str) or not launch.startswith("https://"):
         problems["details.urls.webLaunch"] = ["missing or not an https URL"]
     if problems:
-        raise RecordRejected("the learning asset cannot be mapped", problems)
+        raise RecordRejected(urn if isinstance(urn, str) else None, problems)
     locale = title.get("locale") if isinstance(title.get("locale"), Mapping) else {}
     language = locale.get("language") if isinstance(locale.get("language"), str) else "en"
     ttc = details.get("timeToComplete") if isinstance(details.get("timeToComplete"), Mapping) else {}
@@ -86,7 +86,7 @@ def stat_from_report(row: Mapping[str, Any], *, now: datetime) -> dict[str, Any]
     email = learner.get("email") if isinstance(learner.get("email"), str) and _EMAIL.match(learner["email"]) else None
     uid = learner.get("uniqueUserId") if isinstance(learner.get("uniqueUserId"), str) and learner["uniqueUserId"] else email
     if not isinstance(urn, str) or not urn or uid is None:
-        raise RecordRejected("the report row cannot be mapped",
+        raise RecordRejected(f"{uid}~{urn}" if uid and isinstance(urn, str) else None,
                              {"contentDetails.contentUrn": ["missing"]} if not isinstance(urn, str) or not urn
                              else {"learnerDetails": ["neither uniqueUserId nor email"]})
     by_type: dict[str, Mapping[str, Any]] = {}

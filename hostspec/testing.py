@@ -20,6 +20,7 @@ pytest then runs, against the provider's own sandbox (hook ``start_sandbox``) or
 * every stat respects the learning rules (:mod:`hostspec.rules`);
 * no secret value appears in events or logs;
 * event ids are deterministic: a second sync of the same data gives the same ids;
+* an unreadable record raises ``RecordRejected`` with messages (never another exception);
 * mapping is pure: mapping the same record twice gives the same result.
 
 Needs pytest and jsonschema (the host's ``test`` extra).
@@ -198,6 +199,18 @@ class ProviderConformance:
             return {e.key: e.id for e in sink.events if e.type in (ev.COURSE_UPSERTED, ev.LEARNER_STAT_UPSERTED)}
 
         assert ids(again) == ids(run.sink) and ids(again)
+
+    def test_unreadable_records_are_rejected_not_crashed(self, run):
+        from .errors import RecordRejected
+
+        hooks, ctx = run.provider.hooks, run.context("catalog")
+        for hook in ("map_course", "map_stat"):
+            if (hook == "map_course") == ("catalog" in run.provider.info.scopes) or \
+                    (hook == "map_stat" and "progress" in run.provider.info.scopes):
+                for junk in ({}, {"id": None, "unexpected": [1, {"x": float("nan")}]}):
+                    with pytest.raises(RecordRejected) as info:
+                        getattr(hooks, hook)(record=junk, connection=run.connection, context=ctx)
+                    assert info.value.messages, f"{hook} must say why a record is rejected"
 
     def test_mapping_is_pure(self, run):
         hooks = run.provider.hooks
