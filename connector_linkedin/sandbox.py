@@ -59,7 +59,7 @@ class LinkedInSandbox:
 
     # -- data --------------------------------------------------------------------------------------
     def asset(self, n: int) -> dict[str, Any]:
-        s, h = self.spec, _h(self.spec.seed, "asset", n)
+        h = _h(self.spec.seed, "asset", n)
         topic = TOPICS[h % len(TOPICS)]
         urn = f"urn:li:lyndaCourse:{100000 + n}"
         return {
