@@ -15,10 +15,13 @@ def lines(path):
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
-def test_plugins_lists_coursera(capsys):
+def test_plugins_lists_both_providers_with_versions_and_capabilities(capsys):
     assert main(["plugins", "--json"]) == EXIT_OK
-    (row,) = json.loads(capsys.readouterr().out)
-    assert row["name"] == "coursera" and row["sandbox"] is True and row["secret_settings"] == ["client_secret"]
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"coursera", "linkedin_learning"}
+    for row in rows.values():
+        assert row["version"] == "0.1.0" and row["sandbox"] is True and row["secret_settings"] == ["client_secret"]
+        assert row["scopes"] == ["catalog", "progress"]
 
 
 def test_sandbox_sync_writes_valid_events_and_a_summary(tmp_path, capsys):
