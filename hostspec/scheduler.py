@@ -15,7 +15,7 @@ from typing import Callable
 
 from . import metrics
 from .engine import SyncRequest
-from .errors import HostError
+from .errors import DeliveryError, HostError, TransportError
 from .schedule import Job, Slot, due, jobs_of
 from .topics import Topics
 from .transport.config import KafkaConfig, topic_specs
@@ -64,7 +64,10 @@ class Scheduler:
                 consumer.poll(timeout_ms=200)    # keeps the membership (the lease) alive
                 now = self.clock()
                 if self._leader and now.timestamp() >= next_tick:
-                    self.tick(now)
+                    try:
+                        self.tick(now)
+                    except (DeliveryError, TransportError) as exc:  # the broker hiccupped: next tick redoes it
+                        log.warning("due requests not published (%s); trying again next tick", exc)
                     next_tick = now.timestamp() + self.tick_s
         finally:
             consumer.close()

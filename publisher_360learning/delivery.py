@@ -20,6 +20,7 @@ and nothing is acknowledged before its outcome is known.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -73,10 +74,13 @@ class Outcome:
 
 class Deliverer:
     def __init__(self, targets: dict[str, Target], ledger: Ledger, *, max_park_days: float = 30,
+                 verify_integration_s: float = 600,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  client_factory: Callable[[Target], Learning360Client] | None = None):
         self.targets, self.ledger = targets, ledger
         self.max_park = timedelta(days=max_park_days)
+        self.verify_integration_s = verify_integration_s
+        self._verified: dict[tuple[str, str, str], float] = {}
         self._now = now
         self._factory = client_factory or client_for_target
         self._clients: dict[tuple[str, str], Learning360Client] = {}
@@ -106,37 +110,63 @@ class Deliverer:
 
     def _deliver_connection(self, connection: str, group_id: str, provider: str, items: list[Inbound],
                             out: Outcome) -> None:
-        done: set[int] = set()
         target = self.targets.get(connection)
         if target is None:
+            done: set[int] = set()
             for item in items:
                 self._reject(item, "no_target", f"no 360Learning target for connection {connection!r}", out, done)
             return
         client = self.client(target)
-        try:
-            integration_id = self._integration(client, target, connection, group_id, provider)
-            self._courses(client, integration_id, [i for i in items if i.event.type != ev.LEARNER_STAT_UPSERTED],
-                          out, done)
-            self._stats(client, target, integration_id,
-                        [i for i in items if i.event.type == ev.LEARNER_STAT_UPSERTED], out, done)
-        except TargetConfigError as exc:
-            log.error("connection %s: cannot deliver to 360Learning: %s", connection, exc)
-            for item in items:
-                if id(item) not in done:
-                    self._reject(item, "target_config", str(exc), out, done)
+        for attempt in (1, 2):
+            part, done = Outcome(), set()
+            try:
+                integration_id = self._integration(client, target, connection, group_id, provider)
+                self._courses(client, integration_id, [i for i in items if i.event.type != ev.LEARNER_STAT_UPSERTED],
+                              part, done)
+                self._stats(client, target, integration_id,
+                            [i for i in items if i.event.type == ev.LEARNER_STAT_UPSERTED], part, done)
+            except TargetConfigError as exc:
+                if exc.code == "integrationNotFound" and attempt == 1:
+                    # deleted in 360Learning since we remembered it: start this connection's part again
+                    log.warning("connection %s: its integration is gone from 360Learning (deleted, with its "
+                                "courses); creating it again. Courses not in this batch come back with the "
+                                "next full sync: connector-host replay --connection %s", connection, connection)
+                    self.ledger.forget_integration(connection, group_id, target.label(provider))
+                    continue
+                log.error("connection %s: cannot deliver to 360Learning: %s", connection, exc)
+                for item in items:
+                    if id(item) not in done:
+                        self._reject(item, "target_config", str(exc), part, done)
+            out.dead.extend(part.dead)
+            out.parked.extend(part.parked)
+            out.counts.update(part.counts)
+            return
 
     def _integration(self, client: Learning360Client, target: Target, connection: str, group_id: str,
                      provider: str) -> str:
+        """The integration's id: remembered, checked against 360Learning every ``verify_integration_s``
+        (someone may delete it, and its courses with it), found by label, or created."""
         label = target.label(provider)
-        known = self.ledger.integration(connection, group_id, label)
-        if known:
+        key = (connection, group_id, label)
+        known = self.ledger.integration(*key)
+        if known and time.monotonic() - self._verified.get(key, -1e18) < self.verify_integration_s:
             return known
         found = client.find_integration(group_id, label)
+        if known and (found is None or found["_id"] != known):
+            log.warning("connection %s: integration %s is gone from 360Learning; what it held is sent again "
+                        "as it comes by (a full sync restores everything: connector-host replay --connection %s)",
+                        connection, known, connection)
+            self.ledger.forget_integration(*key)
         if found is None:
-            found = client.create_integration(target.integration_body(group_id, provider))
+            try:
+                found = client.create_integration(target.integration_body(group_id, provider))
+            except PermanentError as exc:  # a refused integration is the target's settings, whatever the code
+                raise TargetConfigError(f"creating integration {label!r} in group {group_id}: {exc}",
+                                        status=exc.status, code=exc.code) from None
             log.info("connection %s: created 360Learning integration %s (%r) in group %s",
                      connection, found.get("_id"), label, group_id)
         self.ledger.remember_integration(connection, group_id, label, found["_id"])
+        self._verified[key] = time.monotonic()
         return found["_id"]
 
     # -- courses ------------------------------------------------------------------------------------------
@@ -181,7 +211,23 @@ class Deliverer:
         return course_id
 
     def _merge_tags(self, client: Learning360Client, course_id: str, names: list[str]) -> None:
-        """Add the provider's tags, drop the ones it added before and no longer lists, keep the rest."""
+        """Add the provider's tags, drop the ones it added before and no longer lists, keep the rest.
+
+        Tags are secondary: a refusal (a tag deleted meanwhile twice over, a course gone) is
+        logged and the course stays delivered; the next change of the course tries again."""
+        for attempt in (1, 2):
+            try:
+                return self._merge_tags_once(client, course_id, names)
+            except PermanentError as exc:
+                if isinstance(exc, TargetConfigError):
+                    raise
+                if exc.code == "tagNotFound" and attempt == 1:
+                    self._tag_ids.pop((client.base_url, client.client_id), None)  # our cache is stale
+                    continue
+                log.warning("tags of course %s not merged: %s", course_id, exc)
+                return
+
+    def _merge_tags_once(self, client: Learning360Client, course_id: str, names: list[str]) -> None:
         added_before = self.ledger.provider_tags(course_id)
         if not names and not added_before:
             return
@@ -312,23 +358,31 @@ class Deliverer:
             metrics.PUBLISHER_LAST.labels(item.data.get("connection", "?")).set(self._now().timestamp())
         done.add(id(item))
 
+    def rejected(self, item: Inbound, reason: str, errors: Any) -> ev.Event:
+        """A dead letter for ``item`` (stage ``delivery``), recorded in the ledger as failed."""
+        self.ledger.mark([(item.record(), FAILED, None, None, f"{reason}: {errors}", None)])
+        return self._dead_letter(item, reason, errors)
+
     def _reject(self, item: Inbound, reason: str, errors: Any, out: Outcome, done: set[int], *,
                 mark: bool = True) -> None:
         record = item.record()
         if mark:
             self.ledger.mark([(record, FAILED, None, None, f"{reason}: {errors}", None)])
+        out.dead.append(self._dead_letter(item, reason, errors))
+        log.warning("connection %s: %s %s not delivered: %s: %s", item.data.get("connection"), record.kind,
+                    record.key.replace("\x1f", "/"), reason, errors)
+        self._done(item, "rejected", out, done)
+
+    def _dead_letter(self, item: Inbound, reason: str, errors: Any) -> ev.Event:
+        record = item.record()
         d = item.data
         origin = {"topic": item.origin[0], "partition": item.origin[1], "offset": item.origin[2]} if item.origin else None
         data = {"stage": "delivery", "reason": reason, "errors": errors, "record_id": record.key.replace("\x1f", "/"),
                 "record": item.event.body, "request_id": None, "run_id": None, "tenant": d.get("tenant"),
                 "connection": d.get("connection"), "provider": d.get("provider"), "origin": origin,
                 "raw_value": None, "raw_encoding": None}
-        out.dead.append(ev.make_event(ev.RECORD_REJECTED, data, key=item.event.key, source=SOURCE,
-                                      subject=data["record_id"], time=self._now(),
-                                      id_content=f"{item.event.id}/{reason}"))
-        log.warning("connection %s: %s %s not delivered: %s: %s", d.get("connection"), record.kind,
-                    data["record_id"], reason, errors)
-        self._done(item, "rejected", out, done)
+        return ev.make_event(ev.RECORD_REJECTED, data, key=item.event.key, source=SOURCE,
+                             subject=data["record_id"], time=self._now(), id_content=f"{item.event.id}/{reason}")
 
     def _park(self, item: Inbound, reason: str, detail: str, out: Outcome, done: set[int]) -> None:
         now = self._now()

@@ -150,6 +150,15 @@ class Ledger:
             self._db.execute("INSERT OR REPLACE INTO integrations VALUES (?,?,?,?)",
                              (connection, group_id, label, integration_id))
 
+    def forget_integration(self, connection: str, group_id: str, label: str) -> None:
+        """The integration is gone in 360Learning (and its courses with it): forget it, and mark
+        what was delivered through it as stale so that it is sent again when it comes by."""
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM integrations WHERE connection=? AND group_id=? AND label=?",
+                             (connection, group_id, label))
+            self._db.execute("UPDATE deliveries SET status='stale' WHERE connection=? AND status=?",
+                             (connection, DELIVERED))
+
     def course_id(self, integration_id: str, external_id: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT course_id FROM courses WHERE integration_id=? AND external_id=?",

@@ -33,7 +33,7 @@ from hostspec.transport.config import KafkaConfig, topic_specs
 from hostspec.transport.kafka import (InboundMessage, KafkaSink, Partition, RequestConsumer, ensure_topics,
                                       make_producer)
 
-from .delivery import SOURCE, Deliverer, Inbound
+from .delivery import SOURCE, Deliverer, Inbound, Outcome
 from .errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class ServiceSettings:
     retry_interval_s: float = 3600.0
     backoff_s: float = 5.0
     max_poll_interval_ms: int = 1_800_000   # a batch may wait on slow bulk operations
+    max_batch_failures: int = 5             # unexpected errors in a row before a batch is dead-lettered
     session_timeout_ms: int = 10_000
     instance: str | None = None             # a stable name: static membership, a restart resumes at once
 
@@ -62,6 +63,7 @@ class PublisherService:
         self._parked_paused: set[Partition] = set()
         self._round_start = 0.0
         self.batches = 0
+        self._failures = 0
         self.totals: dict[str, int] = {}
 
     def stop(self) -> None:
@@ -138,7 +140,7 @@ class PublisherService:
         inbound, dead = self._parse(batch)
         started = time.monotonic()
         try:
-            outcome = self.deliverer.deliver(inbound)
+            outcome = self._deliver(inbound, batch)
             for event in [*dead, *outcome.dead, *outcome.parked]:
                 self._sink.emit(event)
             self._sink.flush(timeout_s=60)
@@ -149,6 +151,7 @@ class PublisherService:
                 self._consumer.seek(tp, offset)
             self._stop.wait(self.settings.backoff_s)
             return
+        self._failures = 0
         self._consumer.commit_many(after)
         metrics.PUBLISHER_BATCH_SECONDS.observe(time.monotonic() - started)
         self.batches += 1
@@ -159,6 +162,26 @@ class PublisherService:
             self.totals[k] = self.totals.get(k, 0) + v
         log.info("batch %d: %d events: %s", self.batches, len(batch),
                  ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to deliver")
+
+    def _deliver(self, inbound: list[Inbound], batch: list[InboundMessage]) -> Outcome:
+        """Deliver, turning an unexpected error into a retry, and after ``max_batch_failures`` of
+        them in a row into dead letters for the whole batch, so one poison batch cannot stop the
+        publisher for ever nor crash it."""
+        try:
+            return self.deliverer.deliver(inbound)
+        except (TransientError, DeliveryError):
+            raise
+        except Exception as exc:
+            self._failures += 1
+            log.exception("batch of %d events failed unexpectedly (%d in a row)", len(batch), self._failures)
+            if self._failures < self.settings.max_batch_failures:
+                raise TransientError(f"unexpected {type(exc).__name__}: {exc}") from None
+        outcome = Outcome()
+        for item in inbound:
+            outcome.dead.append(self.deliverer.rejected(item, "publisher_error",
+                                                        f"{self._failures} attempts failed; see the publisher log"))
+        outcome.counts["publisher_error"] = len(inbound)
+        return outcome
 
     def _parse(self, batch: list[InboundMessage]) -> tuple[list[Inbound], list[ev.Event]]:
         inbound, dead = [], []

@@ -50,7 +50,7 @@ def world(coursera_events):
                             enforce_rate_limits=False) as lms:
         ledger = Ledger()
         target = target_from_settings(CONNECTION, {**lms.settings, "external_platform": "Coursera (Acme)"})
-        deliverer = Deliverer({CONNECTION: target}, ledger, client_factory=fast_client)
+        deliverer = Deliverer({CONNECTION: target}, ledger, client_factory=fast_client, verify_integration_s=0)
         yield lms, deliverer, ledger
         deliverer.close()
 
@@ -216,3 +216,34 @@ def test_no_secret_in_events_ledger_or_logs(coursera_events, caplog):
             out = deliverer.deliver(inbound(coursera_events))
         dumped = json.dumps([e.body for e in out.dead + out.parked]) + json.dumps(ledger.query()) + caplog.text
         assert out.parked and secret not in dumped and secret not in repr(target) + repr(deliverer.client(target))
+
+
+def test_an_integration_deleted_in_360learning_is_created_again(world, coursera_events):
+    lms, deliverer, _ledger = world
+    deliverer.deliver(inbound(coursera_events))
+    (old,) = list(lms.company.integrations)
+    api_delete = deliverer.client(next(iter(deliverer.targets.values()))).request
+    api_delete("DELETE", f"/api/v2/integrations/{old}")
+    out = deliverer.deliver(inbound(coursera_events))                  # the same events, replayed
+    (new,) = list(lms.company.integrations)
+    assert new != old and not out.dead
+    held = {ext for (iid, ext), _cid in lms.company.by_external.items() if iid == new}
+    assert held == {e.data["external_id"] for e in coursera_events if e.type == ev.COURSE_UPSERTED}
+
+
+def test_a_tag_deleted_in_360learning_does_not_stop_delivery(world, coursera_events):
+    lms, deliverer, _ledger = world
+    deliverer.deliver(inbound(coursera_events))
+    event = next(e for e in coursera_events if e.type == ev.COURSE_UPSERTED and e.data["skills"])
+    with lms.lock:
+        lms.company.tags.clear()                                        # every tag removed in 360Learning
+        for tags in lms.company.course_tags.values():
+            tags.clear()
+    changed = copy.deepcopy(event.data)
+    changed.update(fingerprint="e" * 64, description="Changed again")
+    out = deliverer.deliver(inbound([ev.make_event(ev.COURSE_UPSERTED, changed, key=event.key, source="t",
+                                                   subject=None, time=datetime.now(timezone.utc))]))
+    assert out.counts["course_delivered"] == 1 and not out.dead
+    course_id = courses_by_external(lms)[event.data["external_id"]]["_id"]
+    assert {lms.company.tags[t["tagId"]]["name"] for t in lms.company.course_tags[course_id]} == \
+        {s["name"] for s in event.data["skills"]}
