@@ -10,11 +10,10 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from hostspec.sandboxes import FaultBook, SandboxRequestHandler, is_loopback
+from hostspec.sandboxes import FaultBook, SandboxRequestHandler, SandboxServer
 
 from . import contract
 
@@ -41,21 +40,19 @@ class LinkedInSpec:
             raise ValueError("activities must not exceed courses × learners")
 
 
-class LinkedInSandbox:
+class LinkedInSandbox(SandboxServer):
+    thread_name = "linkedin-sandbox"
+
     def __init__(self, spec: LinkedInSpec | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  client_id: str = "li-sandbox-client", client_secret: str = "li-sandbox-secret",
                  token_ttl_s: float = 1800):
-        if not is_loopback(host):
-            raise ValueError(f"the sandbox binds to loopback only, not {host!r}")
+        self._bind(host, port, _handler(self))
         self.spec = spec or LinkedInSpec()
         self.client_id, self.client_secret, self.token_ttl_s = client_id, client_secret, token_ttl_s
         self.faults = FaultBook(ACTIONS)
         self.tokens: dict[str, float] = {}
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), _handler(self))
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
     # -- data --------------------------------------------------------------------------------------
     def asset(self, n: int) -> dict[str, Any]:
@@ -124,11 +121,6 @@ class LinkedInSandbox:
 
     # -- life cycle --------------------------------------------------------------------------------
     @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    @property
     def settings(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "client_secret": self.client_secret, "api_url": self.url,
                 "token_url": self.url + "/oauth/v2/accessToken"}
@@ -136,22 +128,6 @@ class LinkedInSandbox:
     def describe(self) -> str:
         return (f"LinkedIn Learning sandbox at {self.url}: {self.spec.courses} courses, {self.spec.learners} "
                 f"learners, {self.spec.activities} activity rows")
-
-    def start(self) -> "LinkedInSandbox":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="linkedin-sandbox", daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> "LinkedInSandbox":
-        return self.start() if self._thread is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- answers -----------------------------------------------------------------------------------
     def answer(self, method: str, path: str, query: dict[str, str], form: dict[str, str],

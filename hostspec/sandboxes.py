@@ -6,6 +6,8 @@
 * :func:`is_loopback`: sandboxes and their control endpoints bind to loopback only.
 * :class:`SandboxRequestHandler`: the HTTP handler base (quiet, keep-alive without Nagle delays,
   clients that hang up are not errors); a sandbox implements ``_handle(method)``.
+* :class:`SandboxServer`: the life cycle (bind on loopback, serve from a daemon thread, ``url``,
+  ``start``/``close``, ``with``); a sandbox calls ``_bind(host, port, handler)`` first thing.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import ipaddress
 import random
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dataclasses import dataclass, field
 from typing import Any, Collection
 
@@ -105,6 +107,45 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class SandboxServer:
+    """An HTTP server on loopback, served from daemon threads until ``close``."""
+
+    thread_name = "sandbox"
+
+    def _bind(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        if not is_loopback(host):
+            raise ValueError(f"the sandbox binds to loopback only, not {host!r}")
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def _spawn(self, target: Any, name: str, **kwargs: Any) -> None:
+        thread = threading.Thread(target=target, name=name, kwargs=kwargs, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def start(self) -> Any:
+        self._spawn(self._httpd.serve_forever, self.thread_name, poll_interval=0.1)
+        return self
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> Any:
+        return self.start() if not self._threads else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class SandboxRequestHandler(BaseHTTPRequestHandler):

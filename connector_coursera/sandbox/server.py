@@ -17,11 +17,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from hostspec.sandboxes import SandboxRequestHandler, is_loopback
+from hostspec.sandboxes import SandboxRequestHandler, SandboxServer
 
 from .. import contract
 from .data import Org, OrgSpec, program_ids
@@ -59,16 +58,17 @@ def _quota_fault(kind: str) -> dict[str, Any]:
     return {"fault": {"faultstring": "Spike arrest violation. Allowed rate : 10ps", "detail": {"errorcode": code}}}
 
 
-class CourseraSandbox:
+class CourseraSandbox(SandboxServer):
     """A running sandbox; ``settings`` are connection settings that point at it."""
+
+    thread_name = "coursera-sandbox"
 
     def __init__(self, spec: OrgSpec | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  client_id: str = "standin-key", client_secret: str = "standin-secret",
                  token_ttl_s: float = contract.TOKEN_DEFAULT_TTL_S, next_format: str = "string",
                  grade_format: str = "number", page_limit_max: int = contract.PAGE_SIZE_MAX,
                  fault_seed: int = 42):
-        if not is_loopback(host):
-            raise ValueError(f"the sandbox binds to loopback only, not {host!r}")
+        self._bind(host, port, _make_handler(self))
         self.spec = spec or OrgSpec()
         self.client_id, self.client_secret = client_id, client_secret
         self.token_ttl_s, self.next_format, self.grade_format = token_ttl_s, next_format, grade_format
@@ -77,9 +77,6 @@ class CourseraSandbox:
         self._fault_seed = fault_seed
         self._lock = threading.RLock()
         self._reset_state()
-        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
     def _reset_state(self) -> None:
         with self._lock:
@@ -92,11 +89,6 @@ class CourseraSandbox:
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    @property
     def settings(self) -> dict[str, Any]:
         return {"org_id": self.spec.org_id, "client_id": self.client_id,
                 "client_secret": self.client_secret, "base_url": self.url}
@@ -105,24 +97,6 @@ class CourseraSandbox:
         return (f"Coursera sandbox at {self.url}: org {self.spec.org_id} with {self.spec.contents} "
                 f"contents, {self.spec.learners} learners, {self.spec.enrollments} enrollments "
                 f"(seed {self.spec.seed})")
-
-    def start(self) -> "CourseraSandbox":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="coursera-sandbox",
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "CourseraSandbox":
-        return self.start() if self._thread is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def now(self) -> float:
         return time.time() + self.clock_offset

@@ -29,11 +29,10 @@ import socket
 import threading
 import time
 from collections import deque
-from http.server import ThreadingHTTPServer
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
-from hostspec.sandboxes import FaultBook, FaultRule, SandboxRequestHandler, is_loopback
+from hostspec.sandboxes import FaultBook, FaultRule, SandboxRequestHandler, SandboxServer
 
 from .. import contract
 from .store import COMPANY_ID, Company, Problem
@@ -52,8 +51,10 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ID = r"([a-fA-F0-9]{24})"
 
 
-class Learning360Sandbox:
+class Learning360Sandbox(SandboxServer):
     """A running sandbox. ``settings`` are the publisher settings that point at it."""
+
+    thread_name = "learning360-sandbox"
 
     def __init__(self, *, users: Iterable[str] = (), host: str = "127.0.0.1", port: int = 0,
                  credentials: dict[str, tuple[str, Iterable[str]]] | None = None,
@@ -61,8 +62,7 @@ class Learning360Sandbox:
                  page_size: int | None = None, enforce_rate_limits: bool = True,
                  reserved_names: Iterable[str] = (), stage_s: float = 0.05, cursor_ttl_s: float = 600,
                  fault_seed: int = 42):
-        if not is_loopback(host):
-            raise ValueError(f"the sandbox binds to loopback only, not {host!r}")
+        self._bind(host, port, _make_handler(self))
         self._seed_users, self._reserved, self._stage_s = list(users), list(reserved_names), stage_s
         self.credentials = {cid: (secret, frozenset(scopes)) for cid, (secret, scopes) in
                             (credentials or {CLIENT_ID: (CLIENT_SECRET, ALL_SCOPES)}).items()}
@@ -72,9 +72,6 @@ class Learning360Sandbox:
         self.lock = threading.RLock()
         self.reset()
         self.api = Api(self)
-        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
 
     def reset(self) -> None:
@@ -87,11 +84,6 @@ class Learning360Sandbox:
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    @property
     def settings(self) -> dict[str, Any]:
         """Publisher target settings for this sandbox (first credential, the synchronized group's author)."""
         client_id, (secret, _scopes) = next(iter(self.credentials.items()))
@@ -99,14 +91,9 @@ class Learning360Sandbox:
                 "author_id": "65a0000000000000000000a1"}
 
     def start(self) -> "Learning360Sandbox":
-        for target, name in ((self._serve, "learning360-sandbox"), (self._tick, "learning360-sandbox-ops")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        super().start()
+        self._spawn(self._tick, "learning360-sandbox-ops")   # moves bulk operations along their life cycle
         return self
-
-    def _serve(self) -> None:
-        self._httpd.serve_forever(poll_interval=0.1)
 
     def _tick(self) -> None:
         while not self._stop.wait(0.01):
@@ -115,16 +102,7 @@ class Learning360Sandbox:
 
     def close(self) -> None:
         self._stop.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        for thread in self._threads:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> "Learning360Sandbox":
-        return self.start() if not self._threads else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().close()
 
     def describe(self) -> str:
         return (f"360Learning sandbox at {self.url}: company {COMPANY_ID}, "
