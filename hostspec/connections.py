@@ -69,18 +69,11 @@ class ConnectionStore:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "ConnectionStore":
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"connections file {path} cannot be read: {exc.strerror}") from None
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"connections file {path} is not valid TOML: {exc}") from None
-        table = doc.get("connections")
-        if not isinstance(table, dict) or not table:
-            raise ConfigError(f"connections file {path} has no [connections.NAME] tables")
-        _warn_if_world_readable(path, table)
+        table = read_toml_tables(path, "connections", "NAME")
+        warn_if_readable_with_inline_secrets(path, "connections", any(
+            isinstance(v, str) and "secret" in k.lower()
+            for entry in table.values() if isinstance(entry, Mapping)
+            for k, v in (entry.get("settings") or {}).items()))
         return cls(table, source=str(path), base=path.parent)
 
     @property
@@ -155,17 +148,35 @@ def describe_messages(messages: Any) -> str:
     return str(messages)
 
 
-def _warn_if_world_readable(path: Path, table: Mapping[str, Any]) -> None:
-    inline = any(isinstance(v, str) and "secret" in k.lower()
-                 for entry in table.values() if isinstance(entry, Mapping)
-                 for k, v in (entry.get("settings") or {}).items())
+def read_toml_tables(path: Path, key: str, name_hint: str) -> dict[str, Any]:
+    """The ``[key.NAME]`` tables of a TOML file (connections, publisher targets).
+
+    :raise ConfigError: the file cannot be read, is not TOML, or has no such table.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{key} file {path} cannot be read: {exc.strerror}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{key} file {path} is not valid TOML: {exc}") from None
+    table = doc.get(key)
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{key} file {path} has no [{key}.{name_hint}] tables")
+    return table
+
+
+def warn_if_readable_with_inline_secrets(path: Path, key: str, inline: bool) -> None:
+    """Warn when a file holding inline secrets can be read by other users."""
     try:
         mode = path.stat().st_mode
     except OSError:
         return
     if inline and mode & (stat.S_IRGRP | stat.S_IROTH):
-        log.warning("connections file %s holds inline secrets and is readable by other users; "
-                    "use { env = \"NAME\" } or chmod 600", path)
+        log.warning("%s file %s holds inline secrets and is readable by other users; "
+                    "use { env = \"NAME\" } or chmod 600", key, path)
 
 
-__all__ = ["ConnectionStore", "SecretField", "connection_from_settings"]
+__all__ = ["ConnectionStore", "SecretField", "connection_from_settings", "describe_messages", "read_toml_tables",
+           "warn_if_readable_with_inline_secrets"]

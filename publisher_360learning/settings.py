@@ -18,15 +18,14 @@ The synchronized group is the one each event names (``group_id``). Connections s
 from __future__ import annotations
 
 import os
-import stat
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from hostspec.connections import SecretField, describe_messages
+from hostspec.connections import (SecretField, describe_messages, read_toml_tables,
+                                  warn_if_readable_with_inline_secrets)
 from hostspec.errors import ConfigError
 from hostspec.secrets import Secret
 
@@ -96,26 +95,8 @@ def target_from_settings(connection: str, settings: Mapping[str, Any], *, source
 
 def load_targets(path: str | os.PathLike[str]) -> dict[str, Target]:
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"targets file {path} cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"targets file {path} is not valid TOML: {exc}") from None
-    table = doc.get("targets")
-    if not isinstance(table, dict) or not table:
-        raise ConfigError(f"targets file {path} has no [targets.CONNECTION] tables")
-    _warn_if_readable_with_secrets(path, table)
+    table = read_toml_tables(path, "targets", "CONNECTION")
+    warn_if_readable_with_inline_secrets(path, "targets", any(
+        isinstance(e, Mapping) and isinstance(e.get("client_secret"), str) for e in table.values()))
     return {name: target_from_settings(name, entry if isinstance(entry, dict) else {}, source=str(path))
             for name, entry in table.items()}
-
-
-def _warn_if_readable_with_secrets(path: Path, table: Mapping[str, Any]) -> None:
-    import logging
-
-    inline = any(isinstance(e, Mapping) and isinstance(e.get("client_secret"), str) for e in table.values())
-    if inline and path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
-        logging.getLogger(__name__).warning(
-            "targets file %s holds inline secrets and is readable by other users; "
-            "use { env = \"NAME\" } or chmod 600", path)
-
