@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from hostspec.sandboxes import FaultBook, SandboxRequestHandler, SandboxServer
+from hostspec.sandboxes import FaultBook, SandboxRequestHandler, SandboxServer, retry_after_header
 
 from . import contract
 
@@ -170,9 +170,8 @@ def _handler(sb: LinkedInSandbox) -> type[SandboxRequestHandler]:
                 return self._control(method, split.path, raw)
             rule = sb.faults.pick(method, split.path)
             if rule is not None and rule.action == "status_429":
-                ra = rule.params.get("retry_after")
-                status, body, headers = 429, {"status": 429, "message": "Throttled"}, (
-                    {"Retry-After": str(ra)} if ra is not None else {})
+                status, body = 429, {"status": 429, "message": "Throttled"}
+                headers = retry_after_header(rule.params.get("retry_after"))
             elif rule is not None and rule.action == "status_5xx":
                 status, body, headers = int(rule.params.get("status", 503)), {"message": "unavailable"}, {}
             elif rule is not None and rule.action == "expire_token":
@@ -199,13 +198,6 @@ def _handler(sb: LinkedInSandbox) -> type[SandboxRequestHandler]:
             return self._send(404, {"error": f"no control endpoint {method} {path}"})
 
         def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
+            self._reply(status, json.dumps(body).encode(), "application/json", headers)
 
     return Handler

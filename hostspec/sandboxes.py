@@ -11,11 +11,13 @@
 """
 from __future__ import annotations
 
+import email.utils
 import fnmatch
 import ipaddress
 import random
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dataclasses import dataclass, field
 from typing import Any, Collection
@@ -109,6 +111,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def retry_after_header(value: Any) -> dict[str, str]:
+    """The ``Retry-After`` header a fault asks for: ``"2"`` (seconds), ``"http-date:2"`` (an
+    HTTP-date that many seconds ahead), or None (no header)."""
+    if isinstance(value, str) and value.startswith("http-date:"):
+        return {"Retry-After": email.utils.formatdate(time.time() + float(value[10:]), usegmt=True)}
+    return {} if value is None else {"Retry-After": str(value)}
+
+
 class SandboxServer:
     """An HTTP server on loopback, served from daemon threads until ``close``."""
 
@@ -168,6 +178,22 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         raise NotImplementedError
+
+    def _start_reply(self, status: int, length: int, content_type: str | None,
+                     headers: dict[str, str] | None = None) -> None:
+        """Status line and headers of an answer whose body (``length`` bytes) follows."""
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def _reply(self, status: int, data: bytes, content_type: str | None,
+               headers: dict[str, str] | None = None) -> None:
+        self._start_reply(status, len(data), content_type, headers)
+        self.wfile.write(data)
 
     def do_GET(self) -> None:
         self._handle("GET")

@@ -9,7 +9,6 @@ shell (``coursera-sandbox --contents 10``).
 """
 from __future__ import annotations
 
-import email.utils
 import json
 import secrets
 import socket
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from hostspec.sandboxes import SandboxRequestHandler, SandboxServer
+from hostspec.sandboxes import SandboxRequestHandler, SandboxServer, retry_after_header
 
 from .. import contract
 from .data import Org, OrgSpec, program_ids
@@ -437,13 +436,8 @@ def _make_handler(sandbox: CourseraSandbox) -> type[SandboxRequestHandler]:
                 data, ctype = json.dumps(doc, separators=(",", ":")).encode(), JSON
             if truncate:
                 data = data[: max(1, len(data) // 2)]
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
             self._retry_after = (headers or {}).get("Retry-After")
-            self.end_headers()
+            self._start_reply(status, len(data), ctype, headers)
             if slow:
                 step = max(1, int(slow.get("chunk_bytes", 256)))
                 for i in range(0, len(data), step):
@@ -460,13 +454,7 @@ def _make_handler(sandbox: CourseraSandbox) -> type[SandboxRequestHandler]:
 def _pre_response(action: str | None, p: dict[str, Any]) -> tuple[int, Any, dict[str, str]] | None:
     """Faults that replace the answer entirely: (status, body, headers), or None."""
     if action == "status_429":
-        headers = {}
-        retry_after = p.get("retry_after")
-        if isinstance(retry_after, str) and retry_after.startswith("http-date:"):
-            when = time.time() + float(retry_after.split(":", 1)[1])
-            headers["Retry-After"] = email.utils.formatdate(when, usegmt=True)
-        elif retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
+        headers = retry_after_header(p.get("retry_after"))
         body = p.get("body", "spike")
         return 429, (b"" if body == "empty" else _quota_fault(body)), headers
     if action == "status_500_quota":

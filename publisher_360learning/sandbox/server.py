@@ -21,7 +21,6 @@ limits, and a control plane under ``/_sandbox`` (faults, users, attempts started
 from __future__ import annotations
 
 import base64
-import email.utils
 import json
 import re
 import secrets
@@ -32,7 +31,7 @@ from collections import deque
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
-from hostspec.sandboxes import FaultBook, FaultRule, SandboxRequestHandler, SandboxServer
+from hostspec.sandboxes import FaultBook, FaultRule, SandboxRequestHandler, SandboxServer, retry_after_header
 
 from .. import contract
 from .store import COMPANY_ID, Company, Problem
@@ -501,14 +500,7 @@ def _make_handler(sandbox: Learning360Sandbox) -> type[SandboxRequestHandler]:
                 data, ctype = json.dumps(doc, separators=(",", ":")).encode(), "application/json; charset=utf-8"
             if truncate:
                 data = data[: max(1, len(data) // 2)]
-            self.send_response(status)
-            if ctype:
-                self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
+            self._reply(status, data, ctype, headers)
             return status
 
     return Handler
@@ -517,13 +509,8 @@ def _make_handler(sandbox: Learning360Sandbox) -> type[SandboxRequestHandler]:
 def _fault_answer(action: str | None, p: dict[str, Any]) -> tuple[int, Any, dict[str, str]] | None:
     """Faults that replace the answer: (status, body, headers), or None."""
     if action == "status_429":
-        headers = {}
-        retry_after = p.get("retry_after")  # [sandbox] the real API documents no Retry-After
-        if isinstance(retry_after, str) and retry_after.startswith("http-date:"):
-            headers["Retry-After"] = email.utils.formatdate(time.time() + float(retry_after[10:]), usegmt=True)
-        elif retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
-        return 429, {"error": contract.RATE_LIMITED}, headers
+        # [sandbox] the real API documents no Retry-After: only sent when the fault asks for one
+        return 429, {"error": contract.RATE_LIMITED}, retry_after_header(p.get("retry_after"))
     if action == "bulk_busy":
         return 429, {"error": {"code": contract.BULK_BUSY, "message": "Too many bulk operations"}}, {}
     if action == "bulk_disabled":
