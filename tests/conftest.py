@@ -8,7 +8,9 @@ import pytest
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec.connections import connection_from_settings
+from hostspec.engine import SyncEngine, SyncRequest
 from hostspec.plugins import get_plugin_manager
+from hostspec.sinks import MemorySink
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
@@ -31,6 +33,16 @@ client_id = "{client_id}"
 client_secret = {{ env = "{secret_env}" }}
 base_url = "{base_url}"
 {extra}""" for name in names)
+
+
+def sandbox_sync_events(spec: OrgSpec, *, scope: str = "all", name: str = "c", **connection_kw) -> MemorySink:
+    """The events of one sync of a fresh Coursera sandbox, kept in memory."""
+    plugins = get_plugin_manager()
+    with CourseraSandbox(spec) as sb:
+        sink = MemorySink()
+        connection = connection_from_settings(name, "coursera", sb.settings, plugins, **connection_kw)
+        SyncEngine(plugins, sink).run(SyncRequest("r", name, "coursera", scope), connection)
+    return sink
 
 
 def load_fixture(*parts: str):

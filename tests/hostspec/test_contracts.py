@@ -32,18 +32,10 @@ def test_asyncapi_names_every_topic_and_type():
 
 @pytest.fixture(scope="module")
 def sample_events(tmp_path_factory):
-    from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-    from hostspec.connections import connection_from_settings
-    from hostspec.engine import SyncEngine, SyncRequest
-    from hostspec.plugins import get_plugin_manager
-    from hostspec.sinks import MemorySink
+    from connector_coursera.sandbox import OrgSpec
+    from tests.conftest import sandbox_sync_events
 
-    pm = get_plugin_manager()
-    with CourseraSandbox(OrgSpec(contents=15, learners=10, enrollments=60, broken_every=7)) as sb:
-        conn = connection_from_settings("c", "coursera", sb.settings, pm)
-        sink = MemorySink()
-        SyncEngine(pm, sink).run(SyncRequest("r", "c", "coursera"), conn)
-    return sink.events
+    return sandbox_sync_events(OrgSpec(contents=15, learners=10, enrollments=60, broken_every=7)).events
 
 
 def test_every_emitted_event_validates_against_its_file(sample_events):

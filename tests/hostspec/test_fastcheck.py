@@ -54,17 +54,10 @@ def mutations(sample, rng, n):
 @pytest.fixture(scope="module")
 def samples():
     from tests.hostspec.test_contracts import sample_events as _unused  # noqa: F401  (documents origin)
-    from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-    from hostspec.connections import connection_from_settings
-    from hostspec.engine import SyncEngine, SyncRequest
-    from hostspec.plugins import get_plugin_manager
-    from hostspec.sinks import MemorySink
+    from connector_coursera.sandbox import OrgSpec
+    from tests.conftest import sandbox_sync_events
 
-    pm = get_plugin_manager()
-    with CourseraSandbox(OrgSpec(contents=15, learners=10, enrollments=80, broken_every=9)) as sb:
-        sink = MemorySink()
-        SyncEngine(pm, sink).run(SyncRequest("r", "c", "coursera"), connection_from_settings("c", "coursera", sb.settings, pm))
-    return sink.events
+    return sandbox_sync_events(OrgSpec(contents=15, learners=10, enrollments=80, broken_every=9)).events
 
 
 def test_real_events_take_the_fast_path(samples):

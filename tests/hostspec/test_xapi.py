@@ -8,13 +8,11 @@ import uuid
 
 import pytest
 
-from connector_coursera.sandbox import CourseraSandbox, OrgSpec
+from connector_coursera.sandbox import OrgSpec
 from hostspec import cli
 from hostspec import events as ev
-from hostspec.connections import connection_from_settings
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.sinks import MemorySink
 from hostspec.xapi import PROGRESS_EXTENSION, VERBS, iso_duration, to_statement
+from tests.conftest import sandbox_sync_events
 
 ISO_DURATION = re.compile(r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
 ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
@@ -68,14 +66,7 @@ def statement_problems(s: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def stats():
-    from hostspec.plugins import get_plugin_manager
-
-    plugins = get_plugin_manager()
-    with CourseraSandbox(OrgSpec(contents=20, learners=25, enrollments=200)) as sb:
-        sink = MemorySink()
-        SyncEngine(plugins, sink).run(SyncRequest("r", "c", "coursera", "all"),
-                                      connection_from_settings("c", "coursera", sb.settings, plugins))
-    return sink
+    return sandbox_sync_events(OrgSpec(contents=20, learners=25, enrollments=200))
 
 
 def test_every_stat_becomes_a_valid_statement(stats):

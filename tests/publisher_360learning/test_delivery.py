@@ -10,16 +10,15 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from connector_coursera.sandbox import CourseraSandbox, OrgSpec
+from connector_coursera.sandbox import OrgSpec
 from hostspec import events as ev
-from hostspec.connections import connection_from_settings
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.sinks import MemorySink
 from publisher_360learning.client import Learning360Client
 from publisher_360learning.delivery import Deliverer, Inbound
 from publisher_360learning.ledger import Ledger
 from publisher_360learning.sandbox import SYNC_GROUP, Learning360Sandbox
 from publisher_360learning.settings import target_from_settings
+
+from tests.conftest import sandbox_sync_events
 
 from .conftest import fault
 
@@ -28,14 +27,8 @@ CONNECTION = "acme-coursera"
 
 @pytest.fixture(scope="module")
 def coursera_events():
-    from hostspec.plugins import get_plugin_manager
-
-    plugins = get_plugin_manager()
-    with CourseraSandbox(OrgSpec(contents=9, learners=6, enrollments=30)) as sb:
-        sink = MemorySink()
-        connection = connection_from_settings(CONNECTION, "coursera", sb.settings, plugins, tenant="acme",
-                                              group_id=SYNC_GROUP)
-        SyncEngine(plugins, sink).run(SyncRequest("r1", CONNECTION, "coursera", "all"), connection)
+    sink = sandbox_sync_events(OrgSpec(contents=9, learners=6, enrollments=30), name=CONNECTION, tenant="acme",
+                               group_id=SYNC_GROUP)
     return [e for e in sink.events if e.type in (ev.COURSE_UPSERTED, ev.LEARNER_STAT_UPSERTED)]
 
 

@@ -5,23 +5,16 @@ import pytest
 
 from hostspec import events as ev
 from publisher_360learning.items import BulkStatItemSchema, NotConvertible, to_bulk_stat
+from tests.conftest import sandbox_sync_events
 from tests.hostspec.test_events import stat_data
 
 ITEM = BulkStatItemSchema()
 
 
 def test_every_sandbox_stat_converts_to_a_valid_item():
-    from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-    from hostspec.connections import connection_from_settings
-    from hostspec.engine import SyncEngine, SyncRequest
-    from hostspec.plugins import get_plugin_manager
-    from hostspec.sinks import MemorySink
+    from connector_coursera.sandbox import OrgSpec
 
-    pm = get_plugin_manager()
-    with CourseraSandbox(OrgSpec(contents=21, learners=30, enrollments=300)) as sb:
-        sink = MemorySink()
-        SyncEngine(pm, sink).run(SyncRequest("r", "c", "coursera", "progress"),
-                                 connection_from_settings("c", "coursera", sb.settings, pm))
+    sink = sandbox_sync_events(OrgSpec(contents=21, learners=30, enrollments=300), scope="progress")
     stats = sink.of_type(ev.LEARNER_STAT_UPSERTED)
     assert len(stats) > 250
     kinds = set()
