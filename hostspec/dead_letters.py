@@ -40,38 +40,53 @@ def request_id_of(value: bytes | None) -> str | None:
     return rid if isinstance(rid, str) and rid else None
 
 
+def raw_rejection(*, stage: str, topic: str, partition: int, offset: int, value: bytes | None, reason: str,
+                  errors: Any, now: datetime, key: str, source: str, id_content: str,
+                  request_id: str | None = None, tenant: str | None = None, connection: str | None = None,
+                  provider: str | None = None) -> ev.Event:
+    """A ``record.rejected`` for a Kafka message that could not be used, its raw value kept."""
+    raw, encoding = raw_text(value)
+    data = {"stage": stage, "reason": reason, "errors": errors, "record_id": request_id, "record": None,
+            "request_id": request_id, "run_id": None, "tenant": tenant, "connection": connection,
+            "provider": provider, "origin": {"topic": topic, "partition": partition, "offset": offset},
+            "raw_value": raw, "raw_encoding": encoding}
+    return ev.make_event(ev.RECORD_REJECTED, data, key=key, source=source, subject=request_id, time=now,
+                         id_content=id_content)
+
+
+def _final_status(request_id: str, *, tenant: str | None, connection: str | None, provider: str | None,
+                  scope: str | None, phase: str, kind: str, message: str, now: datetime, worker: str | None,
+                  id_content: str) -> ev.Event:
+    """A ``sync.status`` that ends a request which never ran (refused or skipped)."""
+    status = {"request_id": request_id, "run_id": None, "tenant": tenant, "connection": connection,
+              "provider": provider, "scope": scope, "phase": phase, "dry_run": False, "counts": asdict(Counts()),
+              "error": {"kind": kind, "message": message}, "started_at": None, "ended_at": ev.isoformat(now),
+              "worker": worker}
+    return ev.make_event(ev.SYNC_STATUS, status, key=ev.partition_key(tenant, connection, provider, "sync"),
+                         source=SOURCE, subject=connection, time=now, id_content=id_content)
+
+
 def refused_request(*, topic: str, partition: int, offset: int, value: bytes | None, reason: str,
                     errors: Any, now: datetime, connection: str | None = None, provider: str | None = None,
                     tenant: str | None = None, worker: str | None = None) -> list[ev.Event]:
     """A ``record.rejected`` dead letter, plus a ``sync.status`` failed when the request id is known."""
-    raw, encoding = raw_text(value)
     request_id = request_id_of(value)
-    origin = {"topic": topic, "partition": partition, "offset": offset}
     digest = hashlib.sha256(value or b"").hexdigest()
-    rejected = {"stage": "request", "reason": reason, "errors": errors, "record_id": request_id,
-                "record": None, "request_id": request_id, "run_id": None, "tenant": tenant,
-                "connection": connection, "provider": provider, "origin": origin,
-                "raw_value": raw, "raw_encoding": encoding}
     key = ev.partition_key(tenant, connection, provider, f"request/{request_id or digest[:16]}")
-    out = [ev.make_event(ev.RECORD_REJECTED, rejected, key=key, source=SOURCE, subject=request_id,
-                         time=now, id_content=f"{topic}/{partition}/{offset}/{digest}")]
+    out = [raw_rejection(stage="request", topic=topic, partition=partition, offset=offset, value=value,
+                         reason=reason, errors=errors, now=now, key=key, source=SOURCE,
+                         id_content=f"{topic}/{partition}/{offset}/{digest}", request_id=request_id,
+                         tenant=tenant, connection=connection, provider=provider)]
     if request_id is not None:
-        status = {"request_id": request_id, "run_id": None, "tenant": tenant, "connection": connection,
-                  "provider": provider, "scope": None, "phase": "failed", "dry_run": False, "counts": asdict(Counts()),
-                  "error": {"kind": "invalid_request", "message": reason}, "started_at": None,
-                  "ended_at": ev.isoformat(now), "worker": worker}
-        out.append(ev.make_event(ev.SYNC_STATUS, status,
-                                 key=ev.partition_key(tenant, connection, provider, "sync"), source=SOURCE,
-                                 subject=connection, time=now, id_content=f"{request_id}/refused"))
+        out.append(_final_status(request_id, tenant=tenant, connection=connection, provider=provider, scope=None,
+                                 phase="failed", kind="invalid_request", message=reason, now=now, worker=worker,
+                                 id_content=f"{request_id}/refused"))
     return out
 
 
 def skipped_request(request_id: str, *, tenant: str, connection: str, provider: str, scope: str, reason: str,
                     now: datetime, worker: str | None) -> ev.Event:
     """A ``sync.status`` ``skipped``: a request id that already ran (a slot published twice)."""
-    status = {"request_id": request_id, "run_id": None, "tenant": tenant, "connection": connection,
-              "provider": provider, "scope": scope, "phase": "skipped", "dry_run": False, "counts": asdict(Counts()),
-              "error": {"kind": "duplicate_request", "message": reason}, "started_at": None,
-              "ended_at": ev.isoformat(now), "worker": worker}
-    return ev.make_event(ev.SYNC_STATUS, status, key=ev.partition_key(tenant, connection, provider, "sync"),
-                         source=SOURCE, subject=connection, time=now, id_content=f"{request_id}/skipped/{ev.isoformat(now)}")
+    return _final_status(request_id, tenant=tenant, connection=connection, provider=provider, scope=scope,
+                         phase="skipped", kind="duplicate_request", message=reason, now=now, worker=worker,
+                         id_content=f"{request_id}/skipped/{ev.isoformat(now)}")

@@ -10,6 +10,7 @@ growing, ``publisher_records_total{result="rejected"}`` increasing, and parked s
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -85,8 +86,6 @@ class LagProbe:
     """Updates :data:`CONSUMER_LAG` from a consumer's ``lag()`` at most every ``every_s`` seconds."""
 
     def __init__(self, consumer: Any, group: str, every_s: float = 10.0):
-        import time
-
         self._consumer, self._group, self._every, self._clock = consumer, group, every_s, time.monotonic
         self._next = 0.0
 

@@ -26,7 +26,7 @@ from marshmallow import ValidationError
 
 from hostspec import events as ev
 from hostspec import metrics
-from hostspec.dead_letters import raw_text
+from hostspec.dead_letters import raw_rejection
 from hostspec.errors import DeliveryError
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig, topic_specs
@@ -209,11 +209,7 @@ def _parked_at(value: bytes | None) -> float:
 
 
 def _malformed(msg: InboundMessage, errors: Any) -> ev.Event:
-    raw, encoding = raw_text(msg.value)
-    data = {"stage": "delivery", "reason": "malformed_event", "errors": errors, "record_id": None, "record": None,
-            "request_id": None, "run_id": None, "tenant": None, "connection": None, "provider": None,
-            "origin": {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
-            "raw_value": raw, "raw_encoding": encoding}
     key = (msg.key or b"").decode("utf-8", "replace") or f"{msg.topic}/{msg.partition}"
-    return ev.make_event(ev.RECORD_REJECTED, data, key=key, source=SOURCE, subject=None,
-                         time=datetime.now(timezone.utc), id_content=f"{msg.topic}/{msg.partition}/{msg.offset}")
+    return raw_rejection(stage="delivery", topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                         value=msg.value, reason="malformed_event", errors=errors, now=datetime.now(timezone.utc),
+                         key=key, source=SOURCE, id_content=f"{msg.topic}/{msg.partition}/{msg.offset}")
