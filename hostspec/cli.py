@@ -281,19 +281,18 @@ def cmd_status(args: argparse.Namespace, plugins: HostPluginManager) -> int:
                 continue
             if args.connection and status["connection"] != args.connection:
                 continue
-            key = status["run_id"] or status["request_id"] or f"{msg.partition}/{msg.offset}"
-            runs[key] = {**runs.get(key, {}), **status, "_started": runs.get(key, {}).get("started_at")
-                         or status["started_at"]}
+            # every status of a run repeats its started_at: the latest one stands for the run
+            runs[status["run_id"] or status["request_id"] or f"{msg.partition}/{msg.offset}"] = status
     finally:
         follower.close()
-    recent = sorted(runs.values(), key=lambda r: r["_started"] or r["ended_at"] or "")[-args.limit:]
+    recent = sorted(runs.values(), key=lambda r: r["started_at"] or r["ended_at"] or "")[-args.limit:]
     if args.json:
-        json.dump([{k: v for k, v in r.items() if not k.startswith("_")} for r in recent], sys.stdout, indent=2)
+        json.dump(recent, sys.stdout, indent=2)
         print()
         return EXIT_OK
     for r in recent:
         c = r["counts"]
-        print(f"{(r['_started'] or '-')[:19]}  {r['connection'] or '-':<20} {r['scope'] or '-':<8} "
+        print(f"{(r['started_at'] or '-')[:19]}  {r['connection'] or '-':<20} {r['scope'] or '-':<8} "
               f"{r['phase']:<9}{' (dry run)' if r['dry_run'] else ''}  courses {c['courses_emitted']} "
               f"(+{c['courses_unchanged']} unchanged, {c['courses_removed']} removed)  stats {c['stats_emitted']} "
               f"(+{c['stats_unchanged']} unchanged)  rejected {c['rejected']}"
