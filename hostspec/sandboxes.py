@@ -179,6 +179,17 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         raise NotImplementedError
 
+    def _transport_fault(self, action: str | None, params: dict[str, Any]) -> bool:
+        """The faults on the connection itself, common to every sandbox: ``reset`` closes it
+        without an answer (returns True: answer nothing), ``latency`` waits ``delay_s`` first."""
+        if action == "reset":
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return True
+        if action == "latency":
+            time.sleep(float(params.get("delay_s", 1.0)))
+        return False
+
     def _start_reply(self, status: int, length: int, content_type: str | None,
                      headers: dict[str, str] | None = None) -> None:
         """Status line and headers of an answer whose body (``length`` bytes) follows."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import threading
 import time
 from collections import deque
@@ -401,12 +400,8 @@ def _make_handler(sandbox: CourseraSandbox) -> type[SandboxRequestHandler]:
                    rule: FaultRule | None) -> int:
             action = rule.action if rule else None
             p = rule.params if rule else {}
-            if action == "reset":
-                self.connection.shutdown(socket.SHUT_RDWR)
-                self.close_connection = True
+            if self._transport_fault(action, p):
                 return 0
-            if action == "latency":
-                time.sleep(float(p.get("delay_s", 1.0)))
             pre = _pre_response(action, p)
             if pre is not None:
                 status, doc, headers = pre

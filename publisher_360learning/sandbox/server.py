@@ -24,7 +24,6 @@ import base64
 import json
 import re
 import secrets
-import socket
 import threading
 import time
 from collections import deque
@@ -461,12 +460,8 @@ def _make_handler(sandbox: Learning360Sandbox) -> type[SandboxRequestHandler]:
         def _serve(self, method: str, path: str, query: dict[str, list[str]], raw: bytes,
                    rule: FaultRule | None) -> int:
             action, p = (rule.action, rule.params) if rule else (None, {})
-            if action == "reset":
-                self.connection.shutdown(socket.SHUT_RDWR)
-                self.close_connection = True
+            if self._transport_fault(action, p):
                 return 0
-            if action == "latency":
-                time.sleep(float(p.get("delay_s", 1.0)))
             pre = _fault_answer(action, p)
             if pre is not None:
                 if action == "expire_token":
