@@ -1,13 +1,13 @@
 """OAuth2 client credentials against Coursera's Apigee gateway, with a cached token."""
 from __future__ import annotations
 
-import threading
 import time
 from typing import Callable
 
 import requests
 
 from hostspec import metrics
+from hostspec.httputil import CachedToken
 
 from . import contract
 from .errors import InvalidCredentials, MalformedResponse, NetworkError, error_for_status
@@ -20,27 +20,20 @@ class TokenSource:
                  reveal_secret: Callable[[], str], *, timeout_s: float,
                  clock: Callable[[], float] = time.monotonic):
         self._session, self._url, self._client_id = session, token_url, client_id
-        self._reveal, self._timeout, self._clock = reveal_secret, timeout_s, clock
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self._lock = threading.Lock()
+        self._reveal, self._timeout = reveal_secret, timeout_s
+        self._cached = CachedToken(self._fetch, clock=clock)
         self.fetches = 0
 
     def __repr__(self) -> str:
         return f"TokenSource(token_url={self._url!r}, client_id={self._client_id!r}, token=***)"
 
     def token(self) -> str:
-        with self._lock:
-            if self._token is None or self._clock() >= self._expires_at:
-                self._fetch()
-            assert self._token is not None
-            return self._token
+        return self._cached.get()
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._token = None
+        self._cached.invalidate()
 
-    def _fetch(self) -> None:
+    def _fetch(self) -> tuple[str, float]:
         try:
             resp = self._session.post(
                 self._url, data={"grant_type": contract.TOKEN_GRANT},
@@ -63,5 +56,4 @@ class TokenSource:
             raise MalformedResponse("the Coursera token endpoint answered without an access_token") from None
         if not isinstance(token, str) or not token:
             raise MalformedResponse("the Coursera token endpoint answered an empty access_token")
-        self._token = token
-        self._expires_at = self._clock() + max(0.0, ttl - contract.TOKEN_RENEW_MARGIN_S)
+        return token, max(0.0, ttl - contract.TOKEN_RENEW_MARGIN_S)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -12,7 +11,7 @@ import requests
 import tenacity
 
 from hostspec import ProviderConfigError, ProviderSystemError, ProviderTransientError, metrics
-from hostspec.httputil import parse_retry_after
+from hostspec.httputil import CachedToken, parse_retry_after
 
 from . import contract
 from .settings import LinkedInSettings
@@ -31,9 +30,7 @@ class LinkedInClient:
     def __init__(self, settings: LinkedInSettings, *, sleep=time.sleep):
         self.settings = settings
         self._session = requests.Session()
-        self._token: str | None = None
-        self._expires = 0.0
-        self._lock = threading.Lock()
+        self._token = CachedToken(self._fetch_token)
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -63,13 +60,7 @@ class LinkedInClient:
         self.close()
 
     # -- token ----------------------------------------------------------------------------------
-    def _bearer(self) -> str:
-        with self._lock:
-            if self._token is None or time.monotonic() >= self._expires:
-                self._fetch_token()
-            return self._token  # type: ignore[return-value]
-
-    def _fetch_token(self) -> None:
+    def _fetch_token(self) -> tuple[str, float]:
         s = self.settings
         try:
             resp = self._session.post(s.token_url, timeout=s.timeout_s, data={
@@ -84,18 +75,18 @@ class LinkedInClient:
             raise _Transient(f"LinkedIn token endpoint answered HTTP {resp.status_code}")
         try:
             body = resp.json()
-            self._token = str(body["access_token"])
+            token = str(body["access_token"])
             ttl = float(body.get("expires_in", contract.TOKEN_DEFAULT_TTL_S))
         except (ValueError, KeyError, TypeError):
             raise ProviderSystemError("the LinkedIn token endpoint answered without an access_token") from None
-        self._expires = time.monotonic() + max(1.0, ttl - contract.TOKEN_RENEW_MARGIN_S)
+        return token, max(1.0, ttl - contract.TOKEN_RENEW_MARGIN_S)
 
     # -- calls ----------------------------------------------------------------------------------
     def get_json(self, path: str, params: dict[str, Any]) -> Any:
         return self._retrying(self._get, path, params)
 
     def _get(self, path: str, params: dict[str, Any], *, renewed: bool = False) -> Any:
-        token = self._bearer()
+        token = self._token.get()
         try:
             resp = self._session.get(self.settings.api_url.rstrip("/") + path, params=params,
                                      timeout=self.settings.timeout_s,
@@ -105,8 +96,7 @@ class LinkedInClient:
             raise _Transient(f"GET {path}: {type(exc).__name__}") from None
         metrics.provider_call(PROVIDER, "GET", resp.status_code)
         if resp.status_code == 401 and not renewed:
-            with self._lock:
-                self._token = None
+            self._token.invalidate(token)
             return self._get(path, params, renewed=True)
         if resp.status_code in (401, 403):
             raise ProviderConfigError(f"GET {path}: LinkedIn answered HTTP {resp.status_code}; check that the "

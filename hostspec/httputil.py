@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import email.utils
+import threading
+import time
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -21,3 +23,35 @@ def parse_retry_after(value: str | None, now: Callable[[], datetime] | None = No
         when = when.replace(tzinfo=timezone.utc)
     current = (now or (lambda: datetime.now(timezone.utc)))()
     return max(0.0, (when - current).total_seconds())
+
+
+class CachedToken:
+    """A bearer token shared by a client's threads: fetched on first use, and again once its
+    lifetime is over or after :meth:`invalidate`.
+
+    :param fetch: asks the token endpoint; returns ``(token, seconds it may be used)`` (the
+        caller decides how long before the server's expiry to renew) or raises.
+    """
+
+    def __init__(self, fetch: Callable[[], tuple[str, float]], *, clock: Callable[[], float] = time.monotonic):
+        self._fetch, self._clock = fetch, clock
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return "CachedToken(token=***)"
+
+    def get(self) -> str:
+        with self._lock:
+            if self._token is None or self._clock() >= self._expires_at:
+                token, lifetime = self._fetch()
+                self._token, self._expires_at = token, self._clock() + lifetime
+            return self._token
+
+    def invalidate(self, token: str | None = None) -> None:
+        """Forget the token (only if it is still ``token``, when given: another thread may have
+        renewed it already)."""
+        with self._lock:
+            if token is None or token == self._token:
+                self._token = None

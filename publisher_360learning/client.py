@@ -17,7 +17,7 @@ import requests
 import tenacity
 
 from hostspec import metrics
-from hostspec.httputil import parse_retry_after
+from hostspec.httputil import CachedToken, parse_retry_after
 from hostspec.secrets import Secret
 
 from . import contract
@@ -39,9 +39,7 @@ class Learning360Client:
         self._secret = client_secret
         self._timeout, self._sleep = timeout_s, sleep
         self._session = requests.Session()
-        self._token: str | None = None
-        self._token_expires = 0.0
-        self._token_lock = threading.Lock()
+        self._token = CachedToken(self._fetch_token)
         # a one-second window then holds at most rate + burst calls: 45 + 5 reads, 8 + 2 writes
         self.reads = TokenBucket(reads_per_s, max(1, contract.READS_PER_S - reads_per_s), name="reads", sleep=sleep)
         self.writes = TokenBucket(writes_per_s, max(1, contract.WRITES_PER_S - writes_per_s), name="writes",
@@ -65,19 +63,7 @@ class Learning360Client:
         self._session.close()
 
     # -- token --------------------------------------------------------------------------------------
-    def _bearer(self) -> str:
-        with self._token_lock:
-            if self._token is None or time.monotonic() >= self._token_expires:
-                self._fetch_token()
-            assert self._token is not None
-            return self._token
-
-    def _invalidate(self, token: str) -> None:
-        with self._token_lock:
-            if self._token == token:
-                self._token = None
-
-    def _fetch_token(self) -> None:
+    def _fetch_token(self) -> tuple[str, float]:
         try:
             resp = self._session.post(self.base_url + contract.TOKEN_PATH, timeout=self._timeout, json={
                 "grant_type": contract.TOKEN_GRANT, "client_id": self.client_id,
@@ -98,8 +84,7 @@ class Learning360Client:
             token, ttl = body["access_token"], float(body.get("expires_in", contract.TOKEN_DEFAULT_TTL_S))
         except (TypeError, KeyError, ValueError):
             raise TransientError("the token endpoint answered without a usable access_token") from None
-        self._token = token
-        self._token_expires = time.monotonic() + max(1.0, ttl - min(contract.TOKEN_RENEW_MARGIN_S, ttl / 10))
+        return token, max(1.0, ttl - min(contract.TOKEN_RENEW_MARGIN_S, ttl / 10))
 
     # -- one call -----------------------------------------------------------------------------------
     def request(self, method: str, path_or_url: str, *, params: dict[str, Any] | None = None,
@@ -109,7 +94,7 @@ class Learning360Client:
 
     def _call(self, method: str, path_or_url: str, params: Any, body: Any, *, reauthorized: bool = False):
         url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
-        token = self._bearer()
+        token = self._token.get()
         (self.writes if method in ("POST", "PUT", "PATCH", "DELETE") else self.reads).acquire()
         where = f"{method} {_path(url)}"
         try:
@@ -124,7 +109,7 @@ class Learning360Client:
         code, message = error_code(_json(resp))
         detail = f"{where} answered HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
         if status == 401 and not reauthorized:
-            self._invalidate(token)  # expired or revoked: one fresh token, then the same call again
+            self._token.invalidate(token)  # expired or revoked: one fresh token, then the same call again
             return self._call(method, path_or_url, params, body, reauthorized=True)
         if status == 401:
             raise TargetConfigError(f"{detail} even with a fresh token", status=status, code=code)
