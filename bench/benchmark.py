@@ -111,7 +111,7 @@ class Worker:
 
     def assigned(self) -> list[int]:
         import re
-        found = re.findall(r"assigned partitions \[([0-9, ]*)\]", self.log_path.read_text())
+        found = re.findall(r"serves partitions \[([0-9, ]*)\]", self.log_path.read_text())
         return [int(x) for x in found[-1].split(",") if x.strip()] if found else []
 
     def wait_assigned(self, timeout: float = 60) -> None:

@@ -43,7 +43,8 @@ class NullSink:
 def kafka_sink(state_records: bool):
     from hostspec.topics import Topics
     from hostspec.transport.config import KafkaConfig, topic_specs
-    from hostspec.transport.kafka import ProducerPool, TransactionalSink, ensure_topics
+    from hostspec.transport.kafka import ensure_topics
+    from hostspec.transport.transactions import ProducerPool, TransactionalSink, Unfenced
 
     config = KafkaConfig(bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
     topics = Topics().with_prefix(f"prof{uuid.uuid4().hex[:6]}.")
@@ -54,7 +55,7 @@ def kafka_sink(state_records: bool):
         def checkpoint(self, records, *, final):
             super().checkpoint(records if state_records else [], final=final)
 
-    return Sink(producer, topics.for_type, topics.state)
+    return Sink(producer, topics.for_type, topics.state, Unfenced())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,10 @@
 """Events for a request the worker refuses: a dead letter, and a failed status when possible.
 
 Pure functions: the worker decides, this module builds. The raw message travels with the dead
-letter (UTF-8 text when it decodes, base64 otherwise, cut at ``MAX_RAW_CHARS``) together with
-where it came from, so it can be inspected and replayed.
+letter (UTF-8 text when it decodes, base64 otherwise, cut at ``MAX_RAW_CHARS`` with a hash of the
+whole) together with where it came from, so it can be inspected and replayed. Every quoted part
+is bounded (:mod:`hostspec.bounded`): a dead letter is never larger than about
+``bounded.EVENT_LIMIT`` bytes, whatever the size of what it refuses.
 """
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from . import events as ev
+from .bounded import bounded, cut, fit
 from .engine import Counts
 
 MAX_RAW_CHARS = 64_000
+MAX_ID_CHARS = 200      # a longer request id is refused (see worker.admit), and quoted cut
 SOURCE = "/connector-host/worker"
 
 
@@ -27,17 +31,17 @@ def raw_text(value: bytes | None) -> tuple[str | None, str | None]:
         text, encoding = value.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(value).decode("ascii"), "base64"
-    return text[:MAX_RAW_CHARS], encoding
+    return cut(text, MAX_RAW_CHARS), encoding
 
 
 def request_id_of(value: bytes | None) -> str | None:
-    """The CloudEvent id of a raw request, when it is readable enough to have one."""
+    """The CloudEvent id of a raw request, when it is readable enough to have one (cut when long)."""
     try:
         doc = json.loads(value) if value else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     rid = doc.get("id") if isinstance(doc, dict) else None
-    return rid if isinstance(rid, str) and rid else None
+    return cut(rid, MAX_ID_CHARS) if isinstance(rid, str) and rid else None
 
 
 def raw_rejection(*, stage: str, topic: str, partition: int, offset: int, value: bytes | None, reason: str,
@@ -46,10 +50,11 @@ def raw_rejection(*, stage: str, topic: str, partition: int, offset: int, value:
                   provider: str | None = None) -> ev.Event:
     """A ``record.rejected`` for a Kafka message that could not be used, its raw value kept."""
     raw, encoding = raw_text(value)
-    data = {"stage": stage, "reason": reason, "errors": errors, "record_id": request_id, "record": None,
+    data = {"stage": stage, "reason": cut(reason), "errors": bounded(errors), "record_id": request_id, "record": None,
             "request_id": request_id, "run_id": None, "tenant": tenant, "connection": connection,
             "provider": provider, "origin": {"topic": topic, "partition": partition, "offset": offset},
             "raw_value": raw, "raw_encoding": encoding}
+    data = fit(data, ["raw_value", "errors"])
     return ev.make_event(ev.RECORD_REJECTED, data, key=key, source=source, subject=request_id, time=now,
                          id_content=id_content)
 
@@ -60,7 +65,7 @@ def _final_status(request_id: str, *, tenant: str | None, connection: str | None
     """A ``sync.status`` that ends a request which never ran (refused or skipped)."""
     status = {"request_id": request_id, "run_id": None, "tenant": tenant, "connection": connection,
               "provider": provider, "scope": scope, "phase": phase, "dry_run": False, "counts": asdict(Counts()),
-              "error": {"kind": kind, "message": message}, "started_at": None, "ended_at": ev.isoformat(now),
+              "error": {"kind": kind, "message": cut(message)}, "started_at": None, "ended_at": ev.isoformat(now),
               "worker": worker}
     return ev.make_event(ev.SYNC_STATUS, status, key=ev.partition_key(tenant, connection, provider, "sync"),
                          source=SOURCE, subject=connection, time=now, id_content=id_content)
@@ -68,18 +73,23 @@ def _final_status(request_id: str, *, tenant: str | None, connection: str | None
 
 def refused_request(*, topic: str, partition: int, offset: int, value: bytes | None, reason: str,
                     errors: Any, now: datetime, connection: str | None = None, provider: str | None = None,
-                    tenant: str | None = None, worker: str | None = None) -> list[ev.Event]:
-    """A ``record.rejected`` dead letter, plus a ``sync.status`` failed when the request id is known."""
+                    tenant: str | None = None, worker: str | None = None, stage: str = "request",
+                    kind: str = "invalid_request") -> list[ev.Event]:
+    """A ``record.rejected`` dead letter, plus a ``sync.status`` failed when the request id is known.
+
+    ``stage``/``kind``: ``request``/``invalid_request`` for a request refused on arrival,
+    ``delivery``/``delivery`` for one whose events Kafka refuses for good.
+    """
     request_id = request_id_of(value)
     digest = hashlib.sha256(value or b"").hexdigest()
     key = ev.partition_key(tenant, connection, provider, f"request/{request_id or digest[:16]}")
-    out = [raw_rejection(stage="request", topic=topic, partition=partition, offset=offset, value=value,
+    out = [raw_rejection(stage=stage, topic=topic, partition=partition, offset=offset, value=value,
                          reason=reason, errors=errors, now=now, key=key, source=SOURCE,
                          id_content=f"{topic}/{partition}/{offset}/{digest}", request_id=request_id,
                          tenant=tenant, connection=connection, provider=provider)]
     if request_id is not None:
         out.append(_final_status(request_id, tenant=tenant, connection=connection, provider=provider, scope=None,
-                                 phase="failed", kind="invalid_request", message=reason, now=now, worker=worker,
+                                 phase="failed", kind=kind, message=reason, now=now, worker=worker,
                                  id_content=f"{request_id}/refused"))
     return out
 

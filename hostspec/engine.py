@@ -28,7 +28,8 @@ from marshmallow import ValidationError
 
 from . import events as ev
 from . import metrics, rules
-from .errors import DeliveryError, HostError, RecordRejected, RunAbandoned
+from .bounded import bounded, cut, fit
+from .errors import DeliveryError, EventTooLarge, HostError, RecordRejected, RunAbandoned
 from .logs import log_context
 from .plugins import HostPluginManager, Provider
 from .provider import Connection, PageEnd, SyncContext
@@ -49,6 +50,7 @@ def utc_now() -> datetime:
 
 
 REQUEST_DONE = "request:"  # checkpoint name prefix: the request ids a connection already ran
+REQUEST_MEMORY = timedelta(days=7)  # how long they are remembered (the requests topic's retention)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class SyncRequest:
     until: datetime | None = None
     learners: tuple[str, ...] | None = None
     courses: tuple[str, ...] | None = None
+    origin: str | None = None   # where the worker read it (topic:partition:offset); not part of the event
 
     @classmethod
     def from_event(cls, event: ev.Event) -> "SyncRequest":
@@ -187,12 +190,17 @@ class _Run:
         if not self.request.dry_run:
             self.counted.update(self.report.counts)
         if self.request.dry_run:
-            self.session.rollback()
+            self.session.commit(seen_only=True)   # the catalog's seen marks, so removals count right
         else:
             self.session.commit()
         self.since_checkpoint = 0
         self.checkpoints += 1
         self.checkpointed_at = time.monotonic()
+
+    def page_end(self) -> None:
+        """A provider page ended: checkpoint if the batch is old enough (no record may come for long)."""
+        if self.since_checkpoint and time.monotonic() - self.checkpointed_at >= self.engine.batch_seconds:
+            self.checkpoint()
 
     def step(self) -> None:
         self.since_checkpoint += 1
@@ -210,7 +218,7 @@ class _Run:
         data = {"request_id": r.request_id, "run_id": r.run_id, "tenant": self.connection.tenant,
                 "connection": self.connection.name, "provider": self.provider.name,
                 "scope": r.scope, "phase": phase, "dry_run": r.dry_run, "counts": asdict(r.counts),
-                "error": r.error, "started_at": ev.isoformat(r.started_at) if r.started_at else None,
+                "error": {**r.error, "message": cut(r.error["message"])} if r.error else None, "started_at": ev.isoformat(r.started_at) if r.started_at else None,
                 "ended_at": ev.isoformat(r.ended_at) if r.ended_at else None,
                 "worker": self.engine.worker_id}
         self.sink.emit(ev.make_event(ev.SYNC_STATUS, data, key=self.key("sync"), source=self.source,
@@ -221,14 +229,22 @@ class _Run:
     def reject(self, record: Any, stage: str, reason: str, errors: Any) -> None:
         self.report.counts.rejected += 1
         rid = self._record_id(record)
-        data = {"stage": stage, "reason": redact(reason), "errors": _redacted(errors), "record_id": rid,
-                "record": _redacted(record) if isinstance(record, (Mapping, list)) else None,
+        rid = cut(rid, 200) if rid else rid
+        data = {"stage": stage, "reason": cut(redact(reason)), "errors": bounded(_redacted(errors)), "record_id": rid,
+                "record": bounded(_redacted(record)) if isinstance(record, (Mapping, list)) else None,
                 "request_id": self.report.request_id, "run_id": self.report.run_id,
                 "tenant": self.connection.tenant, "connection": self.connection.name,
                 "provider": self.provider.name, "origin": None, "raw_value": None, "raw_encoding": None}
-        self.sink.emit(ev.make_event(ev.RECORD_REJECTED, data, key=self.key(f"rejected/{rid or '-'}"),
-                                     source=self.source, subject=rid, time=self.engine.clock(),
-                                     id_content=ev.canonical_json([stage, rid, data["errors"]])))
+        data = fit(data, ["record", "errors"])
+        event = ev.make_event(ev.RECORD_REJECTED, data, key=self.key(f"rejected/{rid or '-'}"),
+                              source=self.source, subject=rid, time=self.engine.clock(),
+                              id_content=ev.canonical_json([stage, rid, data["errors"]]))
+        try:
+            self.sink.emit(event)
+        except EventTooLarge:   # a transport limit far below ours: keep the reason, drop the quotes
+            self.sink.emit(ev.make_event(ev.RECORD_REJECTED, {**data, "record": None, "errors": None},
+                                         key=event.key, source=self.source, subject=rid, time=self.engine.clock(),
+                                         id_content=ev.canonical_json([stage, rid, None])))
         log.info("rejected %s record %s: %s", self.context_scope, rid, reason)
 
     def _record_id(self, record: Any) -> str | None:
@@ -277,7 +293,11 @@ class _Run:
             return "rejected"
         if previous is not None and previous.fingerprint == data["fingerprint"] and self.request.mode != "full":
             return "unchanged"
-        self.sink.emit(event)
+        try:
+            self.sink.emit(event)
+        except EventTooLarge as exc:
+            self.reject(record, "delivery", "the event is larger than Kafka accepts", {"_schema": [str(exc)]})
+            return "rejected"
         self.session.put(kind, entity, data["fingerprint"], memo)
         return "emitted"
 
@@ -290,7 +310,7 @@ class SyncEngine:
                  batch_seconds: float = 10.0, lookback: timedelta = DEFAULT_LOOKBACK,
                  on_progress: Callable[[RunReport], None] | None = None, progress_every: int = 1000,
                  status_every: int = 0, worker_id: str | None = None,
-                 should_stop: Callable[[], bool] = lambda: False):
+                 should_stop: Callable[[], bool] = lambda: False, request_memory: timedelta = REQUEST_MEMORY):
         """
         :param state: fingerprints and checkpoints; default: a fresh in-memory store (every
             run then emits everything: nothing was emitted before).
@@ -301,12 +321,14 @@ class SyncEngine:
         :param on_progress: called every ``progress_every`` records (terminal display).
         :param status_every: emit a ``progress`` status every that many records (0: never).
         :param should_stop: polled every record; when true the run raises :class:`RunAbandoned`.
+        :param request_memory: how long a connection remembers the ids of requests it ran.
         """
         self.plugins, self.sink, self.clock = plugins, sink, clock
         self.state = state if state is not None else StateDB()
         self.batch_size, self.batch_seconds, self.lookback = batch_size, batch_seconds, lookback
         self.on_progress, self.progress_every = on_progress, progress_every
         self.status_every, self.worker_id, self.should_stop = status_every, worker_id, should_stop
+        self.request_memory = request_memory
 
     def run(self, request: SyncRequest, connection: Connection, *, run_id: str | None = None) -> RunReport:
         run_id = run_id or str(uuid.uuid4())
@@ -346,11 +368,23 @@ class SyncEngine:
         else:
             report.outcome = "completed"
         run.status(report.outcome)
-        if report.outcome != "failed":  # a request id runs once (scheduled slots are published by id)
-            run.session.set_checkpoint(f"{REQUEST_DONE}{request.request_id}", ev.isoformat(report.ended_at))
+        if report.outcome != "failed" and not request.dry_run:
+            # a request id runs once (scheduled slots are published by id); ``origin`` tells a
+            # redelivery after a take-over from a second request with the same id
+            self._forget_old_requests(run)
+            run.session.set_checkpoint(f"{REQUEST_DONE}{request.request_id}",
+                                       {"ended_at": ev.isoformat(report.ended_at), "origin": request.origin})
         run.checkpoint(final=True)
         self._observe(report, request)
         return report
+
+    def _forget_old_requests(self, run: _Run) -> None:
+        """Drop the request-done markers older than ``request_memory`` (state stays bounded)."""
+        cutoff = ev.isoformat(self.clock() - self.request_memory)
+        for name, value in self.state.checkpoints_with_prefix(run.session.scope, REQUEST_DONE).items():
+            ended_at = value.get("ended_at") if isinstance(value, dict) else value
+            if not isinstance(ended_at, str) or ended_at < cutoff:
+                run.session.set_checkpoint(name, None)
 
     @staticmethod
     def _observe(report: RunReport, request: SyncRequest) -> None:
@@ -388,7 +422,8 @@ class SyncEngine:
         records = run.hooks.fetch_catalog(connection=run.connection, context=context)
         for record in self._stream(records, "catalog", run.provider):
             if isinstance(record, PageEnd):
-                continue  # catalogs are refetched whole: removals need every item seen in one run
+                run.page_end()  # catalogs are refetched whole (removals need every item seen in one run)
+                continue
             counts.catalog_fetched += 1
             data = run.build(record, run.hooks.map_course, {"locked_fields": LOCKED_FIELDS}, context)
             entity = data["external_id"] if data and isinstance(data.get("external_id"), str) else None
@@ -424,6 +459,8 @@ class SyncEngine:
                                         source=run.source, subject=entity, time=context.now,
                                         id_content=f"removed/{entry.fingerprint}"))
             run.session.delete("course", entity)
+            for stat in run.engine.state.with_prefix(run.session.scope, "stat", f"{entity}/"):
+                run.session.delete("stat", stat)   # the state of a removed course goes with it
             run.report.counts.courses_removed += 1
             run.step()
 
@@ -454,6 +491,7 @@ class SyncEngine:
         for record in self._stream(records, "progress", run.provider):
             if isinstance(record, PageEnd):
                 run.session.set_checkpoint(RESUME, {**window, "cursor": record.cursor})
+                run.page_end()
                 continue
             counts.progress_fetched += 1
             data = run.build(record, run.hooks.map_stat, {}, context)

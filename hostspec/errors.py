@@ -16,7 +16,13 @@
 
 Two exceptions are not errors of a provider and never end as a ``failed`` status: the run must
 be redone instead. ``DeliveryError``: events could not be handed to the transport (Kafka down,
-message refused). ``RunAbandoned``: the worker gave the request up (shutdown, lost partition).
+a transaction aborted). ``RunAbandoned``: the worker gave the request up (shutdown, lost
+partition, lost group membership). ``PermanentDeliveryError`` is the exception to the exception:
+Kafka refuses the write for good (record too large, not authorised), so redoing the run cannot
+help; the worker ends the request as ``failed`` instead of retrying it for ever.
+
+``EventTooLarge`` is raised by a sink for one event larger than the transport accepts; the engine
+turns the record into a (size-bounded) rejection and goes on.
 
 ``RecordRejected`` is not an error of the run: a provider raises it from a ``map_*`` hook when one
 record cannot be mapped; the host turns it into a ``learning.record.rejected.v1`` event and goes on.
@@ -98,6 +104,18 @@ class DeliveryError(Exception):
     """Events could not be delivered; the request stays uncommitted and is processed again."""
 
 
+class PermanentDeliveryError(DeliveryError):
+    """Kafka refuses the write for a reason a retry cannot fix (size, authorisation, topic)."""
+
+
+class EventTooLarge(Exception):
+    """One event is larger than the transport accepts (``size`` and ``limit`` in bytes)."""
+
+    def __init__(self, event_type: str, size: int, limit: int):
+        self.event_type, self.size, self.limit = event_type, size, limit
+        super().__init__(f"{event_type} event of {size} bytes exceeds the {limit}-byte limit")
+
+
 class RunAbandoned(Exception):
     """The worker stopped this run on purpose; the request stays uncommitted."""
 
@@ -118,8 +136,10 @@ class RecordRejected(Exception):
 __all__ = [
     "ConfigError",
     "DeliveryError",
+    "EventTooLarge",
     "HostError",
     "InvalidRequestError",
+    "PermanentDeliveryError",
     "PluginError",
     "ProviderConfigError",
     "ProviderError",

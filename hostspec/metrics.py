@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 REQUESTS = Counter("connector_requests_total", "Sync requests read by the worker, by what became of them",
-                   ["outcome"])  # accepted | refused | duplicate
+                   ["outcome"])  # accepted | refused | duplicate | forwarded | redelivered | retried
 RUNS = Counter("connector_runs_total", "Sync runs that ended", ["provider", "connection", "outcome"])
 RUN_SECONDS = Histogram("connector_run_duration_seconds", "Duration of sync runs", ["provider", "scope"],
                         buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600))
@@ -29,6 +29,17 @@ RATE_LIMIT_WAIT = Counter("connector_rate_limit_wait_seconds_total",
 LAST_SUCCESS = Gauge("connector_last_success_timestamp_seconds",
                      "When a connection last synced successfully (Unix time)", ["connection", "scope"])
 CONSUMER_LAG = Gauge("connector_consumer_lag", "Records not yet read by this process", ["group", "topic", "partition"])
+WORKER_PARTITIONS = Gauge("connector_worker_partitions", "Request partitions of this worker (owned, ready)",
+                          ["phase"])
+RESTORE_SECONDS = Histogram("connector_state_restore_seconds", "Time to restore one partition's state",
+                            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900))
+RESTORED_RECORDS = Counter("connector_state_restored_records_total", "State records read while restoring")
+RUNS_CANCELLED = Counter("connector_runs_cancelled_total", "Runs stopped because their partition moved",
+                         ["reason"])  # revoked | lost
+CONNECTIONS_FILE_OK = Gauge("connector_connections_file_ok", "1 when the connections file last read cleanly, "
+                            "0 while a broken change is ignored (the last good version stays in use)")
+CONNECTIONS_FILE_ERRORS = Counter("connector_connections_file_errors_total",
+                                  "Changes of the connections file that could not be used")
 SCHEDULED = Counter("connector_scheduled_requests_total", "Sync requests published by the scheduler", ["job"])
 
 PUBLISHER_RECORDS = Counter("publisher_records_total", "Records handled by the 360Learning publisher",

@@ -19,7 +19,8 @@ from .errors import DeliveryError, HostError, TransportError
 from .schedule import Job, Slot, due, jobs_of
 from .topics import Topics
 from .transport.config import KafkaConfig, topic_specs
-from .transport.kafka import KafkaSink, Partition, RequestConsumer, StateChangelog, ensure_topics, make_producer
+from .transport.changelog import ChangelogReader
+from .transport.kafka import KafkaSink, Partition, RequestConsumer, ensure_topics, make_producer
 from .worker import ConnectionsFile
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,9 @@ class Scheduler:
         self._leader = False
 
     def _load(self) -> None:
-        changelog = StateChangelog(self.kafka, self.topics.scheduler)
+        changelog = ChangelogReader(self.kafka, self.topics.scheduler)
         try:
-            changelog.catch_up(lambda records: self.last.update(
+            changelog.read_all(lambda records: self.last.update(
                 {k: v.decode("utf-8") for k, v in records if v is not None}))
         finally:
             changelog.close()

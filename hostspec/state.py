@@ -6,8 +6,9 @@ organisation's size. A run works through a :class:`StateSession`: reads see the 
 session's own pending writes; writes wait in a buffer bounded by the engine's batch size and are
 applied in one short transaction by :meth:`StateSession.commit`, after the batch's events are
 durable. The Kafka worker also ships each committed buffer as records of a compacted changelog
-topic, in the same transaction as the events (:meth:`StateSession.changelog`); a worker rebuilds
-its local database from that topic (:func:`apply_changelog`).
+topic, in the same transaction as the events (:meth:`StateSession.changelog`); a worker keeps one
+database per request partition it owns and restores it from that partition of the changelog
+(:func:`apply_changelog`), remembering how far it read (:meth:`StateDB.changelog_position`).
 
 Keys: ``scope`` is ``tenant/connection``; ``kind`` is ``course`` or ``stat``; ``entity`` is the
 provider id (``course``) or ``course/learner/attempt`` (``stat``).
@@ -15,11 +16,15 @@ provider id (``course``) or ``course/learner/attempt`` (``stat``).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -30,6 +35,9 @@ CREATE TABLE IF NOT EXISTS entities (
 CREATE TABLE IF NOT EXISTS checkpoints (
     scope TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (scope, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY, value TEXT NOT NULL
 ) WITHOUT ROWID;
 """
 SEP = "\x1f"  # separates the parts of a changelog key
@@ -57,7 +65,34 @@ class StateDB:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._db.close()   # closing twice is harmless
+
+    def destroy(self) -> None:
+        """Close and delete the database files (a partition given up)."""
+        self.close()
+        if self.path != ":memory:":
+            for name in (self.path, f"{self.path}-wal", f"{self.path}-shm"):
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
+
+    # -- where the database stands in its changelog -----------------------------------------------
+    def changelog_position(self) -> dict[str, Any] | None:
+        """``{"topic", "partition", "offset", "at"}`` recorded by :meth:`set_changelog_position`."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name='changelog'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_changelog_position(self, position: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO meta (name, value) VALUES ('changelog', ?) "
+                             "ON CONFLICT(name) DO UPDATE SET value=excluded.value", (json.dumps(position),))
+
+    def clear(self) -> None:
+        """Forget everything (a restore from the start of the changelog follows)."""
+        with self._lock:
+            self._db.executescript("DELETE FROM entities; DELETE FROM checkpoints; DELETE FROM meta;")
 
     # -- reads ---------------------------------------------------------------------------------
     def entry(self, scope: str, kind: str, entity: str) -> Entry | None:
@@ -85,6 +120,19 @@ class StateDB:
             for entity, fp, memo in rows:
                 yield entity, Entry(fp, json.loads(memo) if memo else None)
             after = rows[-1][0]
+
+    def with_prefix(self, scope: str, kind: str, prefix: str) -> list[str]:
+        """Entities of ``kind`` whose id starts with ``prefix`` (e.g. the stats of one course)."""
+        with self._lock:
+            rows = self._db.execute("SELECT entity FROM entities WHERE scope=? AND kind=? AND entity>=? AND entity<?",
+                                    (scope, kind, prefix, prefix + "\U0010ffff")).fetchall()
+        return [r[0] for r in rows]
+
+    def checkpoints_with_prefix(self, scope: str, prefix: str) -> dict[str, Any]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, value FROM checkpoints WHERE scope=? AND name>=? AND name<?",
+                                    (scope, prefix, prefix + "\U0010ffff")).fetchall()
+        return {name: json.loads(value) for name, value in rows}
 
     def count(self, scope: str | None = None, kind: str | None = None) -> int:
         sql, args = "SELECT COUNT(*) FROM entities WHERE 1=1", []
@@ -173,8 +221,12 @@ class StateSession:
             out.append((SEP.join(("c", scope, name)), None if value is None else json.dumps(value).encode()))
         return out
 
-    def commit(self) -> None:
-        if self._puts or self._checkpoints or self._seen:
+    def commit(self, *, seen_only: bool = False) -> None:
+        """Apply the buffer (``seen_only``: only the seen marks, e.g. a dry run's)."""
+        if seen_only:
+            if self._seen:
+                self.db.apply({}, {}, self._seen)
+        elif self._puts or self._checkpoints or self._seen:
             self.db.apply(self._puts, self._checkpoints, self._seen)
         self.rollback()
 
@@ -182,15 +234,29 @@ class StateSession:
         self._puts, self._checkpoints, self._seen = {}, {}, {}
 
 
-def apply_changelog(db: StateDB, records: list[tuple[str, bytes | None]]) -> None:
-    """Apply changelog records (from the compacted topic) to a local database."""
+def apply_changelog(db: StateDB, records: list[tuple[str, bytes | None]]) -> int:
+    """Apply changelog records (from the compacted topic) to a local database, in order.
+
+    A record this version cannot read (not JSON, an unknown key shape) is skipped and counted,
+    never fatal: one bad record must not stop every worker from restoring its partition.
+    Returns how many records were skipped.
+    """
     puts: dict[tuple[str, str, str], Entry | None] = {}
     checkpoints: dict[tuple[str, str], Any] = {}
+    skipped = 0
     for key, value in records:
-        parts = key.split(SEP)
-        if parts[0] == "e" and len(parts) == 4:
-            doc = json.loads(value) if value is not None else None
-            puts[(parts[1], parts[2], parts[3])] = Entry(doc["fp"], doc.get("memo")) if doc else None
-        elif parts[0] == "c" and len(parts) == 3:
-            checkpoints[(parts[1], parts[2])] = json.loads(value) if value is not None else None
+        parts = key.split(SEP, 3)
+        try:
+            if parts[0] == "e" and len(parts) == 4:
+                doc = json.loads(value) if value is not None else None
+                puts[(parts[1], parts[2], parts[3])] = Entry(doc["fp"], doc.get("memo")) if doc else None
+            elif parts[0] == "c" and len(parts) == 3:
+                checkpoints[(parts[1], parts[2])] = json.loads(value) if value is not None else None
+            else:
+                skipped += 1
+        except (ValueError, TypeError, KeyError):
+            skipped += 1
+    if skipped:
+        log.warning("%d unreadable state records skipped", skipped)
     db.apply(puts, checkpoints, {})
+    return skipped

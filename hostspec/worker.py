@@ -1,74 +1,89 @@
-"""The Kafka worker: consume sync requests, run them, produce events, exactly once.
+"""The Kafka worker: consume sync requests, run them, produce events, exactly once, in a fleet.
 
-How a long sync never gets the worker thrown out of its group, nor blocks other partitions:
-the poll loop runs in the main thread and never waits for a sync. A request is handed to a
-thread pool and its partition is *paused*, so the loop keeps calling ``poll()`` (the consumer
-stays a live group member however long the sync takes) and keeps serving the other partitions.
-When the run ends, every event it produced has been flushed and acknowledged (acks=all,
-idempotent producer); only then does the loop commit the request's offset + 1 and resume the
-partition. Requests of one partition therefore run in order; different partitions run in
-parallel, up to ``concurrency``. Two runs of the same connection never overlap: a
-per-connection lock queues the later request until the earlier one ends.
+The design is Kafka Streams' task model with the parallel-consumer pattern inside each task:
 
-Exactly once: a run is a series of Kafka transactions (one per engine checkpoint). Each carries
-the batch's events, the batch's state records (fingerprints, cursors) on the compacted state
-topic and, for the last one, the request's consumer offset. ``read_committed`` consumers see a
-batch entirely or not at all. A worker that dies, or loses the partition, leaves the request
-uncommitted; the next owner first reads the state topic (so it knows every committed
-fingerprint), runs the request again, resumes at the last committed page and skips entities
-already delivered: no event is lost and none is delivered twice.
-A request that cannot be run (malformed, unknown provider or connection) goes to the dead-letter
-topic with its raw bytes and origin, a ``failed`` status is published when its id is readable,
-its offset is committed in the same transaction, and the worker carries on.
+* **Partition tasks.** Each assigned partition of the requests topic is a
+  :class:`~hostspec.tasks.PartitionTask` that owns the co-partitioned partition of the state
+  topic. On assignment its state is restored in the background (:mod:`hostspec.restore`): the
+  worker holds only the state of the partitions it owns, and restoring takes time in proportion
+  to that state, not to the fleet. On revocation the task stops its runs and commits, and its
+  state is dropped.
+* **Cooperative rebalancing** (cooperative-sticky, KIP-429): a worker joining or leaving moves
+  only the partitions that change owner; syncs on the others go on untouched.
+* **Home partitions.** Every connection has one home partition (murmur2 of its name over the
+  state topic's partitions). Its requests run only there; one arriving elsewhere (a producer
+  that keys differently, partitions added to the requests topic) is forwarded to its home in a
+  transaction with its offset. One connection therefore never runs on two workers at once.
+* **Parallel runs.** A thread pool of ``concurrency`` runs the requests of different
+  connections at once, from any of the worker's partitions; the requests of one connection run
+  one at a time, in order. A slow or failing tenant occupies one thread and delays no other.
+* **Exactly once.** A run buffers its events and writes them with its state records at each
+  checkpoint in one Kafka transaction that also commits the task's lowest unfinished offset
+  with the current group metadata (:mod:`hostspec.transport.transactions`): a worker that lost
+  the partition, or was evicted from the group, cannot commit anything; a new owner sees every
+  committed record before it runs anything. Each request leaves a request-done marker in its
+  connection's state, so one that finished before a take-over is not run again.
+* **Nothing blocks a partition.** Refusals, forwards and skips of one poll are committed
+  together; dead letters are size-bounded; Kafka errors that a retry cannot fix end the request
+  as ``failed``; transient errors (Kafka, state, producer re-creation) retry the request with a
+  capped backoff instead of dead-lettering it; a broken connections file keeps the last good
+  one.
 """
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import shutil
 import socket
+import sqlite3
 import tempfile
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from marshmallow import ValidationError
 
 from . import events as ev
 from . import metrics
 from .connections import ConnectionStore
-from .dead_letters import refused_request, skipped_request
+from .dead_letters import MAX_ID_CHARS, refused_request, skipped_request
 from .engine import DEFAULT_LOOKBACK, REQUEST_DONE, RunReport, SyncEngine, SyncRequest
-from .errors import DeliveryError, HostError, RunAbandoned
+from .errors import DeliveryError, HostError, PermanentDeliveryError, RunAbandoned, TransportError
 from .plugins import HostPluginManager
 from .provider import Connection
-from .state import SEP, StateDB, apply_changelog
+from .restore import Restorer
+from .tasks import READY, REVOKED, PartitionTask, Pending, Running, home_partition
 from .topics import Topics
 from .transport.config import KafkaConfig, topic_specs
-from .transport.kafka import (InboundMessage, Partition, ProducerPool, RequestConsumer, StateChangelog,
-                              TransactionalSink, ensure_topics)
+from .transport.kafka import InboundMessage, Partition, RequestConsumer, ensure_topics
+from .transport.transactions import OutRecord, ProducerBroken, ProducerPool, TransactionalSink, commit_fenced
 
 log = logging.getLogger(__name__)
+MAX_BACKLOG = 500          # requests read ahead per partition before it is paused
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
     group_id: str = "connector-host"
-    concurrency: int = 1             # syncs at once in this process; scale with processes (see BENCHMARKS.md)
+    concurrency: int = 4             # runs at once in this process, across all its partitions
     session_timeout_ms: int = 45_000
+    max_poll_interval_ms: int = 300_000
     grace_s: float = 30.0            # on shutdown, how long running syncs may finish
-    retry_backoff_s: float = 5.0     # wait before re-running a request whose events were not delivered
+    retry_backoff_s: float = 1.0     # first wait before re-running a request that hit a transient error ...
+    retry_backoff_max_s: float = 60.0  # ... doubling up to this
     status_every: int = 5_000        # a "progress" status every that many records
     batch_size: int = 5_000          # records per transaction
     batch_seconds: float = 10.0      # ... or this long, whichever comes first
-    transaction_timeout_ms: int = 60_000
+    transaction_timeout_ms: int = 15_000
     lookback_s: float = DEFAULT_LOOKBACK.total_seconds()
-    state_dir: str | None = None     # local state database (rebuilt from the state topic at start)
+    request_memory_s: float = 7 * 86_400   # how long request ids are remembered (the requests topic's retention)
+    state_dir: str | None = None     # local state databases, one per owned partition (default: a temporary folder)
     static_membership: bool = False  # join as a static group member named worker_id
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
@@ -89,7 +104,11 @@ def admit(value: bytes | None, connections: ConnectionStore,
         event = ev.parse_event(value or b"", expected_type=ev.SYNC_REQUESTED)
     except ValidationError as exc:
         return Refusal("malformed sync request", exc.messages)
+    except RecursionError:
+        return Refusal("malformed sync request", {"_schema": ["nested too deeply"]})
     request = SyncRequest.from_event(event)
+    if len(request.request_id) > MAX_ID_CHARS:
+        return Refusal(f"request id longer than {MAX_ID_CHARS} characters", {"id": ["too long"]})
     try:
         plugins.provider(request.provider)  # unknown provider: name the installed ones
         connection = connections.get(request.connection, plugins)
@@ -101,38 +120,54 @@ def admit(value: bytes | None, connections: ConnectionStore,
     return request, connection
 
 
-class _AlreadyRan(Exception):
-    """The request's id ran before (its offset is committed, nothing else happens)."""
-
-
 class ConnectionsFile:
-    """The connections file, re-read when it changes so operators can add connections live."""
+    """The connections file, re-read when it changes so operators can add connections live.
+
+    A change that does not read (half-written, a TOML typo, a missing table) is reported and
+    the last good version stays in use until the file is fixed.
+    """
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self._mtime: float | None = None
         self._store: ConnectionStore | None = None
+        self._failed_mtime: float | None = None
 
     def store(self) -> ConnectionStore:
+        """The current connections; raises :class:`HostError` only if no version ever read."""
         try:
             mtime = self.path.stat().st_mtime
         except OSError:
             mtime = None
-        if self._store is None or mtime != self._mtime:
-            self._store = ConnectionStore.from_file(self.path)
-            self._mtime = mtime
-        return self._store
+        if self._store is not None and mtime in (self._mtime, self._failed_mtime):
+            return self._store
+        try:
+            store = ConnectionStore.from_file(self.path)
+        except HostError as exc:
+            if self._store is None:
+                raise
+            if mtime != self._failed_mtime:
+                log.error("connections file changed but cannot be used (%s); keeping the version read before", exc)
+                metrics.CONNECTIONS_FILE_OK.set(0)
+                metrics.CONNECTIONS_FILE_ERRORS.inc()
+                self._failed_mtime = mtime
+            return self._store
+        if self._store is not None:
+            log.info("connections file %s re-read: %d connections", self.path, len(store.names))
+        self._store, self._mtime, self._failed_mtime = store, mtime, None
+        metrics.CONNECTIONS_FILE_OK.set(1)
+        return store
 
 
 @dataclass
-class _Slot:
-    """One assigned partition's queue: the request running now and the ones fetched after it."""
+class _Outgoing:
+    """A request the main loop ends without running it: refused, forwarded, skipped, redelivered."""
 
-    pending: deque[InboundMessage] = field(default_factory=deque)
-    running: Future[RunReport] | None = None
-    current: InboundMessage | None = None
-    cancel: threading.Event | None = None
-    not_before: float = 0.0
+    task: PartitionTask
+    msg: InboundMessage
+    records: list[OutRecord]
+    outcome: str
+    minimal: Callable[[], list[OutRecord]] | None = None   # a smaller ending if Kafka refuses ``records``
 
 
 class Worker:
@@ -143,17 +178,20 @@ class Worker:
         self._stopping = threading.Event()
         self._abandon = threading.Event()
         self.duplicates = 0
-        self._slots: dict[Partition, _Slot] = {}
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._locks_guard = threading.Lock()
-        self._active_scopes: set[str] = set()
+        self._tasks: dict[Partition, PartitionTask] = {}
+        self._tasks_lock = threading.Lock()
+        self._retiring: list[PartitionTask] = []
+        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._consumer: RequestConsumer | None = None
         self._producers: ProducerPool | None = None
         self._main_producers: ProducerPool | None = None
-        self._changelog: StateChangelog | None = None
-        self.state: StateDB | None = None
+        self._restorer: Restorer | None = None
+        self._state_partitions = 0
+        self._slots: threading.Semaphore | None = None
+        self._running = 0
+        self._rotation = 0
+        self._state_folder: Path | None = None
         self._temp_state_dir: Path | None = None
-        self._pool: ThreadPoolExecutor | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
@@ -167,240 +205,436 @@ class Worker:
     def run(self) -> None:
         s = self.settings
         ensure_topics(self.kafka, topic_specs(self.topics))
-        self._open_state()
+        self._state_folder = self._folder()
         txn_prefix = f"{s.group_id}.{s.worker_id}"
         self._producers = ProducerPool(self.kafka, txn_prefix, s.concurrency,
                                        transaction_timeout_ms=s.transaction_timeout_ms)
         self._main_producers = ProducerPool(self.kafka, txn_prefix + ".main", 1,
                                             transaction_timeout_ms=s.transaction_timeout_ms)
-        self._consumer = RequestConsumer(self.kafka, self.topics.requests, s.group_id,
-                                         on_assigned=self._assigned, on_revoked=self._revoked,
-                                         session_timeout_ms=s.session_timeout_ms,
+        self._consumer = RequestConsumer(self.kafka, self.topics.requests, s.group_id, also_known=[self.topics.state],
+                                         on_assigned=self._on_assigned, on_revoked=self._on_revoked,
+                                         on_lost=self._on_lost, session_timeout_ms=s.session_timeout_ms,
+                                         max_poll_interval_ms=s.max_poll_interval_ms,
                                          group_instance_id=s.worker_id if s.static_membership else None)
-        self._pool = ThreadPoolExecutor(s.concurrency, thread_name_prefix="sync")
-        log.info("worker %s consuming %s in group %s", s.worker_id, self.topics.requests, s.group_id)
+        self._state_partitions = self._check_partitions()
+        self._restorer = Restorer(self.kafka, self.topics, s.group_id, self._state_folder,
+                                  lambda task: self._events.put(("restored", task)))
+        log.info("worker %s consuming %s in group %s (%d state partitions, %d runs at once)", s.worker_id,
+                 self.topics.requests, s.group_id, self._state_partitions, s.concurrency)
         probe = metrics.LagProbe(self._consumer, s.group_id)
         try:
             while not self._stopping.is_set():
-                self._take(self._consumer.poll(200))
+                messages = self._consumer.poll(200)
+                self._membership_changes()
+                self._take(messages)
                 self._advance()
                 probe()
             self._drain()
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._producers.close()
-            self._main_producers.close()
-            self._consumer.close()
-            self._changelog.close()  # type: ignore[union-attr]
-            self.state.close()  # type: ignore[union-attr]
-            if self._temp_state_dir is not None:
-                shutil.rmtree(self._temp_state_dir, ignore_errors=True)
-            log.info("worker %s stopped", s.worker_id)
+            self._shutdown()
 
-    def _open_state(self) -> None:
-        """A fresh local database, rebuilt from the compacted state topic."""
+    def _folder(self) -> Path:
         if self.settings.state_dir:
             folder = Path(self.settings.state_dir)
-        else:
-            folder = self._temp_state_dir = Path(tempfile.mkdtemp(prefix="connector-host-state-"))
-        path = folder / f"state-{self.settings.worker_id}.sqlite"
-        for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            stale.unlink(missing_ok=True)
-        self.state = StateDB(path)
-        self._changelog = StateChangelog(self.kafka, self.topics.state)
-        started = time.monotonic()
-        n = self._changelog.catch_up(lambda records: apply_changelog(self.state, records))  # type: ignore[arg-type]
-        log.info("state rebuilt from %s: %d records, %d entities in %.1fs", self.topics.state, n,
-                 self.state.count(), time.monotonic() - started)
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
+        folder = self._temp_state_dir = Path(tempfile.mkdtemp(prefix="connector-host-state-"))
+        return folder
 
-    def _catch_up(self, own_scope: str) -> None:
-        """Apply state records written since the last read, e.g. by a worker that died.
+    def _check_partitions(self) -> int:
+        assert self._consumer is not None
+        counts = self._consumer.partition_counts
+        requests, state = counts.get(self.topics.requests, 0), counts.get(self.topics.state, 0)
+        if not state or not requests:
+            raise TransportError(f"topics {self.topics.requests} and {self.topics.state} have no partitions yet")
+        if requests < state:
+            raise TransportError(f"{self.topics.requests} has {requests} partitions and {self.topics.state} {state}: "
+                                 "the requests topic needs at least as many partitions as the state topic")
+        return state
 
-        Records of scopes that another run of this process holds are skipped: that run is their
-        only writer and its commits are already in the local database.
-        """
-        with self._locks_guard:
-            busy = self._active_scopes - {own_scope}
-
-        def apply(records: list[tuple[str, bytes | None]]) -> None:
-            apply_changelog(self.state, [(k, v) for k, v in records if k.split(SEP)[1] not in busy])  # type: ignore[arg-type]
-
-        self._changelog.catch_up(apply)  # type: ignore[union-attr]
+    def _shutdown(self) -> None:
+        s = self.settings
+        if self._consumer is not None:
+            self._consumer.close()    # revokes every partition: no commit can start after this
+        for task in self._all_tasks():
+            task.revoke()
+            if task.store is not None and not task.running:
+                task.store.close()    # kept for an incremental restore when this worker comes back
+        if self._restorer is not None:
+            self._restorer.close()
+        for pool in (self._producers, self._main_producers):
+            if pool is not None:
+                pool.close()
+        if self._temp_state_dir is not None:
+            shutil.rmtree(self._temp_state_dir, ignore_errors=True)
+        log.info("worker %s stopped", s.worker_id)
 
     def _drain(self) -> None:
         """Let running syncs finish within the grace period, commit them, abandon the rest."""
         assert self._consumer is not None
         deadline = time.monotonic() + self.settings.grace_s
-        log.info("stopping: waiting up to %.0fs for %d running syncs", self.settings.grace_s,
-                 sum(1 for s in self._slots.values() if s.running))
-        while any(s.running for s in self._slots.values()):
-            if time.monotonic() >= deadline and not self._abandon.is_set():
-                log.warning("grace period over: abandoning running syncs (their requests stay uncommitted)")
-                self._abandon.set()
+        log.info("stopping: waiting up to %.0fs for %d running syncs", self.settings.grace_s, self._running)
+        while self._running:
+            if time.monotonic() >= deadline:
+                if not self._abandon.is_set():
+                    log.warning("grace period over: abandoning running syncs (their requests stay uncommitted)")
+                    self._abandon.set()
+                    for task in self._all_tasks():
+                        for running in list(task.running.values()):
+                            running.cancel.set()
+                elif time.monotonic() >= deadline + 10:
+                    log.warning("%d runs still blocked (in a provider call); leaving them", self._running)
+                    return
             self._consumer.poll(100)  # stay a group member so the commits below are accepted
+            self._membership_changes()
             self._advance()
 
-    # -- rebalance callbacks (called inside poll, on the main thread) --------------------------
-    def _assigned(self, partitions: set[Partition]) -> None:
-        log.info("worker %s assigned partitions %s", self.settings.worker_id, sorted(p for _, p in partitions))
+    def _all_tasks(self) -> list[PartitionTask]:
+        with self._tasks_lock:
+            return list(self._tasks.values()) + list(self._retiring)
 
-    def _revoked(self, partitions: set[Partition]) -> None:
-        for tp in partitions:
-            slot = self._slots.pop(tp, None)
-            if slot and slot.cancel is not None:
-                slot.cancel.set()  # its next owner runs the request again
-                log.info("partition %s revoked while a sync ran; the sync is abandoned", tp[1])
+    # -- membership (callbacks on kafka-python's IO thread; the main loop applies them) ----------
+    def _on_assigned(self, partitions: set[Partition]) -> None:
+        self._events.put(("assigned", partitions))
+
+    def _on_revoked(self, partitions: set[Partition]) -> None:
+        self._give_up(partitions, "revoked")
+
+    def _on_lost(self, partitions: set[Partition]) -> None:
+        self._give_up(partitions, "lost")
+
+    def _give_up(self, partitions: set[Partition], how: str) -> None:
+        with self._tasks_lock:
+            tasks = [self._tasks.pop(tp) for tp in partitions if tp in self._tasks]
+            self._retiring.extend(tasks)
+        for task in tasks:
+            busy = len(task.running)
+            task.revoke()   # returns once no commit of this partition is in flight
+            if busy:
+                metrics.RUNS_CANCELLED.labels(how).inc(busy)
+            log.info("partition %d %s%s", task.partition, how, f": {busy} running syncs abandoned" if busy else "")
+        self._events.put(("revoked", partitions))
+
+    def _membership_changes(self) -> None:
+        changed = False
+        while True:
+            try:
+                what, payload = self._events.get_nowait()
+            except queue.Empty:
+                break
+            changed = True
+            if what == "assigned":
+                self._assign(payload)
+            elif what == "restored":
+                task = payload
+                if task.revoked.is_set():
+                    self._drop_state(task)
+                else:
+                    task.phase = READY
+        self._retire()
+        if changed:
+            self._log_partitions()
+
+    def _assign(self, partitions: set[Partition]) -> None:
+        assert self._consumer is not None and self._restorer is not None
+        log.info("worker %s assigned partitions %s", self.settings.worker_id, sorted(p for _t, p in partitions))
+        for tp in sorted(partitions):
+            state_partition = tp[1] if tp[1] < self._state_partitions else None
+            task = PartitionTask(tp, state_partition=state_partition, membership=self._consumer.group_metadata)
+            with self._tasks_lock:
+                self._tasks[tp] = task
+            if task.serves_runs:
+                self._restorer.submit(task)
+
+    def _retire(self) -> None:
+        """Drop the state of revoked partitions once their runs have ended."""
+        for task in list(self._retiring):
+            if task.running:
+                continue
+            self._drop_state(task)
+            with self._tasks_lock:
+                self._retiring.remove(task)
+
+    @staticmethod
+    def _drop_state(task: PartitionTask) -> None:
+        store, task.store = task.store, None
+        if store is not None:
+            store.destroy()
+
+    def _log_partitions(self) -> None:
+        with self._tasks_lock:
+            ready = sorted(t.partition for t in self._tasks.values() if t.phase == READY)
+            owned = len(self._tasks)
+        metrics.WORKER_PARTITIONS.labels("owned").set(owned)
+        metrics.WORKER_PARTITIONS.labels("ready").set(len(ready))
+        log.info("worker %s serves partitions %s", self.settings.worker_id, ready)
 
     # -- the loop ------------------------------------------------------------------------------
     def _take(self, messages: list[InboundMessage]) -> None:
         assert self._consumer is not None
         for msg in messages:
-            slot = self._slots.get(msg.tp)
-            if slot is None:
-                slot = self._slots[msg.tp] = _Slot()
+            with self._tasks_lock:
+                task = self._tasks.get(msg.tp)
+            if task is None or task.revoked.is_set():
+                continue    # a partition given up meanwhile: its new owner reads it again
+            task.fetched(msg.offset)
+            task.backlog.append(msg)
+            if len(task.backlog) >= MAX_BACKLOG and not task.paused:
                 self._consumer.pause(msg.tp)
-            slot.pending.append(msg)
+                task.paused = True
 
     def _advance(self) -> None:
         assert self._consumer is not None
-        for tp, slot in list(self._slots.items()):
-            if slot.running is not None:
-                if not slot.running.done():
-                    continue
-                self._finish(tp, slot)
-            while (slot.running is None and slot.pending and time.monotonic() >= slot.not_before
-                   and not self._stopping.is_set()):
-                msg = slot.pending.popleft()
-                try:
-                    future = self._dispatch(msg, slot)
-                except DeliveryError as exc:
-                    log.error("dead letter for offset %d not delivered (%s); retrying later", msg.offset, exc)
-                    slot.pending.appendleft(msg)
-                    slot.not_before = time.monotonic() + self.settings.retry_backoff_s
-                    break
-                if future is not None:  # None: refused, its offset committed with the dead letter
-                    slot.running, slot.current = future, msg
-            if slot.running is None and not slot.pending and tp in self._slots:
-                del self._slots[tp]
-                if tp in self._consumer.assignment():
-                    self._consumer.resume(tp)
+        tasks = [t for t in self._all_tasks()]
+        for task in tasks:
+            for name, running in list(task.running.items()):
+                if running.future.done():
+                    self._finish(task, name)
+        outgoing: list[_Outgoing] = []
+        now = time.monotonic()
+        for task in tasks:
+            if task.phase == READY and not task.revoked.is_set() and now >= task.not_before:
+                self._admit(task, outgoing)
+        if not self._stopping.is_set():
+            self._dispatch(outgoing)
+        if outgoing:
+            self._end(outgoing)
+        for task in tasks:
+            if task.paused and len(task.backlog) < MAX_BACKLOG // 2 and not task.revoked.is_set():
+                if task.tp in self._consumer.assignment():
+                    self._consumer.resume(task.tp)
+                task.paused = False
 
-    def _finish(self, tp: Partition, slot: _Slot) -> None:
-        assert self._consumer is not None and slot.running is not None and slot.current is not None
-        msg, future = slot.current, slot.running
-        slot.running = slot.current = slot.cancel = None
+    def _admit(self, task: PartitionTask, outgoing: list[_Outgoing]) -> None:
+        """Sort the task's new requests: refused, forwarded to their home, or queued per connection."""
+        try:
+            store = self.connections.store()
+        except HostError as exc:   # never read successfully: wait for the file, refuse nothing
+            log.error("no usable connections file (%s); requests wait", exc)
+            task.not_before = time.monotonic() + 5
+            return
+        while task.backlog:
+            msg = task.backlog.popleft()
+            admitted = admit(msg.value, store, self.plugins)
+            if isinstance(admitted, Refusal):
+                outgoing.append(self._refusal(task, msg, admitted.reason, admitted.errors, admitted.request))
+                continue
+            request, connection = admitted
+            request = replace(request, origin=f"{msg.topic}:{msg.partition}:{msg.offset}")
+            home = home_partition(connection.name, self._state_partitions)
+            if home != task.partition:
+                log.info("request %s for %s at %d@%d forwarded to its home partition %d", request.request_id,
+                         connection.name, msg.partition, msg.offset, home)
+                outgoing.append(_Outgoing(task, msg, [OutRecord(self.topics.requests, home, msg.key or
+                                                                connection.name.encode(), msg.value)], "forwarded"))
+                continue
+            task.waiting.setdefault(connection.name, deque()).append(
+                Pending(msg, request, connection))
+
+    def _dispatch(self, outgoing: list[_Outgoing]) -> None:
+        """Start runs while threads are free: round robin over partitions, in order per connection."""
+        ready = [t for t in self._all_tasks() if t.phase == READY and t.serves_runs and not t.revoked.is_set()]
+        if not ready:
+            return
+        self._rotation = (self._rotation + 1) % len(ready)
+        ready = ready[self._rotation:] + ready[:self._rotation]
+        now = time.monotonic()
+        progress = True
+        while progress and self._running < self.settings.concurrency:
+            progress = False
+            for task in ready:
+                if self._running >= self.settings.concurrency:
+                    break
+                for name, queue_ in list(task.waiting.items()):
+                    if name in task.running or not queue_ or queue_[0].not_before > now:
+                        continue
+                    pending = queue_.popleft()
+                    if not queue_:
+                        del task.waiting[name]
+                    ended = self._already_ran(task, pending)
+                    if ended is not None:
+                        outgoing.append(ended)
+                    else:
+                        self._start(task, pending)
+                    progress = True
+                    break
+
+    def _already_ran(self, task: PartitionTask, pending: Pending) -> _Outgoing | None:
+        """A request whose id already ran: read again after a take-over (silently ended) or a duplicate."""
+        request, connection = pending.request, pending.connection
+        assert task.store is not None
+        marker = task.store.checkpoint(f"{connection.tenant}/{connection.name}", f"{REQUEST_DONE}{request.request_id}")
+        if marker is None:
+            return None
+        if isinstance(marker, dict) and marker.get("origin") == request.origin:
+            log.info("request %s at %d@%d already ran before this worker took the partition over",
+                     request.request_id, pending.msg.partition, pending.msg.offset)
+            return _Outgoing(task, pending.msg, [], "redelivered")
+        ended_at = marker.get("ended_at") if isinstance(marker, dict) else marker
+        reason = f"request {request.request_id} already ran for {connection.name} ({ended_at}): skipped"
+        log.info("%s", reason)
+        self.duplicates += 1
+        event = skipped_request(request.request_id, tenant=connection.tenant, connection=connection.name,
+                                provider=connection.provider, scope=request.scope, reason=reason,
+                                now=datetime.now(timezone.utc), worker=self.settings.worker_id)
+        return _Outgoing(task, pending.msg, [self._record(event)], "duplicate")
+
+    def _start(self, task: PartitionTask, pending: Pending) -> None:
+        request, connection = pending.request, pending.connection
+        running = Running(pending, Future())
+        if pending.attempts == 0:
+            metrics.REQUESTS.labels("accepted").inc()
+        log.info("request %s for %s/%s (scope %s) from %s@%d%s", request.request_id, connection.tenant,
+                 connection.name, request.scope, pending.msg.partition, pending.msg.offset,
+                 f", attempt {pending.attempts + 1}" if pending.attempts else "")
+        task.started(connection.name, running)
+        self._running += 1
+        thread = threading.Thread(target=self._execute, args=(task, running), daemon=True,
+                                  name=f"sync-{connection.name}"[:40])
+        thread.start()
+
+    def _finish(self, task: PartitionTask, name: str) -> None:
+        running = task.ended(name)
+        self._running -= 1
+        pending, future = running.pending, running.future
+        msg = pending.msg
         try:
             report = future.result()
         except RunAbandoned as exc:
-            log.info("request at %s@%d abandoned: %s", tp[1], msg.offset, exc)
+            if task.revoked.is_set() or self._stopping.is_set():
+                log.info("request at %d@%d abandoned: %s", msg.partition, msg.offset, exc)
+            else:
+                self._retry(task, pending, f"abandoned: {exc}")
             return
-        except _AlreadyRan as exc:
-            log.info("%s", exc)
-            self.duplicates += 1
-            metrics.REQUESTS.labels("duplicate").inc()
+        except PermanentDeliveryError as exc:
+            log.error("events of request at %d@%d refused by Kafka for good (%s): the request fails",
+                      msg.partition, msg.offset, exc)
+            self._end([self._refusal(task, msg, f"Kafka refused the run's events: {exc}", None, pending.request,
+                                     stage="delivery", kind="delivery")])
             return
-        except DeliveryError as exc:
-            log.error("events of request at %s@%d not delivered (%s); it will run again", tp[1], msg.offset, exc)
-            slot.pending.appendleft(msg)
-            slot.not_before = time.monotonic() + self.settings.retry_backoff_s
+        except (DeliveryError, TransportError, sqlite3.Error) as exc:
+            self._retry(task, pending, f"{type(exc).__name__}: {exc}")
             return
         except Exception as exc:  # a bug: dead-letter the request rather than loop on it
-            log.exception("request at %s@%d crashed the run", tp[1], msg.offset)
+            log.error("request at %d@%d crashed the run", msg.partition, msg.offset, exc_info=exc)
+            self._end([self._refusal(task, msg, f"the worker failed on this request: {type(exc).__name__}",
+                                     None, pending.request)])
+            return
+        c = report.counts
+        log.info("run %s of %s %s: %d courses, %d stats (%d unchanged), %d removed, %d rejected in %.1fs",
+                 report.run_id, report.connection, report.outcome, c.courses_emitted, c.stats_emitted,
+                 c.stats_unchanged, c.courses_removed, c.rejected, report.duration_s)
+
+    def _retry(self, task: PartitionTask, pending: Pending, why: str) -> None:
+        """Run the request again later, before the connection's other requests."""
+        s = self.settings
+        pending.attempts += 1
+        wait = min(s.retry_backoff_max_s, s.retry_backoff_s * 2 ** min(pending.attempts - 1, 16))
+        pending.not_before = time.monotonic() + wait
+        metrics.REQUESTS.labels("retried").inc()
+        log.warning("request at %d@%d not completed (%s); running it again in %.0fs", pending.msg.partition,
+                    pending.msg.offset, why, wait)
+        if not task.revoked.is_set():
+            task.waiting.setdefault(pending.connection.name, deque()).appendleft(pending)
+
+    # -- ending requests without a run ---------------------------------------------------------
+    def _record(self, event: ev.Event) -> OutRecord:
+        return OutRecord(self.topics.for_type(event.type), None, event.key.encode("utf-8"),
+                         event.to_json().encode("utf-8"))
+
+    def _refusal(self, task: PartitionTask, msg: InboundMessage, reason: str, errors: Any,
+                 request: SyncRequest | None = None, *, stage: str = "request",
+                 kind: str = "invalid_request") -> _Outgoing:
+        log.warning("refused request at %d@%d: %s", msg.partition, msg.offset, reason)
+
+        def events(value: bytes | None, errors: Any) -> list[OutRecord]:
+            return [self._record(e) for e in refused_request(
+                topic=msg.topic, partition=msg.partition, offset=msg.offset, value=value, reason=reason,
+                errors=errors, now=datetime.now(timezone.utc), connection=request.connection if request else None,
+                provider=request.provider if request else None, worker=self.settings.worker_id, stage=stage,
+                kind=kind)]
+
+        return _Outgoing(task, msg, events(msg.value, errors), "refused", minimal=lambda: events(None, None))
+
+    def _end(self, outgoing: list[_Outgoing]) -> None:
+        """Commit the endings of requests that did not run, with their offsets, in one transaction."""
+        assert self._main_producers is not None
+        live = [o for o in outgoing if not o.task.revoked.is_set()]
+        if not live:
+            return
+        slot, producer = None, None
+        broken = False
+        try:
+            slot, producer = self._main_producers.take()
             try:
-                self._refuse(msg, f"the worker failed on this request: {type(exc).__name__}", None)
-            except DeliveryError:
-                slot.pending.appendleft(msg)
-                slot.not_before = time.monotonic() + self.settings.retry_backoff_s
-                return
-        else:  # its offset was committed in the run's last transaction
-            c = report.counts
-            log.info("run %s of %s %s: %d courses, %d stats (%d unchanged), %d removed, %d rejected in %.1fs",
-                     report.run_id, report.connection, report.outcome, c.courses_emitted, c.stats_emitted,
-                     c.stats_unchanged, c.courses_removed, c.rejected, report.duration_s)
-
-    # -- one request ---------------------------------------------------------------------------
-    def _dispatch(self, msg: InboundMessage, slot: _Slot) -> Future[RunReport] | None:
-        """Start the request's run, or dead-letter it and return None."""
-        assert self._pool is not None
-        try:
-            store = self.connections.store()
-        except HostError as exc:  # the connections file broke while running: refuse, do not crash
-            return self._refuse(msg, str(exc), {"connections": [str(exc)]})
-        admitted = admit(msg.value, store, self.plugins)
-        if isinstance(admitted, Refusal):
-            return self._refuse(msg, admitted.reason, admitted.errors, admitted.request)
-        request, connection = admitted
-        slot.cancel = threading.Event()
-        metrics.REQUESTS.labels("accepted").inc()
-        log.info("request %s for %s/%s (scope %s) from %s@%d", request.request_id, connection.tenant,
-                 connection.name, request.scope, msg.partition, msg.offset)
-        offset = (msg.tp, msg.offset + 1)
-        return self._pool.submit(self._execute, request, connection, slot.cancel, offset,
-                                 self._consumer.group_metadata())  # type: ignore[union-attr]
-
-    def _refuse(self, msg: InboundMessage, reason: str, errors: Any,
-                request: SyncRequest | None = None) -> None:
-        log.warning("refused request at %s@%d: %s", msg.partition, msg.offset, reason)
-        metrics.REQUESTS.labels("refused").inc()
-        events = refused_request(topic=msg.topic, partition=msg.partition, offset=msg.offset, value=msg.value,
-                                 reason=reason, errors=errors, now=datetime.now(timezone.utc),
-                                 connection=request.connection if request else None,
-                                 provider=request.provider if request else None,
-                                 worker=self.settings.worker_id)
-        assert self._main_producers is not None and self._consumer is not None
-        slot_no, producer = self._main_producers.take()
-        sink = TransactionalSink(producer, self.topics.for_type, self.topics.state, (msg.tp, msg.offset + 1),
-                                 self._consumer.group_metadata())
-        try:
-            for event in events:
-                sink.emit(event)
-            sink.checkpoint([], final=True)
+                self._commit_endings(producer, live, minimal=False)
+            except PermanentDeliveryError as exc:
+                log.error("endings refused by Kafka (%s); committing minimal dead letters instead", exc)
+                self._commit_endings(producer, live, minimal=True)
+        except RunAbandoned:
+            pass    # the partition moved on: its new owner reads these requests again
+        except DeliveryError as exc:
+            broken = isinstance(exc, ProducerBroken)
+            self._requeue(live, f"{type(exc).__name__}: {exc}")
+        except TransportError as exc:
+            self._requeue(live, str(exc))
         finally:
-            self._main_producers.give_back(slot_no, producer, broken=sink.broken)
-        return None
+            if slot is not None:
+                self._main_producers.give_back(slot, producer, broken=broken)
 
-    def _connection_lock(self, connection: Connection) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault((connection.tenant, connection.name), threading.Lock())
+    def _commit_endings(self, producer: Any, outgoing: list[_Outgoing], *, minimal: bool) -> None:
+        records: list[OutRecord] = []
+        finishing: dict[Partition, list[int]] = {}
+        for o in outgoing:
+            records.extend(o.minimal() if minimal and o.minimal else o.records)
+            finishing.setdefault(o.task.tp, []).append(o.msg.offset)
+        owners = list({id(o.task): o.task for o in outgoing}.values())
+        commit_fenced(producer, owners, records, finishing=finishing)
+        for o in outgoing:
+            metrics.REQUESTS.labels(o.outcome).inc()
 
-    def _execute(self, request: SyncRequest, connection: Connection, cancel: threading.Event,
-                 offset: tuple[Partition, int], group_metadata: Any) -> RunReport:
-        from datetime import timedelta
+    def _requeue(self, outgoing: list[_Outgoing], why: str) -> None:
+        log.warning("%d requests not ended (%s); trying again shortly", len(outgoing), why)
+        by_task: dict[int, list[_Outgoing]] = {}
+        for o in outgoing:
+            by_task.setdefault(id(o.task), []).append(o)
+        for items in by_task.values():
+            task = items[0].task
+            for o in sorted(items, key=lambda o: o.msg.offset, reverse=True):
+                task.backlog.appendleft(o.msg)
+            task.not_before = time.monotonic() + self.settings.retry_backoff_s * 2
+
+    # -- one run (in its own thread) -----------------------------------------------------------
+    def _execute(self, task: PartitionTask, running: Running) -> None:
+        try:
+            running.future.set_result(self._run(task, running))
+        except BaseException as exc:
+            running.future.set_exception(exc)
+
+    def _run(self, task: PartitionTask, running: Running) -> RunReport:
+        s = self.settings
+        request, connection = running.pending.request, running.pending.connection
 
         def should_stop() -> bool:
-            return cancel.is_set() or self._abandon.is_set()
+            return running.cancel.is_set() or self._abandon.is_set() or not task.still_ours()
 
-        s = self.settings
-        scope = f"{connection.tenant}/{connection.name}"
-        lock = self._connection_lock(connection)
-        while not lock.acquire(timeout=0.5):  # another run of this connection: wait our turn
-            if should_stop():
-                raise RunAbandoned(f"request {request.request_id} gave up waiting for {connection.name}")
-        assert self._producers is not None
-        slot_no, producer = self._producers.take()
-        sink = TransactionalSink(producer, self.topics.for_type, self.topics.state, offset, group_metadata)
+        assert self._producers is not None and task.store is not None
+        slot, producer = self._producers.take()
+        sink = TransactionalSink(producer, self.topics.for_type, self.topics.state, task,
+                                 finishing=running.pending.msg.offset, max_record_bytes=self.kafka.max_request_bytes,
+                                 should_stop=should_stop)
         try:
-            with self._locks_guard:
-                self._active_scopes.add(scope)
-            self._catch_up(scope)
-            done_at = self.state.checkpoint(scope, f"{REQUEST_DONE}{request.request_id}")
-            if done_at is not None:  # commit its offset with a "skipped" status, nothing else
-                reason = f"request {request.request_id} already ran for {connection.name} ({done_at}): skipped"
-                sink.emit(skipped_request(request.request_id, tenant=connection.tenant, connection=connection.name,
-                                          provider=connection.provider, scope=request.scope, reason=reason,
-                                          now=datetime.now(timezone.utc), worker=s.worker_id))
-                sink.checkpoint([], final=True)
-                raise _AlreadyRan(reason)
-            engine = SyncEngine(self.plugins, sink, state=self.state, batch_size=s.batch_size,
+            engine = SyncEngine(self.plugins, sink, state=task.store, batch_size=s.batch_size,
                                 batch_seconds=s.batch_seconds, lookback=timedelta(seconds=s.lookback_s),
-                                status_every=s.status_every, worker_id=s.worker_id, should_stop=should_stop)
+                                status_every=s.status_every, worker_id=s.worker_id, should_stop=should_stop,
+                                request_memory=timedelta(seconds=s.request_memory_s))
             try:
                 return engine.run(request, connection)
-            except (RunAbandoned, DeliveryError):
+            except BaseException:
                 sink.abort()
                 raise
         finally:
-            with self._locks_guard:
-                self._active_scopes.discard(scope)
-            self._producers.give_back(slot_no, producer, broken=sink.broken)
-            lock.release()
+            self._producers.give_back(slot, producer, broken=sink.broken)
+
+
+__all__ = ["ConnectionsFile", "Refusal", "Worker", "WorkerSettings", "admit"]

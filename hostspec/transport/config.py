@@ -82,12 +82,17 @@ class TopicSpec:
 def topic_specs(topics: Topics) -> list[TopicSpec]:
     """Topics the host creates when missing, with partitions and retention.
 
-    * requests: 6 partitions (the unit of parallelism across workers), 7 days;
+    * requests: 6 partitions (the unit of assignment across workers), 7 days;
     * courses: 6 partitions, 14 days (upserts and removals of a course share a key and partition);
     * learner stats: 12 partitions, 14 days (the largest stream);
     * status: 3 partitions, 30 days (run history for ``status`` views);
     * dead letter: 3 partitions, 30 days (time to inspect and replay);
-    * state: 6 partitions, compacted (the latest fingerprint and checkpoint per key, forever);
+    * state: 6 partitions, compacted (the latest fingerprint and checkpoint per key), co-partitioned
+      with the requests: partition *p* holds the state of the connections whose home is *p*
+      (:func:`hostspec.tasks.home_partition`). Its partition count is fixed for good: homes
+      depend on it. The requests topic may have more partitions (the extra ones only forward),
+      never fewer. Tombstones are kept a day (``delete.retention.ms``), twice the age up to which
+      a worker reuses a local copy of a partition (:mod:`hostspec.restore`);
     * parked stats: 6 partitions, 45 days (the publisher keeps a stat parked 30 days at most);
     * scheduler: 1 partition (a lease: its holder is the scheduler that publishes), compacted.
     """
@@ -97,7 +102,8 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
     return [TopicSpec(topics.requests, 6, delete(7)), TopicSpec(topics.courses, 6, delete(14)),
             TopicSpec(topics.learner_stats, 12, delete(14)), TopicSpec(topics.status, 3, delete(30)),
             TopicSpec(topics.dead_letter, 3, delete(30)),
-            TopicSpec(topics.state, 6, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
+            TopicSpec(topics.state, 6, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000",
+                                        "delete.retention.ms": str(DAY_MS)}),
             TopicSpec(topics.parked, 6, delete(45)),
             TopicSpec(topics.scheduler, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"})]
 

@@ -1,9 +1,17 @@
-"""The only module that imports the Kafka client (kafka-python).
+"""Topics, plain producers and group consumers on kafka-python.
 
-It offers the worker and the CLI four small things: topic creation, a sink that produces events
-and reports failures as :class:`DeliveryError`, a request consumer with manual commits and
-pause/resume by partition, and helpers to publish a request and follow status events. Client
-errors are wrapped once, here, into the host's errors.
+The :mod:`hostspec.transport` package is the only one that imports the Kafka client. This
+module offers topic creation, a sink that produces events and reports failures as
+:class:`DeliveryError`, a group consumer with manual commits, cooperative rebalancing and
+pause/resume by partition, and helpers to publish a request and follow status events.
+Exactly-once writes are in :mod:`.transactions`, changelog restoration in :mod:`.changelog`.
+Client errors are wrapped once, in this package, into the host's errors.
+
+Start-up order: every process may start before the topics it reads exist, or right after
+another process created them. Consumers therefore wait (bounded) for the metadata of their
+topics before joining their group, and refresh metadata every ``METADATA_MAX_AGE_MS`` so a
+topic created later is consumed within seconds rather than after kafka-python's default five
+minutes.
 """
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.partitioner.default import DefaultPartitioner
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
@@ -25,6 +34,19 @@ from .murmur2 import partition_for
 
 log = logging.getLogger(__name__)
 Partition = tuple[str, int]
+METADATA_MAX_AGE_MS = 5_000   # how soon a consumer sees a topic or partitions created after it started
+
+
+class _QuietUnstableOffsets(logging.Filter):
+    """kafka-python logs an ERROR each time it retries an offset fetch that waits for another
+    member's open transaction (``UNSTABLE_OFFSET_COMMIT``, KIP-447). Waiting is the point: the
+    worker logs the wait itself, once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "UnstableOffsetCommitError" not in record.getMessage()
+
+
+logging.getLogger("kafka.coordinator.consumer").addFilter(_QuietUnstableOffsets())
 
 
 class InboundMessage(NamedTuple):
@@ -93,6 +115,29 @@ def ensure_topics(config: KafkaConfig, specs: Iterable[TopicSpec], *, replicatio
         raise TransportError(f"cannot create topics: {type(exc).__name__}: {exc}") from None
     finally:
         admin.close()
+
+
+def await_topics(consumer: KafkaConsumer, topics: Iterable[str], *, timeout_s: float = 30) -> dict[str, int]:
+    """Wait until ``consumer`` knows the partitions of every topic; returns their counts.
+
+    Topics another process has just created take a moment to appear in metadata; a consumer
+    that joins its group before then is assigned nothing until its next metadata refresh.
+    Topics still unknown after ``timeout_s`` are returned with 0 partitions (the consumer then
+    picks them up within ``METADATA_MAX_AGE_MS`` of their creation).
+    """
+    counts: dict[str, int] = {}
+    deadline = time.monotonic() + timeout_s
+    for topic in topics:
+        while True:
+            try:
+                partitions = consumer.partitions_for_topic(topic) or set()
+            except KafkaError:
+                partitions = set()
+            if partitions or time.monotonic() >= deadline:
+                counts[topic] = len(partitions)
+                break
+            time.sleep(0.2)
+    return counts
 
 
 # -- producing ------------------------------------------------------------------------------------
@@ -175,8 +220,11 @@ class KafkaSink:
 
 # -- consuming requests ---------------------------------------------------------------------------
 class _Listener(ConsumerRebalanceListener):
-    def __init__(self, on_assigned: Callable[[set[Partition]], None], on_revoked: Callable[[set[Partition]], None]):
-        self._assigned, self._revoked = on_assigned, on_revoked
+    """Rebalance callbacks. kafka-python 3 calls them on its IO thread, not the polling thread."""
+
+    def __init__(self, on_assigned: Callable[[set[Partition]], None], on_revoked: Callable[[set[Partition]], None],
+                 on_lost: Callable[[set[Partition]], None] | None):
+        self._assigned, self._revoked, self._lost = on_assigned, on_revoked, on_lost or on_revoked
 
     def on_partitions_revoked(self, revoked):
         self._revoked({(tp.topic, tp.partition) for tp in revoked})
@@ -184,29 +232,48 @@ class _Listener(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned):
         self._assigned({(tp.topic, tp.partition) for tp in assigned})
 
+    def on_partitions_lost(self, lost):
+        self._lost({(tp.topic, tp.partition) for tp in lost})
+
 
 class RequestConsumer:
-    """A group member on the requests topic (or any topics): manual commits, pause/resume per partition.
+    """A group member on the requests topic (or any topics): manual commits, pause/resume per
+    partition, cooperative rebalancing (KIP-429: a join or a leave moves only the partitions that
+    change owner; the others keep being served without interruption).
 
-    Not thread-safe: use it from one thread (the worker's poll loop).
+    Not thread-safe: use it from one thread (the worker's poll loop), except
+    :meth:`group_metadata`, which any thread may call. The callbacks run on kafka-python's IO
+    thread, while the polling thread may be busy elsewhere.
     """
 
     def __init__(self, config: KafkaConfig, topic: str | list[str], group_id: str, *,
                  on_assigned: Callable[[set[Partition]], None], on_revoked: Callable[[set[Partition]], None],
+                 on_lost: Callable[[set[Partition]], None] | None = None,
                  session_timeout_ms: int = 45_000, max_poll_records: int = 50,
-                 group_instance_id: str | None = None, max_poll_interval_ms: int = 300_000):
+                 group_instance_id: str | None = None, max_poll_interval_ms: int = 300_000,
+                 cooperative: bool = True, topic_wait_s: float = 30, also_known: list[str] | None = None):
         """:param group_instance_id: join as a static member: a restart under the same id gets its
-        partitions back at once, without a rebalance."""
+        partitions back at once, without a rebalance.
+        :param on_lost: partitions taken away without a chance to commit (the member was evicted);
+            default: ``on_revoked``.
+        :param cooperative: the cooperative-sticky assignor (every member of a group must agree).
+        :param also_known: topics not consumed whose partition counts the caller needs
+            (:attr:`partition_counts` has them too).
+        """
         static = {"group_instance_id": group_instance_id} if group_instance_id else {}
+        strategy = {"partition_assignment_strategy": [CooperativeStickyAssignor]} if cooperative else {}
+        topics = [topic] if isinstance(topic, str) else list(topic)
         try:
             self._consumer = KafkaConsumer(
                 **config.client_kwargs(), group_id=group_id, enable_auto_commit=False,
                 auto_offset_reset="earliest", isolation_level="read_committed",
                 session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=max(500, session_timeout_ms // 10),
-                max_poll_records=max_poll_records, max_poll_interval_ms=max_poll_interval_ms, **static)
+                max_poll_records=max_poll_records, max_poll_interval_ms=max_poll_interval_ms,
+                metadata_max_age_ms=METADATA_MAX_AGE_MS, **strategy, **static)
         except (KafkaError, ValueError) as exc:
             raise _unreachable(config, exc) from None
-        self._consumer.subscribe([topic] if isinstance(topic, str) else list(topic), listener=_Listener(on_assigned, on_revoked))
+        self.partition_counts = await_topics(self._consumer, topics + list(also_known or ()), timeout_s=topic_wait_s)
+        self._consumer.subscribe(topics, listener=_Listener(on_assigned, on_revoked, on_lost))
 
     def poll(self, timeout_ms: int = 200) -> list[InboundMessage]:
         batches = self._consumer.poll(timeout_ms=timeout_ms)
@@ -285,10 +352,10 @@ class Follower:
                                            isolation_level="read_committed", group_id=None)
         except (KafkaError, ValueError) as exc:
             raise _unreachable(config, exc) from None
-        partitions = self._consumer.partitions_for_topic(topic) or set()
-        if not partitions:
+        if not await_topics(self._consumer, [topic], timeout_s=5)[topic]:
             self._consumer.close()
             raise TransportError(f"topic {topic} does not exist (start a worker once to create it)")
+        partitions = self._consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         (self._consumer.seek_to_beginning if from_start else self._consumer.seek_to_end)(*tps)
@@ -310,152 +377,6 @@ class Follower:
             for records in self._consumer.poll(timeout_ms=200).values():
                 for r in records:
                     yield InboundMessage(r.topic, r.partition, r.offset, r.key, r.value)
-
-    def close(self) -> None:
-        self._consumer.close()
-
-
-# -- exactly-once: transactions ---------------------------------------------------------------------
-class TransactionalSink:
-    """A run's events, state records and request offset, committed together in Kafka transactions.
-
-    The first event after a checkpoint begins a transaction; :meth:`checkpoint` adds the batch's
-    state records (to the compacted state topic) and, on the final checkpoint, the request's
-    offset (``send_offsets_to_transaction`` with the consumer's group metadata, so a stale member
-    is fenced by the broker), then commits. A failure aborts the transaction (nothing of the batch
-    becomes visible to ``read_committed`` consumers) and raises :class:`DeliveryError`.
-    """
-
-    def __init__(self, producer: KafkaProducer, topic_for: Callable[[str], str], state_topic: str,
-                 offset: tuple[Partition, int] | None = None, group_metadata: Any = None):
-        self._producer, self._topic_for, self._state_topic = producer, topic_for, state_topic
-        self._offset, self._group_metadata = offset, group_metadata
-        self._open = False
-        self.broken = False
-        self.transactions = 0
-
-    def _begin(self) -> None:
-        if not self._open:
-            self._producer.begin_transaction()
-            self._open = True
-
-    def _fail(self, what: str, exc: Exception) -> DeliveryError:
-        try:
-            if self._open:
-                self._producer.abort_transaction()
-        except Exception:  # fenced or fatal: this producer cannot be used again
-            self.broken = True
-        self._open = False
-        return DeliveryError(f"{what}: {type(exc).__name__}: {exc}")
-
-    def emit(self, event: Event) -> None:
-        try:
-            self._begin()
-            self._producer.send(self._topic_for(event.type), key=event.key.encode("utf-8"),
-                                value=event.to_json().encode("utf-8"))
-        except KafkaError as exc:
-            raise self._fail(f"cannot send {event.type}", exc) from None
-
-    def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
-        try:
-            self._begin()
-            for key, value in state_records:
-                self._producer.send(self._state_topic, key=key.encode("utf-8"), value=value)
-            if final and self._offset is not None:
-                (topic, partition), next_offset = self._offset
-                self._producer.send_offsets_to_transaction(
-                    {TopicPartition(topic, partition): OffsetAndMetadata(next_offset, "", -1)},
-                    self._group_metadata)
-            self._producer.commit_transaction()
-            self._open = False
-            self.transactions += 1
-        except KafkaError as exc:
-            raise self._fail("transaction not committed", exc) from None
-
-    def abort(self) -> None:
-        """Abandon the open transaction, if any (a run given up on purpose)."""
-        if self._open:
-            self._fail("abandoned", RuntimeError("run abandoned"))
-
-
-class ProducerPool:
-    """Transactional producers, one per concurrent run, with stable transactional ids.
-
-    ``transactional.id`` is ``<prefix>-<slot>``: with a stable prefix (a stable ``--worker-id``)
-    a restarted worker fences its predecessor's producers and aborts their open transactions at
-    once; otherwise those transactions end by timeout (``transaction_timeout_ms``).
-    """
-
-    def __init__(self, config: KafkaConfig, prefix: str, size: int, *, transaction_timeout_ms: int = 60_000):
-        self._config, self._prefix, self._timeout = config, prefix, transaction_timeout_ms
-        self._free: list[tuple[int, KafkaProducer]] = []
-        self._lock = threading.Condition()
-        for slot in range(size):
-            self._free.append((slot, self._make(slot)))
-
-    def _make(self, slot: int) -> KafkaProducer:
-        producer = make_producer(self._config, transactional_id=f"{self._prefix}-{slot}",
-                                 transaction_timeout_ms=self._timeout)
-        try:
-            producer.init_transactions()
-        except KafkaError as exc:
-            raise TransportError(f"cannot start Kafka transactions: {type(exc).__name__}: {exc}") from None
-        return producer
-
-    def take(self) -> tuple[int, KafkaProducer]:
-        with self._lock:
-            while not self._free:
-                self._lock.wait()
-            return self._free.pop()
-
-    def give_back(self, slot: int, producer: KafkaProducer, *, broken: bool = False) -> None:
-        if broken:
-            try:
-                producer.close(timeout=5)
-            except Exception:
-                pass
-            producer = self._make(slot)
-        with self._lock:
-            self._free.append((slot, producer))
-            self._lock.notify()
-
-    def close(self) -> None:
-        with self._lock:
-            for _slot, producer in self._free:
-                producer.close(timeout=10)
-            self._free.clear()
-
-
-class StateChangelog:
-    """Reads the compacted state topic (read_committed) into a local state database."""
-
-    def __init__(self, config: KafkaConfig, topic: str):
-        try:
-            self._consumer = KafkaConsumer(**config.client_kwargs(), group_id=None, enable_auto_commit=False,
-                                           isolation_level="read_committed", max_poll_records=5000)
-        except KafkaError as exc:
-            raise _unreachable(config, exc) from None
-        partitions = self._consumer.partitions_for_topic(topic) or set()
-        self._tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        self._consumer.assign(self._tps)
-        self._consumer.seek_to_beginning(*self._tps)
-        self._lock = threading.Lock()
-
-    def catch_up(self, apply: Callable[[list[tuple[str, bytes | None]]], None], *, timeout_s: float = 120) -> int:
-        """Apply every committed record up to the topic's current end; returns how many."""
-        with self._lock:
-            ends = self._consumer.end_offsets(self._tps)
-            deadline = time.monotonic() + timeout_s
-            count = 0
-            while any(self._consumer.position(tp) < ends[tp] for tp in self._tps):
-                if time.monotonic() > deadline:
-                    raise TransportError(f"state topic not read to its end within {timeout_s:.0f}s")
-                batch = [(r.key.decode("utf-8"), r.value)
-                         for records in self._consumer.poll(timeout_ms=200).values() for r in records]
-                if batch:
-                    apply(batch)
-                    count += len(batch)
-            return count
 
     def close(self) -> None:
         self._consumer.close()

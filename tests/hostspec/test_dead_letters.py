@@ -6,7 +6,8 @@ import json
 from datetime import datetime, timezone
 
 from hostspec import events as ev
-from hostspec.dead_letters import MAX_RAW_CHARS, refused_request, request_id_of
+from hostspec.bounded import EVENT_LIMIT, digest
+from hostspec.dead_letters import MAX_ID_CHARS, MAX_RAW_CHARS, refused_request, request_id_of
 
 NOW = datetime(2026, 5, 1, tzinfo=timezone.utc)
 
@@ -32,8 +33,11 @@ def test_readable_request_id_gives_a_failed_status():
 
 
 def test_oversized_values_are_cut_and_ids_stay_distinct_per_offset():
-    (dead,) = refuse(b"a" * (MAX_RAW_CHARS * 3))
-    assert len(dead.data["raw_value"]) == MAX_RAW_CHARS
+    raw = b"a" * (MAX_RAW_CHARS * 3)
+    (dead,) = refuse(raw)
+    kept, note = dead.data["raw_value"].split("…", 1)
+    assert kept == "a" * MAX_RAW_CHARS
+    assert note == f"[cut: {len(raw)} characters, sha256 {digest(raw)}]"   # says what was cut, and which
     other = refused_request(topic="req", partition=2, offset=42, value=b"a", reason="r", errors=None, now=NOW)[0]
     assert other.id != dead.id
 
@@ -42,3 +46,19 @@ def test_request_id_of_ignores_anything_not_a_json_object_with_a_string_id():
     assert request_id_of(b'{"id": "a"}') == "a"
     for value in (None, b"", b"[1]", b'{"id": 3}', b"\xff"):
         assert request_id_of(value) is None
+
+
+def test_a_refusal_is_never_larger_than_the_limit_whatever_it_refuses():
+    """A 300,000-character id and 60,000 unknown keys (which marshmallow echoes one by one) give
+    dead letters and statuses of bounded size, so they always fit in a Kafka message."""
+    long_id = json.dumps({"id": "x" * 300_000, "type": "learning.sync.requested.v1", "data": {}}).encode()
+    many_keys = {"id": "r1", "type": "learning.sync.requested.v1", "data": {f"k{i}": i for i in range(60_000)}}
+    errors = {"data": {f"k{i}": ["Unknown field."] for i in range(60_000)}}
+    for value, errs in ((long_id, {"id": ["x" * 300_000]}), (json.dumps(many_keys).encode(), errors)):
+        assert len(value) > 300_000
+        events = refused_request(topic="req", partition=0, offset=1, value=value, reason="r" * 50_000, errors=errs,
+                                 now=NOW)
+        for event in events:
+            assert len(event.to_json().encode()) <= EVENT_LIMIT, event.type
+        assert events[0].data["request_id"] in ("r1", f"{'x' * MAX_ID_CHARS}…[cut: 300000 characters, "
+                                                      f"sha256 {digest('x' * 300_000)}]")

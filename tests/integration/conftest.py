@@ -77,7 +77,7 @@ class ServiceProcess:
         raise AssertionError(f"{self.name}: no {pattern!r} within {timeout}s:\n{self.log()[-3000:]}")
 
     def assigned(self) -> list[int]:
-        found = re.findall(r"assigned partitions \[([0-9, ]*)\]", self.log())
+        found = re.findall(r"serves partitions \[([0-9, ]*)\]", self.log())
         return [int(x) for x in found[-1].split(",") if x.strip()] if found else []
 
     def kill(self) -> None:

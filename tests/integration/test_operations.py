@@ -67,7 +67,7 @@ class CourseraSandboxStub:
 def test_the_worker_runs_a_request_id_once(tmp_path, bootstrap, topics, workers):
     with CourseraSandbox(OrgSpec(contents=5, learners=3, enrollments=9)) as sb:
         worker = workers(write_connections(tmp_path / "c.toml", sb))
-        worker.wait_for(r"assigned partitions \[0")
+        worker.wait_for(r"serves partitions \[0")
         request = SyncRequest(str(uuid.uuid5(uuid.NAMESPACE_URL, "slot")), "acme", "coursera", "catalog", "test")
         value = request.to_event(datetime.now(timezone.utc)).to_json().encode()
         publish_raw(bootstrap, topics.requests, value, key=b"acme")
@@ -84,7 +84,7 @@ def test_replay_dry_run_emits_only_statuses_and_status_lists_runs(tmp_path, boot
     with CourseraSandbox(OrgSpec(contents=6, learners=4, enrollments=12)) as sb:
         connections = write_connections(tmp_path / "c.toml", sb)
         worker = workers(connections)
-        worker.wait_for(r"assigned partitions \[0")
+        worker.wait_for(r"serves partitions \[0")
         base = [sys.executable, "-m", "hostspec", "--connections", str(connections)]
         kafka = ["--bootstrap-servers", bootstrap, "--topic-prefix", prefix]
         done = subprocess.run([*base, "replay", "--connection", "acme", *kafka, "--timeout", "60"],

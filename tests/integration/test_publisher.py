@@ -81,7 +81,7 @@ def test_coursera_to_360learning_end_to_end(tmp_path, bootstrap, prefix, topics,
             worker = workers(write_connections(tmp_path / "c.toml", coursera, group_id=SYNC_GROUP))
             publisher = start_publisher(tmp_path, bootstrap, prefix, lms)
             try:
-                worker.wait_for(r"assigned partitions \[0")
+                worker.wait_for(r"serves partitions \[0")
                 publisher.wait_for("publisher assigned")
                 assert final_status(bootstrap, topics, request(bootstrap, topics))["phase"] == "completed"
 
@@ -153,7 +153,7 @@ def test_publisher_survives_360learning_outage_without_losing_events(tmp_path, b
             worker = workers(write_connections(tmp_path / "c.toml", coursera, group_id=SYNC_GROUP))
             publisher = start_publisher(tmp_path, bootstrap, prefix, lms, retry_initial_s=0.02)
             try:
-                worker.wait_for(r"assigned partitions \[0")
+                worker.wait_for(r"serves partitions \[0")
                 publisher.wait_for("publisher assigned")
                 assert final_status(bootstrap, topics, request(bootstrap, topics))["phase"] == "completed"
                 eventually(lambda: len(lms.company.attempts) == len(coursera.report_rows()), timeout=90,

@@ -42,7 +42,7 @@ token_url = "{linkedin.url}/oauth/v2/accessToken"
 """)
         conns.chmod(0o600)
         worker = workers(conns)
-        worker.wait_for(r"assigned partitions \[")
+        worker.wait_for(r"serves partitions \[")
         now = datetime.now(timezone.utc)
         ids = {}
         for connection, provider in (("acme-coursera", "coursera"), ("acme-linkedin", "linkedin_learning")):

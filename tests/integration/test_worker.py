@@ -12,6 +12,7 @@ import pytest
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
+from hostspec.tasks import home_partition
 
 from .conftest import final_status, publish_raw, read_topic, request_event, slow_reports, write_connections
 
@@ -29,7 +30,7 @@ def expected_stat_keys(sandbox) -> set[str]:
 def test_request_sync_cli_runs_through_the_worker(tmp_path, bootstrap, prefix, topics, workers):
     with CourseraSandbox(OrgSpec(contents=25, learners=15, enrollments=80)) as sb:
         worker = workers(write_connections(tmp_path / "c.toml", sb))
-        worker.wait_for(r"assigned partitions \[0")
+        worker.wait_for(r"serves partitions \[0")
         proc = subprocess.run(
             [sys.executable, "-m", "hostspec", "request-sync", "coursera", "--connection", "acme", "--wait",
              "--timeout", "60", "--bootstrap-servers", bootstrap, "--topic-prefix", prefix],
@@ -53,7 +54,7 @@ def test_other_client_reads_every_value_as_a_cloudevent(tmp_path, bootstrap, top
     confluent_kafka = pytest.importorskip("confluent_kafka")
     with CourseraSandbox(OrgSpec(contents=10, learners=5, enrollments=30)) as sb:
         worker = workers(write_connections(tmp_path / "c.toml", sb))
-        worker.wait_for(r"assigned partitions \[0")
+        worker.wait_for(r"serves partitions \[0")
         request_id, value = request_event("acme")
         publish_raw(bootstrap, topics.requests, value, key=b"acme")
         assert final_status(bootstrap, topics, request_id)["phase"] == "completed"
@@ -80,7 +81,7 @@ def test_other_client_reads_every_value_as_a_cloudevent(tmp_path, bootstrap, top
 def test_bad_requests_are_dead_lettered_and_the_worker_keeps_serving(tmp_path, bootstrap, topics, workers):
     with CourseraSandbox(OrgSpec(contents=6, learners=4, enrollments=10)) as sb:
         worker = workers(write_connections(tmp_path / "c.toml", sb))
-        worker.wait_for(r"assigned partitions \[0")
+        worker.wait_for(r"serves partitions \[0")
         unknown_provider_id, unknown_provider = request_event("acme", provider="udemy")
         unknown_conn_id, unknown_conn = request_event("ghost")
         wrong_type = json.loads(request_event("acme")[1])
@@ -108,22 +109,32 @@ def test_bad_requests_are_dead_lettered_and_the_worker_keeps_serving(tmp_path, b
 
 
 def test_two_workers_in_one_group_share_requests(tmp_path, bootstrap, topics, workers):
+    """Each connection runs on the worker that owns its home partition, whichever partition its
+    request was published to (a request elsewhere is forwarded home)."""
+    names = [f"conn-{i}" for i in range(12)]
     with CourseraSandbox(OrgSpec(contents=8, learners=5, enrollments=20)) as sb:
-        conns = write_connections(tmp_path / "c.toml", sb, names=("alpha", "beta"))
+        conns = write_connections(tmp_path / "c.toml", sb, names=tuple(names))
         w1 = workers(conns, "w1")
-        w1.wait_for(r"assigned partitions \[0")
+        w1.wait_for(r"serves partitions \[0")
         w2 = workers(conns, "w2")
         deadline = time.monotonic() + 30
         while not (w1.assigned() and w2.assigned() and sorted(w1.assigned() + w2.assigned()) == list(range(6))):
             assert time.monotonic() < deadline, (w1.log()[-2000:], w2.log()[-2000:])
             time.sleep(0.2)
+        owner = {p: w.name for w in (w1, w2) for p in w.assigned()}
+        chosen = {}   # one connection homed on each worker, published to a partition of the other
+        for name in names:
+            chosen.setdefault(owner[home_partition(name, 6)], name)
+        assert len(chosen) == 2
         ids = {}
-        for conn, worker in (("alpha", w1), ("beta", w2)):
+        for worker_name, conn in chosen.items():
+            other = w2 if worker_name == "w1" else w1
             ids[conn], value = request_event(conn)
-            publish_raw(bootstrap, topics.requests, value, key=conn.encode(), partition=worker.assigned()[0])
+            publish_raw(bootstrap, topics.requests, value, key=b"not-the-connection", partition=other.assigned()[0])
         finals = {conn: final_status(bootstrap, topics, rid) for conn, rid in ids.items()}
-    assert {c: s["phase"] for c, s in finals.items()} == {"alpha": "completed", "beta": "completed"}
-    assert finals["alpha"]["worker"] == "w1" and finals["beta"]["worker"] == "w2"
+    assert {s["phase"] for s in finals.values()} == {"completed"}
+    assert {conn: s["worker"] for conn, s in finals.items()} == {conn: w for w, conn in chosen.items()}
+    assert "forwarded to its home partition" in w1.log() + w2.log()
 
 
 def test_worker_killed_mid_sync_leaves_the_request_to_the_other(tmp_path, bootstrap, topics, workers):
@@ -131,7 +142,7 @@ def test_worker_killed_mid_sync_leaves_the_request_to_the_other(tmp_path, bootst
         conns = write_connections(tmp_path / "c.toml", sb, page_size=50)
         slow_reports(sb, 0.25)
         w1 = workers(conns, "w1", None, "--status-every", "200", "--batch-size", "100")
-        w1.wait_for(r"assigned partitions \[0")
+        w1.wait_for(r"serves partitions \[0")
         request_id, value = request_event("acme")
         publish_raw(bootstrap, topics.requests, value, key=b"acme", partition=0)
         w1.wait_for(r"request .* from 0@0")
@@ -154,7 +165,7 @@ def test_sigterm_lets_the_running_sync_finish_then_exits(tmp_path, bootstrap, to
         conns = write_connections(tmp_path / "c.toml", sb, page_size=50)
         slow_reports(sb, 0.3)
         w1 = workers(conns, "w1")
-        w1.wait_for(r"assigned partitions \[0")
+        w1.wait_for(r"serves partitions \[0")
         request_id, value = request_event("acme")
         publish_raw(bootstrap, topics.requests, value, partition=0)
         w1.wait_for(r"request .* from 0@0")
@@ -163,7 +174,7 @@ def test_sigterm_lets_the_running_sync_finish_then_exits(tmp_path, bootstrap, to
         assert final_status(bootstrap, topics, request_id)["phase"] == "completed"
         # committed: a new worker of the group does not run it again
         w2 = workers(conns, "w2")
-        w2.wait_for(r"assigned partitions \[0")
+        w2.wait_for(r"serves partitions \[0")
         time.sleep(3)
         assert "request " + request_id not in w2.log()
 
@@ -183,7 +194,7 @@ def test_requests_for_one_connection_never_run_in_parallel(tmp_path, bootstrap, 
         conns = write_connections(tmp_path / "c.toml", sb, page_size=25)
         slow_reports(sb, 0.2)
         worker = workers(conns, "w1", None, "--concurrency", "4")
-        worker.wait_for(r"assigned partitions \[0")
+        worker.wait_for(r"serves partitions \[0")
         ids = []
         for partition in (0, 1, 2):  # three partitions: the worker could run them all at once
             rid, value = request_event("acme")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
+from hostspec.bounded import EVENT_LIMIT
 from hostspec.connections import ConnectionStore
 from hostspec.dead_letters import MAX_RAW_CHARS, refused_request
 from hostspec.engine import SyncEngine, SyncRequest
@@ -85,11 +86,11 @@ def test_hostile_requests_are_refused_with_a_reason(value):
     dead = events[0].data
     json.loads(events[0].to_json())                                    # serialisable, strict JSON
     assert dead["stage"] == "request" and dead["reason"] == result.reason and dead["origin"]["offset"] == 7
-    raw = dead["raw_value"]
+    assert all(len(e.to_json().encode()) <= EVENT_LIMIT for e in events)   # always fits in a Kafka message
+    raw, cut_note = (dead["raw_value"].split("…[cut: ", 1) + [None])[:2]
     restored = raw.encode("utf-8") if dead["raw_encoding"] == "utf-8" else base64.b64decode(raw)
-    limit = MAX_RAW_CHARS if dead["raw_encoding"] == "utf-8" else MAX_RAW_CHARS * 3 // 4
-    assert restored == value[:len(restored)] and (len(restored) == len(value) or len(raw) == MAX_RAW_CHARS)
-    assert len(restored) <= max(limit, len(value))
+    assert restored == value[:len(restored)]
+    assert (len(restored) == len(value)) == (cut_note is None) and (cut_note is None or len(raw) == MAX_RAW_CHARS)
 
 
 def test_request_fuzzing_figures(figures):

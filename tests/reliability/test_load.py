@@ -30,7 +30,7 @@ def test_load_of_requests_with_duplicates(tmp_path, bootstrap, topics, workers, 
         conns = write_connections(tmp_path / "c.toml", sb, names=tuple(names))
         started = [workers(conns, f"w{i}", None, "--batch-size", "50") for i in range(3)]
         for w in started:
-            w.wait_for(r"assigned partitions \[")
+            w.wait_for(r"serves partitions \[")
         # every connection at least once, the rest at random; a tenth re-sends an id already published
         requests: list[SyncRequest] = [SyncRequest(str(uuid.uuid4()), n, "coursera", "all", "load") for n in names]
         while len(requests) < n_requests:

@@ -54,7 +54,7 @@ def test_worker_killed_at_random_points(tmp_path, bootstrap, topics, workers, fi
         for attempt in range(kills):
             worker = workers(conns, "wk", None, *extra)   # same id: a restart fences its predecessor
             if attempt == 0:
-                worker.wait_for(r"assigned partitions \[0")
+                worker.wait_for(r"serves partitions \[0")
                 publish_raw(bootstrap, topics.requests, value, key=b"acme", partition=0)
             worker.wait_for(r"request .* from 0@0", timeout=90)
             delay = rng.uniform(0.3, 2.5)
@@ -77,7 +77,7 @@ def test_worker_killed_at_random_points(tmp_path, bootstrap, topics, workers, fi
     figures.add("attempts resumed from a page cursor", resumed, ">= 1", resumed >= 1)
     figures.add("seconds from last kill to completed", round(recovered_s, 1))
     assert wrong == 0 and twice == 0, kill_points
-    assert "state rebuilt from" in final.log() and resumed >= 1
+    assert "state of partition 0 restored" in final.log() and resumed >= 1
 
 
 def test_broker_restarted_mid_sync(tmp_path, bootstrap, topics, workers, figures):
@@ -90,7 +90,7 @@ def test_broker_restarted_mid_sync(tmp_path, bootstrap, topics, workers, figures
         conns = write_connections(tmp_path / "c.toml", sb, page_size=50)
         slow_reports(sb, 0.2)
         worker = workers(conns, "wb", None, "--batch-size", "200", "--transaction-timeout-ms", "20000")
-        worker.wait_for(r"assigned partitions \[0")
+        worker.wait_for(r"serves partitions \[0")
         request_id, value = request_event("acme")
         publish_raw(bootstrap, topics.requests, value, key=b"acme", partition=0)
         worker.wait_for(r"request .* from 0@0", timeout=60)
@@ -124,7 +124,7 @@ def test_publisher_killed_during_a_bulk_operation(tmp_path, bootstrap, prefix, t
                           json={"action": "op_slow", "route": "*/stats", "run_s": 4, "times": 1})
             worker = workers(write_connections(tmp_path / "c.toml", coursera, group_id=SYNC_GROUP))
             publisher = start_publisher(tmp_path, bootstrap, prefix, lms)
-            worker.wait_for(r"assigned partitions \[0")
+            worker.wait_for(r"serves partitions \[0")
             publisher.wait_for("publisher assigned")
             assert final_status(bootstrap, topics, publish_request(bootstrap, topics))["phase"] == "completed"
             deadline = time.monotonic() + 60

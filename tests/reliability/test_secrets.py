@@ -72,7 +72,7 @@ base_url = "{coursera.url}"
                 str(targets), "--ledger", str(tmp_path / "ledger.sqlite"), "--bootstrap-servers", bootstrap,
                 "--topic-prefix", prefix, "--group-id", f"{prefix}p", "--batch-seconds", "0.5"], env)
             try:
-                worker.wait_for(r"assigned partitions \[")
+                worker.wait_for(r"serves partitions \[")
                 publisher.wait_for("publisher assigned")
                 requests.post(coursera.url + "/_sandbox/faults", timeout=5,
                               json={"action": "expire_token", "route": "*/enrollmentReports", "times": 1})

@@ -1,0 +1,176 @@
+"""A request partition owned by one worker: its queue, its runs, its offsets and its state.
+
+The worker holds one :class:`PartitionTask` per assigned partition of the requests topic (the
+task model of Kafka Streams). A task
+
+* restores, then holds, the state of its connections: partition *p* of the requests topic and
+  partition *p* of the state topic are co-partitioned, every connection has a *home* partition
+  (:func:`home_partition`) and only the owner of that partition runs it. A request that arrives
+  on another partition is forwarded to its home: one connection never runs on two workers;
+* runs the requests of different connections at the same time (one at a time per connection,
+  in order), so a slow tenant delays only its own requests;
+* commits the lowest offset not yet finished (the parallel-consumer pattern): a request that
+  finished after a later one is never skipped, and one that finished before a take-over is
+  recognised by its request-done marker and not run again;
+* is the :class:`hostspec.transport.transactions.Owner` of every transaction of its runs: it
+  refuses commits once revoked, and revocation waits for the commit in flight.
+
+Partitions of the requests topic beyond the state topic's partition count have no state and no
+runs: their task only forwards requests to their home partitions.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Collection
+
+from .errors import RunAbandoned
+from .transport.murmur2 import partition_for
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from .engine import RunReport, SyncRequest
+    from .provider import Connection
+    from .state import StateDB
+    from .transport.kafka import InboundMessage, Partition
+
+RESTORING, READY, REVOKED = "restoring", "ready", "revoked"
+MEMBERSHIP_CHECK_S = 0.5
+
+
+def home_partition(connection: str, state_partitions: int) -> int:
+    """The partition (of both the requests and the state topic) that owns ``connection``.
+
+    The same murmur2 hash as Kafka's default partitioner, so a request keyed by its connection
+    name lands on its home directly whenever the requests topic has as many partitions as the
+    state topic.
+    """
+    return partition_for(connection.encode("utf-8"), state_partitions)
+
+
+@dataclass
+class Pending:
+    """An admitted request waiting for its connection's turn."""
+
+    msg: "InboundMessage"
+    request: "SyncRequest"
+    connection: "Connection"
+    attempts: int = 0
+    not_before: float = 0.0
+
+
+@dataclass
+class Running:
+    pending: Pending
+    future: "Future[RunReport]"
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class PartitionTask:
+    def __init__(self, tp: "Partition", *, state_partition: int | None, membership: Callable[[], Any]):
+        self.tp = tp
+        self.state_partition = state_partition
+        self._membership = membership
+        self.phase = RESTORING if state_partition is not None else READY
+        self.store: StateDB | None = None
+        self.commit_lock = threading.Lock()
+        self.revoked = threading.Event()
+        self._offsets = threading.Lock()
+        self._inflight: set[int] = set()
+        self._next: int | None = None
+        self._checked_at = 0.0
+        self._member_ok = True
+        self._runs = threading.Lock()
+        self.running: dict[str, Running] = {}       # by connection name; changed under _runs
+        # the main thread's own bookkeeping
+        self.backlog: deque[InboundMessage] = deque()
+        self.waiting: dict[str, deque[Pending]] = {}
+        self.paused = False
+        self.not_before = 0.0
+
+    @property
+    def partition(self) -> int:
+        return self.tp[1]
+
+    @property
+    def serves_runs(self) -> bool:
+        return self.state_partition is not None
+
+    # -- offsets (any thread) ----------------------------------------------------------------------
+    def fetched(self, offset: int) -> None:
+        with self._offsets:
+            self._inflight.add(offset)
+            self._next = offset + 1 if self._next is None else max(self._next, offset + 1)
+
+    def offset_to_commit(self, finishing: Collection[int]) -> int:
+        with self._offsets:
+            rest = self._inflight.difference(finishing)
+            if rest:
+                return min(rest)
+            assert self._next is not None, "a transaction before any request was fetched"
+            return self._next
+
+    def finished(self, offset: int) -> None:
+        with self._offsets:
+            self._inflight.discard(offset)
+
+    @property
+    def unfinished(self) -> int:
+        with self._offsets:
+            return len(self._inflight)
+
+    # -- runs --------------------------------------------------------------------------------------
+    def started(self, name: str, running: Running) -> None:
+        with self._runs:
+            self.running[name] = running
+            if self.revoked.is_set():
+                running.cancel.set()
+
+    def ended(self, name: str) -> Running:
+        with self._runs:
+            return self.running.pop(name)
+
+    # -- ownership (any thread) --------------------------------------------------------------------
+    def membership(self) -> Any:
+        """The group metadata to fence a transaction with; :class:`RunAbandoned` once not ours."""
+        if self.revoked.is_set():
+            raise RunAbandoned(f"partition {self.partition} was revoked")
+        metadata = self._membership()
+        if metadata.generation_id < 0 or not metadata.member_id:
+            # evicted (e.g. the poll loop stalled past max.poll.interval.ms): the broker would
+            # accept offsets without a generation unchecked, so never send them
+            raise RunAbandoned(f"this worker is no longer a member of its group (partition {self.partition})")
+        return metadata
+
+    def still_ours(self) -> bool:
+        """Cheap check for runs to poll: revoked, or evicted from the group (checked twice a second)."""
+        if self.revoked.is_set():
+            return False
+        now = time.monotonic()
+        if now - self._checked_at >= MEMBERSHIP_CHECK_S:
+            self._checked_at = now
+            try:
+                self.membership()
+                self._member_ok = True
+            except RunAbandoned:
+                self._member_ok = False
+        return self._member_ok
+
+    def revoke(self) -> None:
+        """Stop every run and every commit of this partition; returns once none is in flight."""
+        self.revoked.set()
+        self.phase = REVOKED
+        with self._runs:
+            for running in self.running.values():
+                running.cancel.set()
+        with self.commit_lock:   # a commit in flight ends (commits or aborts) before we return
+            pass
+
+    def __repr__(self) -> str:
+        return f"PartitionTask({self.tp[0]}[{self.partition}], {self.phase}, {self.unfinished} unfinished)"
+
+
+__all__ = ["Pending", "PartitionTask", "Running", "home_partition", "READY", "RESTORING", "REVOKED"]

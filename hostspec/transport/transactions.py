@@ -1,0 +1,330 @@
+"""Exactly-once output: buffered Kafka transactions, each one fenced by the consumer group.
+
+How a run's output stays exactly-once while the fleet changes under it (the design of Kafka
+Streams' EOS v2, KIP-447):
+
+* **Nothing is open while a provider is called.** Events are serialized once, size-checked and
+  buffered in memory; a checkpoint opens a transaction, writes the buffer and the state records,
+  and commits, all at once. A provider that answers one page a minute cannot make a transaction
+  time out, and a dead worker leaves at most one short transaction open.
+* **Every transaction is fenced.** It first commits its input partition's offset with the
+  consumer's *current* group metadata (``send_offsets_to_transaction``); the group coordinator
+  checks generation and member id before anything else is written, so a member that was
+  evicted or whose generation is gone fails there, with nothing written. kafka-python reports an
+  evicted member as generation -1, which the broker would accept without any check; the
+  owner's :meth:`Owner.membership` refuses it first.
+* **Revocation is a barrier.** The owner (a partition task of the worker) holds its commit lock
+  for the whole transaction and refuses to start one once revoked; revocation takes the same
+  lock, so when it returns no transaction of that partition is in flight or can start.
+* **A new owner sees everything committed.** It fetches the partition's committed offset with
+  ``require_stable`` (the coordinator makes it wait while a transaction carrying that offset is
+  open) before it restores the partition's state (:mod:`.changelog`).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Collection, ContextManager, NamedTuple, Protocol
+
+from kafka import KafkaProducer
+from kafka import errors as kerr
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from ..errors import DeliveryError, EventTooLarge, PermanentDeliveryError, RunAbandoned, TransportError
+from ..events import Event
+from .config import KafkaConfig
+from .kafka import Partition, make_producer
+
+log = logging.getLogger(__name__)
+RECORD_OVERHEAD = 1_024          # bytes kept for the record's key, headers and batch framing
+MEMBERSHIP_RETRY_S = 60.0        # how long a commit waits for a rebalance to settle before giving up
+
+# The group refused the offsets: stale generation, rebalance in progress. Retried with fresh
+# metadata while the partition is still ours.
+_MEMBERSHIP = (kerr.CommitFailedError, kerr.IllegalGenerationError, kerr.UnknownMemberIdError,
+               kerr.RebalanceInProgressError, kerr.CoordinatorLoadInProgressError,
+               kerr.CoordinatorNotAvailableError, kerr.NotCoordinatorError, kerr.ConcurrentTransactionsError)
+# This producer can never be used again.
+_FATAL = (kerr.ProducerFencedError, kerr.InvalidProducerEpochError, kerr.TransactionalIdAuthorizationFailedError,
+          kerr.TransactionCoordinatorFencedError, kerr.InvalidTxnStateError, kerr.IllegalStateError)
+# Kafka refuses the write itself: retrying the same write cannot succeed.
+_PERMANENT = (kerr.MessageSizeTooLargeError, kerr.RecordListTooLargeError, kerr.InvalidTopicError,
+              kerr.TopicAuthorizationFailedError, kerr.ClusterAuthorizationFailedError,
+              kerr.PolicyViolationError, kerr.InvalidRecordError)
+
+
+class OutRecord(NamedTuple):
+    topic: str
+    partition: int | None    # None: chosen by key
+    key: bytes
+    value: bytes | None      # None: a tombstone
+
+
+class Owner(Protocol):
+    """What a transaction needs from the owner of its input partition (a worker's partition task).
+
+    An owner without input (``tp`` None, e.g. a benchmark) commits no offsets and is not fenced.
+    """
+
+    tp: Partition | None
+    state_partition: int | None
+
+    @property
+    def commit_lock(self) -> ContextManager[Any]: ...
+
+    def membership(self) -> Any:
+        """The consumer's group metadata, or :class:`RunAbandoned` when the partition is no longer ours."""
+
+    def offset_to_commit(self, finishing: Collection[int]) -> int:
+        """The input offset to commit now (``finishing``: the requests this transaction ends)."""
+
+    def finished(self, offset: int) -> None:
+        """The request at ``offset`` was ended by a committed transaction."""
+
+
+class ProducerBroken(DeliveryError):
+    """The producer is fenced or in a fatal state: replace it, then redo the work."""
+
+
+class _AbortFailed(Exception):
+    """A failed transaction could not even be aborted: the producer cannot be trusted again."""
+
+
+def _kind(exc: BaseException) -> str:
+    if isinstance(exc, _AbortFailed):
+        return "fatal"
+    if isinstance(exc, kerr.FencedInstanceIdError):
+        return "evicted"
+    if isinstance(exc, _MEMBERSHIP):
+        return "membership"
+    if isinstance(exc, _FATAL):
+        return "fatal"
+    if isinstance(exc, _PERMANENT):
+        return "permanent"
+    return "retriable"
+
+
+def transact(producer: KafkaProducer, records: list[OutRecord], offsets: dict[Partition, int] | None,
+             group_metadata: Any) -> None:
+    """One transaction: the offsets first (the fence), then the records, then the commit.
+
+    Raises the client's exception unchanged after aborting when possible; :func:`_kind` tells
+    the caller what it means.
+    """
+    producer.begin_transaction()
+    try:
+        if offsets:
+            producer.send_offsets_to_transaction(
+                {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()},
+                group_metadata)
+        for record in records:
+            producer.send(record.topic, key=record.key, value=record.value, partition=record.partition)
+        producer.commit_transaction()
+    except Exception as exc:
+        if _kind(exc) != "fatal":
+            try:
+                producer.abort_transaction()
+            except Exception as abort_exc:
+                raise _AbortFailed(f"{type(exc).__name__}: {exc}; then abort failed: "
+                                   f"{type(abort_exc).__name__}: {abort_exc}") from exc
+        raise
+
+
+def commit_fenced(producer: KafkaProducer, owners: list[Owner], records: list[OutRecord], *,
+                  finishing: dict[Partition, list[int]] | None = None,
+                  should_stop: Callable[[], bool] = lambda: False) -> None:
+    """Commit ``records`` with the offsets of ``owners`` in one transaction, under their locks.
+
+    Retries while a rebalance settles (with fresh group metadata each time) as long as every
+    owner still owns its partition.
+
+    :raise ProducerBroken: the producer is fenced or fatal: replace it (nothing was committed).
+    :raise RunAbandoned: an owner lost its partition (nothing was committed).
+    :raise PermanentDeliveryError: Kafka refuses these records for good.
+    :raise DeliveryError: a transient failure (nothing was committed; redo later).
+    """
+    finishing = finishing or {}
+    owners = sorted(owners, key=lambda o: o.tp or ("", -1))   # one lock order everywhere: no deadlock
+    deadline = time.monotonic() + MEMBERSHIP_RETRY_S
+    pause = 0.1
+    while True:
+        with _all_locks([o.commit_lock for o in owners]):
+            metadata = None
+            for owner in owners:
+                metadata = owner.membership()          # raises RunAbandoned
+            offsets = {o.tp: o.offset_to_commit(finishing.get(o.tp, ())) for o in owners if o.tp is not None}
+            try:
+                transact(producer, records, offsets, metadata)
+            except Exception as exc:
+                kind = _kind(exc)
+                if kind == "fatal":
+                    raise ProducerBroken(f"producer unusable: {type(exc).__name__}: {exc}") from None
+                if kind == "evicted":
+                    raise RunAbandoned(f"this worker was replaced in its group: {exc}") from None
+                if kind == "permanent":
+                    raise PermanentDeliveryError(f"Kafka refused the records: {type(exc).__name__}: {exc}") from None
+                if kind == "retriable" or time.monotonic() >= deadline or should_stop():
+                    raise DeliveryError(f"transaction not committed: {type(exc).__name__}: {exc}") from None
+                log.info("transaction refused while the group rebalances (%s); retrying", type(exc).__name__)
+            else:
+                for owner in owners:
+                    for offset in finishing.get(owner.tp, []) if owner.tp is not None else ():
+                        owner.finished(offset)
+                return
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
+class _all_locks:
+    def __init__(self, locks: list[Any]):
+        self._locks = locks
+
+    def __enter__(self) -> None:
+        taken = []
+        try:
+            for lock in self._locks:
+                lock.acquire()
+                taken.append(lock)
+        except BaseException:
+            for lock in reversed(taken):
+                lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        for lock in reversed(self._locks):
+            lock.release()
+
+
+class TransactionalSink:
+    """A run's events, buffered, and written with its state records at each checkpoint.
+
+    ``emit`` serializes and size-checks an event (:class:`EventTooLarge` for one Kafka would
+    refuse) and keeps it; ``checkpoint`` writes the buffer, the state records (to the owner's
+    state partition) and the owner's input offset in one fenced transaction
+    (:func:`commit_fenced`); the final checkpoint also marks the request finished. Nothing is
+    written between checkpoints.
+    """
+
+    def __init__(self, producer: KafkaProducer, topic_for: Callable[[str], str], state_topic: str,
+                 owner: Owner, *, finishing: int | None = None, max_record_bytes: int = 1_048_576,
+                 should_stop: Callable[[], bool] = lambda: False):
+        self._producer, self._topic_for, self._state_topic = producer, topic_for, state_topic
+        self._owner, self._finishing, self._should_stop = owner, finishing, should_stop
+        self.max_event_bytes = max_record_bytes - RECORD_OVERHEAD
+        self._buffer: list[OutRecord] = []
+        self.broken = False
+        self.transactions = 0
+
+    def emit(self, event: Event) -> None:
+        value = event.to_json().encode("utf-8")
+        if len(value) > self.max_event_bytes:
+            raise EventTooLarge(event.type, len(value), self.max_event_bytes)
+        self._buffer.append(OutRecord(self._topic_for(event.type), None, event.key.encode("utf-8"), value))
+
+    def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
+        records = self._buffer + [OutRecord(self._state_topic, self._owner.state_partition, k.encode("utf-8"), v)
+                                  for k, v in state_records]
+        try:
+            commit_fenced(self._producer, [self._owner], records,
+                          finishing={self._owner.tp: [self._finishing]} if final and self._owner.tp else None,
+                          should_stop=self._should_stop)
+        except ProducerBroken:
+            self.broken = True
+            raise
+        self._buffer = []
+        self.transactions += 1
+
+    def abort(self) -> None:
+        """Forget what was emitted since the last checkpoint (a run given up)."""
+        self._buffer = []
+
+
+class ProducerPool:
+    """Transactional producers, one per concurrent run, with stable transactional ids.
+
+    ``transactional.id`` is ``<prefix>-<slot>``. Fencing of stale members is done by the group
+    metadata of each transaction (EOS v2), not by the id; a stable id (a stable ``--worker-id``)
+    additionally lets a restarted worker abort its predecessor's open transactions at once
+    instead of after ``transaction_timeout_ms``. A producer returned broken is closed and its
+    slot re-created on the next :meth:`take`, in the taker's thread: a failed re-creation
+    raises :class:`TransportError` there and leaves the slot free for a later attempt.
+    """
+
+    def __init__(self, config: KafkaConfig, prefix: str, size: int, *, transaction_timeout_ms: int = 60_000):
+        self._config, self._prefix, self._timeout = config, prefix, transaction_timeout_ms
+        self._free: list[tuple[int, KafkaProducer | None]] = []
+        self._lock = threading.Condition()
+        self._closed = False
+        for slot in range(size):   # all at start: fences the previous incarnation's producers now
+            self._free.append((slot, self._make(slot)))
+
+    def _make(self, slot: int) -> KafkaProducer:
+        producer = make_producer(self._config, transactional_id=f"{self._prefix}-{slot}",
+                                 transaction_timeout_ms=self._timeout)
+        try:
+            producer.init_transactions()
+        except Exception as exc:
+            try:
+                producer.close(timeout=1)
+            except Exception:
+                pass
+            raise TransportError(f"cannot start Kafka transactions: {type(exc).__name__}: {exc}") from None
+        return producer
+
+    def take(self) -> tuple[int, KafkaProducer]:
+        with self._lock:
+            while not self._free:
+                self._lock.wait()
+            slot, producer = self._free.pop()
+        if producer is None:
+            try:
+                producer = self._make(slot)
+            except BaseException:
+                self.give_back(slot, None)
+                raise
+        return slot, producer
+
+    def give_back(self, slot: int, producer: KafkaProducer | None, *, broken: bool = False) -> None:
+        if broken and producer is not None:
+            try:
+                producer.close(timeout=5)
+            except Exception:
+                pass
+            producer = None
+        with self._lock:
+            if self._closed and producer is not None:
+                producer.close(timeout=5)
+            else:
+                self._free.append((slot, producer))
+                self._lock.notify()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for _slot, producer in self._free:
+                if producer is not None:
+                    producer.close(timeout=10)
+            self._free.clear()
+
+
+class Unfenced:
+    """An :class:`Owner` with no input partition: transactions without offsets (benchmarks, tools)."""
+
+    tp = None
+    state_partition = None
+
+    def __init__(self) -> None:
+        self.commit_lock = threading.Lock()
+
+    def membership(self) -> Any:
+        return None
+
+    def offset_to_commit(self, finishing: Collection[int]) -> int:
+        raise AssertionError("no input partition")
+
+    def finished(self, offset: int) -> None:
+        pass
+
+
+__all__ = ["OutRecord", "Unfenced", "Owner", "ProducerBroken", "ProducerPool", "TransactionalSink", "commit_fenced", "transact"]
