@@ -183,12 +183,14 @@ def cmd_run(args: argparse.Namespace, plugins: HostPluginManager) -> int:
 
     from .worker import ConnectionsFile, Worker, WorkerSettings
 
+    static = args.membership == "static" if args.membership else bool(args.worker_id)
     settings = WorkerSettings(group_id=args.group_id, concurrency=args.concurrency,
-                              session_timeout_ms=args.session_timeout_ms, grace_s=args.grace,
+                              session_timeout_ms=args.session_timeout_ms,
+                              max_poll_interval_ms=args.max_poll_interval_ms, grace_s=args.grace,
                               status_every=args.status_every, batch_size=args.batch_size,
                               transaction_timeout_ms=args.transaction_timeout_ms,
                               lookback_s=args.lookback_hours * 3600, state_dir=args.state_dir,
-                              **({"worker_id": args.worker_id, "static_membership": True} if args.worker_id else {}))
+                              static_membership=static, **({"worker_id": args.worker_id} if args.worker_id else {}))
     connections = ConnectionsFile(_connections_path(args))
     connections.store()  # fail now, not at the first request, when the file is missing or broken
     worker = Worker(plugins, connections, _kafka_config(args), _topics(args), settings)
@@ -441,21 +443,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the worker: consume sync requests from Kafka and emit events to Kafka")
     kafka_options(p)
     p.add_argument("--group-id", default="connector-host")
-    p.add_argument("--concurrency", type=int, default=1,
-                   help="syncs run at once in this process (default 1: threads share the GIL and measured "
-                        "slower than one at a time; run more worker processes instead)")
+    p.add_argument("--concurrency", type=int, default=4,
+                   help="syncs run at once in this process, across its partitions (default 4); one connection "
+                        "never runs twice at once, so a slow tenant holds one of them and delays no other")
     p.add_argument("--session-timeout-ms", type=int, default=45_000)
+    p.add_argument("--max-poll-interval-ms", type=int, default=300_000,
+                   help="a worker whose poll loop stalls longer is evicted and fenced (default 300000)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds running syncs get on shutdown")
     p.add_argument("--status-every", type=int, default=5_000, help="a progress status every N records")
-    p.add_argument("--worker-id", help="a stable name (e.g. the pod name): used in status events, transactional "
-                                       "ids and as static group membership, so a restarted worker gets its "
-                                       "partitions back at once and fences its predecessor's transactions "
-                                       "(default host-pid, a dynamic member)")
+    p.add_argument("--worker-id", help="a stable name (e.g. the pod name): used in status events and transactional "
+                                       "ids, so a restarted worker aborts its predecessor's open transactions at "
+                                       "once; implies --membership static (default host-pid, dynamic)")
+    p.add_argument("--membership", choices=["static", "dynamic"],
+                   help="static: the group keeps this worker's partitions for it during a restart shorter than "
+                        "the session timeout (a rolling deploy moves nothing); dynamic: a leaving worker hands "
+                        "its partitions over at once (cooperatively: the others keep theirs)")
     p.add_argument("--batch-size", type=int, default=5_000, help="records per Kafka transaction")
-    p.add_argument("--transaction-timeout-ms", type=int, default=60_000)
+    p.add_argument("--transaction-timeout-ms", type=int, default=15_000,
+                   help="how long a dead worker's open transaction can delay the partition's next owner "
+                        "(transactions only last while a batch is written; default 15000)")
     p.add_argument("--lookback-hours", type=float, default=48.0,
                    help="incremental progress syncs start this long before the last watermark")
-    p.add_argument("--state-dir", help="folder of the local state database (default: a temporary folder)")
+    p.add_argument("--state-dir", help="folder of the local state databases, one per owned partition; a stable "
+                                       "folder lets a restarted worker restore only what changed (default: a "
+                                       "temporary folder)")
     metrics_options(p)
     p.set_defaults(func=cmd_run, default_log_level="INFO")
 

@@ -35,7 +35,10 @@ RESTORE_SECONDS = Histogram("connector_state_restore_seconds", "Time to restore 
                             buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900))
 RESTORED_RECORDS = Counter("connector_state_restored_records_total", "State records read while restoring")
 RUNS_CANCELLED = Counter("connector_runs_cancelled_total", "Runs stopped because their partition moved",
-                         ["reason"])  # revoked | lost
+                         ["reason"])  # revoked | lost | evicted (noticed by the run itself)
+COMMITS_REFUSED = Counter("connector_commits_refused_total",
+                          "Transactions not committed because this worker may no longer write for the partition",
+                          ["reason"])  # revoked | evicted | generation (refused by the group coordinator)
 CONNECTIONS_FILE_OK = Gauge("connector_connections_file_ok", "1 when the connections file last read cleanly, "
                             "0 while a broken change is ignored (the last good version stays in use)")
 CONNECTIONS_FILE_ERRORS = Counter("connector_connections_file_errors_total",

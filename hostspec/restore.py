@@ -4,7 +4,8 @@ One background thread restores assigned partitions one after another, so the pol
 serving the partitions it already holds. For partition *p*:
 
 1. wait until the group's committed offset of requests partition *p* is stable: the previous
-   owner's last transaction (every transaction carries that offset) has ended;
+   owner's last transaction (every transaction carries that offset) has ended. The worker reads
+   the partition's requests from that offset once the restore is done;
 2. open the local database of *p* (``<state_dir>/<group>.<state topic>.<p>.sqlite``). A file
    left by this worker's previous process is reused when it records a changelog position of the
    same topic and partition, not older than ``reuse_s`` and not beyond the partition's end:
@@ -30,7 +31,7 @@ from typing import Callable
 
 from . import metrics
 from .errors import HostError
-from .state import StateDB, apply_changelog
+from .state import SEP, StateDB, apply_changelog
 from .tasks import PartitionTask
 from .topics import Topics
 from .transport.changelog import ChangelogReader
@@ -51,13 +52,21 @@ class Restorer:
                  on_done: Callable[[PartitionTask], None], *, reuse_s: float = REUSE_S):
         self.kafka, self.topics, self.group_id, self.folder = kafka, topics, group_id, folder
         self.on_done, self.reuse_s = on_done, reuse_s
-        self._jobs: queue.Queue[PartitionTask | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[PartitionTask, tuple[str, Callable[[], None]] | None] | None] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="restore", daemon=True)
         self._thread.start()
 
     def submit(self, task: PartitionTask) -> None:
-        self._jobs.put(task)
+        self._jobs.put((task, None))
+
+    def read_back(self, task: PartitionTask, scope: str, on_done: Callable[[], None]) -> None:
+        """Re-read one connection's state records from the changelog into the task's database.
+
+        Used before a request runs again after a commit whose outcome is not known: the local
+        database then holds exactly what the changelog holds for that connection.
+        """
+        self._jobs.put((task, (scope, on_done)))
 
     def close(self) -> None:
         self._stop.set()
@@ -68,19 +77,23 @@ class Restorer:
         reader: ChangelogReader | None = None
         try:
             while not self._stop.is_set():
-                task = self._jobs.get()
-                if task is None:
+                job = self._jobs.get()
+                if job is None:
                     break
+                task, read_back = job
                 while not (task.revoked.is_set() or self._stop.is_set()):
                     try:
                         if reader is None:
                             reader = ChangelogReader(self.kafka, self.topics.state, group_id=self.group_id)
-                        if self._restore(reader, task):
+                        if read_back is not None:
+                            self._read_back(reader, task, *read_back)
+                        elif self._restore(reader, task):
                             self.on_done(task)
                         break
-                    except HostError as exc:
-                        log.warning("state of partition %d not restored (%s); trying again in %.0fs",
-                                    task.partition, exc, RETRY_S)
+                    except Exception as exc:   # the broker away, a disk error: never let this thread die
+                        log.warning("state of partition %d not restored (%s: %s); trying again in %.0fs",
+                                    task.partition, type(exc).__name__, exc, RETRY_S,
+                                    exc_info=not isinstance(exc, HostError))
                         if reader is not None:
                             reader.close()
                             reader = None
@@ -95,10 +108,12 @@ class Restorer:
     def _restore(self, reader: ChangelogReader, task: PartitionTask) -> bool:
         started = time.monotonic()
         p = task.partition
-        assert task.state_partition == p
-        if reader.stable_offset((self.topics.requests, p), should_stop=self._stopped(task)) is None \
-                and self._stopped(task)():
+        task.start_offset = reader.stable_offset((self.topics.requests, p), should_stop=self._stopped(task))
+        if self._stopped(task)():
             return False
+        if not task.serves_runs:     # a forwarding partition: no state, only where to start reading
+            return True
+        assert task.state_partition == p
         store = StateDB(store_path(self.folder, self.group_id, self.topics.state, p))
         try:
             start = self._reusable(store, reader, p)
@@ -118,6 +133,7 @@ class Restorer:
             return False
         store.set_changelog_position({"topic": self.topics.state, "partition": p, "offset": reached[p],
                                       "at": time.time()})
+        task.restored_to = reached[p]
         task.store = store
         took = time.monotonic() - started
         metrics.RESTORE_SECONDS.observe(took)
@@ -125,6 +141,25 @@ class Restorer:
         log.info("state of partition %d restored: %d records read (%s), %d entities, in %.1fs", p, applied,
                  "from the start" if start is None else f"from offset {start}", store.count(), took)
         return True
+
+    def _read_back(self, reader: ChangelogReader, task: PartitionTask, scope: str, on_done: Callable[[], None]) -> None:
+        started = time.monotonic()
+        p = task.partition
+        start = task.read_back_from(scope)
+        store = task.store
+        assert store is not None
+        applied = 0
+
+        def apply(records: list[tuple[str, bytes | None]]) -> None:
+            nonlocal applied
+            mine = [(k, v) for k, v in records if k.split(SEP, 2)[1:2] == [scope]]
+            apply_changelog(store, mine)
+            applied += len(mine)
+
+        if reader.read({p: start}, apply, should_stop=self._stopped(task)) is not None:
+            log.info("state of %s read back from partition %d (from %s): %d records in %.1fs", scope, p,
+                     "the start" if start is None else f"offset {start}", applied, time.monotonic() - started)
+            on_done()
 
     def _reusable(self, store: StateDB, reader: ChangelogReader, p: int) -> int | None:
         """Where to start reading: the position recorded in a trustworthy local file, else None."""

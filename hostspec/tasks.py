@@ -60,6 +60,7 @@ class Pending:
     connection: "Connection"
     attempts: int = 0
     not_before: float = 0.0
+    reading_back: bool = False   # its connection's state is being read back from the changelog
 
 
 @dataclass
@@ -74,8 +75,11 @@ class PartitionTask:
         self.tp = tp
         self.state_partition = state_partition
         self._membership = membership
-        self.phase = RESTORING if state_partition is not None else READY
+        self.phase = RESTORING
         self.store: StateDB | None = None
+        self.start_offset: int | None = None   # the group's committed offset, once stable (set by the restore)
+        self.restored_to: int | None = None    # where the restore stopped reading the state partition
+        self._written: dict[str, int] = {}     # scope -> offset after its last state records known committed
         self.commit_lock = threading.Lock()
         self.revoked = threading.Event()
         self._offsets = threading.Lock()
@@ -100,6 +104,14 @@ class PartitionTask:
         return self.state_partition is not None
 
     # -- offsets (any thread) ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Restored: requests are read from the committed offset (anything read before is dropped)."""
+        with self._offsets:
+            self._inflight.clear()
+            self._next = self.start_offset
+        self.backlog.clear()
+        self.phase = READY
+
     def fetched(self, offset: int) -> None:
         with self._offsets:
             self._inflight.add(offset)
@@ -121,6 +133,17 @@ class PartitionTask:
     def unfinished(self) -> int:
         with self._offsets:
             return len(self._inflight)
+
+    # -- where a connection's state stands in the changelog -------------------------------------------
+    def state_written(self, scope: str, end: int) -> None:
+        with self._offsets:
+            self._written[scope] = max(end, self._written.get(scope, 0))
+
+    def read_back_from(self, scope: str) -> int | None:
+        """Where to re-read ``scope``'s state after a commit whose outcome is unknown: after its
+        last records known committed (the local database reflects everything before)."""
+        with self._offsets:
+            return self._written.get(scope, self.restored_to)
 
     # -- runs --------------------------------------------------------------------------------------
     def started(self, name: str, running: Running) -> None:

@@ -285,7 +285,10 @@ class Worker:
                 elif time.monotonic() >= deadline + 10:
                     log.warning("%d runs still blocked (in a provider call); leaving them", self._running)
                     return
-            self._consumer.poll(100)  # stay a group member so the commits below are accepted
+            if self._consumer.group_metadata().generation_id >= 0:
+                self._consumer.poll(100)  # stay a group member so the commits below are accepted
+            else:                         # evicted: rejoining now would only move partitions twice
+                time.sleep(0.1)
             self._membership_changes()
             self._advance()
 
@@ -295,7 +298,20 @@ class Worker:
 
     # -- membership (callbacks on kafka-python's IO thread; the main loop applies them) ----------
     def _on_assigned(self, partitions: set[Partition]) -> None:
-        self._events.put(("assigned", partitions))
+        """Create the tasks now, so that a revocation that follows at once finds them."""
+        assert self._consumer is not None
+        created = []
+        with self._tasks_lock:
+            for tp in sorted(partitions):
+                if tp in self._tasks:
+                    continue
+                state_partition = tp[1] if tp[1] < self._state_partitions else None
+                task = self._tasks[tp] = PartitionTask(tp, state_partition=state_partition,
+                                                       membership=self._consumer.group_metadata)
+                created.append(task)
+        for task in created:         # nothing is read before the restore says where to start
+            self._consumer.pause(task.tp)
+        self._events.put(("assigned", created))
 
     def _on_revoked(self, partitions: set[Partition]) -> None:
         self._give_up(partitions, "revoked")
@@ -330,21 +346,25 @@ class Worker:
                 if task.revoked.is_set():
                     self._drop_state(task)
                 else:
-                    task.phase = READY
+                    self._start_task(task)
         self._retire()
         if changed:
             self._log_partitions()
 
-    def _assign(self, partitions: set[Partition]) -> None:
-        assert self._consumer is not None and self._restorer is not None
-        log.info("worker %s assigned partitions %s", self.settings.worker_id, sorted(p for _t, p in partitions))
-        for tp in sorted(partitions):
-            state_partition = tp[1] if tp[1] < self._state_partitions else None
-            task = PartitionTask(tp, state_partition=state_partition, membership=self._consumer.group_metadata)
-            with self._tasks_lock:
-                self._tasks[tp] = task
-            if task.serves_runs:
+    def _assign(self, tasks: list[PartitionTask]) -> None:
+        assert self._restorer is not None
+        log.info("worker %s assigned partitions %s", self.settings.worker_id, [t.partition for t in tasks])
+        for task in tasks:
+            if not task.revoked.is_set():
                 self._restorer.submit(task)
+
+    def _start_task(self, task: PartitionTask) -> None:
+        """A restored task reads its requests from the committed offset, whatever was read before."""
+        assert self._consumer is not None
+        task.start()
+        if task.tp in self._consumer.assignment():
+            self._consumer.seek(task.tp, task.start_offset)
+            self._consumer.resume(task.tp)
 
     def _retire(self) -> None:
         """Drop the state of revoked partitions once their runs have ended."""
@@ -355,11 +375,14 @@ class Worker:
             with self._tasks_lock:
                 self._retiring.remove(task)
 
-    @staticmethod
-    def _drop_state(task: PartitionTask) -> None:
+    def _drop_state(self, task: PartitionTask) -> None:
+        """Close a revoked task's database; delete it unless the partition is ours again (same file)."""
         store, task.store = task.store, None
-        if store is not None:
-            store.destroy()
+        if store is None:
+            return
+        with self._tasks_lock:
+            back = task.tp in self._tasks
+        store.close() if back else store.destroy()
 
     def _log_partitions(self) -> None:
         with self._tasks_lock:
@@ -375,8 +398,8 @@ class Worker:
         for msg in messages:
             with self._tasks_lock:
                 task = self._tasks.get(msg.tp)
-            if task is None or task.revoked.is_set():
-                continue    # a partition given up meanwhile: its new owner reads it again
+            if task is None or task.revoked.is_set() or task.phase != READY:
+                continue    # given up meanwhile (its new owner reads it again), or read again once restored
             task.fetched(msg.offset)
             task.backlog.append(msg)
             if len(task.backlog) >= MAX_BACKLOG and not task.paused:
@@ -446,7 +469,7 @@ class Worker:
                 if self._running >= self.settings.concurrency:
                     break
                 for name, queue_ in list(task.waiting.items()):
-                    if name in task.running or not queue_ or queue_[0].not_before > now:
+                    if name in task.running or not queue_ or queue_[0].not_before > now or queue_[0].reading_back:
                         continue
                     pending = queue_.popleft()
                     if not queue_:
@@ -513,7 +536,7 @@ class Worker:
                                      stage="delivery", kind="delivery")])
             return
         except (DeliveryError, TransportError, sqlite3.Error) as exc:
-            self._retry(task, pending, f"{type(exc).__name__}: {exc}")
+            self._retry(task, pending, f"{type(exc).__name__}: {exc}", read_back=True)
             return
         except Exception as exc:  # a bug: dead-letter the request rather than loop on it
             log.error("request at %d@%d crashed the run", msg.partition, msg.offset, exc_info=exc)
@@ -525,10 +548,22 @@ class Worker:
                  report.run_id, report.connection, report.outcome, c.courses_emitted, c.stats_emitted,
                  c.stats_unchanged, c.courses_removed, c.rejected, report.duration_s)
 
-    def _retry(self, task: PartitionTask, pending: Pending, why: str) -> None:
-        """Run the request again later, before the connection's other requests."""
+    def _retry(self, task: PartitionTask, pending: Pending, why: str, *, read_back: bool = False) -> None:
+        """Run the request again later, before the connection's other requests.
+
+        ``read_back``: a transaction of the run may have committed without this worker knowing
+        it (a broker outage, a fenced producer): the connection's state is read back from the
+        changelog before the request runs again, so nothing committed is emitted twice.
+        """
         s = self.settings
         pending.attempts += 1
+        if read_back and task.store is not None and self._restorer is not None:
+            pending.reading_back = True
+
+            def done() -> None:
+                pending.reading_back = False
+
+            self._restorer.read_back(task, f"{pending.connection.tenant}/{pending.connection.name}", done)
         wait = min(s.retry_backoff_max_s, s.retry_backoff_s * 2 ** min(pending.attempts - 1, 16))
         pending.not_before = time.monotonic() + wait
         metrics.REQUESTS.labels("retried").inc()
@@ -620,9 +655,10 @@ class Worker:
 
         assert self._producers is not None and task.store is not None
         slot, producer = self._producers.take()
+        scope = f"{connection.tenant}/{connection.name}"
         sink = TransactionalSink(producer, self.topics.for_type, self.topics.state, task,
                                  finishing=running.pending.msg.offset, max_record_bytes=self.kafka.max_request_bytes,
-                                 should_stop=should_stop)
+                                 should_stop=should_stop, on_state_written=lambda end: task.state_written(scope, end))
         try:
             engine = SyncEngine(self.plugins, sink, state=task.store, batch_size=s.batch_size,
                                 batch_seconds=s.batch_seconds, lookback=timedelta(seconds=s.lookback_s),
@@ -630,8 +666,10 @@ class Worker:
                                 request_memory=timedelta(seconds=s.request_memory_s))
             try:
                 return engine.run(request, connection)
-            except BaseException:
+            except BaseException as exc:
                 sink.abort()
+                if isinstance(exc, RunAbandoned) and not running.cancel.is_set() and not task.revoked.is_set():
+                    metrics.RUNS_CANCELLED.labels("evicted").inc()   # noticed before the group told the loop
                 raise
         finally:
             self._producers.give_back(slot, producer, broken=sink.broken)

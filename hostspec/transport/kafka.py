@@ -297,8 +297,12 @@ class RequestConsumer:
         """The current group generation, for fencing transactional offset commits (KIP-447)."""
         return self._consumer.group_metadata()
 
-    def seek(self, tp: Partition, offset: int) -> None:
-        self._consumer.seek(TopicPartition(*tp), offset)
+    def seek(self, tp: Partition, offset: int | None) -> None:
+        """Read ``tp`` from ``offset`` next (None: from the beginning)."""
+        if offset is None:
+            self._consumer.seek_to_beginning(TopicPartition(*tp))
+        else:
+            self._consumer.seek(TopicPartition(*tp), offset)
 
     def lag(self) -> dict[Partition, int]:
         """Records after this member's position, per assigned partition (asks the broker)."""

@@ -31,6 +31,7 @@ from kafka import KafkaProducer
 from kafka import errors as kerr
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from .. import metrics
 from ..errors import DeliveryError, EventTooLarge, PermanentDeliveryError, RunAbandoned, TransportError
 from ..events import Event
 from .config import KafkaConfig
@@ -39,12 +40,14 @@ from .kafka import Partition, make_producer
 log = logging.getLogger(__name__)
 RECORD_OVERHEAD = 1_024          # bytes kept for the record's key, headers and batch framing
 MEMBERSHIP_RETRY_S = 60.0        # how long a commit waits for a rebalance to settle before giving up
+DEADLINE_MARGIN_S = 5.0          # a transaction step is awaited until transaction_timeout_ms + this
 
 # The group refused the offsets: stale generation, rebalance in progress. Retried with fresh
 # metadata while the partition is still ours.
 _MEMBERSHIP = (kerr.CommitFailedError, kerr.IllegalGenerationError, kerr.UnknownMemberIdError,
                kerr.RebalanceInProgressError, kerr.CoordinatorLoadInProgressError,
                kerr.CoordinatorNotAvailableError, kerr.NotCoordinatorError, kerr.ConcurrentTransactionsError)
+_STALE = (kerr.CommitFailedError, kerr.IllegalGenerationError, kerr.UnknownMemberIdError, kerr.FencedInstanceIdError)
 # This producer can never be used again.
 _FATAL = (kerr.ProducerFencedError, kerr.InvalidProducerEpochError, kerr.TransactionalIdAuthorizationFailedError,
           kerr.TransactionCoordinatorFencedError, kerr.InvalidTxnStateError, kerr.IllegalStateError)
@@ -92,7 +95,7 @@ class _AbortFailed(Exception):
 
 
 def _kind(exc: BaseException) -> str:
-    if isinstance(exc, _AbortFailed):
+    if isinstance(exc, (_AbortFailed, UnconfirmedCommit, _Stuck)):
         return "fatal"
     if isinstance(exc, kerr.FencedInstanceIdError):
         return "evicted"
@@ -105,36 +108,92 @@ def _kind(exc: BaseException) -> str:
     return "retriable"
 
 
+class UnconfirmedCommit(Exception):
+    """The client reported the commit done, yet records of the transaction were never acknowledged.
+
+    kafka-python 3.0 can do this after a broker outage longer than the transaction timeout: the
+    broker aborted the transaction, the client "completes" it without sending EndTxn (and its
+    I/O thread then dies). Trusting it would let the next transaction commit a page cursor past
+    rows whose events were aborted. The outcome is treated as unknown: the producer is replaced
+    and the connection's state is read back from the changelog before its request runs again.
+    """
+
+
+class _Stuck(Exception):
+    """A transactional call did not finish in time (the broker away): the producer is abandoned."""
+
+
+def _bounded(producer: KafkaProducer, start: Callable[[Any], Any], fallback: Callable[[], Any],
+             deadline: float) -> None:
+    """Run a transactional step of kafka-python and wait for it until ``deadline`` at most.
+
+    kafka-python 3.0's ``send_offsets_to_transaction``, ``commit_transaction`` and
+    ``abort_transaction`` wait for the broker without any limit: during an outage the run's
+    thread would hold its partition's commit lock, and the revocation behind it the consumer's
+    I/O thread, for ever. The same steps are started here through the client's transaction
+    manager and awaited with a deadline; past it the producer is treated as unusable
+    (:class:`_Stuck`), replaced, and the work redone. A stuck transaction cannot commit later:
+    it registered with its coordinator at its first step, so the broker aborts it once
+    ``transaction_timeout_ms`` has passed (the deadline is set after that point), and the
+    replacement producer (same transactional id) fences it.
+    """
+    manager, sender = getattr(producer, "_transaction_manager", None), getattr(producer, "_sender", None)
+    if manager is None or sender is None or not hasattr(sender, "wakeup"):   # another client version
+        fallback()
+        return
+    result = start(manager)
+    sender.wakeup()
+    if not result.wait(timeout_ms=max(1, int((deadline - time.monotonic()) * 1000))):
+        raise _Stuck(f"no answer from Kafka within the transaction's deadline")
+
+
 def transact(producer: KafkaProducer, records: list[OutRecord], offsets: dict[Partition, int] | None,
-             group_metadata: Any) -> None:
+             group_metadata: Any) -> dict[int, int]:
     """One transaction: the offsets first (the fence), then the records, then the commit.
 
-    Raises the client's exception unchanged after aborting when possible; :func:`_kind` tells
-    the caller what it means.
+    Returns, per partition of the records' topics, the offset after the last record written
+    there (``{partition: end}``, of the last record's topic; used for the state topic). Raises
+    the client's exception unchanged after aborting when possible; :func:`_kind` tells the
+    caller what it means. Every record is checked acknowledged after the commit
+    (:class:`UnconfirmedCommit` otherwise).
     """
+    config = getattr(producer, "config", {})
+    deadline = time.monotonic() + config.get("transaction_timeout_ms", 60_000) / 1000 + DEADLINE_MARGIN_S
     producer.begin_transaction()
+    futures = []
     try:
         if offsets:
-            producer.send_offsets_to_transaction(
-                {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()},
-                group_metadata)
+            committed = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+            _bounded(producer, lambda m: m.send_offsets_to_transaction(committed, group_metadata),
+                     lambda: producer.send_offsets_to_transaction(committed, group_metadata), deadline)
         for record in records:
-            producer.send(record.topic, key=record.key, value=record.value, partition=record.partition)
-        producer.commit_transaction()
+            futures.append(producer.send(record.topic, key=record.key, value=record.value,
+                                         partition=record.partition))
+        _bounded(producer, lambda m: m.begin_commit(), producer.commit_transaction, deadline)
     except Exception as exc:
         if _kind(exc) != "fatal":
             try:
-                producer.abort_transaction()
+                _bounded(producer, lambda m: m.begin_abort(), producer.abort_transaction, time.monotonic() + 30)
             except Exception as abort_exc:
                 raise _AbortFailed(f"{type(exc).__name__}: {exc}; then abort failed: "
                                    f"{type(abort_exc).__name__}: {abort_exc}") from exc
         raise
+    unconfirmed = [f for f in futures if not f.succeeded()]
+    if unconfirmed:
+        raise UnconfirmedCommit(f"{len(unconfirmed)} of {len(futures)} records not acknowledged after the commit")
+    ends: dict[int, int] = {}
+    for record, future in zip(records, futures):
+        if record.topic == records[-1].topic:
+            ends[future.value.partition] = max(ends.get(future.value.partition, 0), future.value.offset + 1)
+    return ends
 
 
 def commit_fenced(producer: KafkaProducer, owners: list[Owner], records: list[OutRecord], *,
                   finishing: dict[Partition, list[int]] | None = None,
-                  should_stop: Callable[[], bool] = lambda: False) -> None:
+                  should_stop: Callable[[], bool] = lambda: False) -> dict[int, int]:
     """Commit ``records`` with the offsets of ``owners`` in one transaction, under their locks.
+
+    Returns what :func:`transact` returns (where the records of the last topic end).
 
     Retries while a rebalance settles (with fresh group metadata each time) as long as every
     owner still owns its partition.
@@ -151,15 +210,21 @@ def commit_fenced(producer: KafkaProducer, owners: list[Owner], records: list[Ou
     while True:
         with _all_locks([o.commit_lock for o in owners]):
             metadata = None
-            for owner in owners:
-                metadata = owner.membership()          # raises RunAbandoned
+            try:
+                for owner in owners:
+                    metadata = owner.membership()
+            except RunAbandoned as exc:
+                metrics.COMMITS_REFUSED.labels("revoked" if "revoked" in str(exc) else "evicted").inc()
+                raise
             offsets = {o.tp: o.offset_to_commit(finishing.get(o.tp, ())) for o in owners if o.tp is not None}
             try:
-                transact(producer, records, offsets, metadata)
+                ends = transact(producer, records, offsets, metadata)
             except Exception as exc:
                 kind = _kind(exc)
                 if kind == "fatal":
                     raise ProducerBroken(f"producer unusable: {type(exc).__name__}: {exc}") from None
+                if isinstance(exc, _STALE):
+                    metrics.COMMITS_REFUSED.labels("generation").inc()
                 if kind == "evicted":
                     raise RunAbandoned(f"this worker was replaced in its group: {exc}") from None
                 if kind == "permanent":
@@ -171,7 +236,7 @@ def commit_fenced(producer: KafkaProducer, owners: list[Owner], records: list[Ou
                 for owner in owners:
                     for offset in finishing.get(owner.tp, []) if owner.tp is not None else ():
                         owner.finished(offset)
-                return
+                return ends
         time.sleep(pause)
         pause = min(pause * 2, 2.0)
 
@@ -208,9 +273,13 @@ class TransactionalSink:
 
     def __init__(self, producer: KafkaProducer, topic_for: Callable[[str], str], state_topic: str,
                  owner: Owner, *, finishing: int | None = None, max_record_bytes: int = 1_048_576,
-                 should_stop: Callable[[], bool] = lambda: False):
+                 should_stop: Callable[[], bool] = lambda: False,
+                 on_state_written: Callable[[int], None] | None = None):
+        """:param on_state_written: told, after each commit with state records, the offset after
+        the last of them in the state partition (where a later read-back may start)."""
         self._producer, self._topic_for, self._state_topic = producer, topic_for, state_topic
         self._owner, self._finishing, self._should_stop = owner, finishing, should_stop
+        self._on_state_written = on_state_written
         self.max_event_bytes = max_record_bytes - RECORD_OVERHEAD
         self._buffer: list[OutRecord] = []
         self.broken = False
@@ -226,14 +295,16 @@ class TransactionalSink:
         records = self._buffer + [OutRecord(self._state_topic, self._owner.state_partition, k.encode("utf-8"), v)
                                   for k, v in state_records]
         try:
-            commit_fenced(self._producer, [self._owner], records,
-                          finishing={self._owner.tp: [self._finishing]} if final and self._owner.tp else None,
-                          should_stop=self._should_stop)
+            ends = commit_fenced(self._producer, [self._owner], records,
+                                 finishing={self._owner.tp: [self._finishing]} if final and self._owner.tp else None,
+                                 should_stop=self._should_stop)
         except ProducerBroken:
             self.broken = True
             raise
         self._buffer = []
         self.transactions += 1
+        if state_records and self._on_state_written and self._owner.state_partition in ends:
+            self._on_state_written(ends[self._owner.state_partition])
 
     def abort(self) -> None:
         """Forget what was emitted since the last checkpoint (a run given up)."""
@@ -327,4 +398,4 @@ class Unfenced:
         pass
 
 
-__all__ = ["OutRecord", "Unfenced", "Owner", "ProducerBroken", "ProducerPool", "TransactionalSink", "commit_fenced", "transact"]
+__all__ = ["OutRecord", "UnconfirmedCommit", "Unfenced", "Owner", "ProducerBroken", "ProducerPool", "TransactionalSink", "commit_fenced", "transact"]
