@@ -221,3 +221,43 @@ def test_many_removals_across_checkpoints(sandbox, plugins, tmp_path):
     report, sink = sync("catalog")
     assert sorted(e.data["external_id"] for e in sink.of_type(ev.COURSE_REMOVED)) == sorted(gone)
     assert sync.state.count(kind="course") == 5
+
+
+def test_a_dry_run_counts_only_the_real_removals(sandbox, plugins, tmp_path):
+    """A dry run used to report every course in state as removed (its seen marks were rolled back)."""
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path)
+    sync("catalog")
+    gone = sandbox.org.visible_contents(clips=False)[0]["contentId"]
+    control(sandbox, f"/contents/{gone}/remove")
+    report, sink = sync("catalog", dry_run=True)
+    assert report.counts.courses_removed == 1 and sink.of_type(ev.COURSE_REMOVED) == []
+    real, real_sink = sync("catalog")
+    assert [e.data["external_id"] for e in real_sink.of_type(ev.COURSE_REMOVED)] == [gone]
+
+
+def test_state_stays_bounded_request_ids_expire_and_a_removed_course_takes_its_stats(sandbox, plugins, tmp_path):
+    from datetime import datetime, timezone
+
+    from hostspec.engine import REQUEST_DONE
+
+    now = [datetime(2026, 12, 1, tzinfo=timezone.utc)]
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path, clock=lambda: now[0],
+                  request_memory=timedelta(days=7))
+    scope = f"{sync.connection.tenant}/{sync.connection.name}"
+    sync()
+    markers = lambda: sorted(sync.state.checkpoints_with_prefix(scope, REQUEST_DONE))  # noqa: E731
+    assert markers() == [f"{REQUEST_DONE}req-1"]
+    now[0] += timedelta(days=3)
+    sync("catalog")
+    assert markers() == [f"{REQUEST_DONE}req-1", f"{REQUEST_DONE}req-2"]
+    now[0] += timedelta(days=5)                        # req-1 is 8 days old, req-2 5 days
+    sync("catalog")
+    assert markers() == [f"{REQUEST_DONE}req-2", f"{REQUEST_DONE}req-3"]
+    course = next(c for c in sandbox.org.visible_contents(clips=False)
+                  if sync.state.with_prefix(scope, "stat", f"{c['contentId']}/"))["contentId"]
+    stats_before = sync.state.count(scope, "stat")
+    of_course = len(sync.state.with_prefix(scope, "stat", f"{course}/"))
+    control(sandbox, f"/contents/{course}/remove")
+    sync("catalog")
+    assert sync.state.with_prefix(scope, "stat", f"{course}/") == []
+    assert sync.state.count(scope, "stat") == stats_before - of_course > 0

@@ -90,3 +90,32 @@ def test_world_readable_file_with_inline_secret_warns(tmp_path, caplog):
 def test_secret_needs_exactly_one_source():
     with pytest.raises(ValueError):
         Secret("a", env="B")
+
+
+def test_a_broken_change_of_the_file_keeps_the_last_good_connections(tmp_path, caplog):
+    """A half-written file or a typo must not refuse every tenant's requests while it lasts."""
+    from hostspec import metrics
+    from hostspec.worker import ConnectionsFile
+
+    path = tmp_path / "c.toml"
+    path.write_text(connections_toml("https://api.coursera.org", secret_env="X", names=("acme", "beta")))
+    live = ConnectionsFile(path)
+    assert live.store().names == ["acme", "beta"]
+    errors = metrics.CONNECTIONS_FILE_ERRORS._value.get()
+    path.write_text('[connections.acme]\ntenant = "acme"\nprovider = ')       # half written
+    os.utime(path, (1, 1))
+    with caplog.at_level(logging.ERROR):
+        assert live.store().names == ["acme", "beta"]
+        assert live.store().names == ["acme", "beta"]                          # said once, not per request
+    assert len([r for r in caplog.records if "keeping the version read before" in r.message]) == 1
+    assert metrics.CONNECTIONS_FILE_OK._value.get() == 0 and metrics.CONNECTIONS_FILE_ERRORS._value.get() == errors + 1
+    path.write_text(connections_toml("https://api.coursera.org", secret_env="X", names=("acme", "beta", "gamma")))
+    os.utime(path, (2, 2))
+    assert live.store().names == ["acme", "beta", "gamma"] and metrics.CONNECTIONS_FILE_OK._value.get() == 1
+
+
+def test_a_file_never_read_is_an_error(tmp_path):
+    from hostspec.worker import ConnectionsFile
+
+    with pytest.raises(ConfigError):
+        ConnectionsFile(tmp_path / "missing.toml").store()

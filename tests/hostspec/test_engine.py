@@ -9,6 +9,7 @@ from hostspec import ProviderInfo, ProviderTransientError, RecordRejected, hooki
 from hostspec import events as ev
 from hostspec.connections import connection_from_settings
 from hostspec.engine import SyncEngine, SyncRequest
+from hostspec.errors import EventTooLarge
 from hostspec.plugins import get_plugin_manager
 from hostspec.sinks import MemorySink
 
@@ -53,10 +54,24 @@ class Toy:
         return iter(())
 
 
-def run(toy, scope="catalog"):
+class LimitedSink(MemorySink):
+    """Like a Kafka sink: an event above ``limit`` bytes is refused."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def emit(self, event):
+        size = len(event.to_json().encode())
+        if size > self.limit:
+            raise EventTooLarge(event.type, size, self.limit)
+        super().emit(event)
+
+
+def run(toy, scope="catalog", sink=None):
     pm = get_plugin_manager(load_entry_points=False, plugins=[("toy", toy)])
     conn = connection_from_settings("t1", "toy", {}, pm, tenant="acme", group_id="g1")
-    sink = MemorySink()
+    sink = sink if sink is not None else MemorySink()
     report = SyncEngine(pm, sink, clock=lambda: T0).run(SyncRequest("req-1", "t1", "toy", scope), conn)
     return report, sink
 
@@ -123,3 +138,22 @@ def test_unsupported_scope_fails_cleanly():
 
     report, _ = run(CatalogOnly(), scope="progress")
     assert report.outcome == "failed" and "does not support scope 'progress'" in report.error["message"]
+
+
+def test_an_event_larger_than_the_transport_takes_is_rejected_with_a_bounded_copy():
+    class Huge(Toy):
+        @hookimpl
+        def map_course(self, record):
+            mapped = Toy.map_course(self, record)
+            if record["id"] == "huge":
+                mapped["description"] = "word " * 60_000        # a 300 KB course
+            return mapped
+
+    records = [{"id": "a"}, {"id": "huge", "blob": "x" * 300_000}, {"id": "b"}]
+    report, sink = run(Huge(records=records), sink=LimitedSink(100_000))
+    assert report.outcome == "partial" and [e.data["external_id"] for e in sink.of_type(ev.COURSE_UPSERTED)] == ["a", "b"]
+    (rejected,) = sink.of_type(ev.RECORD_REJECTED)
+    assert rejected.data["stage"] == "delivery" and rejected.data["reason"] == "the event is larger than Kafka accepts"
+    assert "exceeds the 100000-byte limit" in rejected.data["errors"]["_schema"][0]
+    assert rejected.data["record"]["blob"].startswith("x" * 100) and "[cut: 300000 characters" in rejected.data["record"]["blob"]
+    assert len(rejected.to_json()) < 10_000

@@ -1,10 +1,12 @@
-"""The request consumer on the real broker: pausing and resuming partitions loses nothing."""
+"""The transport on the real broker: pausing and resuming loses nothing, a stale generation commits
+nothing, a restore reads past an open transaction, a committed offset is read once stable, and a
+consumer started before its topic reads it within seconds."""
 from __future__ import annotations
 
 import time
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaProducer, TopicPartition
 
 from hostspec.transport.config import KafkaConfig, TopicSpec
 from hostspec.transport.kafka import RequestConsumer, ensure_topics
@@ -40,3 +42,142 @@ def test_regression_pause_resume_never_stalls_a_partition(bootstrap, prefix):
                 consumer.resume(tp)
     consumer.close()
     assert len(got) == 600 and len(set(got)) == 600
+
+
+def _txn_producer(bootstrap: str, txn_id: str, timeout_ms: int = 60_000) -> KafkaProducer:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=txn_id, enable_idempotence=True,
+                             acks="all", transaction_timeout_ms=timeout_ms)
+    producer.init_transactions()
+    return producer
+
+
+def _member(bootstrap: str, topic: str, group: str):
+    from kafka import KafkaConsumer
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                             isolation_level="read_committed", session_timeout_ms=6000,
+                             partition_assignment_strategy=[CooperativeStickyAssignor])
+    consumer.subscribe([topic])
+    return consumer
+
+
+def test_a_transaction_with_a_stale_generation_commits_nothing(bootstrap, prefix):
+    """Why every transaction carries its input offset: the group coordinator checks the member's
+    generation there, and refuses the whole transaction once the group has moved on (KIP-447).
+    Without the offsets the same transaction commits: nothing would fence it."""
+    import threading
+
+    from hostspec.transport.transactions import OutRecord, transact
+    from tests.integration.conftest import read_topic
+
+    config = KafkaConfig(bootstrap_servers=bootstrap)
+    topic, out = f"{prefix}in", f"{prefix}out"
+    ensure_topics(config, [TopicSpec(topic, 2, {}), TopicSpec(out, 1, {})])
+    first = _member(bootstrap, topic, f"{prefix}g")
+    deadline = time.monotonic() + 30
+    while len(first.assignment()) < 2 and time.monotonic() < deadline:
+        first.poll(100)
+    stale = first.group_metadata()
+    stop = threading.Event()
+
+    def keep_polling() -> None:     # the first member stays in the group while the second joins
+        while not stop.is_set():
+            first.poll(100)
+
+    spinner = threading.Thread(target=keep_polling)
+    spinner.start()
+    second = _member(bootstrap, topic, f"{prefix}g")
+    while not second.assignment() and time.monotonic() < deadline:     # the group moves on: generation + 1
+        second.poll(100)
+    producer = _txn_producer(bootstrap, f"{prefix}txn")
+    with pytest.raises(Exception) as refused:
+        transact(producer, [OutRecord(out, 0, b"k", b"zombie")], {(topic, 0): 1}, stale)
+    assert "IllegalGeneration" in f"{type(refused.value).__name__} {refused.value}"
+    transact(producer, [OutRecord(out, 0, b"k", b"no fence")], None, stale)       # no offsets: not checked
+    transact(producer, [OutRecord(out, 0, b"k", b"fresh")], {(topic, 0): 1}, first.group_metadata())
+    stop.set()
+    spinner.join(10)
+    values = [v for _k, v in read_topic(bootstrap, out, raw=True)]
+    producer.close()
+    second.close()
+    first.close()
+    assert values == [b"no fence", b"fresh"]
+
+
+def test_restore_reads_what_was_committed_behind_an_open_transaction(bootstrap, prefix):
+    """A transaction left open (a worker that died mid-commit) pins the last stable offset; the
+    restore waits for it to end and reads what other writers committed after it began."""
+    from hostspec.transport.changelog import ChangelogReader
+
+    config = KafkaConfig(bootstrap_servers=bootstrap)
+    topic = f"{prefix}state"
+    ensure_topics(config, [TopicSpec(topic, 1, {})])
+    dead = _txn_producer(bootstrap, f"{prefix}dead", timeout_ms=5_000)
+    dead.begin_transaction()
+    dead.send(topic, key=b"open", value=b"x", partition=0).get(10)
+    alive = _txn_producer(bootstrap, f"{prefix}alive")
+    alive.begin_transaction()
+    alive.send(topic, key=b"k", value=b"committed after", partition=0)
+    alive.commit_transaction()
+    reader = ChangelogReader(config, topic)
+    lso = reader._reader.end_offsets([TopicPartition(topic, 0)])
+    assert list(lso.values()) == [0]                     # a read to the last stable offset sees nothing
+    seen: dict[str, bytes] = {}
+    started = time.monotonic()
+    reached = reader.read({0: None}, lambda records: seen.update(dict(records)), timeout_s=120)
+    waited = time.monotonic() - started
+    reader.close()
+    alive.close()
+    dead.close(timeout=1)
+    assert seen == {"k": b"committed after"} and reached[0] >= 3 and waited >= 3   # "open" aborted, not applied
+
+
+def test_the_committed_offset_is_read_only_once_no_transaction_carries_one(bootstrap, prefix):
+    import threading
+
+    from kafka.structs import OffsetAndMetadata
+
+    from hostspec.transport.changelog import ChangelogReader
+
+    config = KafkaConfig(bootstrap_servers=bootstrap)
+    topic = f"{prefix}req"
+    ensure_topics(config, [TopicSpec(topic, 1, {})])
+    member = _member(bootstrap, topic, f"{prefix}g")
+    deadline = time.monotonic() + 30
+    while not member.assignment() and time.monotonic() < deadline:
+        member.poll(100)
+    owner = _txn_producer(bootstrap, f"{prefix}owner")
+    owner.begin_transaction()
+    owner.send_offsets_to_transaction({TopicPartition(topic, 0): OffsetAndMetadata(42, "", -1)},
+                                      member.group_metadata())
+    threading.Timer(3, owner.commit_transaction).start()
+    reader = ChangelogReader(config, topic, group_id=f"{prefix}g")
+    started = time.monotonic()
+    offset = reader.stable_offset((topic, 0))
+    waited = time.monotonic() - started
+    reader.close()
+    owner.close()
+    member.close()
+    assert offset == 42 and waited >= 2.5
+
+
+def test_a_consumer_started_before_its_topic_exists_reads_it_within_seconds(bootstrap, prefix):
+    """Start-up order: a publisher or worker that joins before the topics exist used to be
+    assigned nothing until kafka-python's next metadata refresh, five minutes later."""
+    config = KafkaConfig(bootstrap_servers=bootstrap)
+    topic = f"{prefix}later"
+    consumer = RequestConsumer(config, topic, f"{prefix}g", on_assigned=lambda _: None, on_revoked=lambda _: None,
+                               topic_wait_s=1)
+    assert consumer.partition_counts == {topic: 0}
+    ensure_topics(config, [TopicSpec(topic, 2, {})])
+    created = time.monotonic()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer.send(topic, key=b"k", value=b"hello").get(10)
+    producer.close()
+    got = []
+    while not got and time.monotonic() - created < 60:
+        got = consumer.poll(200)
+    took = time.monotonic() - created
+    consumer.close()
+    assert [m.value for m in got] == [b"hello"] and took < 20
