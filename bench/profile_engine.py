@@ -86,9 +86,23 @@ def main(argv: list[str] | None = None) -> int:
     label = args.sink + (" without state records" if args.no_state_records else "")
     label += ", state on disk" if args.state_file else ""
     print(f"{label}: {n} stats in {elapsed:.1f}s = {n / elapsed:,.0f} records/s ({1e6 * elapsed / n:.0f} us/record)")
+    if args.sink == "kafka":
+        print(transaction_times())
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
     return 0
+
+
+def transaction_times() -> str:
+    """How long the run's transactions took, from the worker's histogram (upper bucket bounds)."""
+    from hostspec import metrics
+
+    samples = {s.labels["le"]: s.value for s in metrics.TRANSACTION_SECONDS.collect()[0].samples
+               if s.name.endswith("_bucket")}
+    total = samples["+Inf"]
+    slowest = next(le for le, n in samples.items() if n == total)
+    median = next(le for le, n in samples.items() if n >= total / 2)
+    return f"transactions: {total:.0f}, median <= {median} s, slowest <= {slowest} s"
 
 
 if __name__ == "__main__":

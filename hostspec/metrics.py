@@ -36,6 +36,8 @@ RESTORE_SECONDS = Histogram("connector_state_restore_seconds", "Time to restore 
 RESTORED_RECORDS = Counter("connector_state_restored_records_total", "State records read while restoring")
 RUNS_CANCELLED = Counter("connector_runs_cancelled_total", "Runs stopped because their partition moved",
                          ["reason"])  # revoked | lost | evicted (noticed by the run itself)
+TRANSACTION_SECONDS = Histogram("connector_transaction_seconds", "Time from a transaction's start to its commit",
+                                buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15))
 COMMITS_REFUSED = Counter("connector_commits_refused_total",
                           "Transactions not committed because this worker may no longer write for the partition",
                           ["reason"])  # revoked | evicted | generation (refused by the group coordinator)

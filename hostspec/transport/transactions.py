@@ -158,7 +158,8 @@ def transact(producer: KafkaProducer, records: list[OutRecord], offsets: dict[Pa
     (:class:`UnconfirmedCommit` otherwise).
     """
     config = getattr(producer, "config", {})
-    deadline = time.monotonic() + config.get("transaction_timeout_ms", 60_000) / 1000 + DEADLINE_MARGIN_S
+    started = time.monotonic()
+    deadline = started + config.get("transaction_timeout_ms", 60_000) / 1000 + DEADLINE_MARGIN_S
     producer.begin_transaction()
     futures = []
     try:
@@ -178,6 +179,7 @@ def transact(producer: KafkaProducer, records: list[OutRecord], offsets: dict[Pa
                 raise _AbortFailed(f"{type(exc).__name__}: {exc}; then abort failed: "
                                    f"{type(abort_exc).__name__}: {abort_exc}") from exc
         raise
+    metrics.TRANSACTION_SECONDS.observe(time.monotonic() - started)
     unconfirmed = [f for f in futures if not f.succeeded()]
     if unconfirmed:
         raise UnconfirmedCommit(f"{len(unconfirmed)} of {len(futures)} records not acknowledged after the commit")
