@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -190,18 +191,58 @@ def test_unreachable_broker_is_a_clear_error(tmp_path):
 
 
 def test_requests_for_one_connection_never_run_in_parallel(tmp_path, bootstrap, topics, workers):
+    """Whatever partition a request lands on, and whichever worker owns it, a connection's runs
+    happen one after the other on the worker that owns its home partition."""
     with CourseraSandbox(OrgSpec(contents=10, learners=20, enrollments=150)) as sb:
         conns = write_connections(tmp_path / "c.toml", sb, page_size=25)
         slow_reports(sb, 0.2)
-        worker = workers(conns, "w1", None, "--concurrency", "4")
-        worker.wait_for(r"serves partitions \[0")
+        fleet = [workers(conns, f"w{i}", None, "--concurrency", "4") for i in (1, 2)]
+        deadline = time.monotonic() + 60
+        while sorted(p for w in fleet for p in w.assigned()) != list(range(6)):
+            assert time.monotonic() < deadline, [w.log()[-2000:] for w in fleet]
+            time.sleep(0.2)
         ids = []
-        for partition in (0, 1, 2):  # three partitions: the worker could run them all at once
+        for partition in range(6):  # six partitions on two workers: they could run them all at once
             rid, value = request_event("acme")
             ids.append(rid)
             publish_raw(bootstrap, topics.requests, value, partition=partition)
-        finals = [final_status(bootstrap, topics, rid, timeout=90) for rid in ids]
-    assert [f["phase"] for f in finals] == ["completed"] * 3
+        finals = [final_status(bootstrap, topics, rid, timeout=120) for rid in ids]
+    assert [f["phase"] for f in finals] == ["completed"] * 6
+    owner = next(w.name for w in fleet if home_partition("acme", 6) in w.assigned())
+    assert {f["worker"] for f in finals} == {owner}
     windows = sorted((f["started_at"], f["ended_at"]) for f in finals)
     for (_, end), (start, _) in zip(windows, windows[1:]):
         assert start >= end, f"runs of one connection overlapped: {windows}"
+
+
+def test_partitions_added_to_the_requests_topic_only_forward(tmp_path, bootstrap, topics, workers):
+    """The requests topic grew to 8 partitions (the state topic keeps 6): requests on the new ones
+    reach their connection's home partition and run there."""
+    from hostspec.transport.config import KafkaConfig, TopicSpec, topic_specs
+    from hostspec.transport.kafka import ensure_topics
+
+    config = KafkaConfig(bootstrap_servers=bootstrap)
+    ensure_topics(config, [TopicSpec(topics.requests, 8, {}),
+                           *[t for t in topic_specs(topics) if t.name != topics.requests]])
+    with CourseraSandbox(OrgSpec(contents=4, learners=4, enrollments=10)) as sb:
+        worker = workers(write_connections(tmp_path / "c.toml", sb))
+        worker.wait_for(r"serves partitions \[0, 1, 2, 3, 4, 5, 6, 7\]")
+        rid, value = request_event("acme")
+        publish_raw(bootstrap, topics.requests, value, key=b"acme", partition=7)
+        assert final_status(bootstrap, topics, rid)["phase"] == "completed"
+    assert re.search(rf"request {rid} for acme at 7@0 forwarded to its home partition 0", worker.log())
+
+
+def test_a_requests_topic_smaller_than_the_state_topic_is_refused_at_start(tmp_path, bootstrap, topics):
+    from hostspec.transport.config import KafkaConfig, TopicSpec, topic_specs
+    from hostspec.transport.kafka import ensure_topics
+
+    ensure_topics(KafkaConfig(bootstrap_servers=bootstrap),
+                  [TopicSpec(topics.requests, 3, {}), *[t for t in topic_specs(topics) if t.name != topics.requests]])
+    with CourseraSandbox(OrgSpec(contents=2, learners=2, enrollments=2)) as sb:
+        conns = write_connections(tmp_path / "c.toml", sb)
+        proc = subprocess.run([sys.executable, "-m", "hostspec", "--connections", str(conns), "run",
+                               "--bootstrap-servers", bootstrap, "--topic-prefix", topics.requests.split(".")[0] + "."],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "needs at least as many partitions as the state topic" in proc.stderr
