@@ -154,7 +154,7 @@ class _DryRunSink:
             self._sink.emit(event)
 
     def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
-        self._sink.checkpoint([], final=final)
+        self._sink.checkpoint(state_records, final=final)   # only the request-done marker (see _Run.checkpoint)
 
 
 class _Run:
@@ -185,14 +185,15 @@ class _Run:
     # -- durability ----------------------------------------------------------------------------
     def checkpoint(self, *, final: bool = False) -> None:
         """Make the batch durable: events and state changes together, then commit the state."""
-        records = [] if self.request.dry_run else self.session.changelog()
-        self.sink.checkpoint(records, final=final)
+        if self.request.dry_run:   # a dry run changes no state but its request-done marker (and local seen marks)
+            self.session.keep_only(REQUEST_DONE)
+        self.sink.checkpoint(self.session.changelog(), final=final)
         if not self.request.dry_run:
             self.counted.update(self.report.counts)
-        if self.request.dry_run:
-            self.session.commit(seen_only=True)   # the catalog's seen marks, so removals count right
-        else:
-            self.session.commit()
+        self.session.commit()
+        applied = getattr(self.sink, "applied", None)
+        if applied is not None:
+            applied()   # the state is in the local database too: a later read-back may start after it
         self.since_checkpoint = 0
         self.checkpoints += 1
         self.checkpointed_at = time.monotonic()
@@ -368,12 +369,13 @@ class SyncEngine:
         else:
             report.outcome = "completed"
         run.status(report.outcome)
-        if report.outcome != "failed" and not request.dry_run:
-            # a request id runs once (scheduled slots are published by id); ``origin`` tells a
-            # redelivery after a take-over from a second request with the same id
+        # a request id runs once (scheduled slots are published by id; a failed one may be sent
+        # again): ``origin`` tells a redelivery after a take-over from a second request, same id
+        if not request.dry_run:
             self._forget_old_requests(run)
-            run.session.set_checkpoint(f"{REQUEST_DONE}{request.request_id}",
-                                       {"ended_at": ev.isoformat(report.ended_at), "origin": request.origin})
+        run.session.set_checkpoint(f"{REQUEST_DONE}{request.request_id}",
+                                   {"ended_at": ev.isoformat(report.ended_at), "origin": request.origin,
+                                    "outcome": report.outcome})
         run.checkpoint(final=True)
         self._observe(report, request)
         return report

@@ -1,12 +1,13 @@
 """Restoring a partition task's state when the worker is assigned its partition.
 
-One background thread restores assigned partitions one after another, so the poll loop keeps
-serving the partitions it already holds. For partition *p*:
+A few background threads restore assigned partitions, so the poll loop keeps serving the
+partitions it already holds, and a partition that waits for a dead worker's transaction delays
+no other. For partition *p*:
 
 1. wait until the group's committed offset of requests partition *p* is stable: the previous
    owner's last transaction (every transaction carries that offset) has ended. The worker reads
    the partition's requests from that offset once the restore is done;
-2. open the local database of *p* (``<state_dir>/<group>.<state topic>.<p>.sqlite``). A file
+2. open the local database of *p* (``<state_dir>/<group>.<worker>.<state topic>.<p>.sqlite``). A file
    left by this worker's previous process is reused when it records a changelog position of the
    same topic and partition, not older than ``reuse_s`` and not beyond the partition's end:
    only the records written since are read again (an *incremental* restore). Anything else is
@@ -40,22 +41,26 @@ from .transport.config import KafkaConfig
 log = logging.getLogger(__name__)
 REUSE_S = 12 * 3600     # a local file this old is not trusted: compaction may have removed tombstones since
 RETRY_S = 3.0
+THREADS = 3             # partitions restored at once: one waiting for a dead worker's transaction delays no other
 
 
-def store_path(folder: Path, group_id: str, state_topic: str, partition: int) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{group_id}.{state_topic}.{partition}")
+def store_path(folder: Path, group_id: str, worker_id: str, state_topic: str, partition: int) -> Path:
+    """One file per group, worker, topic and partition: two workers sharing a folder never meet."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{group_id}.{worker_id}.{state_topic}.{partition}")
     return folder / f"{safe}.sqlite"
 
 
 class Restorer:
     def __init__(self, kafka: KafkaConfig, topics: Topics, group_id: str, folder: Path,
-                 on_done: Callable[[PartitionTask], None], *, reuse_s: float = REUSE_S):
+                 on_done: Callable[[PartitionTask], None], *, worker_id: str = "worker", reuse_s: float = REUSE_S,
+                 threads: int = THREADS):
         self.kafka, self.topics, self.group_id, self.folder = kafka, topics, group_id, folder
-        self.on_done, self.reuse_s = on_done, reuse_s
+        self.on_done, self.reuse_s, self.worker_id = on_done, reuse_s, worker_id
         self._jobs: queue.Queue[tuple[PartitionTask, tuple[str, Callable[[], None]] | None] | None] = queue.Queue()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="restore", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._loop, name=f"restore-{n}", daemon=True) for n in range(threads)]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, task: PartitionTask) -> None:
         self._jobs.put((task, None))
@@ -70,8 +75,10 @@ class Restorer:
 
     def close(self) -> None:
         self._stop.set()
-        self._jobs.put(None)
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def _loop(self) -> None:
         reader: ChangelogReader | None = None
@@ -114,7 +121,7 @@ class Restorer:
         if not task.serves_runs:     # a forwarding partition: no state, only where to start reading
             return True
         assert task.state_partition == p
-        store = StateDB(store_path(self.folder, self.group_id, self.topics.state, p))
+        store = StateDB(store_path(self.folder, self.group_id, self.worker_id, self.topics.state, p))
         try:
             start = self._reusable(store, reader, p)
             applied = 0

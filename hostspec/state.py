@@ -221,12 +221,13 @@ class StateSession:
             out.append((SEP.join(("c", scope, name)), None if value is None else json.dumps(value).encode()))
         return out
 
-    def commit(self, *, seen_only: bool = False) -> None:
-        """Apply the buffer (``seen_only``: only the seen marks, e.g. a dry run's)."""
-        if seen_only:
-            if self._seen:
-                self.db.apply({}, {}, self._seen)
-        elif self._puts or self._checkpoints or self._seen:
+    def keep_only(self, prefix: str) -> None:
+        """Forget the pending writes but the checkpoints named ``prefix...`` and the seen marks."""
+        self._puts = {}
+        self._checkpoints = {k: v for k, v in self._checkpoints.items() if k[1].startswith(prefix)}
+
+    def commit(self) -> None:
+        if self._puts or self._checkpoints or self._seen:
             self.db.apply(self._puts, self._checkpoints, self._seen)
         self.rollback()
 

@@ -71,10 +71,15 @@ class Running:
 
 
 class PartitionTask:
-    def __init__(self, tp: "Partition", *, state_partition: int | None, membership: Callable[[], Any]):
+    def __init__(self, tp: "Partition", *, state_partition: int | None, membership: Callable[[], Any],
+                 member_id: str | None = None):
+        """:param member_id: the group member id the partition was assigned to; a member id that
+        changed since means the worker left the group in between (evicted, then rejoined), and
+        everything it owned before is lost, whatever kafka-python's callbacks said."""
         self.tp = tp
         self.state_partition = state_partition
         self._membership = membership
+        self.member_id = member_id
         self.phase = RESTORING
         self.store: StateDB | None = None
         self.start_offset: int | None = None   # the group's committed offset, once stable (set by the restore)
@@ -94,6 +99,7 @@ class PartitionTask:
         self.waiting: dict[str, deque[Pending]] = {}
         self.paused = False
         self.not_before = 0.0
+        self.failures = 0        # endings not committed in a row (their backoff)
 
     @property
     def partition(self) -> int:
@@ -166,7 +172,14 @@ class PartitionTask:
             # evicted (e.g. the poll loop stalled past max.poll.interval.ms): the broker would
             # accept offsets without a generation unchecked, so never send them
             raise RunAbandoned(f"this worker is no longer a member of its group (partition {self.partition})")
+        if self.member_id is not None and metadata.member_id != self.member_id:
+            raise RunAbandoned(f"this worker rejoined its group since partition {self.partition} was assigned")
         return metadata
+
+    def stale(self, metadata: Any) -> bool:
+        """Assigned to a previous membership of this worker (it left the group and came back)."""
+        return bool(self.member_id and metadata.generation_id >= 0 and metadata.member_id
+                    and metadata.member_id != self.member_id)
 
     def still_ours(self) -> bool:
         """Cheap check for runs to poll: revoked, or evicted from the group (checked twice a second)."""
@@ -182,13 +195,24 @@ class PartitionTask:
                 self._member_ok = False
         return self._member_ok
 
-    def revoke(self) -> None:
-        """Stop every run and every commit of this partition; returns once none is in flight."""
+    def begin_revoke(self) -> None:
+        """No commit of this partition may start from now on; its runs are told to stop."""
         self.revoked.set()
         self.phase = REVOKED
         with self._runs:
             for running in self.running.values():
                 running.cancel.set()
+
+    def no_commit_in_flight(self) -> bool:
+        """After :meth:`begin_revoke`: true once the commit in flight, if any, has ended."""
+        if self.commit_lock.acquire(blocking=False):
+            self.commit_lock.release()
+            return True
+        return False
+
+    def revoke(self) -> None:
+        """Stop every run and every commit of this partition; returns once none is in flight."""
+        self.begin_revoke()
         with self.commit_lock:   # a commit in flight ends (commits or aborts) before we return
             pass
 

@@ -65,7 +65,7 @@ from .transport.kafka import InboundMessage, Partition, RequestConsumer, ensure_
 from .transport.transactions import OutRecord, ProducerBroken, ProducerPool, TransactionalSink, commit_fenced
 
 log = logging.getLogger(__name__)
-MAX_BACKLOG = 500          # requests read ahead per partition before it is paused
+MAX_BACKLOG = 500          # requests read and not yet ended, per partition, before it is paused
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ class Worker:
                                          group_instance_id=s.worker_id if s.static_membership else None)
         self._state_partitions = self._check_partitions()
         self._restorer = Restorer(self.kafka, self.topics, s.group_id, self._state_folder,
-                                  lambda task: self._events.put(("restored", task)))
+                                  lambda task: self._events.put(("restored", task)), worker_id=s.worker_id)
         log.info("worker %s consuming %s in group %s (%d state partitions, %d runs at once)", s.worker_id,
                  self.topics.requests, s.group_id, self._state_partitions, s.concurrency)
         probe = metrics.LagProbe(self._consumer, s.group_id)
@@ -300,36 +300,40 @@ class Worker:
     def _on_assigned(self, partitions: set[Partition]) -> None:
         """Create the tasks now, so that a revocation that follows at once finds them."""
         assert self._consumer is not None
+        member_id = self._consumer.group_metadata().member_id
         created = []
         with self._tasks_lock:
             for tp in sorted(partitions):
                 if tp in self._tasks:
                     continue
                 state_partition = tp[1] if tp[1] < self._state_partitions else None
-                task = self._tasks[tp] = PartitionTask(tp, state_partition=state_partition,
+                task = self._tasks[tp] = PartitionTask(tp, state_partition=state_partition, member_id=member_id,
                                                        membership=self._consumer.group_metadata)
                 created.append(task)
         for task in created:         # nothing is read before the restore says where to start
             self._consumer.pause(task.tp)
         self._events.put(("assigned", created))
 
-    def _on_revoked(self, partitions: set[Partition]) -> None:
-        self._give_up(partitions, "revoked")
+    def _on_revoked(self, partitions: set[Partition]) -> Callable[[], bool]:
+        return self._give_up(partitions, "revoked")
 
-    def _on_lost(self, partitions: set[Partition]) -> None:
-        self._give_up(partitions, "lost")
+    def _on_lost(self, partitions: set[Partition]) -> Callable[[], bool]:
+        return self._give_up(partitions, "lost")
 
-    def _give_up(self, partitions: set[Partition], how: str) -> None:
+    def _give_up(self, partitions: set[Partition], how: str) -> Callable[[], bool]:
+        """Stop the partitions' runs and commits at once; the returned barrier is true once no
+        commit of theirs is in flight (the consumer hands them back only then)."""
         with self._tasks_lock:
             tasks = [self._tasks.pop(tp) for tp in partitions if tp in self._tasks]
             self._retiring.extend(tasks)
-        for task in tasks:
+        for task in tasks:       # all flags first: none of these partitions can start a commit now
             busy = len(task.running)
-            task.revoke()   # returns once no commit of this partition is in flight
+            task.begin_revoke()
             if busy:
                 metrics.RUNS_CANCELLED.labels(how).inc(busy)
             log.info("partition %d %s%s", task.partition, how, f": {busy} running syncs abandoned" if busy else "")
         self._events.put(("revoked", partitions))
+        return lambda: all(task.no_commit_in_flight() for task in tasks)
 
     def _membership_changes(self) -> None:
         changed = False
@@ -347,9 +351,31 @@ class Worker:
                     self._drop_state(task)
                 else:
                     self._start_task(task)
+        changed = self._drop_stale_tasks() or changed
         self._retire()
         if changed:
             self._log_partitions()
+
+    def _drop_stale_tasks(self) -> bool:
+        """Tasks of a previous membership: the worker was evicted and rejoined, and kafka-python
+        did not always say so (a failed rejoin skips its "lost" callback). They are given up;
+        the partitions the new membership owns get fresh tasks, restored again."""
+        assert self._consumer is not None
+        metadata = self._consumer.group_metadata()
+        with self._tasks_lock:
+            stale = {tp for tp, task in self._tasks.items() if task.stale(metadata)}
+        if not stale:
+            return False
+        log.warning("worker %s rejoined its group: partitions %s of its previous membership are dropped",
+                    self.settings.worker_id, sorted(p for _t, p in stale))
+        barrier = self._give_up(stale, "lost")
+        deadline = time.monotonic() + 60
+        while not barrier() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        still_assigned = stale & self._consumer.assignment()
+        if still_assigned:
+            self._on_assigned(still_assigned)
+        return True
 
     def _assign(self, tasks: list[PartitionTask]) -> None:
         assert self._restorer is not None
@@ -402,7 +428,7 @@ class Worker:
                 continue    # given up meanwhile (its new owner reads it again), or read again once restored
             task.fetched(msg.offset)
             task.backlog.append(msg)
-            if len(task.backlog) >= MAX_BACKLOG and not task.paused:
+            if task.unfinished >= MAX_BACKLOG and not task.paused:   # read, not yet ended: bounded
                 self._consumer.pause(msg.tp)
                 task.paused = True
 
@@ -423,7 +449,7 @@ class Worker:
         if outgoing:
             self._end(outgoing)
         for task in tasks:
-            if task.paused and len(task.backlog) < MAX_BACKLOG // 2 and not task.revoked.is_set():
+            if task.paused and task.unfinished < MAX_BACKLOG // 2 and not task.revoked.is_set():
                 if task.tp in self._consumer.assignment():
                     self._consumer.resume(task.tp)
                 task.paused = False
@@ -490,9 +516,11 @@ class Worker:
         if marker is None:
             return None
         if isinstance(marker, dict) and marker.get("origin") == request.origin:
-            log.info("request %s at %d@%d already ran before this worker took the partition over",
-                     request.request_id, pending.msg.partition, pending.msg.offset)
+            log.info("request %s at %d@%d already ended (%s) before this worker took the partition over",
+                     request.request_id, pending.msg.partition, pending.msg.offset, marker.get("outcome", "?"))
             return _Outgoing(task, pending.msg, [], "redelivered")
+        if isinstance(marker, dict) and marker.get("outcome") == "failed":
+            return None     # the same id published again after a failure: it may run again
         ended_at = marker.get("ended_at") if isinstance(marker, dict) else marker
         reason = f"request {request.request_id} already ran for {connection.name} ({ended_at}): skipped"
         log.info("%s", reason)
@@ -592,52 +620,64 @@ class Worker:
         return _Outgoing(task, msg, events(msg.value, errors), "refused", minimal=lambda: events(None, None))
 
     def _end(self, outgoing: list[_Outgoing]) -> None:
-        """Commit the endings of requests that did not run, with their offsets, in one transaction."""
+        """Commit the endings of requests that did not run, one transaction per partition.
+
+        One partition's failure never touches another's endings: a revoked one is dropped (its
+        new owner reads them again), a transient failure puts them back in that partition's
+        backlog. Endings Kafka refuses for good are replaced by minimal dead letters, and those
+        (should Kafka refuse them too) by the offsets alone, so a partition always moves on.
+        """
+        by_task: dict[int, list[_Outgoing]] = {}
+        for o in outgoing:
+            if not o.task.revoked.is_set():
+                by_task.setdefault(id(o.task), []).append(o)
+        for endings in by_task.values():
+            self._end_partition(endings)
+
+    def _end_partition(self, endings: list[_Outgoing]) -> None:
         assert self._main_producers is not None
-        live = [o for o in outgoing if not o.task.revoked.is_set()]
-        if not live:
-            return
-        slot, producer = None, None
-        broken = False
+        slot, producer, broken = None, None, False
         try:
             slot, producer = self._main_producers.take()
-            try:
-                self._commit_endings(producer, live, minimal=False)
-            except PermanentDeliveryError as exc:
-                log.error("endings refused by Kafka (%s); committing minimal dead letters instead", exc)
-                self._commit_endings(producer, live, minimal=True)
+            for attempt in ("whole", "minimal", "offsets only"):
+                try:
+                    self._commit_endings(producer, endings, attempt)
+                    return
+                except PermanentDeliveryError as exc:
+                    log.error("endings of %d requests refused by Kafka (%s, %s); trying again with less",
+                              len(endings), exc, attempt)
+            raise DeliveryError("even the offsets alone were refused")
         except RunAbandoned:
             pass    # the partition moved on: its new owner reads these requests again
-        except DeliveryError as exc:
+        except (DeliveryError, TransportError) as exc:
             broken = isinstance(exc, ProducerBroken)
-            self._requeue(live, f"{type(exc).__name__}: {exc}")
-        except TransportError as exc:
-            self._requeue(live, str(exc))
+            self._requeue(endings, f"{type(exc).__name__}: {exc}")
         finally:
             if slot is not None:
                 self._main_producers.give_back(slot, producer, broken=broken)
 
-    def _commit_endings(self, producer: Any, outgoing: list[_Outgoing], *, minimal: bool) -> None:
+    def _commit_endings(self, producer: Any, endings: list[_Outgoing], attempt: str) -> None:
         records: list[OutRecord] = []
-        finishing: dict[Partition, list[int]] = {}
-        for o in outgoing:
-            records.extend(o.minimal() if minimal and o.minimal else o.records)
-            finishing.setdefault(o.task.tp, []).append(o.msg.offset)
-        owners = list({id(o.task): o.task for o in outgoing}.values())
-        commit_fenced(producer, owners, records, finishing=finishing)
-        for o in outgoing:
+        for o in endings:
+            if attempt == "whole":
+                records.extend(o.records)
+            elif attempt == "minimal":
+                records.extend(o.minimal() if o.minimal else o.records)
+        task = endings[0].task
+        commit_fenced(producer, [task], records, finishing={task.tp: [o.msg.offset for o in endings]})
+        task.failures = 0
+        for o in endings:
             metrics.REQUESTS.labels(o.outcome).inc()
 
-    def _requeue(self, outgoing: list[_Outgoing], why: str) -> None:
-        log.warning("%d requests not ended (%s); trying again shortly", len(outgoing), why)
-        by_task: dict[int, list[_Outgoing]] = {}
-        for o in outgoing:
-            by_task.setdefault(id(o.task), []).append(o)
-        for items in by_task.values():
-            task = items[0].task
-            for o in sorted(items, key=lambda o: o.msg.offset, reverse=True):
-                task.backlog.appendleft(o.msg)
-            task.not_before = time.monotonic() + self.settings.retry_backoff_s * 2
+    def _requeue(self, endings: list[_Outgoing], why: str) -> None:
+        task = endings[0].task
+        task.failures += 1
+        wait = min(self.settings.retry_backoff_max_s, self.settings.retry_backoff_s * 2 ** min(task.failures, 16))
+        log.warning("%d requests of partition %d not ended (%s); trying again in %.0fs", len(endings),
+                    task.partition, why, wait)
+        for o in sorted(endings, key=lambda o: o.msg.offset, reverse=True):
+            task.backlog.appendleft(o.msg)
+        task.not_before = time.monotonic() + wait
 
     # -- one run (in its own thread) -----------------------------------------------------------
     def _execute(self, task: PartitionTask, running: Running) -> None:

@@ -277,13 +277,15 @@ class TransactionalSink:
                  owner: Owner, *, finishing: int | None = None, max_record_bytes: int = 1_048_576,
                  should_stop: Callable[[], bool] = lambda: False,
                  on_state_written: Callable[[int], None] | None = None):
-        """:param on_state_written: told, after each commit with state records, the offset after
-        the last of them in the state partition (where a later read-back may start)."""
+        """:param on_state_written: told the offset after the last state record of a checkpoint,
+        once the engine has applied that checkpoint locally too (:meth:`applied`): where a later
+        read-back of the connection's state may start."""
         self._producer, self._topic_for, self._state_topic = producer, topic_for, state_topic
         self._owner, self._finishing, self._should_stop = owner, finishing, should_stop
         self._on_state_written = on_state_written
         self.max_event_bytes = max_record_bytes - RECORD_OVERHEAD
         self._buffer: list[OutRecord] = []
+        self._written: int | None = None
         self.broken = False
         self.transactions = 0
 
@@ -305,8 +307,13 @@ class TransactionalSink:
             raise
         self._buffer = []
         self.transactions += 1
-        if state_records and self._on_state_written and self._owner.state_partition in ends:
-            self._on_state_written(ends[self._owner.state_partition])
+        self._written = ends.get(self._owner.state_partition) if state_records else None
+
+    def applied(self) -> None:
+        """The last checkpoint's state is in the local database too (called by the engine)."""
+        if self._written is not None and self._on_state_written is not None:
+            self._on_state_written(self._written)
+        self._written = None
 
     def abort(self) -> None:
         """Forget what was emitted since the last checkpoint (a run given up)."""

@@ -95,3 +95,16 @@ def test_revoke_waits_for_the_commit_in_flight_and_cancels_runs():
     late = Running(Pending(None, None, None), Future())
     t.started("other", late)
     assert late.cancel.is_set()                                  # a run started after the revoke stops at once
+
+
+def test_a_worker_that_rejoined_under_a_new_member_id_owns_nothing_it_had():
+    """kafka-python does not always call "lost" when an evicted member rejoins; the task knows the
+    membership it was assigned to and refuses commits from another one."""
+    metadata = [MEMBER]
+    t = PartitionTask(("req", 2), state_partition=2, membership=lambda: metadata[0], member_id="m-1")
+    assert t.membership() is MEMBER and not t.stale(MEMBER)
+    rejoined = SimpleNamespace(generation_id=9, member_id="m-2")       # a valid, newer generation
+    metadata[0] = rejoined
+    assert t.stale(rejoined)
+    with pytest.raises(RunAbandoned, match="rejoined its group"):
+        t.membership()

@@ -181,3 +181,38 @@ def test_a_consumer_started_before_its_topic_exists_reads_it_within_seconds(boot
     took = time.monotonic() - created
     consumer.close()
     assert [m.value for m in got] == [b"hello"] and took < 20
+
+
+def test_regression_a_join_completed_between_polls_is_not_lost(bootstrap, prefix):
+    """kafka-python 3.0 dropped a rejoin that completed between two polls (after a metadata
+    change): the member stayed "rebalancing" with heartbeats off until the broker evicted it,
+    still believing it owned its partitions (found by the adversarial review: a worker that
+    started first sometimes never served anything)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewPartitions
+
+    config = KafkaConfig(bootstrap_servers=bootstrap)
+    topic = f"{prefix}grow"
+    ensure_topics(config, [TopicSpec(topic, 2, {})])
+    consumer = RequestConsumer(config, topic, f"{prefix}g", on_assigned=lambda _: None, on_revoked=lambda _: None,
+                               session_timeout_ms=6000)
+    deadline = time.monotonic() + 30
+    while (consumer.group_metadata().state != "<stable>" or len(consumer.assignment()) < 2) \
+            and time.monotonic() < deadline:
+        consumer.poll(100)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_partitions({topic: NewPartitions(4)})           # the leader must rejoin
+    admin.close()
+    while consumer.group_metadata().state == "<stable>" and time.monotonic() < deadline:
+        consumer._consumer.poll(timeout_ms=1)                    # a busy loop: the join is left in flight
+    assert consumer.group_metadata().state == "<rebalancing>"
+    time.sleep(3)                                                # ... and completes while nobody polls
+    while time.monotonic() < deadline + 15 and not (consumer.group_metadata().state == "<stable>"
+                                                     and len(consumer.assignment()) == 4):
+        consumer.poll(100)
+    state, owned = consumer.group_metadata().state, len(consumer.assignment())
+    time.sleep(7)                                                # past the session timeout: still a member?
+    consumer.poll(100)
+    alive = consumer.group_metadata().generation_id > 0
+    consumer.close()
+    assert state == "<stable>" and owned == 4 and alive

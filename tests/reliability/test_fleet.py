@@ -85,8 +85,12 @@ class StallingWorker(Worker):
             time.sleep(self.stall_s)
 
 
+@pytest.mark.parametrize("after", ["leaves", "rejoins"])
 def test_zombie_cannot_commit_after_its_partition_moved(tmp_path, bootstrap, prefix, topics, workers, figures,
-                                                       monkeypatch):
+                                                       monkeypatch, after):
+    """Worker A's poll loop stalls past max.poll.interval.ms while its sync thread goes on; B takes
+    the partition over. A then either leaves, or wakes up and rejoins the group (kafka-python does
+    not always tell it that it lost its partitions then)."""
     monkeypatch.setenv("IT_COURSERA_SECRET", "standin-secret")
     rows = 6000 if LONG else 2500
     group = f"{prefix}group"
@@ -114,9 +118,14 @@ def test_zombie_cannot_commit_after_its_partition_moved(tmp_path, bootstrap, pre
         stalled_at = time.time()
         other = workers(conns, "wB", group, "--max-poll-interval-ms", "8000", "--batch-size", "100")
         other.wait_for(r"state of partition 0 restored", timeout=60)
-        zombie.stop()                 # when its loop wakes up, it leaves without rejoining
+        if after == "leaves":
+            zombie.stop()             # when its loop wakes up, it leaves without rejoining
         status = final_status(bootstrap, topics, request_id, timeout=180)
         took_over_s = time.time() - stalled_at
+        if after == "rejoins":
+            time.sleep(max(0.0, stalled_at + zombie.stall_s + 5 - time.time()))   # it woke up and rejoined
+            time.sleep(5)             # give a task of its previous membership every chance to commit
+            zombie.stop()
         thread.join(60)
         refused = {r: metrics.COMMITS_REFUSED.labels(r)._value.get() - before[r] for r in ("evicted", "generation")}
         noticed = metrics.RUNS_CANCELLED.labels("evicted")._value.get() - before["run"]
@@ -130,17 +139,19 @@ def test_zombie_cannot_commit_after_its_partition_moved(tmp_path, bootstrap, pre
     events = [e for e in read_topic(bootstrap, topics.status) if e["data"]["request_id"] == request_id]
     by_zombie = [e for e in events if e["data"]["worker"] == "zombie" and e["data"]["phase"] == "progress"]
     while_stalled = sum(1 for e in by_zombie if _epoch(e["time"]) > stalled_at)
-    figures.add("rows in the sync", len(expected))
-    figures.add("batches committed by the zombie before its loop stalled", len(by_zombie) - while_stalled)
-    figures.add("... and by its sync thread while the loop was stalled", while_stalled)
-    figures.add("zombie runs that noticed their eviction themselves", noticed)
-    figures.add("zombie commits refused: evicted (no generation to send)", refused["evicted"])
-    figures.add("zombie commits refused by the group coordinator (stale generation)", refused["generation"])
-    figures.add("events lost", lost, "0", lost == 0)
-    figures.add("events seen twice (read_committed)", twice, "0", twice == 0)
-    figures.add("seconds from stall to completed by the new owner", round(took_over_s, 1))
-    assert lost == 0 and twice == 0
-    assert status["worker"] == "wB" and len(by_zombie) >= 2 and noticed + sum(refused.values()) >= 1
+    figures.add(f"{after}: rows in the sync", len(expected))
+    figures.add(f"{after}: batches committed by the zombie before its loop stalled", len(by_zombie) - while_stalled)
+    figures.add(f"{after}: ... and by its sync thread while the loop was stalled", while_stalled)
+    figures.add(f"{after}: zombie runs that noticed their eviction themselves", noticed)
+    figures.add(f"{after}: zombie commits refused: evicted (no generation to send)", refused["evicted"])
+    figures.add(f"{after}: zombie commits refused by the group coordinator (stale generation)", refused["generation"])
+    figures.add(f"{after}: events lost", lost, "0", lost == 0)
+    figures.add(f"{after}: events seen twice (read_committed)", twice, "0", twice == 0)
+    figures.add(f"{after}: seconds from stall to the request completed", round(took_over_s, 1))
+    finals = [e for e in events if e["data"]["phase"] in FINAL]
+    figures.add(f"{after}: final statuses of the request", len(finals), "1", len(finals) == 1)
+    assert lost == 0 and twice == 0 and len(finals) == 1
+    assert len(by_zombie) >= 2 and noticed + sum(refused.values()) >= 1
 
 
 def _epoch(iso: str) -> float:
@@ -255,9 +266,13 @@ def test_rolling_restart_moves_only_what_it_must(tmp_path, bootstrap, prefix, to
     lost = len(expected - set(stats)) + n * catalog - len(courses)
     twice = sum(k - 1 for k in (stats + courses).values() if k > 1)
     starts: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    ends: Counter = Counter()
     for e in read_topic(bootstrap, topics.status):
         if e["data"]["phase"] == "started":
             starts[e["data"]["request_id"]].append((_epoch(e["time"]), e["data"]["worker"]))
+        elif e["data"]["phase"] in FINAL:
+            ends[e["data"]["request_id"]] += 1
+    ended_twice = sum(1 for n in ends.values() if n > 1)
     worker_stopped = moved = kept = 0
     for runs in starts.values():
         runs.sort()
@@ -275,7 +290,8 @@ def test_rolling_restart_moves_only_what_it_must(tmp_path, bootstrap, prefix, to
     figures.add("runs restarted because their worker stopped (grace 1 s)", worker_stopped)
     figures.add("runs restarted on another worker (their partition moved)", moved)
     figures.add("runs restarted on a partition that did not move", kept, "0", kept == 0)
-    assert lost == 0 and twice == 0 and kept == 0
+    figures.add("requests with more than one final status", ended_twice, "0", ended_twice == 0)
+    assert lost == 0 and twice == 0 and kept == 0 and ended_twice == 0
 
 
 # -- poison ------------------------------------------------------------------------------------------------
@@ -333,7 +349,7 @@ def test_poison_never_blocks_a_partition(tmp_path, bootstrap, topics, workers, f
 def test_a_throttled_tenant_delays_no_other(tmp_path, bootstrap, topics, workers, figures):
     page_s = 60 if LONG else 15
     n = 50
-    with CourseraSandbox(OrgSpec(contents=6, learners=10, enrollments=40)) as fast, \
+    with CourseraSandbox(OrgSpec(contents=6, learners=20, enrollments=120)) as fast, \
             CourseraSandbox(OrgSpec(contents=40, learners=40, enrollments=400)) as slow:
         http.post(slow.url + "/_sandbox/faults", timeout=5,
                   json={"route": "*", "action": "latency", "delay_s": page_s, "times": None})
