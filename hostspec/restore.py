@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import re
 import threading
 import time
@@ -121,7 +122,12 @@ class Restorer:
         if not task.serves_runs:     # a forwarding partition: no state, only where to start reading
             return True
         assert task.state_partition == p
-        store = StateDB(store_path(self.folder, self.group_id, self.worker_id, self.topics.state, p))
+        path = store_path(self.folder, self.group_id, self.worker_id, self.topics.state, p)
+        try:
+            store = StateDB(path)
+        except sqlite3.DatabaseError:
+            StateDB.remove_files(path)      # unreadable (a crash during an earlier restore): start afresh
+            raise
         try:
             start = self._reusable(store, reader, p)
             applied = 0
@@ -131,7 +137,11 @@ class Restorer:
                 apply_changelog(store, records)
                 applied += len(records)
 
-            reached = reader.read({p: start}, apply, should_stop=self._stopped(task))
+            with store.bulk():
+                reached = reader.read({p: start}, apply, should_stop=self._stopped(task))
+        except sqlite3.DatabaseError:
+            store.destroy()
+            raise
         except BaseException:
             store.close()
             raise

@@ -20,6 +20,7 @@ import logging
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -67,15 +68,37 @@ class StateDB:
         with self._lock:
             self._db.close()   # closing twice is harmless
 
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Faster writes for a restore: no fsync and a 64 MB page cache while it lasts.
+
+        A crash meanwhile may leave the file unusable; the restore then deletes it and reads the
+        partition from the start (the file only caches the changelog).
+        """
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=OFF")
+            self._db.execute("PRAGMA cache_size=-65536")
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA cache_size=-2000")
+                self._db.execute("PRAGMA shrink_memory")
+
     def destroy(self) -> None:
         """Close and delete the database files (a partition given up)."""
         self.close()
         if self.path != ":memory:":
-            for name in (self.path, f"{self.path}-wal", f"{self.path}-shm"):
-                try:
-                    os.unlink(name)
-                except FileNotFoundError:
-                    pass
+            self.remove_files(self.path)
+
+    @staticmethod
+    def remove_files(path: str | Path) -> None:
+        for name in (str(path), f"{path}-wal", f"{path}-shm"):
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
 
     # -- where the database stands in its changelog -----------------------------------------------
     def changelog_position(self) -> dict[str, Any] | None:
@@ -147,29 +170,24 @@ class StateDB:
     def apply(self, puts: dict[tuple[str, str, str], Entry | None], checkpoints: dict[tuple[str, str], Any],
               seen: dict[tuple[str, str, str], str]) -> None:
         """Apply one batch atomically (``None`` entry = delete, ``None`` checkpoint = delete)."""
+        deletes = [key for key, entry in puts.items() if entry is None]
+        upserts = [(*key, entry.fingerprint, json.dumps(entry.memo) if entry.memo else None)
+                   for key, entry in puts.items() if entry is not None]
+        gone = [key for key, value in checkpoints.items() if value is None]
+        kept = [(*key, json.dumps(value)) for key, value in checkpoints.items() if value is not None]
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                for (scope, kind, entity), entry in puts.items():
-                    if entry is None:
-                        self._db.execute("DELETE FROM entities WHERE scope=? AND kind=? AND entity=?",
-                                         (scope, kind, entity))
-                    else:
-                        self._db.execute(
-                            "INSERT INTO entities (scope, kind, entity, fingerprint, memo) VALUES (?,?,?,?,?) "
-                            "ON CONFLICT(scope, kind, entity) DO UPDATE SET fingerprint=excluded.fingerprint, "
-                            "memo=excluded.memo",
-                            (scope, kind, entity, entry.fingerprint, json.dumps(entry.memo) if entry.memo else None))
-                for (scope, kind, entity), run_id in seen.items():
-                    self._db.execute("UPDATE entities SET seen_run=? WHERE scope=? AND kind=? AND entity=?",
-                                     (run_id, scope, kind, entity))
-                for (scope, name), value in checkpoints.items():
-                    if value is None:
-                        self._db.execute("DELETE FROM checkpoints WHERE scope=? AND name=?", (scope, name))
-                    else:
-                        self._db.execute("INSERT INTO checkpoints (scope, name, value) VALUES (?,?,?) "
-                                         "ON CONFLICT(scope, name) DO UPDATE SET value=excluded.value",
-                                         (scope, name, json.dumps(value)))
+                self._db.executemany("DELETE FROM entities WHERE scope=? AND kind=? AND entity=?", deletes)
+                self._db.executemany(
+                    "INSERT INTO entities (scope, kind, entity, fingerprint, memo) VALUES (?,?,?,?,?) "
+                    "ON CONFLICT(scope, kind, entity) DO UPDATE SET fingerprint=excluded.fingerprint, "
+                    "memo=excluded.memo", upserts)
+                self._db.executemany("UPDATE entities SET seen_run=? WHERE scope=? AND kind=? AND entity=?",
+                                     [(run_id, *key) for key, run_id in seen.items()])
+                self._db.executemany("DELETE FROM checkpoints WHERE scope=? AND name=?", gone)
+                self._db.executemany("INSERT INTO checkpoints (scope, name, value) VALUES (?,?,?) "
+                                     "ON CONFLICT(scope, name) DO UPDATE SET value=excluded.value", kept)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

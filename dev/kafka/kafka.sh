@@ -107,12 +107,15 @@ start() {
 stop() {
   local pid
   if ! pid=$(running_pid); then log "not running"; rm -f "$pidfile"; return 0; fi
-  # The broker JVM is a child of the nohup'd bash; signal the whole process group's java child too.
+  # The broker JVM is a child of the nohup'd bash; signal it too, and wait for both to be gone
+  # (a JVM still flushing its logs would race a caller that deletes the data folder next).
+  local pids; pids="$pid $(pgrep -P "$pid" 2>/dev/null | tr '\n' ' ')"
   pkill -TERM -P "$pid" 2>/dev/null || true
   kill -TERM "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null; do
-    if [ $SECONDS -ge $deadline ]; then pkill -KILL -P "$pid" 2>/dev/null || true; kill -KILL "$pid" 2>/dev/null || true; break; fi
+  while for p in $pids; do kill -0 "$p" 2>/dev/null && break; false; done; do
+    # shellcheck disable=SC2086
+    if [ $SECONDS -ge $deadline ]; then kill -KILL $pids 2>/dev/null || true; sleep 0.5; break; fi
     sleep 0.3
   done
   rm -f "$pidfile"
