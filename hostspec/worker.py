@@ -187,7 +187,6 @@ class Worker:
         self._main_producers: ProducerPool | None = None
         self._restorer: Restorer | None = None
         self._state_partitions = 0
-        self._slots: threading.Semaphore | None = None
         self._running = 0
         self._rotation = 0
         self._state_folder: Path | None = None
@@ -206,23 +205,23 @@ class Worker:
         s = self.settings
         ensure_topics(self.kafka, topic_specs(self.topics))
         self._state_folder = self._folder()
-        txn_prefix = f"{s.group_id}.{s.worker_id}"
-        self._producers = ProducerPool(self.kafka, txn_prefix, s.concurrency,
-                                       transaction_timeout_ms=s.transaction_timeout_ms)
-        self._main_producers = ProducerPool(self.kafka, txn_prefix + ".main", 1,
-                                            transaction_timeout_ms=s.transaction_timeout_ms)
-        self._consumer = RequestConsumer(self.kafka, self.topics.requests, s.group_id, also_known=[self.topics.state],
-                                         on_assigned=self._on_assigned, on_revoked=self._on_revoked,
-                                         on_lost=self._on_lost, session_timeout_ms=s.session_timeout_ms,
-                                         max_poll_interval_ms=s.max_poll_interval_ms,
-                                         group_instance_id=s.worker_id if s.static_membership else None)
-        self._state_partitions = self._check_partitions()
-        self._restorer = Restorer(self.kafka, self.topics, s.group_id, self._state_folder,
-                                  lambda task: self._events.put(("restored", task)), worker_id=s.worker_id)
-        log.info("worker %s consuming %s in group %s (%d state partitions, %d runs at once)", s.worker_id,
-                 self.topics.requests, s.group_id, self._state_partitions, s.concurrency)
-        probe = metrics.LagProbe(self._consumer, s.group_id)
         try:
+            txn_prefix = f"{s.group_id}.{s.worker_id}"
+            self._producers = ProducerPool(self.kafka, txn_prefix, s.concurrency,
+                                           transaction_timeout_ms=s.transaction_timeout_ms)
+            self._main_producers = ProducerPool(self.kafka, txn_prefix + ".main", 1,
+                                                transaction_timeout_ms=s.transaction_timeout_ms)
+            self._consumer = RequestConsumer(
+                self.kafka, self.topics.requests, s.group_id, also_known=[self.topics.state],
+                on_assigned=self._on_assigned, on_revoked=self._on_revoked, on_lost=self._on_lost,
+                session_timeout_ms=s.session_timeout_ms, max_poll_interval_ms=s.max_poll_interval_ms,
+                group_instance_id=s.worker_id if s.static_membership else None)
+            self._state_partitions = self._check_partitions()
+            self._restorer = Restorer(self.kafka, self.topics, s.group_id, self._state_folder,
+                                      lambda task: self._events.put(("restored", task)), worker_id=s.worker_id)
+            log.info("worker %s consuming %s in group %s (%d state partitions, %d runs at once)", s.worker_id,
+                     self.topics.requests, s.group_id, self._state_partitions, s.concurrency)
+            probe = metrics.LagProbe(self._consumer, s.group_id)
             while not self._stopping.is_set():
                 messages = self._consumer.poll(200)
                 self._membership_changes()
