@@ -157,3 +157,21 @@ def test_an_event_larger_than_the_transport_takes_is_rejected_with_a_bounded_cop
     assert "exceeds the 100000-byte limit" in rejected.data["errors"]["_schema"][0]
     assert rejected.data["record"]["blob"].startswith("x" * 100) and "[cut: 300000 characters" in rejected.data["record"]["blob"]
     assert len(rejected.to_json()) < 10_000
+
+
+def test_every_outcome_leaves_a_request_done_marker_so_a_take_over_does_not_run_it_again():
+    """A failed run and a dry run are done too: a worker taking the partition over reads the marker
+    and skips the redelivered request instead of running it a second time."""
+    from hostspec.engine import REQUEST_DONE
+    from hostspec.state import StateDB
+
+    pm = get_plugin_manager(load_entry_points=False, plugins=[("toy", Toy(records=[{"id": "a"}], fail_after=0))])
+    conn = connection_from_settings("t1", "toy", {}, pm, tenant="acme", group_id="g1")
+    state = StateDB()
+    engine = SyncEngine(pm, MemorySink(), state=state, clock=lambda: T0)
+    failed = engine.run(SyncRequest("req-failed", "t1", "toy", "catalog"), conn)
+    dry = engine.run(SyncRequest("req-dry", "t1", "toy", "catalog", dry_run=True), conn)
+    assert (failed.outcome, dry.outcome) == ("failed", "failed")
+    for rid in ("req-failed", "req-dry"):
+        marker = state.checkpoint("acme/t1", f"{REQUEST_DONE}{rid}")
+        assert marker and marker["outcome"] == "failed", rid
