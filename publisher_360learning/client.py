@@ -51,7 +51,9 @@ class Learning360Client:
         self.retries = 0
         self.token_fetches = 0
         self._retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientError),
+            # a disabled bulk API is the company's setting: no use insisting, the caller's lane backs off
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, TransientError)
+                                              and e.code != contract.BULK_DISABLED),
             wait=_WaitRetryAfterOrBackoff(backoff_initial_s, backoff_max_s, max_retry_after_s),
             stop=tenacity.stop_after_attempt(max_attempts), sleep=sleep, reraise=True,
             before_sleep=self._before_retry)
@@ -141,7 +143,10 @@ class Learning360Client:
         return body
 
     def iter_list(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Every item of a list endpoint, following ``Link: <…>; rel="next"`` to the last page."""
+        """Every item of a list endpoint, following ``Link: <…>; rel="next"`` to the last page.
+
+        A next link is followed only on the API's own scheme and host: the bearer token never
+        goes anywhere else."""
         url: str | None = path
         seen: set[str] = set()
         while url:
@@ -151,6 +156,9 @@ class Learning360Client:
             if url in seen:
                 raise PermanentError(f"GET {path}: the next link repeats a page already read")
             if url:
+                if url.startswith("http") and _origin(url) != _origin(self.base_url):
+                    raise PermanentError(f"GET {path}: the next link points to another host ({_origin(url)}); "
+                                         f"not followed with the token")
                 seen.add(url)
 
     def _page(self, url: str, params: Any) -> tuple[list[dict[str, Any]], str | None]:
@@ -198,6 +206,17 @@ class Learning360Client:
             if exc.status in (400, 404):
                 return None
             raise
+
+    def course_stats(self, course_id: str, user_ids: list[str]) -> list[dict[str, Any]]:
+        """The attempts of some users in one course (CourseStatDTO: ``_id``, ``userId``,
+        ``firstActivityAt``, ``lastActivityAt``, ``completedAt``, ``progress``, ``pathSessionId``…)."""
+        found = []
+        step = contract.COURSE_STATS_USERS_PER_CALL
+        for i in range(0, len(user_ids), step):
+            params: dict[str, Any] = {"courseId[eq]": course_id}
+            params.update({f"userId[in][{j}]": u for j, u in enumerate(user_ids[i:i + step])})
+            found.extend(self.iter_list(contract.COURSE_STATS, params))
+        return found
 
     def tags(self) -> list[dict[str, Any]]:
         return list(self.iter_list(contract.TAGS))
@@ -271,6 +290,11 @@ def _json(resp: requests.Response) -> Any:
         return resp.json() if resp.content else None
     except ValueError:
         return None
+
+
+def _origin(url: str) -> str:
+    match = re.match(r"^(https?://[^/?#]+)", url)
+    return match.group(1).lower() if match else ""
 
 
 def _path(url: str) -> str:

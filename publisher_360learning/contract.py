@@ -24,6 +24,8 @@ EXTERNAL_COURSE = "/api/v2/integrations/{integration_id}/courses/{external_id}"
 USERS = "/api/v2/users"                      # filter mail[eq]
 TAGS = "/api/v2/tags"
 COURSE_TAGS = "/api/v2/courses/{course_id}/tags"  # PUT replaces every tag of the course
+COURSE_STATS = "/api/v2/courses/stats"       # attempts; filters courseId, userId (page 500)
+COURSE_STATS_USERS_PER_CALL = 50             # INFERRED: ``userId[in]`` accepted like ``mail[in]``
 
 # -- limits (CONFIRMED) ---------------------------------------------------------------------------
 MAX_UPSERT_ITEMS = 10_000

@@ -13,9 +13,26 @@ merge the provider's skills into course tags, then import changed statistics (10
   (``learning.learner_stat.parked.v1``), tried again on later runs, dead-lettered after
   ``max_park_days``.
 
-Transient trouble (429, 503, 5xx, network, an operation ending in error) raises
-:class:`TransientError` after the client's retries: the caller keeps the batch and tries again,
-and nothing is acknowledged before its outcome is known.
+Each connection (company) is delivered on its own: :meth:`Deliverer.deliver_connection` raises
+:class:`TransientError` (429, 503, 5xx, network, an operation ending in error, the bulk API
+disabled) after the client's retries, and the caller (the service's lane of that connection)
+keeps those items and tries again with its own backoff; nothing is acknowledged before its
+outcome is known. :meth:`Deliverer.deliver` does the same for a mixed batch: one connection's
+trouble is returned in ``Outcome.retry`` and costs no other connection anything.
+
+Newest content wins: of two stats of one attempt (``course/learner/attempt``), in one batch or
+across batches, topics, parks and instances, the one with the larger :func:`.items.recency` is
+kept, and one older than what 360Learning already holds (the ledger's delivered recency) is
+dropped as superseded.
+
+Tags are a step of their own: a delivered course leaves its provider tags *pending* in the
+ledger; the step merges every pending course of the connection and clears it, so a failure or a
+crash in between is made good by the next pass, not lost.
+
+Path sessions: before the first import of an attempt, the learner's attempts in 360Learning are
+read back (``GET /api/v2/courses/stats``, one call per course and 50 learners); when one is open,
+the import's first activity moves back to its start so that 360Learning updates that attempt
+(started inside a path session, maybe) instead of creating a new one.
 """
 from __future__ import annotations
 
@@ -34,8 +51,8 @@ from hostspec.logs import log_context
 from . import contract
 from .client import Learning360Client
 from .errors import PermanentError, TargetConfigError, TransientError
-from .items import (BulkStatItemSchema, ExternalCourseSchema, NotConvertible, learner_mail, merge_tags, tag_names,
-                    to_bulk_stat, to_external_course)
+from .items import (BulkStatItemSchema, ExternalCourseSchema, NotConvertible, learner_mail, merge_tags,
+                    open_attempt_of, recency, tag_names, to_bulk_stat, to_external_course)
 from .ledger import DELIVERED, FAILED, PARKED, SENT, Ledger, Record
 from .settings import Target
 
@@ -62,7 +79,10 @@ class Inbound:
         course = d["course_external_id"] if kind == "stat" else d["external_id"]
         learner = d["learner"]["provider_id"] if kind == "stat" else None
         fingerprint = d.get("fingerprint") or ("removed" if kind == "removal" else None)
-        return Record(kind, d["connection"], course, learner, self.event.id, fingerprint)
+        if kind != "stat":
+            return Record(kind, d["connection"], course, learner, self.event.id, fingerprint, tenant=d.get("tenant"))
+        return Record(kind, d["connection"], course, learner, self.event.id, fingerprint,
+                      attempt=d.get("attempt_id"), recency=recency(d), tenant=d.get("tenant"))
 
 
 @dataclass
@@ -70,6 +90,16 @@ class Outcome:
     dead: list[ev.Event] = field(default_factory=list)
     parked: list[ev.Event] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    # connection -> (its items, the error): not delivered yet, to try again later (``deliver``)
+    retry: dict[str, tuple[list["Inbound"], Exception]] = field(default_factory=dict)
+    tags_pending: bool = False      # some tags could not be merged yet: run the tags step again later
+
+    def add(self, other: "Outcome") -> None:
+        self.dead.extend(other.dead)
+        self.parked.extend(other.parked)
+        self.counts.update(other.counts)
+        self.retry.update(other.retry)
+        self.tags_pending = self.tags_pending or other.tags_pending
 
 
 class Deliverer:
@@ -98,17 +128,37 @@ class Deliverer:
 
     # -- a batch --------------------------------------------------------------------------------------
     def deliver(self, inbound: Iterable[Inbound]) -> Outcome:
+        """Deliver a mixed batch, connection by connection; a connection's transient trouble is
+        returned in ``Outcome.retry`` (its items untouched), never raised."""
         out = Outcome()
-        groups: dict[tuple[str, str, str, str], list[Inbound]] = {}
+        groups: dict[str, list[Inbound]] = {}
         for item in inbound:
-            d = item.data
-            groups.setdefault((d["connection"], d["group_id"], d["provider"], d["tenant"]), []).append(item)
-        for (connection, group_id, provider, tenant), items in groups.items():
-            with log_context(tenant=tenant, connection=connection, provider=provider):
-                self._deliver_connection(connection, group_id, provider, items, out)
+            groups.setdefault(item.data["connection"], []).append(item)
+        for connection, items in groups.items():
+            try:
+                out.add(self.deliver_connection(connection, items))
+            except TransientError as exc:
+                out.retry[connection] = (items, exc)
         return out
 
-    def _deliver_connection(self, connection: str, group_id: str, provider: str, items: list[Inbound],
+    def deliver_connection(self, connection: str, items: list[Inbound]) -> Outcome:
+        """Deliver one connection's events (and its pending tags), or raise :class:`TransientError`
+        with nothing acknowledged: the caller keeps ``items`` and tries again later."""
+        out = Outcome()
+        if not items:
+            self._pending_tags(connection, out)
+            return out
+        d = items[0].data
+        with log_context(tenant=d["tenant"], connection=connection, provider=d["provider"]):
+            by_group: dict[tuple[str, str], list[Inbound]] = {}
+            for item in items:
+                by_group.setdefault((item.data["group_id"], item.data["provider"]), []).append(item)
+            for (group_id, provider), group_items in by_group.items():
+                self._deliver_connection(connection, group_id, provider, d["tenant"], group_items, out)
+            self._pending_tags(connection, out)
+        return out
+
+    def _deliver_connection(self, connection: str, group_id: str, provider: str, tenant: str, items: list[Inbound],
                             out: Outcome) -> None:
         target = self.targets.get(connection)
         if target is None:
@@ -120,7 +170,7 @@ class Deliverer:
         for attempt in (1, 2):
             part, done = Outcome(), set()
             try:
-                integration_id = self._integration(client, target, connection, group_id, provider)
+                integration_id = self._integration(client, target, connection, group_id, provider, tenant)
                 self._courses(client, integration_id, [i for i in items if i.event.type != ev.LEARNER_STAT_UPSERTED],
                               part, done)
                 self._stats(client, target, integration_id,
@@ -131,19 +181,17 @@ class Deliverer:
                     log.warning("connection %s: its integration is gone from 360Learning (deleted, with its "
                                 "courses); creating it again. Courses not in this batch come back with the "
                                 "next full sync: connector-host replay --connection %s", connection, connection)
-                    self.ledger.forget_integration(connection, group_id, target.label(provider))
+                    self.ledger.forget_integration(connection, group_id, target.label(provider), tenant=tenant)
                     continue
                 log.error("connection %s: cannot deliver to 360Learning: %s", connection, exc)
                 for item in items:
                     if id(item) not in done:
                         self._reject(item, "target_config", str(exc), part, done)
-            out.dead.extend(part.dead)
-            out.parked.extend(part.parked)
-            out.counts.update(part.counts)
+            out.add(part)
             return
 
     def _integration(self, client: Learning360Client, target: Target, connection: str, group_id: str,
-                     provider: str) -> str:
+                     provider: str, tenant: str | None = None) -> str:
         """The integration's id: remembered, checked against 360Learning every ``verify_integration_s``
         (someone may delete it, and its courses with it), found by label, or created."""
         label = target.label(provider)
@@ -156,7 +204,7 @@ class Deliverer:
             log.warning("connection %s: integration %s is gone from 360Learning; what it held is sent again "
                         "as it comes by (a full sync restores everything: connector-host replay --connection %s)",
                         connection, known, connection)
-            self.ledger.forget_integration(*key)
+            self.ledger.forget_integration(*key, tenant=tenant)
         if found is None:
             try:
                 found = client.create_integration(target.integration_body(group_id, provider))
@@ -165,7 +213,7 @@ class Deliverer:
                                         status=exc.status, code=exc.code) from None
             log.info("connection %s: created 360Learning integration %s (%r) in group %s",
                      connection, found.get("_id"), label, group_id)
-        self.ledger.remember_integration(connection, group_id, label, found["_id"])
+        self.ledger.remember_integration(connection, group_id, label, found["_id"], tenant=tenant)
         self._verified[key] = time.monotonic()
         return found["_id"]
 
@@ -195,11 +243,11 @@ class Deliverer:
             else:
                 archives.append((item, record, {"externalId": record.course}))
         path = contract.BULK_COURSES.format(integration_id=integration_id)
-        created = self._bulk(client, "PUT", path, upserts, contract.MAX_UPSERT_ITEMS, out, done)
+        created = self._bulk(client, "PUT", path, upserts, contract.MAX_UPSERT_ITEMS, out, done,
+                             then=lambda item, record, course_id: self.ledger.tags_to_merge(
+                                 course_id, record.connection, tag_names(item.data), tenant=record.tenant))
         self.ledger.remember_courses(integration_id, [(rec.course, rid) for _i, rec, rid in created])
         self._bulk(client, "DELETE", path, archives, contract.MAX_ARCHIVE_ITEMS, out, done)
-        for item, _record, course_id in created:
-            self._merge_tags(client, course_id, tag_names(item.data))
 
     def _course_id(self, client: Learning360Client, integration_id: str, external_id: str) -> str | None:
         course_id = self.ledger.course_id(integration_id, external_id)
@@ -210,34 +258,66 @@ class Deliverer:
                 self.ledger.remember_courses(integration_id, [(external_id, course_id)])
         return course_id
 
-    def _merge_tags(self, client: Learning360Client, course_id: str, names: list[str]) -> None:
-        """Add the provider's tags, drop the ones it added before and no longer lists, keep the rest.
+    def _pending_tags(self, connection: str, out: Outcome) -> None:
+        """The tags step: merge the provider tags of every course of ``connection`` still pending.
 
-        Tags are secondary: a refusal (a tag deleted meanwhile twice over, a course gone) is
-        logged and the course stays delivered; the next change of the course tries again."""
+        A transient failure leaves the rest pending (``out.tags_pending``: the caller runs the
+        step again later); a refusal (a course gone, a tag deleted twice over) is logged and
+        clears that course: its next change tries again."""
+        pending = self.ledger.pending_tags(connection)
+        target = self.targets.get(connection)
+        if not pending or target is None:
+            return
+        client = self.client(target)
+        for course_id, names in pending.items():
+            try:
+                self._merge_tags(client, course_id, names)
+            except TargetConfigError:
+                raise
+            except PermanentError as exc:
+                log.warning("tags of course %s not merged: %s", course_id, exc)
+                self.ledger.tags_merged(course_id, self.ledger.provider_tags(course_id))
+            except TransientError as exc:
+                log.warning("connection %s: tags of %d courses not merged yet (%s); trying again later",
+                            connection, len(pending), exc)
+                out.tags_pending = True
+                return
+            else:
+                out.counts["tags_merged"] += 1
+
+    def _merge_tags(self, client: Learning360Client, course_id: str, names: list[str]) -> None:
         for attempt in (1, 2):
             try:
                 return self._merge_tags_once(client, course_id, names)
             except PermanentError as exc:
-                if isinstance(exc, TargetConfigError):
-                    raise
-                if exc.code == "tagNotFound" and attempt == 1:
+                if exc.code == "tagNotFound" and attempt == 1 and not isinstance(exc, TargetConfigError):
                     self._tag_ids.pop((client.base_url, client.client_id), None)  # our cache is stale
                     continue
-                log.warning("tags of course %s not merged: %s", course_id, exc)
-                return
+                raise
 
     def _merge_tags_once(self, client: Learning360Client, course_id: str, names: list[str]) -> None:
+        """Add the provider's tags, drop the ones it added before and no longer lists, keep the rest.
+
+        ``PUT …/tags`` replaces every tag and 360Learning offers no conditional write: the tags
+        are read again just before the write, and the merge redone if an admin changed them
+        meanwhile (the window left is one request long)."""
         added_before = self.ledger.provider_tags(course_id)
         if not names and not added_before:
+            self.ledger.tags_merged(course_id, ())
             return
         wanted = {self._tag_id(client, name) for name in names}
         current = client.course_tags(course_id)
-        merged = merge_tags(current, added_before, wanted)[:contract.MAX_TAGS_PER_COURSE]
-        if merged != current:
-            client.set_course_tags(course_id, merged)
+        for _ in range(3):
+            merged = merge_tags(current, added_before, wanted)[:contract.MAX_TAGS_PER_COURSE]
+            if merged == current:
+                break
+            again = client.course_tags(course_id)
+            if again == current:
+                client.set_course_tags(course_id, merged)
+                break
+            current = again
         # a tag someone put on the course before the provider listed it stays theirs
-        self.ledger.set_provider_tags(course_id, (added_before & wanted) | (wanted - set(current)))
+        self.ledger.tags_merged(course_id, (added_before & wanted) | (wanted - set(current)))
 
     def _tag_id(self, client: Learning360Client, name: str) -> str:
         ids = self._tag_ids.setdefault((client.base_url, client.client_id), {})
@@ -255,53 +335,84 @@ class Deliverer:
     # -- statistics ----------------------------------------------------------------------------------------
     def _stats(self, client: Learning360Client, target: Target, integration_id: str, items: list[Inbound],
                out: Outcome, done: set[int]) -> None:
-        latest: dict[str, Inbound] = {}
-        for item in items:
-            key = item.record().key
-            if key in latest:
-                self._done(latest[key], "superseded", out, done)
-            latest[key] = item
-        users = self._user_ids(client, target, [learner_mail(i.data) for i in latest.values()])
+        latest: dict[str, tuple[Inbound, Record]] = {}
+        for item in items:     # newest content wins, whatever the order items came in
+            record = item.record()
+            kept = latest.get(record.key)
+            if kept is None or (record.recency or "") > (kept[1].recency or ""):
+                if kept is not None:
+                    self._done(kept[0], "superseded", out, done)
+                latest[record.key] = (item, record)
+            else:
+                self._done(item, "superseded", out, done)
+        fresh: list[tuple[Inbound, Record]] = []
+        for item, record in latest.values():
+            held = self.ledger.delivered_recency(record)
+            if held is not None and held >= (record.recency or ""):
+                self._done(item, "unchanged" if self.ledger.already_delivered(record) else "superseded", out, done)
+            else:
+                fresh.append((item, record))
+        self._import(client, target, integration_id, fresh, out, done, retry_users=True)
+
+    def _import(self, client: Learning360Client, target: Target, integration_id: str,
+                entries: list[tuple[Inbound, Record]], out: Outcome, done: set[int], *, retry_users: bool) -> None:
+        if not entries:
+            return
+        users = self._user_ids(client, target, [learner_mail(i.data) for i, _r in entries])
         courses: dict[str, str | None] = {}
         ready = []
-        for item in latest.values():
-            record = item.record()
-            if self.ledger.already_delivered(record):
-                self._done(item, "unchanged", out, done)
-                continue
-            if item.parked and self._superseded(record, item.parked):
-                self._done(item, "superseded", out, done)
-                continue
-            try:
-                body = to_bulk_stat(item.data)
-            except NotConvertible as exc:
-                self._reject(item, "learner_without_email", str(exc), out, done)
+        for item, record in entries:
+            mail = learner_mail(item.data)
+            if mail is None:
+                self._reject(item, "learner_without_email", "the learner has no e-mail address 360Learning could match",
+                             out, done)
                 continue
             if record.course not in courses:
                 courses[record.course] = self._course_id(client, integration_id, record.course)
             if courses[record.course] is None:
                 self._park(item, "course_unknown", f"course {record.course} is not in 360Learning yet", out, done)
                 continue
-            mail = learner_mail(item.data) or ""
             user_id = users.get(mail.casefold())
             if user_id is None:
                 self._park(item, "learner_unknown", f"no active 360Learning user with e-mail {mail}", out, done)
+                continue
+            ready.append((item, record, courses[record.course], user_id))
+        attempts = self._open_attempts(client, [(c, u) for item, record, c, u in ready
+                                                if self.ledger.delivered_recency(record) is None])
+        bodies = []
+        for item, record, course_id, user_id in ready:
+            try:
+                body = to_bulk_stat(item.data, open_attempt=attempts.get((course_id, user_id)))
+            except NotConvertible as exc:
+                self._reject(item, exc.reason, str(exc), out, done)
                 continue
             body["userIdentifier"] = {"type": "internalId", "value": user_id}
             errors = _STAT_ITEM.validate(body)
             if errors:
                 self._reject(item, "invalid_for_360learning", errors, out, done)
                 continue
-            ready.append((item, record, body))
+            bodies.append((item, record, body))
         path = contract.BULK_STATS.format(integration_id=integration_id)
-        self._bulk(client, "POST", path, ready, contract.MAX_STAT_ITEMS, out, done)
+        refused: list[tuple[Inbound, Record]] = []
+        self._bulk(client, "POST", path, bodies, contract.MAX_STAT_ITEMS, out, done,
+                   refused=refused if retry_users else None)
+        if refused:
+            # a learner deleted and created again in 360Learning has a new id: look it up afresh, once
+            for item, _record in refused:
+                self.ledger.forget_user(target.base_url, learner_mail(item.data) or "")
+            self._import(client, target, integration_id, refused, out, done, retry_users=False)
 
-    def _superseded(self, record: Record, parked: dict[str, Any]) -> bool:
-        """A parked stat is stale when a newer one of the same learner and course was delivered
-        after it was first parked."""
-        status = self.ledger.status_of(record)
-        first = datetime.fromisoformat(parked["first_parked_at"]).timestamp()
-        return bool(status and status[0] == DELIVERED and status[1] > first)
+    def _open_attempts(self, client: Learning360Client,
+                       pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The open attempt of each (course id, user id) in 360Learning, read back in bulk."""
+        users_of: dict[str, set[str]] = {}
+        for course_id, user_id in pairs:
+            users_of.setdefault(course_id, set()).add(user_id)
+        found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for course_id, users in users_of.items():
+            for attempt in client.course_stats(course_id, sorted(users)):
+                found.setdefault((course_id, str(attempt.get("userId"))), []).append(attempt)
+        return {pair: a for pair, attempts in found.items() if (a := open_attempt_of(attempts)) is not None}
 
     def _user_ids(self, client: Learning360Client, target: Target, mails: list[str | None]) -> dict[str, str]:
         """360Learning user ids by e-mail (casefolded): the ledger's, then one lookup for the rest."""
@@ -321,9 +432,12 @@ class Deliverer:
     # -- bulk calls ---------------------------------------------------------------------------------------
     def _bulk(self, client: Learning360Client, method: str, path: str,
               entries: list[tuple[Inbound, Record, dict[str, Any]]], size: int, out: Outcome,
-              done: set[int]) -> list[tuple[Inbound, Record, str]]:
+              done: set[int], *, then: Callable[[Inbound, Record, str], None] | None = None,
+              refused: list[tuple[Inbound, Record]] | None = None) -> list[tuple[Inbound, Record, str]]:
         """Send ``entries`` in chunks of ``size`` (up to three operations at once); returns the
-        successes with their resource ids and dead-letters the items 360Learning refused."""
+        successes with their resource ids (``then`` runs for each, before the ledger says
+        delivered) and dead-letters the items 360Learning refused, or hands them to ``refused``
+        when given (to try once more)."""
         if not entries:
             return []
         chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
@@ -338,9 +452,13 @@ class Deliverer:
             marks = []
             for (item, record, body), result in zip(chunk, results):
                 if result.get("status") == "success":
+                    if then is not None:
+                        then(item, record, result.get("resourceId"))
                     marks.append((record, DELIVERED, op_id, result.get("resourceId"), None, None))
                     successes.append((item, record, result.get("resourceId")))
                     self._done(item, "delivered", out, done)
+                elif refused is not None:
+                    refused.append((item, record))
                 else:
                     message = str(result.get("errorMessage") or "refused without a message")
                     marks.append((record, FAILED, op_id, None, message, None))

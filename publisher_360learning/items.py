@@ -8,18 +8,28 @@ The publisher validates every item with these schemas before sending, so a bad r
 the API; the sandbox validates what it receives with the same schemas. Rules for statistics:
 
 * ``progress`` 0-100, an integer; 100 marks completion, and then ``lastActivityAt`` is read as
-  the completion date, so a completed stat sends its ``completed_at`` there;
+  the completion date. So only a completed stat sends 100 (an in-progress 99.7 % sends 99), and
+  a completed stat without any date is not convertible: a completion date is never invented;
+* dates in any RFC 3339 form (``+00:00``, an offset, no fraction) become 360Learning's
+  ``YYYY-MM-DDThh:mm:ss.sssZ`` in UTC;
 * ``timeSpent`` in milliseconds and at least 1 (0 is refused);
 * ``firstActivityAt`` and ``lastActivityAt`` are required: an absent one borrows the other, and
   when both are absent the stat's ``as_of`` stands in (a learner enrolled but never active);
 * ``userIdentifier`` is the learner's e-mail (360Learning also accepts its own user id, which a
   provider never knows); Coursera returns the e-mail as ``externalId`` when it has no SSO id;
 * ``forceNew`` stays false: an import then updates the attempt a learner started in 360Learning
-  (for instance inside a program session), so the session keeps its credit.
+  (for instance inside a program session), so the session keeps its credit. When such an attempt
+  is open, :func:`to_bulk_stat` moves ``firstActivityAt`` back to its start: by the documented
+  attempt rule an import whose first activity is later than every attempt's last creates a new
+  attempt instead (START in a session, then the provider's enrolment a minute later).
+
+Which of two stats of one attempt is newer is decided by :func:`recency`, from the content only.
 """
 from __future__ import annotations
 
+import math
 import re
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from marshmallow import RAISE, Schema, fields, validate
@@ -29,7 +39,11 @@ ISO_Z = validate.Regexp(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$", error=
 
 
 class NotConvertible(ValueError):
-    """The stat lacks what 360Learning needs (a learner e-mail)."""
+    """The stat lacks what 360Learning needs; ``reason`` names what (a dead letter's reason)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 class _Identifier(Schema):
@@ -149,23 +163,91 @@ def learner_mail(stat: Mapping[str, Any]) -> str | None:
     return None
 
 
-def to_bulk_stat(stat: Mapping[str, Any]) -> dict[str, Any]:
+def iso_z(value: str) -> str:
+    """Any RFC 3339 date-time as 360Learning writes them: UTC, milliseconds, ``Z``.
+
+    :raise ValueError: not a date-time with a time zone.
+    """
+    parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone")
+    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{parsed.microsecond // 1000:03d}Z"
+
+
+def _date(stat: Mapping[str, Any], name: str) -> str | None:
+    value = stat.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return iso_z(str(value))
+    except ValueError:
+        raise NotConvertible("invalid_for_360learning", f"{name} {value!r} is not an RFC 3339 date-time") from None
+
+
+_STATUS_RANK = {"not_started": 0, "in_progress": 1, "completed": 2}
+
+
+def recency(stat: Mapping[str, Any]) -> str:
+    """How recent a stat's content is, as a string that sorts like the content's age.
+
+    First the provider's ``as_of`` (when its report was true), then the learner's last activity,
+    completion date, status, progress and time spent: of two stats of one attempt the one with
+    the larger recency is the newer, whatever topic, batch or instance each came through. Two
+    different contents with equal recency are told apart by their fingerprint, so every instance
+    picks the same one.
+    """
+    def when(name: str) -> str:
+        try:
+            return _date(stat, name) or ""
+        except NotConvertible:
+            return ""
+
+    progress = stat.get("progress_percent")
+    progress = progress if isinstance(progress, (int, float)) and math.isfinite(progress) else 0
+    seconds = stat.get("time_spent_seconds") if isinstance(stat.get("time_spent_seconds"), int) else 0
+    return "|".join((when("as_of"), when("last_activity_at"), when("completed_at"),
+                     str(_STATUS_RANK.get(stat.get("completion_status"), 0)), f"{min(max(progress, 0), 100):07.3f}",
+                     f"{max(seconds, 0):015d}", str(stat.get("fingerprint") or "")))
+
+
+def progress_of(stat: Mapping[str, Any]) -> int:
+    """0-100 as 360Learning reads it: 100 only for a completed stat."""
+    if stat.get("completion_status") == "completed":
+        return 100
+    value = stat.get("progress_percent")
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return 0
+    return max(0, min(99, int(round(value))))
+
+
+def to_bulk_stat(stat: Mapping[str, Any], *, open_attempt: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The 360Learning import item for one learner stat.
 
-    :raise NotConvertible: no e-mail identifies the learner.
+    :param open_attempt: the learner's open (not completed) attempt in 360Learning, as the
+        courses stats API returns it, when there is one: the import must update it.
+    :raise NotConvertible: no e-mail identifies the learner, a date is not a date, or a
+        completed stat carries no date at all.
     """
     mail = learner_mail(stat)
     if mail is None:
-        raise NotConvertible("the learner has no e-mail address 360Learning could match")
+        raise NotConvertible("learner_without_email", "the learner has no e-mail address 360Learning could match")
     completed = stat.get("completion_status") == "completed"
-    progress = 100 if completed else int(round(stat.get("progress_percent") or 0))
-    first = stat.get("first_activity_at") or stat.get("last_activity_at") or stat["as_of"]
-    last = (stat.get("completed_at") if completed else None) or stat.get("last_activity_at") or first
+    first_seen, last_seen, completed_at = (_date(stat, n) for n in ("first_activity_at", "last_activity_at",
+                                                                     "completed_at"))
+    if completed and not (completed_at or last_seen or first_seen):
+        raise NotConvertible("completion_without_date", "a completed stat without completion or activity date: "
+                                                        "360Learning would take the sync time as completion date")
+    first = first_seen or last_seen or completed_at or _date(stat, "as_of")
+    last = (completed_at if completed else None) or last_seen or first
+    if open_attempt is not None:
+        started = _attempt_start(open_attempt)
+        if started and started < first:
+            first = started     # update the attempt the learner started (in a path session) instead of a new one
     seconds = stat.get("time_spent_seconds") or 0
     item: dict[str, Any] = {
         "courseIdentifier": {"type": "externalId", "value": stat["course_external_id"]},
         "userIdentifier": {"type": "mail", "value": mail},
-        "progress": min(progress, 100),
+        "progress": progress_of(stat),
         "timeSpent": max(1, int(seconds) * 1000),
         "firstActivityAt": first,
         "lastActivityAt": max(last, first),
@@ -176,3 +258,20 @@ def to_bulk_stat(stat: Mapping[str, Any]) -> dict[str, Any]:
     if stat.get("result") in ("passed", "failed"):
         item["result"] = "success" if stat["result"] == "passed" else "failed"
     return item
+
+
+def _attempt_start(attempt: Mapping[str, Any]) -> str | None:
+    for name in ("firstActivityAt", "lastActivityAt"):
+        value = attempt.get(name)
+        if isinstance(value, str) and value:
+            try:
+                return iso_z(value)
+            except ValueError:
+                continue
+    return None
+
+
+def open_attempt_of(attempts: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The attempt an import should update: the most recent one not completed, if any."""
+    open_ = [a for a in attempts if not a.get("completedAt") and (a.get("progress") or 0) < 100]
+    return max(open_, key=lambda a: str(a.get("lastActivityAt") or ""), default=None)

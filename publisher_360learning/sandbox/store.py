@@ -133,8 +133,8 @@ class Company:
     def add_user(self, mail: str, *, user_id: str | None = None, first_name: str = "", last_name: str = "",
                  status: str = "active") -> dict[str, Any]:
         existing = self.user_by_mail(mail)
-        if existing is not None:
-            return existing
+        if existing is not None and existing["status"] != "deleted":
+            return existing     # a deleted user's e-mail may be given to a new user (with a new id)
         uid = user_id or self.new_id("u")
         user = {"_id": uid, "mail": mail, "status": status, "lang": "en", "firstName": first_name,
                 "lastName": last_name, "primaryGroupId": SYNC_GROUP}
@@ -143,7 +143,8 @@ class Company:
 
     def user_by_mail(self, mail: str) -> dict[str, Any] | None:
         wanted = mail.casefold()  # [sandbox] case-insensitive: the real behaviour is not documented
-        return next((u for u in self.users.values() if u["mail"].casefold() == wanted), None)
+        found = [u for u in self.users.values() if u["mail"].casefold() == wanted]
+        return next((u for u in reversed(found) if u["status"] != "deleted"), found[-1] if found else None)
 
     # -- integrations -------------------------------------------------------------------------------
     def create_integration(self, body: Any) -> dict[str, Any]:
@@ -288,12 +289,24 @@ class Company:
     # -- attempts ----------------------------------------------------------------------------------
     def start_attempt(self, course_id: str, user_id: str, *, path_session_id: str | None = None,
                       at: float | None = None) -> dict[str, Any]:
-        """What happens when a learner presses START in 360Learning (maybe inside a path session)."""
+        """What happens when a learner presses START in 360Learning (maybe inside a path session).
+
+        [sandbox, INFERRED] START continues the learner's open (not completed) attempt when there
+        is one, taking the session's context if it had none; otherwise it creates an attempt at
+        the integration's ``defaultProgress`` / ``defaultCompletion``."""
         if course_id not in self.courses or user_id not in self.users:
             raise Problem(404, "resourceNotFound", "no such course or user")
         owner = next((iid for (iid, _ext), cid in self.by_external.items() if cid == course_id), None)
         integration = self.integrations.get(owner, {}) if owner else {}
         when = iso(self.clock() if at is None else at)
+        open_ = [self.attempts[a] for a in self.attempts_of.get((course_id, user_id), [])
+                 if self.attempts[a]["completedAt"] is None]
+        if open_:
+            attempt = open_[-1]
+            attempt["lastActivityAt"] = max(attempt["lastActivityAt"], when)
+            if path_session_id and not attempt.get("pathSessionId"):
+                attempt["pathSessionId"] = path_session_id
+            return attempt
         completed = bool(integration.get("defaultCompletion"))
         attempt = {"_id": self.new_id("e"), "courseId": course_id, "userId": user_id, "lang": "en",
                    "progress": 100 if completed else int(integration.get("defaultProgress", 0)),

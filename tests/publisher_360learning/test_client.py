@@ -74,12 +74,43 @@ def test_run_bulk_polls_to_the_end_and_returns_results(lms, client):
     assert [r["status"] for r in results] == ["success", "success"] and op_id in lms.company.operations
 
 
-def test_bulk_concurrency_limit_and_disabled_api_are_retried(lms, client):
+def test_bulk_concurrency_limit_is_retried(lms, client):
     iid = new_integration(client)
     fault(lms, action="bulk_busy", route="/api/v2/bulk/*", times=2)
-    fault(lms, action="bulk_disabled", route="/api/v2/bulk/*", times=1)
     _, results = client.run_bulk("PUT", f"/api/v2/bulk/integrations/{iid}/courses", [course()])
-    assert results[0]["status"] == "success" and client.calls["PUT 429"] == 2 and client.calls["PUT 503"] == 1
+    assert results[0]["status"] == "success" and client.calls["PUT 429"] == 2
+
+
+def test_a_disabled_bulk_api_is_raised_at_once_for_the_caller_to_back_off(lms, client):
+    """The company's setting: retrying inside the call would hold a delivery thread for minutes."""
+    iid = new_integration(client)
+    fault(lms, action="bulk_disabled", route="/api/v2/bulk/*", times=1)
+    with pytest.raises(TransientError) as caught:
+        client.run_bulk("PUT", f"/api/v2/bulk/integrations/{iid}/courses", [course()])
+    assert caught.value.code == "bulkAPIDisabled" and client.calls["PUT 503"] == 1
+    _, results = client.run_bulk("PUT", f"/api/v2/bulk/integrations/{iid}/courses", [course()])
+    assert results[0]["status"] == "success"
+
+
+def test_a_next_link_to_another_host_is_not_followed_with_the_token(lms, client, monkeypatch):
+    import requests as rq
+
+    from publisher_360learning.errors import PermanentError
+
+    real = rq.Session.request
+    calls = []
+
+    def request(self, method, url, **kw):
+        calls.append(url)
+        resp = real(self, method, url, **kw)
+        if "/api/v2/tags" in url:
+            resp.headers["Link"] = '<https://evil.example/api/v2/tags?page=2>; rel="next"'
+        return resp
+
+    monkeypatch.setattr(rq.Session, "request", request)
+    with pytest.raises(PermanentError, match="another host"):
+        client.tags()
+    assert not any("evil.example" in u for u in calls)
 
 
 def test_an_operation_ending_in_error_is_transient(lms, client):

@@ -179,6 +179,33 @@ def test_an_import_updates_the_attempt_started_in_a_path_session(lms, api):
            (100, "2026-12-01T00:00:00.000Z", "65a0000000000000000005e1")
 
 
+def test_the_attempt_rule_in_both_orders(lms, api):
+    """START inside a session, then an import whose first activity is a minute later: by the
+    documented rule the import makes a second attempt. The other way round, START continues the
+    attempt the import made."""
+    from datetime import datetime, timezone
+    t0 = datetime(2026, 5, 1, 9, 0, tzinfo=timezone.utc).timestamp()
+    iid = integration(api, defaultCompletion=False, defaultProgress=1)
+    run(api, "PUT", iid, [course("a"), course("b")])
+    session = "65a0000000000000000005e1"
+    requests.post(lms.url + "/_sandbox/attempts", timeout=5, json={
+        "externalId": "a", "mail": "ada@acme.test", "pathSessionId": session, "at": t0}).raise_for_status()
+    late = stat("a", progress=30, firstActivityAt="2026-05-01T09:01:00.000Z", lastActivityAt="2026-05-01T09:30:00.000Z")
+    run(api, "POST", iid, [late], "stats")
+    c = lms.company
+    user = c.user_by_mail("ada@acme.test")["_id"]
+    course_a = next(cid for (_i, ext), cid in c.by_external.items() if ext == "a")
+    assert len(c.attempts_of[(course_a, user)]) == 2
+    # the reverse order: the import first, then START in the session a minute later
+    run(api, "POST", iid, [stat("b", progress=30, firstActivityAt="2026-05-01T09:00:00.000Z",
+                                lastActivityAt="2026-05-01T09:00:30.000Z")], "stats")
+    started = requests.post(lms.url + "/_sandbox/attempts", timeout=5, json={
+        "externalId": "b", "mail": "ada@acme.test", "pathSessionId": session, "at": t0 + 60}).json()
+    course_b = next(cid for (_i, ext), cid in c.by_external.items() if ext == "b")
+    assert c.attempts_of[(course_b, user)] == [started["_id"]] and started["pathSessionId"] == session
+    assert started["progress"] == 30
+
+
 def test_course_tags_replace_and_admin_tags(lms, api):
     iid = integration(api)
     _, _, results = run(api, "PUT", iid, [course("a")])

@@ -1,0 +1,190 @@
+"""Learner stats in 360Learning: the newest content wins whatever the order, attempts stay apart,
+a course started in a path session is continued, a re-created learner is found again, and tags
+are a step that survives a failure."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from itertools import permutations
+
+import pytest
+import requests
+
+from hostspec import events as ev
+from publisher_360learning.delivery import Deliverer, Inbound
+from publisher_360learning.ledger import Ledger
+from publisher_360learning.sandbox import SYNC_GROUP, Learning360Sandbox
+from publisher_360learning.settings import target_from_settings
+from tests.hostspec.test_events import stat_data
+
+from .conftest import fault
+from .test_delivery import fast_client
+from .test_items import course_data
+
+CONNECTION = "acme-coursera"
+MAIL = "ada@acme.test"
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def world():
+    with Learning360Sandbox(users=[MAIL], page_size=3, stage_s=0.005, enforce_rate_limits=False) as lms:
+        ledger = Ledger()
+        target = target_from_settings(CONNECTION, {**lms.settings, "external_platform": "Coursera (Acme)",
+                                                   "default_completion": False, "default_progress": 1})
+        deliverer = Deliverer({CONNECTION: target}, ledger, client_factory=fast_client, verify_integration_s=0)
+        out = deliverer.deliver([Inbound(course_event())])
+        assert out.counts["course_delivered"] == 1
+        yield lms, deliverer, ledger
+        deliverer.close()
+
+
+def course_event(**over):
+    data = {**course_data(external_id="crs-1", skills=[{"name": "SQL", "provider_id": "sql"}]), "tenant": "acme", "connection": CONNECTION,
+            "provider": "coursera", "group_id": SYNC_GROUP, "locked_fields": ["title", "description"],
+            "provider_updated_at": None, **over}
+    data["fingerprint"] = ev.fingerprint(data)
+    return ev.make_event(ev.COURSE_UPSERTED, data, key=f"acme/{CONNECTION}/coursera/course/crs-1", source="/t",
+                         subject="crs-1", time=NOW)
+
+
+def stat(**over):
+    data = stat_data(**{"connection": CONNECTION, "group_id": SYNC_GROUP, "course_external_id": "crs-1",
+                        "learner": {"email": MAIL, "provider_id": MAIL}, **over})
+    return ev.make_event(ev.LEARNER_STAT_UPSERTED, data, key=f"acme/{CONNECTION}/coursera/stat/crs-1/{MAIL}",
+                         source="/t", subject=None, time=NOW)
+
+
+def parked(event, first_parked_at="2026-01-01T00:00:00+00:00"):
+    return Inbound(event, ("parked", 0, 0), parked={"first_parked_at": first_parked_at, "attempts": 1})
+
+
+def attempts(lms):
+    c = lms.company
+    user = c.user_by_mail(MAIL)["_id"]
+    course_id = next(cid for (_i, ext), cid in c.by_external.items() if ext == "crs-1")
+    return [c.attempts[a] for a in c.attempts_of.get((course_id, user), [])]
+
+
+OLD = dict(progress_percent=30.0, as_of="2026-01-03T00:00:00.000Z", last_activity_at="2026-01-02T00:00:00.000Z")
+NEW = dict(completion_status="completed", progress_percent=100.0, completed_at="2026-01-09T00:00:00.000Z",
+           as_of="2026-01-10T00:00:00.000Z", last_activity_at="2026-01-09T00:00:00.000Z")
+
+
+NEWER_IN_PROGRESS = dict(progress_percent=80.0, as_of="2026-01-10T00:00:00.000Z",
+                         last_activity_at="2026-01-09T00:00:00.000Z")
+
+
+@pytest.mark.parametrize("order", list(permutations(["old-parked", "new-live"])))
+@pytest.mark.parametrize("split", ["one batch", "two batches"])
+@pytest.mark.parametrize("newer", ["completed", "in progress"])
+def test_the_newest_stat_wins_in_any_order_batch_or_topic(world, order, split, newer):
+    lms, deliverer, _ledger = world
+    new = NEW if newer == "completed" else NEWER_IN_PROGRESS
+    items = {"old-parked": parked(stat(**OLD)), "new-live": Inbound(stat(**new), ("stats", 3, 7))}
+    batches = [[items[o] for o in order]] if split == "one batch" else [[items[o]] for o in order]
+    for batch in batches:
+        deliverer.deliver(batch)
+    (attempt,) = attempts(lms)
+    expected = (100, "2026-01-09T00:00:00.000Z") if newer == "completed" else (80, None)
+    assert (attempt["progress"], attempt["completedAt"]) == expected
+
+
+def test_two_parked_stats_split_across_batches_the_newer_is_kept(world):
+    """Both parked while the learner was unknown; the batch boundary falls between them."""
+    lms, deliverer, _ledger = world
+    deliverer.deliver([parked(stat(**OLD), "2026-01-03T00:00:00+00:00")])
+    out = deliverer.deliver([parked(stat(**NEW), "2026-01-10T00:00:00+00:00")])
+    assert out.counts["stat_delivered"] == 1
+    assert attempts(lms)[0]["progress"] == 100
+
+
+def test_two_attempts_of_one_learner_are_both_delivered_and_never_merged(world):
+    lms, deliverer, ledger = world
+    first = stat(attempt_id="a~1", completion_status="completed", progress_percent=100.0,
+                 completed_at="2026-01-05T00:00:00.000Z", last_activity_at="2026-01-05T00:00:00.000Z")
+    second = stat(attempt_id="a~2", first_activity_at="2026-03-01T00:00:00.000Z", progress_percent=20.0,
+                  last_activity_at="2026-03-02T00:00:00.000Z", as_of="2026-03-03T00:00:00.000Z")
+    out = deliverer.deliver([Inbound(first), Inbound(second)])
+    assert out.counts["stat_delivered"] == 2
+    assert sorted(a["progress"] for a in attempts(lms)) == [20, 100]
+    assert len(ledger.query(learner=MAIL)) == 2
+    again = deliverer.deliver([Inbound(second), Inbound(first)])
+    assert again.counts["stat_unchanged"] == 2
+
+
+def test_in_progress_at_99_7_is_never_a_completion(world):
+    lms, deliverer, _ledger = world
+    deliverer.deliver([Inbound(stat(progress_percent=99.7))])
+    (attempt,) = attempts(lms)
+    assert attempt["progress"] == 99 and attempt["completedAt"] is None
+
+
+def _start(lms, at: datetime, session="65a0000000000000000005e1"):
+    resp = requests.post(lms.url + "/_sandbox/attempts", timeout=5, json={
+        "externalId": "crs-1", "mail": MAIL, "pathSessionId": session, "at": at.timestamp()})
+    resp.raise_for_status()
+    return resp.json()
+
+
+COURSERA = dict(first_activity_at="2026-05-01T09:01:00+00:00", last_activity_at="2026-05-01T10:00:00+00:00",
+                progress_percent=45.0, as_of="2026-05-02T00:00:00+00:00")
+
+
+def test_start_in_a_path_session_then_the_enrolment_a_minute_later_is_one_attempt(world):
+    lms, deliverer, _ledger = world
+    started = _start(lms, datetime(2026, 5, 1, 9, 0, tzinfo=timezone.utc))
+    deliverer.deliver([Inbound(stat(**COURSERA))])
+    (attempt,) = attempts(lms)
+    assert attempt["_id"] == started["_id"] and attempt["pathSessionId"] == started["pathSessionId"]
+    assert attempt["progress"] == 45 and attempt["lastActivityAt"] == "2026-05-01T10:00:00.000Z"
+    later = dict(COURSERA, completion_status="completed", progress_percent=100.0,
+                 completed_at="2026-05-03T09:00:00+00:00", as_of="2026-05-04T00:00:00+00:00")
+    deliverer.deliver([Inbound(stat(**later))])
+    (attempt,) = attempts(lms)
+    assert (attempt["progress"], attempt["completedAt"]) == (100, "2026-05-03T09:00:00.000Z")
+
+
+def test_the_enrolment_then_start_in_a_path_session_is_one_attempt(world):
+    lms, deliverer, _ledger = world
+    deliverer.deliver([Inbound(stat(**COURSERA))])
+    started = _start(lms, datetime(2026, 5, 1, 10, 1, tzinfo=timezone.utc))
+    later = dict(COURSERA, progress_percent=80.0, last_activity_at="2026-05-02T10:00:00+00:00",
+                 as_of="2026-05-03T00:00:00+00:00")
+    deliverer.deliver([Inbound(stat(**later))])
+    (attempt,) = attempts(lms)
+    assert attempt["_id"] == started["_id"] and attempt["progress"] == 80 and attempt["pathSessionId"]
+
+
+def test_a_learner_deleted_and_created_again_is_found_again(world):
+    lms, deliverer, ledger = world
+    deliverer.deliver([Inbound(stat(**OLD))])
+    c = lms.company
+    c.users[c.user_by_mail(MAIL)["_id"]]["status"] = "deleted"
+    c.add_user(MAIL)
+    out = deliverer.deliver([Inbound(stat(**NEW))])
+    assert out.counts["stat_delivered"] == 1 and not out.dead
+    assert ledger.user_id(lms.url, MAIL) == c.user_by_mail(MAIL)["_id"]
+
+
+def test_tags_left_pending_by_a_failure_are_merged_by_the_next_pass(world):
+    lms, deliverer, ledger = world
+    fault(lms, action="status_5xx", route="/api/v2/courses/*/tags", method="GET", times=50)
+    changed = course_event(skills=[{"name": "SQL", "provider_id": "sql"}, {"name": "Python", "provider_id": "py"}])
+    out = deliverer.deliver([Inbound(changed)])
+    assert out.counts["course_delivered"] == 1 and out.tags_pending
+    assert ledger.pending_tags(CONNECTION)
+    requests.delete(lms.url + "/_sandbox/faults", timeout=5)
+    again = deliverer.deliver_connection(CONNECTION, [])
+    assert again.counts["tags_merged"] == 1 and not ledger.pending_tags(CONNECTION)
+    c = lms.company
+    course_id = next(cid for (_i, ext), cid in c.by_external.items() if ext == "crs-1")
+    assert {c.tags[t["tagId"]]["name"] for t in c.course_tags[course_id]} == {"SQL", "Python"}
+
+
+def test_one_connections_trouble_is_returned_not_raised(world):
+    lms, deliverer, _ledger = world
+    other = target_from_settings("other", {**lms.settings, "base_url": "http://127.0.0.1:9"})
+    deliverer.targets["other"] = other
+    theirs = stat(connection="other")
+    out = deliverer.deliver([Inbound(theirs), Inbound(stat(**NEW))])
+    assert out.counts["stat_delivered"] == 1 and list(out.retry) == ["other"]
