@@ -56,6 +56,11 @@ PUBLISHER_THROTTLE = Counter("publisher_rate_limit_wait_seconds_total",
 PUBLISHER_BULK = Counter("publisher_bulk_operations_total", "360Learning bulk operations", ["type", "status"])
 PUBLISHER_BATCH_SECONDS = Histogram("publisher_batch_duration_seconds", "Time to deliver one batch",
                                     buckets=(0.5, 1, 5, 15, 60, 300, 900, 3600))
+PUBLISHER_LANE_WAITS = Counter("publisher_lane_waits_total", "Deliveries of one connection put back to wait "
+                               "(state: retrying = 360Learning unavailable, config = the company's setting)",
+                               ["connection", "state"])
+PUBLISHER_LANE_BACKLOG = Gauge("publisher_lane_backlog", "Events of one connection waiting for delivery",
+                               ["connection"])
 PUBLISHER_LAST = Gauge("publisher_last_delivery_timestamp_seconds",
                        "When a connection's records were last delivered (Unix time)", ["connection"])
 

@@ -53,6 +53,7 @@ from . import events as ev
 from . import metrics
 from .connections import ConnectionStore
 from .dead_letters import MAX_ID_CHARS, refused_request, skipped_request
+from .reloading import ReloadingFile
 from .engine import DEFAULT_LOOKBACK, REQUEST_DONE, RunReport, SyncEngine, SyncRequest
 from .errors import DeliveryError, HostError, PermanentDeliveryError, RunAbandoned, TransportError
 from .plugins import HostPluginManager
@@ -120,43 +121,19 @@ def admit(value: bytes | None, connections: ConnectionStore,
     return request, connection
 
 
-class ConnectionsFile:
-    """The connections file, re-read when it changes so operators can add connections live.
-
-    A change that does not read (half-written, a TOML typo, a missing table) is reported and
-    the last good version stays in use until the file is fixed.
-    """
+class ConnectionsFile(ReloadingFile[ConnectionStore]):
+    """The connections file, re-read when it changes so operators can add connections live
+    (:class:`~hostspec.reloading.ReloadingFile`: a broken change keeps the last good version)."""
 
     def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
-        self._mtime: float | None = None
-        self._store: ConnectionStore | None = None
-        self._failed_mtime: float | None = None
+        super().__init__(path, ConnectionStore.from_file, what="connections file",
+                         describe=lambda store: f": {len(store.names)} connections",
+                         on_ok=lambda: metrics.CONNECTIONS_FILE_OK.set(1),
+                         on_error=lambda: (metrics.CONNECTIONS_FILE_OK.set(0), metrics.CONNECTIONS_FILE_ERRORS.inc()))
 
     def store(self) -> ConnectionStore:
         """The current connections; raises :class:`HostError` only if no version ever read."""
-        try:
-            mtime = self.path.stat().st_mtime
-        except OSError:
-            mtime = None
-        if self._store is not None and mtime in (self._mtime, self._failed_mtime):
-            return self._store
-        try:
-            store = ConnectionStore.from_file(self.path)
-        except HostError as exc:
-            if self._store is None:
-                raise
-            if mtime != self._failed_mtime:
-                log.error("connections file changed but cannot be used (%s); keeping the version read before", exc)
-                metrics.CONNECTIONS_FILE_OK.set(0)
-                metrics.CONNECTIONS_FILE_ERRORS.inc()
-                self._failed_mtime = mtime
-            return self._store
-        if self._store is not None:
-            log.info("connections file %s re-read: %d connections", self.path, len(store.names))
-        self._store, self._mtime, self._failed_mtime = store, mtime, None
-        metrics.CONNECTIONS_FILE_OK.set(1)
-        return store
+        return self.current()
 
 
 @dataclass

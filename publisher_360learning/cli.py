@@ -25,9 +25,18 @@ DEFAULT_TARGETS = "targets.toml"
 DEFAULT_LEDGER = ".publisher-360learning/ledger.sqlite"
 
 
+def _targets_path(args: argparse.Namespace) -> str:
+    return args.targets or os.environ.get("PUBLISHER_TARGETS", DEFAULT_TARGETS)
+
+
 def _targets(args: argparse.Namespace):
     from .settings import load_targets
-    return load_targets(args.targets or os.environ.get("PUBLISHER_TARGETS", DEFAULT_TARGETS))
+    return load_targets(_targets_path(args))
+
+
+def _names(value: str | None) -> frozenset[str] | None:
+    names = frozenset(n.strip() for n in (value or "").split(",") if n.strip())
+    return names or None
 
 
 def _ledger(args: argparse.Namespace):
@@ -41,13 +50,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .delivery import Deliverer
     from .service import PublisherService, ServiceSettings
 
-    deliverer = Deliverer(_targets(args), _ledger(args), max_park_days=args.max_park_days)
+    from .settings import TargetsFile
+
+    targets = TargetsFile(_targets_path(args))
+    deliverer = Deliverer(targets.current(), _ledger(args), max_park_days=args.max_park_days)
     settings = ServiceSettings(group_id=args.group_id, batch_size=args.batch_size, batch_seconds=args.batch_seconds,
-                               retry_interval_s=args.retry_interval, backoff_s=args.backoff,
-                               session_timeout_ms=args.session_timeout_ms, instance=args.instance)
+                               retry_interval_s=args.retry_interval, session_timeout_ms=args.session_timeout_ms,
+                               instance=args.instance, concurrency=args.concurrency, lane_cap=args.lane_cap,
+                               connections=_names(args.connections), tenants=_names(args.tenants),
+                               ledger_topic=args.ledger_topic)
     service = PublisherService(deliverer, KafkaConfig.from_env(bootstrap_servers=args.bootstrap_servers,
                                                                client_id="publisher-360learning"),
-                               topics_from_env(args.topic_prefix), settings)
+                               topics_from_env(args.topic_prefix), settings, targets=targets.current)
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
     if args.metrics_port is not None:
@@ -123,15 +137,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="consume course and stat events from Kafka and deliver them")
     files(p)
     p.add_argument("--group-id", default="publisher-360learning")
-    p.add_argument("--batch-size", type=int, default=10_000, metavar="N", help="events per batch (default 10000)")
+    p.add_argument("--batch-size", type=int, default=10_000, metavar="N",
+                   help="events per delivery of one connection (default 10000)")
     p.add_argument("--batch-seconds", type=float, default=2.0, metavar="S",
-                   help="close a batch this long after its first event (default 2)")
+                   help="deliver a connection's events this long after the oldest at the latest (default 2)")
+    p.add_argument("--concurrency", type=int, default=4, metavar="N",
+                   help="connections delivered at once, each in its own lane (default 4)")
+    p.add_argument("--lane-cap", type=int, default=50_000, metavar="N",
+                   help="events one connection keeps in memory; more are read again later (default 50000)")
+    p.add_argument("--connections", metavar="A,B", help="serve only these connections (a per-company publisher; "
+                                                        "use its own --group-id); others are skipped")
+    p.add_argument("--tenants", metavar="A,B", help="serve only these tenants (companies); others are skipped")
+    p.add_argument("--ledger-topic", help="compacted topic sharing the ledger between instances "
+                                          "(default <topic prefix><group id>.ledger)")
     p.add_argument("--retry-interval", type=float, default=3600, metavar="S",
                    help="retry parked stats this often (default 3600)")
     p.add_argument("--max-park-days", type=float, default=30, metavar="D",
                    help="dead-letter a stat parked longer than this (default 30)")
-    p.add_argument("--backoff", type=float, default=5.0, metavar="S",
-                   help="wait before retrying a batch 360Learning did not take (default 5)")
     p.add_argument("--instance", help="a stable name (e.g. the pod name): static group membership, so a "
                                       "restarted publisher gets its partitions back at once")
     p.add_argument("--session-timeout-ms", type=int, default=10_000)

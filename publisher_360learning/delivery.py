@@ -37,6 +37,7 @@ the import's first activity moves back to its start so that 360Learning updates 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -115,12 +116,25 @@ class Deliverer:
         self._factory = client_factory or client_for_target
         self._clients: dict[tuple[str, str], Learning360Client] = {}
         self._tag_ids: dict[tuple[str, str], dict[str, str]] = {}
+        self._lock = threading.Lock()    # lanes deliver from several threads
 
     def client(self, target: Target) -> Learning360Client:
+        """The company's client (one per host and client id: its rate limits and bulk slots are
+        shared by every connection and thread of that company)."""
         key = (target.base_url, target.client_id)
-        if key not in self._clients:
-            self._clients[key] = self._factory(target)
-        return self._clients[key]
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = self._factory(target)
+            return self._clients[key]
+
+    def set_targets(self, targets: dict[str, Target]) -> None:
+        """New targets (the file changed): a company whose settings changed gets a new client."""
+        before = self.targets
+        self.targets = targets
+        changed = {(t.base_url, t.client_id) for name, t in before.items() if targets.get(name) != t}
+        with self._lock:
+            for key in changed & set(self._clients):
+                self._clients.pop(key).close()
 
     def close(self) -> None:
         for client in self._clients.values():

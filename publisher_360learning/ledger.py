@@ -108,10 +108,10 @@ class Ledger:
         return bool(row and row[0] == status_wanted and row[1] == record.fingerprint and row[2] == record.kind)
 
     def delivered_recency(self, record: Record) -> str | None:
-        """The recency of the content 360Learning holds for this record (delivered), if known."""
+        """The recency of the newest content 360Learning took for this record, if any (whatever
+        happened to the record since: a newer stat parked or refused does not lower it)."""
         with self._lock:
-            row = self._db.execute("SELECT recency FROM deliveries WHERE key = ? AND status = ?",
-                                   (record.key, DELIVERED)).fetchone()
+            row = self._db.execute("SELECT recency FROM deliveries WHERE key = ?", (record.key,)).fetchone()
         return row[0] if row else None
 
     def status_of(self, record: Record) -> tuple[str, float] | None:
@@ -128,7 +128,7 @@ class Ledger:
         now = time.time()
         rows = [(r.key, r.kind, r.connection, r.course, r.learner, r.event_id, r.fingerprint, status, op,
                  resource, detail, None if item is None else json.dumps(item, separators=(",", ":")),
-                 1 if status == SENT else 0, now, r.attempt, r.recency, r.tenant)
+                 1 if status == SENT else 0, now, r.attempt, r.recency if status == DELIVERED else None, r.tenant)
                 for r, status, op, resource, detail, item in records]
         with self._lock, self._db:
             self._upsert(rows)
@@ -139,7 +139,7 @@ class Ledger:
                 self.journal(r.tenant, J_DELIVERY + SEP + r.key, {
                     "kind": r.kind, "connection": r.connection, "course": r.course, "learner": r.learner,
                     "attempt": r.attempt, "event_id": r.event_id, "fingerprint": r.fingerprint,
-                    "recency": r.recency, "tenant": r.tenant, "status": status, "operation_id": op,
+                    "recency": self.delivered_recency(r), "tenant": r.tenant, "status": status, "operation_id": op,
                     "resource_id": resource, "detail": (detail or "")[:500] or None, "at": now})
 
     def _upsert(self, rows: list[tuple]) -> None:
@@ -153,8 +153,7 @@ class Ledger:
                  resource_id=COALESCE(excluded.resource_id, resource_id), detail=excluded.detail,
                  item=COALESCE(excluded.item, item), sends=sends + excluded.sends,
                  updated_at=excluded.updated_at, attempt=excluded.attempt,
-                 recency=CASE WHEN excluded.status = 'delivered' OR recency IS NULL THEN excluded.recency
-                              ELSE recency END,
+                 recency=COALESCE(excluded.recency, recency),
                  tenant=COALESCE(excluded.tenant, tenant)""", rows)
 
     def query(self, *, connection: str | None = None, course: str | None = None, learner: str | None = None,
@@ -208,7 +207,7 @@ class Ledger:
                              (connection, group_id, label))
             stale = [r[0] for r in self._db.execute("SELECT key FROM deliveries WHERE connection=? AND status=?",
                                                     (connection, DELIVERED))]
-            self._db.execute("UPDATE deliveries SET status='stale' WHERE connection=? AND status=?",
+            self._db.execute("UPDATE deliveries SET status='stale', recency=NULL WHERE connection=? AND status=?",
                              (connection, DELIVERED))
         self.journal(tenant, SEP.join((J_INTEGRATION, connection, group_id, label)), None)
         for key in stale:

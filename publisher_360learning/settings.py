@@ -27,6 +27,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from hostspec.connections import (SecretField, describe_messages, read_toml_tables,
                                   warn_if_readable_with_inline_secrets)
 from hostspec.errors import ConfigError
+from hostspec.reloading import ReloadingFile
 from hostspec.secrets import Secret
 
 from . import contract
@@ -100,3 +101,11 @@ def load_targets(path: str | os.PathLike[str]) -> dict[str, Target]:
         isinstance(e, Mapping) and isinstance(e.get("client_secret"), str) for e in table.values()))
     return {name: target_from_settings(name, entry if isinstance(entry, dict) else {}, source=str(path))
             for name, entry in table.items()}
+
+
+class TargetsFile(ReloadingFile[dict[str, Target]]):
+    """The targets file, re-read when it changes (a broken change keeps the last good version):
+    a company added to the file is served without restarting the publisher."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        super().__init__(path, load_targets, what="targets file", describe=lambda t: f": {len(t)} targets")

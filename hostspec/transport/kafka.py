@@ -32,6 +32,7 @@ from ..errors import DeliveryError, TransportError
 from ..events import Event
 from .config import KafkaConfig, TopicSpec
 from .murmur2 import partition_for
+from .routing import Router
 
 log = logging.getLogger(__name__)
 Partition = tuple[str, int]
@@ -202,6 +203,7 @@ class KafkaSink:
 
     def __init__(self, producer: KafkaProducer, topic_for: Callable[[str], str]):
         self._producer, self._topic_for = producer, topic_for
+        self._route = Router(producer.partitions_for)
         self._failures: list[str] = []
         self._lock = threading.Lock()
         self.sent = 0
@@ -212,17 +214,18 @@ class KafkaSink:
 
     def emit(self, event: Event) -> None:
         try:
-            future = self._producer.send(self._topic_for(event.type), key=event.key.encode("utf-8"),
-                                         value=event.to_json().encode("utf-8"))
+            topic = self._topic_for(event.type)
+            future = self._producer.send(topic, key=event.key.encode("utf-8"), value=event.to_json().encode("utf-8"),
+                                         partition=self._route(topic, event))
         except KafkaError as exc:
             raise DeliveryError(f"cannot send {event.type} {event.id}: {type(exc).__name__}: {exc}") from None
         future.add_errback(self._on_error)
         self.sent += 1
 
-    def send_raw(self, topic: str, key: str, value: bytes | None) -> None:
+    def send_raw(self, topic: str, key: str, value: bytes | None, partition: int | None = None) -> None:
         """A record that is not an event (a compacted state record)."""
         try:
-            future = self._producer.send(topic, key=key.encode("utf-8"), value=value)
+            future = self._producer.send(topic, key=key.encode("utf-8"), value=value, partition=partition)
         except KafkaError as exc:
             raise DeliveryError(f"cannot send to {topic}: {type(exc).__name__}: {exc}") from None
         future.add_errback(self._on_error)
@@ -288,7 +291,8 @@ class RequestConsumer:
                  on_lost: Callable[[set[Partition]], Barrier | None] | None = None,
                  session_timeout_ms: int = 45_000, max_poll_records: int = 50,
                  group_instance_id: str | None = None, max_poll_interval_ms: int = 300_000,
-                 cooperative: bool = True, topic_wait_s: float = 30, also_known: list[str] | None = None):
+                 cooperative: bool = True, topic_wait_s: float = 30, also_known: list[str] | None = None,
+                 assignors: list[type] | None = None):
         """:param group_instance_id: join as a static member: a restart under the same id gets its
         partitions back at once, without a rebalance.
         :param on_revoked: partitions given up; may return a barrier (see :class:`_Listener`).
@@ -297,9 +301,12 @@ class RequestConsumer:
         :param cooperative: the cooperative-sticky assignor (every member of a group must agree).
         :param also_known: topics not consumed whose partition counts the caller needs
             (:attr:`partition_counts` has them too).
+        :param assignors: partition assignors to use instead (e.g. :mod:`.assignor`'s).
         """
         static = {"group_instance_id": group_instance_id} if group_instance_id else {}
         strategy = {"partition_assignment_strategy": [CooperativeStickyAssignor]} if cooperative else {}
+        if assignors:
+            strategy = {"partition_assignment_strategy": list(assignors)}
         topics = [topic] if isinstance(topic, str) else list(topic)
         try:
             self._consumer = KafkaConsumer(

@@ -36,6 +36,7 @@ from ..errors import DeliveryError, EventTooLarge, PermanentDeliveryError, RunAb
 from ..events import Event
 from .config import KafkaConfig
 from .kafka import Partition, make_producer
+from .routing import Router
 
 log = logging.getLogger(__name__)
 RECORD_OVERHEAD = 1_024          # bytes kept for the record's key, headers and batch framing
@@ -284,6 +285,7 @@ class TransactionalSink:
         self._owner, self._finishing, self._should_stop = owner, finishing, should_stop
         self._on_state_written = on_state_written
         self.max_event_bytes = max_record_bytes - RECORD_OVERHEAD
+        self._route = Router(producer.partitions_for)
         self._buffer: list[OutRecord] = []
         self._written: int | None = None
         self.broken = False
@@ -293,7 +295,8 @@ class TransactionalSink:
         value = event.to_json().encode("utf-8")
         if len(value) > self.max_event_bytes:
             raise EventTooLarge(event.type, len(value), self.max_event_bytes)
-        self._buffer.append(OutRecord(self._topic_for(event.type), None, event.key.encode("utf-8"), value))
+        topic = self._topic_for(event.type)
+        self._buffer.append(OutRecord(topic, self._route(topic, event), event.key.encode("utf-8"), value))
 
     def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
         records = self._buffer + [OutRecord(self._state_topic, self._owner.state_partition, k.encode("utf-8"), v)

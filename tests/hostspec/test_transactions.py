@@ -34,6 +34,9 @@ class FakeProducer:
         self.config = {"transaction_timeout_ms": 1000}
         self._next_offset = 100
 
+    def partitions_for(self, topic):
+        return set(range(12))
+
     def _step(self, name, *args):
         self.calls.append((name, *args))
         if name in self.fail:
