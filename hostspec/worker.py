@@ -53,17 +53,23 @@ from . import events as ev
 from . import metrics
 from .connections import ConnectionStore
 from .dead_letters import MAX_ID_CHARS, refused_request, skipped_request
-from .reloading import ReloadingFile
 from .engine import DEFAULT_LOOKBACK, REQUEST_DONE, RunReport, SyncEngine, SyncRequest
 from .errors import DeliveryError, HostError, PermanentDeliveryError, RunAbandoned, TransportError
 from .plugins import HostPluginManager
 from .provider import Connection
+from .reloading import ReloadingFile
 from .restore import Restorer
-from .tasks import READY, REVOKED, PartitionTask, Pending, Running, home_partition
+from .tasks import READY, PartitionTask, Pending, Running, home_partition
 from .topics import Topics
 from .transport.config import KafkaConfig, topic_specs
 from .transport.kafka import InboundMessage, Partition, RequestConsumer, ensure_topics
-from .transport.transactions import OutRecord, ProducerBroken, ProducerPool, TransactionalSink, commit_fenced
+from .transport.transactions import (
+    OutRecord,
+    ProducerBroken,
+    ProducerPool,
+    TransactionalSink,
+    commit_fenced,
+)
 
 log = logging.getLogger(__name__)
 MAX_BACKLOG = 500          # requests read and not yet ended, per partition, before it is paused

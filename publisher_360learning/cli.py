@@ -49,7 +49,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .delivery import Deliverer
     from .service import PublisherService, ServiceSettings
-
     from .settings import TargetsFile
 
     targets = TargetsFile(_targets_path(args))

@@ -52,8 +52,18 @@ from hostspec.logs import log_context
 from . import contract
 from .client import Learning360Client
 from .errors import PermanentError, TargetConfigError, TransientError
-from .items import (BulkStatItemSchema, ExternalCourseSchema, NotConvertible, learner_mail, merge_tags,
-                    open_attempt_of, recency, tag_names, to_bulk_stat, to_external_course)
+from .items import (
+    BulkStatItemSchema,
+    ExternalCourseSchema,
+    NotConvertible,
+    learner_mail,
+    merge_tags,
+    open_attempt_of,
+    recency,
+    tag_names,
+    to_bulk_stat,
+    to_external_course,
+)
 from .ledger import DELIVERED, FAILED, PARKED, SENT, Ledger, Record
 from .settings import Target
 

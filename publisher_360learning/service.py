@@ -46,7 +46,14 @@ from hostspec.errors import DeliveryError, TransportError
 from hostspec.topics import Topics
 from hostspec.transport.assignor import CoPartitionedAssignor, check_copartitioned
 from hostspec.transport.config import KafkaConfig, topic_specs
-from hostspec.transport.kafka import InboundMessage, KafkaSink, Partition, RequestConsumer, ensure_topics, make_producer
+from hostspec.transport.kafka import (
+    InboundMessage,
+    KafkaSink,
+    Partition,
+    RequestConsumer,
+    ensure_topics,
+    make_producer,
+)
 
 from . import contract
 from .delivery import SOURCE, Deliverer, Inbound, Outcome

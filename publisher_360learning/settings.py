@@ -24,8 +24,12 @@ from typing import Any, Mapping
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from hostspec.connections import (SecretField, describe_messages, read_toml_tables,
-                                  warn_if_readable_with_inline_secrets)
+from hostspec.connections import (
+    SecretField,
+    describe_messages,
+    read_toml_tables,
+    warn_if_readable_with_inline_secrets,
+)
 from hostspec.errors import ConfigError
 from hostspec.reloading import ReloadingFile
 from hostspec.secrets import Secret

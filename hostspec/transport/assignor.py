@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import logging
 
-from kafka.coordinator.assignors.abstract import (AbstractPartitionAssignor, ConsumerProtocolAssignment,
-                                                  ConsumerProtocolSubscription)
+from kafka.coordinator.assignors.abstract import (
+    AbstractPartitionAssignor,
+    ConsumerProtocolAssignment,
+    ConsumerProtocolSubscription,
+)
 
 from ..errors import ConfigError
 

@@ -23,9 +23,9 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from kafka import AsyncConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.net.selector import KernelEvent
 from kafka.partitioner.default import DefaultPartitioner
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from ..errors import DeliveryError, TransportError

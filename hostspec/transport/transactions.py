@@ -32,7 +32,13 @@ from kafka import errors as kerr
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from .. import metrics
-from ..errors import DeliveryError, EventTooLarge, PermanentDeliveryError, RunAbandoned, TransportError
+from ..errors import (
+    DeliveryError,
+    EventTooLarge,
+    PermanentDeliveryError,
+    RunAbandoned,
+    TransportError,
+)
 from ..events import Event
 from .config import KafkaConfig
 from .kafka import Partition, make_producer
@@ -145,7 +151,7 @@ def _bounded(producer: KafkaProducer, start: Callable[[Any], Any], fallback: Cal
     result = start(manager)
     sender.wakeup()
     if not result.wait(timeout_ms=max(1, int((deadline - time.monotonic()) * 1000))):
-        raise _Stuck(f"no answer from Kafka within the transaction's deadline")
+        raise _Stuck("no answer from Kafka within the transaction's deadline")
 
 
 def transact(producer: KafkaProducer, records: list[OutRecord], offsets: dict[Partition, int] | None,

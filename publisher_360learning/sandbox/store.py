@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
-
 from .. import contract
 from ..items import ArchiveItemSchema, BulkStatItemSchema, ExternalCourseSchema
 

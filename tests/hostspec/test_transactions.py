@@ -9,7 +9,13 @@ from types import SimpleNamespace
 import pytest
 from kafka import errors as kerr
 
-from hostspec.errors import DeliveryError, EventTooLarge, PermanentDeliveryError, RunAbandoned, TransportError
+from hostspec.errors import (
+    DeliveryError,
+    EventTooLarge,
+    PermanentDeliveryError,
+    RunAbandoned,
+    TransportError,
+)
 from hostspec.events import make_event
 from hostspec.tasks import PartitionTask
 from hostspec.transport import transactions as tx

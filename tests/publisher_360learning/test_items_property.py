@@ -14,7 +14,13 @@ from hostspec.connections import connection_from_settings
 from hostspec.engine import SyncEngine, SyncRequest
 from hostspec.plugins import get_plugin_manager
 from hostspec.sinks import MemorySink
-from publisher_360learning.items import BulkStatItemSchema, NotConvertible, iso_z, recency, to_bulk_stat
+from publisher_360learning.items import (
+    BulkStatItemSchema,
+    NotConvertible,
+    iso_z,
+    recency,
+    to_bulk_stat,
+)
 
 ITEM = BulkStatItemSchema()
 BASE = datetime(2020, 1, 1, tzinfo=timezone.utc)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from kafka.coordinator.assignors.abstract import ConsumerProtocolSubscription
 
+from hostspec.errors import ConfigError
 from hostspec.transport.assignor import CoPartitionedAssignor, check_copartitioned, unit_owners
 from hostspec.transport.routing import tenant_partition
 from publisher_360learning.ledger import DELIVERED, FAILED, PARKED, SENT, Ledger, Record
-
-import pytest
-from hostspec.errors import ConfigError
 
 
 def stat(attempt="1", recency="2026-01-02", fp="f1", tenant="acme"):

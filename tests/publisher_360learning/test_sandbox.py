@@ -10,7 +10,7 @@ import requests
 
 from publisher_360learning.sandbox import AUTHOR_ID, SYNC_GROUP, Learning360Sandbox
 
-from .conftest import Api, LEARNERS, course, fault, stat
+from .conftest import LEARNERS, Api, course, fault, stat
 
 
 def integration(api, label="Coursera (sandbox)", **over):

@@ -8,11 +8,9 @@ company has its own 360Learning sandbox. Every figure goes to the reliability ta
 """
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
-from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -23,7 +21,13 @@ from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig, topic_specs
 from hostspec.transport.kafka import KafkaSink, ensure_topics, make_producer
 from publisher_360learning.sandbox import SYNC_GROUP, Learning360Sandbox
-from tests.integration.conftest import ServiceProcess, final_status, read_topic, request_event, publish_raw
+from tests.integration.conftest import (
+    ServiceProcess,
+    final_status,
+    publish_raw,
+    read_topic,
+    request_event,
+)
 
 from .conftest import LONG
 
