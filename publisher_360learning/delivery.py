@@ -296,8 +296,11 @@ class Deliverer:
         for course_id, names in pending.items():
             try:
                 self._merge_tags(client, course_id, names)
-            except TargetConfigError:
-                raise
+            except TargetConfigError as exc:   # e.g. a credential without tags:write: the courses are in
+                log.error("connection %s: tags cannot be merged (%s); they stay pending and are tried again "
+                          "later", connection, exc)
+                out.tags_pending = True
+                return
             except PermanentError as exc:
                 log.warning("tags of course %s not merged: %s", course_id, exc)
                 self.ledger.tags_merged(course_id, self.ledger.provider_tags(course_id))
@@ -401,7 +404,7 @@ class Deliverer:
                 self._park(item, "learner_unknown", f"no active 360Learning user with e-mail {mail}", out, done)
                 continue
             ready.append((item, record, courses[record.course], user_id))
-        attempts = self._open_attempts(client, [(c, u) for item, record, c, u in ready
+        attempts = self._open_attempts(client, [(c, u, record) for item, record, c, u in ready
                                                 if self.ledger.delivered_recency(record) is None])
         bodies = []
         for item, record, course_id, user_id in ready:
@@ -427,16 +430,29 @@ class Deliverer:
             self._import(client, target, integration_id, refused, out, done, retry_users=False)
 
     def _open_attempts(self, client: Learning360Client,
-                       pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        """The open attempt of each (course id, user id) in 360Learning, read back in bulk."""
+                       wanted: list[tuple[str, str, Record]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The open attempt of each (course id, user id) in 360Learning, read back in bulk; an
+        attempt that another provider attempt of the learner was delivered to is not theirs to take.
+
+        A refusal (a credential without ``courseStats:read``) costs the path-session continuity,
+        not the delivery: it is logged and the imports go as they are."""
         users_of: dict[str, set[str]] = {}
-        for course_id, user_id in pairs:
+        taken: dict[tuple[str, str], set[str]] = {}
+        for course_id, user_id, record in wanted:
             users_of.setdefault(course_id, set()).add(user_id)
+            taken.setdefault((course_id, user_id), set()).update(self.ledger.attempts_of_others(record))
         found: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for course_id, users in users_of.items():
-            for attempt in client.course_stats(course_id, sorted(users)):
-                found.setdefault((course_id, str(attempt.get("userId"))), []).append(attempt)
-        return {pair: a for pair, attempts in found.items() if (a := open_attempt_of(attempts)) is not None}
+        try:
+            for course_id, users in users_of.items():
+                for attempt in client.course_stats(course_id, sorted(users)):
+                    found.setdefault((course_id, str(attempt.get("userId"))), []).append(attempt)
+        except PermanentError as exc:
+            log.warning("attempts not read back from 360Learning (%s): a course started in a path session "
+                        "before the provider reported it may get a second attempt", exc)
+            return {}
+        return {pair: a for pair, attempts in found.items()
+                if (a := open_attempt_of([x for x in attempts if x.get("_id") not in taken.get(pair, ())]))
+                is not None}
 
     def _user_ids(self, client: Learning360Client, target: Target, mails: list[str | None]) -> dict[str, str]:
         """360Learning user ids by e-mail (casefolded): the ledger's, then one lookup for the rest."""

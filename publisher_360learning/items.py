@@ -168,10 +168,16 @@ def iso_z(value: str) -> str:
 
     :raise ValueError: not a date-time with a time zone.
     """
-    parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    text = re.sub(r"(T\d{2}:\d{2}):60", r"\1:59", value.replace("z", "Z").replace("Z", "+00:00"))   # a leap second
+    parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone")
-    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{parsed.microsecond // 1000:03d}Z"
+    try:
+        u = parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of range") from None
+    return (f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}."
+            f"{u.microsecond // 1000:03d}Z")
 
 
 def _date(stat: Mapping[str, Any], name: str) -> str | None:

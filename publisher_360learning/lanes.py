@@ -33,6 +33,8 @@ class Pending:
     offset: int
     item: Any                           # what the deliverer takes (an Inbound)
     seen: float = 0.0                   # when it was read (monotonic)
+    tracker: "Offsets | None" = None    # the partition's tracker when it was read: a stale one after
+                                        # the partition was given up (nothing of it is committed)
 
 
 @dataclass
@@ -41,11 +43,13 @@ class Lane:
     cap: int = 50_000
     queue: deque = field(default_factory=deque)
     running: bool = False
-    failures: int = 0
+    failures: int = 0                   # failed deliveries in a row (any cause)
+    bugs: int = 0                       # of which unexpected errors in a row
     not_before: float = 0.0
     state: str = "ok"                  # ok | retrying | config
     reason: str = ""
     tags_due: float | None = None       # when to run the tags step again (some tags pending)
+    unit: int = -1                      # the unit its events come from (every event of a company: one)
     overflowed: bool = False
 
     @property
@@ -65,7 +69,8 @@ class Lane:
         return batch
 
     def succeeded(self) -> None:
-        self.running, self.failures, self.state, self.reason, self.not_before = False, 0, "ok", "", 0.0
+        self.running, self.failures, self.bugs, self.state, self.reason, self.not_before = \
+            False, 0, 0, "ok", "", 0.0
 
     def failed(self, batch: list[Pending], reason: str, *, config: bool = False,
                now: float | None = None) -> float:
@@ -89,12 +94,16 @@ class Offsets:
         self.next = start                  # the offset after the last one read
         self.dropped: dict[str, int] = {}  # connection -> lowest offset not kept (its lane was full)
         self.rereading: tuple[int, dict[str, int]] | None = None   # (read again until, lanes taken)
+        self.position = start              # the offset after the last one read, rereading included
 
     def read(self, offset: int, connection: str | None, *, keep: bool) -> bool:
         """A record read at ``offset`` of ``connection``; True when the caller should keep it.
 
         ``keep`` False: its lane is full; the record stays unfinished-by-omission (remembered in
         ``dropped``) and will be read again."""
+        self.position = offset + 1
+        if offset in self.unfinished:                  # taken already and not finished: never twice
+            return False
         if offset < self.next:                         # read again after a rewind
             if self.rereading is None or connection is None:
                 return False
@@ -132,7 +141,10 @@ class Offsets:
             del self.dropped[c]
         start = min(lanes.values())
         if self.rereading is not None:
-            until, before = self.rereading
+            # another lane's read-again is under way: go on from where it is, never past it
+            _until, before = self.rereading
+            start = min(start, self.position)
             lanes = {**before, **lanes}
         self.rereading = (self.next, lanes)
+        self.position = start
         return start

@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS provider_tags (
 CREATE TABLE IF NOT EXISTS tags_pending (
     course_id TEXT PRIMARY KEY, connection TEXT NOT NULL, tenant TEXT, names TEXT NOT NULL);
 """
-_ADDED_COLUMNS = {"deliveries": ("attempt TEXT", "recency TEXT", "tenant TEXT")}   # ledgers of earlier versions
+_ADDED_COLUMNS = {"deliveries": ("attempt TEXT", "recency TEXT", "tenant TEXT"),   # ledgers of earlier versions
+                  "integrations": ("tenant TEXT",), "provider_tags": ("tenant TEXT",)}
 
 DELIVERED = "delivered"   # 360Learning answered success for the item
 FAILED = "failed"         # 360Learning (or local validation) refused it: on the dead-letter topic
@@ -195,9 +196,10 @@ class Ledger:
         if self.integration(connection, group_id, label) == integration_id:
             return
         with self._lock, self._db:
-            self._db.execute("INSERT OR REPLACE INTO integrations VALUES (?,?,?,?)",
-                             (connection, group_id, label, integration_id))
-        self.journal(tenant, SEP.join((J_INTEGRATION, connection, group_id, label)), {"integration_id": integration_id})
+            self._db.execute("INSERT OR REPLACE INTO integrations (connection, group_id, label, integration_id, "
+                             "tenant) VALUES (?,?,?,?,?)", (connection, group_id, label, integration_id, tenant))
+        self.journal(tenant, SEP.join((J_INTEGRATION, connection, group_id, label)),
+                     {"integration_id": integration_id, "tenant": tenant})
 
     def forget_integration(self, connection: str, group_id: str, label: str, *, tenant: str | None = None) -> None:
         """The integration is gone in 360Learning (and its courses with it): forget it, and mark
@@ -264,7 +266,8 @@ class Ledger:
             tenant = row[0] if row else None
         with self._lock, self._db:
             self._db.execute("DELETE FROM provider_tags WHERE course_id=?", (course_id,))
-            self._db.executemany("INSERT INTO provider_tags VALUES (?,?)", [(course_id, t) for t in tag_ids])
+            self._db.executemany("INSERT INTO provider_tags (course_id, tag_id, tenant) VALUES (?,?,?)",
+                                 [(course_id, t, tenant) for t in tag_ids])
             self._db.execute("DELETE FROM tags_pending WHERE course_id=?", (course_id,))
         self._journal_tags(course_id, tenant)
 
@@ -298,25 +301,41 @@ class Ledger:
                     self._db.execute("DELETE FROM integrations WHERE connection=? AND group_id=? AND label=?",
                                      (connection, group_id, label))
                     if value is not None:
-                        self._db.execute("INSERT INTO integrations VALUES (?,?,?,?)",
-                                         (connection, group_id, label, value["integration_id"]))
+                        self._db.execute("INSERT INTO integrations (connection, group_id, label, integration_id, "
+                                         "tenant) VALUES (?,?,?,?,?)",
+                                         (connection, group_id, label, value["integration_id"], value.get("tenant")))
                 elif kind == J_TAGS:
                     self._db.execute("DELETE FROM provider_tags WHERE course_id=?", (rest,))
                     self._db.execute("DELETE FROM tags_pending WHERE course_id=?", (rest,))
                     if value is not None:
-                        self._db.executemany("INSERT INTO provider_tags VALUES (?,?)",
-                                             [(rest, t) for t in value.get("provider_tags") or []])
+                        self._db.executemany("INSERT INTO provider_tags (course_id, tag_id, tenant) VALUES (?,?,?)",
+                                             [(rest, t, value.get("tenant")) for t in value.get("provider_tags") or []])
                         if value.get("pending"):
                             p = value["pending"]
                             self._db.execute("INSERT INTO tags_pending VALUES (?,?,?,?)",
                                              (rest, p["connection"], value.get("tenant"), json.dumps(p["names"])))
         return n
 
-    def forget_tenants(self, keep: Callable[[str | None], bool]) -> None:
-        """Drop the journaled rows of tenants this instance no longer serves (they are rebuilt from
-        the journal if they come back)."""
+    def forget_units(self, unit_of: Callable[[str | None], int], units: set[int]) -> None:
+        """Drop the journaled rows of the tenants of ``units`` before rebuilding them from the
+        journal: what another instance changed meanwhile, or a fact deleted since, must not survive
+        in this instance's file. (Caches and history stay.)"""
         with self._lock, self._db:
-            tenants = [r[0] for r in self._db.execute("SELECT DISTINCT tenant FROM deliveries")]
-            for tenant in tenants:
-                if not keep(tenant):
-                    self._db.execute("DELETE FROM deliveries WHERE tenant IS ?", (tenant,))
+            for table in ("deliveries", "integrations", "provider_tags", "tags_pending"):
+                tenants = [r[0] for r in self._db.execute(f"SELECT DISTINCT tenant FROM {table}")]
+                for tenant in tenants:
+                    if unit_of(tenant) in units:
+                        self._db.execute(f"DELETE FROM {table} WHERE tenant IS ?", (tenant,))
+
+    def connections_with_pending_tags(self) -> list[tuple[str, str | None]]:
+        """(connection, tenant) of every course whose tags still wait to be merged."""
+        with self._lock:
+            return [(c, t) for c, t in self._db.execute("SELECT DISTINCT connection, tenant FROM tags_pending")]
+
+    def attempts_of_others(self, record: Record) -> set[str]:
+        """The 360Learning attempts other provider attempts of this learner and course were delivered to."""
+        with self._lock:
+            rows = self._db.execute("SELECT resource_id FROM deliveries WHERE connection=? AND course=? AND learner=? "
+                                    "AND key != ? AND resource_id IS NOT NULL",
+                                    (record.connection, record.course, record.learner, record.key))
+            return {r[0] for r in rows}

@@ -22,8 +22,13 @@ connection's events in a lane of its own; acknowledge an event only once its out
   older content.
 * Parked stats are retried in rounds: at start and every ``retry_interval_s``, the parked topic
   is read up to the records parked during the current round, then paused until the next.
-* ``connections`` / ``tenants``: serve only these (a per-company publisher); other events are
-  skipped, not dead-lettered. The targets file is re-read when it changes.
+* ``connections`` / ``tenants``: serve only these (a per-company publisher); ``except_tenants``:
+  all but these (the shared group beside per-company ones). Other events are skipped, not
+  dead-lettered. The targets file is re-read when it changes.
+* **Acknowledgement.** A delivery's dead letters, parked stats and ledger journal records are sent
+  by the poll loop and flushed before the offsets of its events are finished and committed; a
+  failed flush keeps them all to be sent again (compacted facts and idempotent events: sending
+  twice is harmless, not sending is not).
 """
 from __future__ import annotations
 
@@ -54,6 +59,7 @@ from hostspec.transport.kafka import (
     ensure_topics,
     make_producer,
 )
+from hostspec.transport.routing import Router
 
 from . import contract
 from .delivery import SOURCE, Deliverer, Inbound, Outcome
@@ -82,6 +88,7 @@ class ServiceSettings:
     commit_interval_s: float = 1.0
     connections: frozenset[str] | None = None   # serve only these connections
     tenants: frozenset[str] | None = None       # serve only these tenants
+    except_tenants: frozenset[str] = frozenset()   # serve every tenant but these (they have their own)
     ledger_topic: str | None = None             # default: <topic prefix><group id>.ledger
 
 
@@ -99,13 +106,17 @@ class PublisherService:
         self._running: dict[Future, tuple[Lane, list[Pending]]] = {}
         self._busy: dict[Partition, int] = {}            # lane batches in flight per partition
         self._busy_lock = threading.Lock()
-        self._restoring: dict[Partition, int | None] = {}   # partition -> first offset read meanwhile
-        self._restores: list[tuple[Future, set[Partition]]] = []
+        self._ready: set[Partition] = set()              # assigned, ledger restored, served
+        self._restoring: dict[Partition, int] = {}        # partition -> token of the restore it waits for
+        self._restores: list[tuple[Future, set[Partition], int]] = []
+        self._restore_token = 0
+        self._outbox: list[tuple[str, int | None, str, bytes | None]] = []   # (topic, partition, key, value)
+        self._to_finish: list[Pending] = []               # finished once the outbox is acknowledged
+        self._company_wait: dict[tuple[str, str], float] = {}   # a company's lanes wait together
         self._parked_paused: set[Partition] = set()
         self._round_start = 0.0
         self._last_commit = 0.0
         self._committed: dict[Partition, int] = {}
-        self._unflushed = 0
         self.batches = 0
         self.totals: dict[str, int] = {}
 
@@ -121,6 +132,7 @@ class PublisherService:
         ensure_topics(self.kafka, topic_specs(self.topics) + [journal_spec(self._ledger_topic(), units)])
         producer = make_producer(self.kafka)
         self._sink = KafkaSink(producer, self.topics.for_type)
+        self._route = Router(producer.partitions_for)
         self._consumer = RequestConsumer(
             self.kafka, consumed, s.group_id, on_assigned=self._assigned, on_revoked=self._revoked,
             max_poll_records=2000, max_poll_interval_ms=s.max_poll_interval_ms,
@@ -128,7 +140,7 @@ class PublisherService:
             assignors=[CoPartitionedAssignor], also_known=[self._ledger_topic()])
         counts = {t: self._consumer.partition_counts[t] for t in consumed}
         self._units = check_copartitioned(counts)
-        self._journal = LedgerJournal(self._sink, self._ledger_topic(), self._units)
+        self._journal = LedgerJournal(self._ledger_topic(), self._units)
         if self._consumer.partition_counts.get(self._ledger_topic()) != self._units:
             raise TransportError(f"{self._ledger_topic()} has {self._consumer.partition_counts.get(self._ledger_topic())} "
                                  f"partitions, the group has {self._units} units: recreate it with {self._units}")
@@ -147,7 +159,9 @@ class PublisherService:
                     self._refresh_targets()
                 if time.time() - self._round_start >= s.retry_interval_s:
                     self._start_round()
-                self._take(self._consumer.poll(timeout_ms=100 if self._running else 200))
+                messages = self._consumer.poll(timeout_ms=100 if self._running else 200)
+                self._membership()      # before taking: the poll may have completed a rebalance
+                self._take(messages)
                 self._finish_done()
                 self._dispatch()
                 self._commit()
@@ -166,6 +180,9 @@ class PublisherService:
             time.sleep(0.05)
             self._finish_done()
         self._commit(force=True)
+        if self._outbox:
+            log.warning("stopping with %d records not acknowledged by Kafka: their events are read again "
+                        "at the next start", len(self._outbox))
 
     def _ledger_topic(self) -> str:
         if self.settings.ledger_topic:
@@ -177,7 +194,8 @@ class PublisherService:
     def _filter_text(self) -> str:
         s = self.settings
         parts = [f"connections {sorted(s.connections)}" if s.connections else "",
-                 f"tenants {sorted(s.tenants)}" if s.tenants else ""]
+                 f"tenants {sorted(s.tenants)}" if s.tenants else "",
+                 f"not tenants {sorted(s.except_tenants)}" if s.except_tenants else ""]
         return "; only " + " and ".join(p for p in parts if p) if any(parts) else ""
 
     def _refresh_targets(self) -> None:
@@ -215,45 +233,79 @@ class PublisherService:
                 self._restore(partitions)
 
     def _forget(self, partitions: set[Partition]) -> None:
+        """Partitions given up: nothing of them is delivered, finished or committed any more here
+        (their trackers go; a delivery still running finds its tracker stale)."""
+        units = {p % self._units for _t, p in partitions}
         for lane in self._lanes.values():
             lane.queue = type(lane.queue)(p for p in lane.queue if p.tp not in partitions)
+            if lane.unit in units:
+                lane.tags_due = None
         for tp in partitions:
             self._offsets.pop(tp, None)
             self._committed.pop(tp, None)
             self._restoring.pop(tp, None)
+            self._ready.discard(tp)
+        self._to_finish = [p for p in self._to_finish if p.tp not in partitions]
         self._parked_paused -= partitions
         log.info("publisher gave up %d partitions", len(partitions))
 
     def _restore(self, partitions: set[Partition]) -> None:
         """Rebuild the ledger of the units of newly assigned partitions, their partitions paused
-        meanwhile (records read before it is done are read again after)."""
-        units = sorted({p % self._units for _t, p in partitions})
+        meanwhile; once done they are read from the group's committed offset."""
+        self._restore_token += 1
+        token = self._restore_token
+        units = {p % self._units for _t, p in partitions}
         for tp in partitions:
-            self._restoring[tp] = None
+            self._restoring[tp] = token
+            self._ready.discard(tp)
+            self._offsets.pop(tp, None)
             self._consumer.pause(tp)
-        log.info("publisher assigned %d partitions (units %s); restoring their ledger", len(partitions), units)
-        future = self._restorer.submit(self._journal.restore, self.kafka, self.deliverer.ledger, units)
-        self._restores.append((future, partitions))
+        log.info("publisher assigned %d partitions (units %s); restoring their ledger", len(partitions), sorted(units))
+
+        def restore() -> int:
+            ledger = self.deliverer.ledger
+            ledger.forget_units(lambda tenant: self._journal.unit_of(tenant), units)
+            return self._journal.restore(self.kafka, ledger, sorted(units))
+
+        self._restores.append((self._restorer.submit(restore), partitions, token))
 
     def _restored(self) -> None:
-        for future, partitions in list(self._restores):
+        for entry in list(self._restores):
+            future, partitions, token = entry
             if not future.done():
                 continue
-            self._restores.remove((future, partitions))
+            self._restores.remove(entry)
+            mine = {tp for tp in partitions if self._restoring.get(tp) == token}   # not revoked or re-assigned since
             try:
                 future.result()
             except Exception as exc:  # the broker away: try again
                 log.warning("ledger not restored (%s: %s); trying again", type(exc).__name__, exc)
-                self._restore({tp for tp in partitions if tp in self._restoring})
+                if mine:
+                    self._restore(mine)
                 continue
-            for tp in partitions:
-                if tp not in self._restoring:
-                    continue                       # revoked meanwhile
-                first = self._restoring.pop(tp)
-                if first is not None:
-                    self._consumer.seek(tp, first)
+            for tp in mine:
+                del self._restoring[tp]
+                self._consumer.seek(tp, self._consumer.committed(tp))
+                self._ready.add(tp)
                 if tp not in self._parked_paused:
                     self._consumer.resume(tp)
+            self._schedule_pending_tags({tp[1] % self._units for tp in mine})
+
+    def _schedule_pending_tags(self, units: set[int]) -> None:
+        """Tags left pending by the unit's previous owner (or a crash) are merged without waiting
+        for that connection's next event."""
+        for connection, tenant in self.deliverer.ledger.connections_with_pending_tags():
+            unit = self._journal.unit_of(tenant)
+            if unit in units:
+                lane = self._lane(connection, unit)
+                lane.tags_due = time.monotonic()
+
+    def _lane(self, connection: str, unit: int) -> Lane:
+        lane = self._lanes.get(connection)
+        if lane is None:
+            lane = self._lanes[connection] = Lane(connection, cap=self.settings.lane_cap)
+        lane.unit = unit
+        return lane
 
     # -- reading ----------------------------------------------------------------------------------------
     def _start_round(self) -> None:
@@ -269,12 +321,8 @@ class PublisherService:
         now = time.monotonic()
         for msg in messages:
             tp = msg.tp
-            if tp in stopped:
-                continue
-            if tp in self._restoring:
-                if self._restoring[tp] is None:
-                    self._restoring[tp] = msg.offset
-                continue
+            if tp in stopped or tp not in self._ready:
+                continue                    # not served yet: read again from the committed offset
             if msg.topic == self.topics.parked and _parked_at(msg.value) >= self._round_start:
                 # parked during this round: leave it (and what follows) for the next round
                 self._consumer.seek(tp, msg.offset)
@@ -284,87 +332,114 @@ class PublisherService:
                 continue
             offsets = self._offsets.setdefault(tp, Offsets(msg.offset))
             item, dead = _parse(msg)
-            connection = item.data.get("connection") if item is not None else None
             if item is not None and not self._mine(item):
                 if offsets.read(msg.offset, None, keep=True):
                     offsets.finished(msg.offset)
                 self._count("skipped_other_publisher")
                 continue
-            lane = self._lanes.setdefault(connection, Lane(connection, cap=self.settings.lane_cap)) \
-                if connection is not None else None
+            connection = item.data.get("connection") if item is not None else None
+            lane = self._lane(connection, tp[1] % self._units) if connection is not None else None
             if not offsets.read(msg.offset, connection, keep=lane is None or not lane.full):
                 if lane is not None and lane.full:
                     lane.overflowed = True
                 continue
+            pending = Pending(tp, msg.offset, item, seen=now, tracker=offsets)
             if item is None:
                 if dead is not None:
-                    self._sink.emit(dead)
-                    self._unflushed += 1
+                    self._outbox.append((self.topics.dead_letter, None, dead.key, dead.to_json().encode("utf-8")))
                     self._count("malformed")
-                offsets.finished(msg.offset)
+                self._to_finish.append(pending)
                 continue
-            lane.queue.append(Pending(tp, msg.offset, item, seen=now))
+            lane.queue.append(pending)
 
     def _mine(self, item: Inbound) -> bool:
         s = self.settings
+        tenant = item.data.get("tenant")
         return (s.connections is None or item.data.get("connection") in s.connections) and \
-               (s.tenants is None or item.data.get("tenant") in s.tenants)
+               (s.tenants is None or tenant in s.tenants) and tenant not in s.except_tenants
 
     # -- delivering -------------------------------------------------------------------------------------
+    def _company(self, connection: str) -> tuple[str, str] | None:
+        target = self.deliverer.targets.get(connection)
+        return (target.base_url, target.client_id) if target is not None else None
+
     def _dispatch(self) -> None:
         s = self.settings
         now = time.monotonic()
+        ready_units = {p % self._units for _t, p in self._ready}
         for lane in self._lanes.values():
             if len(self._running) >= s.concurrency:
                 return
             metrics.PUBLISHER_LANE_BACKLOG.labels(lane.connection).set(len(lane.queue))
             if not lane.due(now, batch_size=s.batch_size, batch_seconds=s.batch_seconds):
                 continue
+            if now < self._company_wait.get(self._company(lane.connection), 0.0):
+                continue                 # another connection of this company just failed: wait with it
+            if not lane.queue and lane.unit not in ready_units:
+                lane.tags_due = None     # tags of a unit given up: its new owner merges them
+                continue
             batch = lane.take(s.batch_size)
-            if batch:
-                lane.tags_due = None     # the delivery runs the tags step too
+            lane.tags_due = None         # a delivery runs the tags step too
             with self._busy_lock:
                 for p in batch:
                     self._busy[p.tp] = self._busy.get(p.tp, 0) + 1
             future = self._pool.submit(self._deliver, lane.connection, batch)
             self._running[future] = (lane, batch)
 
-    def _deliver(self, connection: str, batch: list[Pending]) -> Outcome:
-        """In a lane's thread. Marks its partitions idle itself when done: a revocation waits on
-        that while the poll loop may be blocked in the rebalance."""
+    def _deliver(self, connection: str, batch: list[Pending]) -> tuple[Outcome | None, BaseException | None, list]:
+        """In a lane's thread: (outcome, None, journal records) or (None, the error, journal records).
+        The journal records are returned either way: what the ledger learnt must reach Kafka.
+        Marks its partitions idle itself when done: a revocation waits on that while the poll
+        loop may be blocked in the rebalance."""
         started = time.monotonic()
-        try:
-            return self.deliverer.deliver_connection(connection, [p.item for p in batch])
-        finally:
-            metrics.PUBLISHER_BATCH_SECONDS.observe(time.monotonic() - started)
-            with self._busy_lock:
-                for p in batch:
-                    self._busy[p.tp] -= 1
+        with self._journal.capturing() as journal:
+            try:
+                return self.deliverer.deliver_connection(connection, [p.item for p in batch]), None, journal
+            except Exception as exc:
+                return None, exc, journal
+            finally:
+                metrics.PUBLISHER_BATCH_SECONDS.observe(time.monotonic() - started)
+                with self._busy_lock:
+                    for p in batch:
+                        self._busy[p.tp] -= 1
 
     def _finish_done(self) -> None:
         for future in [f for f in self._running if f.done()]:
             lane, batch = self._running.pop(future)
-            try:
-                outcome = future.result()
-            except TransientError as exc:
-                self._lane_failed(lane, batch, exc, config=exc.code == contract.BULK_DISABLED)
-                continue
-            except Exception as exc:   # a bug, or something no one foresaw: retried, then dead-lettered
-                if lane.failures + 1 < self.settings.max_batch_failures:
-                    log.exception("connection %s: delivery failed unexpectedly", lane.connection)
-                    self._lane_failed(lane, batch, exc)
+            outcome, error, journal = future.result()
+            self._outbox.extend(journal)
+            if error is None:
+                self._lane_succeeded(lane, batch, outcome)
+            elif isinstance(error, TransientError):
+                self._lane_failed(lane, batch, error, config=error.code == contract.BULK_DISABLED)
+            else:   # a bug, or something no one foresaw: retried, then dead-lettered
+                lane.bugs += 1
+                if lane.bugs < self.settings.max_batch_failures:
+                    log.error("connection %s: delivery failed unexpectedly (%d in a row)", lane.connection, lane.bugs,
+                              exc_info=error)
+                    self._lane_failed(lane, batch, error)
                     continue
-                log.exception("connection %s: delivery failed %d times in a row; dead-lettering its %d events",
-                              lane.connection, lane.failures + 1, len(batch))
+                log.error("connection %s: delivery failed unexpectedly %d times in a row; dead-lettering its %d "
+                          "events", lane.connection, lane.bugs, len(batch), exc_info=error)
                 outcome = Outcome()
-                for p in batch:
-                    outcome.dead.append(self.deliverer.rejected(p.item, "publisher_error",
-                                                                f"{lane.failures + 1} attempts failed; see the log"))
+                with self._journal.capturing() as journal:
+                    for p in batch:
+                        outcome.dead.append(self.deliverer.rejected(p.item, "publisher_error",
+                                                                    f"{lane.bugs} attempts failed; see the log"))
+                self._outbox.extend(journal)
                 outcome.counts["publisher_error"] = len(batch)
-            self._lane_succeeded(lane, batch, outcome)
+                self._lane_succeeded(lane, batch, outcome)
 
-    def _lane_failed(self, lane: Lane, batch: list[Pending], exc: Exception, *, config: bool = False) -> None:
-        wait = lane.failed(batch, f"{type(exc).__name__}: {exc}", config=config)
+    def _current(self, p: Pending) -> bool:
+        return self._offsets.get(p.tp) is p.tracker and p.tp in self._ready
+
+    def _lane_failed(self, lane: Lane, batch: list[Pending], exc: BaseException, *, config: bool = False) -> None:
+        bugs = lane.bugs
+        wait = lane.failed([p for p in batch if self._current(p)], f"{type(exc).__name__}: {exc}", config=config)
+        lane.bugs = bugs
+        company = self._company(lane.connection)
+        if company is not None and isinstance(exc, TransientError):
+            self._company_wait[company] = max(self._company_wait.get(company, 0.0), lane.not_before)
         metrics.PUBLISHER_LANE_WAITS.labels(lane.connection, lane.state).inc()
         if config:
             log.error("connection %s: 360Learning refuses bulk operations for this company (%s): an administrator "
@@ -375,23 +450,13 @@ class PublisherService:
                         "the others go on", lane.connection, len(batch), exc, wait)
 
     def _lane_succeeded(self, lane: Lane, batch: list[Pending], outcome: Outcome) -> None:
-        try:
-            for event in [*outcome.dead, *outcome.parked]:
-                self._sink.emit(event)
-            self._sink.flush(timeout_s=60)           # dead letters, parked stats and the ledger's journal
-        except DeliveryError as exc:
-            # 360Learning has them; the ledger knows: the retry finds them delivered
-            self._lane_failed(lane, batch, exc)
-            return
+        for event in [*outcome.dead, *outcome.parked]:
+            topic = self.topics.for_type(event.type)
+            self._outbox.append((topic, self._route(topic, event), event.key, event.to_json().encode("utf-8")))
+        self._to_finish.extend(p for p in batch if self._current(p))
         lane.succeeded()
         if outcome.tags_pending:
-            lane.tags_due = time.monotonic() + BACKOFF_S[2]
-        for p in batch:
-            offsets = self._offsets.get(p.tp)
-            if offsets is not None:
-                offsets.finished(p.offset)
-        if lane.overflowed and not lane.full and len(lane.queue) < lane.cap // 2:
-            self._reread(lane)
+            lane.tags_due = time.monotonic() + BACKOFF_S[3]
         self.batches += 1
         for k, v in outcome.counts.items():
             self.totals[k] = self.totals.get(k, 0) + v
@@ -399,31 +464,49 @@ class PublisherService:
             log.info("connection %s: %d events: %s", lane.connection, len(batch),
                      ", ".join(f"{k}={v}" for k, v in sorted(outcome.counts.items())) or "nothing to deliver")
 
-    def _reread(self, lane: Lane) -> None:
-        lane.overflowed = False
-        for tp, offsets in self._offsets.items():
-            start = offsets.rewind_to({lane.connection})
-            if start is not None:
-                log.info("connection %s has room again: reading %s[%d] again from %d", lane.connection, *tp, start)
-                self._consumer.seek(tp, start)
+    def _reread(self) -> None:
+        """Lanes that had no room and have room again: read their records again."""
+        for lane in self._lanes.values():
+            if not lane.overflowed or lane.running or len(lane.queue) > lane.cap // 2:
+                continue
+            lane.overflowed = False
+            for tp, offsets in self._offsets.items():
+                start = offsets.rewind_to({lane.connection})
+                if start is not None:
+                    log.info("connection %s has room again: reading %s[%d] again from %d", lane.connection, *tp,
+                             start)
+                    self._consumer.seek(tp, start)
+
+    def _flush_outbox(self) -> bool:
+        """Send what deliveries produced (dead letters, parked stats, journal records) and wait for
+        the broker; then their events are finished. False (everything kept) when it failed."""
+        self._outbox.extend(self._journal.drain())
+        if self._outbox:
+            try:
+                for topic, partition, key, value in self._outbox:
+                    self._sink.send_raw(topic, key, value, partition=partition)
+                self._sink.flush(timeout_s=60)
+            except DeliveryError as exc:
+                log.warning("%d records not acknowledged by Kafka (%s); sent again before the next commit",
+                            len(self._outbox), exc)
+                return False
+            self._outbox = []
+        for p in self._to_finish:
+            p.tracker.finished(p.offset)
+        self._to_finish = []
+        return True
 
     def _commit(self, *, force: bool = False) -> None:
         now = time.monotonic()
+        self._reread()
         if not force and now - self._last_commit < self.settings.commit_interval_s:
             return
         self._last_commit = now
-        positions = {tp: o.commit_position() for tp, o in self._offsets.items()}
-        changed = {tp: n for tp, n in positions.items() if self._committed.get(tp) != n}
-        if not changed:
+        if not self._flush_outbox():
             return
-        if self._unflushed:
-            try:
-                self._sink.flush(timeout_s=60)
-            except DeliveryError as exc:
-                log.warning("dead letters not acknowledged (%s); commit postponed", exc)
-                return
-            self._unflushed = 0
-        if self._consumer.commit_many(changed):
+        positions = {tp: o.commit_position() for tp, o in self._offsets.items() if tp in self._ready}
+        changed = {tp: n for tp, n in positions.items() if self._committed.get(tp) != n}
+        if changed and self._consumer.commit_many(changed):
             self._committed.update(changed)
 
     def _count(self, what: str) -> None:

@@ -371,6 +371,10 @@ class RequestConsumer:
             log.debug("lag not measured: %s", exc)
             return {}
 
+    def committed(self, tp: Partition) -> int | None:
+        """The group's committed offset of ``tp`` (None: nothing committed yet)."""
+        return self._consumer.committed(TopicPartition(*tp), timeout_ms=30_000)
+
     def commit(self, tp: Partition, next_offset: int) -> bool:
         """Commit ``next_offset`` for ``tp``; False when the group moved on (the new owner redoes it)."""
         return self.commit_many({tp: next_offset})

@@ -61,3 +61,37 @@ def test_a_failing_lane_backs_off_on_its_own_and_keeps_its_order():
     lane.take(3)
     lane.succeeded()
     assert (lane.state, lane.failures) == ("ok", 0)
+
+
+def test_two_lanes_getting_room_one_after_the_other_lose_nothing():
+    """Lane a's read-again is under way when lane b gets room: the second seek must not jump over
+    a's records (found by the adversarial review)."""
+    o = Offsets(0)
+    stream = [(i, "a" if i in (2, 3, 4) else "b" if i in (6, 7) else "c") for i in range(10)]
+    full = {"a": False, "b": False, "c": False}
+    for off, conn in stream:
+        full["a"] = off >= 2
+        full["b"] = off >= 6
+        if o.read(off, conn, keep=not full[conn]):
+            o.finished(off)
+    start_a = o.rewind_to({"a"})
+    assert start_a == 2
+    got = []
+    for off, conn in stream[start_a:4]:           # a's read-again has reached offset 3
+        if o.read(off, conn, keep=True):
+            got.append(off)
+    start_b = o.rewind_to({"b"})
+    assert start_b == 4                           # not 6: a's record at 4 is still to read
+    for off, conn in stream[start_b:]:
+        if o.read(off, conn, keep=True):
+            got.append(off)
+    assert got == [2, 3, 4, 6, 7]
+    for off in got:
+        o.finished(off)
+    assert o.commit_position() == 10
+
+
+def test_a_record_is_never_taken_twice_while_unfinished():
+    o = Offsets(0)
+    assert o.read(0, "a", keep=True)
+    assert not o.read(0, "a", keep=True)

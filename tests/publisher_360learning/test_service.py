@@ -24,6 +24,10 @@ TOPIC = "learning.learner-stats"
 class FakeConsumer:
     def __init__(self):
         self.seeks, self.commits, self.paused = [], [], set()
+        self.committed_offsets = {}
+
+    def committed(self, tp):
+        return self.committed_offsets.get(tp)
 
     def seek(self, tp, offset):
         self.seeks.append((tp, offset))
@@ -40,14 +44,29 @@ class FakeConsumer:
 
 
 class FakeSink:
-    def __init__(self):
-        self.events = []
+    """Keeps what was sent; ``fail_flushes`` flushes fail first (and what they held is lost)."""
 
-    def emit(self, event):
-        self.events.append(event)
+    def __init__(self):
+        self.records, self.acked, self.fail_flushes = [], [], 0
+
+    def send_raw(self, topic, key, value, partition=None):
+        self.records.append((topic, key, value))
 
     def flush(self, timeout_s=None):
-        pass
+        from hostspec.errors import DeliveryError
+        if self.fail_flushes:
+            self.fail_flushes -= 1
+            self.records = []
+            raise DeliveryError("broker away")
+        self.acked.extend(self.records)
+        self.records = []
+
+    @property
+    def events(self):
+        return [ev.parse_event(v) for t, _k, v in self.acked if t != "ledger" and v]
+
+    def journal(self):
+        return [(k, v) for t, k, v in self.acked if t == "ledger"]
 
 
 class Scripted(Deliverer):
@@ -67,17 +86,25 @@ class Scripted(Deliverer):
 
 
 def service(deliverer, **settings) -> PublisherService:
+    from hostspec.transport.routing import Router
+    from publisher_360learning.journal import LedgerJournal
+
     svc = PublisherService(deliverer, KafkaConfig(), Topics(),
-                           ServiceSettings(batch_seconds=0, commit_interval_s=0, max_batch_failures=3, **settings))
+                           ServiceSettings(**{"batch_seconds": 0, "commit_interval_s": 0, "max_batch_failures": 3,
+                                              **settings}))
     svc._consumer, svc._sink = FakeConsumer(), FakeSink()
     svc._pool = ThreadPoolExecutor(4)
     svc._units = 6
+    svc._journal = LedgerJournal("ledger", 6)
+    deliverer.ledger.journal = svc._journal
+    svc._route = Router(lambda topic: range(6))
+    svc._ready = {(TOPIC, 3), (TOPIC, 9)}
     return svc
 
 
-def message(offset: int, connection: str, partition: int = 3) -> InboundMessage:
+def message(offset: int, connection: str, partition: int = 3, tenant: str = "acme") -> InboundMessage:
     event = ev.make_event(ev.LEARNER_STAT_UPSERTED,
-                          stat_data(connection=connection, course_external_id=f"c{offset}"),
+                          stat_data(connection=connection, course_external_id=f"c{offset}", tenant=tenant),
                           key="k", source="t", subject=None, time=datetime.now(timezone.utc))
     return InboundMessage(TOPIC, partition, offset, b"k", event.to_json().encode())
 
@@ -162,3 +189,141 @@ def test_revocation_waits_for_the_lane_delivering_those_partitions():
     while not barrier() and time.monotonic() < deadline:
         time.sleep(0.01)                   # the poll loop is blocked in the rebalance: no help from it
     assert barrier()
+
+
+# -- found by the adversarial review (each failed before its fix) ---------------------------------------
+class Marking(Scripted):
+    """Records each delivered item in the ledger (which journals it), like the real deliverer."""
+
+    def deliver_connection(self, connection, items):
+        from publisher_360learning.ledger import DELIVERED
+        out = super().deliver_connection(connection, items)
+        self.ledger.mark([(i.record(), DELIVERED, "op", "att", None, None) for i in items])
+        return out
+
+
+def test_journal_records_of_a_delivery_are_sent_again_after_a_failed_flush():
+    svc = service(Marking())
+    svc._sink.fail_flushes = 1
+    cycle(svc, [message(0, "acme")])
+    assert not svc._consumer.commits                      # nothing committed while the broker refused
+    cycle(svc)
+    assert [k.split("\x1f")[0] for k, _v in svc._sink.journal()] == ["d"]
+    assert svc._consumer.commits[-1] == {(TOPIC, 3): 1}
+
+
+def test_records_of_a_partition_being_restored_are_never_taken():
+    """The poll that completes a rebalance returns records at once: they must wait for the restore
+    and be read again from the committed offset."""
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    svc = service(Scripted())
+    svc._restorer = Pool(1)
+    svc._journal.restore = lambda kafka, ledger, units: 0
+    svc._consumer.committed_offsets[(TOPIC, 3)] = 4
+    svc._revoked({(TOPIC, 3)})
+    svc._assigned({(TOPIC, 3)})
+    svc._membership()
+    svc._take([message(4, "acme"), message(5, "acme")])
+    assert not svc._lanes.get("acme") or not svc._lanes["acme"].queue
+    deadline = time.monotonic() + 5
+    while (TOPIC, 3) not in svc._ready and time.monotonic() < deadline:
+        svc._take([])
+        time.sleep(0.01)
+    assert ((TOPIC, 3), 4) in svc._consumer.seeks and (TOPIC, 3) not in svc._consumer.paused
+
+
+def test_an_older_restore_does_not_serve_a_partition_a_newer_one_still_restores():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    svc = service(Scripted())
+    svc._restorer = Pool(2)
+    gates = [threading.Event(), threading.Event()]
+    calls = []
+
+    def restore(kafka, ledger, units):
+        gate = gates[len(calls)]
+        calls.append(units)
+        gate.wait(5)
+        return 0
+
+    svc._journal.restore = restore
+    svc._ready.clear()
+    svc._restore({(TOPIC, 3)})
+    svc._forget({(TOPIC, 3)})
+    svc._restore({(TOPIC, 3)})
+    gates[0].set()
+    time.sleep(0.1)
+    svc._restored()
+    assert (TOPIC, 3) not in svc._ready                    # the second restore has not ended
+    gates[1].set()
+    time.sleep(0.1)
+    svc._restored()
+    assert (TOPIC, 3) in svc._ready
+
+
+def test_a_failed_batch_of_a_partition_given_up_meanwhile_is_not_kept():
+    import threading
+
+    release = threading.Event()
+
+    class FailsLate(Scripted):
+        def deliver_connection(self, connection, items):
+            release.wait(5)
+            raise TransientError("503")
+
+    svc = service(FailsLate())
+    svc._take([message(0, "acme"), message(1, "acme")])
+    svc._dispatch()
+    svc._forget({(TOPIC, 3)})
+    release.set()
+    deadline = time.monotonic() + 5
+    while svc._running and time.monotonic() < deadline:
+        svc._finish_done()
+        time.sleep(0.01)
+    assert not svc._lanes["acme"].queue                   # the next owner delivers them, not us
+
+
+def test_transient_failures_do_not_count_towards_dead_lettering_a_batch():
+    failing = Scripted({"acme": TransientError("503")})
+    svc = service(failing, max_batch_failures=2)
+    cycle(svc, [message(0, "acme")])
+    for _ in range(3):
+        svc._lanes["acme"].not_before = 0
+        cycle(svc)
+    failing.failing["acme"] = ZeroDivisionError("bug")
+    svc._lanes["acme"].not_before = 0
+    cycle(svc)
+    assert not svc._sink.events                            # one bug after three outages: retried, not dead
+
+
+def test_a_company_waits_as_one_when_one_of_its_connections_fails():
+    from publisher_360learning.settings import target_from_settings
+    settings = {"base_url": "http://lms.test", "client_id": "c1", "client_secret": "s", "author_id": "a" * 24}
+    deliverer = Scripted({"acme-coursera": TransientError("503")})
+    deliverer.targets = {name: target_from_settings(name, settings) for name in ("acme-coursera", "acme-linkedin")}
+    svc = service(deliverer)
+    cycle(svc, [message(0, "acme-coursera")])
+    svc._take([message(1, "acme-linkedin")])
+    svc._dispatch()
+    assert not svc._running and svc._lanes["acme-linkedin"].queue   # waits with its company
+
+
+def test_the_shared_group_skips_the_tenants_that_have_their_own_publisher():
+    deliverer = Scripted()
+    svc = service(deliverer, except_tenants=frozenset({"acme"}))
+    cycle(svc, [message(0, "acme-coursera"), message(1, "globex-coursera", tenant="globex")])
+    assert deliverer.delivered == [("globex-coursera", "c1")] and svc.totals["skipped_other_publisher"] == 1
+    assert not svc._sink.events and svc._consumer.commits[-1] == {(TOPIC, 3): 2}
+
+
+def test_a_small_lane_cap_still_reads_its_records_again():
+    deliverer = Scripted()
+    svc = service(deliverer, lane_cap=1)
+    svc.settings = ServiceSettings(batch_seconds=10, commit_interval_s=0, lane_cap=1)
+    svc._take([message(0, "acme"), message(1, "acme"), message(2, "acme")])
+    assert len(svc._lanes["acme"].queue) == 1 and svc._lanes["acme"].overflowed
+    svc.settings = ServiceSettings(batch_seconds=0, commit_interval_s=0, lane_cap=1)
+    cycle(svc)
+    assert svc._consumer.seeks == [((TOPIC, 3), 1)]

@@ -188,3 +188,44 @@ def test_one_connections_trouble_is_returned_not_raised(world):
     theirs = stat(connection="other")
     out = deliverer.deliver([Inbound(theirs), Inbound(stat(**NEW))])
     assert out.counts["stat_delivered"] == 1 and list(out.retry) == ["other"]
+
+
+# -- found by the adversarial review -------------------------------------------------------------------------
+def _world_with_scopes(without: str):
+    from publisher_360learning.sandbox import CLIENT_ID, CLIENT_SECRET
+    from publisher_360learning.sandbox.server import ALL_SCOPES
+    lms = Learning360Sandbox(users=[MAIL], stage_s=0.005, enforce_rate_limits=False,
+                             credentials={CLIENT_ID: (CLIENT_SECRET, set(ALL_SCOPES) - {without})}).start()
+    target = target_from_settings(CONNECTION, {**lms.settings, "external_platform": "Coursera (Acme)"})
+    return lms, Deliverer({CONNECTION: target}, Ledger(), client_factory=fast_client, verify_integration_s=0)
+
+
+def test_a_credential_without_tag_rights_still_delivers_courses_and_stats():
+    lms, deliverer = _world_with_scopes("tags:write")
+    try:
+        out = deliverer.deliver([Inbound(course_event()), Inbound(stat(**NEW))])
+        assert out.counts["course_delivered"] == 1 and out.counts["stat_delivered"] == 1 and not out.dead
+        assert out.tags_pending and deliverer.ledger.pending_tags(CONNECTION)
+    finally:
+        deliverer.close()
+        lms.close()
+
+
+def test_a_credential_without_course_stats_read_still_delivers_stats():
+    lms, deliverer = _world_with_scopes("courseStats:read")
+    try:
+        deliverer.deliver([Inbound(course_event())])
+        out = deliverer.deliver([Inbound(stat(**NEW))])
+        assert out.counts["stat_delivered"] == 1 and not out.dead
+    finally:
+        deliverer.close()
+        lms.close()
+
+
+def test_a_new_provider_attempt_does_not_take_over_the_open_attempt_of_another(world):
+    lms, deliverer, _ledger = world
+    deliverer.deliver([Inbound(stat(attempt_id="a~1", progress_percent=30.0))])        # abandoned, in progress
+    second = stat(attempt_id="a~2", first_activity_at="2026-03-01T00:00:00.000Z", progress_percent=20.0,
+                  last_activity_at="2026-03-02T00:00:00.000Z", as_of="2026-03-03T00:00:00.000Z")
+    deliverer.deliver([Inbound(second)])
+    assert sorted(a["progress"] for a in attempts(lms)) == [20, 30]

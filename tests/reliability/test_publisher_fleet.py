@@ -116,7 +116,7 @@ class Company:
         return sum(1 for atts in self.attempts().values() if len(atts) == 1 and atts[0]["progress"] == want)
 
     def close(self) -> None:
-        self.lms.stop()
+        self.lms.close()
 
 
 def targets_toml(companies: list[Company]) -> str:
