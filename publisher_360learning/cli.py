@@ -57,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                retry_interval_s=args.retry_interval, session_timeout_ms=args.session_timeout_ms,
                                instance=args.instance, concurrency=args.concurrency, lane_cap=args.lane_cap,
                                connections=_names(args.connections), tenants=_names(args.tenants),
+                               except_tenants=_names(args.except_tenants) or frozenset(),
                                ledger_topic=args.ledger_topic)
     service = PublisherService(deliverer, KafkaConfig.from_env(bootstrap_servers=args.bootstrap_servers,
                                                                client_id="publisher-360learning"),
@@ -75,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from . import contract
     from .delivery import client_for_target
 
     targets = _targets(args)
@@ -88,7 +90,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         author = client.get_json(f"/api/v2/users/{target.author_id}")
         print(f"ok: {target.base_url} accepted client_id {target.client_id!r}; "
               f"author {author.get('mail')} ({author.get('status')})")
-        return 0
+        missing = []
+        for scope, path in (("integrations:read", contract.INTEGRATIONS), ("tags:read", contract.TAGS),
+                            ("courseStats:read", contract.COURSE_STATS)):
+            try:
+                client.get_json(path)
+            except Learning360Error as exc:
+                missing.append(f"{scope} ({exc})")
+        for line in missing:
+            print(f"missing: {line}", file=sys.stderr)
+        return 1 if missing else 0
     finally:
         client.close()
 
@@ -147,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", metavar="A,B", help="serve only these connections (a per-company publisher; "
                                                         "use its own --group-id); others are skipped")
     p.add_argument("--tenants", metavar="A,B", help="serve only these tenants (companies); others are skipped")
+    p.add_argument("--except-tenants", metavar="A,B",
+                   help="serve every tenant but these (the shared group, beside their own publishers)")
     p.add_argument("--ledger-topic", help="compacted topic sharing the ledger between instances "
                                           "(default <topic prefix><group id>.ledger)")
     p.add_argument("--retry-interval", type=float, default=3600, metavar="S",

@@ -564,5 +564,8 @@ class Deliverer:
 
 
 def client_for_target(target: Target) -> Learning360Client:
-    return Learning360Client(target.base_url, target.client_id, target.client_secret,
-                             backoff_initial_s=target.retry_initial_s, poll_interval_s=target.poll_interval_s)
+    """A company's client. Its retries are short (4 attempts, waits up to 10 s): a delivery holds
+    one of the publisher's lane threads meanwhile, and the lane has its own longer backoff."""
+    return Learning360Client(target.base_url, target.client_id, target.client_secret, max_attempts=4,
+                             backoff_initial_s=target.retry_initial_s, backoff_max_s=10.0,
+                             poll_interval_s=target.poll_interval_s, operation_timeout_s=900)

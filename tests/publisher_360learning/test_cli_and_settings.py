@@ -87,3 +87,45 @@ def test_demo_runs_the_whole_path_and_reports_no_change_on_rerun(tmp_path, capsy
 def test_missing_targets_file_is_a_usage_error(tmp_path, capsys):
     assert cli.main(["run", "--targets", str(tmp_path / "none.toml")]) == 2
     assert "cannot be read" in capsys.readouterr().err
+
+
+def _targets_file(tmp_path, lms, name="acme"):
+    path = tmp_path / "targets.toml"
+    s = lms.settings
+    path.write_text(f'[targets.{name}]\nbase_url = "{s["base_url"]}"\nclient_id = "{s["client_id"]}"\n'
+                    f'client_secret = "{s["client_secret"]}"\nauthor_id = "{s["author_id"]}"\n')
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize("without", [None, "courseStats:read"])
+def test_check_names_a_missing_read_scope(tmp_path, capsys, without):
+    from publisher_360learning.sandbox import CLIENT_ID, CLIENT_SECRET, Learning360Sandbox
+    from publisher_360learning.sandbox.server import ALL_SCOPES
+
+    scopes = set(ALL_SCOPES) - {without}
+    with Learning360Sandbox(users=["admin@acme.test"], credentials={CLIENT_ID: (CLIENT_SECRET, scopes)}) as lms:
+        lms.company.add_user("author@acme.test", user_id=lms.settings["author_id"])
+        code = cli.main(["check", "--targets", str(_targets_file(tmp_path, lms)), "--connection", "acme"])
+    err = capsys.readouterr().err
+    assert (code, "courseStats:read" in err) == ((1, True) if without else (0, False))
+
+
+def test_the_targets_file_is_read_again_when_it_changes_and_a_broken_edit_is_ignored(tmp_path):
+    import time as _time
+
+    from publisher_360learning.settings import TargetsFile
+
+    path = tmp_path / "targets.toml"
+    entry = f'client_id = "c"\nclient_secret = {{ env = "T360" }}\nauthor_id = "{AUTHOR}"\nregion = "eu"\n'
+    path.write_text(f"[targets.acme]\n{entry}")
+    file = TargetsFile(path)
+    first = file.current()
+    assert list(first) == ["acme"] and file.current() is first
+    _time.sleep(0.01)
+    path.write_text(f"[targets.acme]\n{entry}\n[targets.globex]\n{entry}")
+    os.utime(path, (_time.time() + 5, _time.time() + 5))
+    assert sorted(file.current()) == ["acme", "globex"]
+    path.write_text("[targets.acme\nbroken")
+    os.utime(path, (_time.time() + 10, _time.time() + 10))
+    assert sorted(file.current()) == ["acme", "globex"]
