@@ -253,6 +253,11 @@ class Learning360Client:
             raise TransientError(f"results of bulk operation {op_id} are not a JSON array")
         return op_id, results
 
+    def unfinished_operations(self) -> list[dict[str, Any]]:
+        """The company's bulk operations not ended yet (pending, queued or running)."""
+        return [op for status in contract.OP_UNFINISHED
+                for op in self.iter_list(contract.OPERATIONS, {"status[eq]": status})]
+
     def _wait(self, op_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.operation_timeout_s
         interval = self.poll_interval_s

@@ -20,6 +20,7 @@ BULK_COURSES = "/api/v2/bulk/integrations/{integration_id}/courses"   # PUT upse
 BULK_STATS = "/api/v2/bulk/integrations/{integration_id}/stats"       # POST import
 OPERATION = "/api/v2/bulk/operations/{operation_id}"
 OPERATION_RESULTS = "/api/v2/bulk/operations/{operation_id}/results"
+OPERATIONS = "/api/v2/bulk/operations"      # list, page 20; filters status[eq], type[eq], createdAt
 EXTERNAL_COURSE = "/api/v2/integrations/{integration_id}/courses/{external_id}"
 USERS = "/api/v2/users"                      # filter mail[eq]
 TAGS = "/api/v2/tags"
@@ -39,6 +40,7 @@ WRITES_PER_S = 10                            # per company (POST, PUT, PATCH, DE
 # -- bulk operations (CONFIRMED) ---------------------------------------------------------------------
 OP_STATUSES = ("pending", "queued", "running", "completed", "error")
 OP_TERMINAL = frozenset({"completed", "error"})
+OP_UNFINISHED = ("pending", "queued", "running")
 OP_TYPES = {"upsert": "importExternalCourses", "archive": "archiveExternalCourses",
             "stats": "importExternalStatistics"}
 

@@ -165,10 +165,16 @@ class Deliverer:
                 out.retry[connection] = (items, exc)
         return out
 
-    def deliver_connection(self, connection: str, items: list[Inbound]) -> Outcome:
+    def deliver_connection(self, connection: str, items: list[Inbound], *, settle: bool = False) -> Outcome:
         """Deliver one connection's events (and its pending tags), or raise :class:`TransientError`
-        with nothing acknowledged: the caller keeps ``items`` and tries again later."""
+        with nothing acknowledged: the caller keeps ``items`` and tries again later.
+
+        :param settle: first wait until the company has no bulk operation still unfinished in
+            360Learning (the first delivery after a take-over: an operation the previous owner
+            submitted may still run, and must not land after newer content)."""
         out = Outcome()
+        if settle and connection in self.targets:
+            self.settle(self.client(self.targets[connection]), connection)
         if not items:
             self._pending_tags(connection, out)
             return out
@@ -213,6 +219,20 @@ class Deliverer:
                         self._reject(item, "target_config", str(exc), part, done)
             out.add(part)
             return
+
+    def settle(self, client: Learning360Client, connection: str) -> None:
+        """Wait (up to the client's operation timeout) for the company's unfinished operations."""
+        deadline = time.monotonic() + client.operation_timeout_s
+        waited = False
+        while (ops := client.unfinished_operations()):
+            if time.monotonic() > deadline:
+                raise TransientError(f"{len(ops)} bulk operations of the company still unfinished after "
+                                     f"{client.operation_timeout_s:.0f}s")
+            if not waited:
+                log.info("connection %s: waiting for %d bulk operations submitted before (by a previous owner?) "
+                         "to end before delivering", connection, len(ops))
+                waited = True
+            time.sleep(client.poll_interval_s)
 
     def _integration(self, client: Learning360Client, target: Target, connection: str, group_id: str,
                      provider: str, tenant: str | None = None) -> str:

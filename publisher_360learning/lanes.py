@@ -50,6 +50,7 @@ class Lane:
     reason: str = ""
     tags_due: float | None = None       # when to run the tags step again (some tags pending)
     unit: int = -1                      # the unit its events come from (every event of a company: one)
+    settled: bool = False               # the company's earlier operations have ended since we own it
     overflowed: bool = False
 
     @property

@@ -18,8 +18,9 @@ connection's events in a lane of its own; acknowledge an event only once its out
   ledger from the journal before delivering it; the journal is flushed before the offsets of the
   events it accounts for are committed.
 * **Revocation waits** (bounded by ``revoke_wait_s``) for the lanes delivering events of the
-  revoked partitions, so the next owner does not send newer content while this one still sends
-  older content.
+  revoked partitions, and a new owner's first delivery of a company waits until the company has
+  no bulk operation unfinished in 360Learning: a previous owner's import (even one whose process
+  died inside it) never lands after newer content.
 * Parked stats are retried in rounds: at start and every ``retry_interval_s``, the parked topic
   is read up to the records parked during the current round, then paused until the next.
 * ``connections`` / ``tenants``: serve only these (a per-company publisher); ``except_tenants``:
@@ -255,6 +256,9 @@ class PublisherService:
         self._restore_token += 1
         token = self._restore_token
         units = {p % self._units for _t, p in partitions}
+        for lane in self._lanes.values():
+            if lane.unit in units:
+                lane.settled = False     # the previous owner's operations may still run: wait for them first
         for tp in partitions:
             self._restoring[tp] = token
             self._ready.discard(tp)
@@ -383,10 +387,11 @@ class PublisherService:
             with self._busy_lock:
                 for p in batch:
                     self._busy[p.tp] = self._busy.get(p.tp, 0) + 1
-            future = self._pool.submit(self._deliver, lane.connection, batch)
+            future = self._pool.submit(self._deliver, lane.connection, batch, not lane.settled)
             self._running[future] = (lane, batch)
 
-    def _deliver(self, connection: str, batch: list[Pending]) -> tuple[Outcome | None, BaseException | None, list]:
+    def _deliver(self, connection: str, batch: list[Pending],
+                 settle: bool) -> tuple[Outcome | None, BaseException | None, list]:
         """In a lane's thread: (outcome, None, journal records) or (None, the error, journal records).
         The journal records are returned either way: what the ledger learnt must reach Kafka.
         Marks its partitions idle itself when done: a revocation waits on that while the poll
@@ -394,7 +399,8 @@ class PublisherService:
         started = time.monotonic()
         with self._journal.capturing() as journal:
             try:
-                return self.deliverer.deliver_connection(connection, [p.item for p in batch]), None, journal
+                return self.deliverer.deliver_connection(connection, [p.item for p in batch], settle=settle), \
+                    None, journal
             except Exception as exc:
                 return None, exc, journal
             finally:
@@ -455,6 +461,7 @@ class PublisherService:
             self._outbox.append((topic, self._route(topic, event), event.key, event.to_json().encode("utf-8")))
         self._to_finish.extend(p for p in batch if self._current(p))
         lane.succeeded()
+        lane.settled = True
         if outcome.tags_pending:
             lane.tags_due = time.monotonic() + BACKOFF_S[3]
         self.batches += 1

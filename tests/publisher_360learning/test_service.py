@@ -76,7 +76,7 @@ class Scripted(Deliverer):
         super().__init__({}, Ledger())
         self.failing, self.delivered = dict(failing or {}), []
 
-    def deliver_connection(self, connection, items):
+    def deliver_connection(self, connection, items, settle=False):
         if connection in self.failing:
             raise self.failing[connection]
         self.delivered.extend((connection, i.data["course_external_id"]) for i in items)
@@ -175,9 +175,9 @@ def test_revocation_waits_for_the_lane_delivering_those_partitions():
     release = threading.Event()
 
     class Slow(Scripted):
-        def deliver_connection(self, connection, items):
+        def deliver_connection(self, connection, items, settle=False):
             release.wait(5)
-            return super().deliver_connection(connection, items)
+            return super().deliver_connection(connection, items, settle)
 
     svc = service(Slow())
     svc._take([message(0, "acme")])
@@ -195,9 +195,9 @@ def test_revocation_waits_for_the_lane_delivering_those_partitions():
 class Marking(Scripted):
     """Records each delivered item in the ledger (which journals it), like the real deliverer."""
 
-    def deliver_connection(self, connection, items):
+    def deliver_connection(self, connection, items, settle=False):
         from publisher_360learning.ledger import DELIVERED
-        out = super().deliver_connection(connection, items)
+        out = super().deliver_connection(connection, items, settle)
         self.ledger.mark([(i.record(), DELIVERED, "op", "att", None, None) for i in items])
         return out
 
@@ -269,7 +269,7 @@ def test_a_failed_batch_of_a_partition_given_up_meanwhile_is_not_kept():
     release = threading.Event()
 
     class FailsLate(Scripted):
-        def deliver_connection(self, connection, items):
+        def deliver_connection(self, connection, items, settle=False):
             release.wait(5)
             raise TransientError("503")
 

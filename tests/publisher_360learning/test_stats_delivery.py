@@ -3,6 +3,7 @@ a course started in a path session is continued, a re-created learner is found a
 are a step that survives a failure."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from itertools import permutations
 
@@ -11,6 +12,7 @@ import requests
 
 from hostspec import events as ev
 from publisher_360learning.delivery import Deliverer, Inbound
+from publisher_360learning.items import to_bulk_stat
 from publisher_360learning.ledger import Ledger
 from publisher_360learning.sandbox import SYNC_GROUP, Learning360Sandbox
 from publisher_360learning.settings import target_from_settings
@@ -229,3 +231,23 @@ def test_a_new_provider_attempt_does_not_take_over_the_open_attempt_of_another(w
                   last_activity_at="2026-03-02T00:00:00.000Z", as_of="2026-03-03T00:00:00.000Z")
     deliverer.deliver([Inbound(second)])
     assert sorted(a["progress"] for a in attempts(lms)) == [20, 30]
+
+
+def test_a_new_owner_waits_for_the_operations_a_previous_owner_left_running(world):
+    """The previous owner died inside an import of older content: the new owner's first delivery
+    waits for it to end, so the older content never lands after the newer."""
+    lms, deliverer, _ledger = world
+    deliverer.deliver([Inbound(stat(**OLD))])
+    fault_rule = {"action": "op_slow", "route": "*/stats", "run_s": 1.5, "times": 1}
+    assert requests.post(lms.url + "/_sandbox/faults", json=fault_rule, timeout=5).status_code == 201
+    older = stat(**dict(OLD, progress_percent=50.0, as_of="2026-01-05T00:00:00.000Z",
+                        last_activity_at="2026-01-04T00:00:00.000Z"))
+    client = deliverer.client(deliverer.targets[CONNECTION])
+    iid = next(iter(lms.company.integrations))
+    body = {"input": [to_bulk_stat(older.data)]}
+    client.request("POST", f"/api/v2/bulk/integrations/{iid}/stats", json=body)   # submitted, then "died"
+    deliverer.deliver_connection(CONNECTION, [Inbound(stat(**NEWER_IN_PROGRESS))], settle=True)
+    time.sleep(2)
+    (attempt,) = attempts(lms)
+    assert attempt["progress"] == 80
+
