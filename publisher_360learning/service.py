@@ -287,9 +287,16 @@ class PublisherService:
                 if mine:
                     self._restore(mine)
                 continue
+            try:
+                committed = {tp: self._consumer.committed(tp) for tp in mine}
+            except Exception as exc:  # the broker away: restore again, then ask again
+                log.warning("committed offsets not read (%s: %s); trying again", type(exc).__name__, exc)
+                if mine:
+                    self._restore(mine)
+                continue
             for tp in mine:
                 del self._restoring[tp]
-                self._consumer.seek(tp, self._consumer.committed(tp))
+                self._consumer.seek(tp, committed[tp])
                 self._ready.add(tp)
                 if tp not in self._parked_paused:
                     self._consumer.resume(tp)

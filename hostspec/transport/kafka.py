@@ -319,11 +319,30 @@ class RequestConsumer:
             raise _unreachable(config, exc) from None
         self.partition_counts = await_topics(self._consumer, topics + list(also_known or ()), timeout_s=topic_wait_s)
         self._consumer.subscribe(topics, listener=_Listener(on_assigned, on_revoked, on_lost))
+        self._unreachable_since: float | None = None
 
     def poll(self, timeout_ms: int = 200) -> list[InboundMessage]:
+        """Records fetched (maybe none). The broker being away is not an error here: kafka-python 3
+        raises its connection errors out of ``poll`` (it did, mid-sync, during a broker restart, and
+        the worker stopped); they are logged and the next poll tries again."""
         if self.group_metadata().state == "<rebalancing>":
             timeout_ms = max(timeout_ms, 2_000)     # let a join in flight complete inside this poll
-        batches = self._consumer.poll(timeout_ms=timeout_ms)
+        try:
+            batches = self._consumer.poll(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            now = time.monotonic()
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+                log.warning("Kafka unreachable (%s: %s); trying again", type(exc).__name__, exc)
+            elif now - self._unreachable_since > 30:
+                log.warning("Kafka unreachable for %.0fs (%s); still trying", now - self._unreachable_since,
+                            type(exc).__name__)
+                self._unreachable_since = now - 0.001
+            time.sleep(min(1.0, timeout_ms / 1000))
+            return []
+        if self._unreachable_since is not None:
+            log.info("Kafka reachable again")
+            self._unreachable_since = None
         _adopt_orphaned_join(self._consumer)
         out = []
         for records in batches.values():

@@ -206,3 +206,30 @@ def _status():
 def _now():
     from datetime import datetime, timezone
     return datetime(2026, 12, 1, tzinfo=timezone.utc)
+
+
+def test_a_poll_while_the_broker_is_away_returns_nothing_instead_of_raising(caplog):
+    """kafka-python 3 raised KafkaConnectionError out of poll during a broker restart and the worker
+    stopped (found by the long reliability campaign)."""
+    from hostspec.transport.kafka import RequestConsumer
+
+    class Away:
+        calls = 0
+
+        def poll(self, timeout_ms):
+            Away.calls += 1
+            if Away.calls <= 2:
+                raise kerr.KafkaConnectionError("111 ECONNREFUSED")
+            return {}
+
+        def group_metadata(self):
+            class M:
+                state = "stable"
+            return M()
+
+    import logging
+    caplog.set_level(logging.INFO, "hostspec.transport.kafka")
+    consumer = RequestConsumer.__new__(RequestConsumer)
+    consumer._consumer, consumer._unreachable_since = Away(), None
+    assert consumer.poll(10) == [] and consumer.poll(10) == [] and consumer.poll(10) == []
+    assert "Kafka unreachable" in caplog.text and "reachable again" in caplog.text
