@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from kafka.errors import KafkaError
 from marshmallow import ValidationError
 
 from hostspec import events as ev
@@ -190,7 +191,8 @@ class PublisherService:
             return self.settings.ledger_topic
         base = Topics().requests
         prefix = self.topics.requests[:-len(base)] if self.topics.requests.endswith(base) else ""
-        return f"{prefix}{self.settings.group_id}.ledger"
+        group = self.settings.group_id
+        return f"{'' if group.startswith(prefix) else prefix}{group}.ledger"
 
     def _filter_text(self) -> str:
         s = self.settings
@@ -230,8 +232,18 @@ class PublisherService:
                 return
             if what == "revoked":
                 self._forget(partitions)
-            else:
-                self._restore(partitions)
+            else:   # the assignment may have changed again since the callback: take what is still ours
+                current = self._consumer.assignment()
+                if partitions & current:
+                    self._restore(partitions & current)
+
+    def _on_partition(self, action: Callable[..., Any], tp: Partition, *args: Any) -> None:
+        """Pause, resume or seek ``tp``, unless the group took it away meanwhile (the revocation
+        is in the queue; kafka-python raises for a partition no longer assigned)."""
+        try:
+            action(tp, *args)
+        except (KeyError, KafkaError, AssertionError) as exc:
+            log.debug("%s of %s[%d] skipped: no longer assigned (%s)", action.__name__, *tp, exc)
 
     def _forget(self, partitions: set[Partition]) -> None:
         """Partitions given up: nothing of them is delivered, finished or committed any more here
@@ -263,7 +275,7 @@ class PublisherService:
             self._restoring[tp] = token
             self._ready.discard(tp)
             self._offsets.pop(tp, None)
-            self._consumer.pause(tp)
+            self._on_partition(self._consumer.pause, tp)
         log.info("publisher assigned %d partitions (units %s); restoring their ledger", len(partitions), sorted(units))
 
         def restore() -> int:
@@ -296,10 +308,10 @@ class PublisherService:
                 continue
             for tp in mine:
                 del self._restoring[tp]
-                self._consumer.seek(tp, committed[tp])
+                self._on_partition(self._consumer.seek, tp, committed[tp])
                 self._ready.add(tp)
                 if tp not in self._parked_paused:
-                    self._consumer.resume(tp)
+                    self._on_partition(self._consumer.resume, tp)
             self._schedule_pending_tags({tp[1] % self._units for tp in mine})
 
     def _schedule_pending_tags(self, units: set[int]) -> None:
@@ -323,7 +335,7 @@ class PublisherService:
         self._round_start = time.time()
         for tp in self._parked_paused:
             if tp not in self._restoring:
-                self._consumer.resume(tp)
+                self._on_partition(self._consumer.resume, tp)
         self._parked_paused.clear()
 
     def _take(self, messages: list[InboundMessage]) -> None:
@@ -336,8 +348,8 @@ class PublisherService:
                 continue                    # not served yet: read again from the committed offset
             if msg.topic == self.topics.parked and _parked_at(msg.value) >= self._round_start:
                 # parked during this round: leave it (and what follows) for the next round
-                self._consumer.seek(tp, msg.offset)
-                self._consumer.pause(tp)
+                self._on_partition(self._consumer.seek, tp, msg.offset)
+                self._on_partition(self._consumer.pause, tp)
                 self._parked_paused.add(tp)
                 stopped.add(tp)
                 continue
@@ -489,7 +501,7 @@ class PublisherService:
                 if start is not None:
                     log.info("connection %s has room again: reading %s[%d] again from %d", lane.connection, *tp,
                              start)
-                    self._consumer.seek(tp, start)
+                    self._on_partition(self._consumer.seek, tp, start)
 
     def _flush_outbox(self) -> bool:
         """Send what deliveries produced (dead letters, parked stats, journal records) and wait for

@@ -29,6 +29,9 @@ class FakeConsumer:
     def committed(self, tp):
         return self.committed_offsets.get(tp)
 
+    def assignment(self):
+        return {(TOPIC, 3), (TOPIC, 9)}
+
     def seek(self, tp, offset):
         self.seeks.append((tp, offset))
 
