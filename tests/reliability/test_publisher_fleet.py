@@ -119,20 +119,21 @@ class Company:
         self.lms.close()
 
 
-def targets_toml(companies: list[Company]) -> str:
+def targets_toml(companies: list[Company], extra: str = "") -> str:
     out = []
     for c in companies:
         s = c.lms.settings
         out.append(f'[targets.{c.connection}]\nbase_url = "{s["base_url"]}"\nclient_id = "{s["client_id"]}"\n'
                    f'client_secret = {{ env = "IT_360_SECRET" }}\nauthor_id = "{s["author_id"]}"\n'
-                   f'external_platform = "Coursera ({c.tenant})"\nretry_initial_s = 0.05\npoll_interval_s = 0.05\n')
+                   f'external_platform = "Coursera ({c.tenant})"\nretry_initial_s = 0.05\npoll_interval_s = 0.05\n'
+                   + extra)
     return "\n".join(out)
 
 
 def start_publishers(tmp_path, bootstrap: str, prefix: str, companies: list[Company], n: int, *, tag: str = "",
-                     extra: tuple[str, ...] = ()) -> list[ServiceProcess]:
+                     extra: tuple[str, ...] = (), target_extra: str = "") -> list[ServiceProcess]:
     targets = tmp_path / f"targets{tag}.toml"
-    targets.write_text(targets_toml(companies))
+    targets.write_text(targets_toml(companies, target_extra))
     secret = companies[0].lms.settings["client_secret"]
     return [publisher(tmp_path, bootstrap, prefix, targets, f"pub{tag}-{i}", secret, extra) for i in range(n)]
 
@@ -346,10 +347,15 @@ def test_newest_wins_between_live_and_parked(tmp_path, bootstrap, prefix, compan
 # -- path sessions -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("order", ["START then enrolment", "enrolment then START"])
 def test_a_course_started_in_a_path_session_is_continued(tmp_path, bootstrap, prefix, companies, figures, order):
+    """With ``default_completion = false``: START leaves the session's attempt open, and Coursera's
+    progress must go into it. (With ``true``, 360Learning's advice for daily stats, START completes
+    the session's attempt at once, and by 360Learning's rule the provider's progress makes a new
+    attempt: the session was credited at START.)"""
     (company,) = companies(1, learners=5, courses=2, prefix="s")
     topics = Topics().with_prefix(prefix)
     ensure_topics(KafkaConfig(bootstrap_servers=bootstrap), topic_specs(topics))
-    procs = start_publishers(tmp_path, bootstrap, prefix, [company], 1)
+    procs = start_publishers(tmp_path, bootstrap, prefix, [company], 1,
+                             target_extra="default_completion = false\ndefault_progress = 1\n")
     session = "65a0000000000000000005e1"
 
     def start_in_session(at: datetime) -> None:
