@@ -88,8 +88,13 @@ def test_coursera_to_360learning_end_to_end(tmp_path, bootstrap, prefix, topics,
                 company = lms.company
                 known = [r for r in rows if r["email"] != late]
                 eventually(lambda: len(company.attempts) == len(known), what="attempts of known learners")
-                fired = {r["action"]: r["fired"] for r in requests.get(lms.url + "/_sandbox/faults", timeout=5).json()}
-                assert fired == {"status_429": 3, "bulk_busy": 2, "expire_token": 1}
+                # tags are merged after the stats of the same delivery: the token expiring on the tags
+                # call may come a moment after the attempts appear (a loaded CI machine showed it)
+                expected = {"status_429": 3, "bulk_busy": 2, "expire_token": 1}
+
+                def fired():
+                    return {r["action"]: r["fired"] for r in requests.get(lms.url + "/_sandbox/faults", timeout=5).json()}
+                eventually(lambda: fired() == expected, timeout=30, what=f"faults fired {expected}")
 
                 held = {ext: company.courses[cid] for (_i, ext), cid in company.by_external.items()}
                 assert set(held) == {c["contentId"] for c in coursera.org.visible_contents(
