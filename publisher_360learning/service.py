@@ -339,12 +339,16 @@ class PublisherService:
         self._parked_paused.clear()
 
     def _take(self, messages: list[InboundMessage]) -> None:
-        self._restored()
+        """Sort polled records into lanes. Only partitions served *before* this poll's records
+        are looked at: a restore ending now seeks its partitions to their committed offset, and
+        records polled before that seek are read again after it (a loaded machine showed a
+        restore ending between the poll and this call)."""
+        ready = set(self._ready)
         stopped: set[Partition] = set()
         now = time.monotonic()
         for msg in messages:
             tp = msg.tp
-            if tp in stopped or tp not in self._ready:
+            if tp in stopped or tp not in ready:
                 continue                    # not served yet: read again from the committed offset
             if msg.topic == self.topics.parked and _parked_at(msg.value) >= self._round_start:
                 # parked during this round: leave it (and what follows) for the next round
@@ -374,6 +378,7 @@ class PublisherService:
                 self._to_finish.append(pending)
                 continue
             lane.queue.append(pending)
+        self._restored()
 
     def _mine(self, item: Inbound) -> bool:
         s = self.settings
