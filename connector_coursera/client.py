@@ -105,23 +105,32 @@ class CourseraClient:
             raise MalformedResponse("the organisation endpoint answered no element")
         return elements[0]
 
-    def iter_pages(self, path: str, params: dict[str, Any], what: str,
-                   start: Cursor = 0) -> Iterator[tuple[list[Any], Cursor | None]]:
-        """Each page's elements with the cursor of the page after it (None on the last page)."""
+    def iter_pages(self, path: str, params: dict[str, Any], what: str, start: Cursor = 0,
+                   on_total: Callable[[int], None] | None = None) -> Iterator[tuple[list[Any], Cursor | None]]:
+        """Each page's elements with the cursor of the page after it (None on the last page).
+
+        :param on_total: told each page's ``paging.total`` (the API's count of the whole listing)."""
         limit = self.settings.page_size
 
         def page(cursor: Cursor) -> Any:
-            return self.get_json(path, {**params, contract.PAGE_START: cursor, contract.PAGE_LIMIT: limit})
+            body = self.get_json(path, {**params, contract.PAGE_START: cursor, contract.PAGE_LIMIT: limit})
+            total = body.get("paging", {}).get(contract.PAGING_TOTAL) if isinstance(body, dict) and \
+                isinstance(body.get("paging"), dict) else None
+            if on_total is not None and isinstance(total, int) and not isinstance(total, bool):
+                on_total(total)
+            return body
 
         return iter_pages(page, what, start=start)
 
-    def iter_contents(self, *, modified_since: datetime | None = None) -> Iterator[Any]:
+    def iter_contents(self, *, modified_since: datetime | None = None,
+                      on_total: Callable[[int], None] | None = None) -> Iterator[Any]:
         """Every content item available to the org (courses, specializations, clips)."""
         params: dict[str, Any] = {}
         if modified_since is not None:
             params[contract.CONTENTS_MODIFIED_SINCE] = int(modified_since.timestamp()
                                                            / contract.CONTENT_TIMESTAMP_UNIT_S)
-        for elements, _next in self.iter_pages(self._path(contract.CONTENTS_PATH), params, "contents"):
+        for elements, _next in self.iter_pages(self._path(contract.CONTENTS_PATH), params, "contents",
+                                               on_total=on_total):
             yield from elements
 
     def report_pages(self, *, last_activity_after: datetime | None = None,

@@ -27,6 +27,7 @@ PAGE_START = "start"
 PAGE_LIMIT = "limit"
 PAGE_SIZE_DEFAULT = 100
 PAGE_SIZE_MAX = 1000                 # INFERRED for contents/enrollmentReports (stated for users)
+PAGING_TOTAL = "total"               # CONFIRMED required int; INFERRED: the last page's is the one to trust
 
 # -- query parameters (CONFIRMED names) ----------------------------------------------------------
 CONTENTS_MODIFIED_SINCE = "modifiedSinceTimestamp"          # epoch SECONDS

@@ -6,8 +6,17 @@ from typing import Any, Iterator, Mapping
 
 from marshmallow import Schema, ValidationError
 
-from hostspec import (CheckResult, Connection, PageEnd, ProviderError, ProviderInfo, RecordRejected, SyncContext,
-                      hookimpl)
+from hostspec import (
+    CheckResult,
+    Connection,
+    ListingTotal,
+    PageEnd,
+    ProviderError,
+    ProviderInfo,
+    RecordRejected,
+    SyncContext,
+    hookimpl,
+)
 
 from . import __version__
 from .api_schemas import CONTENT, ENROLLMENT_REPORT, fast_report
@@ -56,9 +65,14 @@ def start_sandbox(options: Mapping[str, Any]):
 
 
 @hookimpl
-def fetch_catalog(connection: Connection) -> Iterator[Mapping[str, Any]]:
+def fetch_catalog(connection: Connection) -> Iterator[Mapping[str, Any] | ListingTotal]:
+    """Every content item, then the listing's total as the API states it (the host's removal
+    guard removes nothing when the two disagree)."""
+    totals: list[int] = []
     with CourseraClient(_settings(connection)) as client:
-        yield from client.iter_contents()
+        yield from client.iter_contents(on_total=totals.append)
+    if totals:
+        yield ListingTotal(totals[-1])
 
 
 @hookimpl

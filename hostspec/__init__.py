@@ -6,18 +6,37 @@ A provider author needs only this surface::
 """
 from __future__ import annotations
 
-from .errors import (ConfigError, HostError, InvalidRequestError, PluginError, ProviderConfigError,
-                     ProviderError, ProviderSystemError, ProviderTransientError, RecordRejected,
-                     UnknownConnectionError, UnknownProviderError)
+from .errors import (
+                     ConfigError,
+                     HostError,
+                     InvalidRequestError,
+                     PluginError,
+                     ProviderConfigError,
+                     ProviderError,
+                     ProviderSystemError,
+                     ProviderTransientError,
+                     RecordRejected,
+                     UnknownConnectionError,
+                     UnknownProviderError,
+)
 from .markers import hookimpl, hookspec
-from .provider import SCOPES, CheckResult, Connection, PageEnd, ProviderInfo, SandboxHandle, SyncContext
+from .provider import (
+                     SCOPES,
+                     CheckResult,
+                     Connection,
+                     ListingTotal,
+                     PageEnd,
+                     ProviderInfo,
+                     SandboxHandle,
+                     SyncContext,
+)
 from .secrets import Secret
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SCOPES", "CheckResult", "ConfigError", "Connection", "HostError", "InvalidRequestError",
-    "PageEnd", "PluginError", "ProviderConfigError", "ProviderError", "ProviderInfo", "ProviderSystemError",
+    "ListingTotal", "PageEnd", "PluginError", "ProviderConfigError", "ProviderError", "ProviderInfo", "ProviderSystemError",
     "ProviderTransientError", "RecordRejected", "SandboxHandle", "Secret", "SyncContext",
     "UnknownConnectionError", "UnknownProviderError", "__version__", "hookimpl", "hookspec",
 ]

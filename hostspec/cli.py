@@ -113,13 +113,16 @@ def print_summary(report: RunReport, out: str, stream: TextIO) -> None:
         lines.append("  dry run: only status events were written, state unchanged")
     if report.error:
         lines.append(f"  error ({report.error['kind']}): {report.error['message']}")
+    elif report.warning:
+        lines.append(f"  partial ({report.warning['kind']}): {report.warning['message']}")
     print("\n".join(lines), file=stream)
 
 
 def _request(args: argparse.Namespace, connection: str, provider: str, requested_by: str) -> SyncRequest:
     return SyncRequest(request_id=str(uuid.uuid4()), connection=connection, provider=provider, scope=args.scope,
                        requested_by=requested_by, mode=args.mode, dry_run=args.dry_run, since=args.since,
-                       until=args.until, learners=tuple(args.learner) or None, courses=tuple(args.course) or None)
+                       until=args.until, learners=tuple(args.learner) or None, courses=tuple(args.course) or None,
+                       allow_mass_removal=getattr(args, "allow_mass_removal", False))
 
 
 def _instant(text: str) -> datetime:
@@ -491,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     kafka_options(p)
     p.add_argument("--connection", required=True, metavar="NAME")
     request_options(p, mode_default="full")
+    p.add_argument("--allow-mass-removal", action="store_true",
+                   help="remove the courses absent from the listing even when the removal guard held them "
+                        "(more than the connection's max_removal_share, or all of them)")
     p.add_argument("--requested-by", default=f"replay:{os.environ.get('USER', 'unknown')}")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the result (default 3600)")
     p.set_defaults(func=cmd_replay)

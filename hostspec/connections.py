@@ -6,6 +6,7 @@
     tenant = "acme"
     provider = "coursera"
     group_id = "65a1b2c3d4e5f60718293a4b"     # the 360Learning synchronized group
+    # max_removal_share = 0.2                  # a run removes at most this share of the courses
 
     [connections.acme-coursera.settings]
     org_id = "DjYCkBQTQV69TtWA7RuNug"
@@ -103,7 +104,7 @@ class ConnectionStore:
         missing = [k for k in _REQUIRED if not isinstance(entry.get(k), str) or not entry.get(k)]
         if missing:
             raise ConfigError(f"{where}: missing or empty {', '.join(missing)}")
-        unknown = set(entry) - {*_REQUIRED, "settings", "enabled", "schedule"}
+        unknown = set(entry) - {*_REQUIRED, "settings", "enabled", "schedule", "max_removal_share"}
         if unknown:
             raise ConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         provider = plugins.provider(entry["provider"])
@@ -116,8 +117,12 @@ class ConnectionStore:
             settings = provider.info.settings_schema().load(settings_raw)
         except ValidationError as exc:
             raise ConfigError(f"{where}: invalid settings: {describe_messages(exc.messages)}") from None
+        share = entry.get("max_removal_share", 0.2)
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+            raise ConfigError(f"{where}: max_removal_share must be a number from 0 to below 1 (a share of the "
+                              f"connection's courses; removing all of them is never allowed)")
         connection = Connection(name=name, tenant=entry["tenant"], provider=provider.name,
-                                group_id=entry["group_id"], settings=settings)
+                                group_id=entry["group_id"], settings=settings, max_removal_share=float(share))
         self._cache[name] = connection
         return connection
 

@@ -32,7 +32,7 @@ from .bounded import bounded, cut, fit
 from .errors import DeliveryError, EventTooLarge, HostError, RecordRejected, RunAbandoned
 from .logs import log_context
 from .plugins import HostPluginManager, Provider
-from .provider import Connection, PageEnd, SyncContext
+from .provider import Connection, ListingTotal, PageEnd, SyncContext
 from .secrets import redact
 from .sinks import Sink
 from .state import Entry, StateDB, StateSession
@@ -62,6 +62,7 @@ class SyncRequest:
     requested_by: str | None = None
     mode: str = "incremental"
     dry_run: bool = False
+    allow_mass_removal: bool = False     # lift the removal guard for this run (replay --allow-mass-removal)
     since: datetime | None = None
     until: datetime | None = None
     learners: tuple[str, ...] | None = None
@@ -75,6 +76,7 @@ class SyncRequest:
         return cls(request_id=event.id, connection=d["connection"], provider=d["provider"],
                    scope=d.get("scope", "all"), requested_by=d.get("requested_by"),
                    mode=d.get("mode", "incremental"), dry_run=bool(d.get("dry_run", False)),
+                   allow_mass_removal=bool(d.get("allow_mass_removal", False)),
                    since=d.get("since"), until=d.get("until"),
                    learners=tuple(d["learners"]) if d.get("learners") else None,
                    courses=tuple(d["courses"]) if d.get("courses") else None)
@@ -86,6 +88,7 @@ class SyncRequest:
         """
         data: dict[str, Any] = {"connection": self.connection, "provider": self.provider, "scope": self.scope,
                                 "requested_by": self.requested_by, "mode": self.mode, "dry_run": self.dry_run,
+                                "allow_mass_removal": self.allow_mass_removal,
                                 "since": ev.isoformat(self.since) if self.since else None,
                                 "until": ev.isoformat(self.until) if self.until else None,
                                 "learners": list(self.learners) if self.learners else None,
@@ -120,6 +123,7 @@ class Counts:
     stats_unchanged: int = 0
     rejected: int = 0
     skipped: int = 0
+    removals_held: int = 0
 
 
 @dataclass
@@ -132,6 +136,7 @@ class RunReport:
     outcome: str = "started"
     counts: Counts = field(default_factory=Counts)
     error: dict[str, str] | None = None
+    warning: dict[str, str] | None = None   # why a run that did not fail is partial (besides rejections)
     started_at: datetime | None = None
     ended_at: datetime | None = None
     dry_run: bool = False
@@ -219,7 +224,8 @@ class _Run:
         data = {"request_id": r.request_id, "run_id": r.run_id, "tenant": self.connection.tenant,
                 "connection": self.connection.name, "provider": self.provider.name,
                 "scope": r.scope, "phase": phase, "dry_run": r.dry_run, "counts": asdict(r.counts),
-                "error": {**r.error, "message": cut(r.error["message"])} if r.error else None, "started_at": ev.isoformat(r.started_at) if r.started_at else None,
+                "error": ({**problem, "message": cut(problem["message"])}
+                          if (problem := r.error or r.warning) else None), "started_at": ev.isoformat(r.started_at) if r.started_at else None,
                 "ended_at": ev.isoformat(r.ended_at) if r.ended_at else None,
                 "worker": self.engine.worker_id}
         self.sink.emit(ev.make_event(ev.SYNC_STATUS, data, key=self.key("sync"), source=self.source,
@@ -364,7 +370,7 @@ class SyncEngine:
         report.ended_at = self.clock()
         if report.error:
             report.outcome = "failed"
-        elif report.counts.rejected:
+        elif report.counts.rejected or report.warning:
             report.outcome = "partial"
         else:
             report.outcome = "completed"
@@ -422,9 +428,13 @@ class SyncEngine:
     def _catalog(self, run: _Run) -> None:
         counts, context = run.report.counts, self._context(run, "catalog")
         records = run.hooks.fetch_catalog(connection=run.connection, context=context)
+        listed: int | None = None
         for record in self._stream(records, "catalog", run.provider):
             if isinstance(record, PageEnd):
                 run.page_end()  # catalogs are refetched whole (removals need every item seen in one run)
+                continue
+            if isinstance(record, ListingTotal):
+                listed = record.total
                 continue
             counts.catalog_fetched += 1
             data = run.build(record, run.hooks.map_course, {"locked_fields": LOCKED_FIELDS}, context)
@@ -448,11 +458,45 @@ class SyncEngine:
                     _count(counts, "courses", outcome)
             self._tick(run, counts.catalog_fetched)
         if not run.request.is_subset:
-            self._removals(run, context)
+            self._removals(run, context, listed)
 
-    def _removals(self, run: _Run, context: SyncContext) -> None:
+    def _removal_guard(self, run: _Run, listed: int | None) -> str | None:
+        """Why the courses absent from this listing must not be removed now, or None.
+
+        A listing cut short (a page without its next link, an entitlement glitch answering an
+        empty list) looks exactly like mass removals; the publisher would archive them all. So a
+        run removes nothing when the listing disagrees with the provider's own total, when every
+        known course is absent, or when more than the connection's ``max_removal_share`` is —
+        unless the request says ``allow_mass_removal``."""
+        state, scope, counts = run.engine.state, run.session.scope, run.report.counts
+        absent = state.count_unseen(scope, "course", run.report.run_id)
+        if not absent or run.request.allow_mass_removal:
+            return None
+        known = state.count(scope, "course")
+        share = run.connection.max_removal_share
+        if listed is not None and counts.catalog_fetched != listed:
+            why = (f"the listing held {counts.catalog_fetched} items but the provider counts {listed}: "
+                   f"{absent} absent courses not removed")
+        elif absent >= known:
+            why = f"all {known} known courses are absent from the listing: none removed"
+        elif absent > share * known:
+            why = (f"{absent} of {known} known courses ({absent / known:.0%}) are absent from the listing, more "
+                   f"than the {share:.0%} a run may remove: none removed")
+        else:
+            return None
+        counts.removals_held = absent
+        return why + (f"; if they are really gone: connector-host replay --connection {run.connection.name} "
+                      f"--scope catalog --allow-mass-removal")
+
+    def _removals(self, run: _Run, context: SyncContext, listed: int | None = None) -> None:
         """Courses emitted before and absent from this complete catalog fetch."""
         run.checkpoint()  # the seen marks of this fetch must be in the database for the query below
+        why = self._removal_guard(run, listed)
+        if why is not None:
+            run.report.warning = {"kind": "removals_held", "message": why}
+            metrics.REMOVALS_HELD.labels(run.connection.name).inc(run.report.counts.removals_held)
+            log.warning("connection %s: %s", run.connection.name, why)
+            return
         # streamed; deletes applied by checkpoints on the way do not disturb the keyset paging
         for entity, entry in run.engine.state.unseen(run.session.scope, "course", run.report.run_id):
             data = {**run.identity, "external_id": entity, "reason": "not_in_catalog",

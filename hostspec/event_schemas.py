@@ -121,6 +121,7 @@ class SyncRequestedDataSchema(Strict):
     requested_by = fields.String(load_default=None, allow_none=True)
     mode = fields.String(load_default="incremental", validate=validate.OneOf(["incremental", "full"]))
     dry_run = fields.Boolean(load_default=False)
+    allow_mass_removal = fields.Boolean(load_default=False)
     since = fields.AwareDateTime(load_default=None, allow_none=True, format="iso")
     until = fields.AwareDateTime(load_default=None, allow_none=True, format="iso")
     learners = fields.List(fields.String(validate=IDENT), load_default=None, allow_none=True,
@@ -144,6 +145,7 @@ class CountsSchema(Strict):
     stats_unchanged = fields.Integer(required=True)
     rejected = fields.Integer(required=True)
     skipped = fields.Integer(required=True)
+    removals_held = fields.Integer(load_default=0)   # absent from the listing, not removed (the removal guard)
 
 
 class RunErrorSchema(Strict):

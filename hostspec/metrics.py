@@ -47,6 +47,9 @@ CONNECTIONS_FILE_ERRORS = Counter("connector_connections_file_errors_total",
                                   "Changes of the connections file that could not be used")
 SCHEDULED = Counter("connector_scheduled_requests_total", "Sync requests published by the scheduler", ["job"])
 
+REMOVALS_HELD = Counter("connector_removals_held_total", "Courses absent from a listing and not removed by the "
+                        "removal guard (a short or disagreeing listing, or more than max_removal_share)",
+                        ["connection"])
 PUBLISHER_RECORDS = Counter("publisher_records_total", "Records handled by the 360Learning publisher",
                             ["connection", "kind", "result"])
 PUBLISHER_CALLS = Counter("publisher_api_calls_total", "HTTP calls to 360Learning", ["method", "status"])

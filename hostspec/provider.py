@@ -41,6 +41,7 @@ class Connection:
     provider: str
     group_id: str
     settings: Mapping[str, Any] = field(repr=False)
+    max_removal_share: float = 0.2   # the removal guard: at most this share of known courses removed per run
 
     def __repr__(self) -> str:  # settings may hold secrets: never print them
         return (f"Connection(name={self.name!r}, tenant={self.tenant!r}, "
@@ -89,6 +90,15 @@ class PageEnd:
     """
 
     cursor: Any
+
+
+@dataclass(frozen=True)
+class ListingTotal:
+    """Yielded by ``fetch_catalog`` (once, anywhere in the stream) when the provider's API states
+    how many items its complete listing holds. A listing that ends with another number of items
+    removes nothing (it was cut short, or the API glitched): see the host's removal guard."""
+
+    total: int
 
 
 class SandboxHandle(Protocol):

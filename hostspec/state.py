@@ -157,6 +157,12 @@ class StateDB:
                                     (scope, prefix, prefix + "\U0010ffff")).fetchall()
         return {name: json.loads(value) for name, value in rows}
 
+    def count_unseen(self, scope: str, kind: str, run_id: str) -> int:
+        """How many entities of ``kind`` ``run_id`` did not mark seen."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM entities WHERE scope=? AND kind=? AND "
+                                    "(seen_run IS NULL OR seen_run != ?)", (scope, kind, run_id)).fetchone()[0]
+
     def count(self, scope: str | None = None, kind: str | None = None) -> int:
         sql, args = "SELECT COUNT(*) FROM entities WHERE 1=1", []
         if scope is not None:

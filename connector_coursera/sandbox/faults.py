@@ -26,18 +26,22 @@ malformed_json      200 with the normal body cut in half
 missing_field       drop ``field`` from every element of the normal page
 empty_page_with_next  200 with no elements but a ``next``
 repeat_cursor       the normal page, but ``paging.next`` repeats the current start
+truncated_listing   the normal page, but without ``paging.next``: the listing ends early
+empty_listing       200 with no elements and no ``next`` (an entitlement glitch)
+wrong_total         the normal page, ``paging.total`` off by ``delta`` (default +5)
 forbidden           403 with Coursera's "Not Authorized" body
 bad_request         400 with a Naptime error body
 ==================  =======================================================================
 """
 from __future__ import annotations
 
-from hostspec.sandboxes import FaultBook as _FaultBook, FaultRule
+from hostspec.sandboxes import FaultBook as _FaultBook
+from hostspec.sandboxes import FaultRule
 
 ACTIONS = frozenset({
     "status_429", "status_500_quota", "status_5xx", "latency", "slow_body", "reset", "expire_token",
     "revoke_token", "malformed_json", "missing_field", "empty_page_with_next", "repeat_cursor",
-    "forbidden", "bad_request",
+    "forbidden", "bad_request", "truncated_listing", "empty_listing", "wrong_total",
 })
 
 

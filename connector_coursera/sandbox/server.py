@@ -487,4 +487,11 @@ def _post_process(action: str | None, p: dict[str, Any], doc: Any, query: dict[s
         doc.setdefault("paging", {})["next"] = str(start + int((query.get("limit") or ["100"])[-1]))
     elif action == "repeat_cursor":
         doc.setdefault("paging", {})["next"] = (query.get("start") or ["0"])[-1]
+    elif action == "truncated_listing":
+        doc.setdefault("paging", {}).pop("next", None)
+    elif action == "empty_listing":
+        doc["elements"] = []
+        doc.setdefault("paging", {}).pop("next", None)
+    elif action == "wrong_total" and isinstance(doc.get("paging", {}).get("total"), int):
+        doc["paging"]["total"] += int(p.get("delta", 5))
     return doc

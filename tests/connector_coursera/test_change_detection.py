@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import requests
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
@@ -218,7 +219,9 @@ def test_many_removals_across_checkpoints(sandbox, plugins, tmp_path):
     for cid in gone:
         control(sandbox, f"/contents/{cid}/remove")
     sync.engine_kw["batch_size"] = 3  # removals are committed over several checkpoints
-    report, sink = sync("catalog")
+    held, _ = sync("catalog")         # 25 of 30 at once: the removal guard holds them
+    assert held.counts.removals_held == 25 and sync.state.count(kind="course") == 30
+    report, sink = sync("catalog", allow_mass_removal=True)
     assert sorted(e.data["external_id"] for e in sink.of_type(ev.COURSE_REMOVED)) == sorted(gone)
     assert sync.state.count(kind="course") == 5
 
@@ -261,3 +264,31 @@ def test_state_stays_bounded_request_ids_expire_and_a_removed_course_takes_its_s
     sync("catalog")
     assert sync.state.with_prefix(scope, "stat", f"{course}/") == []
     assert sync.state.count(scope, "stat") == stats_before - of_course > 0
+
+
+# -- the removal guard against the sandbox's listing faults (issue 15) -----------------------------------
+@pytest.mark.parametrize("fault, why", [
+    ({"action": "truncated_listing", "after_n_calls": 1}, "held 20 items but the provider counts 29"),  # page 2 ends it
+    ({"action": "empty_listing"}, "held 0 items but the provider counts 29"),
+    ({"action": "wrong_total", "delta": 3}, "held 29 items but the provider counts 32"),
+])
+def test_a_short_empty_or_disagreeing_listing_removes_nothing(sandbox, plugins, tmp_path, fault, why):
+    """One course really gone as well: with a listing that cannot be trusted, not even it is removed."""
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins, page_size=10), tmp_path)
+    assert sync("catalog")[0].outcome == "completed"
+    control(sandbox, f"/contents/{sandbox.org.visible_contents(clips=False)[-1]['contentId']}/remove")
+    control(sandbox, "/faults", {"route": "*/contents", "times": None, **fault})
+    report, sink = sync("catalog")
+    assert sink.of_type(ev.COURSE_REMOVED) == [] and report.outcome == "partial" and why in report.warning["message"]
+    assert sink.of_type(ev.SYNC_STATUS)[-1].data["counts"]["removals_held"] == report.counts.removals_held > 0
+
+
+def test_with_the_listing_healthy_again_a_real_removal_of_ten_percent_passes(sandbox, plugins, tmp_path):
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins, page_size=10), tmp_path)
+    sync("catalog")
+    gone = [c["contentId"] for c in sandbox.org.visible_contents(clips=False)[:3]]
+    for cid in gone:
+        control(sandbox, f"/contents/{cid}/remove")
+    report, sink = sync("catalog")
+    assert sorted(e.data["external_id"] for e in sink.of_type(ev.COURSE_REMOVED)) == sorted(gone)
+    assert report.outcome == "completed" and report.counts.removals_held == 0
