@@ -82,3 +82,16 @@ def test_out_of_range_progress_is_mapped_as_is_and_refused_by_the_contract():
     with pytest.raises(ValidationError) as excinfo:
         ev.validate_data(ev.LEARNER_STAT_UPSERTED, data)
     assert "progress_percent" in excinfo.value.messages
+
+
+def test_a_re_enrollment_keeps_its_progress_with_a_corrected_first_activity():
+    """enrolledAt moved to the new enrollment, after the earlier enrollment's activity: the row used to be
+    rejected whole (last activity before first); the learner's data is kept instead (issue 15)."""
+    row = dict(REPORTS["completed"])
+    row.update(enrolledAt=1760000000000, lastActivityAt=1756000000000, completedAt=1757000000000)
+    mapped = stat_from_report(ENROLLMENT_REPORT.load(row), now=NOW)
+    assert mapped["first_activity_at"] == mapped["last_activity_at"] <= mapped["completed_at"]
+    assert mapped["provenance"]["first_activity_at"] == "derived" and mapped["completion_status"] == "completed"
+    data = {**IDENTITY, **mapped}
+    data["fingerprint"] = ev.fingerprint(data)
+    ev.validate_data(ev.LEARNER_STAT_UPSERTED, data)
