@@ -252,6 +252,23 @@ def cmd_replay(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     return cmd_request_sync(args, plugins)
 
 
+def _show_schedule(store: ConnectionStore, count: int) -> int:
+    """Every connection's jobs and their next ``count`` slots (local time of each schedule)."""
+    from .schedule import jobs_of
+
+    now = datetime.now(timezone.utc)
+    for name in store.names:
+        for job in jobs_of(name, store.raw(name)):
+            slots, moment = [], now
+            for _ in range(count):
+                moment = job.cron.next(moment)
+                if moment is None:
+                    break
+                slots.append(moment.astimezone(job.cron.tz).strftime("%a %Y-%m-%d %H:%M"))
+            print(f"{name:<32} {job.name:<9} {job.cron.expression:<16} {job.cron.tz.key:<16} {', '.join(slots)}")
+    return 0
+
+
 def cmd_schedule(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     import signal
 
@@ -259,7 +276,9 @@ def cmd_schedule(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     from .worker import ConnectionsFile
 
     connections = ConnectionsFile(_connections_path(args))
-    connections.store()
+    store = connections.store()
+    if args.show:
+        return _show_schedule(store, args.show)
     scheduler = Scheduler(connections, _kafka_config(args), _topics(args), group_id=args.group_id,
                           instance=args.instance, tick_s=args.tick)
     for job in scheduler.jobs():
@@ -478,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-id", default="connector-host-scheduler",
                    help="schedulers sharing it elect one leader (default connector-host-scheduler)")
     p.add_argument("--instance", default=f"{os.uname().nodename}-{os.getpid()}", help="this scheduler's name")
+    p.add_argument("--show", type=int, nargs="?", const=3, default=0, metavar="N",
+                   help="print every connection's jobs and their next N slots (default 3), then exit")
     p.add_argument("--tick", type=float, default=30.0, metavar="S", help="how often to look for due slots")
     metrics_options(p)
     p.set_defaults(func=cmd_schedule, default_log_level="INFO")

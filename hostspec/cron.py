@@ -71,6 +71,19 @@ class Cron:
             return in_month and in_week
         return in_month or in_week
 
+    def next(self, moment: datetime) -> datetime | None:
+        """The earliest slot after ``moment`` (aware), in UTC; None if none within 400 days."""
+        local = moment.astimezone(self.tz)
+        for ahead in range(0, 400):
+            day = local.date() + timedelta(days=ahead)
+            if not self._day_matches(day):
+                continue
+            for at in self._times:
+                slot = datetime.combine(day, at, tzinfo=self.tz)
+                if slot > local:
+                    return slot.astimezone(timezone.utc)
+        return None
+
     def previous(self, moment: datetime) -> datetime | None:
         """The latest slot at or before ``moment`` (aware), in UTC; None if none within 400 days."""
         local = moment.astimezone(self.tz)

@@ -5,11 +5,15 @@ decision of which requests are due.
 
     [connections.acme-coursera.schedule]
     timezone = "Europe/Paris"        # default Europe/Paris (360Learning's connectors run on CET)
-    catalog = "45 8 * * *"           # default: daily 08:45, like 360Learning's Coursera connector
-    progress = "0 9 * * *"           # default: daily 09:00, after the catalog
-    full = "0 6 * * 0"               # optional: a weekly full sync (not-started enrollments too)
+    window = "07:00-09:00"           # default: where the default slots of all connections spread
+    progress_delay = 20              # default: minutes from a connection's catalog to its progress sync
+    catalog = "45 8 * * *"           # default: daily, at this connection's minute of the window
+    progress = "5 9 * * 1-6"         # default: Monday to Saturday, progress_delay after the catalog
+    full = "5 9 * * 0"               # default: Sunday, a full sync instead (what no incremental sees)
 
-A job set to ``"off"`` does not run; ``enabled = false`` on the connection stops all of them.
+Defaults are spread: each connection gets its own minute of ``window`` (murmur2 of its name, so
+the same connection always gets the same minute), and a thousand tenants do not all publish at
+08:45. A job set to ``"off"`` does not run; ``enabled = false`` on the connection stops all of them.
 
 A slot is one firing time of one job. Its request id is derived from connection, job and slot
 (UUIDv5), so two schedulers publishing the same slot publish the same request, which the worker
@@ -18,6 +22,7 @@ catches up once, not three times.
 """
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,8 +30,10 @@ from typing import Any, Mapping
 
 from .cron import Cron, CronError
 from .errors import ConfigError
+from .transport.murmur2 import partition_for
 
-DEFAULTS = {"timezone": "Europe/Paris", "catalog": "45 8 * * *", "progress": "0 9 * * *", "full": "off"}
+DEFAULTS = {"timezone": "Europe/Paris", "window": "07:00-09:00", "progress_delay": 20,
+            "catalog": None, "progress": None, "full": None}   # None: spread over the window (default_crons)
 JOBS = {"catalog": ("catalog", "incremental"), "progress": ("progress", "incremental"), "full": ("all", "full")}
 SLOT_NAMESPACE = uuid.UUID("0b4f5c0e-2d1c-4e55-8f3a-6c8d1f2a9e01")
 
@@ -67,6 +74,12 @@ def jobs_of(name: str, entry: Mapping[str, Any], *, source: str = "connections f
         raise ConfigError(f"{source}: connection {name!r}: unknown schedule keys {', '.join(sorted(unknown))}; "
                           f"known: {', '.join(DEFAULTS)}")
     settings = {**DEFAULTS, **table}
+    try:
+        spread = default_crons(name, str(settings["window"]), settings["progress_delay"],
+                               catalog=table.get("catalog"))
+    except ValueError as exc:
+        raise ConfigError(f"{source}: connection {name!r}: schedule: {exc}") from None
+    settings = {**spread, **{k: v for k, v in settings.items() if v is not None}}
     jobs = []
     for job, (scope, mode) in JOBS.items():
         expression = settings[job]
@@ -78,6 +91,33 @@ def jobs_of(name: str, entry: Mapping[str, Any], *, source: str = "connections f
             raise ConfigError(f"{source}: connection {name!r}: schedule.{job}: {exc}") from None
         jobs.append(Job(name, str(entry.get("provider")), job, scope, mode, cron))
     return jobs
+
+
+def default_crons(connection: str, window: str, progress_delay: Any, *, catalog: Any = None) -> dict[str, str]:
+    """The connection's default jobs: its catalog at its own minute of ``window``, progress
+    ``progress_delay`` minutes later from Monday to Saturday, a full sync then on Sunday. When the
+    connection sets its catalog to a daily time (``M H * * *``), progress follows that instead."""
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})", window.strip())
+    if not match:
+        raise ValueError(f"window {window!r} must look like 07:00-09:00")
+    h1, m1, h2, m2 = (int(x) for x in match.groups())
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if not (0 <= start < end <= 24 * 60 and m1 < 60 and m2 < 60):
+        raise ValueError(f"window {window!r} must be a span within one day")
+    if isinstance(progress_delay, bool) or not isinstance(progress_delay, int) or not 0 < progress_delay < 24 * 60:
+        raise ValueError(f"progress_delay {progress_delay!r} must be a number of minutes (1 to 1439)")
+    if end + progress_delay > 24 * 60:
+        raise ValueError(f"window {window!r} plus progress_delay {progress_delay} must end before midnight "
+                         f"(a connection's progress runs the day of its catalog)")
+    daily = re.fullmatch(r"\s*(\d{1,2})\s+(\d{1,2})\s+\*\s+\*\s+\*\s*", catalog) if isinstance(catalog, str) else None
+    if daily and int(daily.group(1)) < 60 and int(daily.group(2)) < 24:
+        at = int(daily.group(2)) * 60 + int(daily.group(1))
+    else:
+        at = start + partition_for(connection.encode("utf-8"), end - start)
+    progress = min(at + progress_delay, 24 * 60 - 1)
+    return {"catalog": f"{at % 60} {at // 60} * * *",
+            "progress": f"{progress % 60} {progress // 60} * * 1-6",
+            "full": f"{progress % 60} {progress // 60} * * 0"}
 
 
 def due(jobs: list[Job], last: Mapping[str, str], now: datetime) -> list[Slot]:
