@@ -292,3 +292,22 @@ def test_with_the_listing_healthy_again_a_real_removal_of_ten_percent_passes(san
     report, sink = sync("catalog")
     assert sorted(e.data["external_id"] for e in sink.of_type(ev.COURSE_REMOVED)) == sorted(gone)
     assert report.outcome == "completed" and report.counts.removals_held == 0
+
+
+def test_a_grade_changed_without_new_activity_is_caught_by_the_weekly_full_sync(sandbox, plugins, tmp_path):
+    """Late manual grading does not move lastActivityAt: incremental syncs never see it, the weekly
+    full sync of the default schedule does (issue 15)."""
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path, lookback=timedelta(hours=48))
+    sync("progress")
+    graded = next(i for i in sandbox.report_rows() if sandbox.org.row(i).get("isCompleted"))
+    row = sandbox.org.row(graded)
+    sandbox.org.progress_overrides[graded] = {"grade": 0.991}        # lastActivityAt unchanged (long ago)
+    _, incremental = sync("progress")
+    key = (row["contentId"], row["externalId"])
+    seen = [e for e in incremental.of_type(ev.LEARNER_STAT_UPSERTED)
+            if (e.data["course_external_id"], e.data["learner"]["provider_id"]) == key]
+    assert seen == []                                                # the blind spot, as documented
+    _, weekly = sync("progress", mode="full")
+    changed = [e for e in weekly.of_type(ev.LEARNER_STAT_UPSERTED)
+               if (e.data["course_external_id"], e.data["learner"]["provider_id"]) == key]
+    assert [e.data["score_percent"] for e in changed] == [99.1]
