@@ -65,14 +65,25 @@ def start_sandbox(options: Mapping[str, Any]):
 
 
 @hookimpl
-def fetch_catalog(connection: Connection) -> Iterator[Mapping[str, Any] | ListingTotal]:
+def fetch_catalog(connection: Connection, context: SyncContext) -> Iterator[Mapping[str, Any] | ListingTotal]:
     """Every content item, then the listing's total as the API states it (the host's removal
-    guard removes nothing when the two disagree)."""
+    guard removes nothing when the two disagree). With ``context.catalog_since``, only the items
+    changed since (``modifiedSinceTimestamp``); items marked REMOVED are left to the next complete
+    listing, where their absence removes them under the guard."""
     totals: list[int] = []
     with CourseraClient(_settings(connection)) as client:
-        yield from client.iter_contents(on_total=totals.append)
+        for item in client.iter_contents(modified_since=context.catalog_since, on_total=totals.append):
+            if context.catalog_since is not None and _removed_change(item):
+                continue
+            yield item
     if totals:
         yield ListingTotal(totals[-1])
+
+
+def _removed_change(item: Any) -> bool:
+    changes = item.get("changes") if isinstance(item, Mapping) else None
+    return isinstance(changes, list) and any(isinstance(c, Mapping) and c.get("changeType") == "REMOVED"
+                                             for c in changes)
 
 
 @hookimpl

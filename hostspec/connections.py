@@ -7,6 +7,7 @@
     provider = "coursera"
     group_id = "65a1b2c3d4e5f60718293a4b"     # the 360Learning synchronized group
     # max_removal_share = 0.2                  # a run removes at most this share of the courses
+    # catalog_complete_days = 7                # a complete catalog listing this often, changes only between
 
     [connections.acme-coursera.settings]
     org_id = "DjYCkBQTQV69TtWA7RuNug"
@@ -104,7 +105,8 @@ class ConnectionStore:
         missing = [k for k in _REQUIRED if not isinstance(entry.get(k), str) or not entry.get(k)]
         if missing:
             raise ConfigError(f"{where}: missing or empty {', '.join(missing)}")
-        unknown = set(entry) - {*_REQUIRED, "settings", "enabled", "schedule", "max_removal_share"}
+        unknown = set(entry) - {*_REQUIRED, "settings", "enabled", "schedule", "max_removal_share",
+                                "catalog_complete_days"}
         if unknown:
             raise ConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         provider = plugins.provider(entry["provider"])
@@ -121,8 +123,13 @@ class ConnectionStore:
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
             raise ConfigError(f"{where}: max_removal_share must be a number from 0 to below 1 (a share of the "
                               f"connection's courses; removing all of them is never allowed)")
+        every = entry.get("catalog_complete_days", 7)
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or not 0 <= every <= 365:
+            raise ConfigError(f"{where}: catalog_complete_days must be a number of days from 0 (always list the "
+                              f"whole catalog) to 365")
         connection = Connection(name=name, tenant=entry["tenant"], provider=provider.name,
-                                group_id=entry["group_id"], settings=settings, max_removal_share=float(share))
+                                group_id=entry["group_id"], settings=settings, max_removal_share=float(share),
+                                catalog_complete_days=float(every))
         self._cache[name] = connection
         return connection
 
@@ -132,10 +139,11 @@ class ConnectionStore:
 
 def connection_from_settings(name: str, provider_name: str, settings: Mapping[str, Any],
                              plugins: HostPluginManager, *, tenant: str = "sandbox",
-                             group_id: str = "000000000000000000000001") -> Connection:
-    """A single connection built in code (the embedded sandbox default, tests)."""
+                             group_id: str = "000000000000000000000001", **host: Any) -> Connection:
+    """A single connection built in code (the embedded sandbox default, tests); ``host``: the
+    connection-level keys of the connections file (``max_removal_share``, ``catalog_complete_days``)."""
     store = ConnectionStore({name: {"tenant": tenant, "provider": provider_name, "group_id": group_id,
-                                    "settings": dict(settings)}}, source="<in-memory>")
+                                    "settings": dict(settings), **host}}, source="<in-memory>")
     return store.get(name, plugins)
 
 

@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from contextlib import closing, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Mapping
 
@@ -42,6 +42,9 @@ LOCKED_FIELDS = ["title", "description"]
 DEFAULT_LOOKBACK = timedelta(hours=48)   # Coursera reports lag up to 24 h, new enrollments up to 48 h
 FIRST_BATCH = 200
 WATERMARK = "progress.watermark"
+CATALOG_WATERMARK = "catalog.watermark"     # when the last catalog fetch (of any kind) started
+CATALOG_COMPLETE = "catalog.complete_at"    # when the last complete catalog listing started
+CATALOG_OVERLAP = timedelta(hours=1)        # an incremental listing starts this long before the watermark
 RESUME = "progress.resume"
 
 
@@ -425,8 +428,27 @@ class SyncEngine:
             run.status("progress")
 
     # -- catalog -------------------------------------------------------------------------------
+    def _catalog_since(self, run: _Run, now: datetime) -> datetime | None:
+        """Where an incremental listing may start, or None for a complete one (a full or subset
+        request, a first sync, or the last complete listing older than ``catalog_complete_days``)."""
+        request, connection = run.request, run.connection
+        if request.mode == "full" or request.is_subset or connection.catalog_complete_days <= 0:
+            return None
+        watermark, complete = (run.session.checkpoint(CATALOG_WATERMARK), run.session.checkpoint(CATALOG_COMPLETE))
+        if not isinstance(watermark, str) or not isinstance(complete, str):
+            return None
+        if now - datetime.fromisoformat(complete) >= timedelta(days=connection.catalog_complete_days):
+            return None
+        return datetime.fromisoformat(watermark) - CATALOG_OVERLAP
+
     def _catalog(self, run: _Run) -> None:
-        counts, context = run.report.counts, self._context(run, "catalog")
+        counts = run.report.counts
+        started = self.clock()
+        since = self._catalog_since(run, started)
+        context = replace(self._context(run, "catalog"), catalog_since=since)
+        if since is not None:
+            log.info("connection %s: catalog changes since %s (complete listing every %g days)", run.connection.name,
+                     ev.isoformat(since), run.connection.catalog_complete_days)
         records = run.hooks.fetch_catalog(connection=run.connection, context=context)
         listed: int | None = None
         for record in self._stream(records, "catalog", run.provider):
@@ -457,8 +479,12 @@ class SyncEngine:
                                               run.session.entry("course", entity))
                     _count(counts, "courses", outcome)
             self._tick(run, counts.catalog_fetched)
+        if since is None and not run.request.is_subset:
+            # removals are decided on complete listings only; one the guard did not trust is not one
+            if self._removals(run, context, listed):
+                run.session.set_checkpoint(CATALOG_COMPLETE, ev.isoformat(started))
         if not run.request.is_subset:
-            self._removals(run, context, listed)
+            run.session.set_checkpoint(CATALOG_WATERMARK, ev.isoformat(started))
 
     def _removal_guard(self, run: _Run, listed: int | None) -> str | None:
         """Why the courses absent from this listing must not be removed now, or None.
@@ -488,15 +514,16 @@ class SyncEngine:
         return why + (f"; if they are really gone: connector-host replay --connection {run.connection.name} "
                       f"--scope catalog --allow-mass-removal")
 
-    def _removals(self, run: _Run, context: SyncContext, listed: int | None = None) -> None:
-        """Courses emitted before and absent from this complete catalog fetch."""
+    def _removals(self, run: _Run, context: SyncContext, listed: int | None = None) -> bool:
+        """Courses emitted before and absent from this complete catalog fetch; False when the
+        removal guard held them (the listing is not trusted)."""
         run.checkpoint()  # the seen marks of this fetch must be in the database for the query below
         why = self._removal_guard(run, listed)
         if why is not None:
             run.report.warning = {"kind": "removals_held", "message": why}
             metrics.REMOVALS_HELD.labels(run.connection.name).inc(run.report.counts.removals_held)
             log.warning("connection %s: %s", run.connection.name, why)
-            return
+            return False
         # streamed; deletes applied by checkpoints on the way do not disturb the keyset paging
         for entity, entry in run.engine.state.unseen(run.session.scope, "course", run.report.run_id):
             data = {**run.identity, "external_id": entity, "reason": "not_in_catalog",
@@ -509,6 +536,7 @@ class SyncEngine:
                 run.session.delete("stat", stat)   # the state of a removed course goes with it
             run.report.counts.courses_removed += 1
             run.step()
+        return True
 
     # -- progress ------------------------------------------------------------------------------
     def _window(self, run: _Run) -> tuple[datetime | None, datetime | None, bool]:

@@ -42,6 +42,7 @@ class Connection:
     group_id: str
     settings: Mapping[str, Any] = field(repr=False)
     max_removal_share: float = 0.2   # the removal guard: at most this share of known courses removed per run
+    catalog_complete_days: float = 7.0  # incremental catalog listings in between complete ones (0: always complete)
 
     def __repr__(self) -> str:  # settings may hold secrets: never print them
         return (f"Connection(name={self.name!r}, tenant={self.tenant!r}, "
@@ -59,6 +60,9 @@ class SyncContext:
     :param options: request options (mode, date range, subsets), for information.
     :param resume: the cursor of the last page whose records were committed by an earlier
         attempt of this same request (see :class:`PageEnd`); ``None`` means start from the top.
+    :param catalog_since: during a catalog fetch, the provider may list only the items changed
+        since this instant (an incremental listing: the host then removes nothing); ``None``
+        asks for the complete listing.
     :param log: a logger already labelled with run, connection and provider.
     """
 
@@ -69,6 +73,7 @@ class SyncContext:
     options: Mapping[str, Any] = field(default_factory=dict)
     resume: Any = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("hostspec.run"))
+    catalog_since: datetime | None = None
 
 
 @dataclass(frozen=True)

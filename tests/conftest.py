@@ -60,10 +60,12 @@ def sandbox():
         yield sb
 
 
-def sandbox_connection(sb: CourseraSandbox, plugins, **overrides):
+def sandbox_connection(sb: CourseraSandbox, plugins, *, catalog_complete_days: float = 0, **overrides):
+    """A connection to the sandbox; every catalog sync a complete listing unless asked otherwise."""
     settings = {**sb.settings, "max_retry_after_s": 0.2, **overrides}
     return connection_from_settings("acme-coursera", "coursera", settings, plugins, tenant="acme",
-                                    group_id="65a1b2c3d4e5f60718293a4b")
+                                    group_id="65a1b2c3d4e5f60718293a4b",
+                                    catalog_complete_days=catalog_complete_days)
 
 
 @pytest.fixture

@@ -209,12 +209,12 @@ class CourseraSandbox(SandboxServer):
 
     def _contents(self, q: dict[str, str]) -> dict[str, Any]:
         types = q["contentTypes"].split(",") if q.get("contentTypes") else None
-        program_ids = None
+        wanted_programs = None
         if q.get("q") == "byProgramIds":
             if not q.get("programIds"):
                 raise ApiError(400, {"msg": "Routing error: Improperly formatted value for parameter 'programIds'"})
-            program_ids = q["programIds"].split(",")
-        items = self.org.visible_contents(clips=self.spec.clips_enabled, types=types, program_ids=program_ids)
+            wanted_programs = q["programIds"].split(",")
+        items = self.org.visible_contents(clips=self.spec.clips_enabled, types=types, program_ids=wanted_programs)
         since = q.get(contract.CONTENTS_MODIFIED_SINCE)
         if since is not None:
             if not since.isdigit() or int(since) <= 0:

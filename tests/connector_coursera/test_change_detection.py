@@ -311,3 +311,28 @@ def test_a_grade_changed_without_new_activity_is_caught_by_the_weekly_full_sync(
     changed = [e for e in weekly.of_type(ev.LEARNER_STAT_UPSERTED)
                if (e.data["course_external_id"], e.data["learner"]["provider_id"]) == key]
     assert [e.data["score_percent"] for e in changed] == [99.1]
+
+
+def test_an_incremental_catalog_fetches_only_the_changes_and_removes_at_the_next_complete_listing(plugins, tmp_path):
+    """10,000 items, 10 changed and 1 removed: the daily listing asks for the changes only; the
+    removal waits for the next complete listing (issue 15)."""
+    with CourseraSandbox(OrgSpec(contents=10_000, learners=2, enrollments=2)) as sb:
+        sync = Syncer(plugins, sandbox_connection(sb, plugins, catalog_complete_days=7, page_size=1000), tmp_path)
+        first, _ = sync("catalog")
+        items = sb.org.visible_contents(clips=False)
+        assert first.counts.courses_emitted == len(items) >= 9_000
+        changed = [c["contentId"] for c in items[100:110]]
+        for cid in changed:
+            control(sb, f"/contents/{cid}/modify", {"changes": {"description": f"New text of {cid}"}})
+        gone = items[5000]["contentId"]
+        control(sb, f"/contents/{gone}/remove")
+        requests.delete(sb.url + "/_sandbox/requests", timeout=5)
+        daily, sink = sync("catalog")
+        calls = [r for r in requests.get(sb.url + "/_sandbox/requests", timeout=5).json()
+                 if r["path"].endswith("/contents")]
+        assert len(calls) == 1 and "modifiedSinceTimestamp=" in calls[0]["query"]
+        assert sorted(e.data["external_id"] for e in sink.of_type(ev.COURSE_UPSERTED)) == sorted(changed)
+        assert sink.of_type(ev.COURSE_REMOVED) == [] and daily.outcome == "completed"
+        weekly, sink = sync("catalog", mode="full")
+        assert [e.data["external_id"] for e in sink.of_type(ev.COURSE_REMOVED)] == [gone]
+        assert weekly.counts.courses_removed == 1

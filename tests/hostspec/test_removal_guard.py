@@ -48,7 +48,8 @@ class World:
         self.toy = Catalog()
         self.pm = get_plugin_manager(load_entry_points=False, plugins=[("toy", self.toy)])
         self.conn = ConnectionStore({"t1": {"tenant": "acme", "provider": "toy", "group_id": "g1", "settings": {},
-                                           **connection}}, source="<test>").get("t1", self.pm)
+                                           "catalog_complete_days": 0, **connection}},
+                                    source="<test>").get("t1", self.pm)
         self.state = StateDB()
         self.n = 0
 
