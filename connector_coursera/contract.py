@@ -49,6 +49,9 @@ HOURS_SPENT_FALLBACK_FIELD = "approxTotalLearningHours"   # INFERRED: seen on Vi
 # Coursera contentType -> 360Learning external-course contentType. Professional certificates
 # arrive as Specialization and guided projects as Course (INFERRED), so they map with those.
 CONTENT_TYPES = {"Course": "course", "Specialization": "specialization", "Video": "video"}
+# Kinds a program may name that are not launchable content: skipped (counted), never dead-lettered.
+# SkillSet: CONFIRMED in the programs' contentIds enum; INFERRED that no launch URL exists for it.
+SKIPPED_CONTENT_TYPES = {"SkillSet": "a SkillSet groups skills across contents; it has no page of its own to launch"}
 DIFFICULTY = {"BEGINNER": "beginner", "INTERMEDIATE": "intermediate", "ADVANCED": "advanced"}
 
 # Public pages used only when an item carries no program launch URL (INFERRED patterns).

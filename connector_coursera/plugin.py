@@ -18,7 +18,7 @@ from hostspec import (
     hookimpl,
 )
 
-from . import __version__
+from . import __version__, contract
 from .api_schemas import CONTENT, ENROLLMENT_REPORT, fast_report
 from .client import CourseraClient
 from .mapping import course_from_content, stat_from_report
@@ -87,7 +87,11 @@ def _removed_change(item: Any) -> bool:
 
 
 @hookimpl
-def map_course(record: Mapping[str, Any], connection: Connection) -> dict[str, Any]:
+def map_course(record: Mapping[str, Any], connection: Connection, context: SyncContext) -> dict[str, Any] | None:
+    kind = record.get("contentType") if isinstance(record, Mapping) else None
+    if isinstance(kind, str) and kind in contract.SKIPPED_CONTENT_TYPES:
+        context.log.info("content %s skipped: %s", record.get("contentId"), contract.SKIPPED_CONTENT_TYPES[kind])
+        return None   # counted as skipped by the host
     return course_from_content(_load(CONTENT, record), program_id=_settings(connection).program_id)
 
 

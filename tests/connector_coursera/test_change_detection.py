@@ -336,3 +336,13 @@ def test_an_incremental_catalog_fetches_only_the_changes_and_removes_at_the_next
         weekly, sink = sync("catalog", mode="full")
         assert [e.data["external_id"] for e in sink.of_type(ev.COURSE_REMOVED)] == [gone]
         assert weekly.counts.courses_removed == 1
+
+
+def test_a_skillset_in_the_catalog_is_skipped_and_counted_not_dead_lettered(sandbox, plugins, tmp_path):
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path)
+    sync("catalog")
+    item = sandbox.org.visible_contents(clips=False)[0]
+    control(sandbox, f"/contents/{item['contentId']}/modify", {"changes": {"contentType": "SkillSet"}})
+    report, sink = sync("catalog")
+    assert report.counts.skipped == 1 and sink.of_type(ev.RECORD_REJECTED) == []
+    assert sink.of_type(ev.COURSE_REMOVED) == []          # present at the provider: not a removal either
