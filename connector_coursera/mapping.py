@@ -125,7 +125,8 @@ def stat_from_report(report: EnrollmentReport, *, now: datetime) -> dict[str, An
     # A re-enrollment moves enrolledAt after activity of the earlier enrollment: the learner's
     # first activity is then the earliest date the row knows (still ``derived``), and the row
     # keeps its progress instead of breaking the "last activity ≥ first" rule.
-    first = min(d for d in (first, last, completed_at) if d is not None)
+    if last is not None and last < first:
+        first = last
 
     # A negative value is kept as is: the event contract rejects it rather than hiding bad data.
     seconds = int(round(report.hours_spent * 3600)) if report.hours_spent is not None else None

@@ -32,7 +32,7 @@ def provider_info() -> ProviderInfo:
     return ProviderInfo(
         name=NAME, version=__version__, title="Coursera for Business",
         scopes=("catalog", "progress"), settings_schema=CourseraSettingsSchema,
-        secret_fields=("client_secret",),
+        secret_fields=("client_secret",), incremental_catalog=True,
         description="Catalog of the organisation's programs and learner enrollment reports, "
                     "through Coursera's Business API (OAuth2 client credentials).")
 

@@ -91,7 +91,7 @@ class SyncRequest:
         """
         data: dict[str, Any] = {"connection": self.connection, "provider": self.provider, "scope": self.scope,
                                 "requested_by": self.requested_by, "mode": self.mode, "dry_run": self.dry_run,
-                                "allow_mass_removal": self.allow_mass_removal,
+                                **({"allow_mass_removal": True} if self.allow_mass_removal else {}),
                                 "since": ev.isoformat(self.since) if self.since else None,
                                 "until": ev.isoformat(self.until) if self.until else None,
                                 "learners": list(self.learners) if self.learners else None,
@@ -226,7 +226,7 @@ class _Run:
         id_content = f"{r.run_id}/{phase}" + (f"/{sum(asdict(r.counts).values())}" if phase == "progress" else "")
         data = {"request_id": r.request_id, "run_id": r.run_id, "tenant": self.connection.tenant,
                 "connection": self.connection.name, "provider": self.provider.name,
-                "scope": r.scope, "phase": phase, "dry_run": r.dry_run, "counts": asdict(r.counts),
+                "scope": r.scope, "phase": phase, "dry_run": r.dry_run, "counts": _counts(r.counts),
                 "error": ({**problem, "message": cut(problem["message"])}
                           if (problem := r.error or r.warning) else None), "started_at": ev.isoformat(r.started_at) if r.started_at else None,
                 "ended_at": ev.isoformat(r.ended_at) if r.ended_at else None,
@@ -432,12 +432,14 @@ class SyncEngine:
         """Where an incremental listing may start, or None for a complete one (a full or subset
         request, a first sync, or the last complete listing older than ``catalog_complete_days``)."""
         request, connection = run.request, run.connection
-        if request.mode == "full" or request.is_subset or connection.catalog_complete_days <= 0:
+        if (request.mode == "full" or request.is_subset or connection.catalog_complete_days <= 0
+                or not run.provider.info.incremental_catalog):
             return None
         watermark, complete = (run.session.checkpoint(CATALOG_WATERMARK), run.session.checkpoint(CATALOG_COMPLETE))
         if not isinstance(watermark, str) or not isinstance(complete, str):
             return None
-        if now - datetime.fromisoformat(complete) >= timedelta(days=connection.catalog_complete_days):
+        # an hour of slack: a daily slot picked up a few seconds earlier than yesterday's is still "a day"
+        if now - datetime.fromisoformat(complete) >= timedelta(days=connection.catalog_complete_days) - CATALOG_OVERLAP:
             return None
         return datetime.fromisoformat(watermark) - CATALOG_OVERLAP
 
@@ -496,23 +498,27 @@ class SyncEngine:
         unless the request says ``allow_mass_removal``."""
         state, scope, counts = run.engine.state, run.session.scope, run.report.counts
         absent = state.count_unseen(scope, "course", run.report.run_id)
-        if not absent or run.request.allow_mass_removal:
+        if not absent:
             return None
         known = state.count(scope, "course")
         share = run.connection.max_removal_share
+        hint = (f"; if they are really gone: connector-host replay --connection {run.connection.name} "
+                f"--scope catalog --allow-mass-removal")
         if listed is not None and counts.catalog_fetched != listed:
-            why = (f"the listing held {counts.catalog_fetched} items but the provider counts {listed}: "
-                   f"{absent} absent courses not removed")
+            # a listing that provably disagrees with the provider is never trusted, not even on request
+            why, hint = (f"the listing held {counts.catalog_fetched} items but the provider counts {listed}: "
+                         f"{absent} absent courses not removed"), ""
+        elif run.request.allow_mass_removal:
+            return None
         elif absent >= known:
             why = f"all {known} known courses are absent from the listing: none removed"
-        elif absent > share * known:
+        elif absent * 1000 > round(share * 1000) * known:     # integers: 29 of 100 at 0.29 is allowed
             why = (f"{absent} of {known} known courses ({absent / known:.0%}) are absent from the listing, more "
                    f"than the {share:.0%} a run may remove: none removed")
         else:
             return None
         counts.removals_held = absent
-        return why + (f"; if they are really gone: connector-host replay --connection {run.connection.name} "
-                      f"--scope catalog --allow-mass-removal")
+        return why + hint
 
     def _removals(self, run: _Run, context: SyncContext, listed: int | None = None) -> bool:
         """Courses emitted before and absent from this complete catalog fetch; False when the
@@ -521,7 +527,8 @@ class SyncEngine:
         why = self._removal_guard(run, listed)
         if why is not None:
             run.report.warning = {"kind": "removals_held", "message": why}
-            metrics.REMOVALS_HELD.labels(run.connection.name).inc(run.report.counts.removals_held)
+            if not run.request.dry_run:
+                metrics.REMOVALS_HELD.labels(run.connection.name).inc(run.report.counts.removals_held)
             log.warning("connection %s: %s", run.connection.name, why)
             return False
         # streamed; deletes applied by checkpoints on the way do not disturb the keyset paging
@@ -595,6 +602,15 @@ class SyncEngine:
                                   f"stat/{course}/{learner['provider_id']}", f"{course}/{learner['provider_id']}",
                                   context, rules.completion_memo(data), previous)
         _count(counts, "stats", outcome)
+
+
+def _counts(counts: Counts) -> dict[str, int]:
+    """A status's counts; ``removals_held`` only when there are some (consumers of the first v1
+    schema know the other nine keys only)."""
+    out = asdict(counts)
+    if not out["removals_held"]:
+        del out["removals_held"]
+    return out
 
 
 def _count(counts: Counts, what: str, outcome: str) -> None:

@@ -21,6 +21,8 @@ class ProviderInfo:
     :param settings_schema: a marshmallow schema class validating the connection's ``settings``
         table; fields listed in ``secret_fields`` arrive as :class:`hostspec.secrets.Secret`.
     :param secret_fields: names of settings that hold secrets.
+    :param incremental_catalog: ``fetch_catalog`` honours ``context.catalog_since`` (lists only
+        the changes). Without it every catalog sync is a complete listing.
     """
 
     name: str
@@ -30,6 +32,7 @@ class ProviderInfo:
     settings_schema: type[Schema]
     secret_fields: tuple[str, ...] = ()
     description: str = ""
+    incremental_catalog: bool = False
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from .cron import Cron, CronError
@@ -120,11 +120,24 @@ def default_crons(connection: str, window: str, progress_delay: Any, *, catalog:
             "full": f"{progress % 60} {progress // 60} * * 0"}
 
 
+NEW_JOB_CATCH_UP = timedelta(days=1)    # a job never published before catches up a slot this recent only
+
+
 def due(jobs: list[Job], last: Mapping[str, str], now: datetime) -> list[Slot]:
-    """Slots to publish now: each job's latest slot, when it is later than the last one published."""
+    """Slots to publish now: each job's latest slot, when it is later than the last one published.
+
+    A job never published before (a new connection, a job new after an upgrade) catches up its
+    latest slot only when it is less than a day old, and a ``full`` job not at all: a new
+    connection's first syncs fetch everything anyway, and deploying the weekly default must not
+    fire every connection's last Sunday at once (found by review)."""
     out = []
     for job in jobs:
         at = job.cron.previous(now)
-        if at is not None and (job.key not in last or at.isoformat() > last[job.key]):
+        if at is None:
+            continue
+        if job.key in last:
+            if at.isoformat() > last[job.key]:
+                out.append(Slot(job, at))
+        elif job.name != "full" and now - at <= NEW_JOB_CATCH_UP:
             out.append(Slot(job, at))
     return out

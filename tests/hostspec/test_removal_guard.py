@@ -122,3 +122,47 @@ def test_a_bad_share_is_a_clear_configuration_error():
     for bad in (1, 1.5, -0.1, "20%", True):
         with pytest.raises(ConfigError, match="max_removal_share"):
             World(max_removal_share=bad)
+
+
+# -- found by review ---------------------------------------------------------------------------------
+def test_an_explicit_replay_never_trusts_a_listing_that_disagrees_with_the_total():
+    w = World()
+    w.sync(FIFTY, total=50)
+    report, removed, _ = w.sync(FIFTY[:10], total=50, allow=True)
+    assert removed == [] and "--allow-mass-removal" not in report.warning["message"]
+
+
+def test_the_share_is_compared_in_whole_numbers():
+    w = World(max_removal_share=0.29)
+    hundred = [f"c{i:03d}" for i in range(100)]
+    w.sync(hundred)
+    _report, removed, _ = w.sync(hundred[29:])                      # exactly 29 %: allowed
+    assert len(removed) == 29
+
+
+def test_a_dry_run_holding_removals_raises_no_alert():
+    from hostspec import metrics
+    w = World()
+    w.sync(FIFTY)
+    before = metrics.REMOVALS_HELD.labels("t1")._value.get()
+    w.toy.ids = FIFTY[:10]
+    w.n += 1
+    SyncEngine(w.pm, MemorySink(), state=w.state, clock=lambda: T0).run(
+        SyncRequest("dry", "t1", "toy", "catalog", dry_run=True), w.conn)
+    assert metrics.REMOVALS_HELD.labels("t1")._value.get() == before
+
+
+def test_a_provider_without_incremental_listings_always_lists_everything():
+    w = World(catalog_complete_days=7)                              # the toy does not declare incremental_catalog
+    w.sync(FIFTY)
+    report, removed, _ = w.sync(FIFTY[1:])
+    assert removed == [FIFTY[0]] and report.outcome == "completed"
+
+
+def test_events_stay_readable_by_consumers_of_the_first_v1_schema():
+    """Defaults are left out: an old worker reads a new request, an old follower a new status."""
+    req = SyncRequest("r", "t1", "toy", "catalog").to_event(T0)
+    assert "allow_mass_removal" not in req.data
+    w = World()
+    _report, _removed, sink = w.sync(FIFTY)
+    assert all("removals_held" not in s.data["counts"] for s in sink.of_type(ev.SYNC_STATUS))

@@ -56,22 +56,35 @@ def test_bad_schedules_name_the_connection_and_key(schedule, message):
 
 def test_one_request_per_slot_and_deterministic_ids():
     jobs = jobs_of("acme", {**ENTRY, "schedule": {"catalog": "45 8 * * *", "progress": "0 9 * * *", "full": "off"}})
-    first = due(jobs, {}, at(28))
+    first = due(jobs, {}, at(28, 8, 30))
     assert [(s.job.name, s.at.isoformat()) for s in first] == [
         ("catalog", "2026-11-28T07:45:00+00:00"), ("progress", "2026-11-28T08:00:00+00:00")]
     last = {s.job.key: s.at.isoformat() for s in first}
     assert due(jobs, last, at(28, 20)) == []                           # same slots: nothing more today
-    assert [s.request_id for s in due(jobs, {}, at(28, 13))] == [s.request_id for s in first]
+    assert [s.request_id for s in due(jobs, {}, at(28, 8, 40))] == [s.request_id for s in first]
     assert len({s.request_id for s in first}) == 2
 
 
 def test_a_scheduler_down_for_days_catches_up_once():
     jobs = jobs_of("acme", {**ENTRY, "schedule": {"catalog": "45 8 * * *", "progress": "0 9 * * *", "full": "off"}})
-    last = {s.job.key: s.at.isoformat() for s in due(jobs, {}, at(24))}
+    last = {s.job.key: s.at.isoformat() for s in due(jobs, {}, at(24, 8, 30))}
     after_outage = due(jobs, last, at(28))
     assert [s.at.date().day for s in after_outage] == [28, 28]        # the latest slots, not four days' worth
     assert due(jobs, last, at(28, 7, 50)) != [] and len(due(jobs, last, at(28, 7, 50))) == 2
-    assert [s.at for s in due(jobs, last, at(24) + timedelta(hours=1))] == []
+    assert [s.at for s in due(jobs, last, at(24, 8, 30) + timedelta(hours=1))] == []
+
+
+def test_a_job_never_published_catches_up_only_a_recent_daily_slot_and_never_a_full_one():
+    """Deploying the weekly full default must not fire every connection's last Sunday slot at the
+    first tick (found by review); a new connection still gets today's syncs at once."""
+    jobs = jobs_of("acme", {**ENTRY, "schedule": {"catalog": "45 8 * * *", "progress": "0 9 * * *",
+                                                  "full": "0 9 * * 0"}})
+    sunday = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+    assert [s.job.name for s in due(jobs, {}, sunday)] == ["catalog", "progress"]
+    assert [s.job.name for s in due(jobs, {"acme/full": "2026-11-22T08:00:00+00:00"}, sunday)] == [
+        "catalog", "progress", "full"]                                 # published before: caught up
+    slots_28 = {s.job.key: s.at.isoformat() for s in due(jobs, {}, at(28, 12))}
+    assert due(jobs, {}, at(28, 12) + timedelta(days=2)) != [] and slots_28
 
 
 def test_next_slots_are_what_previous_finds_when_their_time_comes():
