@@ -135,8 +135,12 @@ class CourseraClient:
 
     def report_pages(self, *, last_activity_after: datetime | None = None,
                      last_activity_before: datetime | None = None,
+                     enrolled_after: datetime | None = None, enrolled_before: datetime | None = None,
                      start: Cursor = 0) -> Iterator[tuple[list[Any], Cursor | None]]:
-        """Enrollment report pages (one row per learner and content item) from ``start``."""
+        """Enrollment report pages (one row per learner and content item) from ``start``.
+
+        The activity bounds leave out rows without any activity; the enrollment bounds find them.
+        """
         params: dict[str, Any] = {
             contract.REPORTS_INCLUDE_S12N: str(self.settings.include_specializations).lower(),
             contract.REPORTS_INCLUDE_DELETED: str(self.settings.include_deleted_members).lower(),
@@ -145,6 +149,10 @@ class CourseraClient:
             params[contract.REPORTS_LAST_ACTIVITY_AFTER] = _epoch_ms(last_activity_after)
         if last_activity_before is not None:
             params[contract.REPORTS_LAST_ACTIVITY_BEFORE] = _epoch_ms(last_activity_before)
+        if enrolled_after is not None:
+            params[contract.REPORTS_ENROLLED_AFTER] = _epoch_ms(enrolled_after)
+        if enrolled_before is not None:
+            params[contract.REPORTS_ENROLLED_BEFORE] = _epoch_ms(enrolled_before)
         return self.iter_pages(self._path(contract.ENROLLMENT_REPORTS_PATH), params, "enrollmentReports", start)
 
     def iter_enrollment_reports(self, **kwargs: Any) -> Iterator[Any]:

@@ -34,6 +34,8 @@ CONTENTS_MODIFIED_SINCE = "modifiedSinceTimestamp"          # epoch SECONDS
 CONTENTS_TYPES = "contentTypes"
 REPORTS_LAST_ACTIVITY_AFTER = "lastActivityAfter"           # epoch MILLISECONDS, exclusive bound
 REPORTS_LAST_ACTIVITY_BEFORE = "lastActivityBefore"         # epoch MILLISECONDS, exclusive bound
+REPORTS_ENROLLED_AFTER = "enrollAtAfter"                    # epoch MILLISECONDS, inclusive bound
+REPORTS_ENROLLED_BEFORE = "enrollAtBefore"                  # epoch MILLISECONDS, inclusive bound
 REPORTS_INCLUDE_S12N = "includeS12n"
 REPORTS_INCLUDE_DELETED = "includeDeletedMembers"
 

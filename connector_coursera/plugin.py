@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from marshmallow import Schema, ValidationError
 
@@ -98,13 +98,42 @@ def map_course(record: Mapping[str, Any], connection: Connection, context: SyncC
 @hookimpl
 def fetch_progress(connection: Connection, context: SyncContext, since: datetime | None,
                    until: datetime | None) -> Iterator[Mapping[str, Any] | PageEnd]:
-    start = context.resume if isinstance(context.resume, (int, str)) else 0
+    """Report rows with activity in the window; with a ``since``, then the rows of learners enrolled
+    in the window, which an activity filter leaves out while they have no activity at all (the
+    rows of both passes that overlap are the same records: the host emits only what changed).
+
+    Cursors: an int is a page of the first pass, ``"enrolled:<start>"`` one of the second.
+    """
+    resume = context.resume if isinstance(context.resume, (int, str)) else 0
+    enrolled_start = _enrolled_cursor(resume)
     with CourseraClient(_settings(connection)) as client:
-        for elements, next_start in client.report_pages(last_activity_after=since, last_activity_before=until,
-                                                        start=start):
-            yield from elements
-            if next_start is not None:
-                yield PageEnd(next_start)
+        if enrolled_start is None:
+            pages = client.report_pages(last_activity_after=since, last_activity_before=until, start=resume)
+            yield from _with_page_ends(pages, lambda start: start)
+            if since is None:
+                return
+            enrolled_start = 0
+            yield PageEnd(f"{_ENROLLED}{enrolled_start}")
+        pages = client.report_pages(enrolled_after=since, enrolled_before=until, start=enrolled_start)
+        yield from _with_page_ends(pages, lambda start: f"{_ENROLLED}{start}")
+
+
+_ENROLLED = "enrolled:"
+
+
+def _enrolled_cursor(resume: int | str) -> int | None:
+    """The start of the second pass named by a resume cursor, or None for the first pass."""
+    if isinstance(resume, str) and resume.startswith(_ENROLLED) and resume[len(_ENROLLED):].isdigit():
+        return int(resume[len(_ENROLLED):])
+    return None
+
+
+def _with_page_ends(pages: Iterator[tuple[list[Any], Any]],
+                    cursor: Callable[[Any], Any]) -> Iterator[Mapping[str, Any] | PageEnd]:
+    for elements, next_start in pages:
+        yield from elements
+        if next_start is not None:
+            yield PageEnd(cursor(next_start))
 
 
 @hookimpl

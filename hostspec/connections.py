@@ -8,6 +8,7 @@
     group_id = "65a1b2c3d4e5f60718293a4b"     # the 360Learning synchronized group
     # max_removal_share = 0.2                  # a run removes at most this share of the courses
     # catalog_complete_days = 7                # a complete catalog listing this often, changes only between
+    # progress_lookback_hours = 48             # incremental progress starts this long before the last watermark
 
     [connections.acme-coursera.settings]
     org_id = "DjYCkBQTQV69TtWA7RuNug"
@@ -106,7 +107,7 @@ class ConnectionStore:
         if missing:
             raise ConfigError(f"{where}: missing or empty {', '.join(missing)}")
         unknown = set(entry) - {*_REQUIRED, "settings", "enabled", "schedule", "max_removal_share",
-                                "catalog_complete_days"}
+                                "catalog_complete_days", "progress_lookback_hours"}
         if unknown:
             raise ConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         provider = plugins.provider(entry["provider"])
@@ -127,9 +128,15 @@ class ConnectionStore:
         if isinstance(every, bool) or not isinstance(every, (int, float)) or not 0 <= every <= 365:
             raise ConfigError(f"{where}: catalog_complete_days must be a number of days from 0 (always list the "
                               f"whole catalog) to 365")
+        lookback = entry.get("progress_lookback_hours")
+        if lookback is not None and (isinstance(lookback, bool) or not isinstance(lookback, (int, float))
+                                     or not 0 <= lookback <= 24 * 90):
+            raise ConfigError(f"{where}: progress_lookback_hours must be a number of hours from 0 to 2160 (how "
+                              f"long the provider's reports may lag behind the learners' activity)")
         connection = Connection(name=name, tenant=entry["tenant"], provider=provider.name,
                                 group_id=entry["group_id"], settings=settings, max_removal_share=float(share),
-                                catalog_complete_days=float(every))
+                                catalog_complete_days=float(every),
+                                progress_lookback_hours=None if lookback is None else float(lookback))
         self._cache[name] = connection
         return connection
 
@@ -141,7 +148,8 @@ def connection_from_settings(name: str, provider_name: str, settings: Mapping[st
                              plugins: HostPluginManager, *, tenant: str = "sandbox",
                              group_id: str = "000000000000000000000001", **host: Any) -> Connection:
     """A single connection built in code (the embedded sandbox default, tests); ``host``: the
-    connection-level keys of the connections file (``max_removal_share``, ``catalog_complete_days``)."""
+    connection-level keys of the connections file (``max_removal_share``, ``catalog_complete_days``,
+    ``progress_lookback_hours``)."""
     store = ConnectionStore({name: {"tenant": tenant, "provider": provider_name, "group_id": group_id,
                                     "settings": dict(settings), **host}}, source="<in-memory>")
     return store.get(name, plugins)

@@ -554,7 +554,9 @@ class SyncEngine:
         if request.mode == "full":
             return None, None, not request.is_subset
         watermark = run.session.checkpoint(WATERMARK)
-        since = datetime.fromisoformat(watermark) - self.lookback if watermark else None
+        hours = run.connection.progress_lookback_hours
+        lookback = self.lookback if hours is None else timedelta(hours=hours)
+        since = datetime.fromisoformat(watermark) - lookback if watermark else None
         return since, None, not request.is_subset
 
     def _progress(self, run: _Run) -> None:

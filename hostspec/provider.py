@@ -46,6 +46,7 @@ class Connection:
     settings: Mapping[str, Any] = field(repr=False)
     max_removal_share: float = 0.2   # the removal guard: at most this share of known courses removed per run
     catalog_complete_days: float = 7.0  # incremental catalog listings in between complete ones (0: always complete)
+    progress_lookback_hours: float | None = None  # report lag covered by incremental progress (None: the host's)
 
     def __repr__(self) -> str:  # settings may hold secrets: never print them
         return (f"Connection(name={self.name!r}, tenant={self.tenant!r}, "

@@ -60,12 +60,14 @@ def sandbox():
         yield sb
 
 
-def sandbox_connection(sb: CourseraSandbox, plugins, *, catalog_complete_days: float = 0, **overrides):
+def sandbox_connection(sb: CourseraSandbox, plugins, *, catalog_complete_days: float = 0,
+                       progress_lookback_hours: float | None = None, **overrides):
     """A connection to the sandbox; every catalog sync a complete listing unless asked otherwise."""
     settings = {**sb.settings, "max_retry_after_s": 0.2, **overrides}
+    host = {} if progress_lookback_hours is None else {"progress_lookback_hours": progress_lookback_hours}
     return connection_from_settings("acme-coursera", "coursera", settings, plugins, tenant="acme",
                                     group_id="65a1b2c3d4e5f60718293a4b",
-                                    catalog_complete_days=catalog_complete_days)
+                                    catalog_complete_days=catalog_complete_days, **host)
 
 
 @pytest.fixture

@@ -78,6 +78,10 @@ def partner_names(item: dict[str, Any]) -> list[Any]:
     return [p.get("name") for p in partners if isinstance(p, dict)] if isinstance(partners, list) else []
 
 
+_NOT_STARTED = {"isCompleted": False, "completedAt": None, "grade": None, "overallProgress": 0,
+                "lastActivityAt": None, "approxTotalCourseHrs": 0.0, "contentCertificateUrl": None}
+
+
 @dataclass
 class Org:
     spec: OrgSpec
@@ -86,6 +90,7 @@ class Org:
     removed: set[str] = field(default_factory=set)             # contentIds
     removed_at: dict[str, int] = field(default_factory=dict)   # contentId -> epoch s
     progress_overrides: dict[int, dict[str, Any]] = field(default_factory=dict)
+    late_rows: list[dict[str, Any]] = field(default_factory=list)   # enrollments made while serving
     version: int = 0
 
     # -- build ---------------------------------------------------------------------------------
@@ -224,35 +229,21 @@ class Org:
         return {"externalId": email, "email": email, "fullName": f"{first} {last}"}
 
     def row(self, i: int) -> dict[str, Any]:
-        """Enrollment report row ``i`` (0 <= i < enrollments)."""
+        """Enrollment report row ``i`` (0 <= i < enrollments, then the late enrollments)."""
         s = self.spec
+        if i >= s.enrollments:
+            return {**self.late_rows[i - s.enrollments], **self.progress_overrides.get(i, {})}
         learner_n, content_n = self._row_keys(i)
         item = self.contents[content_n]
-        learner = self.learner(learner_n)
-        first = (program_ids(item) or [None])[0]
-        program = next((p for p in self.programs if p["id"] == first), self.programs[0])
         h = _h(s.seed, "row", i)
         enrolled = DATA_EPOCH_MS + i * max(1, (300 * DAY_MS) // max(1, s.enrollments))
         state = h % 10
-        deleted = s.deleted_member_every and learner_n % s.deleted_member_every == s.deleted_member_every - 1
+        deleted = bool(s.deleted_member_every) and learner_n % s.deleted_member_every == s.deleted_member_every - 1
         is_s12n = item["contentType"] == "Specialization"
-        row: dict[str, Any] = {
-            "id": f"{learner['externalId']}~{item['contentType']}~{item['contentId']}",
-            **learner, "programId": program["id"],
-            "contentId": item["contentId"], "contentType": item["contentType"],
-            "courseType": "Guided Project" if (h >> 20) % 9 == 0 and not is_s12n else "Course",
-            "contentName": item.get("name", ""), "contentSlug": item["slug"],
-            "partnerNames": partner_names(item),
-            "programName": program["name"], "programSlug": program["_slug"],
-            "membershipState": "DELETED_MEMBER" if deleted else "MEMBER",
-            "enrolledAt": enrolled, "updatedAt": DATA_NOW_MS,
-            "deletedAt": DATA_NOW_MS - DAY_MS if deleted else None,
-            "contractId": coursera_id(s.seed, "contract"), "contractName": "Acme 2026 Licenses",
-            "collectionId": None, "collectionName": None,
-        }
+        row = self._row_fields(learner_n, item, enrolled, deleted,
+                               "Guided Project" if (h >> 20) % 9 == 0 and not is_s12n else "Course")
         if state <= 2:        # enrolled, never started
-            row.update(isCompleted=False, completedAt=None, grade=None, overallProgress=0,
-                       lastActivityAt=None, approxTotalCourseHrs=0.0, contentCertificateUrl=None)
+            row.update(_NOT_STARTED)
         elif state <= 6:      # in progress
             last = enrolled + (1 + (h >> 8) % 60) * DAY_MS
             row.update(isCompleted=False, completedAt=None, grade=None,
@@ -274,9 +265,53 @@ class Org:
             del row["enrolledAt"]
         return row
 
+    def _row_fields(self, learner_n: int, item: dict[str, Any], enrolled: int, deleted: bool,
+                    course_type: str) -> dict[str, Any]:
+        """The fields of a row that name its learner, content, program and enrollment."""
+        s = self.spec
+        learner = self.learner(learner_n)
+        first = (program_ids(item) or [None])[0]
+        program = next((p for p in self.programs if p["id"] == first), self.programs[0])
+        return {
+            "id": f"{learner['externalId']}~{item['contentType']}~{item['contentId']}",
+            **learner, "programId": program["id"],
+            "contentId": item["contentId"], "contentType": item["contentType"],
+            "courseType": course_type,
+            "contentName": item.get("name", ""), "contentSlug": item["slug"],
+            "partnerNames": partner_names(item),
+            "programName": program["name"], "programSlug": program["_slug"],
+            "membershipState": "DELETED_MEMBER" if deleted else "MEMBER",
+            "enrolledAt": enrolled, "updatedAt": DATA_NOW_MS,
+            "deletedAt": DATA_NOW_MS - DAY_MS if deleted else None,
+            "contractId": coursera_id(s.seed, "contract"), "contractName": "Acme 2026 Licenses",
+            "collectionId": None, "collectionName": None,
+        }
+
+    def enroll(self, external_id: str, content_id: str, at_ms: int) -> dict[str, Any] | None:
+        """A new enrollment of a learner in a content, not started (None: no such learner or
+        content, or the learner is enrolled already)."""
+        s = self.spec
+        learner_n = next((n for n in range(s.learners) if self.learner(n)["externalId"] == external_id), None)
+        item = self.content_by_id(content_id)
+        if learner_n is None or item is None or self.row_index(external_id, content_id) is not None:
+            return None
+        row = {**self._row_fields(learner_n, item, at_ms, False, "Course"), "updatedAt": at_ms, **_NOT_STARTED}
+        if item["contentType"] == "Specialization":
+            row.pop("overallProgress")
+            row["numCoursesInSpecialization"] = 2
+        self.late_rows.append(row)
+        self.version += 1
+        return row
+
+    def row_count(self) -> int:
+        return self.spec.enrollments + len(self.late_rows)
+
     def row_index(self, external_id: str, content_id: str) -> int | None:
         """The row of one learner in one content, or None (linear in learners, not rows)."""
         s = self.spec
+        for k, late in enumerate(self.late_rows):
+            if late["externalId"] == external_id and late["contentId"] == content_id:
+                return s.enrollments + k
         for learner_n in range(s.learners):
             if self.learner(learner_n)["externalId"] != external_id:
                 continue
@@ -294,7 +329,7 @@ class Org:
 
         None when overrides could change a row's membership or type (use :meth:`select_rows`).
         """
-        if self.progress_overrides:
+        if self.progress_overrides or self.late_rows:
             return None
         s = self.spec
         s12n = [c["contentType"] == "Specialization" for c in self.contents[: s.contents]]
@@ -312,7 +347,7 @@ class Org:
     def select_rows(self, keep: Callable[[dict[str, Any]], bool]) -> array:
         """Indices of the rows ``keep`` accepts, in report order (computed once per filter)."""
         out = array("q")
-        for i in range(self.spec.enrollments):
+        for i in range(self.row_count()):
             if keep(self.row(i)):
                 out.append(i)
         return out

@@ -292,6 +292,11 @@ class CourseraSandbox(SandboxServer):
 
     # -- control API ---------------------------------------------------------------------------
     def control(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        """``/_sandbox/``: ``health``, ``faults`` (GET, POST a rule, DELETE), ``reset``, ``requests``
+        (GET the log, DELETE), ``clock`` (``advance_s``), ``tokens/revoke``, ``stats``,
+        ``contents/add``, ``contents/{id}/remove``, ``contents/{id}/modify`` (``changes``),
+        ``learners/{externalId}/progress`` (``contentId``, ``delta`` or ``complete``, ``grade``) and
+        ``learners/{externalId}/enroll`` (``contentId``: a new enrollment, not started)."""
         parts = path.strip("/").split("/")[1:]
         with self._lock:
             if parts == ["health"]:
@@ -323,7 +328,7 @@ class CourseraSandbox(SandboxServer):
                     info.revoked = True
                 return 200, {"revoked": len(self.tokens)}
             if parts == ["stats"]:
-                return 200, {"catalog_items": self.catalog_size(), "enrollments": self.spec.enrollments}
+                return 200, {"catalog_items": self.catalog_size(), "enrollments": self.org.row_count()}
             if len(parts) == 2 and parts[0] == "contents" and parts[1] == "add":
                 return 201, self.org.add_content(int(self.now()))
             if len(parts) == 3 and parts[0] == "contents" and parts[2] in ("remove", "modify"):
@@ -332,6 +337,9 @@ class CourseraSandbox(SandboxServer):
                 return (200, {"ok": True}) if ok else (404, {"error": "no such content"})
             if len(parts) == 3 and parts[0] == "learners" and parts[2] == "progress":
                 return self._set_progress(parts[1], body or {})
+            if len(parts) == 3 and parts[0] == "learners" and parts[2] == "enroll":
+                row = self.org.enroll(parts[1], str((body or {}).get("contentId")), int(self.now() * 1000))
+                return (201, row) if row else (409, {"error": "no such learner or content, or enrolled already"})
         return 404, {"error": f"no control endpoint {method} {path}"}
 
     def _set_progress(self, external_id: str, body: dict[str, Any]) -> tuple[int, Any]:

@@ -1,7 +1,7 @@
 """Change detection, removals, incremental progress and replays, end to end against the sandbox."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -81,6 +81,64 @@ def test_incremental_progress_asks_only_for_recent_activity_with_lookback(sandbo
     sent_ms = int(after[0].split("lastActivityAfter=")[1].split("&")[0])
     started_ms = int(first.started_at.timestamp() * 1000)
     assert started_ms - 48 * 3600_000 - 5000 <= sent_ms <= started_ms - 48 * 3600_000 + 5000
+
+
+def test_the_look_back_is_a_setting_of_the_connection(sandbox, plugins, tmp_path):
+    connection = sandbox_connection(sandbox, plugins, progress_lookback_hours=120)
+    sync = Syncer(plugins, connection, tmp_path, lookback=timedelta(hours=48))
+    first, _ = sync("progress")
+    requests.delete(sandbox.url + "/_sandbox/requests", timeout=5)
+    sync("progress")
+    sent = _report_queries(sandbox)[0]
+    sent_ms = int(sent.split("lastActivityAfter=")[1].split("&")[0])
+    started_ms = int(first.started_at.timestamp() * 1000)
+    assert abs(sent_ms - (started_ms - 120 * 3600_000)) <= 5000
+
+
+def _report_queries(sb):
+    return [r["query"] for r in requests.get(sb.url + "/_sandbox/requests", timeout=5).json()
+            if r["path"].endswith("/enrollmentReports")]
+
+
+def _a_new_enrollment(sb):
+    """A learner and a course of the sandbox without an enrollment between them."""
+    learner = sb.org.learner(0)["externalId"]
+    course = next(c["contentId"] for c in sb.org.visible_contents(clips=False)
+                  if c["contentType"] == "Course" and sb.org.row_index(learner, c["contentId"]) is None)
+    return learner, course
+
+
+def test_an_enrollment_without_any_activity_reaches_the_next_incremental_sync(sandbox, plugins, tmp_path):
+    """An activity filter leaves out rows that never had any activity: the incremental fetch also
+    asks for the enrollments made since (issue 15)."""
+    sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path, lookback=timedelta(hours=48))
+    sync("progress")
+    learner, course = _a_new_enrollment(sandbox)
+    control(sandbox, f"/learners/{learner}/enroll", {"contentId": course})
+    report, sink = sync("progress")
+    stats = [e.data for e in sink.of_type(ev.LEARNER_STAT_UPSERTED)]
+    assert [(s["course_external_id"], s["learner"]["provider_id"], s["completion_status"]) for s in stats] == \
+        [(course, learner, "not_started")]
+    assert report.outcome == "completed"
+
+
+def test_a_run_resumed_in_the_enrollment_pass_does_not_list_the_activity_pass_again(sandbox, plugins, tmp_path):
+    from connector_coursera import plugin
+    from hostspec.provider import PageEnd, SyncContext
+
+    connection = sandbox_connection(sandbox, plugins, page_size=2)
+    since = datetime.fromtimestamp(0, timezone.utc)
+    context = SyncContext(run_id="r", request_id="q", scope="progress", now=datetime.now(timezone.utc),
+                          resume=None)
+    items = list(plugin.fetch_progress(connection=connection, context=context, since=since, until=None))
+    cursors = [i.cursor for i in items if isinstance(i, PageEnd)]
+    assert "enrolled:0" in cursors and cursors[-1] == f"enrolled:{len(sandbox.report_rows()) - 2}"
+    requests.delete(sandbox.url + "/_sandbox/requests", timeout=5)
+    resumed = SyncContext(run_id="r2", request_id="q", scope="progress", now=context.now, resume="enrolled:4")
+    rows = [i for i in plugin.fetch_progress(connection=connection, context=resumed, since=since, until=None)
+            if not isinstance(i, PageEnd)]
+    assert len(rows) == len(sandbox.report_rows()) - 4
+    assert all("enrollAtAfter" in q and "lastActivityAfter" not in q for q in _report_queries(sandbox))
 
 
 def test_full_mode_re_emits_everything(sandbox, plugins, tmp_path):

@@ -31,6 +31,16 @@ def test_valid_connection_with_env_secret(tmp_path, plugins, monkeypatch):
         assert "s3cr3t-from-env" not in text
 
 
+def test_connection_level_keys_have_defaults_and_can_be_set(tmp_path, plugins):
+    default = ConnectionStore.from_file(write(tmp_path, GOOD)).get("acme", plugins)
+    assert (default.max_removal_share, default.catalog_complete_days, default.progress_lookback_hours) == \
+        (0.2, 7.0, None)
+    text = GOOD.replace('group_id =', 'max_removal_share = 0.5\ncatalog_complete_days = 1\n'
+                                      'progress_lookback_hours = 96\ngroup_id =')
+    conn = ConnectionStore.from_file(write(tmp_path, text)).get("acme", plugins)
+    assert (conn.max_removal_share, conn.catalog_complete_days, conn.progress_lookback_hours) == (0.5, 1.0, 96.0)
+
+
 def test_file_secret_is_resolved_relative_to_the_connections_file(tmp_path, plugins):
     (tmp_path / "acme.secret").write_text("from-a-file\n")
     text = GOOD.replace('{ env = "ACME_SECRET_FOR_TEST" }', '{ file = "acme.secret" }')
@@ -52,6 +62,9 @@ def test_missing_env_secret_says_which_variable_without_value(tmp_path, plugins,
     (lambda t: t.replace('client_id = "acme-key"', 'client_id = "acme-key"\npage_size = 5000'), "page_size"),
     (lambda t: t.replace("{ env = ", "{ vault = "), "client_secret"),
     (lambda t: t.replace('group_id =', 'colour = "red"\ngroup_id ='), "unknown keys colour"),
+    (lambda t: t.replace('group_id =', 'max_removal_share = 1\ngroup_id ='), "max_removal_share"),
+    (lambda t: t.replace('group_id =', 'catalog_complete_days = -1\ngroup_id ='), "catalog_complete_days"),
+    (lambda t: t.replace('group_id =', 'progress_lookback_hours = "2d"\ngroup_id ='), "progress_lookback_hours"),
 ])
 def test_invalid_settings_name_connection_and_field(tmp_path, plugins, edit, message):
     store = ConnectionStore.from_file(write(tmp_path, edit(GOOD)))
