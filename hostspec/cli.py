@@ -193,7 +193,7 @@ def cmd_run(args: argparse.Namespace, plugins: HostPluginManager) -> int:
                               status_every=args.status_every, batch_size=args.batch_size,
                               transaction_timeout_ms=args.transaction_timeout_ms,
                               lookback_s=args.lookback_hours * 3600, state_dir=args.state_dir,
-                              static_membership=static, **({"worker_id": args.worker_id} if args.worker_id else {}))
+                              coalesce=not args.no_coalesce, static_membership=static, **({"worker_id": args.worker_id} if args.worker_id else {}))
     connections = ConnectionsFile(_connections_path(args))
     connections.store()  # fail now, not at the first request, when the file is missing or broken
     worker = Worker(plugins, connections, _kafka_config(args), _topics(args), settings)
@@ -485,7 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long a dead worker's open transaction can delay the partition's next owner "
                         "(transactions only last while a batch is written; default 15000)")
     p.add_argument("--lookback-hours", type=float, default=48.0,
-                   help="incremental progress syncs start this long before the last watermark")
+                   help="incremental progress syncs start this long before the last watermark "
+                        "(a connection's progress_lookback_hours wins)")
+    p.add_argument("--no-coalesce", action="store_true",
+                   help="run every request on its own (default: the requests waiting behind a connection's "
+                        "running sync merge into one run covering their union, each with its final status)")
     p.add_argument("--state-dir", help="folder of the local state databases, one per owned partition; a stable "
                                        "folder lets a restarted worker restore only what changed (default: a "
                                        "temporary folder)")

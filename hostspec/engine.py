@@ -71,6 +71,7 @@ class SyncRequest:
     learners: tuple[str, ...] | None = None
     courses: tuple[str, ...] | None = None
     origin: str | None = None   # where the worker read it (topic:partition:offset); not part of the event
+    merged: tuple[tuple[str, str | None], ...] = ()   # (id, origin) of the requests this run also answers
 
     @classmethod
     def from_event(cls, event: ev.Event) -> "SyncRequest":
@@ -221,16 +222,27 @@ class _Run:
 
     # -- status --------------------------------------------------------------------------------
     def status(self, phase: str) -> None:
+        """Emit the run's status, and on its start and end that of every request merged into it."""
+        self._status(phase, self.report.request_id)
+        if phase != "progress":
+            for request_id, _origin in self.request.merged:
+                self._status(phase, request_id)
+
+    def _status(self, phase: str, request_id: str) -> None:
         r = self.report
         # progress statuses repeat: their counts tell them apart
         id_content = f"{r.run_id}/{phase}" + (f"/{sum(asdict(r.counts).values())}" if phase == "progress" else "")
-        data = {"request_id": r.request_id, "run_id": r.run_id, "tenant": self.connection.tenant,
+        merged_into = {"merged_into": r.request_id} if request_id != r.request_id else {}
+        if merged_into:
+            id_content += f"/{request_id}"
+        problem = r.error or r.warning
+        data = {"request_id": request_id, "run_id": r.run_id, "tenant": self.connection.tenant,
                 "connection": self.connection.name, "provider": self.provider.name,
                 "scope": r.scope, "phase": phase, "dry_run": r.dry_run, "counts": _counts(r.counts),
-                "error": ({**problem, "message": cut(problem["message"])}
-                          if (problem := r.error or r.warning) else None), "started_at": ev.isoformat(r.started_at) if r.started_at else None,
+                "error": {**problem, "message": cut(problem["message"])} if problem else None,
+                "started_at": ev.isoformat(r.started_at) if r.started_at else None,
                 "ended_at": ev.isoformat(r.ended_at) if r.ended_at else None,
-                "worker": self.engine.worker_id}
+                "worker": self.engine.worker_id, **merged_into}
         self.sink.emit(ev.make_event(ev.SYNC_STATUS, data, key=self.key("sync"), source=self.source,
                                      subject=self.connection.name, time=self.engine.clock(),
                                      id_content=id_content))
@@ -382,9 +394,10 @@ class SyncEngine:
         # again): ``origin`` tells a redelivery after a take-over from a second request, same id
         if not request.dry_run:
             self._forget_old_requests(run)
-        run.session.set_checkpoint(f"{REQUEST_DONE}{request.request_id}",
-                                   {"ended_at": ev.isoformat(report.ended_at), "origin": request.origin,
-                                    "outcome": report.outcome})
+        for request_id, origin in ((request.request_id, request.origin), *request.merged):
+            run.session.set_checkpoint(f"{REQUEST_DONE}{request_id}",
+                                       {"ended_at": ev.isoformat(report.ended_at), "origin": origin,
+                                        "outcome": report.outcome})
         run.checkpoint(final=True)
         self._observe(report, request)
         return report

@@ -170,6 +170,7 @@ class SyncStatusDataSchema(Strict):
     started_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
     ended_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
     worker = fields.String(required=True, allow_none=True)
+    merged_into = fields.String(load_default=None)   # this request ran as part of that one's run (coalescing)
 
 
 class KafkaOriginSchema(Strict):

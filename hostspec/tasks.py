@@ -61,6 +61,24 @@ class Pending:
     attempts: int = 0
     not_before: float = 0.0
     reading_back: bool = False   # its connection's state is being read back from the changelog
+    followers: list["Pending"] = field(default_factory=list)   # requests merged into this one's run
+
+    @property
+    def messages(self) -> list["InboundMessage"]:
+        """The messages this run answers: its own, then those of the requests merged into it."""
+        return [self.msg, *(f.msg for f in self.followers)]
+
+    def absorb(self, later: "Pending", merged: "SyncRequest") -> None:
+        """Take ``later`` into this request's run, which now runs ``merged`` (see hostspec.coalescing)."""
+        self.request = merged
+        self.followers += [later, *later.followers]
+        later.followers = []
+
+    def separate(self) -> list["Pending"]:
+        """The requests merged into this one, each on its own again (this one keeps its ``merged``
+        request: call when it ended without running)."""
+        followers, self.followers = self.followers, []
+        return followers
 
 
 @dataclass

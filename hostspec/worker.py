@@ -51,6 +51,7 @@ from marshmallow import ValidationError
 
 from . import events as ev
 from . import metrics
+from .coalescing import merge
 from .connections import ConnectionStore
 from .dead_letters import MAX_ID_CHARS, refused_request, skipped_request
 from .engine import DEFAULT_LOOKBACK, REQUEST_DONE, RunReport, SyncEngine, SyncRequest
@@ -90,6 +91,7 @@ class WorkerSettings:
     transaction_timeout_ms: int = 15_000
     lookback_s: float = DEFAULT_LOOKBACK.total_seconds()
     request_memory_s: float = 7 * 86_400   # how long request ids are remembered (the requests topic's retention)
+    coalesce: bool = True            # requests waiting behind a running one merge into one run
     state_dir: str | None = None     # local state databases, one per owned partition (default: a temporary folder)
     static_membership: bool = False  # join as a static group member named worker_id
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -479,16 +481,48 @@ class Worker:
                 for name, queue_ in list(task.waiting.items()):
                     if name in task.running or not queue_ or queue_[0].not_before > now or queue_[0].reading_back:
                         continue
-                    pending = queue_.popleft()
+                    self._take_turn(task, queue_, outgoing)
                     if not queue_:
                         del task.waiting[name]
-                    ended = self._already_ran(task, pending)
-                    if ended is not None:
-                        outgoing.append(ended)
-                    else:
-                        self._start(task, pending)
                     progress = True
                     break
+
+    def _take_turn(self, task: PartitionTask, queue_: deque[Pending], outgoing: list[_Outgoing]) -> None:
+        """The connection's next request: ended at once if it already ran, else started with the
+        requests waiting behind it merged in."""
+        pending = queue_.popleft()
+        ended = self._already_ran(task, pending)
+        if ended is None:
+            self._coalesce(task, pending, queue_, outgoing)
+            self._start(task, pending)
+            return
+        outgoing.append(ended)
+        # a merged run that ended unknown to this worker: each request it answered is looked up alone
+        queue_.extendleft(reversed(pending.separate()))
+
+    def _coalesce(self, task: PartitionTask, head: Pending, queue_: deque[Pending],
+                  outgoing: list[_Outgoing]) -> None:
+        """Merge the requests waiting behind ``head`` into its run, in order, while one request
+        can say their union (:func:`hostspec.coalescing.merge`). Each keeps its own final status,
+        request-done marker and offset, all committed by the run's last transaction."""
+        while self.settings.coalesce and queue_:
+            later = queue_[0]
+            if later.reading_back or later.request.request_id in {head.request.request_id,
+                                                                   *(i for i, _ in head.request.merged)}:
+                break   # the same id again waits: the run's marker makes it a duplicate
+            ended = self._already_ran(task, later)
+            if ended is not None:
+                queue_.popleft()
+                outgoing.append(ended)
+                continue
+            merged = merge(head.request, later.request)
+            if merged is None:
+                break
+            queue_.popleft()
+            log.info("request %s for %s merged into the run of request %s", later.request.request_id,
+                     later.connection.name, head.request.request_id)
+            metrics.REQUESTS.labels("merged").inc()
+            head.absorb(later, merged)
 
     def _already_ran(self, task: PartitionTask, pending: Pending) -> _Outgoing | None:
         """A request whose id already ran: read again after a take-over (silently ended) or a duplicate."""
@@ -542,16 +576,16 @@ class Worker:
         except PermanentDeliveryError as exc:
             log.error("events of request at %d@%d refused by Kafka for good (%s): the request fails",
                       msg.partition, msg.offset, exc)
-            self._end([self._refusal(task, msg, f"Kafka refused the run's events: {exc}", None, pending.request,
-                                     stage="delivery", kind="delivery")])
+            self._end([self._refusal(task, m, f"Kafka refused the run's events: {exc}", None, pending.request,
+                                     stage="delivery", kind="delivery") for m in pending.messages])
             return
         except (DeliveryError, TransportError, sqlite3.Error) as exc:
             self._retry(task, pending, f"{type(exc).__name__}: {exc}", read_back=True)
             return
         except Exception as exc:  # a bug: dead-letter the request rather than loop on it
             log.error("request at %d@%d crashed the run", msg.partition, msg.offset, exc_info=exc)
-            self._end([self._refusal(task, msg, f"the worker failed on this request: {type(exc).__name__}",
-                                     None, pending.request)])
+            self._end([self._refusal(task, m, f"the worker failed on this request: {type(exc).__name__}",
+                                     None, pending.request) for m in pending.messages])
             return
         c = report.counts
         log.info("run %s of %s %s: %d courses, %d stats (%d unchanged), %d removed, %d rejected in %.1fs",
@@ -679,7 +713,8 @@ class Worker:
         slot, producer = self._producers.take()
         scope = f"{connection.tenant}/{connection.name}"
         sink = TransactionalSink(producer, self.topics.for_type, self.topics.state, task,
-                                 finishing=running.pending.msg.offset, max_record_bytes=self.kafka.max_request_bytes,
+                                 finishing=[m.offset for m in running.pending.messages],
+                                 max_record_bytes=self.kafka.max_request_bytes,
                                  should_stop=should_stop, on_state_written=lambda end: task.state_written(scope, end))
         try:
             engine = SyncEngine(self.plugins, sink, state=task.store, batch_size=s.batch_size,

@@ -281,7 +281,7 @@ class TransactionalSink:
     """
 
     def __init__(self, producer: KafkaProducer, topic_for: Callable[[str], str], state_topic: str,
-                 owner: Owner, *, finishing: int | None = None, max_record_bytes: int = 1_048_576,
+                 owner: Owner, *, finishing: Collection[int] = (), max_record_bytes: int = 1_048_576,
                  should_stop: Callable[[], bool] = lambda: False,
                  on_state_written: Callable[[int], None] | None = None):
         """:param on_state_written: told the offset after the last state record of a checkpoint,
@@ -309,7 +309,7 @@ class TransactionalSink:
                                   for k, v in state_records]
         try:
             ends = commit_fenced(self._producer, [self._owner], records,
-                                 finishing={self._owner.tp: [self._finishing]} if final and self._owner.tp else None,
+                                 finishing={self._owner.tp: list(self._finishing)} if final and self._owner.tp else None,
                                  should_stop=self._should_stop)
         except ProducerBroken:
             self.broken = True

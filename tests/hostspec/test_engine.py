@@ -175,3 +175,27 @@ def test_every_outcome_leaves_a_request_done_marker_so_a_take_over_does_not_run_
     for rid in ("req-failed", "req-dry"):
         marker = state.checkpoint("acme/t1", f"{REQUEST_DONE}{rid}")
         assert marker and marker["outcome"] == "failed", rid
+
+
+def test_a_merged_run_gives_every_request_its_start_final_status_and_marker():
+    """Requests coalesced into one run (hostspec.coalescing) each see their own status events and
+    are remembered as done, with their own origin (a take-over then ends them silently)."""
+    from hostspec.engine import REQUEST_DONE
+    from hostspec.state import StateDB
+
+    pm = get_plugin_manager(load_entry_points=False, plugins=[("toy", Toy(records=[{"id": "a"}]))])
+    conn = connection_from_settings("t1", "toy", {}, pm, tenant="acme", group_id="g1")
+    state, sink = StateDB(), MemorySink()
+    request = SyncRequest("req-1", "t1", "toy", "catalog", origin="requests:0:10",
+                          merged=(("req-2", "requests:0:11"), ("req-3", "requests:0:12")))
+    report = SyncEngine(pm, sink, state=state, clock=lambda: T0).run(request, conn)
+    statuses = [e.data for e in sink.of_type(ev.SYNC_STATUS)]
+    assert [(s["request_id"], s["phase"], s.get("merged_into")) for s in statuses] == [
+        ("req-1", "started", None), ("req-2", "started", "req-1"), ("req-3", "started", "req-1"),
+        ("req-1", "completed", None), ("req-2", "completed", "req-1"), ("req-3", "completed", "req-1")]
+    assert len({e.id for e in sink.of_type(ev.SYNC_STATUS)}) == 6
+    assert {s["run_id"] for s in statuses} == {report.run_id}
+    assert statuses[-1]["counts"] == statuses[3]["counts"] and statuses[3]["counts"]["courses_emitted"] == 1
+    for rid, origin in (("req-1", "requests:0:10"), ("req-2", "requests:0:11"), ("req-3", "requests:0:12")):
+        marker = state.checkpoint("acme/t1", f"{REQUEST_DONE}{rid}")
+        assert (marker["outcome"], marker["origin"]) == ("completed", origin)

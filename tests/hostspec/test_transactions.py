@@ -155,7 +155,7 @@ def test_a_step_kafka_never_answers_gives_up_at_the_deadline():
 
 def test_the_sink_refuses_an_event_larger_than_kafka_takes_and_writes_nothing_between_checkpoints():
     producer, t = FakeProducer(), owner()
-    sink = tx.TransactionalSink(producer, lambda _t: "events", "state", t, finishing=5, max_record_bytes=4_000)
+    sink = tx.TransactionalSink(producer, lambda _t: "events", "state", t, finishing=[5], max_record_bytes=4_000)
     small = make_event("learning.sync.status.v1", _status(), key="k", source="/s", subject=None,
                        time=_now(), validate=False)
     big = make_event("learning.sync.status.v1", {**_status(), "worker": "x" * 5_000}, key="k", source="/s",

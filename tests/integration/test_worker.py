@@ -15,7 +15,14 @@ from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
 from hostspec.tasks import home_partition
 
-from .conftest import final_status, publish_raw, read_topic, request_event, slow_reports, write_connections
+from .conftest import (
+    final_status,
+    publish_raw,
+    read_topic,
+    request_event,
+    slow_reports,
+    write_connections,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -210,7 +217,7 @@ def test_requests_for_one_connection_never_run_in_parallel(tmp_path, bootstrap, 
     assert [f["phase"] for f in finals] == ["completed"] * 6
     owner = next(w.name for w in fleet if home_partition("acme", 6) in w.assigned())
     assert {f["worker"] for f in finals} == {owner}
-    windows = sorted((f["started_at"], f["ended_at"]) for f in finals)
+    windows = sorted({(f["started_at"], f["ended_at"]) for f in finals})   # requests merged into one run share it
     for (_, end), (start, _) in zip(windows, windows[1:]):
         assert start >= end, f"runs of one connection overlapped: {windows}"
 
@@ -246,3 +253,82 @@ def test_a_requests_topic_smaller_than_the_state_topic_is_refused_at_start(tmp_p
                               capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "needs at least as many partitions as the state topic" in proc.stderr
+
+
+def _finals(bootstrap, topics, request_ids, timeout=120):
+    """The final statuses of ``request_ids`` (every one of each), once each has one."""
+    def done(values):
+        ended = {v["data"]["request_id"] for v in values if v["data"]["phase"] in ("completed", "partial", "failed")}
+        return ended >= set(request_ids)
+
+    values = read_topic(bootstrap, topics.status, until=done, timeout=timeout)
+    return {rid: [v["data"] for v in values if v["data"]["request_id"] == rid
+                  and v["data"]["phase"] in ("completed", "partial", "failed")] for rid in request_ids}
+
+
+def _publish_behind(bootstrap, topics, worker, partition, n):
+    """One request, then ``n`` more published once the worker runs the first (they wait behind it)."""
+    from kafka import KafkaProducer
+
+    first, value = request_event("acme")
+    publish_raw(bootstrap, topics.requests, value, key=b"acme", partition=partition)
+    worker.wait_for(rf"request {first} for acme/acme", timeout=60)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    later = []
+    for _ in range(n):
+        rid, value = request_event("acme", scope="progress")
+        later.append(rid)
+        producer.send(topics.requests, value=value, key=b"acme", partition=partition)
+    producer.flush(30)
+    producer.close()
+    return first, later
+
+
+def test_requests_waiting_behind_a_running_sync_run_as_one_merged_run(tmp_path, bootstrap, topics, workers, prefix):
+    """Five requests queued behind a running sync become one run; each gets its final status, and
+    the group's offset passes all six (issue 15)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    home = home_partition("acme", 6)
+    with CourseraSandbox(OrgSpec(contents=10, learners=20, enrollments=150)) as sb:
+        conns = write_connections(tmp_path / "c.toml", sb, page_size=25)
+        slow_reports(sb, 1.5)      # each run lists 6 pages: the first one runs ~9 s while the others wait
+        w1 = workers(conns, "w1")
+        w1.wait_for(r"serves partitions \[0, 1, 2, 3, 4, 5\]")
+        first, later = _publish_behind(bootstrap, topics, w1, home, 5)
+        finals = _finals(bootstrap, topics, [first, *later])
+        assert all(len(f) == 1 and f[0]["phase"] == "completed" for f in finals.values()), finals
+        merged_runs = {finals[rid][0]["run_id"] for rid in later}
+        assert len(merged_runs) == 1 and finals[first][0]["run_id"] not in merged_runs
+        assert [finals[rid][0].get("merged_into") for rid in later] == [None] + [later[0]] * 4
+        assert w1.log().count("merged into the run of request") == 4
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"{prefix}group", enable_auto_commit=False)
+        tp = TopicPartition(topics.requests, home)
+        deadline = time.monotonic() + 30
+        while consumer.committed(tp) != 6:
+            assert time.monotonic() < deadline, consumer.committed(tp)
+            time.sleep(0.2)
+        consumer.close()
+
+
+def test_a_merged_run_killed_midway_is_merged_again_by_the_next_owner(tmp_path, bootstrap, topics, workers):
+    """The hardest moment for coalescing: the worker running a merged run dies. The next owner reads
+    the five requests again, merges them again, and each ends exactly once."""
+    home = home_partition("acme", 6)
+    with CourseraSandbox(OrgSpec(contents=10, learners=20, enrollments=150)) as sb:
+        conns = write_connections(tmp_path / "c.toml", sb, page_size=25)
+        slow_reports(sb, 1.5)
+        w1 = workers(conns, "w1", None, "--batch-size", "10")
+        w1.wait_for(r"serves partitions \[0, 1, 2, 3, 4, 5\]")
+        first, later = _publish_behind(bootstrap, topics, w1, home, 5)
+        w1.wait_for(rf"request {later[-1]} for acme merged into the run", timeout=60)
+        w1.wait_for(rf"request {later[0]} for acme/acme", timeout=60)
+        time.sleep(3)                  # a page or two of the merged run, some of it committed
+        w1.kill()
+        w2 = workers(conns, "w2")
+        finals = _finals(bootstrap, topics, [first, *later], timeout=180)
+    assert [len(finals[rid]) for rid in [first, *later]] == [1] * 6, finals
+    assert finals[first][0]["worker"] == "w1"
+    assert {finals[rid][0]["worker"] for rid in later} == {"w2"}
+    assert len({finals[rid][0]["run_id"] for rid in later}) == 1
+    assert w2.proc.poll() is None
