@@ -13,6 +13,7 @@ import requests
 import tenacity
 
 from hostspec import metrics
+from hostspec.httputil import gate_session
 
 from . import contract
 from .auth import TokenSource
@@ -29,14 +30,16 @@ class CourseraClient:
 
     :param sleep: injected into the retry policy (tests pass a recorder).
     :param on_retry: called before each retry wait (metrics).
+    :param calls: the account's call budget (a run's ``context.calls``): every call, the token's
+        included, waits for it.
     """
 
     def __init__(self, settings: CourseraSettings, *, session: requests.Session | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 on_retry: Callable[[tenacity.RetryCallState], None] | None = None):
+                 on_retry: Callable[[tenacity.RetryCallState], None] | None = None, calls: Any = None):
         self.settings = settings
         self._base = settings.base_url.rstrip("/")
-        self._session = session or requests.Session()
+        self._session = gate_session(session or requests.Session(), calls)
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self._tokens = TokenSource(self._session, settings.resolved_token_url, settings.client_id,
                                    settings.client_secret.reveal, timeout_s=settings.timeout_s)

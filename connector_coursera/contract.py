@@ -39,6 +39,9 @@ REPORTS_ENROLLED_BEFORE = "enrollAtBefore"                  # epoch MILLISECONDS
 REPORTS_INCLUDE_S12N = "includeS12n"
 REPORTS_INCLUDE_DELETED = "includeDeletedMembers"
 
+# -- rate limits (UNKNOWN: not documented; public clients pace calls 250 ms apart) ----------------
+CALLS_PER_SECOND = 4                  # default budget per API client (connection key account_calls_per_second)
+
 # -- units (CONFIRMED) ---------------------------------------------------------------------------
 CONTENT_TIMESTAMP_UNIT_S = 1          # contents.lastUpdatedAt is epoch seconds
 REPORT_TIMESTAMP_UNIT_S = 0.001       # enrollmentReports.*At are epoch milliseconds

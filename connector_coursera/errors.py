@@ -25,8 +25,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hostspec.errors import (ProviderConfigError, ProviderError, ProviderSystemError,
-                             ProviderTransientError)
+from hostspec.errors import (
+    ProviderConfigError,
+    ProviderError,
+    ProviderSystemError,
+    ProviderTransientError,
+)
 
 from . import contract
 

@@ -33,6 +33,7 @@ def provider_info() -> ProviderInfo:
         name=NAME, version=__version__, title="Coursera for Business",
         scopes=("catalog", "progress"), settings_schema=CourseraSettingsSchema,
         secret_fields=("client_secret",), incremental_catalog=True,
+        account_setting="client_id", calls_per_second=contract.CALLS_PER_SECOND,
         description="Catalog of the organisation's programs and learner enrollment reports, "
                     "through Coursera's Business API (OAuth2 client credentials).")
 
@@ -71,7 +72,7 @@ def fetch_catalog(connection: Connection, context: SyncContext) -> Iterator[Mapp
     changed since (``modifiedSinceTimestamp``); items marked REMOVED are left to the next complete
     listing, where their absence removes them under the guard."""
     totals: list[int] = []
-    with CourseraClient(_settings(connection)) as client:
+    with CourseraClient(_settings(connection), calls=context.calls) as client:
         for item in client.iter_contents(modified_since=context.catalog_since, on_total=totals.append):
             if context.catalog_since is not None and _removed_change(item):
                 continue
@@ -106,7 +107,7 @@ def fetch_progress(connection: Connection, context: SyncContext, since: datetime
     """
     resume = context.resume if isinstance(context.resume, (int, str)) else 0
     enrolled_start = _enrolled_cursor(resume)
-    with CourseraClient(_settings(connection)) as client:
+    with CourseraClient(_settings(connection), calls=context.calls) as client:
         if enrolled_start is None:
             pages = client.report_pages(last_activity_after=since, last_activity_before=until, start=resume)
             yield from _with_page_ends(pages, lambda start: start)

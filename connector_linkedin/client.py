@@ -11,7 +11,7 @@ import requests
 import tenacity
 
 from hostspec import ProviderConfigError, ProviderSystemError, ProviderTransientError, metrics
-from hostspec.httputil import CachedToken, parse_retry_after
+from hostspec.httputil import CachedToken, gate_session, parse_retry_after
 
 from . import contract
 from .settings import LinkedInSettings
@@ -27,9 +27,9 @@ class _Transient(ProviderTransientError):
 
 
 class LinkedInClient:
-    def __init__(self, settings: LinkedInSettings, *, sleep=time.sleep):
+    def __init__(self, settings: LinkedInSettings, *, sleep=time.sleep, calls: Any = None):
         self.settings = settings
-        self._session = requests.Session()
+        self._session = gate_session(requests.Session(), calls)
         self._token = CachedToken(self._fetch_token)
 
         def wait(state: tenacity.RetryCallState) -> float:

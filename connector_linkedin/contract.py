@@ -20,6 +20,8 @@ REPORTS_FINDER = "criteria"                                           # CONFIRME
 PAGE_START, PAGE_COUNT = "start", "count"                             # CONFIRMED: Rest.li paging
 PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 100, 1000                          # INFERRED maximum
 
+CALLS_PER_SECOND = 4              # INFERRED: LinkedIn throttles per application; a prudent default budget
+
 REPORT_WINDOW_MAX_DAYS = 365      # INFERRED: a window longer than this is split by the client
 REPORT_FIRST_SYNC_DAYS = 365      # how far back a first progress sync reads
 

@@ -4,10 +4,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterator, Mapping
 
-from hostspec import CheckResult, Connection, PageEnd, ProviderError, ProviderInfo, SyncContext, hookimpl
+from hostspec import (
+    CheckResult,
+    Connection,
+    PageEnd,
+    ProviderError,
+    ProviderInfo,
+    SyncContext,
+    hookimpl,
+)
 
 from . import __version__
 from .client import LinkedInClient, report_window
+from .contract import CALLS_PER_SECOND
 from .mapping import course_from_asset, stat_from_report
 from .settings import LinkedInSettings, LinkedInSettingsSchema
 
@@ -19,6 +28,7 @@ def provider_info() -> ProviderInfo:
     return ProviderInfo(
         name=NAME, version=__version__, title="LinkedIn Learning",
         scopes=("catalog", "progress"), settings_schema=LinkedInSettingsSchema, secret_fields=("client_secret",),
+        account_setting="client_id", calls_per_second=CALLS_PER_SECOND,
         description="Course catalog (learningAssets) and learner activity reports (learningActivityReports) "
                     "through LinkedIn's Learning APIs (OAuth2 client credentials).")
 
@@ -47,8 +57,8 @@ def start_sandbox(options: Mapping[str, Any]):
 
 
 @hookimpl
-def fetch_catalog(connection: Connection) -> Iterator[Mapping[str, Any]]:
-    with LinkedInClient(_settings(connection)) as client:
+def fetch_catalog(connection: Connection, context: SyncContext) -> Iterator[Mapping[str, Any]]:
+    with LinkedInClient(_settings(connection), calls=context.calls) as client:
         yield from client.assets()
 
 
@@ -63,7 +73,7 @@ def fetch_progress(connection: Connection, context: SyncContext, since: datetime
     settings = _settings(connection)
     started_at, days = report_window(since, until, settings.first_sync_days, context.now)
     start = context.resume if isinstance(context.resume, int) else 0
-    with LinkedInClient(settings) as client:
+    with LinkedInClient(settings, calls=context.calls) as client:
         for elements, nxt in client.report_pages(started_at, days, start=start):
             yield from elements
             if nxt is not None:

@@ -9,6 +9,8 @@
     # max_removal_share = 0.2                  # a run removes at most this share of the courses
     # catalog_complete_days = 7                # a complete catalog listing this often, changes only between
     # progress_lookback_hours = 48             # incremental progress starts this long before the last watermark
+    # account_calls_per_second = 4             # the budget of the provider account (client id), shared by
+    #                                          # its connections across the fleet (the smallest one given wins)
 
     [connections.acme-coursera.settings]
     org_id = "DjYCkBQTQV69TtWA7RuNug"
@@ -107,7 +109,7 @@ class ConnectionStore:
         if missing:
             raise ConfigError(f"{where}: missing or empty {', '.join(missing)}")
         unknown = set(entry) - {*_REQUIRED, "settings", "enabled", "schedule", "max_removal_share",
-                                "catalog_complete_days", "progress_lookback_hours"}
+                                "catalog_complete_days", "progress_lookback_hours", "account_calls_per_second"}
         if unknown:
             raise ConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         provider = plugins.provider(entry["provider"])
@@ -133,10 +135,14 @@ class ConnectionStore:
                                      or not 0 <= lookback <= 24 * 90):
             raise ConfigError(f"{where}: progress_lookback_hours must be a number of hours from 0 to 2160 (how "
                               f"long the provider's reports may lag behind the learners' activity)")
+        calls = entry.get("account_calls_per_second")
+        if calls is not None and (isinstance(calls, bool) or not isinstance(calls, int) or not 1 <= calls <= 10_000):
+            raise ConfigError(f"{where}: account_calls_per_second must be a whole number of calls from 1 to 10000")
         connection = Connection(name=name, tenant=entry["tenant"], provider=provider.name,
                                 group_id=entry["group_id"], settings=settings, max_removal_share=float(share),
                                 catalog_complete_days=float(every),
-                                progress_lookback_hours=None if lookback is None else float(lookback))
+                                progress_lookback_hours=None if lookback is None else float(lookback),
+                                account_calls_per_second=calls)
         self._cache[name] = connection
         return connection
 
@@ -149,7 +155,7 @@ def connection_from_settings(name: str, provider_name: str, settings: Mapping[st
                              group_id: str = "000000000000000000000001", **host: Any) -> Connection:
     """A single connection built in code (the embedded sandbox default, tests); ``host``: the
     connection-level keys of the connections file (``max_removal_share``, ``catalog_complete_days``,
-    ``progress_lookback_hours``)."""
+    ``progress_lookback_hours``, ``account_calls_per_second``)."""
     store = ConnectionStore({name: {"tenant": tenant, "provider": provider_name, "group_id": group_id,
                                     "settings": dict(settings), **host}}, source="<in-memory>")
     return store.get(name, plugins)

@@ -186,6 +186,7 @@ class _Run:
         self.counted = metrics.RunCounts(provider.name, connection.name)
         self.learners = set(request.learners or ())
         self.courses = set(request.courses or ())
+        self.calls = engine.calls(connection) if engine.calls is not None else None
 
     def key(self, entity: str) -> str:
         c = self.connection
@@ -332,7 +333,8 @@ class SyncEngine:
                  batch_seconds: float = 10.0, lookback: timedelta = DEFAULT_LOOKBACK,
                  on_progress: Callable[[RunReport], None] | None = None, progress_every: int = 1000,
                  status_every: int = 0, worker_id: str | None = None,
-                 should_stop: Callable[[], bool] = lambda: False, request_memory: timedelta = REQUEST_MEMORY):
+                 should_stop: Callable[[], bool] = lambda: False, request_memory: timedelta = REQUEST_MEMORY,
+                 calls: Callable[[Connection], Any] | None = None):
         """
         :param state: fingerprints and checkpoints; default: a fresh in-memory store (every
             run then emits everything: nothing was emitted before).
@@ -344,13 +346,15 @@ class SyncEngine:
         :param status_every: emit a ``progress`` status every that many records (0: never).
         :param should_stop: polled every record; when true the run raises :class:`RunAbandoned`.
         :param request_memory: how long a connection remembers the ids of requests it ran.
+        :param calls: the call budget of a connection's provider account (``context.calls``;
+            :mod:`hostspec.ratebudget`), or None for none.
         """
         self.plugins, self.sink, self.clock = plugins, sink, clock
         self.state = state if state is not None else StateDB()
         self.batch_size, self.batch_seconds, self.lookback = batch_size, batch_seconds, lookback
         self.on_progress, self.progress_every = on_progress, progress_every
         self.status_every, self.worker_id, self.should_stop = status_every, worker_id, should_stop
-        self.request_memory = request_memory
+        self.request_memory, self.calls = request_memory, calls
 
     def run(self, request: SyncRequest, connection: Connection, *, run_id: str | None = None) -> RunReport:
         run_id = run_id or str(uuid.uuid4())
@@ -423,7 +427,8 @@ class SyncEngine:
     # -- helpers -------------------------------------------------------------------------------
     def _context(self, run: _Run, scope: str, resume: Any = None) -> SyncContext:
         return SyncContext(run_id=run.report.run_id, request_id=run.request.request_id, scope=scope,
-                           now=self.clock(), options=run.request.options, resume=resume, log=log)
+                           now=self.clock(), options=run.request.options, resume=resume, log=log,
+                           calls=run.calls)
 
     def _stream(self, records: Iterator[Any] | None, scope: str, provider: Provider) -> Iterator[Any]:
         if records is None:

@@ -63,10 +63,19 @@ def fetch_catalog(connection: Connection, context: SyncContext) -> Iterator[Mapp
 
     :return: an iterator (a generator, never a materialised list) of raw provider records,
         each a JSON-like mapping. The host closes the iterator when it stops early.
-        ``None`` means the provider has no catalog scope.
+        ``None`` means the provider has no catalog scope. It may also yield
+        :class:`hostspec.PageEnd` between pages and, once, a :class:`hostspec.ListingTotal`: the
+        number of items the provider says the listing holds (the removal guard removes nothing
+        when the items yielded disagree with it).
+
+    With ``context.catalog_since`` set (only for providers declaring ``incremental_catalog``),
+    list only the items changed since that instant; the host then removes nothing. Route HTTP
+    calls through ``context.calls`` (the account's call budget) when the provider names an
+    ``account_setting``.
 
     Raise :class:`hostspec.ProviderError` subclasses for failures of the whole fetch; a record
-    the provider cannot read is yielded as it is and rejected by ``map_course``.
+    the provider cannot read is yielded as it is and rejected by ``map_course``; a record that
+    must not become a course (``map_course`` returns ``None``) is counted as skipped.
     Stops at first non-None result.
     """
 

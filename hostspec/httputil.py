@@ -5,7 +5,10 @@ import email.utils
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
+
+import requests
+from requests.adapters import HTTPAdapter
 
 
 def parse_retry_after(value: str | None, now: Callable[[], datetime] | None = None) -> float | None:
@@ -55,3 +58,32 @@ class CachedToken:
         with self._lock:
             if token is None or token == self._token:
                 self._token = None
+
+
+class GatedAdapter(HTTPAdapter):
+    """Every request through it waits for the call budget (``gate.acquire()``, then
+    ``gate.done()`` when it ended); a 429 answer is reported to it
+    (``gate.throttled(retry_after_s)``) before the caller's own retry policy runs."""
+
+    def __init__(self, gate: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._gate = gate
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self._gate.acquire()
+        try:
+            response = super().send(request, **kwargs)
+        finally:
+            self._gate.done()
+        if response.status_code == 429:
+            self._gate.throttled(parse_retry_after(response.headers.get("Retry-After")))
+        return response
+
+
+def gate_session(session: requests.Session, gate: Any) -> requests.Session:
+    """Route every call of ``session`` through ``gate`` (a run's ``context.calls``; None: no budget)."""
+    if gate is not None:
+        adapter = GatedAdapter(gate)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+    return session

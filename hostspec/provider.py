@@ -23,6 +23,12 @@ class ProviderInfo:
     :param secret_fields: names of settings that hold secrets.
     :param incremental_catalog: ``fetch_catalog`` honours ``context.catalog_since`` (lists only
         the changes). Without it every catalog sync is a complete listing.
+    :param account_setting: the setting naming the account the provider limits calls by (an API
+        client id): connections sharing it share one call budget (:mod:`hostspec.ratebudget`).
+        The provider then passes ``context.calls`` to its HTTP client
+        (:func:`hostspec.httputil.gate_session`).
+    :param calls_per_second: the account's budget unless a connection says
+        ``account_calls_per_second``.
     """
 
     name: str
@@ -33,6 +39,8 @@ class ProviderInfo:
     secret_fields: tuple[str, ...] = ()
     description: str = ""
     incremental_catalog: bool = False
+    account_setting: str | None = None
+    calls_per_second: int | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class Connection:
     max_removal_share: float = 0.2   # the removal guard: at most this share of known courses removed per run
     catalog_complete_days: float = 7.0  # incremental catalog listings in between complete ones (0: always complete)
     progress_lookback_hours: float | None = None  # report lag covered by incremental progress (None: the host's)
+    account_calls_per_second: int | None = None   # the provider account's call budget (None: the provider's)
 
     def __repr__(self) -> str:  # settings may hold secrets: never print them
         return (f"Connection(name={self.name!r}, tenant={self.tenant!r}, "
@@ -68,6 +77,10 @@ class SyncContext:
         since this instant (an incremental listing: the host then removes nothing); ``None``
         asks for the complete listing.
     :param log: a logger already labelled with run, connection and provider.
+    :param calls: the account's call budget for this run, or ``None`` (no budget): call
+        ``calls.acquire()`` before each HTTP call, ``calls.done()`` once it ended and
+        ``calls.throttled(retry_after_s)`` after a 429; :func:`hostspec.httputil.gate_session`
+        does all three for a ``requests`` session.
     """
 
     run_id: str
@@ -78,6 +91,7 @@ class SyncContext:
     resume: Any = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("hostspec.run"))
     catalog_since: datetime | None = None
+    calls: Any = None
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import queue
-import sqlite3
 import re
+import sqlite3
 import threading
 import time
 from pathlib import Path

@@ -18,8 +18,8 @@ from .engine import SyncRequest
 from .errors import DeliveryError, HostError, TransportError
 from .schedule import Job, Slot, due, jobs_of
 from .topics import Topics
-from .transport.config import KafkaConfig, topic_specs
 from .transport.changelog import ChangelogReader
+from .transport.config import KafkaConfig, topic_specs
 from .transport.kafka import KafkaSink, Partition, RequestConsumer, ensure_topics, make_producer
 from .worker import ConnectionsFile
 

@@ -20,6 +20,7 @@ class Topics:
     state: str = "learning.connector-state"
     parked: str = "learning.learner-stats.parked"
     scheduler: str = "learning.scheduler"
+    rate: str = "learning.connector-rate"
 
     def for_type(self, type_: str) -> str:
         return {

@@ -58,12 +58,14 @@ from .engine import DEFAULT_LOOKBACK, REQUEST_DONE, RunReport, SyncEngine, SyncR
 from .errors import DeliveryError, HostError, PermanentDeliveryError, RunAbandoned, TransportError
 from .plugins import HostPluginManager
 from .provider import Connection
+from .ratebudget import AccountBudgets, RunCalls
 from .reloading import ReloadingFile
 from .restore import Restorer
 from .tasks import READY, PartitionTask, Pending, Running, home_partition
 from .topics import Topics
 from .transport.config import KafkaConfig, topic_specs
 from .transport.kafka import InboundMessage, Partition, RequestConsumer, ensure_topics
+from .transport.signals import RateSignals
 from .transport.transactions import (
     OutRecord,
     ProducerBroken,
@@ -171,6 +173,8 @@ class Worker:
         self._producers: ProducerPool | None = None
         self._main_producers: ProducerPool | None = None
         self._restorer: Restorer | None = None
+        self._budgets: AccountBudgets | None = None
+        self._signals: RateSignals | None = None
         self._state_partitions = 0
         self._running = 0
         self._rotation = 0
@@ -202,6 +206,9 @@ class Worker:
                 session_timeout_ms=s.session_timeout_ms, max_poll_interval_ms=s.max_poll_interval_ms,
                 group_instance_id=s.worker_id if s.static_membership else None)
             self._state_partitions = self._check_partitions()
+            self._signals = RateSignals(self.kafka, self.topics.rate, s.worker_id,
+                                        on_signal=lambda account, until: self._call_budgets().signal(account, until))
+            self._budgets = AccountBudgets(self.plugins, self._state_partitions, on_throttle=self._signals.publish)
             self._restorer = Restorer(self.kafka, self.topics, s.group_id, self._state_folder,
                                       lambda task: self._events.put(("restored", task)), worker_id=s.worker_id)
             log.info("worker %s consuming %s in group %s (%d state partitions, %d runs at once)", s.worker_id,
@@ -246,6 +253,8 @@ class Worker:
                 task.store.close()    # kept for an incremental restore when this worker comes back
         if self._restorer is not None:
             self._restorer.close()
+        if self._signals is not None:
+            self._signals.close()
         for pool in (self._producers, self._main_producers):
             if pool is not None:
                 pool.close()
@@ -401,6 +410,20 @@ class Worker:
         metrics.WORKER_PARTITIONS.labels("owned").set(owned)
         metrics.WORKER_PARTITIONS.labels("ready").set(len(ready))
         log.info("worker %s serves partitions %s", self.settings.worker_id, ready)
+        try:
+            self._call_budgets().owned(self._budget_partitions(), self.connections.store())
+        except HostError:
+            pass    # no usable connections file yet: no run either
+
+    def _call_budgets(self) -> AccountBudgets:
+        assert self._budgets is not None
+        return self._budgets
+
+    def _budget_partitions(self) -> set[int]:
+        """The state partitions whose share of the call budgets this worker may spend."""
+        with self._tasks_lock:
+            return {t.state_partition for t in self._tasks.values()
+                    if t.phase == READY and not t.revoked.is_set() and t.state_partition is not None}
 
     # -- the loop ------------------------------------------------------------------------------
     def _take(self, messages: list[InboundMessage]) -> None:
@@ -716,11 +739,18 @@ class Worker:
                                  finishing=[m.offset for m in running.pending.messages],
                                  max_record_bytes=self.kafka.max_request_bytes,
                                  should_stop=should_stop, on_state_written=lambda end: task.state_written(scope, end))
+        budgets = self._call_budgets()
+        budgets.owned(self._budget_partitions())
+
+        def calls(c: Connection) -> RunCalls | None:
+            gate = budgets.gate(c, self.connections.store())
+            return RunCalls(gate, should_stop) if gate is not None else None
+
         try:
             engine = SyncEngine(self.plugins, sink, state=task.store, batch_size=s.batch_size,
                                 batch_seconds=s.batch_seconds, lookback=timedelta(seconds=s.lookback_s),
                                 status_every=s.status_every, worker_id=s.worker_id, should_stop=should_stop,
-                                request_memory=timedelta(seconds=s.request_memory_s))
+                                request_memory=timedelta(seconds=s.request_memory_s), calls=calls)
             try:
                 return engine.run(request, connection)
             except BaseException as exc:

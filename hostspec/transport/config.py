@@ -94,7 +94,8 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
       never fewer. Tombstones are kept a day (``delete.retention.ms``), twice the age up to which
       a worker reuses a local copy of a partition (:mod:`hostspec.restore`);
     * parked stats: 6 partitions, 45 days (the publisher keeps a stat parked 30 days at most);
-    * scheduler: 1 partition (a lease: its holder is the scheduler that publishes), compacted.
+    * scheduler: 1 partition (a lease: its holder is the scheduler that publishes), compacted;
+    * rate: 1 partition, an hour (workers tell each other of 429s: :mod:`hostspec.ratebudget`).
     """
     def delete(days: int) -> dict[str, str]:
         return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
@@ -105,7 +106,8 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
             TopicSpec(topics.state, 6, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000",
                                         "delete.retention.ms": str(DAY_MS)}),
             TopicSpec(topics.parked, 6, delete(45)),
-            TopicSpec(topics.scheduler, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"})]
+            TopicSpec(topics.scheduler, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
+            TopicSpec(topics.rate, 1, {"cleanup.policy": "delete", "retention.ms": str(3_600_000)})]
 
 
 def topics_from_env(prefix: str | None = None) -> Topics:
