@@ -99,9 +99,9 @@ def map_course(record: Mapping[str, Any], connection: Connection, context: SyncC
 @hookimpl
 def fetch_progress(connection: Connection, context: SyncContext, since: datetime | None,
                    until: datetime | None) -> Iterator[Mapping[str, Any] | PageEnd]:
-    """Report rows with activity in the window; with a ``since``, then the rows of learners enrolled
-    in the window, which an activity filter leaves out while they have no activity at all (the
-    rows of both passes that overlap are the same records: the host emits only what changed).
+    """Report rows with activity in the window; with a window, then the rows of learners enrolled
+    in it, which an activity filter leaves out while they have no activity at all (the rows of
+    both passes that overlap are the same records: the host emits only what changed).
 
     Cursors: an int is a page of the first pass, ``"enrolled:<start>"`` one of the second.
     """
@@ -111,8 +111,8 @@ def fetch_progress(connection: Connection, context: SyncContext, since: datetime
         if enrolled_start is None:
             pages = client.report_pages(last_activity_after=since, last_activity_before=until, start=resume)
             yield from _with_page_ends(pages, lambda start: start)
-            if since is None:
-                return
+            if since is None and until is None:
+                return      # every row was listed
             enrolled_start = 0
             yield PageEnd(f"{_ENROLLED}{enrolled_start}")
         pages = client.report_pages(enrolled_after=since, enrolled_before=until, start=enrolled_start)

@@ -52,6 +52,7 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+SCOPES_OF = {"all": ("catalog", "progress"), "catalog": ("catalog",), "progress": ("progress",)}
 REQUEST_DONE = "request:"  # checkpoint name prefix: the request ids a connection already ran
 REQUEST_MEMORY = timedelta(days=7)  # how long they are remembered (the requests topic's retention)
 
@@ -71,7 +72,13 @@ class SyncRequest:
     learners: tuple[str, ...] | None = None
     courses: tuple[str, ...] | None = None
     origin: str | None = None   # where the worker read it (topic:partition:offset); not part of the event
-    merged: tuple[tuple[str, str | None], ...] = ()   # (id, origin) of the requests this run also answers
+    merged: tuple[tuple[str, str | None, str], ...] = ()   # (id, origin, scope) of the requests this run
+    asked_scope: str | None = None                            # also answers; the scope this one asked for
+
+    @property
+    def answers(self) -> tuple[tuple[str, str | None, str], ...]:
+        """(id, origin, scope asked for) of every request this run answers, this one first."""
+        return ((self.request_id, self.origin, self.asked_scope or self.scope), *self.merged)
 
     @classmethod
     def from_event(cls, event: ev.Event) -> "SyncRequest":
@@ -104,7 +111,7 @@ class SyncRequest:
 
     @property
     def scopes(self) -> tuple[str, ...]:
-        return ("catalog", "progress") if self.scope == "all" else (self.scope,)
+        return SCOPES_OF[self.scope]
 
     @property
     def is_subset(self) -> bool:
@@ -140,6 +147,7 @@ class RunReport:
     outcome: str = "started"
     counts: Counts = field(default_factory=Counts)
     error: dict[str, str] | None = None
+    failed_scopes: set[str] = field(default_factory=set)   # the scopes that failed (the others ran on)
     warning: dict[str, str] | None = None   # why a run that did not fail is partial (besides rejections)
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -223,11 +231,19 @@ class _Run:
 
     # -- status --------------------------------------------------------------------------------
     def status(self, phase: str) -> None:
-        """Emit the run's status, and on its start and end that of every request merged into it."""
+        """Emit the run's status; on its start, that of every request merged into it too."""
         self._status(phase, self.report.request_id)
-        if phase != "progress":
-            for request_id, _origin in self.request.merged:
+        if phase == "started":
+            for request_id, _origin, _scope in self.request.merged:
                 self._status(phase, request_id)
+
+    def final_statuses(self) -> dict[str, str]:
+        """Emit each answered request's final status, from the scopes it asked for; their outcomes."""
+        outcomes = {}
+        for request_id, _origin, scope in self.request.answers:
+            outcomes[request_id] = outcome(self.report, SCOPES_OF[scope])
+            self._status(outcomes[request_id], request_id)
+        return outcomes
 
     def _status(self, phase: str, request_id: str) -> None:
         r = self.report
@@ -236,7 +252,7 @@ class _Run:
         merged_into = {"merged_into": r.request_id} if request_id != r.request_id else {}
         if merged_into:
             id_content += f"/{request_id}"
-        problem = r.error or r.warning
+        problem = (r.error if phase == "failed" else None) or r.warning
         data = {"request_id": request_id, "run_id": r.run_id, "tenant": self.connection.tenant,
                 "connection": self.connection.name, "provider": self.provider.name,
                 "scope": r.scope, "phase": phase, "dry_run": r.dry_run, "counts": _counts(r.counts),
@@ -369,42 +385,46 @@ class SyncEngine:
                            started_at=self.clock(), dry_run=request.dry_run)
         run = _Run(self, provider, connection, request, report)
         run.status("started")
-        try:
-            for scope in request.scopes:
-                if scope not in provider.info.scopes:
-                    raise HostError(f"provider {provider.name!r} does not support scope {scope!r}")
-                run.context_scope = scope
-                if scope == "catalog":
-                    self._catalog(run)
-                else:
-                    self._progress(run)
-        except (DeliveryError, RunAbandoned):
-            run.session.rollback()
-            raise
-        except HostError as exc:
-            report.error = {"kind": exc.kind, "message": redact(str(exc))}
-        except Exception as exc:  # never let a provider bug take the host down
-            log.exception("run %s failed", report.run_id)
-            report.error = {"kind": "system", "message": redact(f"{type(exc).__name__}: {exc}")}
+        for scope in request.scopes:   # a failing scope does not stop the next (merged requests)
+            self._scope(run, scope)
         report.ended_at = self.clock()
-        if report.error:
-            report.outcome = "failed"
-        elif report.counts.rejected or report.warning:
-            report.outcome = "partial"
-        else:
-            report.outcome = "completed"
-        run.status(report.outcome)
+        report.outcome = outcome(report, request.scopes)
+        outcomes = run.final_statuses()
         # a request id runs once (scheduled slots are published by id; a failed one may be sent
         # again): ``origin`` tells a redelivery after a take-over from a second request, same id
         if not request.dry_run:
             self._forget_old_requests(run)
-        for request_id, origin in ((request.request_id, request.origin), *request.merged):
+        for request_id, origin, _scope in request.answers:
             run.session.set_checkpoint(f"{REQUEST_DONE}{request_id}",
                                        {"ended_at": ev.isoformat(report.ended_at), "origin": origin,
-                                        "outcome": report.outcome})
+                                        "outcome": outcomes[request_id]})
         run.checkpoint(final=True)
         self._observe(report, request)
         return report
+
+    def _scope(self, run: _Run, scope: str) -> None:
+        """Run one scope; its failure is recorded in the report (the first one is the run's error)."""
+        report, provider = run.report, run.provider
+        try:
+            if scope not in provider.info.scopes:
+                raise HostError(f"provider {provider.name!r} does not support scope {scope!r}")
+            run.context_scope = scope
+            if scope == "catalog":
+                self._catalog(run)
+            else:
+                self._progress(run)
+            return
+        except (DeliveryError, RunAbandoned):
+            run.session.rollback()
+            raise
+        except HostError as exc:
+            error = {"kind": exc.kind, "message": redact(str(exc))}
+        except Exception as exc:  # never let a provider bug take the host down
+            log.exception("run %s failed in its %s scope", report.run_id, scope)
+            error = {"kind": "system", "message": redact(f"{type(exc).__name__}: {exc}")}
+        report.failed_scopes.add(scope)
+        if report.error is None:
+            report.error = error if len(run.request.scopes) == 1 else {**error, "message": f"{scope}: {error['message']}"}
 
     def _forget_old_requests(self, run: _Run) -> None:
         """Drop the request-done markers older than ``request_memory`` (state stays bounded)."""
@@ -580,8 +600,11 @@ class SyncEngine:
     def _progress(self, run: _Run) -> None:
         counts = run.report.counts
         since, until, moves_watermark = self._window(run)
+        # a cursor resumes the same fetch only: same request, window and filters (a retry that
+        # merged more requests in reads again from the top)
         window = {"request_id": run.request.request_id, "since": since and ev.isoformat(since),
-                  "until": until and ev.isoformat(until)}
+                  "until": until and ev.isoformat(until), "learners": _listed(run.request.learners),
+                  "courses": _listed(run.request.courses)}
         saved = run.session.checkpoint(RESUME)
         resume = saved.get("cursor") if saved and {k: saved.get(k) for k in window} == window else None
         if resume is not None:
@@ -622,6 +645,18 @@ class SyncEngine:
                                   f"stat/{course}/{learner['provider_id']}", f"{course}/{learner['provider_id']}",
                                   context, rules.completion_memo(data), previous)
         _count(counts, "stats", outcome)
+
+
+def _listed(names: tuple[str, ...] | None) -> list[str] | None:
+    return sorted(names) if names else None
+
+
+def outcome(report: RunReport, scopes: tuple[str, ...]) -> str:
+    """``failed`` when one of ``scopes`` failed, else ``partial`` (rejections, a held removal) or
+    ``completed``."""
+    if report.failed_scopes & set(scopes):
+        return "failed"
+    return "partial" if report.counts.rejected or report.warning else "completed"
 
 
 def _counts(counts: Counts) -> dict[str, int]:

@@ -6,8 +6,10 @@ provider's ``ProviderInfo.account_setting``, e.g. Coursera's ``client_id``) has 
 per second (``account_calls_per_second``), and it holds whichever workers run its connections:
 
 * **Split by home partition.** The budget is divided among the partitions that are home to the
-  account's connections, in proportion to their connections (whole calls, largest remainder,
-  at least one each: :func:`shares`). A partition's share is spent only by its owner, and a
+  account's connections (enabled or not: a disabled one still runs what it is sent), in
+  proportion to their connections (whole calls, largest remainder, at least one each:
+  :func:`shares`; a budget smaller than the number of those partitions, at most six, is raised
+  to it, with a warning). A partition's share is spent only by its owner, and a
   partition has one owner at a time (the runs of a revoked partition are cancelled before it
   moves), so the shares in use never add up to more than the budget. A worker owning several of
   those partitions pools their shares in one gate; a single worker gets the whole budget.
@@ -16,10 +18,14 @@ per second (``account_calls_per_second``), and it holds whichever workers run it
   makes the bound hold where the provider sees it: a call arrives before it ends, and the call
   that takes its place starts a second after that end, so at most the allowance of calls
   *arrive* in any one-second window, however late the network delivers them.
-* **429s shrink it for everyone.** The gate that saw one pauses until its ``Retry-After`` and
-  halves its allowance (growing back by one call every ``recover_s`` without 429), and the
-  signal goes to every worker through a Kafka topic (:mod:`hostspec.transport.signals`), whose
-  gates of that account pause and shrink alike.
+* **429s shrink it for everyone.** The gate that saw one pauses for its ``Retry-After`` (at
+  most five minutes) and halves its allowance (growing back by one call every ``recover_s``
+  without 429), and the signal goes to every worker through a Kafka topic
+  (:mod:`hostspec.transport.signals`), whose gates of that account pause as long from the moment
+  they read it (durations, not instants: clocks of two machines may differ) and shrink alike.
+* **Edits follow.** A new version of the connections re-splits every budget (the worker's loop
+  reads the file at least every poll); between two workers reading an edit, the shares may
+  briefly add up to the old and the new split.
 
 The price of needing no coordination: a connection running alone on a worker that owns one of
 the account's two partitions uses half the budget.
@@ -45,7 +51,8 @@ log = logging.getLogger(__name__)
 WINDOW_S = 1.0
 GUARD_S = 0.01                 # clock granularity
 DEFAULT_PAUSE_S = 1.0          # a 429 without Retry-After
-Signal = Callable[[str, float], None]   # (account, pause until, epoch seconds)
+MAX_PAUSE_S = 300.0            # a longer Retry-After pauses this long (the clients' own waits are capped too)
+Signal = Callable[[str, float], None]   # (account, seconds to pause)
 
 
 class CallGate:
@@ -55,12 +62,12 @@ class CallGate:
 
     def __init__(self, account: str, allowance: int, *, on_throttle: Signal | None = None,
                  recover_s: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep):
         self.account = account
         self._ceiling = max(1, allowance)
         self._deficit = 0     # calls per window below the ceiling since the last 429s
         self._on_throttle, self._recover_s = on_throttle, recover_s
-        self._clock, self._wall, self._sleep = clock, wall, sleep
+        self._clock, self._sleep = clock, sleep
         self._ends: deque[float] = deque()    # when the recent calls ended
         self._in_flight = 0
         self._paused_until = 0.0
@@ -112,20 +119,23 @@ class CallGate:
 
     def throttled(self, retry_after_s: float | None) -> None:
         """The provider answered 429: pause, shrink, and tell the other workers."""
-        until = self._wall() + (retry_after_s if retry_after_s is not None else DEFAULT_PAUSE_S)
-        self.pause_until(until)
+        pause_s = self.pause(retry_after_s if retry_after_s is not None else DEFAULT_PAUSE_S)
         if self._on_throttle is not None:
-            self._on_throttle(self.account, until)
+            self._on_throttle(self.account, pause_s)
 
-    def pause_until(self, until_epoch: float) -> None:
-        """No call before ``until_epoch`` (wall clock: signals cross machines), allowance halved."""
+    def pause(self, seconds: float) -> float:
+        """No call for ``seconds`` from now (at most ``MAX_PAUSE_S``: a Retry-After of a week would
+        hold every run of the account), allowance halved. Relative, so that a signal from a machine
+        whose clock is off pauses for the same time. Returns the pause applied."""
+        seconds = min(max(0.0, seconds), MAX_PAUSE_S)
         with self._lock:
             now = self._clock()
-            self._paused_until = max(self._paused_until, now + until_epoch - self._wall())
+            self._paused_until = max(self._paused_until, now + seconds)
             self._deficit = self._ceiling - max(1, self.allowance // 2)
             self._changed_at = now
-        log.warning("call budget of %s: paused %.1fs, %d calls per second for now", self.account,
-                    max(0.0, until_epoch - self._wall()), self.allowance)
+        log.warning("call budget of %s: paused %.1fs, %d calls per second for now", self.account, seconds,
+                    self.allowance)
+        return seconds
 
     def _recover(self, now: float) -> None:
         if self._deficit and now - self._changed_at >= self._recover_s:
@@ -185,28 +195,39 @@ def account_of(connection: "Connection", plugins: "HostPluginManager") -> str | 
 
 class AccountBudgets:
     """The gates of one worker: one per account, its allowance the shares of the partitions the
-    worker owns. ``partitions``: the state topic's partition count (homes depend on it)."""
+    worker owns. ``partitions``: the state topic's partition count (homes depend on it).
+
+    The worker's main loop alone calls :meth:`owned` (its partitions changed) and :meth:`refresh`
+    (the connections it read may have changed); run threads only ask for a :meth:`gate`.
+    """
 
     def __init__(self, plugins: "HostPluginManager", partitions: int, *, on_throttle: Signal | None = None):
         self._plugins, self._partitions, self._on_throttle = plugins, partitions, on_throttle
         self._gates: dict[str, CallGate] = {}
         self._owned: frozenset[int] = frozenset()
+        self._store: "ConnectionStore | None" = None
+        self._accounts: dict[str, tuple[int, Counter[int]]] = {}    # account -> (budget, homes)
+        self._warned: set[str] = set()
         self._lock = threading.Lock()
 
     def owned(self, partitions: Iterable[int], store: "ConnectionStore | None" = None) -> None:
         """The worker's partitions changed: every gate's allowance follows."""
         with self._lock:
             self._owned = frozenset(partitions)
-            gates = dict(self._gates)
-        if store is not None:
-            for account, gate in gates.items():
-                gate.set_ceiling(self._allowance(account, store))
+        self._follow(store)
+
+    def refresh(self, store: "ConnectionStore") -> None:
+        """Called with the connections as last read: a new version re-splits every budget."""
+        if store is not self._store:
+            self._follow(store)
 
     def gate(self, connection: "Connection", store: "ConnectionStore") -> CallGate | None:
         account = account_of(connection, self._plugins)
         if account is None:
             return None
-        allowance = self._allowance(account, store)
+        if store is not self._store:
+            self._follow(store)
+        allowance = self._allowance(account)
         with self._lock:
             gate = self._gates.get(account)
             if gate is None:
@@ -215,18 +236,35 @@ class AccountBudgets:
         gate.set_ceiling(allowance)
         return gate
 
-    def signal(self, account: str, until_epoch: float) -> None:
+    def signal(self, account: str, pause_s: float) -> None:
         """Another worker saw a 429 for ``account``."""
         gate = self._gates.get(account)
         if gate is not None:
-            gate.pause_until(until_epoch)
+            gate.pause(pause_s)
 
-    def _allowance(self, account: str, store: "ConnectionStore") -> int:
-        members = [c for c in _connections(store, self._plugins) if account_of(c, self._plugins) == account]
-        if not members:
-            return 1
-        budget = min(c.account_calls_per_second or self._default(c) for c in members)
-        split = shares(budget, Counter(home_partition(c.name, self._partitions) for c in members))
+    def _follow(self, store: "ConnectionStore | None") -> None:
+        if store is not None and store is not self._store:
+            accounts: dict[str, tuple[int, Counter[int]]] = {}
+            for c in _connections(store, self._plugins):
+                account = account_of(c, self._plugins)
+                if account is None:
+                    continue
+                budget, homes = accounts.get(account, (c.account_calls_per_second or self._default(c), Counter()))
+                homes[home_partition(c.name, self._partitions)] += 1
+                accounts[account] = (min(budget, c.account_calls_per_second or self._default(c)), homes)
+            with self._lock:
+                self._store, self._accounts = store, accounts
+        for account, gate in list(self._gates.items()):
+            gate.set_ceiling(self._allowance(account))
+
+    def _allowance(self, account: str) -> int:
+        budget, homes = self._accounts.get(account, (1, Counter()))
+        if len(homes) > budget and account not in self._warned:
+            self._warned.add(account)
+            log.warning("account %s: a budget of %d calls per second for connections on %d partitions; each "
+                        "partition still gets one call per second, %d in all", account, budget, len(homes),
+                        len(homes))
+        split = shares(budget, homes)
         return sum(n for p, n in split.items() if p in self._owned)
 
     def _default(self, connection: "Connection") -> int:
@@ -234,8 +272,9 @@ class AccountBudgets:
 
 
 def _connections(store: "ConnectionStore", plugins: "HostPluginManager") -> Collection["Connection"]:
+    """Every valid connection, enabled or not (a disabled one still runs the requests sent to it)."""
     out = []
-    for name in store.enabled():
+    for name in store.names:
         try:
             out.append(store.get(name, plugins))
         except HostError:   # an invalid connection has no runs: it spends nothing

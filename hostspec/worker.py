@@ -207,7 +207,7 @@ class Worker:
                 group_instance_id=s.worker_id if s.static_membership else None)
             self._state_partitions = self._check_partitions()
             self._signals = RateSignals(self.kafka, self.topics.rate, s.worker_id,
-                                        on_signal=lambda account, until: self._call_budgets().signal(account, until))
+                                        on_signal=lambda account, pause_s: self._call_budgets().signal(account, pause_s))
             self._budgets = AccountBudgets(self.plugins, self._state_partitions, on_throttle=self._signals.publish)
             self._restorer = Restorer(self.kafka, self.topics, s.group_id, self._state_folder,
                                       lambda task: self._events.put(("restored", task)), worker_id=s.worker_id)
@@ -469,6 +469,7 @@ class Worker:
             log.error("no usable connections file (%s); requests wait", exc)
             task.not_before = time.monotonic() + 5
             return
+        self._call_budgets().refresh(store)    # an edit of the connections re-splits the call budgets
         while task.backlog:
             msg = task.backlog.popleft()
             admitted = admit(msg.value, store, self.plugins)
@@ -531,7 +532,7 @@ class Worker:
         while self.settings.coalesce and queue_:
             later = queue_[0]
             if later.reading_back or later.request.request_id in {head.request.request_id,
-                                                                   *(i for i, _ in head.request.merged)}:
+                                                                   *(i for i, _o, _s in head.request.merged)}:
                 break   # the same id again waits: the run's marker makes it a duplicate
             ended = self._already_ran(task, later)
             if ended is not None:
@@ -739,8 +740,7 @@ class Worker:
                                  finishing=[m.offset for m in running.pending.messages],
                                  max_record_bytes=self.kafka.max_request_bytes,
                                  should_stop=should_stop, on_state_written=lambda end: task.state_written(scope, end))
-        budgets = self._call_budgets()
-        budgets.owned(self._budget_partitions())
+        budgets = self._call_budgets()    # its partitions are kept by the main loop (_log_partitions)
 
         def calls(c: Connection) -> RunCalls | None:
             gate = budgets.gate(c, self.connections.store())

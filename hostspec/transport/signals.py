@@ -29,12 +29,13 @@ class RateSignals:
         self._thread = threading.Thread(target=self._follow, daemon=True, name="rate-signals")
         self._thread.start()
 
-    def publish(self, account: str, until_epoch: float) -> None:
-        """Tell every other worker (fire and forget: called from a run's HTTP call)."""
+    def publish(self, account: str, pause_s: float) -> None:
+        """Tell every other worker to pause ``account`` for ``pause_s`` (fire and forget: called
+        from a run's HTTP call). A duration, not an instant: the clocks of two machines differ."""
         try:
             if self._producer is None:
                 self._producer = make_producer(self._config, linger_ms=0)
-            value = json.dumps({"account": account, "until": until_epoch, "worker": self._worker})
+            value = json.dumps({"account": account, "pause_s": pause_s, "worker": self._worker})
             self._producer.send(self._topic, key=account.encode(), value=value.encode())
         except Exception as exc:   # advisory: the others will meet the limit themselves
             log.warning("rate signal for %s not sent: %s", account, exc)
@@ -52,12 +53,12 @@ class RateSignals:
     def _apply(self, value: bytes | None) -> None:
         try:
             signal = json.loads(value or b"")
-            account, until, worker = signal["account"], float(signal["until"]), signal.get("worker")
+            account, pause_s, worker = signal["account"], float(signal["pause_s"]), signal.get("worker")
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable rate signal ignored")
             return
         if worker != self._worker:
-            self._on_signal(account, until)
+            self._on_signal(account, pause_s)
 
     def close(self) -> None:
         self._closed.set()

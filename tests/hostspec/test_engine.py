@@ -187,7 +187,7 @@ def test_a_merged_run_gives_every_request_its_start_final_status_and_marker():
     conn = connection_from_settings("t1", "toy", {}, pm, tenant="acme", group_id="g1")
     state, sink = StateDB(), MemorySink()
     request = SyncRequest("req-1", "t1", "toy", "catalog", origin="requests:0:10",
-                          merged=(("req-2", "requests:0:11"), ("req-3", "requests:0:12")))
+                          merged=(("req-2", "requests:0:11", "catalog"), ("req-3", "requests:0:12", "catalog")))
     report = SyncEngine(pm, sink, state=state, clock=lambda: T0).run(request, conn)
     statuses = [e.data for e in sink.of_type(ev.SYNC_STATUS)]
     assert [(s["request_id"], s["phase"], s.get("merged_into")) for s in statuses] == [
