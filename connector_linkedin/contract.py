@@ -22,7 +22,7 @@ PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 100, 1000                          # INFERRED
 
 CALLS_PER_SECOND = 4              # INFERRED: LinkedIn throttles per application; a prudent default budget
 
-REPORT_WINDOW_MAX_DAYS = 365      # INFERRED: a window longer than this is split by the client
+REPORT_WINDOW_MAX_DAYS = 365      # INFERRED limit; a longer window is cut to this many days from its start
 REPORT_FIRST_SYNC_DAYS = 365      # how far back a first progress sync reads
 
 # engagement types of learningActivityReports (CONFIRMED names; units INFERRED)
