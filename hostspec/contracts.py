@@ -21,24 +21,38 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent / "schemas"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 # Rules that span several fields, for consumers in other languages (the code enforces them in
-# hostspec.rules; the schema can say the two simplest ones).
+# hostspec.rules). The schema states those it can; an order between two dates it cannot, so it
+# names them in a comment (ORDER_RULES: the only differences the contract tests allow).
+ORDER_RULES = {
+    s.LearnerStatDataSchema: "last_activity_at must not be earlier than first_activity_at",
+    s.SyncRequestedDataSchema: "until must be later than since",
+}
 _EXTRA: dict[type[Schema], dict[str, Any]] = {
     s.LearnerStatDataSchema: {"allOf": [
         {"if": {"properties": {"completion_status": {"const": "completed"}}},
          "then": {"properties": {"progress_percent": {"const": 100}, "completed_at": {"type": "string"}}}},
         {"if": {"properties": {"completion_status": {"enum": ["not_started", "in_progress"]}}},
          "then": {"properties": {"completed_at": {"type": "null"}}}},
+        {"if": {"properties": {"completion_status": {"const": "not_started"}}},
+         "then": {"properties": {"progress_percent": {"enum": [0, None]}}}},
     ]},
 }
 
 
+_LENGTH_WORDS = {"array": ("minItems", "maxItems"), "object": ("minProperties", "maxProperties"),
+                 "string": ("minLength", "maxLength")}
+
+
 def _validators(field: fields.Field, out: dict[str, Any]) -> None:
     for v in field.validators:
-        if isinstance(v, validate.Length):
+        if isinstance(v, validate.Length):   # a length means items, properties or characters
+            low, high = _LENGTH_WORDS[out["type"]]
+            if v.equal is not None:
+                out[low] = out[high] = v.equal
             if v.min is not None:
-                out["minLength"] = v.min
+                out[low] = v.min
             if v.max is not None:
-                out["maxLength"] = v.max
+                out[high] = v.max
         elif isinstance(v, validate.Range):
             if v.min is not None:
                 out["minimum"] = v.min
@@ -100,6 +114,8 @@ def object_schema(schema_cls: type[Schema]) -> dict[str, Any]:
     if doc:
         out = {"description": doc.splitlines()[0], **out}
     out.update(_EXTRA.get(schema_cls, {}))
+    if schema_cls in ORDER_RULES:
+        out["$comment"] = f"Also (not expressible in JSON Schema): {ORDER_RULES[schema_cls]}."
     return out
 
 

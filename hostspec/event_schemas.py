@@ -5,11 +5,14 @@ from them (``python -m hostspec.contracts --write``) and a test keeps both equal
 """
 from __future__ import annotations
 
+import re
+
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from . import rules
 
 IDENT = validate.Length(min=1, max=256)
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
                        error="must be 1-128 letters, digits, '_', '.', ':' or '-'")
 LANG = validate.Regexp(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$", error="must be a language code like en, pt_BR")
@@ -28,6 +31,52 @@ STAT_FIELDS_WITH_PROVENANCE = ["completion_status", "progress_percent", "score_p
 class Strict(Schema):
     class Meta:
         unknown = RAISE
+
+
+class JsonInteger(fields.Integer):
+    """A JSON integer, as JSON Schema counts them: ``5`` or ``5.0``, never ``"5"`` or ``5.5``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return super()._validated(value)
+
+
+class JsonNumber(fields.Float):
+    """A JSON number: not a numeric string, not NaN or infinity."""
+
+    def _validated(self, value):
+        if isinstance(value, str):
+            raise self.make_error("invalid", input=value)
+        number = super()._validated(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            raise self.make_error("invalid", input=value)
+        return number
+
+
+class JsonDateTime(fields.AwareDateTime):
+    """An RFC 3339 date-time with its offset (JSON Schema's ``date-time``): seconds required
+    (Python alone would take ``2026-01-01T00:00Z``), ``t`` and ``z`` in either case."""
+
+    def __init__(self, **kwargs):
+        super().__init__(format="iso", **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not RFC3339.match(value):
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
+        return super()._deserialize(value.upper(), attr, data, **kwargs)
+
+
+class JsonBoolean(fields.Boolean):
+    """``true`` or ``false`` only (marshmallow also takes 1, "yes", "on"…)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value is not True and value is not False:
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 class Identity(Strict):
@@ -61,14 +110,14 @@ class CourseDataSchema(Identity):
     content_type = fields.String(required=True, validate=validate.OneOf(CONTENT_TYPES))
     launch_url = fields.String(required=True, validate=HTTPS_URL)
     image_url = fields.String(required=True, allow_none=True, validate=HTTPS_URL)
-    duration_minutes = fields.Integer(required=True, allow_none=True, strict=True,
+    duration_minutes = JsonInteger(required=True, allow_none=True,
                                       validate=validate.Range(min=1, max=100000))
     difficulty_level = fields.String(required=True, allow_none=True,
                                      validate=validate.OneOf(["beginner", "intermediate", "advanced"]))
     sources = fields.List(fields.Nested(SourceSchema), required=True)
     subjects = fields.List(fields.String(validate=validate.Length(min=1)), required=True)
     skills = fields.List(fields.Nested(SkillSchema), required=True)
-    provider_updated_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
+    provider_updated_at = JsonDateTime(required=True, allow_none=True)
     fingerprint = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
 
 
@@ -77,7 +126,7 @@ class CourseRemovedDataSchema(Identity):
 
     external_id = fields.String(required=True, validate=IDENT)
     reason = fields.String(required=True, validate=validate.OneOf(["not_in_catalog", "removed_by_provider"]))
-    last_seen_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
+    last_seen_at = JsonDateTime(required=True, allow_none=True)
 
 
 class LearnerSchema(Strict):
@@ -92,17 +141,17 @@ class LearnerStatDataSchema(Identity):
     learner = fields.Nested(LearnerSchema, required=True)
     attempt_id = fields.String(required=True, validate=IDENT)
     completion_status = fields.String(required=True, validate=validate.OneOf(COMPLETION))
-    progress_percent = fields.Float(required=True, allow_none=True, validate=rules.percent_in_range)
-    score_percent = fields.Float(required=True, allow_none=True, validate=rules.percent_in_range)
+    progress_percent = JsonNumber(required=True, allow_none=True, validate=rules.percent_in_range)
+    score_percent = JsonNumber(required=True, allow_none=True, validate=rules.percent_in_range)
     result = fields.String(required=True, allow_none=True, validate=validate.OneOf(["passed", "failed"]))
-    first_activity_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
-    last_activity_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
-    completed_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
-    time_spent_seconds = fields.Integer(required=True, allow_none=True, strict=True,
+    first_activity_at = JsonDateTime(required=True, allow_none=True)
+    last_activity_at = JsonDateTime(required=True, allow_none=True)
+    completed_at = JsonDateTime(required=True, allow_none=True)
+    time_spent_seconds = JsonInteger(required=True, allow_none=True,
                                         validate=rules.not_negative)
     provenance = fields.Dict(keys=fields.String(validate=validate.OneOf(STAT_FIELDS_WITH_PROVENANCE)),
                              values=fields.String(validate=PROVENANCE), required=True)
-    as_of = fields.AwareDateTime(required=True, format="iso")
+    as_of = JsonDateTime(required=True)
     fingerprint = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
 
     @validates_schema
@@ -120,10 +169,10 @@ class SyncRequestedDataSchema(Strict):
     scope = fields.String(load_default="all", validate=SCOPE)
     requested_by = fields.String(load_default=None, allow_none=True)
     mode = fields.String(load_default="incremental", validate=validate.OneOf(["incremental", "full"]))
-    dry_run = fields.Boolean(load_default=False)
-    allow_mass_removal = fields.Boolean(load_default=False)
-    since = fields.AwareDateTime(load_default=None, allow_none=True, format="iso")
-    until = fields.AwareDateTime(load_default=None, allow_none=True, format="iso")
+    dry_run = JsonBoolean(load_default=False)
+    allow_mass_removal = JsonBoolean(load_default=False)
+    since = JsonDateTime(load_default=None, allow_none=True)
+    until = JsonDateTime(load_default=None, allow_none=True)
     learners = fields.List(fields.String(validate=IDENT), load_default=None, allow_none=True,
                            validate=validate.Length(min=1, max=10000))
     courses = fields.List(fields.String(validate=IDENT), load_default=None, allow_none=True,
@@ -136,16 +185,16 @@ class SyncRequestedDataSchema(Strict):
 
 
 class CountsSchema(Strict):
-    catalog_fetched = fields.Integer(required=True)
-    courses_emitted = fields.Integer(required=True)
-    courses_unchanged = fields.Integer(required=True)
-    courses_removed = fields.Integer(required=True)
-    progress_fetched = fields.Integer(required=True)
-    stats_emitted = fields.Integer(required=True)
-    stats_unchanged = fields.Integer(required=True)
-    rejected = fields.Integer(required=True)
-    skipped = fields.Integer(required=True)
-    removals_held = fields.Integer(load_default=0)   # absent from the listing, not removed (the removal guard)
+    catalog_fetched = JsonInteger(required=True)
+    courses_emitted = JsonInteger(required=True)
+    courses_unchanged = JsonInteger(required=True)
+    courses_removed = JsonInteger(required=True)
+    progress_fetched = JsonInteger(required=True)
+    stats_emitted = JsonInteger(required=True)
+    stats_unchanged = JsonInteger(required=True)
+    rejected = JsonInteger(required=True)
+    skipped = JsonInteger(required=True)
+    removals_held = JsonInteger(load_default=0)   # absent from the listing, not removed (the removal guard)
 
 
 class RunErrorSchema(Strict):
@@ -164,19 +213,19 @@ class SyncStatusDataSchema(Strict):
     scope = fields.String(required=True, allow_none=True, validate=SCOPE)
     phase = fields.String(required=True, validate=validate.OneOf(
         ["started", "progress", "completed", "partial", "failed", "skipped"]))
-    dry_run = fields.Boolean(required=True)
+    dry_run = JsonBoolean(required=True)
     counts = fields.Nested(CountsSchema, required=True)
     error = fields.Nested(RunErrorSchema, required=True, allow_none=True)
-    started_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
-    ended_at = fields.AwareDateTime(required=True, allow_none=True, format="iso")
+    started_at = JsonDateTime(required=True, allow_none=True)
+    ended_at = JsonDateTime(required=True, allow_none=True)
     worker = fields.String(required=True, allow_none=True)
     merged_into = fields.String(load_default=None)   # this request ran as part of that one's run (coalescing)
 
 
 class KafkaOriginSchema(Strict):
     topic = fields.String(required=True)
-    partition = fields.Integer(required=True)
-    offset = fields.Integer(required=True)
+    partition = JsonInteger(required=True)
+    offset = JsonInteger(required=True)
 
 
 class RecordRejectedDataSchema(Strict):
@@ -203,9 +252,9 @@ class ParkedStatDataSchema(Strict):
 
     reason = fields.String(required=True, validate=validate.OneOf(["learner_unknown", "course_unknown"]))
     detail = fields.String(required=True)
-    attempts = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
-    first_parked_at = fields.AwareDateTime(required=True, format="iso")
-    parked_at = fields.AwareDateTime(required=True, format="iso")
+    attempts = JsonInteger(required=True, validate=validate.Range(min=1))
+    first_parked_at = JsonDateTime(required=True)
+    parked_at = JsonDateTime(required=True)
     tenant = fields.String(required=True, validate=NAME)
     connection = fields.String(required=True, validate=NAME)
     provider = fields.String(required=True, validate=NAME)
@@ -220,7 +269,7 @@ class EnvelopeSchema(Strict):
     source = fields.String(required=True, validate=validate.Length(min=1))
     type = fields.String(required=True)
     subject = fields.String(required=True, allow_none=True)
-    time = fields.AwareDateTime(required=True, format="iso")
+    time = JsonDateTime(required=True)
     datacontenttype = fields.String(required=True, validate=validate.Equal("application/json"))
     dataschema = fields.String(required=True)
     partitionkey = fields.String(required=True, validate=validate.Length(min=1))
