@@ -19,9 +19,9 @@ from marshmallow import ValidationError
 
 from . import __version__
 from . import events as ev
+from .cliutil import UsageError, guarded, log_level, plain, port
 from .connections import ConnectionStore, connection_from_settings
 from .engine import RunReport, SyncEngine, SyncRequest
-from .errors import HostError
 from .logs import setup_logging
 from .plugins import HostPluginManager, get_plugin_manager
 from .provider import SyncContext
@@ -140,7 +140,10 @@ def cmd_sync(args: argparse.Namespace, plugins: HostPluginManager) -> int:
             options = {k: v for k, v in {"contents": args.sandbox_contents, "learners": args.sandbox_learners,
                                          "enrollments": args.sandbox_enrollments,
                                          "broken_every": args.sandbox_broken_every}.items() if v is not None}
-            sandbox = provider.hooks.start_sandbox(options=options)
+            try:
+                sandbox = provider.hooks.start_sandbox(options=options)
+            except ValueError as exc:     # sizes that cannot make an organisation
+                raise UsageError(f"sandbox options: {exc}") from None
             if sandbox is None:
                 print(f"connector-host: provider {provider.name} ships no sandbox", file=sys.stderr)
                 return EXIT_CONFIG
@@ -167,7 +170,14 @@ def cmd_sync(args: argparse.Namespace, plugins: HostPluginManager) -> int:
         report = engine.run(_request(args, connection.name, provider.name, "cli"), connection)
         progress.done()
     print_summary(report, "stdout" if args.out == "-" else args.out, sys.stderr)
-    return OUTCOME_EXIT[report.outcome]
+    return exit_code(report.outcome, report.error)
+
+
+def exit_code(outcome: str, error: dict[str, str] | None) -> int:
+    """A run's exit code: a configuration error (a secret not set, settings refused) is 2."""
+    if outcome == "failed" and error and error.get("kind") in ("config", "provider_config"):
+        return EXIT_CONFIG
+    return OUTCOME_EXIT[outcome]
 
 
 # -- worker and requests ---------------------------------------------------------------------------
@@ -237,7 +247,7 @@ def cmd_request_sync(args: argparse.Namespace, plugins: HostPluginManager) -> in
                   f"rejected {c['rejected']}" + (f" - {status['error']['message']}" if status["error"] else ""),
                   flush=True)
             if status["phase"] in OUTCOME_EXIT:
-                return OUTCOME_EXIT[status["phase"]]
+                return exit_code(status["phase"], status.get("error"))
         print(f"connector-host: no final status within {args.timeout:.0f}s (is a worker running?)", file=sys.stderr)
         return EXIT_FAILED
     finally:
@@ -402,14 +412,14 @@ def cmd_validate(args: argparse.Namespace, plugins: HostPluginManager) -> int:
 
 # -- parser ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="connector-host", description=__doc__,
+    parser = argparse.ArgumentParser(prog="connector-host", description=plain(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-format", choices=["auto", "json", "text"],
                         default=os.environ.get("CONNECTOR_HOST_LOG_FORMAT", "auto"),
                         help="json: one object per line; text: for people; auto (default): text on a terminal")
-    parser.add_argument("--log-level", default=os.environ.get("CONNECTOR_HOST_LOG_LEVEL"),
-                        help="DEBUG, INFO, WARNING (default; INFO for run)")
+    parser.add_argument("--log-level", type=log_level, default=_env_log_level("CONNECTOR_HOST_LOG_LEVEL"),
+                        help="DEBUG, INFO, WARNING (default; INFO for run and schedule), ERROR")
     parser.add_argument("--connections", metavar="FILE",
                         help=f"connections file (default $CONNECTOR_HOST_CONNECTIONS or {DEFAULT_CONNECTIONS})")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -436,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def metrics_options(p: argparse.ArgumentParser) -> None:
         env_port = os.environ.get("CONNECTOR_HOST_METRICS_PORT")
-        p.add_argument("--metrics-port", type=int, default=int(env_port) if env_port else None, metavar="PORT",
+        p.add_argument("--metrics-port", type=port, default=int(env_port) if env_port else None, metavar="PORT",
                        help="serve Prometheus metrics on this port (default $CONNECTOR_HOST_METRICS_PORT, else off)")
         p.add_argument("--metrics-addr", default="0.0.0.0", help="address of the metrics server (default 0.0.0.0)")
 
@@ -553,15 +563,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _env_log_level(name: str) -> str | None:
+    """A log level from the environment; an invalid one is ignored with a word (never a traceback)."""
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        return log_level(value)
+    except argparse.ArgumentTypeError as exc:
+        print(f"connector-host: ${name}: {exc}; using the default", file=sys.stderr)
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level or getattr(args, "default_log_level", "WARNING"), args.log_format)
-    try:
-        plugins = get_plugin_manager()
-        return int(args.func(args, plugins))
-    except HostError as exc:
-        print(f"connector-host: {exc}", file=sys.stderr)
-        return EXIT_CONFIG if exc.kind in ("config", "plugin", "invalid_request") else EXIT_FAILED
-    except KeyboardInterrupt:
-        print("connector-host: interrupted", file=sys.stderr)
-        return 130
+    return guarded("connector-host", lambda: args.func(args, get_plugin_manager()))

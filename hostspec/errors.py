@@ -44,6 +44,11 @@ class ConfigError(HostError):
     kind = "config"
 
 
+class SecretUnavailable(ConfigError, LookupError):
+    """A secret reference names an environment variable that is not set, or a file that cannot
+    be read (a configuration error; a ``LookupError`` for the callers that catch those)."""
+
+
 class UnknownConnectionError(ConfigError):
     def __init__(self, name: str, known: list[str]):
         self.name = name

@@ -41,6 +41,22 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+class KafkaNoise(logging.Filter):
+    """Drops kafka-python's records about what is normal on a fresh cluster or an absent broker:
+    connection attempts (the host says once, in one line, when the cluster cannot be reached),
+    a coordinator or a topic's metadata not there yet. Shown at DEBUG level."""
+
+    PATTERNS = ("Connection lost", "Bootstrap", "not ready", "ECONNREFUSED", "Unable to bootstrap",
+                "NotCoordinator", "No partition metadata", "CoordinatorNotAvailable", "connect attempt",
+                "Unable to connect", "LEADER_NOT_AVAILABLE", "UnknownTopicOrPartition")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("kafka"):
+            return True
+        message = record.getMessage()
+        return not any(p in message for p in self.PATTERNS)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record (the message already redacted by the handler's filter)."""
 
@@ -80,6 +96,9 @@ def setup_logging(level: str = "WARNING", fmt: str = "auto", stream: Any = None)
     handler.addFilter(_ContextFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # kafka-python narrates every connection at INFO; keep its warnings and errors only
+    # kafka-python narrates every connection at INFO; keep its warnings and errors only, and not
+    # those a fresh cluster or an absent broker always produce (the host reports those itself)
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    if root.level > logging.DEBUG:
+        handler.addFilter(KafkaNoise())
     install_log_redaction(root)

@@ -12,6 +12,8 @@ import os
 import threading
 from pathlib import Path
 
+from .errors import SecretUnavailable
+
 _MASK = "***"
 _known_values: set[str] = set()
 _known_lock = threading.Lock()
@@ -52,7 +54,7 @@ class Secret:
         if self._env is not None:
             value = os.environ.get(self._env)
             if not value:
-                raise LookupError(f"secret environment variable {self._env} is not set")
+                raise SecretUnavailable(f"secret environment variable {self._env} is not set")
         else:
             path = Path(self._file)  # type: ignore[arg-type]
             if not path.is_absolute() and self._base is not None:
@@ -60,9 +62,9 @@ class Secret:
             try:
                 value = path.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise LookupError(f"secret file {path} cannot be read: {exc.strerror}") from None
+                raise SecretUnavailable(f"secret file {path} cannot be read: {exc.strerror}") from None
             if not value:
-                raise LookupError(f"secret file {path} is empty")
+                raise SecretUnavailable(f"secret file {path} is empty")
         _remember(value)
         return value
 

@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Sequence
 
-from hostspec.errors import HostError
+from hostspec.cliutil import guarded, log_level, plain, port
 from hostspec.logs import setup_logging
 
 from . import __version__
@@ -129,10 +129,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="publisher-360learning", description=__doc__,
+    parser = argparse.ArgumentParser(prog="publisher-360learning", description=plain(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("PUBLISHER_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", type=log_level, default=os.environ.get("PUBLISHER_LOG_LEVEL", "INFO"),
+                        help="DEBUG, INFO (default), WARNING, ERROR")
     parser.add_argument("--log-format", choices=["auto", "json", "text"],
                         default=os.environ.get("PUBLISHER_LOG_FORMAT", "auto"),
                         help="json: one object per line; text: for people; auto (default): text on a terminal")
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP)")
     p.add_argument("--topic-prefix", help="prefix of every topic (default $CONNECTOR_HOST_TOPIC_PREFIX)")
     env_port = os.environ.get("PUBLISHER_METRICS_PORT")
-    p.add_argument("--metrics-port", type=int, default=int(env_port) if env_port else None, metavar="PORT",
+    p.add_argument("--metrics-port", type=port, default=int(env_port) if env_port else None, metavar="PORT",
                    help="serve Prometheus metrics on this port (default $PUBLISHER_METRICS_PORT, else off)")
     p.add_argument("--metrics-addr", default="0.0.0.0")
     p.set_defaults(func=cmd_run)
@@ -204,14 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
-    try:
-        return args.func(args)
-    except HostError as exc:  # configuration: the targets file, a secret reference
-        print(f"publisher-360learning: {exc}", file=sys.stderr)
-        return 2
-    except Learning360Error as exc:
-        print(f"publisher-360learning: 360Learning: {exc}", file=sys.stderr)
-        return 1
+    # a HostError is configuration (the targets file, a secret reference); 360Learning's refusals fail
+    return guarded("publisher-360learning", lambda: args.func(args), failures=(Learning360Error,))
 
 
 if __name__ == "__main__":

@@ -7,14 +7,16 @@ import signal
 import sys
 import threading
 
+from hostspec.cliutil import plain, port
+
 from .data import OrgSpec
 from .server import CourseraSandbox
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="coursera-sandbox", description=__doc__)
+    p = argparse.ArgumentParser(prog="coursera-sandbox", description=plain(__doc__))
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--port", type=port, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--programs", type=int, default=3)
     p.add_argument("--contents", type=int, default=40)
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with sandbox:
         print(sandbox.describe(), file=sys.stderr)
-        print("connection settings:", json.dumps(sandbox.settings), file=sys.stderr, flush=True)
+        shown = {**sandbox.settings, "client_secret": "<the --client-secret value>"}
+        print("connection settings:", json.dumps(shown), file=sys.stderr, flush=True)
         stop.wait()
     return 0
 

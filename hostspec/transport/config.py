@@ -12,7 +12,7 @@ KAFKA_SSL_CAFILE            CA bundle to verify brokers
 KAFKA_SSL_CERTFILE          client certificate (mutual TLS)
 KAFKA_SSL_KEYFILE           client key (mutual TLS)
 KAFKA_MAX_REQUEST_BYTES     largest produce request (default 1048576, the broker default)
-KAFKA_CONNECT_TIMEOUT_MS    how long to try reaching the cluster before giving up (default 30000)
+KAFKA_CONNECT_TIMEOUT_MS    how long to try reaching the cluster before giving up (default 8000)
 CONNECTOR_HOST_TOPIC_PREFIX prefix of every topic name (default none)
 ==========================  ===================================================================
 """
@@ -39,7 +39,7 @@ class KafkaConfig:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     max_request_bytes: int = 1_048_576
-    connect_timeout_ms: int = 30_000
+    connect_timeout_ms: int = 8_000
     client_id: str = "connector-host"
 
     @classmethod
@@ -61,7 +61,10 @@ class KafkaConfig:
         """Keyword arguments common to kafka-python's producer, consumer and admin client."""
         kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers.split(","),
                               "security_protocol": self.security_protocol, "client_id": self.client_id,
-                              "bootstrap_timeout_ms": self.connect_timeout_ms}
+                              "bootstrap_timeout_ms": self.connect_timeout_ms,
+                              # try again within a second (kafka-python's default backs off up to 30 s, so
+                              # a broker that is a moment late costs half a minute)
+                              "reconnect_backoff_ms": 100, "reconnect_backoff_max_ms": 1000}
         if self.sasl_mechanism:
             kw["sasl_mechanism"] = self.sasl_mechanism
             kw["sasl_plain_username"] = self.sasl_username

@@ -7,13 +7,15 @@ import sys
 import threading
 from typing import Sequence
 
+from hostspec.cliutil import plain, port
+
 from .server import Learning360Sandbox
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="learning360-sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="learning360-sandbox", description=plain(__doc__))
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8360)
+    parser.add_argument("--port", type=port, default=8360, help="port (default 8360; 0 picks a free one)")
     parser.add_argument("--user", action="append", default=[], metavar="MAIL",
                         help="a learner account to seed (repeatable); more via POST /_sandbox/users")
     parser.add_argument("--token-ttl", type=float, default=3600, metavar="S")
