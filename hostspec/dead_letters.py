@@ -15,6 +15,9 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from marshmallow import ValidationError
+
+from . import event_schemas
 from . import events as ev
 from .bounded import bounded, cut, fit
 from .engine import Counts
@@ -44,6 +47,28 @@ def request_id_of(value: bytes | None) -> str | None:
     return cut(rid, MAX_ID_CHARS) if isinstance(rid, str) and rid else None
 
 
+def named_in(value: bytes | None) -> dict[str, str]:
+    """The connection and provider a raw request names, when they are well-formed names (a
+    refused request's status and dead letter then say whose it was)."""
+    try:
+        doc = json.loads(value) if value else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return {}
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, dict):
+        return {}
+    out = {}
+    for name in ("connection", "provider"):
+        candidate = data.get(name)
+        try:
+            if isinstance(candidate, str):
+                event_schemas.NAME(candidate)
+                out[name] = candidate
+        except ValidationError:
+            pass
+    return out
+
+
 def raw_rejection(*, stage: str, topic: str, partition: int, offset: int, value: bytes | None, reason: str,
                   errors: Any, now: datetime, key: str, source: str, id_content: str,
                   request_id: str | None = None, tenant: str | None = None, connection: str | None = None,
@@ -68,7 +93,7 @@ def _final_status(request_id: str, *, tenant: str | None, connection: str | None
               "error": {"kind": kind, "message": cut(message)}, "started_at": None, "ended_at": ev.isoformat(now),
               "worker": worker}
     return ev.make_event(ev.SYNC_STATUS, status, key=ev.partition_key(tenant, connection, provider, "sync"),
-                         source=SOURCE, subject=connection, time=now, id_content=id_content)
+                         source=SOURCE, subject=connection or request_id, time=now, id_content=id_content)
 
 
 def refused_request(*, topic: str, partition: int, offset: int, value: bytes | None, reason: str,
@@ -81,6 +106,8 @@ def refused_request(*, topic: str, partition: int, offset: int, value: bytes | N
     ``delivery``/``delivery`` for one whose events Kafka refuses for good.
     """
     request_id = request_id_of(value)
+    named = named_in(value)      # what a refused request still says about itself
+    connection, provider = connection or named.get("connection"), provider or named.get("provider")
     digest = hashlib.sha256(value or b"").hexdigest()
     key = ev.partition_key(tenant, connection, provider, f"request/{request_id or digest[:16]}")
     out = [raw_rejection(stage=stage, topic=topic, partition=partition, offset=offset, value=value,

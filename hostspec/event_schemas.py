@@ -268,7 +268,7 @@ class EnvelopeSchema(Strict):
     id = fields.String(required=True, validate=validate.Length(min=1))
     source = fields.String(required=True, validate=validate.Length(min=1))
     type = fields.String(required=True)
-    subject = fields.String(required=True, allow_none=True)
+    subject = fields.String(validate=validate.Length(min=1), allow_none=True)   # null read, never written
     time = JsonDateTime(required=True)
     datacontenttype = fields.String(required=True, validate=validate.Equal("application/json"))
     dataschema = fields.String(required=True)

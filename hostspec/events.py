@@ -131,6 +131,8 @@ def make_event(type_: str, data: dict[str, Any], *, key: str, source: str, subje
 
     :param id_content: what makes the id unique besides type and key; default: the data's
         ``fingerprint`` field, else its canonical JSON.
+    :param subject: what the event is about; left out when unknown (CloudEvents readers refuse
+        a ``null`` attribute).
     """
     if validate:
         validate_data(type_, data)
@@ -141,7 +143,7 @@ def make_event(type_: str, data: dict[str, Any], *, key: str, source: str, subje
         "id": event_id(type_, key, id_content),
         "source": source,
         "type": type_,
-        "subject": subject,
+        **({"subject": subject} if subject else {}),
         "time": isoformat(time),
         "datacontenttype": "application/json",
         "dataschema": SCHEMA_URI.format(type=type_),

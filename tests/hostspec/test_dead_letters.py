@@ -62,3 +62,19 @@ def test_a_refusal_is_never_larger_than_the_limit_whatever_it_refuses():
             assert len(event.to_json().encode()) <= EVENT_LIMIT, event.type
         assert events[0].data["request_id"] in ("r1", f"{'x' * MAX_ID_CHARS}…[cut: 300000 characters, "
                                                       f"sha256 {digest('x' * 300_000)}]")
+
+
+def test_a_refused_request_naming_its_connection_has_a_status_naming_it_and_no_null_attribute():
+    """cloudevents' strict reader refuses ``"subject": null`` (issue 16): a refused request's
+    events name the connection and provider it gave, and leave out what is unknown."""
+    value = json.dumps({"id": "req-9", "type": "learning.sync.requested.v1",
+                        "data": {"connection": "acme", "provider": "coursera", "scope": "everything"}}).encode()
+    events = refused_request(topic="t", partition=0, offset=7, value=value, reason="invalid", errors={}, now=NOW)
+    status = next(e for e in events if e.type == ev.SYNC_STATUS)
+    assert (status.data["connection"], status.data["provider"], status.body["subject"]) == ("acme", "coursera", "acme")
+    nameless = refused_request(topic="t", partition=0, offset=8, value=b'{"id": "req-10", "data": {"connection": 5}}',
+                               reason="invalid", errors={}, now=NOW)
+    for event in [*events, *nameless]:
+        assert all(v is not None for k, v in event.body.items() if k != "data"), event.body
+        ev.parse_event(event.to_json())
+    assert next(e for e in nameless if e.type == ev.SYNC_STATUS).body["subject"] == "req-10"
