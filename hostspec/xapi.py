@@ -7,7 +7,9 @@ One ``learning.learner_stat.upserted.v1`` becomes one statement:
   ``progressed`` (an ADL verb) carrying the progress in the cmi5 ``progress`` extension;
 * actor: the learner by ``mbox`` (``mailto:``) when the e-mail is known, else an ``account``
   on the provider's home page;
-* object: the course as an Activity whose id is its launch URL when given, else a URN;
+* object: the course as an Activity whose id is a URN of provider and course, whatever else the
+  export holds (a statement id always comes with the same object); its launch URL, when the
+  export knows it, is the definition's ``moreInfo``;
 * result: ``score.scaled`` (0..1) and ``score.raw``/``min``/``max`` (0..100), ``success``,
   ``completion``, ``duration`` as an ISO 8601 duration;
 * timestamp: completion date, else last activity, else ``as_of``;
@@ -52,7 +54,8 @@ def to_statement(stat: Mapping[str, Any], *, launch_url: str | None = None) -> d
     home = PROVIDER_HOMES.get(stat.get("provider", ""), f"urn:learning-connectors:{stat.get('provider')}")
     actor: dict[str, Any] = ({"objectType": "Agent", "mbox": f"mailto:{learner['email']}"} if learner.get("email")
                              else {"objectType": "Agent", "account": {"homePage": home, "name": learner["provider_id"]}})
-    activity_id = launch_url or f"urn:learning-connectors:{stat['provider']}:course:{stat['course_external_id']}"
+    activity_id = f"urn:learning-connectors:{stat['provider']}:course:{stat['course_external_id']}"
+    definition: dict[str, Any] = {"type": COURSE_TYPE, **({"moreInfo": launch_url} if launch_url else {})}
     result: dict[str, Any] = {"completion": stat.get("completion_status") == "completed"}
     if stat.get("result") in ("passed", "failed"):
         result["success"] = stat["result"] == "passed"
@@ -68,8 +71,7 @@ def to_statement(stat: Mapping[str, Any], *, launch_url: str | None = None) -> d
         "id": str(uuid.uuid5(STATEMENT_NAMESPACE, f"{stat['fingerprint']}/{verb}")),
         "actor": actor,
         "verb": {"id": VERBS[verb], "display": {"en-US": verb}},
-        "object": {"objectType": "Activity", "id": activity_id,
-                   "definition": {"type": COURSE_TYPE}},
+        "object": {"objectType": "Activity", "id": activity_id, "definition": definition},
         "result": result,
         "context": {"platform": stat.get("provider"),
                     "registration": str(uuid.uuid5(STATEMENT_NAMESPACE, f"{stat['connection']}/{stat['attempt_id']}")),

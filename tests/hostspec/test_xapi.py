@@ -99,7 +99,10 @@ def test_verbs_scores_durations_and_stable_ids():
         "completion": True, "success": True, "score": {"scaled": 0.925, "raw": 92.5, "min": 0, "max": 100},
         "duration": "PT1H30M30S"}
     assert s["actor"] == {"objectType": "Agent", "account": {"homePage": "https://www.coursera.org", "name": "sso-42"}}
-    assert s["object"]["id"] == "https://www.coursera.org/learn/ml" and s["timestamp"] == stat["completed_at"]
+    assert s["object"]["id"] == "urn:learning-connectors:coursera:course:ml" and s["timestamp"] == stat["completed_at"]
+    assert s["object"]["definition"]["moreInfo"] == "https://www.coursera.org/learn/ml"
+    alone = to_statement(stat)              # the same statement without the course events in the file
+    assert (alone["id"], alone["object"]["id"]) == (s["id"], s["object"]["id"])
     assert to_statement(stat)["id"] == s["id"]
     assert to_statement({**stat, "result": None})["id"] != s["id"]
     assert statement_problems(s) == []
@@ -112,5 +115,6 @@ def test_export_xapi_command(tmp_path, stats, capsys):
     out = tmp_path / "statements.jsonl"
     assert cli.main(["export-xapi", str(events), "--out", str(out)]) == 0
     statements = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(statements) == 200 and all(s["object"]["id"].startswith("https://") for s in statements)
+    assert len(statements) == 200 and all(s["object"]["definition"]["moreInfo"].startswith("https://")
+                                          for s in statements)
     assert "200 xAPI statements written" in capsys.readouterr().err
