@@ -66,6 +66,8 @@ def course_from_content(content: Content, *, program_id: str | None = None) -> d
         "subjects": list(content.domains),
         "skills": [{"name": s.name, "provider_id": s.skill_id} for s in content.skills],
         "provider_updated_at": isoformat(content.last_updated_at) if content.last_updated_at else None,
+        # built here from the program's URL and the item's id, not given by Coursera
+        "provenance": {"launch_url": "derived"},
     }
 
 

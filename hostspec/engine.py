@@ -30,6 +30,7 @@ from . import events as ev
 from . import metrics, rules
 from .bounded import bounded, cut, fit
 from .errors import DeliveryError, EventTooLarge, HostError, RecordRejected, RunAbandoned
+from .event_schemas import COURSE_FIELDS_WITH_PROVENANCE
 from .logs import log_context
 from .plugins import HostPluginManager, Provider
 from .provider import Connection, ListingTotal, PageEnd, SyncContext
@@ -323,7 +324,7 @@ class _Run:
 
         :param previous: the entity's state as last committed (``self.session.entry``).
         """
-        data["fingerprint"] = ev.fingerprint(data)
+        data["fingerprint"] = ev.fingerprint(data, type_)
         try:
             event = ev.make_event(type_, data, key=self.key(partition_entity), source=self.source,
                                   subject=subject, time=context.now)
@@ -513,6 +514,7 @@ class SyncEngine:
                 if run.courses and entity not in run.courses:
                     counts.skipped += 1
                 else:
+                    describe_course(data, context.now)
                     outcome = run.emit_entity(record, ev.COURSE_UPSERTED, data, "course", entity,
                                               f"course/{entity}", entity, context,
                                               {"emitted_at": ev.isoformat(context.now)},
@@ -645,6 +647,16 @@ class SyncEngine:
                                   f"stat/{course}/{learner['provider_id']}", f"{course}/{learner['provider_id']}",
                                   context, rules.completion_memo(data), previous)
         _count(counts, "stats", outcome)
+
+
+def describe_course(data: dict[str, Any], now: datetime) -> None:
+    """Complete a mapped course with ``as_of`` (when its data was read) and a ``provenance`` for
+    every described field: the provider's word where it gave one (``derived`` for a value it
+    computed), else ``native``, or ``absent`` for an empty value."""
+    data.setdefault("as_of", ev.isoformat(now))
+    given = data.get("provenance") if isinstance(data.get("provenance"), Mapping) else {}
+    data["provenance"] = {f: given.get(f) or ("absent" if data.get(f) in (None, [], "") else "native")
+                          for f in COURSE_FIELDS_WITH_PROVENANCE}
 
 
 def _listed(names: tuple[str, ...] | None) -> list[str] | None:

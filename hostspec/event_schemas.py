@@ -23,6 +23,9 @@ CONTENT_TYPES = ["course", "specialization", "video", "program", "labs", "certif
                  "interactive", "journey", "linkedContent", "podcast", "roleplay", "topvoice"]
 COMPLETION = ["not_started", "in_progress", "completed"]
 PROVENANCE = validate.OneOf(["native", "derived", "absent", "retained"])
+COURSE_FIELDS_WITH_PROVENANCE = ["title", "description", "language", "content_type", "launch_url", "image_url",
+                                 "duration_minutes", "difficulty_level", "subjects", "skills",
+                                 "provider_updated_at"]
 STAT_FIELDS_WITH_PROVENANCE = ["completion_status", "progress_percent", "score_percent", "result",
                                "first_activity_at", "last_activity_at", "completed_at",
                                "time_spent_seconds"]
@@ -118,6 +121,12 @@ class CourseDataSchema(Identity):
     subjects = fields.List(fields.String(validate=validate.Length(min=1)), required=True)
     skills = fields.List(fields.Nested(SkillSchema), required=True)
     provider_updated_at = JsonDateTime(required=True, allow_none=True)
+    # always written since 2026-12 (absent from older events): where each value came from, and
+    # when the provider's data was read; neither is part of the fingerprint (they describe the
+    # content, they are not content)
+    provenance = fields.Dict(keys=fields.String(validate=validate.OneOf(COURSE_FIELDS_WITH_PROVENANCE)),
+                             values=fields.String(validate=PROVENANCE), load_default=None)
+    as_of = JsonDateTime(load_default=None)
     fingerprint = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
 
 

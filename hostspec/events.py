@@ -49,6 +49,8 @@ _schema_instances = {t: cls() for t, cls in DATA_SCHEMAS.items()}
 _fast_checks = compile_all({t: cls for t, cls in DATA_SCHEMAS.items() if t != SYNC_REQUESTED})
 _envelope = s.EnvelopeSchema()
 _FINGERPRINT_EXCLUDES = frozenset({"fingerprint", "as_of"})
+# a course's provenance describes its content without being content (stats': it is, e.g. "retained")
+_CONTENT_ONLY = {COURSE_UPSERTED: frozenset({"provenance"})}
 
 
 def isoformat(moment: datetime) -> str:
@@ -62,9 +64,11 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def fingerprint(data: Mapping[str, Any]) -> str:
-    """sha256 of the data's content, ignoring the fingerprint itself and ``as_of`` (freshness)."""
-    content = {k: v for k, v in data.items() if k not in _FINGERPRINT_EXCLUDES}
+def fingerprint(data: Mapping[str, Any], type_: str | None = None) -> str:
+    """sha256 of the data's content, ignoring the fingerprint itself and ``as_of`` (freshness),
+    and for ``type_`` what describes rather than is its content."""
+    excluded = _FINGERPRINT_EXCLUDES | _CONTENT_ONLY.get(type_ or "", frozenset())
+    content = {k: v for k, v in data.items() if k not in excluded}
     return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
 
 

@@ -119,8 +119,13 @@ def test_host_fills_identity_locked_fields_and_fingerprint():
     (course,) = sink.of_type(ev.COURSE_UPSERTED)
     assert course.data["tenant"] == "acme" and course.data["group_id"] == "g1"
     assert course.data["locked_fields"] == ["title", "description"]
-    assert course.data["fingerprint"] == ev.fingerprint(course.data)
+    assert course.data["fingerprint"] == ev.fingerprint(course.data, ev.COURSE_UPSERTED)
     assert course.key == "acme/t1/toy/course/a"
+    assert course.data["as_of"] == "2026-03-01T00:00:00.000Z"
+    assert course.data["provenance"]["title"] == "native" and course.data["provenance"]["image_url"] == "absent"
+    # describing the content is not content: the fingerprint ignores both
+    assert ev.fingerprint({**course.data, "provenance": {}, "as_of": None}, ev.COURSE_UPSERTED) == \
+        course.data["fingerprint"]
 
 
 def test_same_input_twice_gives_the_same_event_ids():
