@@ -63,6 +63,7 @@ from .reloading import ReloadingFile
 from .restore import Restorer
 from .tasks import READY, PartitionTask, Pending, Running, home_partition
 from .topics import Topics
+from .transport.cloudevents import STRUCTURED
 from .transport.config import KafkaConfig, topic_specs
 from .transport.kafka import InboundMessage, Partition, RequestConsumer, ensure_topics
 from .transport.signals import RateSignals
@@ -483,7 +484,8 @@ class Worker:
                 log.info("request %s for %s at %d@%d forwarded to its home partition %d", request.request_id,
                          connection.name, msg.partition, msg.offset, home)
                 outgoing.append(_Outgoing(task, msg, [OutRecord(self.topics.requests, home, msg.key or
-                                                                connection.name.encode(), msg.value)], "forwarded"))
+                                                                connection.name.encode(), msg.value, STRUCTURED)],
+                                          "forwarded"))
                 continue
             task.waiting.setdefault(connection.name, deque()).append(
                 Pending(msg, request, connection))
@@ -643,7 +645,7 @@ class Worker:
     # -- ending requests without a run ---------------------------------------------------------
     def _record(self, event: ev.Event) -> OutRecord:
         return OutRecord(self.topics.for_type(event.type), None, event.key.encode("utf-8"),
-                         event.to_json().encode("utf-8"))
+                         event.to_json().encode("utf-8"), STRUCTURED)
 
     def _refusal(self, task: PartitionTask, msg: InboundMessage, reason: str, errors: Any,
                  request: SyncRequest | None = None, *, stage: str = "request",

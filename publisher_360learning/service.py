@@ -52,6 +52,7 @@ from hostspec.dead_letters import raw_rejection
 from hostspec.errors import DeliveryError, TransportError
 from hostspec.topics import Topics
 from hostspec.transport.assignor import CoPartitionedAssignor, check_copartitioned
+from hostspec.transport.cloudevents import STRUCTURED
 from hostspec.transport.config import KafkaConfig, topic_specs
 from hostspec.transport.kafka import (
     InboundMessage,
@@ -113,6 +114,7 @@ class PublisherService:
         self._restores: list[tuple[Future, set[Partition], int]] = []
         self._restore_token = 0
         self._outbox: list[tuple[str, int | None, str, bytes | None]] = []   # (topic, partition, key, value)
+        self._event_topics = {self.topics.dead_letter, self.topics.parked}
         self._to_finish: list[Pending] = []               # finished once the outbox is acknowledged
         self._company_wait: dict[tuple[str, str], float] = {}   # a company's lanes wait together
         self._parked_paused: set[Partition] = set()
@@ -515,7 +517,8 @@ class PublisherService:
         if self._outbox:
             try:
                 for topic, partition, key, value in self._outbox:
-                    self._sink.send_raw(topic, key, value, partition=partition)
+                    headers = STRUCTURED if topic in self._event_topics else None   # journal records: none
+                    self._sink.send_raw(topic, key, value, partition=partition, headers=headers)
                 self._sink.flush(timeout_s=60)
             except DeliveryError as exc:
                 log.warning("%d records not acknowledged by Kafka (%s); sent again before the next commit",

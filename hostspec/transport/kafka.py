@@ -30,6 +30,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from ..errors import DeliveryError, TransportError
 from ..events import Event
+from .cloudevents import STRUCTURED, structured_value
 from .config import KafkaConfig, TopicSpec
 from .murmur2 import partition_for
 from .routing import Router
@@ -216,16 +217,19 @@ class KafkaSink:
         try:
             topic = self._topic_for(event.type)
             future = self._producer.send(topic, key=event.key.encode("utf-8"), value=event.to_json().encode("utf-8"),
-                                         partition=self._route(topic, event))
+                                         partition=self._route(topic, event), headers=STRUCTURED)
         except KafkaError as exc:
             raise DeliveryError(f"cannot send {event.type} {event.id}: {type(exc).__name__}: {exc}") from None
         future.add_errback(self._on_error)
         self.sent += 1
 
-    def send_raw(self, topic: str, key: str, value: bytes | None, partition: int | None = None) -> None:
-        """A record that is not an event (a compacted state record)."""
+    def send_raw(self, topic: str, key: str, value: bytes | None, partition: int | None = None,
+                 headers: list[tuple[str, bytes]] | None = None) -> None:
+        """A record as it is (a compacted state record; an event already serialised, with
+        ``headers=STRUCTURED``)."""
         try:
-            future = self._producer.send(topic, key=key.encode("utf-8"), value=value, partition=partition)
+            future = self._producer.send(topic, key=key.encode("utf-8"), value=value, partition=partition,
+                                         headers=headers)
         except KafkaError as exc:
             raise DeliveryError(f"cannot send to {topic}: {type(exc).__name__}: {exc}") from None
         future.add_errback(self._on_error)
@@ -346,7 +350,7 @@ class RequestConsumer:
         _adopt_orphaned_join(self._consumer)
         out = []
         for records in batches.values():
-            out.extend(InboundMessage(r.topic, r.partition, r.offset, r.key, r.value) for r in records)
+            out.extend(InboundMessage(r.topic, r.partition, r.offset, r.key, structured_value(r.headers, r.value)) for r in records)
         return out
 
     def pause(self, tp: Partition) -> None:
@@ -452,13 +456,13 @@ class Follower:
         while any(self._consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
             for records in self._consumer.poll(timeout_ms=200).values():
                 for r in records:
-                    yield InboundMessage(r.topic, r.partition, r.offset, r.key, r.value)
+                    yield InboundMessage(r.topic, r.partition, r.offset, r.key, structured_value(r.headers, r.value))
 
     def messages(self, deadline: float) -> Iterator[InboundMessage]:
         while time.monotonic() < deadline:
             for records in self._consumer.poll(timeout_ms=200).values():
                 for r in records:
-                    yield InboundMessage(r.topic, r.partition, r.offset, r.key, r.value)
+                    yield InboundMessage(r.topic, r.partition, r.offset, r.key, structured_value(r.headers, r.value))
 
     def close(self) -> None:
         self._consumer.close()

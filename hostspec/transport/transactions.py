@@ -40,6 +40,7 @@ from ..errors import (
     TransportError,
 )
 from ..events import Event
+from .cloudevents import STRUCTURED
 from .config import KafkaConfig
 from .kafka import Partition, make_producer
 from .routing import Router
@@ -69,6 +70,7 @@ class OutRecord(NamedTuple):
     partition: int | None    # None: chosen by key
     key: bytes
     value: bytes | None      # None: a tombstone
+    headers: list[tuple[str, bytes]] | None = None   # STRUCTURED for an event (CloudEvents binding)
 
 
 class Owner(Protocol):
@@ -176,7 +178,7 @@ def transact(producer: KafkaProducer, records: list[OutRecord], offsets: dict[Pa
                      lambda: producer.send_offsets_to_transaction(committed, group_metadata), deadline)
         for record in records:
             futures.append(producer.send(record.topic, key=record.key, value=record.value,
-                                         partition=record.partition))
+                                         partition=record.partition, headers=record.headers))
         _bounded(producer, lambda m: m.begin_commit(), producer.commit_transaction, deadline)
     except Exception as exc:
         if _kind(exc) != "fatal":
@@ -302,7 +304,7 @@ class TransactionalSink:
         if len(value) > self.max_event_bytes:
             raise EventTooLarge(event.type, len(value), self.max_event_bytes)
         topic = self._topic_for(event.type)
-        self._buffer.append(OutRecord(topic, self._route(topic, event), event.key.encode("utf-8"), value))
+        self._buffer.append(OutRecord(topic, self._route(topic, event), event.key.encode("utf-8"), value, STRUCTURED))
 
     def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
         records = self._buffer + [OutRecord(self._state_topic, self._owner.state_partition, k.encode("utf-8"), v)

@@ -54,7 +54,7 @@ class FakeProducer:
     def send_offsets_to_transaction(self, offsets, metadata):
         self._step("offsets", {tp.partition: o.offset for tp, o in offsets.items()}, metadata.generation_id)
 
-    def send(self, topic, key=None, value=None, partition=None):
+    def send(self, topic, key=None, value=None, partition=None, headers=None):
         self._step("send", topic, partition)
         self._next_offset += 1
         return Future(partition or 0, self._next_offset, done=not self.unconfirmed)

@@ -71,8 +71,8 @@ def test_other_client_reads_every_value_as_a_cloudevent(tmp_path, bootstrap, top
     consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topics.courses}-reader",
                                          "auto.offset.reset": "earliest", "isolation.level": "read_committed",
                                          "enable.auto.commit": False})
-    consumer.subscribe([topics.courses, topics.learner_stats])
-    parsed = []
+    consumer.subscribe([topics.courses, topics.learner_stats, topics.status])
+    parsed, statuses = [], []
     deadline = time.monotonic() + 60
     while len(parsed) < expected and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
@@ -80,9 +80,11 @@ def test_other_client_reads_every_value_as_a_cloudevent(tmp_path, bootstrap, top
             continue
         event = ev.parse_event(msg.value())
         assert msg.key().decode() == event.key
-        parsed.append(event)
+        # the CloudEvents Kafka binding: structured mode, said in a header (issue 16)
+        assert dict(msg.headers() or []).get("content-type") == b"application/cloudevents+json; charset=UTF-8"
+        (statuses if event.type == ev.SYNC_STATUS else parsed).append(event)
     consumer.close()
-    assert len(parsed) == expected
+    assert len(parsed) == expected and statuses
     assert {e.type for e in parsed} == {ev.COURSE_UPSERTED, ev.LEARNER_STAT_UPSERTED}
 
 

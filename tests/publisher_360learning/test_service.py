@@ -52,8 +52,9 @@ class FakeSink:
     def __init__(self):
         self.records, self.acked, self.fail_flushes = [], [], 0
 
-    def send_raw(self, topic, key, value, partition=None):
+    def send_raw(self, topic, key, value, partition=None, headers=None):
         self.records.append((topic, key, value))
+        self.headers = getattr(self, "headers", []) + [(topic, headers)]
 
     def flush(self, timeout_s=None):
         from hostspec.errors import DeliveryError
