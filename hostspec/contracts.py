@@ -16,6 +16,8 @@ from marshmallow import Schema, fields, validate
 from . import event_schemas as s
 from .events import DATA_SCHEMAS, SCHEMA_URI, SPECVERSION
 from .topics import TOPIC_TYPES, Topics
+from .transport.cloudevents import STRUCTURED_TYPE
+from .transport.config import topic_specs
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "schemas"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -128,8 +130,31 @@ def event_schema(type_: str) -> dict[str, Any]:
     return {"$schema": DRAFT, "$id": SCHEMA_URI.format(type=type_), "title": type_, **envelope}
 
 
+KAFKA_BINDING = "0.5.0"
+KEY_SCHEMA = {"type": "string", "minLength": 1,
+              "description": "the event's partitionkey, tenant/connection/provider/entity: one entity's "
+                             "events share a key and stay in order; course, stat and parked events are "
+                             "partitioned by their tenant (murmur2 of the tenant modulo the partitions), "
+                             "requests by their connection"}
+HEADERS_SCHEMA = {"type": "object", "required": ["content-type"],
+                  "properties": {"content-type": {"type": "string", "const": STRUCTURED_TYPE,
+                                                  "description": "CloudEvents Kafka protocol binding, "
+                                                                 "structured mode"}}}
+
+
+def _topic_binding(spec: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {"cleanup.policy": spec.configs["cleanup.policy"].split(",")}
+    if "retention.ms" in spec.configs:
+        config["retention.ms"] = int(spec.configs["retention.ms"])
+    if "delete.retention.ms" in spec.configs:
+        config["delete.retention.ms"] = int(spec.configs["delete.retention.ms"])
+    return {"kafka": {"topic": spec.name, "partitions": spec.partitions, "topicConfiguration": config,
+                      "bindingVersion": KAFKA_BINDING}}
+
+
 def asyncapi() -> dict[str, Any]:
     topics = Topics()
+    specs = {spec.name: spec for spec in topic_specs(topics)}
     channels, operations, messages = {}, {}, {}
     for attr, types in TOPIC_TYPES.items():
         address = getattr(topics, attr)
@@ -137,9 +162,10 @@ def asyncapi() -> dict[str, Any]:
         for t in types:
             msg = t.replace(".", "_")
             messages[msg] = {"name": t, "contentType": "application/cloudevents+json",
-                             "payload": {"$ref": f"./{t}.json"}}
+                             "headers": HEADERS_SCHEMA, "payload": {"$ref": f"./{t}.json"},
+                             "bindings": {"kafka": {"key": KEY_SCHEMA, "bindingVersion": KAFKA_BINDING}}}
             refs[msg] = {"$ref": f"#/components/messages/{msg}"}
-        channels[attr] = {"address": address, "messages": refs}
+        channels[attr] = {"address": address, "messages": refs, "bindings": _topic_binding(specs[address])}
         action = "receive" if attr == "requests" else "send"
         operations[f"{action}_{attr}"] = {
             "action": action, "channel": {"$ref": f"#/channels/{attr}"},
@@ -148,8 +174,10 @@ def asyncapi() -> dict[str, Any]:
         "asyncapi": "3.0.0",
         "info": {"title": "Learning connector host", "version": "1.0.0",
                  "description": "Topics the connector host consumes and produces. Keys are the "
-                                "events' partitionkey; values are CloudEvents in structured JSON. "
-                                "Topic names are the defaults and can be changed in configuration."},
+                                "events' partitionkey; values are CloudEvents in structured JSON, "
+                                "said by each record's content-type header (the CloudEvents Kafka "
+                                "binding; requests are also read in binary mode). Topic names are "
+                                "the defaults and can be changed in configuration."},
         "defaultContentType": "application/cloudevents+json",
         "channels": channels, "operations": operations,
         "components": {"messages": messages},

@@ -178,3 +178,24 @@ def test_generated_payloads_pass_the_published_schema_if_and_only_if_the_code_ta
                                     f"{'accepts' if by_code else 'refuses'}: {json.dumps(data)[:600]}")
 
     check()
+
+
+def test_the_asyncapi_document_passes_the_asyncapi_parser():
+    """The AsyncAPI Initiative's own parser (JavaScript) finds no error: headers, the Kafka key,
+    partition counts and topic configuration included (issue 16). Needs node and npm."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "asyncapi"
+    if not (shutil.which("node") and shutil.which("npm")):
+        pytest.skip("needs node and npm")
+    if not (folder / "node_modules" / "@asyncapi" / "parser").exists():
+        install = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=folder, capture_output=True,
+                                 text=True, timeout=600)
+        assert install.returncode == 0, install.stderr[-2000:]
+    check = subprocess.run(["node", "validate.mjs", str(SCHEMAS / "asyncapi.json")], cwd=folder,
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    summary = json.loads(check.stdout.strip().splitlines()[-1])
+    assert summary["errors"] == 0 and summary["channels"] == len(json.loads((SCHEMAS / "asyncapi.json").read_text())["channels"])
