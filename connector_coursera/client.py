@@ -139,7 +139,8 @@ class CourseraClient:
     def report_pages(self, *, last_activity_after: datetime | None = None,
                      last_activity_before: datetime | None = None,
                      enrolled_after: datetime | None = None, enrolled_before: datetime | None = None,
-                     start: Cursor = 0) -> Iterator[tuple[list[Any], Cursor | None]]:
+                     start: Cursor = 0,
+                     on_total: Callable[[int], None] | None = None) -> Iterator[tuple[list[Any], Cursor | None]]:
         """Enrollment report pages (one row per learner and content item) from ``start``.
 
         The activity bounds leave out rows without any activity; the enrollment bounds find them.
@@ -156,7 +157,8 @@ class CourseraClient:
             params[contract.REPORTS_ENROLLED_AFTER] = _epoch_ms(enrolled_after)
         if enrolled_before is not None:
             params[contract.REPORTS_ENROLLED_BEFORE] = _epoch_ms(enrolled_before)
-        return self.iter_pages(self._path(contract.ENROLLMENT_REPORTS_PATH), params, "enrollmentReports", start)
+        return self.iter_pages(self._path(contract.ENROLLMENT_REPORTS_PATH), params, "enrollmentReports", start,
+                               on_total=on_total)
 
     def iter_enrollment_reports(self, **kwargs: Any) -> Iterator[Any]:
         for elements, _next in self.report_pages(**kwargs):

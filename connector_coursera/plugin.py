@@ -9,6 +9,7 @@ from marshmallow import Schema, ValidationError
 from hostspec import (
     CheckResult,
     Connection,
+    ExpectedCount,
     ListingTotal,
     PageEnd,
     ProviderError,
@@ -72,8 +73,12 @@ def fetch_catalog(connection: Connection, context: SyncContext) -> Iterator[Mapp
     changed since (``modifiedSinceTimestamp``); items marked REMOVED are left to the next complete
     listing, where their absence removes them under the guard."""
     totals: list[int] = []
+    told = False
     with CourseraClient(_settings(connection), calls=context.calls) as client:
         for item in client.iter_contents(modified_since=context.catalog_since, on_total=totals.append):
+            if totals and not told:
+                told = True
+                yield ExpectedCount(totals[0])      # the first page said: for progress displays
             if context.catalog_since is not None and _removed_change(item):
                 continue
             yield item
@@ -107,16 +112,40 @@ def fetch_progress(connection: Connection, context: SyncContext, since: datetime
     """
     resume = context.resume if isinstance(context.resume, (int, str)) else 0
     enrolled_start = _enrolled_cursor(resume)
+    expected = _Expected()
     with CourseraClient(_settings(connection), calls=context.calls) as client:
         if enrolled_start is None:
-            pages = client.report_pages(last_activity_after=since, last_activity_before=until, start=resume)
-            yield from _with_page_ends(pages, lambda start: start)
+            pages = client.report_pages(last_activity_after=since, last_activity_before=until, start=resume,
+                                        on_total=expected.first)
+            yield from _with_page_ends(pages, lambda start: start, expected)
             if since is None and until is None:
                 return      # every row was listed
             enrolled_start = 0
             yield PageEnd(f"{_ENROLLED}{enrolled_start}")
-        pages = client.report_pages(enrolled_after=since, enrolled_before=until, start=enrolled_start)
-        yield from _with_page_ends(pages, lambda start: f"{_ENROLLED}{start}")
+        pages = client.report_pages(enrolled_after=since, enrolled_before=until, start=enrolled_start,
+                                    on_total=expected.second)
+        yield from _with_page_ends(pages, lambda start: f"{_ENROLLED}{start}", expected)
+
+
+class _Expected:
+    """The rows the two passes will list, as their first pages say (for progress displays)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+        self.told: int | None = None
+
+    def first(self, total: int) -> None:
+        self.totals.setdefault("first", total)
+
+    def second(self, total: int) -> None:
+        self.totals.setdefault("second", total)
+
+    def news(self) -> ExpectedCount | None:
+        total = sum(self.totals.values())
+        if self.totals and total != self.told:
+            self.told = total
+            return ExpectedCount(total)
+        return None
 
 
 _ENROLLED = "enrolled:"
@@ -129,9 +158,12 @@ def _enrolled_cursor(resume: int | str) -> int | None:
     return None
 
 
-def _with_page_ends(pages: Iterator[tuple[list[Any], Any]],
-                    cursor: Callable[[Any], Any]) -> Iterator[Mapping[str, Any] | PageEnd]:
+def _with_page_ends(pages: Iterator[tuple[list[Any], Any]], cursor: Callable[[Any], Any],
+                    expected: _Expected) -> Iterator[Mapping[str, Any] | PageEnd | ExpectedCount]:
     for elements, next_start in pages:
+        news = expected.news()
+        if news is not None:
+            yield news
         yield from elements
         if next_start is not None:
             yield PageEnd(cursor(next_start))

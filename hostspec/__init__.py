@@ -24,6 +24,7 @@ from .provider import (
                      SCOPES,
                      CheckResult,
                      Connection,
+                     ExpectedCount,
                      ListingTotal,
                      PageEnd,
                      ProviderInfo,
@@ -36,7 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SCOPES", "CheckResult", "ConfigError", "Connection", "HostError", "InvalidRequestError",
-    "ListingTotal", "PageEnd", "PluginError", "ProviderConfigError", "ProviderError", "ProviderInfo", "ProviderSystemError",
+    "ExpectedCount", "ListingTotal", "PageEnd", "PluginError", "ProviderConfigError", "ProviderError", "ProviderInfo", "ProviderSystemError",
     "ProviderTransientError", "RecordRejected", "SandboxHandle", "Secret", "SyncContext",
     "UnknownConnectionError", "UnknownProviderError", "__version__", "hookimpl", "hookspec",
 ]

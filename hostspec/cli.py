@@ -13,7 +13,7 @@ import time
 import uuid
 from contextlib import ExitStack
 from datetime import datetime, timezone
-from typing import Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 from marshmallow import ValidationError
 
@@ -75,25 +75,51 @@ def cmd_check(args: argparse.Namespace, plugins: HostPluginManager) -> int:
 
 # -- sync ------------------------------------------------------------------------------------------
 class _Progress:
-    """A one-line progress display on a terminal; silent otherwise."""
+    """A progress bar per scope on a terminal (tqdm): count, rate and, when the provider said how
+    many records a fetch holds, percent and time left. Silent when the output is not a terminal."""
+
+    SCOPES = (("catalog", "catalog_fetched"), ("progress", "progress_fetched"))
 
     def __init__(self, stream: TextIO):
-        self.stream, self.enabled, self.last = stream, stream.isatty(), 0.0
+        self.stream, self.enabled = stream, bool(getattr(stream, "isatty", lambda: False)())
+        self.bars: dict[str, Any] = {}
 
     def __call__(self, report: RunReport) -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self.last < 0.2:
+        if not self.enabled:
             return
-        self.last = now
-        c = report.counts
-        self.stream.write(f"\r  catalog {c.catalog_fetched} fetched, {c.courses_emitted} courses | "
-                          f"progress {c.progress_fetched} fetched, {c.stats_emitted} stats | "
-                          f"{c.rejected} rejected ")
-        self.stream.flush()
+        from tqdm import tqdm
 
-    def done(self) -> None:
-        if self.enabled:
-            self.stream.write("\r" + " " * 100 + "\r")
+        for scope, counter in self.SCOPES:
+            done = getattr(report.counts, counter)
+            total = report.expected.get(scope)
+            if not done and total is None:
+                continue
+            bar = self.bars.get(scope)
+            if bar is None:
+                bar = self.bars[scope] = tqdm(desc=f"  {scope:<8}", total=total, unit=" rec", file=self.stream,
+                                              dynamic_ncols=True, leave=True)
+            if total is not None and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+    def done(self, report: RunReport | None = None) -> None:
+        if report is not None:
+            self(report)
+        for bar in self.bars.values():
+            bar.close()
+        self.bars = {}
+
+
+def progress_line(status: dict[str, Any]) -> str:
+    """One line of a followed request: its phase and counts, with percent when the total is known."""
+    c, expected = status["counts"], status.get("expected") or {}
+    parts = [f"  {status['phase']:<9} courses {c['courses_emitted']}, stats {c['stats_emitted']}, "
+             f"rejected {c['rejected']}"]
+    for scope, counter in _Progress.SCOPES:
+        if expected.get(scope):
+            parts.append(f"{scope} {min(100, 100 * c[counter] // expected[scope])}% of {expected[scope]}")
+    line = " | ".join(parts)
+    return line + (f" - {status['error']['message']}" if status.get("error") else "")
 
 
 def print_summary(report: RunReport, out: str, stream: TextIO) -> None:
@@ -168,7 +194,7 @@ def cmd_sync(args: argparse.Namespace, plugins: HostPluginManager) -> int:
         progress = _Progress(sys.stderr)
         engine = SyncEngine(plugins, sink, state=state, on_progress=progress, progress_every=100)
         report = engine.run(_request(args, connection.name, provider.name, "cli"), connection)
-        progress.done()
+        progress.done(report)
     print_summary(report, "stdout" if args.out == "-" else args.out, sys.stderr)
     return exit_code(report.outcome, report.error)
 
@@ -242,10 +268,7 @@ def cmd_request_sync(args: argparse.Namespace, plugins: HostPluginManager) -> in
                 continue
             if status["request_id"] != request.request_id:
                 continue
-            c = status["counts"]
-            print(f"  {status['phase']:<9} courses {c['courses_emitted']}, stats {c['stats_emitted']}, "
-                  f"rejected {c['rejected']}" + (f" - {status['error']['message']}" if status["error"] else ""),
-                  flush=True)
+            print(progress_line(status), flush=True)
             if status["phase"] in OUTCOME_EXIT:
                 return exit_code(status["phase"], status.get("error"))
         print(f"connector-host: no final status within {args.timeout:.0f}s (is a worker running?)", file=sys.stderr)

@@ -33,7 +33,7 @@ from .errors import DeliveryError, EventTooLarge, HostError, RecordRejected, Run
 from .event_schemas import COURSE_FIELDS_WITH_PROVENANCE
 from .logs import log_context
 from .plugins import HostPluginManager, Provider
-from .provider import Connection, ListingTotal, PageEnd, SyncContext
+from .provider import Connection, ExpectedCount, ListingTotal, PageEnd, SyncContext
 from .secrets import redact
 from .sinks import Sink
 from .state import Entry, StateDB, StateSession
@@ -149,6 +149,7 @@ class RunReport:
     counts: Counts = field(default_factory=Counts)
     error: dict[str, str] | None = None
     failed_scopes: set[str] = field(default_factory=set)   # the scopes that failed (the others ran on)
+    expected: dict[str, int] = field(default_factory=dict)  # records a scope's fetch will yield, if told
     warning: dict[str, str] | None = None   # why a run that did not fail is partial (besides rejections)
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -260,7 +261,8 @@ class _Run:
                 "error": {**problem, "message": cut(problem["message"])} if problem else None,
                 "started_at": ev.isoformat(r.started_at) if r.started_at else None,
                 "ended_at": ev.isoformat(r.ended_at) if r.ended_at else None,
-                "worker": self.engine.worker_id, **merged_into}
+                "worker": self.engine.worker_id, **merged_into,
+                **({"expected": dict(r.expected)} if r.expected else {})}
         self.sink.emit(ev.make_event(ev.SYNC_STATUS, data, key=self.key("sync"), source=self.source,
                                      subject=self.connection.name, time=self.engine.clock(),
                                      id_content=id_content))
@@ -496,6 +498,9 @@ class SyncEngine:
             if isinstance(record, PageEnd):
                 run.page_end()  # catalogs are refetched whole (removals need every item seen in one run)
                 continue
+            if isinstance(record, ExpectedCount):
+                run.report.expected["catalog"] = record.total
+                continue
             if isinstance(record, ListingTotal):
                 listed = record.total
                 continue
@@ -618,6 +623,9 @@ class SyncEngine:
             if isinstance(record, PageEnd):
                 run.session.set_checkpoint(RESUME, {**window, "cursor": record.cursor})
                 run.page_end()
+                continue
+            if isinstance(record, ExpectedCount):
+                run.report.expected["progress"] = record.total
                 continue
             counts.progress_fetched += 1
             data = run.build(record, run.hooks.map_stat, {}, context)

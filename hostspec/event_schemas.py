@@ -229,6 +229,9 @@ class SyncStatusDataSchema(Strict):
     ended_at = JsonDateTime(required=True, allow_none=True)
     worker = fields.String(required=True, allow_none=True)
     merged_into = fields.String(load_default=None)   # this request ran as part of that one's run (coalescing)
+    # records each scope's fetch will yield, when the provider said (progress displays)
+    expected = fields.Dict(keys=fields.String(validate=validate.OneOf(["catalog", "progress"])),
+                           values=JsonInteger(validate=validate.Range(min=0)), load_default=None)
 
 
 class KafkaOriginSchema(Strict):

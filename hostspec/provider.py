@@ -124,6 +124,15 @@ class ListingTotal:
     total: int
 
 
+@dataclass(frozen=True)
+class ExpectedCount:
+    """Yielded by a fetch hook as soon as the API says how many records the fetch will yield
+    (Coursera's ``paging.total`` of the first page); it may come again with a corrected number.
+    For people watching: progress bars and the ``expected`` of status events, nothing else."""
+
+    total: int
+
+
 class SandboxHandle(Protocol):
     """A running local stand-in of a provider's API (hook ``start_sandbox``)."""
 

@@ -108,3 +108,33 @@ def test_bad_scope_is_a_usage_error():
     with pytest.raises(SystemExit) as excinfo:
         main(["sync", "coursera", "--connection", "x", "--scope", "bogus"])
     assert excinfo.value.code == 2
+
+
+def test_a_sync_on_a_terminal_shows_a_bar_per_scope_with_percent_when_the_total_is_known(sandbox, plugins):
+    """Coursera's paging.total reaches the bar as an ExpectedCount (issue 16); off the terminal, nothing."""
+    import io
+
+    from hostspec.cli import _Progress, progress_line
+    from hostspec.engine import SyncEngine, SyncRequest
+    from hostspec.sinks import MemorySink
+    from tests.conftest import sandbox_connection
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen, pipe = Terminal(), io.StringIO()
+    connection = sandbox_connection(sandbox, plugins, page_size=10)
+    shown, hidden = _Progress(screen), _Progress(pipe)
+    sink = MemorySink()
+    engine = SyncEngine(plugins, sink, on_progress=lambda r: (shown(r), hidden(r)), progress_every=10)
+    report = engine.run(SyncRequest("r", connection.name, "coursera"), connection)
+    shown.done(report)
+    hidden.done(report)
+    assert report.expected == {"catalog": sandbox.catalog_size(), "progress": len(sandbox.report_rows())}
+    text = screen.getvalue()
+    assert "catalog" in text and "progress" in text and "100%" in text and pipe.getvalue() == ""
+    final = [e.data for e in sink.of_type("learning.sync.status.v1")][-1]
+    assert final["expected"] == report.expected
+    line = progress_line({**final, "counts": {**final["counts"], "progress_fetched": len(sandbox.report_rows()) // 2}})
+    assert f"progress 50% of {len(sandbox.report_rows())}" in line or "progress 49%" in line
