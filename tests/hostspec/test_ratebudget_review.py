@@ -14,6 +14,7 @@ from hostspec.errors import RunAbandoned
 from hostspec.ratebudget import AccountBudgets, CallGate, RunCalls, shares
 from hostspec.tasks import home_partition
 from hostspec.worker import admit
+from tests.hostspec.test_ratebudget import FakeTime
 
 P = 6   # state partitions
 
@@ -78,17 +79,6 @@ def test_a_disabled_connection_that_runs_spends_beyond_the_budget(plugins):
 
 
 # --- B3: a pause is unbounded: a huge Retry-After (or a signal from a machine whose clock is ahead) ----------
-class FakeTime:
-    def __init__(self):
-        self.now = 1000.0
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, s):
-        self.now += s
-
-
 def test_a_huge_retry_after_does_not_stall_the_accounts_runs_for_days():
     t = FakeTime()
     g = CallGate("coursera/app", 4, clock=t.clock, sleep=t.sleep)
