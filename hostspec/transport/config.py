@@ -12,7 +12,7 @@ KAFKA_SSL_CAFILE            CA bundle to verify brokers
 KAFKA_SSL_CERTFILE          client certificate (mutual TLS)
 KAFKA_SSL_KEYFILE           client key (mutual TLS)
 KAFKA_MAX_REQUEST_BYTES     largest produce request (default 1048576, the broker default)
-KAFKA_CONNECT_TIMEOUT_MS    how long to try reaching the cluster before giving up (default 8000)
+KAFKA_CONNECT_TIMEOUT_MS    how long to try reaching the cluster before giving up (default 6000)
 CONNECTOR_HOST_TOPIC_PREFIX prefix of every topic name (default none)
 ==========================  ===================================================================
 """
@@ -39,7 +39,7 @@ class KafkaConfig:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     max_request_bytes: int = 1_048_576
-    connect_timeout_ms: int = 8_000
+    connect_timeout_ms: int = 6_000
     client_id: str = "connector-host"
 
     @classmethod
