@@ -268,9 +268,15 @@ def _finals(bootstrap, topics, request_ids, timeout=120):
                   and v["data"]["phase"] in ("completed", "partial", "failed")] for rid in request_ids}
 
 
-def _publish_behind(bootstrap, topics, worker, partition, n):
-    """One request, then ``n`` more published once the worker runs the first (they wait behind it)."""
+def _publish_behind(bootstrap, topics, worker, partition, n, mode="incremental"):
+    """One request, then ``n`` progress requests (in ``mode``) published once the worker runs the
+    first (they wait behind it)."""
+    import uuid
+    from datetime import datetime, timezone
+
     from kafka import KafkaProducer
+
+    from hostspec.engine import SyncRequest
 
     first, value = request_event("acme")
     publish_raw(bootstrap, topics.requests, value, key=b"acme", partition=partition)
@@ -278,7 +284,8 @@ def _publish_behind(bootstrap, topics, worker, partition, n):
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     later = []
     for _ in range(n):
-        rid, value = request_event("acme", scope="progress")
+        request = SyncRequest(str(uuid.uuid4()), "acme", "coursera", "progress", "test", mode=mode)
+        rid, value = request.request_id, request.to_event(datetime.now(timezone.utc)).to_json().encode()
         later.append(rid)
         producer.send(topics.requests, value=value, key=b"acme", partition=partition)
     producer.flush(30)
@@ -322,7 +329,8 @@ def test_a_merged_run_killed_midway_is_merged_again_by_the_next_owner(tmp_path, 
         slow_reports(sb, 1.5)
         w1 = workers(conns, "w1", None, "--batch-size", "10")
         w1.wait_for(r"serves partitions \[0, 1, 2, 3, 4, 5\]")
-        first, later = _publish_behind(bootstrap, topics, w1, home, 5)
+        # full progress syncs: the merged run lists 6 pages of 1.5 s, long enough to die inside it
+        first, later = _publish_behind(bootstrap, topics, w1, home, 5, mode="full")
         w1.wait_for(rf"request {later[-1]} for acme merged into the run", timeout=60)
         w1.wait_for(rf"request {later[0]} for acme/acme", timeout=60)
         time.sleep(3)                  # a page or two of the merged run, some of it committed
@@ -331,6 +339,7 @@ def test_a_merged_run_killed_midway_is_merged_again_by_the_next_owner(tmp_path, 
         finals = _finals(bootstrap, topics, [first, *later], timeout=180)
     assert [len(finals[rid]) for rid in [first, *later]] == [1] * 6, finals
     assert finals[first][0]["worker"] == "w1"
-    assert {finals[rid][0]["worker"] for rid in later} == {"w2"}
+    assert {finals[rid][0]["worker"] for rid in later} == {"w2"}, "the merged run ended before the kill"
     assert len({finals[rid][0]["run_id"] for rid in later}) == 1
+    assert w2.log().count("merged into the run of request") == 4
     assert w2.proc.poll() is None

@@ -283,12 +283,14 @@ def test_an_instance_killed_inside_a_bulk_operation(tmp_path, bootstrap, prefix,
         # and generation 3 arrives while the instance is down; it comes back with an empty local ledger
         publish(bootstrap, topics, [e for c in fleet for e in c.events(3)])
         time.sleep(2)
-        procs[procs.index(victim)] = back = publisher(tmp_path, bootstrap, prefix, tmp_path / "targets.toml",
+        procs[procs.index(victim)] = publisher(tmp_path, bootstrap, prefix, tmp_path / "targets.toml",
                                                       victim.name, secret, ledger=f"{victim.name}-fresh.sqlite")
         wait_until(lambda: all(c.delivered(3) == c.courses * len(c.mails) for c in fleet), 180,
                    "generation 3 everywhere", procs)
         recovered_s = time.monotonic() - killed_at
-        restored = [int(x) for x in re.findall(r"restored from \S+: (\d+) records", back.log())]
+        # rebuilt from Kafka by whoever took a unit over after the kill (the back instance's units may
+        # hold no company at all: six tenants hashed over six units; at the start the topic was empty)
+        restored = [int(x) for p in procs for x in re.findall(r"restored from \S+: (\d+) records", p.log())]
     finally:
         stop_all(procs)
     pairs = sum(c.courses * len(c.mails) for c in fleet)
@@ -298,7 +300,7 @@ def test_an_instance_killed_inside_a_bulk_operation(tmp_path, bootstrap, prefix,
     older = sum(1 for a in attempts if a[0]["progress"] != 100)
     figures.add("companies / instances / learner-course pairs", f"{len(fleet)} / 3 / {pairs}")
     figures.add("instance SIGKILLed while an import of its company was running", victim_company.tenant)
-    figures.add("ledger records the restarted instance rebuilt from Kafka (fresh local file)", sum(restored), "> 0",
+    figures.add("ledger records rebuilt from Kafka by the instances taking units over", sum(restored), "> 0",
                 sum(restored) > 0)
     figures.add("pairs missing in 360Learning", missing, "0", missing == 0)
     figures.add("pairs holding an older stat than the newest", older, "0", older == 0)
