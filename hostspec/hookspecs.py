@@ -106,11 +106,14 @@ def fetch_progress(connection: Connection, context: SyncContext, since: datetime
     """Stream learner progress records (one per learner and content item).
 
     :param since: only activity after this instant is needed; ``None`` means everything. The
-        host already widened it by its look-back window (provider data lags).
+        host already widened it by its look-back window (provider data lags). Learners enrolled
+        in the window who have no activity yet belong to it too (Coursera asks for them apart).
     :param until: only activity before this instant (replays of a date range); ``None``: no bound.
     :return: an iterator of raw provider records, optionally with :class:`hostspec.PageEnd`
-        markers between pages (resumable syncs; start after ``context.resume`` when it is set);
-        ``None`` means no progress scope.
+        markers between pages (resumable syncs; start after ``context.resume`` when it is set)
+        and an :class:`hostspec.ExpectedCount` when the API says how many records will come
+        (progress bars); ``None`` means no progress scope. Route HTTP calls through
+        ``context.calls`` when the provider names an ``account_setting``.
 
     Stops at first non-None result.
     """

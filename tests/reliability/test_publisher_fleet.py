@@ -252,6 +252,25 @@ def test_one_failing_company_delays_no_other(tmp_path, bootstrap, prefix, compan
     assert ratio <= 1.5 and lost == 0 and config_logged
 
 
+def _journal_offsets(bootstrap, procs, fleet):
+    """A probe of the shared ledger: the end offset of each company's unit partition."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from hostspec.transport.routing import tenant_partition
+
+    topic = next(m.group(1) for p in procs for m in [re.search(r"restored from (\S+):", p.log())] if m)
+    partitions = [TopicPartition(topic, tenant_partition(c.tenant, 6)) for c in fleet]
+
+    def ends():
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+        try:
+            return consumer.end_offsets(partitions)
+        finally:
+            consumer.close()
+
+    return ends
+
+
 # -- an instance killed inside a bulk operation --------------------------------------------------------------
 def test_an_instance_killed_inside_a_bulk_operation(tmp_path, bootstrap, prefix, companies, figures):
     fleet = companies(6, learners=8, courses=3, prefix="k")
@@ -264,6 +283,10 @@ def test_an_instance_killed_inside_a_bulk_operation(tmp_path, bootstrap, prefix,
         publish(bootstrap, topics, [e for c in fleet for e in c.course_events()])
         publish(bootstrap, topics, [e for c in fleet for e in c.events(1)])
         wait_until(lambda: all(c.delivered(1) == c.courses * len(c.mails) for c in fleet), 120, "generation 1", procs)
+        # what generation 1 taught the instances is in the shared ledger before anyone dies (the
+        # journal follows deliveries within a loop; without this wait a kill may come first)
+        journal = _journal_offsets(bootstrap, procs, fleet)
+        wait_until(lambda: all(n > 0 for n in journal().values()), 60, "generation 1 journaled", procs)
         for c in fleet:   # the next imports stay running 4 s: time to kill an instance inside one
             fault(c, action="op_slow", route="*/stats", run_s=4, times=1)
         publish(bootstrap, topics, [e for c in fleet for e in c.events(2)])
