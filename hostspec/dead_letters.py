@@ -37,23 +37,27 @@ def raw_text(value: bytes | None) -> tuple[str | None, str | None]:
     return cut(text, MAX_RAW_CHARS), encoding
 
 
-def request_id_of(value: bytes | None) -> str | None:
-    """The CloudEvent id of a raw request, when it is readable enough to have one (cut when long)."""
+def _parsed(value: bytes | None) -> Any:
+    """A raw value as JSON, or None when it is not."""
     try:
-        doc = json.loads(value) if value else None
+        return json.loads(value) if value else None
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
+
+
+def request_id_of(value: bytes | None) -> str | None:
+    """The CloudEvent id of a raw request, when it is readable enough to have one (cut when long)."""
+    return _id_of(_parsed(value))
+
+
+def _id_of(doc: Any) -> str | None:
     rid = doc.get("id") if isinstance(doc, dict) else None
     return cut(rid, MAX_ID_CHARS) if isinstance(rid, str) and rid else None
 
 
-def named_in(value: bytes | None) -> dict[str, str]:
+def _names_of(doc: Any) -> dict[str, str]:
     """The connection and provider a raw request names, when they are well-formed names (a
     refused request's status and dead letter then say whose it was)."""
-    try:
-        doc = json.loads(value) if value else None
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return {}
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, dict):
         return {}
@@ -105,8 +109,9 @@ def refused_request(*, topic: str, partition: int, offset: int, value: bytes | N
     ``stage``/``kind``: ``request``/``invalid_request`` for a request refused on arrival,
     ``delivery``/``delivery`` for one whose events Kafka refuses for good.
     """
-    request_id = request_id_of(value)
-    named = named_in(value)      # what a refused request still says about itself
+    doc = _parsed(value)
+    request_id = _id_of(doc)
+    named = _names_of(doc)       # what a refused request still says about itself
     connection, provider = connection or named.get("connection"), provider or named.get("provider")
     digest = hashlib.sha256(value or b"").hexdigest()
     key = ev.partition_key(tenant, connection, provider, f"request/{request_id or digest[:16]}")

@@ -249,9 +249,10 @@ class AccountBudgets:
                 account = account_of(c, self._plugins)
                 if account is None:
                     continue
-                budget, homes = accounts.get(account, (c.account_calls_per_second or self._default(c), Counter()))
+                own = c.account_calls_per_second or self._default(c)
+                budget, homes = accounts.get(account, (own, Counter()))
                 homes[home_partition(c.name, self._partitions)] += 1
-                accounts[account] = (min(budget, c.account_calls_per_second or self._default(c)), homes)
+                accounts[account] = (min(budget, own), homes)
             with self._lock:
                 self._store, self._accounts = store, accounts
         for account, gate in list(self._gates.items()):

@@ -26,7 +26,9 @@ def structured_value(headers: Headers | None, value: bytes | None) -> bytes | No
     """The record's CloudEvent as structured JSON: the value itself unless the headers say binary
     mode (a ``ce_specversion`` header), then the event rebuilt from headers and value. A value
     that is not an event stays as it is (the caller refuses it with its reason)."""
-    found = {k.lower(): v for k, v in headers or () if isinstance(k, str)}
+    if not headers:
+        return value    # most records: ours (one header) or none at all
+    found = {k.lower(): v for k, v in headers if isinstance(k, str)}
     if _PREFIX + "specversion" not in found:
         return value
     event: dict[str, object] = {}

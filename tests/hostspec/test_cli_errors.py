@@ -8,18 +8,9 @@ from connector_coursera.sandbox import cli as coursera_sandbox_cli
 from hostspec import cli as host_cli
 from publisher_360learning import cli as publisher_cli
 from publisher_360learning.sandbox import cli as learning360_sandbox_cli
+from tests.conftest import connections_toml
 
-UNSET_SECRET = """
-[connections.acme]
-tenant = "acme"
-provider = "coursera"
-group_id = "65a1b2c3d4e5f60718293a4b"
-[connections.acme.settings]
-org_id = "DjYCkBQTQV69TtWA7RuNug"
-client_id = "standin-key"
-client_secret = { env = "CLI_ERRORS_SURELY_UNSET" }
-base_url = "http://127.0.0.1:9"
-"""
+UNSET_SECRET = connections_toml("http://127.0.0.1:9", secret_env="CLI_ERRORS_SURELY_UNSET")
 
 CASES = [
     # (script, argv, exit code, words the message must hold)
