@@ -31,6 +31,7 @@ from hostspec.errors import (
     ProviderSystemError,
     ProviderTransientError,
 )
+from hostspec.httputil import body_excerpt
 
 from . import contract
 
@@ -94,12 +95,17 @@ class PaginationLoop(CourseraSystemError):
 
 
 def describe_body(text: str) -> tuple[str, str | None]:
-    """Coursera's message and Apigee error code from any of its error body shapes."""
+    """Coursera's message and Apigee error code from any of its error body shapes, as bounded,
+    redacted excerpts (:func:`hostspec.httputil.body_excerpt`)."""
+    message, code = _message_and_code(text)
+    return body_excerpt(message), (body_excerpt(code, 80) if code else None)
+
+
+def _message_and_code(text: str) -> tuple[str, str | None]:
     try:
         body: Any = json.loads(text) if text else None
     except ValueError:
-        snippet = " ".join(text.split())[:120]
-        return (snippet or "empty body"), None
+        return (text or "empty body"), None
     if not isinstance(body, dict):
         return "unrecognised error body", None
     fault = body.get("fault")

@@ -11,7 +11,7 @@ import requests
 import tenacity
 
 from hostspec import ProviderConfigError, ProviderSystemError, ProviderTransientError, metrics
-from hostspec.httputil import CachedToken, gate_session, parse_retry_after
+from hostspec.httputil import CachedToken, body_excerpt, gate_session, parse_retry_after
 
 from . import contract
 from .settings import LinkedInSettings
@@ -104,7 +104,7 @@ class LinkedInClient:
         if resp.status_code == 429 or resp.status_code >= 500:
             raise _Transient(f"GET {path}: HTTP {resp.status_code}", parse_retry_after(resp.headers.get("Retry-After")))
         if resp.status_code >= 400:
-            raise ProviderSystemError(f"GET {path}: HTTP {resp.status_code}: {resp.text[:200]}")
+            raise ProviderSystemError(f"GET {path}: HTTP {resp.status_code}: {body_excerpt(resp.text)}")
         try:
             return resp.json()
         except ValueError:

@@ -31,11 +31,45 @@ from .state import StateDB
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL = 0, 1, 2, 3
 OUTCOME_EXIT = {"completed": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED, "skipped": EXIT_OK}
 DEFAULT_CONNECTIONS = "connections.toml"
+CONTROL_TOPIC = "kafka"      # --connections kafka: the control topic instead of a file
 DEFAULT_STATE = ".connector-host/state.sqlite"
 
 
 def _connections_path(args: argparse.Namespace) -> str:
     return args.connections or os.environ.get("CONNECTOR_HOST_CONNECTIONS") or DEFAULT_CONNECTIONS
+
+
+def settings_policy(args: argparse.Namespace):
+    """The deployment's settings policy: ``--policy FILE`` (or $CONNECTOR_HOST_POLICY), with
+    the development switch ``--allow-sandboxes`` (or $CONNECTOR_HOST_ALLOW_SANDBOXES=1)."""
+    from .policy import SettingsPolicy
+    return SettingsPolicy.from_env(args.policy, allow_sandboxes=True if args.allow_sandboxes else None)
+
+
+def connection_source(args: argparse.Namespace):
+    """The connections file, or with ``--connections kafka`` the control topic (followed live,
+    every connection held to the settings policy). A file is the operator's own and trusted: the
+    policy applies to it only when ``--policy`` is given."""
+    from .worker import ConnectionsFile
+    if _connections_path(args) != CONTROL_TOPIC:
+        return ConnectionsFile(_connections_path(args), policy=settings_policy(args) if args.policy else None)
+    from .transport.config import topic_specs
+    from .transport.control import ConnectionLog
+    from .transport.kafka import ensure_topics
+    config, topics = _kafka_config(args), _topics(args)
+    ensure_topics(config, topic_specs(topics))
+    return ConnectionLog(config, topics.connections, policy=settings_policy(args)).start()
+
+
+def _store(args: argparse.Namespace) -> ConnectionStore:
+    """The connections as they are now (one-shot commands: check, sync, replay)."""
+    if _connections_path(args) != CONTROL_TOPIC:
+        return ConnectionStore.from_file(_connections_path(args))
+    source = connection_source(args)
+    try:
+        return source.store()
+    finally:
+        source.close()
 
 
 # -- plugins ---------------------------------------------------------------------------------------
@@ -60,7 +94,7 @@ def cmd_plugins(args: argparse.Namespace, plugins: HostPluginManager) -> int:
 
 # -- check -----------------------------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace, plugins: HostPluginManager) -> int:
-    store = ConnectionStore.from_file(_connections_path(args))
+    store = _store(args)
     connection = store.get(args.connection, plugins)
     provider = plugins.provider(connection.provider)
     context = SyncContext(run_id=str(uuid.uuid4()), request_id="check", scope="check",
@@ -181,7 +215,7 @@ def cmd_sync(args: argparse.Namespace, plugins: HostPluginManager) -> int:
             if not args.connection:
                 print("connector-host: sync needs --connection NAME or --sandbox", file=sys.stderr)
                 return EXIT_CONFIG
-            connection = ConnectionStore.from_file(_connections_path(args)).get(args.connection, plugins)
+            connection = _store(args).get(args.connection, plugins)
             if connection.provider != provider.name:
                 print(f"connector-host: connection {connection.name!r} is for provider "
                       f"{connection.provider!r}, not {provider.name!r}", file=sys.stderr)
@@ -209,18 +243,18 @@ def exit_code(outcome: str, error: dict[str, str] | None) -> int:
 # -- worker and requests ---------------------------------------------------------------------------
 def _kafka_config(args: argparse.Namespace):
     from .transport.config import KafkaConfig
-    return KafkaConfig.from_env(bootstrap_servers=args.bootstrap_servers)
+    return KafkaConfig.from_env(bootstrap_servers=getattr(args, "bootstrap_servers", None))
 
 
 def _topics(args: argparse.Namespace):
     from .transport.config import topics_from_env
-    return topics_from_env(args.topic_prefix)
+    return topics_from_env(getattr(args, "topic_prefix", None))
 
 
 def cmd_run(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     import signal
 
-    from .worker import ConnectionsFile, Worker, WorkerSettings
+    from .worker import Worker, WorkerSettings
 
     static = args.membership == "static" if args.membership else bool(args.worker_id)
     settings = WorkerSettings(group_id=args.group_id, concurrency=args.concurrency,
@@ -230,7 +264,7 @@ def cmd_run(args: argparse.Namespace, plugins: HostPluginManager) -> int:
                               transaction_timeout_ms=args.transaction_timeout_ms,
                               lookback_s=args.lookback_hours * 3600, state_dir=args.state_dir,
                               coalesce=not args.no_coalesce, static_membership=static, **({"worker_id": args.worker_id} if args.worker_id else {}))
-    connections = ConnectionsFile(_connections_path(args))
+    connections = connection_source(args)
     connections.store()  # fail now, not at the first request, when the file is missing or broken
     worker = Worker(plugins, connections, _kafka_config(args), _topics(args), settings)
 
@@ -243,7 +277,7 @@ def cmd_run(args: argparse.Namespace, plugins: HostPluginManager) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    _serve_metrics(args)
+    _serve_metrics(args, worker.readiness)
     worker.run()
     return EXIT_OK
 
@@ -280,7 +314,7 @@ def cmd_request_sync(args: argparse.Namespace, plugins: HostPluginManager) -> in
 
 def cmd_replay(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     """A targeted re-run of one connection, followed to its end."""
-    raw = ConnectionStore.from_file(_connections_path(args)).raw(args.connection)
+    raw = _store(args).raw(args.connection)
     args.provider, args.wait = raw.get("provider"), True
     return cmd_request_sync(args, plugins)
 
@@ -306,9 +340,8 @@ def cmd_schedule(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     import signal
 
     from .scheduler import Scheduler
-    from .worker import ConnectionsFile
 
-    connections = ConnectionsFile(_connections_path(args))
+    connections = connection_source(args)
     store = connections.store()
     if args.show:
         return _show_schedule(store, args.show)
@@ -317,7 +350,7 @@ def cmd_schedule(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     for job in scheduler.jobs():
         log_line = f"{job.connection}: {job.name} at {job.cron.expression!r} ({job.cron.tz.key})"
         print(f"connector-host: schedule {log_line}", file=sys.stderr)
-    _serve_metrics(args)
+    _serve_metrics(args, scheduler.readiness)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
     scheduler.run()
@@ -390,11 +423,13 @@ def cmd_export_xapi(args: argparse.Namespace, plugins: HostPluginManager) -> int
     return EXIT_OK if not skipped else EXIT_PARTIAL
 
 
-def _serve_metrics(args: argparse.Namespace) -> None:
+def _serve_metrics(args: argparse.Namespace, checks: Any = lambda: {}) -> None:
+    """``/metrics``, ``/health`` and ``/ready`` on ``--metrics-port`` (:mod:`hostspec.health`)."""
     if getattr(args, "metrics_port", None) is not None:
-        from . import metrics
-        server = metrics.serve(args.metrics_port, args.metrics_addr)
-        print(f"connector-host: metrics on http://{args.metrics_addr}:{server.server_port}/metrics", file=sys.stderr)
+        from . import health
+        server = health.serve(args.metrics_port, args.metrics_addr, checks)
+        print(f"connector-host: metrics, health and readiness on http://{args.metrics_addr}:{server.port}"
+              f"/metrics, /health, /ready", file=sys.stderr)
 
 
 def cmd_new_provider(args: argparse.Namespace, plugins: HostPluginManager) -> int:
@@ -444,7 +479,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", type=log_level, default=_env_log_level("CONNECTOR_HOST_LOG_LEVEL"),
                         help="DEBUG, INFO, WARNING (default; INFO for run and schedule), ERROR")
     parser.add_argument("--connections", metavar="FILE",
-                        help=f"connections file (default $CONNECTOR_HOST_CONNECTIONS or {DEFAULT_CONNECTIONS})")
+                        help=f"connections file (default $CONNECTOR_HOST_CONNECTIONS or {DEFAULT_CONNECTIONS}); "
+                             f"'{CONTROL_TOPIC}': the control topic, written by `connector-host api` and "
+                             f"`connector-host connections import`")
+    parser.add_argument("--policy", metavar="FILE", default=os.environ.get("CONNECTOR_HOST_POLICY"),
+                        help="settings policy: allowed provider hosts and secret references (default "
+                             "$CONNECTOR_HOST_POLICY; built-in: https to the providers' own hosts, secrets from "
+                             "CONNECTOR_SECRET_* variables)")
+    parser.add_argument("--allow-sandboxes", action="store_true",
+                        help="development switch: connections may point at sandboxes on this machine (plain http "
+                             "on a loopback address)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plugins", help="list installed providers")
@@ -583,6 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check every line of a JSON-lines file against the event contract")
     p.add_argument("file")
     p.set_defaults(func=cmd_validate)
+
+    from .admin_cli import add_parsers
+    add_parsers(sub, kafka_options, _instant)
     return parser
 
 

@@ -18,7 +18,7 @@ from .secrets import redact
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EXIT_FAILED, EXIT_USAGE = 1, 2
-USER_KINDS = frozenset({"config", "plugin", "invalid_request"})   # HostError kinds a user fixes
+USER_KINDS = frozenset({"config", "plugin", "invalid_request", "not_found", "conflict"})   # HostError kinds a user fixes
 
 log = logging.getLogger(__name__)
 

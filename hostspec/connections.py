@@ -32,8 +32,9 @@ from typing import Any, Mapping
 from marshmallow import ValidationError, fields
 
 from . import event_schemas
-from .errors import ConfigError, UnknownConnectionError
+from .errors import ConfigError, SettingsRefused, UnknownConnectionError
 from .plugins import HostPluginManager
+from .policy import SettingsPolicy
 from .provider import Connection
 from .secrets import Secret
 
@@ -63,23 +64,27 @@ class SecretField(fields.Field):
 
 
 class ConnectionStore:
-    """Connections read from one file; each is validated against its provider when first used."""
+    """Connections read from one file or the control topic; each is validated against its
+    provider (and, when given, the deployment's :class:`~hostspec.policy.SettingsPolicy`) when
+    first used."""
 
-    def __init__(self, raw: Mapping[str, Mapping[str, Any]], *, source: str, base: Path | None = None):
+    def __init__(self, raw: Mapping[str, Mapping[str, Any]], *, source: str, base: Path | None = None,
+                 policy: SettingsPolicy | None = None):
         self._raw = dict(raw)
-        self._source = source
+        self.source = source
         self._base = base
+        self._policy = policy
         self._cache: dict[str, Connection] = {}
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> "ConnectionStore":
+    def from_file(cls, path: str | os.PathLike[str], *, policy: SettingsPolicy | None = None) -> "ConnectionStore":
         path = Path(path)
         table = read_toml_tables(path, "connections", "NAME")
         warn_if_readable_with_inline_secrets(path, "connections", any(
             isinstance(v, str) and "secret" in k.lower()
             for entry in table.values() if isinstance(entry, Mapping)
             for k, v in (entry.get("settings") or {}).items()))
-        return cls(table, source=str(path), base=path.parent)
+        return cls(table, source=str(path), base=path.parent, policy=policy)
 
     @property
     def names(self) -> list[str]:
@@ -100,7 +105,7 @@ class ConnectionStore:
         if name in self._cache:
             return self._cache[name]
         entry = self.raw(name)
-        where = f"{self._source}: connection {name!r}"
+        where = f"{self.source}: connection {name!r}"
         try:
             _NAME(name)
         except ValidationError:
@@ -116,12 +121,19 @@ class ConnectionStore:
         settings_raw = entry.get("settings", {})
         if not isinstance(settings_raw, Mapping):
             raise ConfigError(f"{where}: settings must be a table")
+        if self._policy is not None:
+            problems = self._policy.problems(provider.name, provider.info.settings_schema(),
+                                             provider.info.secret_fields, settings_raw)
+            if problems:
+                raise SettingsRefused(f"{where}: settings refused by the policy: {describe_messages(problems)}",
+                                      {"settings": problems})
         settings_raw = {k: _bind_secret(v, self._base) if k in provider.info.secret_fields else v
                         for k, v in settings_raw.items()}
         try:
             settings = provider.info.settings_schema().load(settings_raw)
         except ValidationError as exc:
-            raise ConfigError(f"{where}: invalid settings: {describe_messages(exc.messages)}") from None
+            raise SettingsRefused(f"{where}: invalid settings: {describe_messages(exc.messages)}",
+                                  {"settings": exc.messages}) from None
         share = entry.get("max_removal_share", 0.2)
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
             raise ConfigError(f"{where}: max_removal_share must be a number from 0 to below 1 (a share of the "

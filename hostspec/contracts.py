@@ -29,7 +29,12 @@ ORDER_RULES = {
     s.LearnerStatDataSchema: "last_activity_at must not be earlier than first_activity_at",
     s.SyncRequestedDataSchema: "until must be later than since",
 }
+_LIVE_CONNECTION = ("tenant", "provider", "group_id", "settings")
 _EXTRA: dict[type[Schema], dict[str, Any]] = {
+    s.ConnectionDataSchema: {
+        "if": {"properties": {"deleted": {"const": True}}, "required": ["deleted"]},
+        "else": {"required": list(_LIVE_CONNECTION),
+                 "properties": {k: {"not": {"type": "null"}} for k in _LIVE_CONNECTION}}},
     s.LearnerStatDataSchema: {"allOf": [
         {"if": {"properties": {"completion_status": {"const": "completed"}}},
          "then": {"properties": {"progress_percent": {"const": 100}, "completed_at": {"type": "string"}}}},
@@ -166,7 +171,7 @@ def asyncapi() -> dict[str, Any]:
                              "bindings": {"kafka": {"key": KEY_SCHEMA, "bindingVersion": KAFKA_BINDING}}}
             refs[msg] = {"$ref": f"#/components/messages/{msg}"}
         channels[attr] = {"address": address, "messages": refs, "bindings": _topic_binding(specs[address])}
-        action = "receive" if attr == "requests" else "send"
+        action = "receive" if attr in ("requests", "connections") else "send"
         operations[f"{action}_{attr}"] = {
             "action": action, "channel": {"$ref": f"#/channels/{attr}"},
             "messages": [{"$ref": f"#/channels/{attr}/messages/{m}"} for m in refs]}
@@ -188,6 +193,8 @@ def rendered() -> dict[str, str]:
     """File name -> exact text of every contract file."""
     files = {f"{t}.json": event_schema(t) for t in DATA_SCHEMAS}
     files["asyncapi.json"] = asyncapi()
+    from .openapi import document  # the admin API's document embeds these schemas
+    files["admin-api.openapi.json"] = document()
     return {name: json.dumps(doc, indent=2, ensure_ascii=False) + "\n" for name, doc in files.items()}
 
 

@@ -4,6 +4,7 @@
 
     HostError                         anything the host reports to a person
     ├── ConfigError                   a settings file or a connection is wrong; fix config, do not retry
+    │   ├── SettingsRefused           a connection's settings break its provider's schema or the policy
     │   ├── UnknownConnectionError    a request names a connection that is not configured
     │   └── UnknownProviderError      a request names a provider that is not installed
     ├── PluginError                   a provider plugin cannot be loaded or breaks the hook contract
@@ -49,12 +50,24 @@ class SecretUnavailable(ConfigError, LookupError):
     be read (a configuration error; a ``LookupError`` for the callers that catch those)."""
 
 
+class SettingsRefused(ConfigError):
+    """A connection's settings break its provider's schema or the deployment's settings policy
+    (:mod:`hostspec.policy`); ``messages`` maps each field to what is wrong with it."""
+
+    def __init__(self, message: str, messages: dict[str, Any]):
+        self.messages = messages
+        super().__init__(message)
+
+
 class UnknownConnectionError(ConfigError):
+    LISTED = 20    # a fleet has thousands of connections, of other tenants: name a few at most
+
     def __init__(self, name: str, known: list[str]):
         self.name = name
         self.known = sorted(known)
-        listed = ", ".join(self.known) or "none"
-        super().__init__(f"unknown connection {name!r}; configured connections: {listed}")
+        listed = ", ".join(self.known[:self.LISTED]) or "none"
+        more = f" and {len(self.known) - self.LISTED} more" if len(self.known) > self.LISTED else ""
+        super().__init__(f"unknown connection {name!r}; configured connections: {listed}{more}")
 
 
 class UnknownProviderError(ConfigError):
@@ -147,6 +160,7 @@ __all__ = [
     "PermanentDeliveryError",
     "PluginError",
     "ProviderConfigError",
+    "SettingsRefused",
     "ProviderError",
     "ProviderSystemError",
     "ProviderTransientError",

@@ -221,7 +221,7 @@ class SyncStatusDataSchema(Strict):
     provider = fields.String(required=True, allow_none=True)
     scope = fields.String(required=True, allow_none=True, validate=SCOPE)
     phase = fields.String(required=True, validate=validate.OneOf(
-        ["started", "progress", "completed", "partial", "failed", "skipped"]))
+        ["queued", "started", "progress", "completed", "partial", "failed", "skipped"]))
     dry_run = JsonBoolean(required=True)
     counts = fields.Nested(CountsSchema, required=True)
     error = fields.Nested(RunErrorSchema, required=True, allow_none=True)
@@ -229,6 +229,8 @@ class SyncStatusDataSchema(Strict):
     ended_at = JsonDateTime(required=True, allow_none=True)
     worker = fields.String(required=True, allow_none=True)
     merged_into = fields.String(load_default=None)   # this request ran as part of that one's run (coalescing)
+    # a queued request re-driving these dead letters (their event ids)
+    redrive_of = fields.List(fields.String(validate=IDENT), load_default=None, validate=validate.Length(min=1))
     # records each scope's fetch will yield, when the provider said (progress displays)
     expected = fields.Dict(keys=fields.String(validate=validate.OneOf(["catalog", "progress"])),
                            values=JsonInteger(validate=validate.Range(min=0)), load_default=None)
@@ -271,6 +273,45 @@ class ParkedStatDataSchema(Strict):
     connection = fields.String(required=True, validate=NAME)
     provider = fields.String(required=True, validate=NAME)
     event = fields.Dict(required=True)
+
+
+class ConnectionOptionsSchema(Strict):
+    """The host's own settings of a connection (the connections file's connection-level keys)."""
+
+    max_removal_share = JsonNumber(load_default=None, allow_none=True, validate=validate.Range(min=0, max=0.99))
+    catalog_complete_days = JsonNumber(load_default=None, allow_none=True, validate=validate.Range(min=0, max=365))
+    progress_lookback_hours = JsonNumber(load_default=None, allow_none=True,
+                                         validate=validate.Range(min=0, max=2160))
+    account_calls_per_second = JsonInteger(load_default=None, allow_none=True,
+                                           validate=validate.Range(min=1, max=10000))
+
+
+class ConnectionDataSchema(Strict):
+    """``learning.connection.v1``: one connection as stored on the compacted control topic
+    (keyed by its name; the latest event wins). Secrets appear only as references,
+    ``{"env": NAME}`` or ``{"file": PATH}``; ``deleted`` events end a connection."""
+
+    connection = fields.String(required=True, validate=NAME)
+    revision = JsonInteger(required=True, validate=validate.Range(min=1))
+    deleted = JsonBoolean(load_default=False)
+    tenant = fields.String(load_default=None, allow_none=True, validate=NAME)
+    provider = fields.String(load_default=None, allow_none=True, validate=NAME)
+    group_id = fields.String(load_default=None, allow_none=True, validate=IDENT)
+    paused = JsonBoolean(load_default=False)
+    settings = fields.Dict(keys=fields.String(validate=IDENT), load_default=None, allow_none=True)
+    options = fields.Nested(ConnectionOptionsSchema, load_default=None, allow_none=True)
+    schedule = fields.Dict(keys=fields.String(validate=IDENT), load_default=None, allow_none=True)
+    target = fields.Dict(keys=fields.String(validate=IDENT), load_default=None, allow_none=True)
+    changed_by = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    changed_at = JsonDateTime(required=True)
+
+    @validates_schema
+    def _whole(self, data, **_kwargs):
+        if data.get("deleted"):
+            return
+        missing = [k for k in ("tenant", "provider", "group_id", "settings") if data.get(k) is None]
+        if missing:
+            raise ValidationError({k: ["required unless deleted"] for k in missing})
 
 
 class EnvelopeSchema(Strict):

@@ -34,6 +34,7 @@ LEARNER_STAT_UPSERTED = "learning.learner_stat.upserted.v1"
 SYNC_STATUS = "learning.sync.status.v1"
 RECORD_REJECTED = "learning.record.rejected.v1"
 STAT_PARKED = "learning.learner_stat.parked.v1"
+CONNECTION = "learning.connection.v1"
 
 DATA_SCHEMAS: dict[str, type[Schema]] = {
     SYNC_REQUESTED: s.SyncRequestedDataSchema,
@@ -43,10 +44,11 @@ DATA_SCHEMAS: dict[str, type[Schema]] = {
     SYNC_STATUS: s.SyncStatusDataSchema,
     RECORD_REJECTED: s.RecordRejectedDataSchema,
     STAT_PARKED: s.ParkedStatDataSchema,
+    CONNECTION: s.ConnectionDataSchema,
 }
 EVENT_TYPES = tuple(DATA_SCHEMAS)
 _schema_instances = {t: cls() for t, cls in DATA_SCHEMAS.items()}
-_fast_checks = compile_all({t: cls for t, cls in DATA_SCHEMAS.items() if t != SYNC_REQUESTED})
+_fast_checks = compile_all({t: cls for t, cls in DATA_SCHEMAS.items() if t not in (SYNC_REQUESTED, CONNECTION)})
 _envelope = s.EnvelopeSchema()
 _FINGERPRINT_EXCLUDES = frozenset({"fingerprint", "as_of"})
 # a course's provenance describes its content without being content (stats': it is, e.g. "retained")

@@ -10,6 +10,18 @@ from typing import Any, Callable
 import requests
 from requests.adapters import HTTPAdapter
 
+from .secrets import redact
+
+EXCERPT_CHARS = 300
+
+
+def body_excerpt(text: Any, limit: int = EXCERPT_CHARS) -> str:
+    """A provider's answer as errors, statuses and dead letters may quote it: whitespace
+    collapsed, every secret value revealed so far blanked (:func:`hostspec.secrets.redact`),
+    then cut to ``limit`` characters. Never more: a response body is not ours to re-publish."""
+    flat = redact(" ".join(str(text).split()))
+    return flat if len(flat) <= limit else f"{flat[:limit]}… ({len(flat)} characters)"
+
 
 def parse_retry_after(value: str | None, now: Callable[[], datetime] | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date); None if absent/bad."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -21,13 +22,13 @@ from .topics import Topics
 from .transport.changelog import ChangelogReader
 from .transport.config import KafkaConfig, topic_specs
 from .transport.kafka import KafkaSink, Partition, RequestConsumer, ensure_topics, make_producer
-from .worker import ConnectionsFile
+from .worker import ConnectionSource
 
 log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    def __init__(self, connections: ConnectionsFile, kafka: KafkaConfig, topics: Topics, *,
+    def __init__(self, connections: ConnectionSource, kafka: KafkaConfig, topics: Topics, *,
                  group_id: str = "connector-host-scheduler", instance: str = "scheduler", tick_s: float = 30.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.connections, self.kafka, self.topics = connections, kafka, topics
@@ -37,6 +38,7 @@ class Scheduler:
         self._leader = False
         self._loaded = False
         self._stop = threading.Event()
+        self._last_poll = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -45,11 +47,24 @@ class Scheduler:
     def leader(self) -> bool:
         return self._leader
 
+    def readiness(self) -> dict[str, bool]:
+        """``/ready``: polling its group (leader or standby) and connections read."""
+        try:
+            self.connections.store()
+            readable = True
+        except HostError:
+            readable = False
+        return {"kafka": not self._stop.is_set() and time.monotonic() - self._last_poll < 30,
+                "connections": readable}
+
     def jobs(self) -> list[Job]:
         raw = self.connections.store()
         jobs: list[Job] = []
         for name in raw.names:
-            jobs.extend(jobs_of(name, raw.raw(name), source=str(self.connections.path)))
+            try:
+                jobs.extend(jobs_of(name, raw.raw(name), source=raw.source))
+            except HostError as exc:     # one connection's broken schedule stops only its own jobs
+                log.error("%s", exc)
         return jobs
 
     def run(self) -> None:
@@ -63,6 +78,7 @@ class Scheduler:
             next_tick = 0.0
             while not self._stop.is_set():
                 consumer.poll(timeout_ms=200)    # keeps the membership (the lease) alive
+                self._last_poll = time.monotonic()
                 now = self.clock()
                 if self._leader and now.timestamp() >= next_tick:
                     try:

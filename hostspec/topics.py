@@ -21,6 +21,7 @@ class Topics:
     parked: str = "learning.learner-stats.parked"
     scheduler: str = "learning.scheduler"
     rate: str = "learning.connector-rate"
+    connections: str = "learning.connections"
 
     def for_type(self, type_: str) -> str:
         return {
@@ -31,6 +32,7 @@ class Topics:
             ev.SYNC_STATUS: self.status,
             ev.RECORD_REJECTED: self.dead_letter,
             ev.STAT_PARKED: self.parked,
+            ev.CONNECTION: self.connections,
         }[type_]
 
     def with_prefix(self, prefix: str) -> "Topics":
@@ -47,4 +49,5 @@ TOPIC_TYPES = {
     "status": [ev.SYNC_STATUS],
     "dead_letter": [ev.RECORD_REJECTED],
     "parked": [ev.STAT_PARKED],
+    "connections": [ev.CONNECTION],
 }

@@ -45,7 +45,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from marshmallow import ValidationError
 
@@ -55,8 +55,16 @@ from .coalescing import merge
 from .connections import ConnectionStore
 from .dead_letters import MAX_ID_CHARS, refused_request, skipped_request
 from .engine import DEFAULT_LOOKBACK, REQUEST_DONE, RunReport, SyncEngine, SyncRequest
-from .errors import DeliveryError, HostError, PermanentDeliveryError, RunAbandoned, TransportError
+from .errors import (
+    DeliveryError,
+    HostError,
+    PermanentDeliveryError,
+    RunAbandoned,
+    TransportError,
+    UnknownConnectionError,
+)
 from .plugins import HostPluginManager
+from .policy import SettingsPolicy
 from .provider import Connection
 from .ratebudget import AccountBudgets, RunCalls
 from .reloading import ReloadingFile
@@ -107,6 +115,7 @@ class Refusal:
     reason: str
     errors: Any
     request: SyncRequest | None = None
+    unknown_connection: bool = False
 
 
 def admit(value: bytes | None, connections: ConnectionStore,
@@ -125,7 +134,7 @@ def admit(value: bytes | None, connections: ConnectionStore,
         plugins.provider(request.provider)  # unknown provider: name the installed ones
         connection = connections.get(request.connection, plugins)
     except HostError as exc:
-        return Refusal(str(exc), {"connection": [str(exc)]}, request)
+        return Refusal(str(exc), {"connection": [str(exc)]}, request, isinstance(exc, UnknownConnectionError))
     if connection.provider != request.provider:
         return Refusal(f"connection {connection.name!r} is for provider {connection.provider!r}, "
                        f"not {request.provider!r}", {"provider": ["does not match the connection"]}, request)
@@ -136,15 +145,34 @@ class ConnectionsFile(ReloadingFile[ConnectionStore]):
     """The connections file, re-read when it changes so operators can add connections live
     (:class:`~hostspec.reloading.ReloadingFile`: a broken change keeps the last good version)."""
 
-    def __init__(self, path: str | os.PathLike[str]):
-        super().__init__(path, ConnectionStore.from_file, what="connections file",
+    def __init__(self, path: str | os.PathLike[str], *, policy: SettingsPolicy | None = None):
+        super().__init__(path, lambda p: ConnectionStore.from_file(p, policy=policy), what="connections file",
                          describe=lambda store: f": {len(store.names)} connections",
                          on_ok=lambda: metrics.CONNECTIONS_FILE_OK.set(1),
                          on_error=lambda: (metrics.CONNECTIONS_FILE_OK.set(0), metrics.CONNECTIONS_FILE_ERRORS.inc()))
 
+    @property
+    def source(self) -> str:
+        return str(self.path)
+
     def store(self) -> ConnectionStore:
         """The current connections; raises :class:`HostError` only if no version ever read."""
         return self.current()
+
+    def catch_up(self, timeout_s: float = 5) -> bool:
+        """Nothing to wait for: :meth:`store` reads the file's latest version."""
+        return False
+
+
+class ConnectionSource(Protocol):
+    """Where a process finds its connections: the connections file (:class:`ConnectionsFile`)
+    or the control topic (:class:`hostspec.transport.control.ConnectionLog`)."""
+
+    source: str
+
+    def store(self) -> ConnectionStore: ...
+
+    def catch_up(self, timeout_s: float = 5) -> bool: ...
 
 
 @dataclass
@@ -159,7 +187,7 @@ class _Outgoing:
 
 
 class Worker:
-    def __init__(self, plugins: HostPluginManager, connections: ConnectionsFile, kafka: KafkaConfig,
+    def __init__(self, plugins: HostPluginManager, connections: ConnectionSource, kafka: KafkaConfig,
                  topics: Topics, settings: WorkerSettings | None = None):
         self.plugins, self.connections, self.kafka, self.topics = plugins, connections, kafka, topics
         self.settings = settings or WorkerSettings()
@@ -171,6 +199,7 @@ class Worker:
         self._retiring: list[PartitionTask] = []
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._consumer: RequestConsumer | None = None
+        self._last_poll = 0.0
         self._producers: ProducerPool | None = None
         self._main_producers: ProducerPool | None = None
         self._restorer: Restorer | None = None
@@ -217,6 +246,7 @@ class Worker:
             probe = metrics.LagProbe(self._consumer, s.group_id)
             while not self._stopping.is_set():
                 messages = self._consumer.poll(200)
+                self._last_poll = time.monotonic()
                 self._membership_changes()
                 self._take(messages)
                 self._advance()
@@ -224,6 +254,23 @@ class Worker:
             self._drain()
         finally:
             self._shutdown()
+
+    def readiness(self) -> dict[str, bool]:
+        """``/ready``: a group member that polled lately, every owned partition restored, connections read."""
+        consumer = self._consumer
+        member = consumer is not None and not self._stopping.is_set() and time.monotonic() - self._last_poll < 30
+        try:
+            member = member and consumer.group_metadata().generation_id >= 0   # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - not joined yet
+            member = False
+        with self._tasks_lock:
+            restored = all(t.phase == READY for t in self._tasks.values())
+        try:
+            self.connections.store()
+            readable = True
+        except HostError:
+            readable = False
+        return {"kafka": member, "partitions": member and restored, "connections": readable}
 
     def _folder(self) -> Path:
         if self.settings.state_dir:
@@ -471,9 +518,15 @@ class Worker:
             task.not_before = time.monotonic() + 5
             return
         self._call_budgets().refresh(store)    # an edit of the connections re-splits the call budgets
+        caught_up = False
         while task.backlog:
             msg = task.backlog.popleft()
             admitted = admit(msg.value, store, self.plugins)
+            if isinstance(admitted, Refusal) and admitted.unknown_connection and not caught_up:
+                caught_up = True       # once per batch: a connection created a moment ago may be on its way
+                if self.connections.catch_up():
+                    store = self.connections.store()
+                    admitted = admit(msg.value, store, self.plugins)
             if isinstance(admitted, Refusal):
                 outgoing.append(self._refusal(task, msg, admitted.reason, admitted.errors, admitted.request))
                 continue
@@ -517,6 +570,9 @@ class Worker:
         """The connection's next request: ended at once if it already ran, else started with the
         requests waiting behind it merged in."""
         pending = queue_.popleft()
+        if not self._still_configured(task, pending, outgoing):
+            queue_.extendleft(reversed(pending.separate()))
+            return
         ended = self._already_ran(task, pending)
         if ended is None:
             self._coalesce(task, pending, queue_, outgoing)
@@ -549,6 +605,22 @@ class Worker:
                      later.connection.name, head.request.request_id)
             metrics.REQUESTS.labels("merged").inc()
             head.absorb(later, merged)
+
+    def _still_configured(self, task: PartitionTask, pending: Pending, outgoing: list[_Outgoing]) -> bool:
+        """Take the connection's current version (a secret reference changed since the request
+        arrived is used now); a connection deleted meanwhile ends the request refused, with its status."""
+        try:
+            current = self.connections.store().get(pending.connection.name, self.plugins)
+        except HostError as exc:
+            outgoing.append(self._refusal(task, pending.msg, f"{exc} (changed after the request arrived)",
+                                          {"connection": [str(exc)]}, pending.request))
+            return False
+        if current.provider != pending.connection.provider:
+            outgoing.append(self._refusal(task, pending.msg, f"connection {current.name!r} is now for provider "
+                                          f"{current.provider!r}", {"provider": ["changed"]}, pending.request))
+            return False
+        pending.connection = current
+        return True
 
     def _already_ran(self, task: PartitionTask, pending: Pending) -> _Outgoing | None:
         """A request whose id already ran: read again after a take-over (silently ended) or a duplicate."""
@@ -764,4 +836,4 @@ class Worker:
             self._producers.give_back(slot, producer, broken=sink.broken)
 
 
-__all__ = ["ConnectionsFile", "Refusal", "Worker", "WorkerSettings", "admit"]
+__all__ = ["ConnectionSource", "ConnectionsFile", "Refusal", "Worker", "WorkerSettings", "admit"]

@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from hostspec.cliutil import guarded, log_level, plain, port
 from hostspec.logs import setup_logging
@@ -22,6 +22,7 @@ from . import __version__
 from .errors import Learning360Error
 
 DEFAULT_TARGETS = "targets.toml"
+CONTROL_TOPIC = "kafka"     # --targets kafka: the targets of the control topic's connections
 DEFAULT_LEDGER = ".publisher-360learning/ledger.sqlite"
 
 
@@ -32,6 +33,21 @@ def _targets_path(args: argparse.Namespace) -> str:
 def _targets(args: argparse.Namespace):
     from .settings import load_targets
     return load_targets(_targets_path(args))
+
+
+def _live_targets(args: argparse.Namespace, kafka: Any, topics: Any) -> Any:
+    """The targets file, or with ``--targets kafka`` the targets of the control topic's
+    connections (followed live, held to the settings policy: ``--policy``, ``--allow-sandboxes``)."""
+    from .settings import TargetsFile, TargetsFromTopic
+    if _targets_path(args) != CONTROL_TOPIC:
+        return TargetsFile(_targets_path(args))
+    from hostspec.policy import SettingsPolicy
+    from hostspec.transport.config import topic_specs
+    from hostspec.transport.control import ConnectionLog
+    from hostspec.transport.kafka import ensure_topics
+    ensure_topics(kafka, topic_specs(topics))
+    policy = SettingsPolicy.from_env(args.policy, allow_sandboxes=True if args.allow_sandboxes else None)
+    return TargetsFromTopic(ConnectionLog(kafka, topics.connections).start(), policy)
 
 
 def _names(value: str | None) -> frozenset[str] | None:
@@ -49,9 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .delivery import Deliverer
     from .service import PublisherService, ServiceSettings
-    from .settings import TargetsFile
 
-    targets = TargetsFile(_targets_path(args))
+    kafka = KafkaConfig.from_env(bootstrap_servers=args.bootstrap_servers, client_id="publisher-360learning")
+    targets = _live_targets(args, kafka, topics_from_env(args.topic_prefix))
     deliverer = Deliverer(targets.current(), _ledger(args), max_park_days=args.max_park_days)
     settings = ServiceSettings(group_id=args.group_id, batch_size=args.batch_size, batch_seconds=args.batch_seconds,
                                retry_interval_s=args.retry_interval, session_timeout_ms=args.session_timeout_ms,
@@ -59,16 +75,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                                connections=_names(args.connections), tenants=_names(args.tenants),
                                except_tenants=_names(args.except_tenants) or frozenset(),
                                ledger_topic=args.ledger_topic)
-    service = PublisherService(deliverer, KafkaConfig.from_env(bootstrap_servers=args.bootstrap_servers,
-                                                               client_id="publisher-360learning"),
-                               topics_from_env(args.topic_prefix), settings, targets=targets.current)
+    service = PublisherService(deliverer, kafka, topics_from_env(args.topic_prefix), settings,
+                               targets=targets.current)
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
     if args.metrics_port is not None:
-        from hostspec import metrics
-        server = metrics.serve(args.metrics_port, args.metrics_addr)
-        print(f"publisher-360learning: metrics on http://{args.metrics_addr}:{server.server_port}/metrics",
-              file=sys.stderr)
+        from hostspec import health
+        server = health.serve(args.metrics_port, args.metrics_addr, service.readiness)
+        print(f"publisher-360learning: metrics, health and readiness on http://{args.metrics_addr}:{server.port}"
+              f"/metrics, /health, /ready", file=sys.stderr)
     service.run()
     print(f"publisher-360learning: stopped after {service.batches} batches: "
           + ", ".join(f"{k}={v}" for k, v in sorted(service.totals.items())), file=sys.stderr)
@@ -142,11 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     def files(p: argparse.ArgumentParser, targets: bool = True) -> None:
         if targets:
             p.add_argument("--targets", metavar="FILE",
-                           help=f"targets file (default $PUBLISHER_TARGETS or {DEFAULT_TARGETS})")
+                           help=f"targets file (default $PUBLISHER_TARGETS or {DEFAULT_TARGETS}); "
+                                f"'{CONTROL_TOPIC}': the targets of the control topic's connections")
         p.add_argument("--ledger", metavar="FILE", help=f"ledger database (default $PUBLISHER_LEDGER or {DEFAULT_LEDGER})")
 
     p = sub.add_parser("run", help="consume course and stat events from Kafka and deliver them")
     files(p)
+    p.add_argument("--policy", metavar="FILE", default=os.environ.get("CONNECTOR_HOST_POLICY"),
+                   help="settings policy for targets read from the control topic (--targets kafka)")
+    p.add_argument("--allow-sandboxes", action="store_true",
+                   help="development switch: targets may point at a sandbox on this machine")
     p.add_argument("--group-id", default="publisher-360learning")
     p.add_argument("--batch-size", type=int, default=10_000, metavar="N",
                    help="events per delivery of one connection (default 10000)")

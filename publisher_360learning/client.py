@@ -17,7 +17,7 @@ import requests
 import tenacity
 
 from hostspec import metrics
-from hostspec.httputil import CachedToken, parse_retry_after
+from hostspec.httputil import CachedToken, body_excerpt, parse_retry_after
 from hostspec.secrets import Secret
 
 from . import contract
@@ -121,7 +121,7 @@ class Learning360Client:
         if status == 403 or code in (contract.RESERVED_NAME, contract.DUPLICATE_PLATFORM, "groupNotFound",
                                      "userNotFound", "integrationNotFound"):
             raise TargetConfigError(detail, status=status, code=code)
-        raise PermanentError(detail + (f" ({resp.text[:200]})" if code is None else ""), status=status, code=code)
+        raise PermanentError(detail + (f" ({body_excerpt(resp.text)})" if code is None else ""), status=status, code=code)
 
     def _count(self, method: str, status: int) -> None:
         key = f"{method} {status}"

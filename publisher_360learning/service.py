@@ -123,9 +123,18 @@ class PublisherService:
         self._committed: dict[Partition, int] = {}
         self.batches = 0
         self.totals: dict[str, int] = {}
+        self._last_poll = 0.0
+        self._consumer: RequestConsumer | None = None
 
     def stop(self) -> None:
         self._stop.set()
+
+    def readiness(self) -> dict[str, bool]:
+        """``/ready``: a group member that polled lately, whose assigned partitions are all served."""
+        consumer = self._consumer
+        polling = consumer is not None and not self._stop.is_set() and time.monotonic() - self._last_poll < 30
+        served = polling and set(consumer.assignment()) <= set(self._ready)   # type: ignore[union-attr]
+        return {"kafka": polling, "partitions": bool(served)}
 
     # -- the loop ---------------------------------------------------------------------------------------
     def run(self, *, max_batches: int | None = None) -> None:
@@ -164,6 +173,7 @@ class PublisherService:
                 if time.time() - self._round_start >= s.retry_interval_s:
                     self._start_round()
                 messages = self._consumer.poll(timeout_ms=100 if self._running else 200)
+                self._last_poll = time.monotonic()
                 self._membership()      # before taking: the poll may have completed a rebalance
                 self._take(messages)
                 self._finish_done()

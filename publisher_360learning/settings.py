@@ -17,6 +17,7 @@ The synchronized group is the one each event names (``group_id``). Connections s
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,14 @@ from hostspec.connections import (
     warn_if_readable_with_inline_secrets,
 )
 from hostspec.errors import ConfigError
+from hostspec.policy import SettingsPolicy
 from hostspec.reloading import ReloadingFile
 from hostspec.secrets import Secret
 
 from . import contract
 
+log = logging.getLogger(__name__)
+TARGET_HOSTS = frozenset(url.split("://", 1)[1] for url in contract.REGIONS.values())
 OBJECT_ID = validate.Regexp(r"^[a-fA-F0-9]{24}$", error="must be a 24-hex 360Learning id")
 
 
@@ -105,6 +109,51 @@ def load_targets(path: str | os.PathLike[str]) -> dict[str, Target]:
         isinstance(e, Mapping) and isinstance(e.get("client_secret"), str) for e in table.values()))
     return {name: target_from_settings(name, entry if isinstance(entry, dict) else {}, source=str(path))
             for name, entry in table.items()}
+
+
+def target_problems(policy: SettingsPolicy, connection: str, target: Mapping[str, Any]) -> dict[str, Any]:
+    """What is wrong with a target stored on the control topic, by field (empty: nothing): the
+    policy's rules for its host and secret reference, then the target schema."""
+    problems = policy.target_problems(target, default_hosts=TARGET_HOSTS)
+    if problems:
+        return problems
+    try:
+        TargetSchema().load(dict(target))
+    except ValidationError as exc:
+        return exc.messages  # type: ignore[return-value]
+    return {}
+
+
+def targets_of(documents: Mapping[str, Mapping[str, Any]], policy: SettingsPolicy) -> dict[str, Target]:
+    """The targets of the live connection documents that have a valid one (others are logged)."""
+    out = {}
+    for name, doc in documents.items():
+        target = doc.get("target")
+        if doc.get("deleted") or not target:
+            continue
+        problems = target_problems(policy, name, target)
+        if problems:
+            log.error("connection %s: target not used (%s)", name, describe_messages(problems))
+            continue
+        out[name] = target_from_settings(name, target, source="control topic")
+    return out
+
+
+class TargetsFromTopic:
+    """The targets held by the connections of the control topic, followed live
+    (:class:`hostspec.transport.control.ConnectionLog`): the same dict until one changes."""
+
+    def __init__(self, log_: Any, policy: SettingsPolicy):
+        self._log, self._policy = log_, policy
+        self._version = -1
+        self._targets: dict[str, Target] = {}
+
+    def current(self) -> dict[str, Target]:
+        version = self._log.version
+        if version != self._version:
+            self._targets = targets_of(self._log.documents(), self._policy)
+            self._version = version
+        return self._targets
 
 
 class TargetsFile(ReloadingFile[dict[str, Target]]):

@@ -98,7 +98,9 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
       a worker reuses a local copy of a partition (:mod:`hostspec.restore`);
     * parked stats: 6 partitions, 45 days (the publisher keeps a stat parked 30 days at most);
     * scheduler: 1 partition (a lease: its holder is the scheduler that publishes), compacted;
-    * rate: 1 partition, an hour (workers tell each other of 429s: :mod:`hostspec.ratebudget`).
+    * rate: 1 partition, an hour (workers tell each other of 429s: :mod:`hostspec.ratebudget`);
+    * connections: 1 partition, compacted (the control topic: the latest document per connection,
+      read whole by every worker, scheduler, publisher and admin API, :mod:`hostspec.control`).
     """
     def delete(days: int) -> dict[str, str]:
         return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
@@ -110,7 +112,8 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
                                         "delete.retention.ms": str(DAY_MS)}),
             TopicSpec(topics.parked, 6, delete(45)),
             TopicSpec(topics.scheduler, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
-            TopicSpec(topics.rate, 1, {"cleanup.policy": "delete", "retention.ms": str(3_600_000)})]
+            TopicSpec(topics.rate, 1, {"cleanup.policy": "delete", "retention.ms": str(3_600_000)}),
+            TopicSpec(topics.connections, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"})]
 
 
 def topics_from_env(prefix: str | None = None) -> Topics:

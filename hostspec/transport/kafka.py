@@ -234,6 +234,9 @@ class KafkaSink:
             raise DeliveryError(f"cannot send to {topic}: {type(exc).__name__}: {exc}") from None
         future.add_errback(self._on_error)
 
+    def close(self, timeout_s: float = 10) -> None:
+        self._producer.close(timeout=timeout_s)
+
     def flush(self, timeout_s: float | None = None) -> None:
         try:
             self._producer.flush(timeout=timeout_s)

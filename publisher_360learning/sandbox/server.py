@@ -30,7 +30,13 @@ from collections import deque
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
-from hostspec.sandboxes import FaultBook, FaultRule, SandboxRequestHandler, SandboxServer, retry_after_header
+from hostspec.sandboxes import (
+    FaultBook,
+    FaultRule,
+    SandboxRequestHandler,
+    SandboxServer,
+    retry_after_header,
+)
 
 from .. import contract
 from .store import COMPANY_ID, Company, Problem

@@ -129,6 +129,16 @@ def _bases(sample_events):
                                 "parked_at": "2026-01-02T00:00:00.000Z", "tenant": identity["tenant"],
                                 "connection": identity["connection"], "provider": identity["provider"],
                                 "event": json.loads(stat.to_json())}]
+    by_type[ev.CONNECTION] = [
+        {"connection": "acme-coursera", "revision": 3, "deleted": False, "tenant": "acme", "provider": "coursera",
+         "group_id": "65a1b2c3d4e5f60718293a4b", "paused": False,
+         "settings": {"org_id": "o1", "client_id": "c1", "client_secret": {"env": "CONNECTOR_SECRET_ACME"}},
+         "options": {"max_removal_share": 0.1, "catalog_complete_days": None, "progress_lookback_hours": 48,
+                     "account_calls_per_second": 4},
+         "schedule": {"timezone": "Europe/Paris"}, "target": {"region": "eu", "client_id": "x"},
+         "changed_by": "api:ops", "changed_at": "2026-01-01T00:00:00.000Z"},
+        {"connection": "acme-coursera", "revision": 4, "deleted": True, "changed_by": "api:ops",
+         "changed_at": "2026-01-02T00:00:00.000Z"}]
     for type_, data in by_type.items():
         ev.validate_data(type_, data[0])      # every base is valid: the edits make the difference
     return by_type

@@ -107,3 +107,36 @@ def test_schedule_show_lists_every_connections_next_slots(tmp_path, capsys):
     assert [(line.split()[0], line.split()[1]) for line in lines] == [
         (c, j) for c in ("acme", "globex") for j in ("catalog", "progress", "full")]
     assert all(line.count("Europe/Paris") == 1 and line.count(", ") == 1 for line in lines)
+
+
+def test_the_scheduler_follows_the_control_topic_live(caplog):
+    from datetime import datetime, timezone
+
+    from hostspec import connection_docs as docs
+    from hostspec.policy import SettingsPolicy
+    from hostspec.scheduler import Scheduler
+    from hostspec.topics import Topics
+    from hostspec.transport.config import KafkaConfig
+    from hostspec.transport.control import MemoryControl
+
+    now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    control = MemoryControl(SettingsPolicy())
+    scheduler = Scheduler(control, KafkaConfig.from_env(bootstrap_servers="127.0.0.1:1"), Topics())
+    entry = {"tenant": "acme", "provider": "coursera", "group_id": "g1",
+             "settings": {"org_id": "o", "client_id": "c", "client_secret": {"env": "CONNECTOR_SECRET_A"}}}
+
+    def write(name, revision, **changes):
+        control.write({**docs.document(name, {**entry, **changes}, revision=revision, changed_by="t", now=now)}, now)
+
+    assert scheduler.jobs() == []
+    write("acme", 1)
+    assert sorted(j.name for j in scheduler.jobs()) == ["catalog", "full", "progress"]
+    write("acme", 2, enabled=False)                    # paused through the API
+    assert scheduler.jobs() == []
+    write("acme", 3)
+    write("broken", 1, schedule={"catalog": "99 * * * *"})   # written past the API's check
+    assert sorted(j.connection for j in scheduler.jobs()) == ["acme"] * 3
+    assert "broken" in caplog.text and "schedule.catalog" in caplog.text
+    control.write(docs.tombstone("acme", revision=4, changed_by="t", now=now), now)
+    assert scheduler.jobs() == []
+    assert scheduler.readiness() == {"kafka": False, "connections": True}   # not polling: not started

@@ -38,4 +38,6 @@ def test_topics_prefix_and_specs(monkeypatch):
     assert state.configs["cleanup.policy"] == "compact"  # latest fingerprint per key, kept forever
     lease = specs.pop(Topics().scheduler)
     assert (lease.partitions, lease.configs["cleanup.policy"]) == (1, "compact")  # one holder, last slots
+    control = specs.pop(Topics().connections)
+    assert (control.partitions, control.configs["cleanup.policy"]) == (1, "compact")  # latest document each
     assert all(int(s.configs["retention.ms"]) > 0 and s.partitions >= 1 for s in specs.values())

@@ -1,0 +1,222 @@
+"""What a connection's settings may point at, when the settings may come from tenants.
+
+A connection stored on the control topic (written through the admin API or imported) can be
+authored by someone who is not the operator. Its URLs receive credentials and its secret
+references are read by the worker, so both are held to a per-deployment policy:
+
+* provider URLs (every ``fields.Url`` setting and every setting named ``*_url``) use https on
+  the default port, carry no user info, and name a host allowed **for that provider**: the hosts
+  of the provider's own default URLs plus those the policy adds. A ``token_url`` therefore can
+  only name a host of the same provider, never a collector of client secrets;
+* secrets are references, never values: ``{ env = "NAME" }`` with ``NAME`` under an allowed
+  prefix, or ``{ file = "/abs/path" }`` resolving (symbolic links followed) under an allowed
+  directory;
+* the sandboxes (plain http on a loopback address) are allowed only by the explicit
+  development switch ``allow_sandboxes``.
+
+.. code-block:: toml
+
+    # policy.toml (connector-host --policy FILE, or $CONNECTOR_HOST_POLICY)
+    allow_sandboxes = false                 # true only on a developer's machine
+    secret_env_prefixes = ["CONNECTOR_SECRET_"]
+    secret_dirs = ["/run/secrets/connectors"]
+
+    [allowed_hosts]                         # added to each provider's default hosts
+    coursera = ["api.coursera.com"]
+    "360learning" = ["app.360learning.com"] # publisher targets
+
+Every check returns messages that name the field and the rule, never a secret value.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
+
+from marshmallow import Schema, fields
+
+from .errors import ConfigError
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+DEFAULT_ENV_PREFIXES = ("CONNECTOR_SECRET_",)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_PUBLISHER = "360learning"
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_fields(schema: Schema) -> list[str]:
+    """The settings of a provider's schema that hold URLs."""
+    return [name for name, f in schema.fields.items() if isinstance(f, fields.Url) or name.endswith("_url")]
+
+
+def default_hosts(schema: Schema) -> set[str]:
+    """The hosts of a provider's default URLs: a provider is always allowed to talk to itself."""
+    hosts = set()
+    for name in url_fields(schema):
+        default = schema.fields[name].load_default
+        if isinstance(default, str) and default:
+            host = urlsplit(default).hostname
+            if host:
+                hosts.add(host.lower())
+    return hosts
+
+
+@dataclass(frozen=True)
+class SettingsPolicy:
+    """The deployment's rules for tenant-authored settings (see the module's documentation)."""
+
+    allowed_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    secret_env_prefixes: tuple[str, ...] = DEFAULT_ENV_PREFIXES
+    secret_dirs: tuple[str, ...] = ()
+    allow_sandboxes: bool = False
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> "SettingsPolicy":
+        path = Path(path)
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"policy file {path} cannot be read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"policy file {path} is not valid TOML: {exc}") from None
+        return cls.from_mapping(doc, source=str(path))
+
+    @classmethod
+    def from_mapping(cls, doc: Mapping[str, Any], *, source: str = "policy") -> "SettingsPolicy":
+        unknown = set(doc) - {"allowed_hosts", "secret_env_prefixes", "secret_dirs", "allow_sandboxes"}
+        if unknown:
+            raise ConfigError(f"{source}: unknown keys {', '.join(sorted(unknown))}")
+        hosts = doc.get("allowed_hosts", {})
+        if not isinstance(hosts, Mapping) or not all(_strings(v) for v in hosts.values()):
+            raise ConfigError(f"{source}: allowed_hosts must map provider names to lists of host names")
+        prefixes = doc.get("secret_env_prefixes", list(DEFAULT_ENV_PREFIXES))
+        dirs = doc.get("secret_dirs", [])
+        if not _strings(prefixes) or not all(prefixes):
+            raise ConfigError(f"{source}: secret_env_prefixes must be a list of non-empty strings")
+        if not _strings(dirs) or not all(os.path.isabs(d) for d in dirs):
+            raise ConfigError(f"{source}: secret_dirs must be a list of absolute paths")
+        sandboxes = doc.get("allow_sandboxes", False)
+        if not isinstance(sandboxes, bool):
+            raise ConfigError(f"{source}: allow_sandboxes must be true or false")
+        return cls(allowed_hosts={k: tuple(h.lower() for h in v) for k, v in hosts.items()},
+                   secret_env_prefixes=tuple(prefixes), secret_dirs=tuple(dirs), allow_sandboxes=sandboxes)
+
+    @classmethod
+    def from_env(cls, path: str | None = None, *, allow_sandboxes: bool | None = None) -> "SettingsPolicy":
+        """The policy of ``path`` (default ``$CONNECTOR_HOST_POLICY``), or the defaults; the
+        development switch may also come from ``$CONNECTOR_HOST_ALLOW_SANDBOXES=1``."""
+        path = path or os.environ.get("CONNECTOR_HOST_POLICY")
+        policy = cls.from_file(path) if path else cls()
+        if allow_sandboxes is None:
+            allow_sandboxes = os.environ.get("CONNECTOR_HOST_ALLOW_SANDBOXES", "") in ("1", "true", "yes")
+        if allow_sandboxes and not policy.allow_sandboxes:
+            policy = cls(policy.allowed_hosts, policy.secret_env_prefixes, policy.secret_dirs, True)
+        return policy
+
+    # -- URLs --------------------------------------------------------------------------------------
+    def url_problem(self, url: Any, allowed: Iterable[str]) -> str | None:
+        """Why ``url`` may not be used (None: it may)."""
+        if not isinstance(url, str) or not url or any(c.isspace() or ord(c) < 32 or c == "\\" for c in url):
+            return "must be an https URL"
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            return "must be an https URL"
+        host = (parts.hostname or "").rstrip(".").lower()
+        if not host:
+            return "must be an https URL with a host"
+        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+            return "must not carry user info"
+        if self.allow_sandboxes and is_loopback(host) and parts.scheme in ("http", "https"):
+            return None
+        if parts.scheme != "https":
+            return "must use https" + ("" if not is_loopback(host) else
+                                       " (a sandbox on this machine needs the development switch allow_sandboxes)")
+        if port not in (None, 443):
+            return "must use the default https port"
+        allowed = sorted(set(allowed))
+        if host not in allowed:
+            return f"host {_quote(host)} is not allowed for this provider (allowed: {', '.join(allowed) or 'none'})"
+        return None
+
+    def hosts_for(self, provider: str, schema: Schema | None = None) -> set[str]:
+        own = default_hosts(schema) if schema is not None else set()
+        return own | set(self.allowed_hosts.get(provider, ()))
+
+    # -- secrets -----------------------------------------------------------------------------------
+    def secret_problem(self, value: Any) -> str | None:
+        """Why a secret setting's stored value may not be used (None: it may)."""
+        if not isinstance(value, Mapping) or len(value) != 1:
+            return "must be a reference, { env = \"NAME\" } or { file = \"/path\" }, never a value"
+        (kind, ref), = value.items()
+        if kind == "env" and isinstance(ref, str) and _ENV_NAME.match(ref):
+            if any(ref.startswith(p) for p in self.secret_env_prefixes):
+                return None
+            return (f"environment variable {_quote(ref)} is outside the allowed prefixes "
+                    f"({', '.join(self.secret_env_prefixes) or 'none'})")
+        if kind == "file" and isinstance(ref, str) and ref and "\x00" not in ref:
+            if not os.path.isabs(ref):
+                return "a secret file must be an absolute path"
+            real = os.path.realpath(ref)
+            for folder in self.secret_dirs:
+                root = os.path.realpath(folder)
+                if os.path.commonpath([root, real]) == root and real != root:
+                    return None
+            return f"secret files must lie under {', '.join(self.secret_dirs) or 'a configured directory (none is)'}"
+        return "must be a reference, { env = \"NAME\" } or { file = \"/path\" }, never a value"
+
+    # -- a whole settings table --------------------------------------------------------------------
+    def problems(self, provider: str, schema: Schema, secret_fields: Iterable[str],
+                 settings: Mapping[str, Any]) -> dict[str, list[str]]:
+        """Every rule ``settings`` (as stored, before loading) breaks, by field."""
+        out: dict[str, list[str]] = {}
+        allowed = self.hosts_for(provider, schema)
+        for name in url_fields(schema):
+            if name in settings and settings[name] is not None:
+                problem = self.url_problem(settings[name], allowed)
+                if problem:
+                    out.setdefault(name, []).append(problem)
+        for name in secret_fields:
+            if name in settings:
+                problem = self.secret_problem(settings[name])
+                if problem:
+                    out.setdefault(name, []).append(problem)
+        return out
+
+    def target_problems(self, target: Mapping[str, Any], *, default_hosts: Iterable[str]) -> dict[str, list[str]]:
+        """The same rules for a 360Learning publisher target (``base_url``, ``client_secret``)."""
+        out: dict[str, list[str]] = {}
+        if target.get("base_url") is not None:
+            problem = self.url_problem(target["base_url"], {*default_hosts, *self.allowed_hosts.get(_PUBLISHER, ())})
+            if problem:
+                out["base_url"] = [problem]
+        if "client_secret" in target:
+            problem = self.secret_problem(target["client_secret"])
+            if problem:
+                out["client_secret"] = [problem]
+        return out
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _quote(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+__all__ = ["SettingsPolicy", "default_hosts", "is_loopback", "url_fields"]
