@@ -69,7 +69,7 @@ def hostile_documents(port: int, outside_file: str, seed: int = 17) -> list[tupl
                 f"https://api.coursera.com:{port}", "https://api.coursera.com.attacker.test",
                 f"https://127.0.0.1:{port}\\@api.coursera.com", "file:///etc/passwd", "gopher://127.0.0.1:25/",
                 f"HTTP://127.0.0.1:{port}"]
-    token_hosts = [f"https://collector.attacker.test/token", f"https://127.0.0.1:{port}/oauth2/client_credentials/token",
+    token_hosts = ["https://collector.attacker.test/token", f"https://127.0.0.1:{port}/oauth2/client_credentials/token",
                    "https://www.linkedin.com/oauth/v2/accessToken", "https://evil.example/api.coursera.com"]
     secrets_ = [{"env": "KAFKA_SASL_PASSWORD"}, {"env": "AWS_SECRET_ACCESS_KEY"}, {"env": "CONNECTOR_SECRETX"},
                 {"file": outside_file}, {"file": "/etc/shadow"}, {"file": "../../etc/passwd"},

@@ -14,7 +14,7 @@ import requests
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from publisher_360learning.sandbox import SYNC_GROUP, Learning360Sandbox
 
-from .conftest import ServiceProcess, final_status, read_topic, slow_reports, statuses_for
+from .conftest import ServiceProcess, final_status, read_topic, slow_reports
 from .test_publisher import eventually
 
 pytestmark = pytest.mark.kafka
@@ -200,16 +200,10 @@ def test_connections_import_list_show_delete_and_deadletters_from_the_shell(tmp_
     import json
     import subprocess
 
-    (tmp_path / "c.toml").write_text('''
-[connections.acme]
-tenant = "acme"
-provider = "coursera"
-group_id = "65a1b2c3d4e5f60718293a4b"
-[connections.acme.settings]
-org_id = "DjYCkBQTQV69TtWA7RuNug"
-client_id = "acme-key"
-client_secret = { env = "CONNECTOR_SECRET_ACME" }
+    from tests.conftest import connections_toml
 
+    (tmp_path / "c.toml").write_text(connections_toml("https://api.coursera.com", secret_env="CONNECTOR_SECRET_ACME",
+                                                      client_id="acme-key") + '''
 [connections.inline]
 tenant = "beta"
 provider = "coursera"
