@@ -229,6 +229,12 @@ ENROLLMENT_REPORT = EnrollmentReportSchema()
 
 _REPORT_REQUIRED_STR = ("id", "externalId", "contentId", "membershipState")
 _REPORT_OPTIONAL_STR = ("email", "programId", "courseType")
+def has_activity(row: Any) -> bool:
+    """Whether an enrollment report row states a last activity (the field the report's activity
+    filters apply to)."""
+    return isinstance(row, dict) and row.get("lastActivityAt") is not None
+
+
 _REPORT_OPTIONAL_EPOCH = ("completedAt", "lastActivityAt", "updatedAt")
 _REPORT_OPTIONAL_NUMBER = ("grade", "overallProgress", "approxTotalCourseHrs", "approxTotalLearningHours")
 _CONTENT_TYPES = frozenset({"Course", "Specialization", "Video"})

@@ -1,4 +1,8 @@
-"""OAuth2 client credentials against Coursera's Apigee gateway, with a cached token."""
+"""OAuth2 client credentials against Coursera's Apigee gateway, with a cached token.
+
+Built on :class:`hostspec.httputil.ClientCredentials` (HTTP Basic ``client_id:secret``, grant
+``client_credentials``); only the errors are Coursera's own (:mod:`connector_coursera.errors`).
+"""
 from __future__ import annotations
 
 import time
@@ -6,54 +10,32 @@ from typing import Callable
 
 import requests
 
-from hostspec import metrics
-from hostspec.httputil import CachedToken
+from hostspec.httputil import ClientCredentials
 
 from . import contract
 from .errors import InvalidCredentials, MalformedResponse, NetworkError, error_for_status
 
 
-class TokenSource:
+class TokenSource(ClientCredentials):
     """Hands out a bearer token, asking for a new one shortly before expiry or after ``invalidate``."""
 
     def __init__(self, session: requests.Session, token_url: str, client_id: str,
                  reveal_secret: Callable[[], str], *, timeout_s: float,
                  clock: Callable[[], float] = time.monotonic):
-        self._session, self._url, self._client_id = session, token_url, client_id
-        self._reveal, self._timeout = reveal_secret, timeout_s
-        self._cached = CachedToken(self._fetch, clock=clock)
-        self.fetches = 0
+        super().__init__(session, token_url, client_id, reveal_secret, provider="coursera", timeout_s=timeout_s,
+                         renew_margin_s=contract.TOKEN_RENEW_MARGIN_S, auth_style="basic",
+                         default_ttl_s=contract.TOKEN_DEFAULT_TTL_S, clock=clock)
 
-    def __repr__(self) -> str:
-        return f"TokenSource(token_url={self._url!r}, client_id={self._client_id!r}, token=***)"
+    def network_error(self, exc: requests.RequestException) -> Exception:
+        return NetworkError(f"cannot reach the Coursera token endpoint: {type(exc).__name__}")
 
-    def token(self) -> str:
-        return self._cached.get()
+    def refused_error(self, resp: requests.Response) -> Exception:
+        return InvalidCredentials(
+            f"Coursera refused the client credentials of client_id {self.client_id!r} "
+            f"(HTTP {resp.status_code}); check client_id and client_secret")
 
-    def invalidate(self) -> None:
-        self._cached.invalidate()
+    def check_answer(self, resp: requests.Response) -> None:
+        raise error_for_status(resp.status_code, "POST", contract.TOKEN_PATH, resp.text)
 
-    def _fetch(self) -> tuple[str, float]:
-        try:
-            resp = self._session.post(
-                self._url, data={"grant_type": contract.TOKEN_GRANT},
-                auth=(self._client_id, self._reveal()), timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise NetworkError(f"cannot reach the Coursera token endpoint: {type(exc).__name__}") from None
-        self.fetches += 1
-        metrics.provider_call("coursera", "POST", resp.status_code)
-        if resp.status_code in (400, 401):
-            raise InvalidCredentials(
-                f"Coursera refused the client credentials of client_id {self._client_id!r} "
-                f"(HTTP {resp.status_code}); check client_id and client_secret")
-        if resp.status_code >= 300:
-            raise error_for_status(resp.status_code, "POST", contract.TOKEN_PATH, resp.text)
-        try:
-            body = resp.json()
-            token = body["access_token"]
-            ttl = float(body.get("expires_in", contract.TOKEN_DEFAULT_TTL_S))
-        except (ValueError, KeyError, TypeError):
-            raise MalformedResponse("the Coursera token endpoint answered without an access_token") from None
-        if not isinstance(token, str) or not token:
-            raise MalformedResponse("the Coursera token endpoint answered an empty access_token")
-        return token, max(0.0, ttl - contract.TOKEN_RENEW_MARGIN_S)
+    def malformed_error(self, reason: str) -> Exception:
+        return MalformedResponse(f"the Coursera token endpoint answered {reason}")

@@ -20,7 +20,7 @@ from hostspec import (
 )
 
 from . import __version__, contract
-from .api_schemas import CONTENT, ENROLLMENT_REPORT, fast_report
+from .api_schemas import CONTENT, ENROLLMENT_REPORT, fast_report, has_activity
 from .client import CourseraClient
 from .mapping import course_from_content, stat_from_report
 from .settings import CourseraSettings, CourseraSettingsSchema
@@ -124,6 +124,9 @@ def fetch_progress(connection: Connection, context: SyncContext, since: datetime
             yield PageEnd(f"{_ENROLLED}{enrolled_start}")
         pages = client.report_pages(enrolled_after=since, enrolled_before=until, start=enrolled_start,
                                     on_total=expected.second)
+        # the second pass is for rows without activity: a row with activity was in the first pass
+        # when its activity lies in the window, and is not the window's when it lies outside
+        pages = (([r for r in rows if not has_activity(r)], nxt) for rows, nxt in pages)
         yield from _with_page_ends(pages, lambda start: f"{_ENROLLED}{start}", expected)
 
 

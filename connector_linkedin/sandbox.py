@@ -120,6 +120,13 @@ class LinkedInSandbox(SandboxServer):
         return out
 
     # -- life cycle --------------------------------------------------------------------------------
+    DATA_ROUTE = "/v2/*"            # conformance faults: the API, not the token endpoint
+
+    @property
+    def expected(self) -> dict[str, int]:
+        """Records a complete fetch of each scope yields (the conformance suite's paging check)."""
+        return {"catalog": self.spec.courses, "progress": self.spec.activities}
+
     @property
     def settings(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "client_secret": self.client_secret, "api_url": self.url,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,7 +35,7 @@ from typing import Any, Mapping
 import falcon
 
 from . import __version__, health, redrive
-from .control import Conflict, ControlPlane, NotFound
+from .control import Conflict, ControlPlane, NotFound, NotReadBack
 from .errors import (
     ConfigError,
     DeliveryError,
@@ -84,8 +85,10 @@ def _host_error(exc: HostError) -> ApiError:
         return _error(404, str(exc))
     if isinstance(exc, Conflict):
         return _error(409, str(exc))
+    if isinstance(exc, NotReadBack):
+        return _error(503, str(exc))
     if isinstance(exc, (DeliveryError, TransportError)):
-        return _error(503, f"Kafka did not take the change, nothing was stored: {exc}")
+        return _error(503, f"Kafka did not acknowledge it: {exc}")
     if isinstance(exc, ConfigError):
         return _error(400, str(exc))
     return _error(500, str(exc))
@@ -130,10 +133,12 @@ def _body(req: falcon.Request) -> Any:
     return value
 
 
-def _instant(req: falcon.Request, name: str) -> datetime | None:
-    text = req.get_param(name)
+def _instant(req: falcon.Request, name: str, body: Mapping[str, Any] | None = None) -> datetime | None:
+    text = (body or {}).get(name, req.get_param(name))
     if text is None:
         return None
+    if not isinstance(text, str):
+        raise _error(422, f"{name} must be an ISO 8601 date-time", {name: ["must be a string"]})
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -212,8 +217,11 @@ class Connection(_Resource):
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         _name_ok(name)
+        body = _body(req)
+        if "connection" in body:
+            raise _error(422, "the connection is named by the path, not the body", {"connection": ["set by the path"]})
         try:
-            change = self.plane.put(name, _body(req), actor=req.context.actor, expected_revision=_if_match(req))
+            change = self.plane.put(name, body, actor=req.context.actor, expected_revision=_if_match(req))
         except HostError as exc:
             raise _host_error(exc) from None
         resp.status = falcon.HTTP_201 if change.created else falcon.HTTP_200
@@ -242,8 +250,13 @@ class Pause(_Resource):
 
 class Syncs(_Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        body = _body(req)
+        set_here = sorted(set(body) & {"connection", "provider", "requested_by"})
+        if set_here:
+            raise _error(422, f"set by the server, not the request: {', '.join(set_here)}",
+                         {k: ["set by the server"] for k in set_here})
         try:
-            request = self.plane.request_sync(name, _body(req), actor=req.context.actor)
+            request = self.plane.request_sync(name, body, actor=req.context.actor)
         except HostError as exc:
             raise _host_error(exc) from None
         resp.status = falcon.HTTP_202
@@ -260,8 +273,15 @@ class Status(_Resource):
             raise _host_error(exc) from None
 
 
+REDRIVE_KEYS = frozenset({"ids", "stage", "reason", "since", "until"})
+
+
 def _filter(req: falcon.Request, name: str, body: Mapping[str, Any] | None = None) -> redrive.Filter:
     body = body or {}
+    unknown = set(body) - REDRIVE_KEYS
+    if unknown:       # a filter the server does not read would widen the selection silently
+        raise _error(422, f"unknown selection keys: {', '.join(sorted(unknown))}",
+                     {k: ["unknown key"] for k in sorted(unknown)})
     ids = body.get("ids")
     if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
         raise _error(422, "ids must be a list of dead-letter ids", {"ids": ["must be a list of strings"]})
@@ -271,8 +291,8 @@ def _filter(req: falcon.Request, name: str, body: Mapping[str, Any] | None = Non
     reason = body.get("reason", req.get_param("reason"))
     if reason is not None and not isinstance(reason, str):
         raise _error(422, "reason must be a string", {"reason": ["must be a string"]})
-    return redrive.Filter(connection=name, stage=stage, reason=reason, since=_instant(req, "since"),
-                          until=_instant(req, "until"), ids=frozenset(ids or ()))
+    return redrive.Filter(connection=name, stage=stage, reason=reason, since=_instant(req, "since", body),
+                          until=_instant(req, "until", body), ids=frozenset(ids or ()))
 
 
 class DeadLetters(_Resource):
@@ -301,10 +321,10 @@ def _if_match(req: falcon.Request) -> int | None:
     value = req.get_header("If-Match")
     if value is None:
         return None
-    try:
-        return int(value.strip().strip('"'))
-    except ValueError:
-        raise _error(400, "If-Match must be a connection revision (a number)") from None
+    match = re.fullmatch(r'"?([0-9]{1,18})"?', value.strip())
+    if match is None:
+        raise _error(400, "If-Match must be a connection revision (a number)")
+    return int(match.group(1))
 
 
 def _name_ok(name: str) -> None:

@@ -39,9 +39,10 @@ def control_plane(args: argparse.Namespace, plugins: HostPluginManager):
     config, topics = _kafka_config(args), _topics(args)
     ensure_topics(config, topic_specs(topics))
     policy = settings_policy(args)
+    writer = ConnectionWriter(config, topics.connections)    # first: it ends what a killed writer left open
     log = ConnectionLog(config, topics.connections, policy=policy).start()
-    return ControlPlane(plugins, config, topics, policy, log=log, writer=ConnectionWriter(config, topics.connections),
-                        target_check=_target_check(policy))
+    writer.attach(log)
+    return ControlPlane(plugins, config, topics, policy, log=log, writer=writer, target_check=_target_check(policy))
 
 
 def _target_check(policy: Any) -> docs.TargetCheck | None:
@@ -49,7 +50,7 @@ def _target_check(policy: Any) -> docs.TargetCheck | None:
         from publisher_360learning.settings import target_problems
     except ImportError:       # the publisher is not installed: targets are stored unchecked
         return None
-    return lambda name, target: target_problems(policy, name, target)
+    return lambda name, target, tenant: target_problems(policy, name, target, tenant)
 
 
 # -- connections -----------------------------------------------------------------------------------

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .errors import scalar_id
 from .markers import hookimpl
 
 
 @hookimpl(trylast=True)
 def record_id(record: Mapping[str, Any]) -> str | None:
-    value = record.get("id") if isinstance(record, Mapping) else None
-    return value if isinstance(value, str) and value else None
+    """``record["id"]``, a string or any scalar (an integer id becomes its text)."""
+    return scalar_id(record.get("id")) if isinstance(record, Mapping) else None

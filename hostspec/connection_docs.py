@@ -27,8 +27,8 @@ from .policy import SettingsPolicy
 
 HOST_OPTIONS = ("max_removal_share", "catalog_complete_days", "progress_lookback_hours", "account_calls_per_second")
 SOURCE = "/connector-host/control"
-# (connection name, target table) -> problems by field: the publisher's check of a target
-TargetCheck = Callable[[str, Mapping[str, Any]], dict[str, Any]]
+# (connection name, target table, tenant) -> problems by field: the publisher's check of a target
+TargetCheck = Callable[[str, Mapping[str, Any], str], dict[str, Any]]
 
 
 def document(name: str, entry: Mapping[str, Any], *, revision: int, changed_by: str, now: datetime,
@@ -98,7 +98,7 @@ def check(doc: Mapping[str, Any], plugins: HostPluginManager, policy: SettingsPo
     except HostError as exc:
         raise SettingsRefused(str(exc), {"connection": [str(exc)]}) from None
     if doc.get("target") is not None and target_check is not None:
-        problems = target_check(name, doc["target"])
+        problems = target_check(name, doc["target"], doc["tenant"])
         if problems:
             raise SettingsRefused(f"connection {name!r}: publisher target refused: {describe_messages(problems)}",
                                   {"target": problems})

@@ -123,7 +123,7 @@ class ConnectionStore:
             raise ConfigError(f"{where}: settings must be a table")
         if self._policy is not None:
             problems = self._policy.problems(provider.name, provider.info.settings_schema(),
-                                             provider.info.secret_fields, settings_raw)
+                                             provider.info.secret_fields, settings_raw, tenant=entry["tenant"])
             if problems:
                 raise SettingsRefused(f"{where}: settings refused by the policy: {describe_messages(problems)}",
                                       {"settings": problems})

@@ -220,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         args.directory.mkdir(parents=True, exist_ok=True)
         for name, text in rendered().items():
             (args.directory / name).write_text(text, encoding="utf-8")
+        from .field_rules import DOC, rendered_doc  # the provider guide's field-rules table
+
+        if DOC.exists():
+            DOC.write_text(rendered_doc(DOC.read_text(encoding="utf-8")), encoding="utf-8")
         return 0
     diffs = differences(args.directory)
     for line in diffs:

@@ -20,7 +20,7 @@ from . import connection_docs as docs
 from . import events as ev
 from . import redrive
 from .engine import SyncRequest
-from .errors import ConfigError, HostError, InvalidRequestError, SettingsRefused
+from .errors import ConfigError, HostError, InvalidRequestError, RevisionConflict, SettingsRefused
 from .plugins import HostPluginManager
 from .policy import SettingsPolicy
 from .topics import Topics
@@ -37,10 +37,15 @@ class NotFound(ConfigError):
     kind = "not_found"
 
 
-class Conflict(ConfigError):
-    """The connection exists, or is not at the revision the change expects (HTTP 409)."""
+Conflict = RevisionConflict
+"""The connection exists, or is not at the revision the change expects (HTTP 409)."""
 
-    kind = "conflict"
+
+class NotReadBack(HostError):
+    """Kafka stored the change but this process has not read it back in time (HTTP 503): the
+    next read shows it; a client should GET before writing again."""
+
+    kind = "transport"
 
 
 @dataclass(frozen=True)
@@ -103,25 +108,33 @@ class ControlPlane:
         :raise Conflict: ``create_only`` and it exists, or its revision is not ``expected_revision``.
         :raise DeliveryError: the broker did not store it.
         """
-        with self._lock:
-            current = self.log.document(name)
-            live = current is not None and not current.get("deleted")
-            if create_only and live:
-                raise Conflict(f"connection {name!r} exists (revision {current['revision']}); replace it with PUT")
-            self._expect(name, current if live else None, expected_revision)
-            doc = self._document(name, body, revision=(current["revision"] + 1) if current else 1, actor=actor)
-            docs.check(doc, self.plugins, self.policy, self.target_check)
-            self._write(doc)
-            return Change(doc, created=not live)
+        for attempt in range(3):
+            with self._lock:
+                current = self.log.document(name)
+                live = current is not None and not current.get("deleted")
+                if create_only and live:
+                    raise Conflict(f"connection {name!r} exists (revision {current['revision']}); replace it with PUT")
+                self._expect(name, current if live else None, expected_revision)
+                based_on = current["revision"] if current else 0
+                doc = self._document(name, body, revision=based_on + 1, actor=actor)
+                docs.check(doc, self.plugins, self.policy, self.target_check)
+                try:
+                    self._write(doc, based_on)
+                except RevisionConflict:
+                    if expected_revision is not None or create_only or attempt == 2:
+                        raise    # the caller asked for that revision: another writer's change stands
+                    continue     # last writer wins: computed again on the revision that is now latest
+                return Change(doc, created=not live)
+        raise AssertionError("unreachable")
 
     def set_paused(self, name: str, paused: bool, *, actor: str) -> dict[str, Any]:
         with self._lock:
             doc = dict(self.connection(name))
             if doc.get("paused") == paused:
                 return doc
-            doc.update(revision=doc["revision"] + 1, paused=paused, changed_by=actor,
-                       changed_at=ev.isoformat(self.clock()))
-            self._write(doc)
+            based_on = doc["revision"]
+            doc.update(revision=based_on + 1, paused=paused, changed_by=actor, changed_at=ev.isoformat(self.clock()))
+            self._write(doc, based_on)
             return doc
 
     def delete(self, name: str, *, actor: str, expected_revision: int | None = None) -> dict[str, Any]:
@@ -129,13 +142,16 @@ class ControlPlane:
             current = self.connection(name)
             self._expect(name, current, expected_revision)
             doc = docs.tombstone(name, revision=current["revision"] + 1, changed_by=actor, now=self.clock())
-            self._write(doc)
+            self._write(doc, current["revision"])
             return doc
 
-    def _write(self, doc: dict[str, Any]) -> None:
-        partition, offset = self.writer.write(doc, self.clock())
+    def _write(self, doc: dict[str, Any], based_on: int) -> None:
+        """Store ``doc`` if the connection is still at revision ``based_on`` (0: absent) as the
+        writer sees it, with every other writer fenced off (:class:`ConnectionWriter`)."""
+        partition, offset = self.writer.write(doc, self.clock(), based_on=based_on)
         if not self.log.wait_for(partition, offset, timeout_s=30):   # read-your-writes for the next call
-            raise HostError(f"connection {doc['connection']!r} stored, but not read back within 30 s")
+            raise NotReadBack(f"connection {doc['connection']!r} revision {doc['revision']} was stored by Kafka "
+                              f"but not read back within 30 s: GET it before changing it again")
 
     @staticmethod
     def _expect(name: str, current: Mapping[str, Any] | None, expected: int | None) -> None:
@@ -208,8 +224,7 @@ class ControlPlane:
         letters = self.dead_letters(which, limit=limit)
         providers = {n: d["provider"] for n, d in self.log.documents().items()}
         plan = redrive.plan(letters, actor=actor, now=self.clock(), providers=providers)
-        self._publish(plan.requests, plan.raw_requests)      # the requests first, then what records them
-        self._publish(plan.statuses)
+        self._publish(plan.requests + plan.statuses, plan.raw_requests)    # one flush: all acknowledged, or an error
         return plan
 
     def _read(self, topic: str, type_: str, timeout_s: float) -> Iterator[tuple[InboundMessage, ev.Event]]:
@@ -218,11 +233,12 @@ class ControlPlane:
         try:
             for msg in follower.to_end(timeout_s=timeout_s):
                 try:
-                    yield msg, ev.parse_event(msg.value or b"", expected_type=type_)
-                except ValidationError:
+                    event = ev.parse_event(msg.value or b"", expected_type=type_)
+                except (ValidationError, RecursionError, ValueError):   # not ours to read: skipped
                     continue
+                yield msg, event
         finally:
             follower.close()
 
 
-__all__ = ["Change", "Conflict", "ControlPlane", "NotFound"]
+__all__ = ["Change", "Conflict", "ControlPlane", "NotFound", "NotReadBack"]

@@ -29,7 +29,7 @@ from marshmallow import ValidationError
 from . import events as ev
 from . import metrics, rules
 from .bounded import bounded, cut, fit
-from .errors import DeliveryError, EventTooLarge, HostError, RecordRejected, RunAbandoned
+from .errors import DeliveryError, EventTooLarge, HostError, RecordRejected, RunAbandoned, scalar_id
 from .event_schemas import COURSE_FIELDS_WITH_PROVENANCE
 from .logs import log_context
 from .plugins import HostPluginManager, Provider
@@ -197,6 +197,9 @@ class _Run:
         self.learners = set(request.learners or ())
         self.courses = set(request.courses or ())
         self.calls = engine.calls(connection) if engine.calls is not None else None
+        self.rejected_id: str | None = None    # the id the last record built was rejected under
+        self.skipped_last = False              # the last record built was skipped by the provider
+        self.unidentified = 0                  # catalog items rejected without any id
 
     def key(self, entity: str) -> str:
         c = self.connection
@@ -268,9 +271,11 @@ class _Run:
                                      id_content=id_content))
 
     # -- records -------------------------------------------------------------------------------
-    def reject(self, record: Any, stage: str, reason: str, errors: Any) -> None:
+    def reject(self, record: Any, stage: str, reason: str, errors: Any, record_id: str | None = None) -> str | None:
+        """Dead-letter ``record``; returns the id it was named by (``record_id``, the id the
+        provider gave in :class:`RecordRejected`, else the ``record_id`` hook's)."""
         self.report.counts.rejected += 1
-        rid = self._record_id(record)
+        rid = record_id or self._record_id(record)
         rid = cut(rid, 200) if rid else rid
         data = {"stage": stage, "reason": cut(redact(reason)), "errors": bounded(_redacted(errors)), "record_id": rid,
                 "record": bounded(_redacted(record)) if isinstance(record, (Mapping, list)) else None,
@@ -288,12 +293,13 @@ class _Run:
                                          key=event.key, source=self.source, subject=rid, time=self.engine.clock(),
                                          id_content=ev.canonical_json([stage, rid, None])))
         log.info("rejected %s record %s: %s", self.context_scope, rid, reason)
+        return rid
 
     def _record_id(self, record: Any) -> str | None:
         if not isinstance(record, Mapping):
             return None
         try:
-            return self.hooks.record_id(record=record, scope=self.context_scope)
+            return scalar_id(self.hooks.record_id(record=record, scope=self.context_scope))
         except Exception:  # a broken record_id hook must not lose the rejection
             return None
 
@@ -303,17 +309,20 @@ class _Run:
 
         None when the record was rejected or the provider skipped it.
         """
+        self.rejected_id, self.skipped_last = None, False
         try:
             mapped = map_hook(record=record, connection=self.connection, context=context)
         except RecordRejected as exc:
-            self.reject(record, "mapping", "the provider could not map the record", exc.messages)
+            self.rejected_id = self.reject(record, "mapping", "the provider could not map the record", exc.messages,
+                                           exc.record_id)
             return None
         except Exception as exc:  # a bug in provider code costs one record, not the run
             log.exception("map hook failed on a record")
-            self.reject(record, "mapping", f"{type(exc).__name__}: {exc}", None)
+            self.rejected_id = self.reject(record, "mapping", f"{type(exc).__name__}: {exc}", None)
             return None
         if mapped is None:
             self.report.counts.skipped += 1
+            self.skipped_last = True
             return None
         data = {**self.identity, **extra, **mapped}
         data.pop("fingerprint", None)
@@ -326,12 +335,18 @@ class _Run:
 
         :param previous: the entity's state as last committed (``self.session.entry``).
         """
-        data["fingerprint"] = ev.fingerprint(data, type_)
+        try:
+            data["fingerprint"] = ev.fingerprint(data, type_)
+        except (TypeError, ValueError):     # a value JSON cannot hold: one record's problem, not the run's
+            self.reject(record, "validation", "the mapped record holds values that are not JSON", not_json(data))
+            return "rejected"
         try:
             event = ev.make_event(type_, data, key=self.key(partition_entity), source=self.source,
                                   subject=subject, time=context.now)
         except ValidationError as exc:
-            self.reject(record, "validation", "the mapped record breaks the event contract", exc.messages)
+            objects = not_json(data)      # a datetime object (say so, rather than "not a valid datetime")
+            self.reject(record, "validation", "the mapped record holds values that are not JSON" if objects else
+                        "the mapped record breaks the event contract", objects or exc.messages)
             return "rejected"
         if previous is not None and previous.fingerprint == data["fingerprint"] and self.request.mode != "full":
             return "unchanged"
@@ -342,6 +357,22 @@ class _Run:
             return "rejected"
         self.session.put(kind, entity, data["fingerprint"], memo)
         return "emitted"
+
+
+def not_json(value: Any, path: str = "") -> dict[str, list[str]]:
+    """Where ``value`` holds what JSON cannot, with what to return instead."""
+    out: dict[str, list[str]] = {}
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            out.update(not_json(v, f"{path}.{k}" if path else str(k)))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            out.update(not_json(v, f"{path}[{i}]"))
+    elif isinstance(value, datetime):
+        out[path] = ["a datetime object: return an ISO 8601 string (hostspec.events.isoformat(value))"]
+    elif not isinstance(value, (str, int, float, bool, type(None))):
+        out[path] = [f"a {type(value).__name__} object: return a string, number, boolean, list or mapping"]
+    return out
 
 
 class SyncEngine:
@@ -508,12 +539,14 @@ class SyncEngine:
             data = run.build(record, run.hooks.map_course, {"locked_fields": LOCKED_FIELDS}, context)
             entity = data["external_id"] if data and isinstance(data.get("external_id"), str) else None
             if data is None or entity is None:
-                rid = run._record_id(record)
+                rid = run.rejected_id or run._record_id(record)
+                if data is not None:
+                    rid = run.reject(record, "validation", "the mapped record has no external_id",
+                                     {"external_id": ["Missing data for required field."]}) or rid
                 if rid:  # present at the provider although unreadable: not a removal
                     run.session.mark_seen("course", rid, run.report.run_id)
-                if data is not None:
-                    run.reject(record, "validation", "the mapped record has no external_id",
-                               {"external_id": ["Missing data for required field."]})
+                elif not run.skipped_last:
+                    run.unidentified += 1   # listed, unreadable, nameless: no course may be removed this run
             else:
                 run.session.mark_seen("course", entity, run.report.run_id)
                 if run.courses and entity not in run.courses:
@@ -549,7 +582,12 @@ class SyncEngine:
         share = run.connection.max_removal_share
         hint = (f"; if they are really gone: connector-host replay --connection {run.connection.name} "
                 f"--scope catalog --allow-mass-removal")
-        if listed is not None and counts.catalog_fetched != listed:
+        if run.unidentified:
+            # an unreadable item named by no id may be any of the absent courses: removing one
+            # would archive a course that is still listed
+            why, hint = (f"{run.unidentified} listed items could not be read nor named by an id (record_id "
+                         f"hook): {absent} absent courses not removed"), ""
+        elif listed is not None and counts.catalog_fetched != listed:
             # a listing that provably disagrees with the provider is never trusted, not even on request
             why, hint = (f"the listing held {counts.catalog_fetched} items but the provider counts {listed}: "
                          f"{absent} absent courses not removed"), ""

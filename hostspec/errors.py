@@ -59,6 +59,13 @@ class SettingsRefused(ConfigError):
         super().__init__(message)
 
 
+class RevisionConflict(ConfigError):
+    """A connection change was computed from a revision that is no longer the latest (another
+    writer changed it meanwhile); nothing was stored (HTTP 409)."""
+
+    kind = "conflict"
+
+
 class UnknownConnectionError(ConfigError):
     LISTED = 20    # a fleet has thousands of connections, of other tenants: name a few at most
 
@@ -138,15 +145,31 @@ class RunAbandoned(Exception):
     """The worker stopped this run on purpose; the request stays uncommitted."""
 
 
+def scalar_id(value: Any) -> str | None:
+    """A record id as the host keeps it: a non-empty string, or the text of an integer (or of
+    another scalar); None for anything else (booleans, containers, empty strings)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None
+
+
 class RecordRejected(Exception):
     """One provider record cannot become an event.
 
-    :param record_id: the provider's id of the record, when it has one.
+    :param record_id: the provider's id of the record, when it has one: a string or any scalar
+        (an integer id is kept as its text). For a catalog item it is the ``external_id`` the item
+        would have had: the host then knows the item is still listed and removes nothing.
     :param messages: marshmallow-style messages (``{field: [message, ...]}``) or a string.
     """
 
-    def __init__(self, record_id: str | None, messages: Any):
-        self.record_id = record_id
+    def __init__(self, record_id: Any, messages: Any):
+        self.record_id = scalar_id(record_id)
         self.messages = messages
         super().__init__(f"record {record_id!r} rejected: {messages}")
 
@@ -160,6 +183,7 @@ __all__ = [
     "PermanentDeliveryError",
     "PluginError",
     "ProviderConfigError",
+    "RevisionConflict",
     "SettingsRefused",
     "ProviderError",
     "ProviderSystemError",

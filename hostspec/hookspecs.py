@@ -144,7 +144,8 @@ def record_id(record: Mapping[str, Any], scope: str) -> str | None:
 
     For catalog records return the id ``map_course`` would use as ``external_id``: a catalog
     item that exists but cannot be mapped then still counts as present, and is not removed.
-    The built-in default returns ``record["id"]`` when it is a string. Stops at first non-None result.
+    The built-in default returns ``record["id"]``, a string or any scalar (an integer becomes its
+    text, as the host keeps every id). Stops at first non-None result.
     """
 
 

@@ -36,7 +36,8 @@ ERRORS = {
     "413": _answer("a body larger than 1 MB", "Error"),
     "422": _answer("refused: the errors name each field and what is wrong with it (the event schema, the "
                    "provider's settings schema, the deployment's settings policy)", "Error"),
-    "503": _answer("Kafka did not acknowledge the change: nothing was stored", "Error"),
+    "503": _answer("Kafka did not acknowledge the change (nothing may be assumed stored), or stored it but this "
+                   "server has not read it back yet (the message says which: GET before writing again)", "Error"),
 }
 
 
@@ -60,6 +61,7 @@ LIMIT = {"name": "limit", "in": "query", "required": False, "schema": {"type": "
 def document() -> dict[str, Any]:
     connection = object_schema(s.ConnectionDataSchema)
     body = _without(connection, SERVER_SET)
+    body["required"] = ["tenant", "provider", "group_id", "settings"]
     body["description"] = ("A connection as written by a client: secrets as references only, {\"env\": NAME} or "
                            "{\"file\": PATH}, within the deployment's settings policy.")
     new = {**body, "properties": {"connection": connection["properties"]["connection"], **body["properties"]},
@@ -82,7 +84,8 @@ def document() -> dict[str, Any]:
         "RedriveSelection": {"type": "object", "additionalProperties": False, "properties": {
             "ids": {"type": "array", "items": {"type": "string"}},
             "stage": {"type": "string", "enum": ["request", "mapping", "validation", "delivery"]},
-            "reason": {"type": "string"}}},
+            "reason": {"type": "string"}, "since": {"type": "string", "format": "date-time"},
+            "until": {"type": "string", "format": "date-time"}}},
         "Redriven": {"type": "object", "properties": {
             "redriven": {"type": "array", "items": {"type": "string"}},
             "not_redriven": {"type": "object", "additionalProperties": {"type": "string"}},

@@ -10,7 +10,8 @@ references are read by the worker, so both are held to a per-deployment policy:
   only name a host of the same provider, never a collector of client secrets;
 * secrets are references, never values: ``{ env = "NAME" }`` with ``NAME`` under an allowed
   prefix, or ``{ file = "/abs/path" }`` resolving (symbolic links followed) under an allowed
-  directory;
+  directory. A prefix or directory may hold ``{tenant}``: each company then reaches only its own
+  secrets (``CONNECTOR_SECRET_{tenant}_`` allows ``CONNECTOR_SECRET_ACME_…`` to tenant ``acme``);
 * the sandboxes (plain http on a loopback address) are allowed only by the explicit
   development switch ``allow_sandboxes``.
 
@@ -18,8 +19,8 @@ references are read by the worker, so both are held to a per-deployment policy:
 
     # policy.toml (connector-host --policy FILE, or $CONNECTOR_HOST_POLICY)
     allow_sandboxes = false                 # true only on a developer's machine
-    secret_env_prefixes = ["CONNECTOR_SECRET_"]
-    secret_dirs = ["/run/secrets/connectors"]
+    secret_env_prefixes = ["CONNECTOR_SECRET_{tenant}_"]   # each tenant its own variables
+    secret_dirs = ["/run/secrets/connectors/{tenant}"]
 
     [allowed_hosts]                         # added to each provider's default hosts
     coursera = ["api.coursera.com"]
@@ -158,13 +159,16 @@ class SettingsPolicy:
         return own | set(self.allowed_hosts.get(provider, ()))
 
     # -- secrets -----------------------------------------------------------------------------------
-    def secret_problem(self, value: Any) -> str | None:
-        """Why a secret setting's stored value may not be used (None: it may)."""
+    def secret_problem(self, value: Any, tenant: str | None = None) -> str | None:
+        """Why a secret setting's stored value may not be used (None: it may); ``tenant`` fills
+        the ``{tenant}`` of prefixes and directories (upper case, ``_`` for other characters, in
+        variable names)."""
         if not isinstance(value, Mapping) or len(value) != 1:
             return "must be a reference, { env = \"NAME\" } or { file = \"/path\" }, never a value"
         (kind, ref), = value.items()
         if kind == "env" and isinstance(ref, str) and _ENV_NAME.match(ref):
-            if any(ref.startswith(p) for p in self.secret_env_prefixes):
+            prefixes = [_fill(p, tenant, env=True) for p in self.secret_env_prefixes]
+            if any(p is not None and ref.startswith(p) for p in prefixes):
                 return None
             return (f"environment variable {_quote(ref)} is outside the allowed prefixes "
                     f"({', '.join(self.secret_env_prefixes) or 'none'})")
@@ -173,7 +177,10 @@ class SettingsPolicy:
                 return "a secret file must be an absolute path"
             real = os.path.realpath(ref)
             for folder in self.secret_dirs:
-                root = os.path.realpath(folder)
+                filled = _fill(folder, tenant, env=False)
+                if filled is None:
+                    continue
+                root = os.path.realpath(filled)
                 if os.path.commonpath([root, real]) == root and real != root:
                     return None
             return f"secret files must lie under {', '.join(self.secret_dirs) or 'a configured directory (none is)'}"
@@ -181,7 +188,7 @@ class SettingsPolicy:
 
     # -- a whole settings table --------------------------------------------------------------------
     def problems(self, provider: str, schema: Schema, secret_fields: Iterable[str],
-                 settings: Mapping[str, Any]) -> dict[str, list[str]]:
+                 settings: Mapping[str, Any], tenant: str | None = None) -> dict[str, list[str]]:
         """Every rule ``settings`` (as stored, before loading) breaks, by field."""
         out: dict[str, list[str]] = {}
         allowed = self.hosts_for(provider, schema)
@@ -192,12 +199,13 @@ class SettingsPolicy:
                     out.setdefault(name, []).append(problem)
         for name in secret_fields:
             if name in settings:
-                problem = self.secret_problem(settings[name])
+                problem = self.secret_problem(settings[name], tenant)
                 if problem:
                     out.setdefault(name, []).append(problem)
         return out
 
-    def target_problems(self, target: Mapping[str, Any], *, default_hosts: Iterable[str]) -> dict[str, list[str]]:
+    def target_problems(self, target: Mapping[str, Any], *, default_hosts: Iterable[str],
+                        tenant: str | None = None) -> dict[str, list[str]]:
         """The same rules for a 360Learning publisher target (``base_url``, ``client_secret``)."""
         out: dict[str, list[str]] = {}
         if target.get("base_url") is not None:
@@ -205,10 +213,24 @@ class SettingsPolicy:
             if problem:
                 out["base_url"] = [problem]
         if "client_secret" in target:
-            problem = self.secret_problem(target["client_secret"])
+            problem = self.secret_problem(target["client_secret"], tenant)
             if problem:
                 out["client_secret"] = [problem]
         return out
+
+
+def _fill(pattern: str, tenant: str | None, *, env: bool) -> str | None:
+    """``pattern`` with its ``{tenant}`` filled (None: it has one and the tenant is unknown or
+    unsafe in a path)."""
+    if "{tenant}" not in pattern:
+        return pattern
+    if not tenant:
+        return None
+    if env:
+        return pattern.replace("{tenant}", re.sub(r"[^A-Za-z0-9]", "_", tenant).upper())
+    if tenant in (".", "..") or "/" in tenant or "\x00" in tenant:
+        return None
+    return pattern.replace("{tenant}", tenant)
 
 
 def _strings(value: Any) -> bool:

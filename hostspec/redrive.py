@@ -70,10 +70,21 @@ class Filter:
             return False
         if self.reason is not None and self.reason.lower() not in str(d.get("reason", "")).lower():
             return False
-        moment = datetime.fromisoformat(dl.time.replace("Z", "+00:00"))
+        moment = _moment(dl.time)
+        if moment is None:
+            return self.since is None and self.until is None
         if self.since is not None and moment < self.since:
             return False
         return self.until is None or moment < self.until
+
+
+def _moment(text: str) -> datetime | None:
+    """An event's time (RFC 3339: ``Z`` or ``z``, or an offset); None when it does not read."""
+    try:
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return None
+    return moment if moment.tzinfo else None
 
 
 @dataclass(frozen=True)

@@ -120,9 +120,31 @@ def retry_after_header(value: Any) -> dict[str, str]:
 
 
 class SandboxServer:
-    """An HTTP server on loopback, served from daemon threads until ``close``."""
+    """An HTTP server on loopback, served from daemon threads until ``close``.
+
+    What the conformance suite (:mod:`hostspec.testing`) asks of a provider's sandbox, beside
+    ``settings`` (the connection settings that reach it):
+
+    * ``expected``: how many records each scope's complete fetch yields (``{"catalog": 12,
+      "progress": 30}``), so that a provider reading one page only is caught;
+    * ``faults``: a :class:`FaultBook` with the actions ``status_429`` (``retry_after``) and
+      ``status_5xx`` (``status``); :meth:`inject` then makes the next answers of the data routes
+      (``DATA_ROUTE``, a glob) fail, so that a provider without retries is caught.
+    """
 
     thread_name = "sandbox"
+    DATA_ROUTE = "*"        # the routes of the data a provider fetches (its token endpoint excluded)
+
+    @property
+    def expected(self) -> dict[str, int] | None:
+        return None
+
+    def inject(self, fault: str, times: int = 1) -> None:
+        """The next ``times`` answers of the data routes: ``"429"`` (Retry-After: 0) or ``"5xx"`` (503)."""
+        if fault not in ("429", "5xx"):
+            raise ValueError("a conformance fault is '429' or '5xx'")
+        action, params = ("status_429", {"retry_after": 0}) if fault == "429" else ("status_5xx", {"status": 503})
+        self.faults.add(FaultRule(action=action, route=self.DATA_ROUTE, times=times, params=params))  # type: ignore[attr-defined]
 
     def _bind(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
         if not is_loopback(host):

@@ -21,15 +21,27 @@ pytest then runs, against the provider's own sandbox (hook ``start_sandbox``) or
 * no secret value appears in events or logs;
 * event ids are deterministic: a second sync of the same data gives the same ids;
 * an unreadable record raises ``RecordRejected`` with messages (never another exception);
-* mapping is pure: mapping the same record twice gives the same result.
+* mapping is pure: mapping the same record twice gives the same result;
+* ``record_id`` names each catalog item as ``map_course`` does (``external_id``), and an item that
+  cannot be mapped causes no removal;
+* every page is read (against the sandbox's ``expected`` counts), ``since`` and ``until`` are
+  honoured, a progress fetch resumes from a ``PageEnd`` cursor, a second sync of unchanged data
+  emits nothing, completed stats carry a completion date;
+* a sync survives the sandbox answering 429 and 503 (``inject``): transient answers are retried.
 
-Needs pytest and jsonschema (the host's ``test`` extra).
+A failing check says what is wrong and shows the run's first dead letters with their reasons.
+Assertion rewriting is on for this module (the ``hostspec`` pytest plugin registers it), so a
+bare ``assert`` shows its values too. Needs pytest and jsonschema (the host's ``test`` extra).
+
+For a provider's own tests, :func:`connection_for` builds a connection from settings (a
+sandbox's ``settings``) without a connections file.
 """
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping
 
 import pytest
@@ -38,12 +50,68 @@ from . import events as ev
 from . import rules
 from .connections import connection_from_settings
 from .engine import SyncEngine, SyncRequest
+from .errors import RecordRejected, scalar_id
 from .hookspecs import HOOK_ORDER
-from .plugins import get_plugin_manager
-from .provider import SCOPES, SyncContext
+from .plugins import HostPluginManager, Provider, get_plugin_manager
+from .provider import SCOPES, Connection, PageEnd, SyncContext
 from .sinks import MemorySink
+from .state import StateDB
 
 GROUP_ID = "65a000000000000000000001"
+DEAD_LETTERS_SHOWN = 5
+
+
+def connection_for(provider: str, settings: Mapping[str, Any], *, name: str | None = None,
+                   plugins: HostPluginManager | None = None, tenant: str = "conformance", group_id: str = GROUP_ID,
+                   **host: Any) -> Connection:
+    """A connection of ``provider`` with ``settings`` (a sandbox's ``settings``, a test account's),
+    validated by the provider's schema, for a provider's own tests. ``host``: the connection-level
+    keys of a connections file (``catalog_complete_days``, ``max_removal_share``…)."""
+    plugins = plugins or get_plugin_manager()
+    return connection_from_settings(name or f"{provider}-test", provider, settings, plugins, tenant=tenant,
+                                    group_id=group_id, **host)
+
+
+def explain(sink: MemorySink, report: Any, limit: int = DEAD_LETTERS_SHOWN) -> str:
+    """A run's outcome, its error and its first dead letters with their reasons (failure messages)."""
+    lines = [f"the run ended {report.outcome}" + (f": {report.error}" if report.error else "")
+             + (f" ({report.warning['message']})" if getattr(report, "warning", None) else "")]
+    letters = sink.of_type(ev.RECORD_REJECTED)
+    for event in letters[:limit]:
+        d = event.data
+        lines.append(f"  dead letter ({d['stage']}) record {d['record_id']!r}: {d['reason']}: "
+                     f"{json.dumps(d['errors'], default=str)[:500]}")
+    if len(letters) > limit:
+        lines.append(f"  … and {len(letters) - limit} more dead letters")
+    return "\n".join(lines)
+
+
+class _RejectFirst:
+    """The provider's hooks, with ``map_course`` refusing the first record it sees (as a provider
+    does with an unreadable item) without naming it: the host must name it by ``record_id``."""
+
+    def __init__(self, hooks: Any):
+        self._hooks, self.victim = hooks, None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._hooks, name)
+
+    def map_course(self, **kwargs: Any) -> Any:
+        if self.victim is None:
+            self.victim = kwargs["record"]
+        if kwargs["record"] is self.victim:
+            raise RecordRejected(None, {"_schema": ["refused on purpose by the conformance suite"]})
+        return self._hooks.map_course(**kwargs)
+
+
+class _OnePlugin:
+    """A plugin manager stand-in serving one provider with replaced hooks."""
+
+    def __init__(self, provider: Provider, hooks: Any):
+        self._provider = replace(provider, hooks=hooks)
+
+    def provider(self, _name: str) -> Provider:
+        return self._provider
 
 
 class _Run:
@@ -56,12 +124,39 @@ class _Run:
         self.now = datetime.now(timezone.utc)
         self.sink, self.report = self.sync()
 
-    def sync(self) -> tuple[MemorySink, Any]:
+    def sync(self, *, plugins: Any = None, state: StateDB | None = None, scope: str = "all",
+             connection: Connection | None = None) -> tuple[MemorySink, Any]:
         sink = MemorySink()
-        report = SyncEngine(self.plugins, sink).run(
-            SyncRequest("conformance", self.connection.name, self.provider.name, "all", "hostspec.testing"),
-            self.connection)
+        connection = connection or self.connection
+        report = SyncEngine(plugins or self.plugins, sink, state=state).run(
+            SyncRequest("conformance", connection.name, self.provider.name, scope, "hostspec.testing"), connection)
         return sink, report
+
+    def explain(self, sink: MemorySink | None = None, report: Any = None) -> str:
+        return explain(sink or self.sink, report or self.report)
+
+    def fetch(self, scope: str, *, since: datetime | None = None, until: datetime | None = None,
+              resume: Any = None) -> list[Any]:
+        """Everything a fetch hook yields, records and markers."""
+        context = replace(self.context(scope), resume=resume)
+        if scope == "catalog":
+            return list(self.provider.hooks.fetch_catalog(connection=self.connection, context=context))
+        return list(self.provider.hooks.fetch_progress(connection=self.connection, context=context,
+                                                       since=since, until=until))
+
+    def stats(self, records: list[Any]) -> list[dict[str, Any]]:
+        """The mapped stats of ``records`` (those that map)."""
+        out = []
+        for record in records:
+            if isinstance(record, Mapping):
+                try:
+                    mapped = self.provider.hooks.map_stat(record=record, connection=self.connection,
+                                                          context=self.context("progress"))
+                except RecordRejected:
+                    continue
+                if mapped is not None:
+                    out.append(mapped)
+        return out
 
     def secrets(self) -> list[str]:
         out = []
@@ -167,13 +262,13 @@ class ProviderConformance:
 
         from .contracts import event_schema
 
-        assert run.report.outcome == "completed", run.report.error
+        assert run.report.outcome == "completed", run.explain()
         counts = run.report.counts
         if "catalog" in run.provider.info.scopes:
             assert counts.courses_emitted > 0
         if "progress" in run.provider.info.scopes:
             assert counts.stats_emitted > 0
-        assert counts.rejected == 0
+        assert counts.rejected == 0, f"{counts.rejected} records rejected\n{run.explain()}"
         validators = {t: jsonschema.Draft202012Validator(event_schema(t)) for t in ev.EVENT_TYPES}
         for event in run.sink.events:
             body = json.loads(event.to_json())
@@ -230,6 +325,155 @@ class ProviderConformance:
             assert hooks.map_stat(record=record, connection=run.connection, context=ctx) == \
                 hooks.map_stat(record=dict(record), connection=run.connection, context=ctx)
 
+    # -- record identity -------------------------------------------------------------------------
+    def test_record_id_names_each_catalog_item_as_map_course_does(self, run):
+        if "catalog" not in run.provider.info.scopes:
+            pytest.skip("no catalog scope")
+        hooks, ctx = run.provider.hooks, run.context("catalog")
+        checked = 0
+        for record in run.fetch("catalog"):
+            if not isinstance(record, Mapping):
+                continue
+            try:
+                mapped = hooks.map_course(record=record, connection=run.connection, context=ctx)
+            except RecordRejected:
+                continue
+            if mapped is None:
+                continue
+            rid = scalar_id(hooks.record_id(record=record, scope="catalog"))
+            assert rid == mapped.get("external_id"), (
+                f"record_id names a catalog item {rid!r} but map_course gives it external_id "
+                f"{mapped.get('external_id')!r}: when that item cannot be mapped, the host cannot tell it is "
+                f"still listed and removes the course. Implement the record_id hook (or give the id to "
+                f"RecordRejected).")
+            checked += 1
+        assert checked, "no catalog item could be mapped"
+
+    def test_a_catalog_item_that_cannot_be_mapped_is_not_removed(self, run):
+        if "catalog" not in run.provider.info.scopes:
+            pytest.skip("no catalog scope")
+        connection = connection_for(run.provider.name, run.settings, plugins=run.plugins, name="conformance-removal",
+                                    catalog_complete_days=0)
+        state = StateDB()
+        first, report = run.sync(state=state, scope="catalog", connection=connection)
+        assert report.outcome == "completed", explain(first, report)
+        hooks = _RejectFirst(run.provider.hooks)
+        again, report = run.sync(plugins=_OnePlugin(run.provider, hooks), state=state, scope="catalog",
+                                 connection=connection)
+        removed = [e.data["external_id"] for e in again.of_type(ev.COURSE_REMOVED)]
+        letters = again.of_type(ev.RECORD_REJECTED)
+        assert letters and letters[0].data["record_id"], (
+            "a catalog item refused by map_course got a dead letter without an id: the record_id hook cannot "
+            f"name it\n{explain(again, report)}")
+        assert not removed, (
+            f"a catalog item that could not be mapped ({letters[0].data['record_id']!r}) was taken for gone: "
+            f"the next sync removes {removed}, which archives the course in 360Learning. record_id must give "
+            f"the item's external_id.")
+
+    # -- fetching --------------------------------------------------------------------------------
+    def test_every_page_is_read(self, run):
+        expected = getattr(run.sandbox, "expected", None)
+        if not expected:
+            pytest.skip("the sandbox states no expected counts (SandboxServer.expected)")
+        for scope in run.provider.info.scopes:
+            got = sum(isinstance(r, Mapping) for r in run.fetch(scope))
+            assert got == expected[scope], (
+                f"fetch_{scope} yielded {got} records, the sandbox serves {expected[scope]}: read every page "
+                f"(hostspec.paging.offset_pages or cursor_pages follow them)")
+
+    def test_since_and_until_are_honoured(self, run):
+        if "progress" not in run.provider.info.scopes:
+            pytest.skip("no progress scope")
+        stats = run.stats(run.fetch("progress"))
+        moments = sorted(ev_time for s in stats if (ev_time := _moment(s.get("last_activity_at"))) is not None)
+        if len({m.date() for m in moments}) < 4:
+            pytest.skip("the sandbox's learner activity spans fewer than 4 days")
+        middle = moments[len(moments) // 2]
+        day = timedelta(days=1)
+        after = run.stats(run.fetch("progress", since=middle))
+        assert len(after) < len(stats), (
+            f"fetch_progress(since={middle.isoformat()}) yielded {len(after)} of the {len(stats)} stats: since "
+            f"is ignored (an incremental sync would fetch everything every day)")
+        early = [s for s in after if (m := _moment(s.get("last_activity_at"))) is not None and m < middle - day]
+        assert not early, (
+            f"fetch_progress(since={middle.isoformat()}) yielded {len(early)} stats with activity before it: since "
+            f"is not applied; first: {early[0]}")
+        before = run.stats(run.fetch("progress", until=middle))
+        late = [s for s in before if (m := _moment(s.get("last_activity_at"))) is not None and m > middle + day]
+        assert not late, (
+            f"fetch_progress(until={middle.isoformat()}) yielded {len(late)} stats with activity after it: until is "
+            f"ignored (a replay of a window would sync everything); first: {late[0]}")
+
+    def test_a_progress_fetch_resumes_from_a_page_cursor(self, run):
+        if "progress" not in run.provider.info.scopes:
+            pytest.skip("no progress scope")
+        everything = run.fetch("progress")
+        cut = next((i for i, r in enumerate(everything) if isinstance(r, PageEnd)), None)
+        if cut is None:
+            pytest.skip("fetch_progress yields no PageEnd: a long progress sync starts over after a crash")
+        cursor = everything[cut].cursor
+        json.dumps(cursor)                                      # a cursor is committed as JSON
+        rest = [_identity(s) for s in run.stats(everything[cut + 1:])]
+        resumed = [_identity(s) for s in run.stats(run.fetch("progress", resume=cursor))]
+        assert resumed == rest, (
+            f"fetch_progress with context.resume={cursor!r} yielded {len(resumed)} stats, the records after that "
+            f"cursor are {len(rest)}: start from context.resume (the cursor of the last PageEnd committed)")
+
+    # -- syncing again -----------------------------------------------------------------------------
+    def test_a_second_sync_of_unchanged_data_emits_nothing(self, run):
+        state = StateDB()
+        first, report = run.sync(state=state)
+        again, report2 = run.sync(state=state)
+        changed = [e for e in again.events if e.type in (ev.COURSE_UPSERTED, ev.LEARNER_STAT_UPSERTED)]
+        if changed:
+            before = {e.key: e.data for e in first.events}
+            fields = sorted({k for e in changed for k, v in e.data.items()
+                             if k != "fingerprint" and before.get(e.key, {}).get(k) != v})
+        assert not changed, (
+            f"a second sync of the same data emitted {len(changed)} events again; fields that changed: "
+            f"{fields}. Mapping must not depend on the time of the sync (use context.now only for as_of).")
+
+    def test_completed_stats_carry_a_completion_date(self, run):
+        if "progress" not in run.provider.info.scopes:
+            pytest.skip("no progress scope")
+        undated = [e for e in run.sink.of_type(ev.RECORD_REJECTED) if "completed_at" in json.dumps(e.data["errors"])]
+        assert not undated, (
+            f"{len(undated)} completed stats were refused for their completed_at: when the API gives no "
+            f"completion date, derive one (the last activity) with provenance 'derived'\n{run.explain()}")
+        completed = [e.data for e in run.sink.of_type(ev.LEARNER_STAT_UPSERTED)
+                     if e.data["completion_status"] == "completed"]
+        if not completed:
+            pytest.skip("the sandbox has no completed enrollment")
+        assert all(isinstance(s["completed_at"], str) for s in completed)
+
+    def test_transient_answers_are_retried(self, run):
+        if not callable(getattr(run.sandbox, "inject", None)) or getattr(run.sandbox, "faults", None) is None:
+            pytest.skip("the sandbox cannot inject faults (SandboxServer.inject)")
+        for fault, said in (("429", "429 Too Many Requests (Retry-After: 0)"), ("5xx", "503")):
+            run.sandbox.inject(fault, times=2)
+            sink, report = run.sync()
+            assert report.outcome == run.report.outcome, (
+                f"after the sandbox answered {said} twice, the sync ended {report.outcome} instead of "
+                f"{run.report.outcome}: retry transient answers with backoff, honouring Retry-After "
+                f"(hostspec.httputil.retry_policy)\n{explain(sink, report)}")
+            assert report.counts.courses_emitted == run.report.counts.courses_emitted
+            assert report.counts.stats_emitted == run.report.counts.stats_emitted
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _identity(stat: Mapping[str, Any]) -> tuple[Any, ...]:
+    learner = stat.get("learner") or {}
+    return stat.get("course_external_id"), learner.get("provider_id") or learner.get("email"), stat.get("attempt_id")
+
 
 def provider_test_class(plugin: Any, *, name: str | None = None, sandbox_options: Mapping[str, Any] | None = None,
                         settings: Mapping[str, Any] | None = None) -> type:
@@ -246,4 +490,4 @@ def provider_test_class(plugin: Any, *, name: str | None = None, sandbox_options
                  "settings": None if settings is None else dict(settings), "__test__": True})
 
 
-__all__ = ["ProviderConformance", "provider_test_class"]
+__all__ = ["ProviderConformance", "connection_for", "explain", "provider_test_class"]

@@ -69,13 +69,14 @@ class Learning360Client:
         try:
             resp = self._session.post(self.base_url + contract.TOKEN_PATH, timeout=self._timeout, json={
                 "grant_type": contract.TOKEN_GRANT, "client_id": self.client_id,
-                "client_secret": self._secret.reveal()})
+                "client_secret": self._secret.reveal()}, allow_redirects=False)   # the secret goes nowhere else
         except requests.RequestException as exc:
             raise TransientError(f"cannot reach the 360Learning token endpoint: {type(exc).__name__}") from None
         self.token_fetches += 1
         self._count("POST", resp.status_code)
         if resp.status_code in (400, 401):
             code, _ = error_code(_json(resp))
+            code = body_excerpt(code, 80) if code else code
             raise TargetConfigError(f"360Learning refused the credentials of client_id {self.client_id!r} "
                                     f"(HTTP {resp.status_code} {code}); check client_id and client_secret",
                                     status=resp.status_code, code=code)
@@ -109,6 +110,8 @@ class Learning360Client:
         if status < 300:
             return resp
         code, message = error_code(_json(resp))
+        code = body_excerpt(code, 80) if code else code          # 360Learning's words are quoted, bounded
+        message = body_excerpt(message) if message else message
         detail = f"{where} answered HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
         if status == 401 and not reauthorized:
             self._token.invalidate(token)  # expired or revoked: one fresh token, then the same call again

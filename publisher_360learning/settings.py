@@ -111,10 +111,11 @@ def load_targets(path: str | os.PathLike[str]) -> dict[str, Target]:
             for name, entry in table.items()}
 
 
-def target_problems(policy: SettingsPolicy, connection: str, target: Mapping[str, Any]) -> dict[str, Any]:
+def target_problems(policy: SettingsPolicy, connection: str, target: Mapping[str, Any],
+                    tenant: str | None = None) -> dict[str, Any]:
     """What is wrong with a target stored on the control topic, by field (empty: nothing): the
-    policy's rules for its host and secret reference, then the target schema."""
-    problems = policy.target_problems(target, default_hosts=TARGET_HOSTS)
+    policy's rules for its host and secret reference (the ``tenant``'s), then the target schema."""
+    problems = policy.target_problems(target, default_hosts=TARGET_HOSTS, tenant=tenant)
     if problems:
         return problems
     try:
@@ -131,7 +132,7 @@ def targets_of(documents: Mapping[str, Mapping[str, Any]], policy: SettingsPolic
         target = doc.get("target")
         if doc.get("deleted") or not target:
             continue
-        problems = target_problems(policy, name, target)
+        problems = target_problems(policy, name, target, doc.get("tenant"))
         if problems:
             log.error("connection %s: target not used (%s)", name, describe_messages(problems))
             continue

@@ -86,6 +86,14 @@ class CourseraSandbox(SandboxServer):
         self.faults.clear()
 
     # -- life cycle ----------------------------------------------------------------------------
+    DATA_ROUTE = "/ent/api/*"       # conformance faults: the API, not the token endpoint
+
+    @property
+    def expected(self) -> dict[str, int]:
+        """Records a complete fetch of each scope yields (the conformance suite's paging check)."""
+        return {"catalog": len(self.org.visible_contents(clips=self.spec.clips_enabled)),
+                "progress": len(self.report_rows())}
+
     @property
     def settings(self) -> dict[str, Any]:
         return {"org_id": self.spec.org_id, "client_id": self.client_id,

@@ -27,7 +27,7 @@ from marshmallow import ValidationError
 from .. import connection_docs as docs
 from .. import events as ev
 from ..connections import ConnectionStore
-from ..errors import DeliveryError, HostError, TransportError
+from ..errors import DeliveryError, HostError, RevisionConflict, TransportError
 from ..policy import SettingsPolicy
 from .cloudevents import STRUCTURED, structured_value
 from .config import KafkaConfig
@@ -86,9 +86,11 @@ class MemoryControl(Documents):
     def ready(self) -> bool:
         return True
 
-    def write(self, doc: Mapping[str, Any], now: datetime, *, timeout_s: float = 30) -> tuple[int, int]:
+    def write(self, doc: Mapping[str, Any], now: datetime, *, based_on: int | None = None,
+              timeout_s: float = 30) -> tuple[int, int]:
         docs.event(doc, now)        # the same validation as on the way to Kafka
         with self._cond:
+            _check_revision(doc["connection"], self._docs.get(doc["connection"]), based_on)
             self._docs[doc["connection"]] = dict(doc)
             self.written.append(dict(doc))
             self._changed()
@@ -176,7 +178,11 @@ class ConnectionLog(Documents):
             changed: set[str] = set()
             for records in batches.values():
                 for r in records:
-                    name = self._apply(r)
+                    try:
+                        name = self._apply(r)
+                    except Exception:  # noqa: BLE001 - a bug here must not freeze every connection
+                        log.exception("control topic %s offset %d not applied", self.topic, r.offset)
+                        name = None
                     if name:
                         changed.add(name)
             with self._cond:
@@ -202,10 +208,13 @@ class ConnectionLog(Documents):
                                  expected_type=ev.CONNECTION).data
             if doc["connection"] != name:
                 raise ValidationError({"connection": [f"differs from the record's key {name!r}"]})
-        except ValidationError as exc:
+        except (ValidationError, RecursionError, ValueError, TypeError, UnicodeError) as exc:
+            # whatever a record holds, it costs itself only: the reader goes on (a record nested
+            # too deeply for the JSON parser raises RecursionError, not a validation error)
             self.skipped += 1
+            why = str(exc.messages) if isinstance(exc, ValidationError) else type(exc).__name__
             log.error("control topic %s[%d] offset %d: not a valid connection event, skipped (%s)",
-                      self.topic, record.partition, record.offset, str(exc.messages)[:300])
+                      self.topic, record.partition, record.offset, why[:300])
             return None
         with self._cond:
             self._docs[name] = doc
@@ -239,30 +248,94 @@ class ConnectionLog(Documents):
             return True
 
 
+def _check_revision(name: str, current: Mapping[str, Any] | None, based_on: int | None) -> None:
+    have = current["revision"] if current else 0
+    if based_on is not None and have != based_on:
+        raise RevisionConflict(f"connection {name!r} changed meanwhile (revision {have}, this change was made "
+                               f"on {based_on}): nothing stored; read it again")
+
+
 class ConnectionWriter:
-    """Writes connection documents; :meth:`write` returns once the broker has stored the change."""
+    """Writes connection documents as a compare-and-set on the topic.
 
-    def __init__(self, config: KafkaConfig, topic: str):
-        self.topic = topic
-        self._producer = make_producer(config, linger_ms=0)
+    Every writer (API instance, ``connections import``) uses the same transactional id, so the
+    broker lets one at a time write: a writer starting fences the others off (KIP-98 zombie
+    fencing), their commits fail and nothing of theirs is acknowledged. Inside its transaction
+    the writer reads the topic to its end and checks the connection is still at the revision the
+    change was made on; :meth:`write` returns once the broker committed the change.
+    """
 
-    def write(self, doc: Mapping[str, Any], now: datetime, *, timeout_s: float = 30) -> tuple[int, int]:
-        """Store ``doc``; returns the record's partition and offset.
+    TRANSACTION_TIMEOUT_MS = 10_000   # a writer killed mid-write holds readers back this long at most
 
-        :raise DeliveryError: the broker did not acknowledge it (nothing may be assumed stored).
+    def __init__(self, config: KafkaConfig, topic: str, log_: Documents | None = None):
+        self.topic, self._config, self._log = topic, config, log_
+        self._lock = threading.Lock()
+        self._producer: Any = None
+        self._connect()          # fences a writer killed mid-write now: its open transaction is aborted
+
+    def _connect(self) -> None:
+        try:
+            producer = make_producer(self._config, linger_ms=0, transactional_id=f"connector-host-control.{self.topic}",
+                                     transaction_timeout_ms=self.TRANSACTION_TIMEOUT_MS)
+            producer.init_transactions()
+        except (KafkaError, TransportError) as exc:
+            raise DeliveryError(f"the control topic cannot be written: {type(exc).__name__}: {exc}") from None
+        self._producer = producer
+
+    def attach(self, log_: Documents) -> None:
+        """The reader whose view the revision checks use (the API's own)."""
+        self._log = log_
+
+    def write(self, doc: Mapping[str, Any], now: datetime, *, based_on: int | None = None,
+              timeout_s: float = 30) -> tuple[int, int]:
+        """Store ``doc`` if the connection is at revision ``based_on`` (0: absent; None: any);
+        returns the record's partition and offset.
+
+        :raise RevisionConflict: another writer changed the connection first (nothing stored).
+        :raise DeliveryError: the broker did not commit it (nothing may be assumed stored).
         """
         event = docs.event(doc, now)
-        try:
-            meta = self._producer.send(self.topic, key=event.key.encode("utf-8"),
-                                       value=event.to_json().encode("utf-8"), headers=STRUCTURED).get(timeout_s)
-        except KafkaError as exc:
-            raise DeliveryError(f"connection {doc['connection']!r} not stored: {type(exc).__name__}: {exc}") from None
-        log.info("connection %s revision %d %s by %s", doc["connection"], doc["revision"],
+        name = doc["connection"]
+        with self._lock:
+            if self._producer is None:
+                self._connect()
+            try:
+                self._producer.begin_transaction()
+                if based_on is not None and self._log is not None:
+                    if not self._log.catch_up(timeout_s=timeout_s):
+                        raise DeliveryError("the control topic could not be read to its end")
+                    _check_revision(name, self._log.document(name), based_on)
+                meta = self._producer.send(self.topic, key=event.key.encode("utf-8"),
+                                           value=event.to_json().encode("utf-8"), headers=STRUCTURED).get(timeout_s)
+                self._producer.commit_transaction()
+            except (RevisionConflict, DeliveryError):
+                self._abort()
+                raise
+            except KafkaError as exc:     # fenced by another writer, or the broker away: not stored
+                self._reset()
+                raise DeliveryError(f"connection {name!r} not stored: {type(exc).__name__}: {exc}") from None
+        log.info("connection %s revision %d %s by %s", name, doc["revision"],
                  "deleted" if doc.get("deleted") else "stored", doc["changed_by"])
         return meta.partition, meta.offset
 
+    def _abort(self) -> None:
+        try:
+            self._producer.abort_transaction()
+        except KafkaError:
+            self._reset()
+
+    def _reset(self) -> None:
+        try:
+            self._producer.close(timeout=5)
+        except Exception:  # noqa: BLE001 - a fenced producer may refuse even to close cleanly
+            pass
+        self._producer = None
+
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=10)
+                self._producer = None
 
 
 __all__ = ["ConnectionLog", "ConnectionWriter", "Documents", "MemoryControl"]

@@ -3,4 +3,4 @@ import connector_coursera.plugin
 from hostspec.testing import provider_test_class
 
 TestCourseraConformance = provider_test_class(connector_coursera.plugin,
-                                              sandbox_options={"contents": 12, "learners": 8, "enrollments": 40})
+                                              sandbox_options={"contents": 30, "learners": 10, "enrollments": 150})  # 2 report pages

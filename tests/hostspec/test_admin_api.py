@@ -36,7 +36,7 @@ def api(plugins, monkeypatch):
     control = MemoryControl(policy)
     plane = ControlPlane(plugins, KafkaConfig.from_env(bootstrap_servers="127.0.0.1:1"), Topics(), policy,
                          log=control, writer=control,
-                         target_check=lambda name, target: target_problems(policy, name, target))
+                         target_check=lambda name, target, tenant: target_problems(policy, name, target, tenant))
     server = HttpServer(admin_api.make_app(plane, {"ops": Secret(env="API_TOKEN_OPS")}), 0, "127.0.0.1").start()
 
     class Client(requests.Session):
@@ -156,3 +156,30 @@ def test_refused_bodies_and_targets(api):
                                                                             "region": "eu"}})
     assert good.status_code == 201, good.text
     assert api.get("/nowhere").status_code == 404 and api.get("/nowhere").json()["error_code"] == 404
+
+
+def test_a_tenant_placeholder_keeps_each_company_to_its_own_secrets(plugins, tmp_path):
+    from hostspec.connections import ConnectionStore
+    from hostspec.errors import SettingsRefused
+
+    acme_dir = tmp_path / "acme"
+    acme_dir.mkdir()
+    (acme_dir / "coursera").write_text("s")
+    (tmp_path / "beta").mkdir()
+    (tmp_path / "beta" / "coursera").write_text("s")
+    policy = SettingsPolicy(secret_env_prefixes=("CONNECTOR_SECRET_{tenant}_",),
+                            secret_dirs=(str(tmp_path / "{tenant}"),))
+
+    def settings_of(tenant, secret):
+        entry = {**coursera_body(), "tenant": tenant}
+        entry["settings"] = {**entry["settings"], "client_secret": secret}
+        return ConnectionStore({"c": entry}, source="<test>", policy=policy)
+
+    settings_of("acme", {"env": "CONNECTOR_SECRET_ACME_COURSERA"}).get("c", plugins)
+    settings_of("acme-eu", {"env": "CONNECTOR_SECRET_ACME_EU_X"}).get("c", plugins)
+    settings_of("acme", {"file": str(acme_dir / "coursera")}).get("c", plugins)
+    for tenant, secret in (("beta", {"env": "CONNECTOR_SECRET_ACME_COURSERA"}),
+                           ("beta", {"file": str(acme_dir / "coursera")}),
+                           ("..", {"file": str(acme_dir / "coursera")})):
+        with pytest.raises(SettingsRefused):
+            settings_of(tenant, secret).get("c", plugins)

@@ -209,3 +209,11 @@ def test_the_asyncapi_document_passes_the_asyncapi_parser():
     assert check.returncode == 0, check.stdout + check.stderr
     summary = json.loads(check.stdout.strip().splitlines()[-1])
     assert summary["errors"] == 0 and summary["channels"] == len(json.loads((SCHEMAS / "asyncapi.json").read_text())["channels"])
+
+
+def test_the_provider_guide_s_field_rules_are_generated_from_the_schemas():
+    from hostspec.field_rules import DOC, rendered_doc
+
+    text = DOC.read_text(encoding="utf-8")
+    assert text == rendered_doc(text), "run: python -m hostspec.contracts --write"
+    assert "| `language` | yes |" in text and "never a datetime object" in text

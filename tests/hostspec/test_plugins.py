@@ -53,7 +53,8 @@ def test_builtin_default_record_id_serves_every_provider():
     pm = get_plugin_manager(load_entry_points=False, plugins=[("alpha", make_provider("alpha"))])
     hooks = pm.provider("alpha").hooks
     assert hooks.record_id(record={"id": "abc"}, scope="catalog") == "abc"
-    assert hooks.record_id(record={"id": 7}, scope="catalog") is None
+    assert hooks.record_id(record={"id": 7}, scope="catalog") == "7"        # integer ids, kept as text
+    assert hooks.record_id(record={"id": True}, scope="catalog") is None
 
 
 def test_unknown_provider_lists_installed_ones():

@@ -280,3 +280,74 @@ def test_the_connection_log_catches_up_on_demand_and_skips_what_is_not_a_connect
     finally:
         log.close()
         writer.close()
+
+
+def test_two_writers_on_the_broker_cannot_both_win_the_same_revision(bootstrap, topics, plugins, monkeypatch):
+    """Two API processes (two writers, two readers) change one connection at once, both from
+    revision 1: one change is stored, the other is refused (fenced or out of date), never both."""
+    from hostspec.control import ControlPlane
+    from hostspec.policy import SettingsPolicy
+    from hostspec.transport.config import KafkaConfig, topic_specs
+    from hostspec.transport.control import ConnectionLog, ConnectionWriter
+    from hostspec.transport.kafka import ensure_topics
+
+    config = KafkaConfig.from_env(bootstrap_servers=bootstrap)
+    ensure_topics(config, topic_specs(topics))
+    policy = SettingsPolicy()
+    barrier = threading.Barrier(2, timeout=30)
+
+    def plane(check=None):
+        writer = ConnectionWriter(config, topics.connections)
+        log = ConnectionLog(config, topics.connections, policy=policy).start()
+        writer.attach(log)
+        return ControlPlane(plugins, config, topics, policy, log=log, writer=writer, target_check=check)
+
+    def body(page_size):
+        return {"tenant": "acme", "provider": "coursera", "group_id": SYNC_GROUP, "target": {"region": "eu"},
+                "settings": {"org_id": "o", "client_id": "c", "client_secret": {"env": "CONNECTOR_SECRET_A"},
+                             "page_size": page_size}}
+
+    first = plane()
+    first.put("acme", {k: v for k, v in body(5).items() if k != "target"}, actor="setup")
+    planes = [plane(lambda _n, _t, _c: barrier.wait() and {}), plane(lambda _n, _t, _c: barrier.wait() and {})]
+    outcomes: dict[int, object] = {}
+
+    def put(i):
+        try:
+            outcomes[i] = planes[i].put("acme", body(10 + i), actor=f"api:{i}", expected_revision=1).doc
+        except Exception as exc:  # noqa: BLE001
+            outcomes[i] = type(exc).__name__
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        won = [o for o in outcomes.values() if isinstance(o, dict)]
+        assert len(won) == 1, outcomes
+        assert [o for o in outcomes.values() if not isinstance(o, dict)][0] in ("RevisionConflict", "DeliveryError")
+        assert first.log.catch_up(10)
+        stored = first.log.document("acme")
+        assert (stored["revision"], stored["settings"]["page_size"]) == (2, won[0]["settings"]["page_size"])
+
+        # a writer that connects again between computing its change and writing it (its producer
+        # was reset by an earlier error) fences the other off: then the revision check alone
+        # keeps it from overwriting the change the other writer stored meanwhile
+        late, other = plane(), plane()
+        planes += [late, other]
+        late.writer._reset()
+
+        def meanwhile(_name, _target, _tenant):
+            other.put("acme", body(40), actor="api:other", expected_revision=2)
+            return {}
+
+        late.target_check = meanwhile
+        with pytest.raises(Exception) as refused:
+            late.put("acme", body(30), actor="api:late", expected_revision=2)
+        assert type(refused.value).__name__ == "RevisionConflict"
+        assert first.log.catch_up(10)
+        assert first.log.document("acme")["settings"]["page_size"] == 40
+    finally:
+        for p in (first, *planes):
+            p.close()
