@@ -48,6 +48,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat, utime + stime):
+    what a sync costs, stable on a shared machine where wall time is not."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -91,7 +101,10 @@ def warm(url: str) -> None:
 def connections_file(folder: Path, urls: dict[str, str]) -> Path:
     text = ""
     for name, url in urls.items():
+        # one sandbox client id for every connection: in a fleet each company has its own, so the
+        # shared account budget (4 calls/s by default) is lifted here
         text += (f'[connections.{name}]\ntenant = "bench"\nprovider = "coursera"\ngroup_id = "g"\n'
+                 f'account_calls_per_second = 10000\n'
                  f'[connections.{name}.settings]\norg_id = "{ORG}"\nclient_id = "standin-key"\n'
                  f'client_secret = {{ env = "BENCH_SECRET" }}\nbase_url = "{url}"\npage_size = {PAGE_SIZE}\n\n')
     path = folder / "connections.toml"
@@ -174,10 +187,15 @@ class Sample:
     records: int
     rss_mb: float
     first_event_s: float
+    cpu_s: float = float("nan")      # the worker process's CPU from the request to the final status
 
     @property
     def rate(self) -> float:
         return self.records / self.wall_s
+
+    @property
+    def cpu_us_per_record(self) -> float:
+        return self.cpu_s * 1e6 / self.records
 
 
 @dataclass
@@ -197,10 +215,13 @@ def run_sync(bootstrap: str, scope: str, contents: int, enrollments: int) -> Sam
         worker = Worker(Path(tmp), bootstrap, prefix, connections_file(Path(tmp), {"acme": url}), "w1")
         try:
             worker.wait_assigned()
+            time.sleep(1)                      # start-up work done: what follows is the sync's
+            cpu0 = cpu_s(worker.proc.pid)
             t0 = time.monotonic()
             rid = publish(bootstrap, topics.requests, "acme", scope, worker.assigned()[0])
             output = topics.courses if scope == "catalog" else topics.learner_stats
             first, wall, finals = follow(bootstrap, topics, output, {rid}, t0)
+            cpu = cpu_s(worker.proc.pid) - cpu0
             rss = peak_rss_mb(worker.proc.pid)
         finally:
             worker.stop()
@@ -208,11 +229,46 @@ def run_sync(bootstrap: str, scope: str, contents: int, enrollments: int) -> Sam
     if final["phase"] != "completed":
         raise RuntimeError(f"run ended {final['phase']}: {final['error']}")
     counts = final["counts"]
-    return Sample(wall, counts["courses_emitted"] + counts["stats_emitted"], rss, first)
+    return Sample(wall, counts["courses_emitted"] + counts["stats_emitted"], rss, first, cpu)
 
 
-def run_pair(bootstrap: str, enrollments: int, workers: int) -> float:
-    """Two connections synced by one worker (concurrency 2) or by two workers; wall seconds."""
+def run_many(bootstrap: str, connections: int, enrollments: int) -> tuple[float, float, int]:
+    """``connections`` small connections (``enrollments`` rows each, one sandbox) through one
+    worker: (the worker's CPU seconds, wall seconds, records) from the first request to the last
+    final status."""
+    prefix = f"m{uuid.uuid4().hex[:8]}."
+    topics = Topics().with_prefix(prefix)
+    with tempfile.TemporaryDirectory() as tmp, sandbox(CONTENTS_FOR_STATS, enrollments) as url:
+        warm(url)
+        names = [f"c{n:04d}" for n in range(connections)]
+        worker = Worker(Path(tmp), bootstrap, prefix, connections_file(Path(tmp), dict.fromkeys(names, url)), "w1")
+        try:
+            worker.wait_assigned()
+            time.sleep(1)
+            cpu0 = cpu_s(worker.proc.pid)
+            t0 = time.monotonic()
+            producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+            ids = set()
+            for name in names:                 # keyed by connection: the worker's own partitioning
+                request = SyncRequest(str(uuid.uuid4()), name, "coursera", "progress", "bench", mode="full")
+                producer.send(topics.requests, key=name.encode(),
+                              value=request.to_event(datetime.now(timezone.utc)).to_json().encode())
+                ids.add(request.request_id)
+            producer.flush()
+            producer.close()
+            _first, wall, finals = follow(bootstrap, topics, topics.learner_stats, ids, t0)
+            cpu = cpu_s(worker.proc.pid) - cpu0
+        finally:
+            worker.stop()
+    bad = [f for f in finals.values() if f["phase"] != "completed"]
+    if bad:
+        raise RuntimeError(f"{len(bad)} runs did not complete: {bad[0]['error']}")
+    return cpu, wall, sum(f["counts"]["stats_emitted"] for f in finals.values())
+
+
+def run_pair(bootstrap: str, enrollments: int, workers: int) -> tuple[float, float]:
+    """Two connections synced by one worker (concurrency 2) or by two workers: (wall seconds,
+    the workers' CPU seconds together)."""
     prefix = f"p{uuid.uuid4().hex[:8]}."
     topics = Topics().with_prefix(prefix)
     with tempfile.TemporaryDirectory() as tmp, sandbox(CONTENTS_FOR_STATS, enrollments) as a, \
@@ -234,14 +290,16 @@ def run_pair(bootstrap: str, enrollments: int, workers: int) -> float:
             else:
                 parts = [0, 1]
             time.sleep(1)
+            cpu0 = sum(cpu_s(w.proc.pid) for w in procs)
             t0 = time.monotonic()
             ids = {publish(bootstrap, topics.requests, name, "progress", part) for name, part in zip(("acme", "beta"), parts)}
             _first, wall, finals = follow(bootstrap, topics, topics.learner_stats, ids, t0)
+            cpu = sum(cpu_s(w.proc.pid) for w in procs) - cpu0
         finally:
             for w in procs:
                 w.stop()
     assert all(f["phase"] == "completed" for f in finals.values()), finals
-    return wall
+    return wall, cpu
 
 
 def sample_events(bootstrap: str, topic: str, n: int = 2000) -> list[tuple[bytes, bytes]]:
@@ -351,10 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--pair-size", type=int, default=100_000, help="enrollments per connection, two-worker test")
-    parser.add_argument("--quick", action="store_true", help="10k and 100k stats, 1 run, 30k pair (a smoke run)")
+    parser.add_argument("--many", type=int, default=1000, help="small connections through one worker (run overhead)")
+    parser.add_argument("--many-size", type=int, default=100, help="enrollments of each small connection")
+    parser.add_argument("--quick", action="store_true", help="10k and 100k stats, 1 run, 30k pair, 200 small "
+                                                             "connections (a smoke run)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.stats_sizes, args.runs, args.pair_size = "10000,100000", 1, 30_000
+        args.stats_sizes, args.runs, args.pair_size, args.many = "10000,100000", 1, 30_000, 200
     sizes = [int(x) for x in args.stats_sizes.split(",")]
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     rows: list[tuple[str, str, str, str, str]] = []
@@ -392,18 +453,32 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"raw: {name}", "", f"{raw_n:,}", f"{rate:,.0f}", ""))
         print(f"  raw {name}: {rate:,.0f}/s", file=sys.stderr, flush=True)
 
-    one = statistics.median(run_pair(bootstrap, args.pair_size, 1) for _ in range(args.runs))
-    two = statistics.median(run_pair(bootstrap, args.pair_size, 2) for _ in range(args.runs))
+    pairs = {n: [run_pair(bootstrap, args.pair_size, n) for _ in range(args.runs)] for n in (1, 2)}
+    one, two = (statistics.median(w for w, _c in pairs[n]) for n in (1, 2))
+    per_cpu = {n: statistics.median(2 * args.pair_size / c for _w, c in pairs[n]) for n in (1, 2)}
     rows.append((f"2 connections x {args.pair_size:,}: one worker", f"{one:.2f}", f"{2 * args.pair_size:,}",
                  f"{2 * args.pair_size / one:,.0f}", ""))
     rows.append((f"2 connections x {args.pair_size:,}: two workers", f"{two:.2f}", f"{2 * args.pair_size:,}",
                  f"{2 * args.pair_size / two:,.0f}", ""))
+
+    many_cpu, many_wall, many_records = run_many(bootstrap, args.many, args.many_size)
+    rows.append((f"{args.many:,} connections x {args.many_size}: one worker", f"{many_wall:.2f}",
+                 f"{many_records:,}", f"{many_records / many_wall:,.0f}", ""))
+    print(f"  {args.many} small connections: {many_wall:.1f}s wall, {many_cpu:.1f}s worker CPU", file=sys.stderr)
 
     width = max(len(r[0]) for r in rows)
     print(f"\n{'scenario':<{width}}  {'wall s':>8}  {'records':>10}  {'records/s':>10}  {'peak RSS MB':>11}")
     for r in rows:
         print(f"{r[0]:<{width}}  {r[1]:>8}  {r[2]:>10}  {r[3]:>10}  {r[4]:>11}")
     smallest = min(sizes)
+    for n in sizes:
+        if n >= 100_000:
+            key[f"worker_cpu_us_per_record_{n // 1000}k"] = stats[n].median("cpu_us_per_record")
+    ref = stats[100_000] if 100_000 in stats else stats[biggest]   # "at the per-record rate" of the 100k sync
+    key["run_overhead_ms"] = (many_cpu - many_records * ref.median("cpu_us_per_record") / 1e6) / args.many * 1000
+    key["run_overhead_wall_ms"] = (many_wall - many_records / ref.median("rate")) / args.many * 1000
+    key["records_per_cpu_s_1_worker"] = per_cpu[1]
+    key["records_per_cpu_s_2_workers"] = per_cpu[2]
     key["ratio_vs_raw_producer"] = stats[biggest].median("rate") / raw["kafka-python producer (acks=all, idempotent)"]
     key["ratio_vs_raw_txn_producer"] = stats[biggest].median("rate") / raw["kafka-python producer, transactions of 5000"]
     key[f"rss_growth_{biggest // 1000}k_vs_{smallest // 1000}k"] = stats[biggest].median("rss_mb") / stats[smallest].median("rss_mb")

@@ -21,10 +21,10 @@ class TokenSource(ClientCredentials):
 
     def __init__(self, session: requests.Session, token_url: str, client_id: str,
                  reveal_secret: Callable[[], str], *, timeout_s: float,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, shared: bool = True):
         super().__init__(session, token_url, client_id, reveal_secret, provider="coursera", timeout_s=timeout_s,
                          renew_margin_s=contract.TOKEN_RENEW_MARGIN_S, auth_style="basic",
-                         default_ttl_s=contract.TOKEN_DEFAULT_TTL_S, clock=clock)
+                         default_ttl_s=contract.TOKEN_DEFAULT_TTL_S, clock=clock, shared=shared)
 
     def network_error(self, exc: requests.RequestException) -> Exception:
         return NetworkError(f"cannot reach the Coursera token endpoint: {type(exc).__name__}")

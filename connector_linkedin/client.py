@@ -30,7 +30,8 @@ class LinkedInClient:
         self._token = ClientCredentials(self._session, settings.token_url, settings.client_id,
                                         settings.client_secret.reveal, provider=PROVIDER,
                                         timeout_s=settings.timeout_s, renew_margin_s=contract.TOKEN_RENEW_MARGIN_S,
-                                        auth_style="body", default_ttl_s=contract.TOKEN_DEFAULT_TTL_S)
+                                        auth_style="body", default_ttl_s=contract.TOKEN_DEFAULT_TTL_S,
+                                        shared=True)   # the next run of the account reuses the token
         self._retrying = retry_policy(provider=PROVIDER, max_attempts=settings.max_attempts,
                                       max_retry_after_s=settings.max_retry_after_s, sleep=sleep)
 

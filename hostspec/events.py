@@ -23,6 +23,11 @@ from marshmallow import Schema, ValidationError
 from . import event_schemas as s
 from .fastcheck import compile_all
 
+try:                                       # C speed for the per-record JSON (optional: json does the same)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+
 SPECVERSION = "1.0"
 SCHEMA_URI = "urn:learning-connectors:schema:{type}"
 ID_NAMESPACE = uuid.UUID("6f1e6c52-8a0e-4a55-9a0e-2a3c7a4b9d10")
@@ -47,6 +52,7 @@ DATA_SCHEMAS: dict[str, type[Schema]] = {
     CONNECTION: s.ConnectionDataSchema,
 }
 EVENT_TYPES = tuple(DATA_SCHEMAS)
+_ORJSON_TYPES = frozenset({COURSE_UPSERTED, COURSE_REMOVED, LEARNER_STAT_UPSERTED})
 _schema_instances = {t: cls() for t, cls in DATA_SCHEMAS.items()}
 _fast_checks = compile_all({t: cls for t, cls in DATA_SCHEMAS.items() if t not in (SYNC_REQUESTED, CONNECTION)})
 _envelope = s.EnvelopeSchema()
@@ -66,12 +72,36 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def canonical_bytes(value: Any) -> bytes:
+    """:func:`canonical_json` as UTF-8 bytes, byte for byte, through orjson when it writes the
+    same bytes: it does for everything but floats Python writes with an exponent (``1e-05``,
+    ``1e+16``; orjson writes ``0.00001``, ``1e16``), which go through :mod:`json` instead, so
+    that fingerprints stay what they were (state written before compares equal)."""
+    if _orjson is not None and not _exponent_float(value):
+        try:
+            return _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS)
+        except TypeError:      # what orjson does not take (an int beyond 64 bits): json judges
+            pass
+    return canonical_json(value).encode("utf-8")
+
+
+def _exponent_float(value: Any) -> bool:
+    kind = type(value)
+    if kind is float:
+        return value != 0 and not 1e-4 <= abs(value) < 1e16
+    if kind is dict:
+        return any(_exponent_float(v) for v in value.values())
+    if kind is list or kind is tuple:
+        return any(_exponent_float(v) for v in value)
+    return False
+
+
 def fingerprint(data: Mapping[str, Any], type_: str | None = None) -> str:
     """sha256 of the data's content, ignoring the fingerprint itself and ``as_of`` (freshness),
     and for ``type_`` what describes rather than is its content."""
     excluded = _FINGERPRINT_EXCLUDES | _CONTENT_ONLY.get(type_ or "", frozenset())
     content = {k: v for k, v in data.items() if k not in excluded}
-    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_bytes(content)).hexdigest()
 
 
 def event_id(type_: str, key: str, content: str) -> str:
@@ -97,6 +127,13 @@ class Event:
     @property
     def data(self) -> dict[str, Any]:
         return self.body["data"]
+
+    def to_bytes(self) -> bytes:
+        """The event as UTF-8 JSON for a transport: through orjson for the validated types of the
+        hot path (their numbers are finite, checked), else :meth:`to_json`."""
+        if _orjson is not None and self.type in _ORJSON_TYPES:
+            return _orjson.dumps(self.body)
+        return self.to_json().encode("utf-8")
 
     def to_json(self) -> str:
         """Strict JSON: a NaN or an infinity (which a provider may send inside a record that ends

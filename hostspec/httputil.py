@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import logging
 import threading
 import time
@@ -63,6 +64,11 @@ class CachedToken:
 
     def __repr__(self) -> str:
         return "CachedToken(token=***)"
+
+    @property
+    def expires_at(self) -> float:
+        """When the current token must be renewed (the clock's time)."""
+        return self._expires_at
 
     def get(self) -> str:
         with self._lock:
@@ -185,6 +191,17 @@ def retry_policy(*, provider: str, max_attempts: int = 6, max_retry_after_s: flo
 
 
 # -- OAuth2 client credentials ---------------------------------------------------------------------
+_SHARED: dict[tuple[str, ...], tuple[str, float]] = {}     # account -> (token, monotonic expiry)
+_SHARED_LOCK = threading.Lock()
+_SHARED_MAX = 10_000
+
+
+def forget_tokens() -> None:
+    """Forget every shared token (tests that fake one token endpoint many times)."""
+    with _SHARED_LOCK:
+        _SHARED.clear()
+
+
 class ClientCredentials:
     """OAuth2 client-credentials token cache (RFC 6749 section 4.4) on top of :class:`CachedToken`.
 
@@ -205,7 +222,12 @@ class ClientCredentials:
 
     def __init__(self, session: requests.Session, token_url: str, client_id: str, reveal_secret: Callable[[], str], *,
                  provider: str, timeout_s: float = 30.0, renew_margin_s: float = 60.0, scope: str | None = None,
-                 auth_style: str = "basic", default_ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic):
+                 auth_style: str = "basic", default_ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic,
+                 shared: bool = False):
+        """:param shared: keep the token for the next client of the same token URL, client id,
+            scope and secret in this process (a worker's next run of the account skips the token
+            call: a fixed cost of every run of many small connections). A 401 answered to any of
+            them forgets it for all."""
         if auth_style not in ("basic", "body"):
             raise ValueError(f"auth_style must be 'basic' or 'body', not {auth_style!r}")
         self._session, self.token_url, self.client_id = session, token_url, client_id
@@ -213,6 +235,7 @@ class ClientCredentials:
         self.renew_margin_s, self.scope, self.auth_style = renew_margin_s, scope, auth_style
         self.default_ttl_s = default_ttl_s
         self._cached = CachedToken(self._fetch, clock=clock)
+        self._shared, self._clock = shared, clock
         self.fetches = 0
 
     def __repr__(self) -> str:
@@ -221,13 +244,36 @@ class ClientCredentials:
 
     def token(self) -> str:
         """The current token: fetched on first use, again once its lifetime is over."""
-        return self._cached.get()
+        if not self._shared:
+            return self._cached.get()
+        key = self._key()
+        with _SHARED_LOCK:
+            kept = _SHARED.get(key)
+        if kept is not None and self._clock() < kept[1]:
+            return kept[0]
+        token = self._cached.get()
+        with _SHARED_LOCK:
+            _SHARED[key] = (token, self._cached.expires_at)
+            while len(_SHARED) > _SHARED_MAX:          # bounded: the oldest accounts go first
+                _SHARED.pop(next(iter(_SHARED)))
+        return token
 
     def invalidate(self, token: str | None = None) -> None:
         """Forget the token (after a 401 on an API call): the next :meth:`token` fetches one.
         Given the ``token`` that was refused, forget it only if it is still the current one
         (another thread may have renewed it already)."""
+        if self._shared:
+            key = self._key()
+            with _SHARED_LOCK:
+                kept = _SHARED.get(key)
+                if kept is not None and (token is None or kept[0] == token):
+                    del _SHARED[key]
         self._cached.invalidate(token)
+
+    def _key(self) -> tuple[str, ...]:
+        """The account a token belongs to; the secret only as a hash (a rotated secret is another key)."""
+        secret = hashlib.sha256(self._reveal().encode("utf-8")).hexdigest()
+        return self.token_url, self.client_id, self.scope or "", self.auth_style, secret
 
     # -- extension points: a provider with typed errors overrides these --------------------------------
     @property

@@ -494,7 +494,7 @@ class PublisherService:
     def _lane_succeeded(self, lane: Lane, batch: list[Pending], outcome: Outcome) -> None:
         for event in [*outcome.dead, *outcome.parked]:
             topic = self.topics.for_type(event.type)
-            self._outbox.append((topic, self._route(topic, event), event.key, event.to_json().encode("utf-8")))
+            self._outbox.append((topic, self._route(topic, event), event.key, event.to_bytes()))
         self._to_finish.extend(p for p in batch if self._current(p))
         lane.succeeded()
         lane.settled = True

@@ -49,6 +49,14 @@ def load_fixture(*parts: str):
     return json.loads(FIXTURES.joinpath(*parts).read_text(encoding="utf-8"))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_tokens():
+    """Tokens shared by the clients of one account (hostspec.httputil.ClientCredentials) are
+    per process: each test fakes its own token endpoint, so none carries over."""
+    from hostspec.httputil import forget_tokens
+    forget_tokens()
+
+
 @pytest.fixture(scope="session")
 def plugins():
     return get_plugin_manager()

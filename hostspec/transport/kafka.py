@@ -216,7 +216,7 @@ class KafkaSink:
     def emit(self, event: Event) -> None:
         try:
             topic = self._topic_for(event.type)
-            future = self._producer.send(topic, key=event.key.encode("utf-8"), value=event.to_json().encode("utf-8"),
+            future = self._producer.send(topic, key=event.key.encode("utf-8"), value=event.to_bytes(),
                                          partition=self._route(topic, event), headers=STRUCTURED)
         except KafkaError as exc:
             raise DeliveryError(f"cannot send {event.type} {event.id}: {type(exc).__name__}: {exc}") from None

@@ -300,7 +300,7 @@ class TransactionalSink:
         self.transactions = 0
 
     def emit(self, event: Event) -> None:
-        value = event.to_json().encode("utf-8")
+        value = event.to_bytes()
         if len(value) > self.max_event_bytes:
             raise EventTooLarge(event.type, len(value), self.max_event_bytes)
         topic = self._topic_for(event.type)

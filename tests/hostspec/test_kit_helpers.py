@@ -414,3 +414,21 @@ def test_client_credentials_and_retry_policy_together():
     sleeps = Sleeps()
     assert retry_policy(provider="acme", sleep=sleeps)(credentials().token) == "tok-ok"
     assert sleeps == [2.0]
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_a_shared_token_serves_the_next_client_of_the_same_account_only():
+    clock = Clock()
+    for n in range(1, 4):
+        grant(responses, f"tok-{n}", expires_in=600)
+    first = credentials(clock, shared=True)
+    assert first.token() == "tok-1"
+    assert credentials(clock, shared=True).token() == "tok-1"         # the next run: no token call
+    assert credentials(clock).token() == "tok-2"                      # not shared: its own
+    other = ClientCredentials(requests.Session(), TOKEN_URL, "my-client", lambda: "another-secret",
+                              provider="acme", clock=clock, shared=True)
+    assert other.token() == "tok-3"                                   # another secret: another account
+    first.invalidate("tok-1")                                         # a 401 somewhere: gone for all
+    grant(responses, "tok-4", expires_in=600)
+    assert credentials(clock, shared=True).token() == "tok-4"
+    assert len(responses.calls) == 4
