@@ -132,7 +132,9 @@ class Event:
         """The event as UTF-8 JSON for a transport: through orjson for the validated types of the
         hot path (their numbers are finite, checked), else :meth:`to_json`."""
         if _orjson is not None and self.type in _ORJSON_TYPES:
-            return _orjson.dumps(self.body)
+            # copied: orjson's bytes keep the buffer they were written in (8 KB for a 1.4 KB stat
+            # here), and a transaction holds thousands of values until it commits
+            return bytes(memoryview(_orjson.dumps(self.body)))
         return self.to_json().encode("utf-8")
 
     def to_json(self) -> str:

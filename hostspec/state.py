@@ -43,12 +43,6 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 SEP = "\x1f"  # separates the parts of a changelog key
 
-try:                     # per-entity state values in C (they are read back as JSON, any writer's)
-    from orjson import dumps as _dumps
-except ImportError:  # pragma: no cover
-    def _dumps(value: Any) -> bytes:
-        return json.dumps(value).encode()
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -183,7 +177,7 @@ class StateDB:
               seen: dict[tuple[str, str, str], str]) -> None:
         """Apply one batch atomically (``None`` entry = delete, ``None`` checkpoint = delete)."""
         deletes = [key for key, entry in puts.items() if entry is None]
-        upserts = [(*key, entry.fingerprint, _dumps(entry.memo).decode() if entry.memo else None)
+        upserts = [(*key, entry.fingerprint, json.dumps(entry.memo) if entry.memo else None)
                    for key, entry in puts.items() if entry is not None]
         gone = [key for key, value in checkpoints.items() if value is None]
         kept = [(*key, json.dumps(value)) for key, value in checkpoints.items() if value is not None]
@@ -245,7 +239,7 @@ class StateSession:
         """The pending writes as compacted-topic records: (key, value or None for a tombstone)."""
         out: list[tuple[str, bytes | None]] = []
         for (scope, kind, entity), entry in self._puts.items():
-            value = None if entry is None else _dumps({"fp": entry.fingerprint, "memo": entry.memo})
+            value = None if entry is None else json.dumps({"fp": entry.fingerprint, "memo": entry.memo}).encode()
             out.append((SEP.join(("e", scope, kind, entity)), value))
         for (scope, name), value in self._checkpoints.items():
             out.append((SEP.join(("c", scope, name)), None if value is None else json.dumps(value).encode()))
