@@ -93,7 +93,11 @@ def test_a_transaction_with_a_stale_generation_commits_nothing(bootstrap, prefix
     producer = _txn_producer(bootstrap, f"{prefix}txn")
     with pytest.raises(Exception) as refused:
         transact(producer, [OutRecord(out, 0, b"k", b"zombie")], {(topic, 0): 1}, stale)
-    assert "IllegalGeneration" in f"{type(refused.value).__name__} {refused.value}"
+    # the coordinator fences the stale member by its generation, or, when the member's session
+    # lapsed meanwhile (a loaded CI machine: a clean-clone run saw it), by its unknown member id:
+    # either way the transaction commits nothing (checked below)
+    refusal = f"{type(refused.value).__name__} {refused.value}"
+    assert "IllegalGeneration" in refusal or "UnknownMemberId" in refusal, refusal
     transact(producer, [OutRecord(out, 0, b"k", b"no fence")], None, stale)       # no offsets: not checked
     transact(producer, [OutRecord(out, 0, b"k", b"fresh")], {(topic, 0): 1}, first.group_metadata())
     stop.set()
