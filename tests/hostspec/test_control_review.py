@@ -26,15 +26,9 @@ from hostspec.transport.config import KafkaConfig
 from hostspec.transport.control import ConnectionLog, MemoryControl
 from publisher_360learning.client import Learning360Client
 from publisher_360learning.errors import PermanentError
+from tests.hostspec.test_admin_api import GROUP, coursera_body  # noqa: F401  (one body for both files)
 
-GROUP = "65a1b2c3d4e5f60718293a4b"
 SECRET = "review-secret-value-0123"
-
-
-def coursera_body(**settings):
-    return {"tenant": "acme", "provider": "coursera", "group_id": GROUP,
-            "settings": {"org_id": "DjYCkBQTQV69TtWA7RuNug", "client_id": "acme-key",
-                         "client_secret": {"env": "CONNECTOR_SECRET_ACME"}, **settings}}
 
 
 # -- 1. settings policy: URL parser differentials that held ----------------------------------------
