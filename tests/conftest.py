@@ -50,6 +50,20 @@ def load_fixture(*parts: str):
 
 
 @pytest.fixture(autouse=True)
+def _no_log_handler_left_behind():
+    """An in-process CLI test installs its log handler on the root logger, writing to the test's
+    captured stream; once that stream is closed, kafka-python's threads logging through it flood
+    the output with "Logging error". Each test takes away what it added."""
+    import logging
+    root = logging.getLogger()
+    before = list(root.handlers)
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before:
+            root.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_tokens():
     """Tokens shared by the clients of one account (hostspec.httputil.ClientCredentials) are
     per process: each test fakes its own token endpoint, so none carries over."""

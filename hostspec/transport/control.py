@@ -223,12 +223,16 @@ class ConnectionLog(Documents):
     # -- reading -------------------------------------------------------------------------------
     def catch_up(self, timeout_s: float = 5) -> bool:
         """Read up to the topic's end as of now: a request naming a connection this process has
-        not seen yet may follow its creation closely. False when that took longer than ``timeout_s``."""
+        not seen yet may follow its creation closely. False when that took longer than ``timeout_s``.
+
+        The end is the high-water mark, not the last stable offset: a writer's commit returns
+        before the broker has written its markers, and the stable offset lags behind it until
+        then (a clean-clone CI run caught that); reading to the high-water mark waits for them."""
         try:
             with self._probe_lock:
                 if self._probe is None:
                     self._probe = KafkaConsumer(**self._config.client_kwargs(), group_id=None,
-                                                enable_auto_commit=False, isolation_level="read_committed")
+                                                enable_auto_commit=False, isolation_level="read_uncommitted")
                 tps = [TopicPartition(self.topic, p) for p in self._positions]
                 ends = self._probe.end_offsets(tps)
         except (KafkaError, ValueError) as exc:
