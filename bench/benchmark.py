@@ -427,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name}: {sc.median('wall_s'):.2f}s, {sc.median('rate'):,.0f} records/s, "
               f"peak RSS {sc.median('rss_mb'):.0f} MB", file=sys.stderr, flush=True)
 
-    print(f"benchmark: runs={args.runs} catalog={args.catalog} stats={sizes} pair={args.pair_size}", file=sys.stderr)
+    print(f"benchmark: runs={args.runs} catalog={args.catalog} stats={sizes} pair={args.pair_size} "
+          f"worker transactions through {os.environ.get('KAFKA_CLIENT') or 'kafka-python'}", file=sys.stderr)
     catalog = Scenario("catalog")
     for _ in range(args.runs):
         catalog.samples.append(run_sync(bootstrap, "catalog", args.catalog, 0))
@@ -485,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     key["catalog_10k_s"] = catalog.median("wall_s")
     key["two_worker_speedup"] = one / two
     key["first_event_s"] = stats[smallest].median("first_event_s")
-    print("\n" + " ".join(f"{k}={v:.2f}" for k, v in key.items()))
+    client = os.environ.get("KAFKA_CLIENT") or "kafka-python"
+    print(f"\nkafka_client={client} " + " ".join(f"{k}={v:.2f}" for k, v in key.items()))
     return 0
 
 

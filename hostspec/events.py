@@ -10,6 +10,7 @@ Every event the host emits is built here, validated against its type's marshmall
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -31,6 +32,7 @@ except ImportError:  # pragma: no cover
 SPECVERSION = "1.0"
 SCHEMA_URI = "urn:learning-connectors:schema:{type}"
 ID_NAMESPACE = uuid.UUID("6f1e6c52-8a0e-4a55-9a0e-2a3c7a4b9d10")
+_ID_NAMESPACE_BYTES = ID_NAMESPACE.bytes
 
 SYNC_REQUESTED = "learning.sync.requested.v1"
 COURSE_UPSERTED = "learning.course.upserted.v1"
@@ -61,8 +63,10 @@ _FINGERPRINT_EXCLUDES = frozenset({"fingerprint", "as_of"})
 _CONTENT_ONLY = {COURSE_UPSERTED: frozenset({"provenance"})}
 
 
+@functools.lru_cache(maxsize=4096)
 def isoformat(moment: datetime) -> str:
-    """UTC ISO 8601 with milliseconds and ``Z``, the form every event uses."""
+    """UTC ISO 8601 with milliseconds and ``Z``, the form every event uses (cached: a run writes
+    its start time into every event, and providers repeat dates)."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: pass an aware UTC datetime")
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -86,13 +90,22 @@ def canonical_bytes(value: Any) -> bytes:
 
 
 def _exponent_float(value: Any) -> bool:
+    """Whether ``value`` holds a float json and orjson write differently (or a NaN, an infinity).
+
+    One loop over the values of a flat record, recursing only into containers: this runs once
+    per record."""
     kind = type(value)
-    if kind is float:
-        return value != 0 and not 1e-4 <= abs(value) < 1e16
     if kind is dict:
-        return any(_exponent_float(v) for v in value.values())
-    if kind is list or kind is tuple:
-        return any(_exponent_float(v) for v in value)
+        value = value.values()
+    elif kind is not list and kind is not tuple:
+        return kind is float and value != 0 and not 1e-4 <= abs(value) < 1e16
+    for item in value:
+        kind = type(item)
+        if kind is float:
+            if item != 0 and not 1e-4 <= abs(item) < 1e16:
+                return True
+        elif (kind is dict or kind is list or kind is tuple) and _exponent_float(item):
+            return True
     return False
 
 
@@ -105,7 +118,12 @@ def fingerprint(data: Mapping[str, Any], type_: str | None = None) -> str:
 
 
 def event_id(type_: str, key: str, content: str) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, f"{type_}\n{key}\n{content}"))
+    """``uuid5(ID_NAMESPACE, type, key, content)``, written out (a third of ``uuid.uuid5``'s cost)."""
+    digest = bytearray(hashlib.sha1(_ID_NAMESPACE_BYTES + f"{type_}\n{key}\n{content}".encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50     # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80     # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def partition_key(tenant: str | None, connection: str | None, provider: str | None, entity: str) -> str:

@@ -241,8 +241,9 @@ class Worker:
             self._budgets = AccountBudgets(self.plugins, self._state_partitions, on_throttle=self._signals.publish)
             self._restorer = Restorer(self.kafka, self.topics, s.group_id, self._state_folder,
                                       lambda task: self._events.put(("restored", task)), worker_id=s.worker_id)
-            log.info("worker %s consuming %s in group %s (%d state partitions, %d runs at once)", s.worker_id,
-                     self.topics.requests, s.group_id, self._state_partitions, s.concurrency)
+            log.info("worker %s consuming %s in group %s (%d state partitions, %d runs at once, "
+                     "transactions through %s)", s.worker_id, self.topics.requests, s.group_id,
+                     self._state_partitions, s.concurrency, self.kafka.client)
             probe = metrics.LagProbe(self._consumer, s.group_id)
             while not self._stopping.is_set():
                 messages = self._consumer.poll(200)

@@ -13,6 +13,8 @@ KAFKA_SSL_CERTFILE          client certificate (mutual TLS)
 KAFKA_SSL_KEYFILE           client key (mutual TLS)
 KAFKA_MAX_REQUEST_BYTES     largest produce request (default 1048576, the broker default)
 KAFKA_CONNECT_TIMEOUT_MS    how long to try reaching the cluster before giving up (default 6000)
+KAFKA_CLIENT                the worker's transactional producer: ``kafka-python`` (default) or
+                            ``confluent`` (librdkafka, :mod:`.librdkafka`; needs confluent-kafka)
 CONNECTOR_HOST_TOPIC_PREFIX prefix of every topic name (default none)
 ==========================  ===================================================================
 """
@@ -41,6 +43,7 @@ class KafkaConfig:
     max_request_bytes: int = 1_048_576
     connect_timeout_ms: int = 6_000
     client_id: str = "connector-host"
+    client: str = "kafka-python"     # the worker's transactional producer (CLIENTS)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "KafkaConfig":
@@ -54,8 +57,12 @@ class KafkaConfig:
             ssl_cafile=env.get("KAFKA_SSL_CAFILE"), ssl_certfile=env.get("KAFKA_SSL_CERTFILE"),
             ssl_keyfile=env.get("KAFKA_SSL_KEYFILE"),
             max_request_bytes=int(env.get("KAFKA_MAX_REQUEST_BYTES", cls.max_request_bytes)),
-            connect_timeout_ms=int(env.get("KAFKA_CONNECT_TIMEOUT_MS", cls.connect_timeout_ms)))
-        return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+            connect_timeout_ms=int(env.get("KAFKA_CONNECT_TIMEOUT_MS", cls.connect_timeout_ms)),
+            client=env.get("KAFKA_CLIENT") or cls.client)
+        config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        if config.client not in CLIENTS:
+            raise ValueError(f"unknown Kafka client {config.client!r} (KAFKA_CLIENT): choose one of {', '.join(CLIENTS)}")
+        return config
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments common to kafka-python's producer, consumer and admin client."""
@@ -73,6 +80,26 @@ class KafkaConfig:
             if getattr(self, name):
                 kw[name] = getattr(self, name)
         return kw
+
+    def librdkafka_settings(self) -> dict[str, Any]:
+        """The same settings under librdkafka's names (confluent-kafka's clients)."""
+        kw: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol,
+                              "client.id": self.client_id, "message.max.bytes": self.max_request_bytes,
+                              "socket.connection.setup.timeout.ms": max(1_000, self.connect_timeout_ms),
+                              "socket.nagle.disable": True,
+                              "reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 1000}
+        if self.sasl_mechanism:
+            kw["sasl.mechanism"] = self.sasl_mechanism
+            kw["sasl.username"] = self.sasl_username
+            kw["sasl.password"] = self.sasl_password.reveal() if self.sasl_password else None
+        for ours, theirs in (("ssl_cafile", "ssl.ca.location"), ("ssl_certfile", "ssl.certificate.location"),
+                             ("ssl_keyfile", "ssl.key.location")):
+            if getattr(self, ours):
+                kw[theirs] = getattr(self, ours)
+        return kw
+
+
+CLIENTS = ("kafka-python", "confluent")
 
 
 @dataclass(frozen=True)

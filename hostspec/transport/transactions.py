@@ -104,7 +104,7 @@ class _AbortFailed(Exception):
 
 
 def _kind(exc: BaseException) -> str:
-    if isinstance(exc, (_AbortFailed, UnconfirmedCommit, _Stuck)):
+    if isinstance(exc, (_AbortFailed, UnconfirmedCommit, Stuck)):
         return "fatal"
     if isinstance(exc, kerr.FencedInstanceIdError):
         return "evicted"
@@ -128,8 +128,9 @@ class UnconfirmedCommit(Exception):
     """
 
 
-class _Stuck(Exception):
-    """A transactional call did not finish in time (the broker away): the producer is abandoned."""
+class Stuck(Exception):
+    """A transactional call did not finish in time (the broker away): the outcome is unknown and the
+    producer is abandoned."""
 
 
 def _bounded(producer: KafkaProducer, start: Callable[[Any], Any], fallback: Callable[[], Any],
@@ -141,7 +142,7 @@ def _bounded(producer: KafkaProducer, start: Callable[[Any], Any], fallback: Cal
     thread would hold its partition's commit lock, and the revocation behind it the consumer's
     I/O thread, for ever. The same steps are started here through the client's transaction
     manager and awaited with a deadline; past it the producer is treated as unusable
-    (:class:`_Stuck`), replaced, and the work redone. A stuck transaction cannot commit later:
+    (:class:`Stuck`), replaced, and the work redone. A stuck transaction cannot commit later:
     it registered with its coordinator at its first step, so the broker aborts it once
     ``transaction_timeout_ms`` has passed (the deadline is set after that point), and the
     replacement producer (same transactional id) fences it.
@@ -153,7 +154,7 @@ def _bounded(producer: KafkaProducer, start: Callable[[Any], Any], fallback: Cal
     result = start(manager)
     sender.wakeup()
     if not result.wait(timeout_ms=max(1, int((deadline - time.monotonic()) * 1000))):
-        raise _Stuck("no answer from Kafka within the transaction's deadline")
+        raise Stuck("no answer from Kafka within the transaction's deadline")
 
 
 def transact(producer: KafkaProducer, records: list[OutRecord], offsets: dict[Partition, int] | None,
@@ -350,9 +351,23 @@ class ProducerPool:
         for slot in range(size):   # all at start: fences the previous incarnation's producers now
             self._free.append((slot, self._make(slot)))
 
-    def _make(self, slot: int) -> KafkaProducer:
-        producer = make_producer(self._config, transactional_id=f"{self._prefix}-{slot}",
-                                 transaction_timeout_ms=self._timeout)
+    def _make(self, slot: int) -> Any:
+        producer: Any
+        try:
+            if getattr(self._config, "client", None) == "confluent":
+                from .librdkafka import TransactionalProducer
+
+                producer = TransactionalProducer(self._config, transactional_id=f"{self._prefix}-{slot}",
+                                                 transaction_timeout_ms=self._timeout)
+            else:
+                producer = make_producer(self._config, transactional_id=f"{self._prefix}-{slot}",
+                                         transaction_timeout_ms=self._timeout)
+        except ImportError as exc:
+            raise TransportError(f"KAFKA_CLIENT=confluent needs the confluent-kafka package: {exc}") from None
+        except TransportError:
+            raise
+        except Exception as exc:   # librdkafka refusing its settings (a missing CA file, no SASL password)
+            raise TransportError(f"cannot create a Kafka producer: {type(exc).__name__}: {exc}") from None
         try:
             producer.init_transactions()
         except Exception as exc:
@@ -418,4 +433,4 @@ class Unfenced:
         pass
 
 
-__all__ = ["OutRecord", "UnconfirmedCommit", "Unfenced", "Owner", "ProducerBroken", "ProducerPool", "TransactionalSink", "commit_fenced", "transact"]
+__all__ = ["OutRecord", "Stuck", "UnconfirmedCommit", "Unfenced", "Owner", "ProducerBroken", "ProducerPool", "TransactionalSink", "commit_fenced", "transact"]

@@ -8,7 +8,7 @@ import time
 import pytest
 from kafka import KafkaProducer, TopicPartition
 
-from hostspec.transport.config import KafkaConfig, TopicSpec
+from hostspec.transport.config import CLIENTS, KafkaConfig, TopicSpec
 from hostspec.transport.kafka import RequestConsumer, ensure_topics
 
 pytestmark = pytest.mark.kafka
@@ -51,6 +51,15 @@ def _txn_producer(bootstrap: str, txn_id: str, timeout_ms: int = 60_000) -> Kafk
     return producer
 
 
+def _pooled_producer(bootstrap: str, txn_prefix: str, client: str):
+    """A transactional producer as the worker gets it, on ``client``."""
+    from hostspec.transport.transactions import ProducerPool
+
+    _slot, producer = ProducerPool(KafkaConfig(bootstrap_servers=bootstrap, client=client), txn_prefix, 1).take()
+    assert type(producer).__module__.startswith("kafka." if client == "kafka-python" else "hostspec.transport.librdkafka")
+    return producer
+
+
 def _member(bootstrap: str, topic: str, group: str):
     from kafka import KafkaConsumer
     from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
@@ -62,10 +71,12 @@ def _member(bootstrap: str, topic: str, group: str):
     return consumer
 
 
-def test_a_transaction_with_a_stale_generation_commits_nothing(bootstrap, prefix):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_transaction_with_a_stale_generation_commits_nothing(bootstrap, prefix, client):
     """Why every transaction carries its input offset: the group coordinator checks the member's
     generation there, and refuses the whole transaction once the group has moved on (KIP-447).
-    Without the offsets the same transaction commits: nothing would fence it."""
+    Without the offsets the same transaction commits: nothing would fence it. On both clients
+    of the worker's transactions (librdkafka takes kafka-python's group metadata re-encoded)."""
     import threading
 
     from hostspec.transport.transactions import OutRecord, transact
@@ -85,12 +96,12 @@ def test_a_transaction_with_a_stale_generation_commits_nothing(bootstrap, prefix
         while not stop.is_set():
             first.poll(100)
 
-    spinner = threading.Thread(target=keep_polling)
+    spinner = threading.Thread(target=keep_polling, daemon=True)   # daemon: a failed assertion must not hang pytest
     spinner.start()
     second = _member(bootstrap, topic, f"{prefix}g")
     while not second.assignment() and time.monotonic() < deadline:     # the group moves on: generation + 1
         second.poll(100)
-    producer = _txn_producer(bootstrap, f"{prefix}txn")
+    producer = _pooled_producer(bootstrap, f"{prefix}txn", client)
     with pytest.raises(Exception) as refused:
         transact(producer, [OutRecord(out, 0, b"k", b"zombie")], {(topic, 0): 1}, stale)
     # the coordinator fences the stale member by its generation, or, when the member's session
@@ -220,3 +231,34 @@ def test_regression_a_join_completed_between_polls_is_not_lost(bootstrap, prefix
     alive = consumer.group_metadata().generation_id > 0
     consumer.close()
     assert state == "<stable>" and owned == 4 and alive
+
+
+def test_both_clients_put_the_same_records_in_the_same_partitions(bootstrap, prefix):
+    """A record's partition does not depend on the worker's client: keyed records without a
+    partition go by murmur2 of the key on both (librdkafka's default would be CRC32), and each
+    transaction reports where its records end the same way."""
+    from kafka import KafkaConsumer
+
+    from hostspec.transport.cloudevents import STRUCTURED
+    from hostspec.transport.transactions import OutRecord, transact
+
+    def read(topic: str) -> list:
+        consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, isolation_level="read_committed",
+                                 auto_offset_reset="earliest", consumer_timeout_ms=3000)
+        rows = [(m.partition, m.offset, m.key, m.value, tuple(m.headers)) for m in consumer]
+        consumer.close()
+        return sorted(rows)
+
+    config = KafkaConfig(bootstrap_servers=bootstrap)
+    written = {}
+    for client in CLIENTS:
+        out = f"{prefix}{client}"
+        ensure_topics(config, [TopicSpec(out, 6, {})])
+        records = [OutRecord(out, None, f"tenant-{i}/course-{i * 7}".encode(), b"v%d" % i, STRUCTURED)
+                   for i in range(60)] + [OutRecord(out, i % 6, b"state-%d" % i, None) for i in range(6)]
+        producer = _pooled_producer(bootstrap, f"{prefix}{client}", client)
+        ends = transact(producer, records, None, None)
+        producer.close()
+        written[client] = (ends, read(out))
+    assert written["kafka-python"] == written["confluent"]
+    assert len(written["confluent"][1]) == 66 and len({row[0] for row in written["confluent"][1]}) == 6

@@ -35,10 +35,13 @@ def expected_stat_keys(sandbox) -> set[str]:
     return keys
 
 
+@pytest.mark.both_clients
 def test_request_sync_cli_runs_through_the_worker(tmp_path, bootstrap, prefix, topics, workers):
     with CourseraSandbox(OrgSpec(contents=25, learners=15, enrollments=80)) as sb:
         worker = workers(write_connections(tmp_path / "c.toml", sb))
         worker.wait_for(r"serves partitions \[0")
+        # the client this pass runs the worker's transactions on (dev/test's second pass: confluent)
+        assert f"transactions through {os.environ.get('KAFKA_CLIENT') or 'kafka-python'})" in worker.log()
         proc = subprocess.run(
             [sys.executable, "-m", "hostspec", "request-sync", "coursera", "--connection", "acme", "--wait",
              "--timeout", "60", "--bootstrap-servers", bootstrap, "--topic-prefix", prefix],
@@ -57,6 +60,7 @@ def test_request_sync_cli_runs_through_the_worker(tmp_path, bootstrap, prefix, t
         assert status["counts"]["stats_emitted"] == len(stats)
 
 
+@pytest.mark.both_clients
 def test_other_client_reads_every_value_as_a_cloudevent(tmp_path, bootstrap, topics, workers):
     """Produced by kafka-python, consumed by confluent-kafka (librdkafka)."""
     confluent_kafka = pytest.importorskip("confluent_kafka")
@@ -147,6 +151,7 @@ def test_two_workers_in_one_group_share_requests(tmp_path, bootstrap, topics, wo
     assert "forwarded to its home partition" in w1.log() + w2.log()
 
 
+@pytest.mark.both_clients
 def test_worker_killed_mid_sync_leaves_the_request_to_the_other(tmp_path, bootstrap, topics, workers):
     with CourseraSandbox(OrgSpec(contents=20, learners=100, enrollments=1500)) as sb:
         conns = write_connections(tmp_path / "c.toml", sb, page_size=50)
@@ -230,7 +235,7 @@ def test_partitions_added_to_the_requests_topic_only_forward(tmp_path, bootstrap
     from hostspec.transport.config import KafkaConfig, TopicSpec, topic_specs
     from hostspec.transport.kafka import ensure_topics
 
-    config = KafkaConfig(bootstrap_servers=bootstrap)
+    config = KafkaConfig.from_env(bootstrap_servers=bootstrap)
     ensure_topics(config, [TopicSpec(topics.requests, 8, {}),
                            *[t for t in topic_specs(topics) if t.name != topics.requests]])
     with CourseraSandbox(OrgSpec(contents=4, learners=4, enrollments=10)) as sb:
@@ -246,7 +251,7 @@ def test_a_requests_topic_smaller_than_the_state_topic_is_refused_at_start(tmp_p
     from hostspec.transport.config import KafkaConfig, TopicSpec, topic_specs
     from hostspec.transport.kafka import ensure_topics
 
-    ensure_topics(KafkaConfig(bootstrap_servers=bootstrap),
+    ensure_topics(KafkaConfig.from_env(bootstrap_servers=bootstrap),
                   [TopicSpec(topics.requests, 3, {}), *[t for t in topic_specs(topics) if t.name != topics.requests]])
     with CourseraSandbox(OrgSpec(contents=2, learners=2, enrollments=2)) as sb:
         conns = write_connections(tmp_path / "c.toml", sb)

@@ -15,9 +15,7 @@ import json
 import re
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import pytest
 import requests as http
@@ -30,10 +28,17 @@ from hostspec.tasks import home_partition
 from hostspec.transport.config import KafkaConfig
 from hostspec.worker import ConnectionsFile, Worker, WorkerSettings
 from tests.conftest import connections_toml
-from tests.integration.conftest import final_status, publish_raw, read_topic, request_event, slow_reports, \
-    statuses_for, write_connections
+from tests.integration.conftest import (
+    final_status,
+    publish_raw,
+    read_topic,
+    request_event,
+    slow_reports,
+    statuses_for,
+    write_connections,
+)
 
-from .conftest import LONG, plan
+from .conftest import LONG
 
 pytestmark = pytest.mark.kafka
 FINAL = ("completed", "partial", "failed", "skipped")
@@ -85,6 +90,7 @@ class StallingWorker(Worker):
             time.sleep(self.stall_s)
 
 
+@pytest.mark.both_clients
 @pytest.mark.parametrize("after", ["leaves", "rejoins"])
 def test_zombie_cannot_commit_after_its_partition_moved(tmp_path, bootstrap, prefix, topics, workers, figures,
                                                        monkeypatch, after):
@@ -101,7 +107,7 @@ def test_zombie_cannot_commit_after_its_partition_moved(tmp_path, bootstrap, pre
                                   max_poll_interval_ms=8000, batch_size=100, batch_seconds=1.0, status_every=100)
         before = {r: metrics.COMMITS_REFUSED.labels(r)._value.get() for r in ("evicted", "generation")}
         before["run"] = metrics.RUNS_CANCELLED.labels("evicted")._value.get()
-        zombie = StallingWorker(get_plugin_manager(), ConnectionsFile(conns), KafkaConfig(bootstrap_servers=bootstrap),
+        zombie = StallingWorker(get_plugin_manager(), ConnectionsFile(conns), KafkaConfig.from_env(bootstrap_servers=bootstrap),
                                 topics, settings, stall_s=40)
         thread = threading.Thread(target=zombie.run, daemon=True)
         thread.start()
@@ -160,6 +166,7 @@ def _epoch(iso: str) -> float:
 
 
 # -- an open transaction at take-over ------------------------------------------------------------------
+@pytest.mark.both_clients
 @pytest.mark.parametrize("takeover", ["another_worker", "same_worker_id_with_its_local_state"])
 def test_open_transaction_at_take_over(tmp_path, bootstrap, prefix, topics, workers, figures, takeover):
     group = f"{prefix}group"
@@ -295,6 +302,7 @@ def test_rolling_restart_moves_only_what_it_must(tmp_path, bootstrap, prefix, to
 
 
 # -- poison ------------------------------------------------------------------------------------------------
+@pytest.mark.both_clients
 def test_poison_never_blocks_a_partition(tmp_path, bootstrap, topics, workers, figures):
     """Two 900 KB requests and a course whose event is larger than Kafka accepts, all on partition 0:
     each is dead-lettered with a reason, and the requests behind them complete at once."""
@@ -433,7 +441,7 @@ def test_a_worker_restores_only_the_state_it_owns(tmp_path, bootstrap, prefix, t
     for name in names:
         homes.setdefault(home_partition(name, 6), name)
     group = f"{prefix}group"
-    config = KafkaConfig(bootstrap_servers=bootstrap)
+    config = KafkaConfig.from_env(bootstrap_servers=bootstrap)
     ensure_topics(config, topic_specs(topics))
     fill_s = _fill_state(bootstrap, topics.state, records, homes)
     # the whole topic, as every worker used to replay it at start

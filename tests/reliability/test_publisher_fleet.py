@@ -71,7 +71,7 @@ def expected_progress(generation: int) -> int:
 
 
 def publish(bootstrap: str, topics: Topics, events: list[ev.Event]) -> None:
-    producer = make_producer(KafkaConfig(bootstrap_servers=bootstrap))
+    producer = make_producer(KafkaConfig.from_env(bootstrap_servers=bootstrap))
     try:
         sink = KafkaSink(producer, topics.for_type)
         for event in events:
@@ -191,7 +191,7 @@ def stop_all(procs) -> None:
 # -- one company failing -----------------------------------------------------------------------------------
 def _deliver_all(tmp_path, bootstrap, prefix, companies, *, failing: Company | None, outage_s: float):
     topics = Topics().with_prefix(prefix)
-    ensure_topics(KafkaConfig(bootstrap_servers=bootstrap), topic_specs(topics))
+    ensure_topics(KafkaConfig.from_env(bootstrap_servers=bootstrap), topic_specs(topics))
     procs = start_publishers(tmp_path, bootstrap, prefix, companies, 3, tag=prefix[-3:])
     try:
         wait_until(lambda: serving(procs), 90, "three publishers serving", procs)
@@ -280,7 +280,7 @@ def _journal_offsets(bootstrap, procs, fleet):
 def test_an_instance_killed_inside_a_bulk_operation(tmp_path, bootstrap, prefix, companies, figures):
     fleet = companies(6, learners=8, courses=3, prefix="k")
     topics = Topics().with_prefix(prefix)
-    ensure_topics(KafkaConfig(bootstrap_servers=bootstrap), topic_specs(topics))
+    ensure_topics(KafkaConfig.from_env(bootstrap_servers=bootstrap), topic_specs(topics))
     procs = start_publishers(tmp_path, bootstrap, prefix, fleet, 3)
     secret = fleet[0].lms.settings["client_secret"]
     try:
@@ -342,7 +342,7 @@ def test_an_instance_killed_inside_a_bulk_operation(tmp_path, bootstrap, prefix,
 def test_newest_wins_between_live_and_parked(tmp_path, bootstrap, prefix, companies, figures, order):
     fleet = companies(4, learners=6, courses=2, prefix="p", absent=3)     # 3 learners not in 360Learning yet
     topics = Topics().with_prefix(prefix)
-    ensure_topics(KafkaConfig(bootstrap_servers=bootstrap), topic_specs(topics))
+    ensure_topics(KafkaConfig.from_env(bootstrap_servers=bootstrap), topic_specs(topics))
     late = {c.tenant: c.mails[:3] for c in fleet}
     procs = start_publishers(tmp_path, bootstrap, prefix, fleet, 3)
     first_gen, second_gen = (1, 2) if order.startswith("older parked") else (2, 1)
@@ -383,7 +383,7 @@ def test_a_course_started_in_a_path_session_is_continued(tmp_path, bootstrap, pr
     attempt: the session was credited at START.)"""
     (company,) = companies(1, learners=5, courses=2, prefix="s")
     topics = Topics().with_prefix(prefix)
-    ensure_topics(KafkaConfig(bootstrap_servers=bootstrap), topic_specs(topics))
+    ensure_topics(KafkaConfig.from_env(bootstrap_servers=bootstrap), topic_specs(topics))
     procs = start_publishers(tmp_path, bootstrap, prefix, [company], 1,
                              target_extra="default_completion = false\ndefault_progress = 1\n")
     session = "65a0000000000000000005e1"
