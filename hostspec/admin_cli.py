@@ -32,15 +32,12 @@ def control_plane(args: argparse.Namespace, plugins: HostPluginManager):
     """The control plane on the configured Kafka (the control topic read to its end)."""
     from .cli import _kafka_config, _topics, settings_policy
     from .control import ControlPlane
-    from .transport.config import topic_specs
     from .transport.control import ConnectionLog, ConnectionWriter
-    from .transport.kafka import ensure_topics
 
     config, topics = _kafka_config(args), _topics(args)
-    ensure_topics(config, topic_specs(topics))
     policy = settings_policy(args)
     writer = ConnectionWriter(config, topics.connections)    # first: it ends what a killed writer left open
-    log = ConnectionLog(config, topics.connections, policy=policy).start()
+    log = ConnectionLog.open(config, topics, policy=policy)
     writer.attach(log)
     return ControlPlane(plugins, config, topics, policy, log=log, writer=writer, target_check=_target_check(policy))
 

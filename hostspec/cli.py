@@ -53,12 +53,8 @@ def connection_source(args: argparse.Namespace):
     from .worker import ConnectionsFile
     if _connections_path(args) != CONTROL_TOPIC:
         return ConnectionsFile(_connections_path(args), policy=settings_policy(args) if args.policy else None)
-    from .transport.config import topic_specs
     from .transport.control import ConnectionLog
-    from .transport.kafka import ensure_topics
-    config, topics = _kafka_config(args), _topics(args)
-    ensure_topics(config, topic_specs(topics))
-    return ConnectionLog(config, topics.connections, policy=settings_policy(args)).start()
+    return ConnectionLog.open(_kafka_config(args), _topics(args), policy=settings_policy(args))
 
 
 def _store(args: argparse.Namespace) -> ConnectionStore:

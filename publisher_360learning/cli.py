@@ -42,12 +42,9 @@ def _live_targets(args: argparse.Namespace, kafka: Any, topics: Any) -> Any:
     if _targets_path(args) != CONTROL_TOPIC:
         return TargetsFile(_targets_path(args))
     from hostspec.policy import SettingsPolicy
-    from hostspec.transport.config import topic_specs
     from hostspec.transport.control import ConnectionLog
-    from hostspec.transport.kafka import ensure_topics
-    ensure_topics(kafka, topic_specs(topics))
     policy = SettingsPolicy.from_env(args.policy, allow_sandboxes=True if args.allow_sandboxes else None)
-    return TargetsFromTopic(ConnectionLog(kafka, topics.connections).start(), policy)
+    return TargetsFromTopic(ConnectionLog.open(kafka, topics), policy)
 
 
 def _names(value: str | None) -> frozenset[str] | None:

@@ -29,9 +29,10 @@ from .. import events as ev
 from ..connections import ConnectionStore
 from ..errors import DeliveryError, HostError, RevisionConflict, TransportError
 from ..policy import SettingsPolicy
+from ..topics import Topics
 from .cloudevents import STRUCTURED, structured_value
-from .config import KafkaConfig
-from .kafka import _unreachable, await_topics, make_producer
+from .config import KafkaConfig, topic_specs
+from .kafka import _unreachable, await_topics, ensure_topics, make_producer
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,13 @@ class ConnectionLog(Documents):
         self.skipped = 0
 
     # -- life ----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, config: KafkaConfig, topics: Topics, *, policy: SettingsPolicy | None = None) -> "ConnectionLog":
+        """The host's topics created where missing, then the connections topic read to its end and
+        followed (what a worker, the admin commands and a publisher each start with)."""
+        ensure_topics(config, topic_specs(topics))
+        return cls(config, topics.connections, policy=policy).start()
+
     def start(self, *, timeout_s: float = 60) -> "ConnectionLog":
         """Read the topic to its current end (then follow it in the background)."""
         try:
