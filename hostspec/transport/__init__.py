@@ -1,8 +1,10 @@
 """Transports: where events go and where requests come from.
 
-Only :mod:`hostspec.transport.kafka` imports the Kafka client; everything else sees the small
-interfaces it exposes. JSON-lines and in-memory sinks for the embedded default live in
-:mod:`hostspec.sinks`.
+The Kafka clients are imported here and nowhere else in the host (the publisher's service is the
+one other user of kafka-python): kafka-python by the modules of this package, confluent-kafka
+(librdkafka) by :mod:`.librdkafka` alone, the worker's optional transactional producer
+(``KAFKA_CLIENT=confluent``). Everything else sees the small interfaces they expose. JSON-lines and
+in-memory sinks for the embedded default live in :mod:`hostspec.sinks`.
 """
 from __future__ import annotations
 
