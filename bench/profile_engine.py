@@ -35,7 +35,7 @@ class NullSink:
     """Serialises every event (as a transport would) and drops it."""
 
     def emit(self, event) -> None:
-        event.to_json()
+        event.to_bytes()
 
     def checkpoint(self, state_records, *, final: bool) -> None:
         pass

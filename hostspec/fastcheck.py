@@ -20,6 +20,29 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 Check = Callable[[Any], bool]
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
+# marshmallow's own validators: their answer depends on the value alone, so it may be remembered
+_PURE = (validate.Regexp, validate.Email, validate.URL, validate.Length, validate.OneOf)
+_COSTLY = (validate.Regexp, validate.Email, validate.URL)     # worth remembering (a regular expression each)
+MEMO_SIZE = 4096
+
+
+def _memo(check: Check) -> Check:
+    """``check`` of strings, remembered for up to :data:`MEMO_SIZE` values (then forgotten at once).
+
+    A run repeats the same tenant, connection, learner emails and dates in thousands of events;
+    each is matched against its regular expression once. Only for checks that depend on the
+    string alone."""
+    known: dict[str, bool] = {}
+
+    def remembered(value: str) -> bool:
+        answer = known.get(value)
+        if answer is None:
+            if len(known) >= MEMO_SIZE:
+                known.clear()
+            answer = known[value] = check(value)
+        return answer
+
+    return remembered
 
 
 def _validators(field: fields.Field) -> Check:
@@ -61,7 +84,10 @@ def _type_check(field: fields.Field) -> Check | None:
         values = _field_check(field.value_field) if field.value_field else (lambda v: True)
         return lambda v: type(v) is dict and all(keys(k) and values(x) for k, x in v.items())
     if isinstance(field, fields.DateTime):
-        return _iso_datetime if field.format == "iso" else None
+        if field.format != "iso":
+            return None
+        dates = _memo(_iso_datetime)
+        return lambda v: type(v) is str and dates(v)
     if isinstance(field, fields.String):  # Email and Url are Strings with validators
         return lambda v: type(v) is str
     if isinstance(field, fields.Integer):
@@ -105,6 +131,16 @@ def _field_check(field: fields.Field) -> Check:
     if type(field) is fields.String and not field.validators:
         return (lambda v: v is None or type(v) is str) if allow_none else (lambda v: type(v) is str)
     validators_ok = _validators(field)
+    if isinstance(field, fields.String) and all(isinstance(v, _PURE) for v in field.validators) \
+            and any(isinstance(v, _COSTLY) for v in field.validators):
+        strings_ok = _memo(validators_ok)
+
+        def string(value: Any) -> bool:
+            if value is None:
+                return allow_none
+            return type(value) is str and strings_ok(value)
+
+        return string
 
     def check(value: Any) -> bool:
         if value is None:

@@ -88,3 +88,19 @@ def test_rules_run_in_the_fast_path_too():
 
     assert check(stat_data())
     assert not check(stat_data(completion_status="completed", progress_percent=50.0))
+
+
+def test_a_remembered_check_asks_once_per_value_and_forgets_at_its_bound():
+    """Regular-expression checks are remembered per value (a run repeats tenants, emails, dates);
+    the memory is bounded: past MEMO_SIZE values it starts afresh."""
+    from hostspec.fastcheck import MEMO_SIZE, _memo
+
+    asked = []
+    check = _memo(lambda v: asked.append(v) or v.startswith("ok"))
+    assert [check("ok-1"), check("bad"), check("ok-1"), check("bad")] == [True, False, True, False]
+    assert asked == ["ok-1", "bad"]
+    for i in range(MEMO_SIZE):
+        check(f"ok-{i}-x")
+    asked.clear()
+    check("ok-1")
+    assert asked == ["ok-1"]          # forgotten once the memory filled up
