@@ -232,6 +232,20 @@ def run_sync(bootstrap: str, scope: str, contents: int, enrollments: int) -> Sam
     return Sample(wall, counts["courses_emitted"] + counts["stats_emitted"], rss, first, cpu)
 
 
+def request_progress(bootstrap: str, topic: str, names: list[str]) -> set[str]:
+    """One full ``progress`` sync request per connection, keyed by connection (the worker's own
+    partitioning); their request ids."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    ids = set()
+    for name in names:
+        request = SyncRequest(str(uuid.uuid4()), name, "coursera", "progress", "bench", mode="full")
+        producer.send(topic, key=name.encode(), value=request.to_event(datetime.now(timezone.utc)).to_json().encode())
+        ids.add(request.request_id)
+    producer.flush()
+    producer.close()
+    return ids
+
+
 def run_many(bootstrap: str, connections: int, enrollments: int) -> tuple[float, float, int]:
     """``connections`` small connections (``enrollments`` rows each, one sandbox) through one
     worker: (the worker's CPU seconds, wall seconds, records) from the first request to the last
@@ -247,15 +261,7 @@ def run_many(bootstrap: str, connections: int, enrollments: int) -> tuple[float,
             time.sleep(1)
             cpu0 = cpu_s(worker.proc.pid)
             t0 = time.monotonic()
-            producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-            ids = set()
-            for name in names:                 # keyed by connection: the worker's own partitioning
-                request = SyncRequest(str(uuid.uuid4()), name, "coursera", "progress", "bench", mode="full")
-                producer.send(topics.requests, key=name.encode(),
-                              value=request.to_event(datetime.now(timezone.utc)).to_json().encode())
-                ids.add(request.request_id)
-            producer.flush()
-            producer.close()
+            ids = request_progress(bootstrap, topics.requests, names)
             _first, wall, finals = follow(bootstrap, topics, topics.learner_stats, ids, t0)
             cpu = cpu_s(worker.proc.pid) - cpu0
         finally:
