@@ -1,7 +1,7 @@
 """The worker's transactional producer on librdkafka (confluent-kafka), behind kafka-python's shape.
 
-``KAFKA_CLIENT=confluent`` (or ``--kafka-client confluent``) makes :class:`~.transactions.ProducerPool`
-build these instead of kafka-python producers. Only the worker's transactional output moves: its
+``KAFKA_CLIENT=confluent`` makes :class:`~.transactions.ProducerPool` build these instead of
+kafka-python producers (this module is imported only then). Only the worker's transactional output moves: its
 consumer, its rebalance handling and every other producer stay on kafka-python. The reason is cost:
 kafka-python spends about 40 µs of Python per record sent (accumulator, futures, its sender thread
 under the GIL); librdkafka does that work in C threads (see BENCHMARKS.md).
@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any, NamedTuple
 
+import confluent_kafka as ck
 from kafka import errors as kerr
 
 from .config import KafkaConfig
@@ -73,16 +74,14 @@ def group_metadata_bytes(metadata: Any) -> bytes:
 
 def translate(error: Any) -> BaseException:
     """A librdkafka ``KafkaError`` as the kafka-python exception :mod:`.transactions` classifies."""
-    from confluent_kafka import KafkaError as CError
-
     code, text = error.code(), error.str()
-    if error.fatal() or code in (CError._FENCED, CError._FATAL):
+    if error.fatal() or code in (ck.KafkaError._FENCED, ck.KafkaError._FATAL):
         return kerr.ProducerFencedError(text)
-    if code == CError._TIMED_OUT:       # a transactional step's timeout: outcome unknown, producer given up
+    if code == ck.KafkaError._TIMED_OUT:       # a transactional step's timeout: outcome unknown, producer given up
         return Stuck(text)
-    if code == CError._STATE:
+    if code == ck.KafkaError._STATE:
         return kerr.IllegalStateError(text)
-    if code == CError._MSG_TIMED_OUT:
+    if code == ck.KafkaError._MSG_TIMED_OUT:
         return kerr.KafkaTimeoutError(text)
     if code >= 0:
         return kerr.for_code(code)(text)
@@ -99,8 +98,6 @@ class TransactionalProducer:
 
     def __init__(self, config: KafkaConfig, *, transactional_id: str, transaction_timeout_ms: int = 60_000,
                  linger_ms: int = 10):
-        from confluent_kafka import Producer
-
         self.config = {"transaction_timeout_ms": transaction_timeout_ms}
         self._span = transaction_timeout_ms / 1000 + STEP_MARGIN_S
         self._deadline = 0.0
@@ -111,16 +108,14 @@ class TransactionalProducer:
                          # keyed records without a partition land where the Java client (and
                          # kafka-python's partitioner) puts them: murmur2 of the key
                          "partitioner": "murmur2_random"})
-        self._producer = Producer(settings, logger=log)
+        self._producer = ck.Producer(settings, logger=log)
         self._partitions: dict[str, tuple[float, set[int]]] = {}
         self._lock = threading.Lock()
 
     def _call(self, step: Any, *args: Any, **kwargs: Any) -> Any:
-        from confluent_kafka import KafkaException
-
         try:
             return step(*args, **kwargs)
-        except KafkaException as exc:
+        except ck.KafkaException as exc:
             raise translate(exc.args[0]) from None
 
     def _left(self) -> float:
@@ -137,9 +132,7 @@ class TransactionalProducer:
         self._call(self._producer.begin_transaction)
 
     def send_offsets_to_transaction(self, offsets: dict[Any, Any], group_metadata: Any) -> None:
-        from confluent_kafka import TopicPartition
-
-        positions = [TopicPartition(tp.topic, tp.partition, meta.offset) for tp, meta in offsets.items()]
+        positions = [ck.TopicPartition(tp.topic, tp.partition, meta.offset) for tp, meta in offsets.items()]
         self._call(self._producer.send_offsets_to_transaction, positions, group_metadata_bytes(group_metadata),
                    self._left())
 

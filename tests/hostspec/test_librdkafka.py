@@ -11,9 +11,9 @@ from kafka.structs import ConsumerGroupMetadata
 
 from hostspec.transport import transactions as tx
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.librdkafka import group_metadata_bytes, translate
 
 ck = pytest.importorskip("confluent_kafka")
+from hostspec.transport.librdkafka import group_metadata_bytes, translate  # noqa: E402  (needs confluent-kafka)
 
 
 @pytest.mark.parametrize("instance", [None, "worker-7"])
