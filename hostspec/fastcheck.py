@@ -12,6 +12,7 @@ given to data marshmallow would refuse.
 """
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Any, Callable, Mapping
@@ -27,22 +28,12 @@ MEMO_SIZE = 4096
 
 
 def _memo(check: Check) -> Check:
-    """``check`` of strings, remembered for up to :data:`MEMO_SIZE` values (then forgotten at once).
+    """``check`` of strings, remembered for the last :data:`MEMO_SIZE` values.
 
     A run repeats the same tenant, connection, learner emails and dates in thousands of events;
     each is matched against its regular expression once. Only for checks that depend on the
     string alone."""
-    known: dict[str, bool] = {}
-
-    def remembered(value: str) -> bool:
-        answer = known.get(value)
-        if answer is None:
-            if len(known) >= MEMO_SIZE:
-                known.clear()
-            answer = known[value] = check(value)
-        return answer
-
-    return remembered
+    return functools.lru_cache(maxsize=MEMO_SIZE)(check)
 
 
 def _validators(field: fields.Field) -> Check:

@@ -92,7 +92,7 @@ def test_rules_run_in_the_fast_path_too():
 
 def test_a_remembered_check_asks_once_per_value_and_forgets_at_its_bound():
     """Regular-expression checks are remembered per value (a run repeats tenants, emails, dates);
-    the memory is bounded: past MEMO_SIZE values it starts afresh."""
+    the memory is bounded: past MEMO_SIZE newer values, an old one is asked again."""
     from hostspec.fastcheck import MEMO_SIZE, _memo
 
     asked = []
