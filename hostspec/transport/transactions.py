@@ -354,7 +354,7 @@ class ProducerPool:
     def _make(self, slot: int) -> Any:
         producer: Any
         try:
-            if getattr(self._config, "client", None) == "confluent":
+            if self._config.client == "confluent":
                 from .librdkafka import TransactionalProducer
 
                 producer = TransactionalProducer(self._config, transactional_id=f"{self._prefix}-{slot}",

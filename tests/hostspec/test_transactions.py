@@ -19,6 +19,7 @@ from hostspec.errors import (
 from hostspec.events import make_event
 from hostspec.tasks import PartitionTask
 from hostspec.transport import transactions as tx
+from hostspec.transport.config import KafkaConfig
 
 MEMBER = SimpleNamespace(generation_id=3, member_id="m")
 
@@ -188,7 +189,7 @@ def test_a_failed_re_creation_leaves_the_slot_to_a_later_attempt(monkeypatch):
         return Producer()
 
     monkeypatch.setattr(tx, "make_producer", make)
-    pool = tx.ProducerPool(None, "g.w", 1)
+    pool = tx.ProducerPool(KafkaConfig(), "g.w", 1)
     slot, producer = pool.take()
     pool.give_back(slot, producer, broken=True)        # re-created lazily, by the next taker
     with pytest.raises(TransportError):
