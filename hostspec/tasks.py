@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Collection
 
 from .errors import RunAbandoned
+from .offsets import OffsetTracker
 from .transport.murmur2 import partition_for
 
 if TYPE_CHECKING:
@@ -106,8 +107,7 @@ class PartitionTask:
         self.commit_lock = threading.Lock()
         self.revoked = threading.Event()
         self._offsets = threading.Lock()
-        self._inflight: set[int] = set()
-        self._next: int | None = None
+        self._tracker: OffsetTracker | None = None      # from the start offset, once restored
         self._checked_at = 0.0
         self._member_ok = True
         self._runs = threading.Lock()
@@ -130,33 +130,32 @@ class PartitionTask:
     # -- offsets (any thread) ----------------------------------------------------------------------
     def start(self) -> None:
         """Restored: requests are read from the committed offset (anything read before is dropped)."""
-        with self._offsets:
-            self._inflight.clear()
-            self._next = self.start_offset
+        with self._offsets:   # nothing committed yet: from the first offset read
+            self._tracker = None if self.start_offset is None else OffsetTracker(self.start_offset)
         self.backlog.clear()
         self.phase = READY
 
-    def fetched(self, offset: int) -> None:
+    def fetched(self, offset: int) -> bool:
+        """A request read; False when it was read before (not to be handled twice)."""
         with self._offsets:
-            self._inflight.add(offset)
-            self._next = offset + 1 if self._next is None else max(self._next, offset + 1)
+            if self._tracker is None:
+                self._tracker = OffsetTracker(offset)
+            return self._tracker.read(offset)
 
     def offset_to_commit(self, finishing: Collection[int]) -> int:
         with self._offsets:
-            rest = self._inflight.difference(finishing)
-            if rest:
-                return min(rest)
-            assert self._next is not None, "a transaction before any request was fetched"
-            return self._next
+            assert self._tracker is not None, "a transaction before any request was fetched"
+            return self._tracker.commit_position(finishing)
 
     def finished(self, offset: int) -> None:
         with self._offsets:
-            self._inflight.discard(offset)
+            if self._tracker is not None:
+                self._tracker.finished(offset)
 
     @property
     def unfinished(self) -> int:
         with self._offsets:
-            return len(self._inflight)
+            return self._tracker.unfinished if self._tracker is not None else 0
 
     # -- where a connection's state stands in the changelog -------------------------------------------
     def state_written(self, scope: str, end: int) -> None:

@@ -482,7 +482,8 @@ class Worker:
                 task = self._tasks.get(msg.tp)
             if task is None or task.revoked.is_set() or task.phase != READY:
                 continue    # given up meanwhile (its new owner reads it again), or read again once restored
-            task.fetched(msg.offset)
+            if not task.fetched(msg.offset):
+                continue    # read before (handed over twice): handled once
             task.backlog.append(msg)
             if task.unfinished >= MAX_BACKLOG and not task.paused:   # read, not yet ended: bounded
                 self._consumer.pause(msg.tp)
