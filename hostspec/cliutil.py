@@ -34,6 +34,14 @@ def port(text: str) -> int:
     return value
 
 
+def byte_size(text: str) -> int:
+    """argparse type of a size in bytes, with an optional K, M or G suffix (powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)[iI]?[bB]?\s*", text)
+    if not match or int(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in bytes (e.g. 536870912 or 512M)")
+    return int(match.group(1)) * 1024 ** " KMG".index(match.group(2).upper() or " ")
+
+
 def plain(text: str | None) -> str | None:
     """A docstring as help text: reST literals and roles as plain words."""
     if text is None:

@@ -66,6 +66,12 @@ PUBLISHER_LANE_BACKLOG = Gauge("publisher_lane_backlog", "Events of one connecti
                                ["connection"])
 PUBLISHER_LAST = Gauge("publisher_last_delivery_timestamp_seconds",
                        "When a connection's records were last delivered (Unix time)", ["connection"])
+PUBLISHER_PARKED = Gauge("publisher_parked_stats", "Stats of one connection parked now (their learner or "
+                         "course not in 360Learning yet), as this instance's ledger knows them", ["connection"])
+PUBLISHER_HELD_BYTES = Gauge("publisher_held_bytes", "Estimated bytes of events held in the lanes, against "
+                             "the instance's memory budget (--memory-budget)")
+PUBLISHER_LEFT_IN_KAFKA = Counter("publisher_events_left_in_kafka_total", "Events not kept in memory (a full "
+                                  "lane, or the memory budget taking them back), read again later", ["cause"])
 
 _STAT_FIELDS = {"courses_emitted": ("course", "emitted"), "courses_unchanged": ("course", "unchanged"),
                 "courses_removed": ("removal", "emitted"), "stats_emitted": ("stat", "emitted"),

@@ -15,10 +15,11 @@ import signal
 import sys
 from typing import Any, Sequence
 
-from hostspec.cliutil import guarded, log_level, plain, port
+from hostspec.cliutil import byte_size, guarded, log_level, plain, port
 from hostspec.logs import setup_logging
 
-from . import __version__
+from . import __version__, contract
+from .budget import DEFAULT_BUDGET
 from .errors import Learning360Error
 
 DEFAULT_TARGETS = "targets.toml"
@@ -69,6 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = ServiceSettings(group_id=args.group_id, batch_size=args.batch_size, batch_seconds=args.batch_seconds,
                                retry_interval_s=args.retry_interval, session_timeout_ms=args.session_timeout_ms,
                                instance=args.instance, concurrency=args.concurrency, lane_cap=args.lane_cap,
+                               memory_budget=args.memory_budget, company_lanes=args.company_lanes,
+                               revoke_wait_s=args.revoke_wait,
                                connections=_names(args.connections), tenants=_names(args.tenants),
                                except_tenants=_names(args.except_tenants) or frozenset(),
                                ledger_topic=args.ledger_topic)
@@ -83,12 +86,12 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"/metrics, /health, /ready", file=sys.stderr)
     service.run()
     print(f"publisher-360learning: stopped after {service.batches} batches: "
-          + ", ".join(f"{k}={v}" for k, v in sorted(service.totals.items())), file=sys.stderr)
+          + ", ".join(f"{k}={v}" for k, v in sorted(service.totals.items()))
+          + f"; {service.parked_now} stats parked now", file=sys.stderr)
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from . import contract
     from .delivery import client_for_target
 
     targets = _targets(args)
@@ -173,6 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="connections delivered at once, each in its own lane (default 4)")
     p.add_argument("--lane-cap", type=int, default=50_000, metavar="N",
                    help="events one connection keeps in memory; more are read again later (default 50000)")
+    p.add_argument("--memory-budget", type=byte_size, default=DEFAULT_BUDGET, metavar="BYTES",
+                   help="bytes of events all connections keep in memory together (suffix K, M or G); past it the "
+                        "biggest lanes leave their newest events in Kafka, read again later (default 512M)")
+    p.add_argument("--company-lanes", type=int, default=contract.BULK_CONCURRENCY, metavar="N",
+                   help="connections of one company delivered at once, at most its bulk slots "
+                        f"(default {contract.BULK_CONCURRENCY})")
+    p.add_argument("--revoke-wait", type=float, default=120.0, metavar="S",
+                   help="when partitions move to another instance, wait this long for their deliveries to end "
+                        "(a delivery left behind writes nothing more; default 120)")
     p.add_argument("--connections", metavar="A,B", help="serve only these connections (a per-company publisher; "
                                                         "use its own --group-id); others are skipped")
     p.add_argument("--tenants", metavar="A,B", help="serve only these tenants (companies); others are skipped")

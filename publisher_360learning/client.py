@@ -7,11 +7,13 @@ are shared by every thread and every connection of that company.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
 import time
-from typing import Any, Callable, Iterator
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import requests
 import tenacity
@@ -24,7 +26,11 @@ from . import contract
 from .errors import PermanentError, TargetConfigError, TransientError, error_code
 from .ratelimit import TokenBucket
 
+if TYPE_CHECKING:
+    from .ownership import Fence
+
 log = logging.getLogger(__name__)
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Learning360Client:
@@ -58,8 +64,20 @@ class Learning360Client:
             stop=tenacity.stop_after_attempt(max_attempts), sleep=sleep, reraise=True,
             before_sleep=self._before_retry)
 
+        self._fence: Fence | None = None
+
     def __repr__(self) -> str:
         return f"Learning360Client(base_url={self.base_url!r}, client_id={self.client_id!r}, secret=***)"
+
+    def fenced(self, fence: Fence | None) -> "Learning360Client":
+        """This client (same session, token, rate limits and bulk slots) for one delivery whose
+        every write first passes ``fence`` (:mod:`.ownership`): a delivery whose partitions were
+        given up meanwhile writes nothing more."""
+        if fence is None:
+            return self
+        view = copy.copy(self)
+        view._fence = fence
+        return view
 
     def close(self) -> None:
         self._session.close()
@@ -98,11 +116,13 @@ class Learning360Client:
     def _call(self, method: str, path_or_url: str, params: Any, body: Any, *, reauthorized: bool = False):
         url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
         token = self._token.get()
-        (self.writes if method in ("POST", "PUT", "PATCH", "DELETE") else self.reads).acquire()
+        (self.writes if method in _WRITES else self.reads).acquire()
         where = f"{method} {_path(url)}"
+        writing = self._fence.writing(where) if self._fence is not None and method in _WRITES else nullcontext()
         try:
-            resp = self._session.request(method, url, params=params, json=body, timeout=self._timeout, headers={
-                "Authorization": f"Bearer {token}", contract.VERSION_HEADER: contract.VERSION})
+            with writing:
+                resp = self._session.request(method, url, params=params, json=body, timeout=self._timeout, headers={
+                    "Authorization": f"Bearer {token}", contract.VERSION_HEADER: contract.VERSION})
         except requests.RequestException as exc:
             raise TransientError(f"{where}: {type(exc).__name__}") from None
         self._count(method, resp.status_code)

@@ -65,6 +65,7 @@ from .items import (
     to_external_course,
 )
 from .ledger import DELIVERED, FAILED, PARKED, SENT, Ledger, Record
+from .ownership import Fence
 from .settings import Target
 
 log = logging.getLogger(__name__)
@@ -165,18 +166,21 @@ class Deliverer:
                 out.retry[connection] = (items, exc)
         return out
 
-    def deliver_connection(self, connection: str, items: list[Inbound], *, settle: bool = False) -> Outcome:
+    def deliver_connection(self, connection: str, items: list[Inbound], *, settle: bool = False,
+                           fence: Fence | None = None) -> Outcome:
         """Deliver one connection's events (and its pending tags), or raise :class:`TransientError`
         with nothing acknowledged: the caller keeps ``items`` and tries again later.
 
         :param settle: first wait until the company has no bulk operation still unfinished in
             360Learning (the first delivery after a take-over: an operation the previous owner
-            submitted may still run, and must not land after newer content)."""
+            submitted may still run, and must not land after newer content).
+        :param fence: every write to 360Learning passes it first (:mod:`.ownership`): raises
+            :class:`.ownership.LaneRevoked` once the events' partitions are no longer ours."""
         out = Outcome()
         if settle and connection in self.targets:
             self.settle(self.client(self.targets[connection]), connection)
         if not items:
-            self._pending_tags(connection, out)
+            self._pending_tags(connection, out, fence)
             return out
         d = items[0].data
         with log_context(tenant=d["tenant"], connection=connection, provider=d["provider"]):
@@ -184,19 +188,19 @@ class Deliverer:
             for item in items:
                 by_group.setdefault((item.data["group_id"], item.data["provider"]), []).append(item)
             for (group_id, provider), group_items in by_group.items():
-                self._deliver_connection(connection, group_id, provider, d["tenant"], group_items, out)
-            self._pending_tags(connection, out)
+                self._deliver_connection(connection, group_id, provider, d["tenant"], group_items, out, fence)
+            self._pending_tags(connection, out, fence)
         return out
 
     def _deliver_connection(self, connection: str, group_id: str, provider: str, tenant: str, items: list[Inbound],
-                            out: Outcome) -> None:
+                            out: Outcome, fence: Fence | None) -> None:
         target = self.targets.get(connection)
         if target is None:
             done: set[int] = set()
             for item in items:
                 self._reject(item, "no_target", f"no 360Learning target for connection {connection!r}", out, done)
             return
-        client = self.client(target)
+        client = self.client(target).fenced(fence)
         for attempt in (1, 2):
             part, done = Outcome(), set()
             try:
@@ -302,7 +306,7 @@ class Deliverer:
                 self.ledger.remember_courses(integration_id, [(external_id, course_id)])
         return course_id
 
-    def _pending_tags(self, connection: str, out: Outcome) -> None:
+    def _pending_tags(self, connection: str, out: Outcome, fence: Fence | None = None) -> None:
         """The tags step: merge the provider tags of every course of ``connection`` still pending.
 
         A transient failure leaves the rest pending (``out.tags_pending``: the caller runs the
@@ -312,7 +316,7 @@ class Deliverer:
         target = self.targets.get(connection)
         if not pending or target is None:
             return
-        client = self.client(target)
+        client = self.client(target).fenced(fence)
         for course_id, names in pending.items():
             try:
                 self._merge_tags(client, course_id, names)
@@ -528,10 +532,13 @@ class Deliverer:
         return successes
 
     # -- outcomes --------------------------------------------------------------------------------------------
-    def _done(self, item: Inbound, what: str, out: Outcome, done: set[int]) -> None:
+    def _done(self, item: Inbound, what: str, out: Outcome, done: set[int], *, unparked: str = "released") -> None:
         kind = item.record().kind
         out.counts[f"{kind}_{what}"] += 1
         metrics.PUBLISHER_RECORDS.labels(item.data.get("connection", "?"), kind, what).inc()
+        if item.parked is not None:     # a parked stat leaves the parked topic: counted once, released or expired
+            out.counts[f"stat_unparked_{unparked}"] += 1
+            metrics.PUBLISHER_RECORDS.labels(item.data.get("connection", "?"), kind, f"unparked_{unparked}").inc()
         if what == "delivered":
             metrics.PUBLISHER_LAST.labels(item.data.get("connection", "?")).set(self._now().timestamp())
         done.add(id(item))
@@ -542,14 +549,14 @@ class Deliverer:
         return self._dead_letter(item, reason, errors)
 
     def _reject(self, item: Inbound, reason: str, errors: Any, out: Outcome, done: set[int], *,
-                mark: bool = True) -> None:
+                mark: bool = True, unparked: str = "released") -> None:
         record = item.record()
         if mark:
             self.ledger.mark([(record, FAILED, None, None, f"{reason}: {errors}", None)])
         out.dead.append(self._dead_letter(item, reason, errors))
         log.warning("connection %s: %s %s not delivered: %s: %s", item.data.get("connection"), record.kind,
                     record.key.replace("\x1f", "/"), reason, errors)
-        self._done(item, "rejected", out, done)
+        self._done(item, "rejected", out, done, unparked=unparked)
 
     def _dead_letter(self, item: Inbound, reason: str, errors: Any) -> ev.Event:
         record = item.record()
@@ -567,7 +574,8 @@ class Deliverer:
         previous = item.parked or {}
         first = datetime.fromisoformat(previous["first_parked_at"]) if previous else now
         if now - first > self.max_park:
-            self._reject(item, f"{reason}_expired", f"{detail} (parked since {ev.isoformat(first)})", out, done)
+            self._reject(item, f"{reason}_expired", f"{detail} (parked since {ev.isoformat(first)})", out, done,
+                         unparked="expired")
             return
         attempts = int(previous.get("attempts", 0)) + 1
         d = item.data
@@ -578,8 +586,11 @@ class Deliverer:
                                         subject=item.record().key.replace("\x1f", "/"), time=now,
                                         id_content=f"{item.event.id}/{attempts}"))
         self.ledger.mark([(item.record(), PARKED, None, None, f"{reason}: {detail}", None)])
-        out.counts[f"stat_parked_{reason}"] += 1
-        metrics.PUBLISHER_RECORDS.labels(d["connection"], "stat", f"parked_{reason}").inc()
+        if not previous:        # counted once when parked, not again at every retry round
+            out.counts[f"stat_parked_{reason}"] += 1
+            metrics.PUBLISHER_RECORDS.labels(d["connection"], "stat", f"parked_{reason}").inc()
+        else:
+            out.counts["stat_still_parked"] += 1
         done.add(id(item))
 
 

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at REAL NOT NULL, attempt TEXT, recency TEXT, tenant TEXT);
 CREATE INDEX IF NOT EXISTS deliveries_course ON deliveries (course);
 CREATE INDEX IF NOT EXISTS deliveries_learner ON deliveries (learner);
+CREATE INDEX IF NOT EXISTS deliveries_status ON deliveries (status);
 CREATE TABLE IF NOT EXISTS history (
     key TEXT NOT NULL, at REAL NOT NULL, status TEXT NOT NULL, operation_id TEXT, detail TEXT);
 CREATE INDEX IF NOT EXISTS history_key ON history (key);
@@ -183,6 +184,12 @@ class Ledger:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self._db.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall())
+
+    def parked_by_connection(self) -> dict[str, int]:
+        """Stats parked now, per connection."""
+        with self._lock:
+            return dict(self._db.execute("SELECT connection, COUNT(*) FROM deliveries WHERE status = ? "
+                                         "GROUP BY connection", (PARKED,)).fetchall())
 
     # -- 360Learning ids ------------------------------------------------------------------------------
     def integration(self, connection: str, group_id: str, label: str) -> str | None:

@@ -38,6 +38,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -64,14 +65,20 @@ from hostspec.transport.kafka import (
 )
 from hostspec.transport.routing import Router
 
+from hostspec.offsets import OffsetTracker
+
 from . import contract
+from .budget import DEFAULT_BUDGET, MemoryBudget, event_size
 from .delivery import SOURCE, Deliverer, Inbound, Outcome
 from .errors import TransientError
 from .journal import LedgerJournal, journal_spec
-from .lanes import BACKOFF_S, Lane, Offsets, Pending
+from .lanes import BACKOFF_S, Lane, Pending
+from .ownership import Fence, LaneRevoked, Ownership
 from .settings import Target
 
 log = logging.getLogger(__name__)
+WRITE_WAIT_S = 90.0     # a revocation waits this long at most for a 360Learning write in flight (one HTTP call)
+GAUGES_EVERY_S = 15.0
 DELIVERABLE = (ev.COURSE_UPSERTED, ev.COURSE_REMOVED, ev.LEARNER_STAT_UPSERTED)
 
 
@@ -87,6 +94,8 @@ class ServiceSettings:
     instance: str | None = None             # a stable name: static membership, a restart resumes at once
     concurrency: int = 4                    # lanes delivering at once
     lane_cap: int = 50_000                  # events one lane keeps in memory
+    memory_budget: int = DEFAULT_BUDGET     # bytes of events all lanes keep in memory together
+    company_lanes: int = contract.BULK_CONCURRENCY   # lanes of one company delivering at once (<= its bulk slots)
     revoke_wait_s: float = 120.0
     commit_interval_s: float = 1.0
     connections: frozenset[str] | None = None   # serve only these connections
@@ -105,7 +114,7 @@ class PublisherService:
         self._stop = threading.Event()
         self._events: queue.Queue = queue.Queue()        # membership changes, from kafka-python's IO thread
         self._lanes: dict[str, Lane] = {}
-        self._offsets: dict[Partition, Offsets] = {}
+        self._offsets: dict[Partition, OffsetTracker] = {}
         self._running: dict[Future, tuple[Lane, list[Pending]]] = {}
         self._busy: dict[Partition, int] = {}            # lane batches in flight per partition
         self._busy_lock = threading.Lock()
@@ -125,6 +134,14 @@ class PublisherService:
         self.totals: dict[str, int] = {}
         self._last_poll = 0.0
         self._consumer: RequestConsumer | None = None
+        self._budget = MemoryBudget(settings.memory_budget)
+        self._ownership = Ownership(lambda: self._consumer.group_metadata())   # type: ignore[union-attr]
+        self._company_lanes = max(1, min(settings.company_lanes, contract.BULK_CONCURRENCY))
+        self._dispatch_from = 0               # where the next dispatch starts looking (round robin)
+        self._refusing = False                # over the memory budget with nothing left to give back
+        self._gauges_at = 0.0
+        self._parked_shown: set[str] = set()
+        self.parked_now = 0                   # stats parked now (the ledger's count), for the summary
 
     def stop(self) -> None:
         self._stop.set()
@@ -167,6 +184,7 @@ class PublisherService:
             self._start_round()
             while not self._stop.is_set() and (max_batches is None or self.batches < max_batches):
                 probe()
+                self._gauges()
                 self._membership()
                 if self._targets is not None:
                     self._refresh_targets()
@@ -187,6 +205,18 @@ class PublisherService:
             producer.close(timeout=10)
             self.deliverer.close()
 
+    def _gauges(self, *, force: bool = False) -> None:
+        """Parked stats now, per connection (the ledger's count; every ``GAUGES_EVERY_S``)."""
+        now = time.monotonic()
+        if not force and now - self._gauges_at < GAUGES_EVERY_S:
+            return
+        self._gauges_at = now
+        parked = self.deliverer.ledger.parked_by_connection()
+        for connection in self._parked_shown | set(parked):
+            metrics.PUBLISHER_PARKED.labels(connection).set(parked.get(connection, 0))
+        self._parked_shown = set(parked)
+        self.parked_now = sum(parked.values())
+
     def _drain(self) -> None:
         """Stopping: let running deliveries end, account for them, commit what is finished."""
         deadline = time.monotonic() + 60
@@ -194,6 +224,7 @@ class PublisherService:
             time.sleep(0.05)
             self._finish_done()
         self._commit(force=True)
+        self._gauges(force=True)
         if self._outbox:
             log.warning("stopping with %d records not acknowledged by Kafka: their events are read again "
                         "at the next start", len(self._outbox))
@@ -223,15 +254,28 @@ class PublisherService:
         self._events.put(("assigned", partitions))
 
     def _revoked(self, partitions: set[Partition]):               # kafka-python's IO thread
+        """Fence first (no write of a delivery on these partitions may start from now on), then
+        wait for the writes in flight, and for the deliveries themselves up to ``revoke_wait_s``."""
+        self._ownership.revoke(partitions)
         self._events.put(("revoked", partitions))
-        deadline = time.monotonic() + self.settings.revoke_wait_s
+        started = time.monotonic()
+        deadline = started + self.settings.revoke_wait_s
+        writes_deadline = started + max(self.settings.revoke_wait_s, WRITE_WAIT_S)
 
         def barrier() -> bool:
+            now = time.monotonic()
+            if self._ownership.writes_in_flight(partitions):
+                if now < writes_deadline:
+                    return False
+                log.error("revocation: a write to 360Learning on %s still in flight after %.0fs; giving the "
+                          "partitions up anyway (the new owner waits for the operations it finds unfinished)",
+                          sorted(partitions), now - started)
+                return True
             with self._busy_lock:
                 busy = [tp for tp in partitions if self._busy.get(tp)]
-            if busy and time.monotonic() >= deadline:
-                log.warning("revocation: deliveries on %s still running after %.0fs; leaving them behind",
-                            sorted(busy), self.settings.revoke_wait_s)
+            if busy and now >= deadline:
+                log.warning("revocation: deliveries on %s still running after %.0fs; leaving them behind (fenced: "
+                            "they write nothing more to 360Learning)", sorted(busy), self.settings.revoke_wait_s)
                 return True
             return not busy
         return barrier
@@ -262,7 +306,7 @@ class PublisherService:
         (their trackers go; a delivery still running finds its tracker stale)."""
         units = {p % self._units for _t, p in partitions}
         for lane in self._lanes.values():
-            lane.queue = type(lane.queue)(p for p in lane.queue if p.tp not in partitions)
+            lane.discard(lambda p: p.tp not in partitions)
             if lane.unit in units:
                 lane.tags_due = None
         for tp in partitions:
@@ -272,7 +316,7 @@ class PublisherService:
             self._ready.discard(tp)
         self._to_finish = [p for p in self._to_finish if p.tp not in partitions]
         self._parked_paused -= partitions
-        log.info("publisher gave up %d partitions", len(partitions))
+        log.info("publisher gave up %d partitions (units %s)", len(partitions), sorted(units))
 
     def _restore(self, partitions: set[Partition]) -> None:
         """Rebuild the ledger of the units of newly assigned partitions, their partitions paused
@@ -318,6 +362,7 @@ class PublisherService:
                 if mine:
                     self._restore(mine)
                 continue
+            self._ownership.grant(mine)
             for tp in mine:
                 del self._restoring[tp]
                 self._on_partition(self._consumer.seek, tp, committed[tp])
@@ -369,7 +414,7 @@ class PublisherService:
                 self._parked_paused.add(tp)
                 stopped.add(tp)
                 continue
-            offsets = self._offsets.setdefault(tp, Offsets(msg.offset))
+            offsets = self._offsets.setdefault(tp, OffsetTracker(msg.offset))
             item, dead = _parse(msg)
             if item is not None and not self._mine(item):
                 if offsets.read(msg.offset, None, keep=True):
@@ -378,19 +423,51 @@ class PublisherService:
                 continue
             connection = item.data.get("connection") if item is not None else None
             lane = self._lane(connection, tp[1] % self._units) if connection is not None else None
-            if not offsets.read(msg.offset, connection, keep=lane is None or not lane.full):
-                if lane is not None and lane.full:
-                    lane.overflowed = True
+            keep = lane is None or not (lane.full or self._refusing)
+            if not offsets.read(msg.offset, connection, keep=keep):
+                if not keep:
+                    lane.overflowed = True      # type: ignore[union-attr]
+                    metrics.PUBLISHER_LEFT_IN_KAFKA.labels("memory_budget" if self._refusing else "lane_cap").inc()
                 continue
-            pending = Pending(tp, msg.offset, item, seen=now, tracker=offsets)
+            pending = Pending(tp, msg.offset, item, seen=now, tracker=offsets, size=event_size(msg.value))
             if item is None:
                 if dead is not None:
                     self._outbox.append((self.topics.dead_letter, None, dead.key, dead.to_json().encode("utf-8")))
                     self._count("malformed")
                 self._to_finish.append(pending)
                 continue
-            lane.queue.append(pending)
+            lane.add(pending)
+        self._keep_within_budget()
         self._restored()
+
+    def _keep_within_budget(self) -> None:
+        """Over the memory budget: the biggest lanes give their newest events back to Kafka; if
+        that is not enough (deliveries in flight hold the rest), nothing more is kept and the
+        partitions pause until the lanes are back under the low mark."""
+        lanes = list(self._lanes.values())
+        evicted = 0
+        for lane, given_back in self._budget.evict(lanes):
+            for p in given_back:
+                p.tracker.evict(p.offset, lane.connection)
+            evicted += len(given_back)
+        if evicted:
+            metrics.PUBLISHER_LEFT_IN_KAFKA.labels("memory_budget").inc(evicted)
+            log.info("memory budget (%d MB) reached: %d events of the biggest lanes left in Kafka, read again once "
+                     "they can be delivered", self._budget.limit // 2**20, evicted)
+        held = self._budget.held(lanes)
+        metrics.PUBLISHER_HELD_BYTES.set(held)
+        if not self._refusing and self._budget.over(held):
+            self._refusing = True
+            log.warning("memory budget (%d MB) reached by deliveries in flight: reading paused",
+                        self._budget.limit // 2**20)
+            for tp in self._consumer.assignment():
+                self._on_partition(self._consumer.pause, tp)
+        elif self._refusing and held <= self._budget.low * self._budget.limit:
+            self._refusing = False
+            log.info("back under the memory budget: reading again")
+            for tp in self._consumer.assignment():
+                if tp in self._ready and tp not in self._parked_paused:
+                    self._on_partition(self._consumer.resume, tp)
 
     def _mine(self, item: Inbound) -> bool:
         s = self.settings
@@ -404,30 +481,42 @@ class PublisherService:
         return (target.base_url, target.client_id) if target is not None else None
 
     def _dispatch(self) -> None:
+        """Start the lanes that are due, round robin, while threads are free; one company's lanes
+        take at most ``company_lanes`` of them (its bulk slots), so the others always get theirs."""
         s = self.settings
         now = time.monotonic()
         ready_units = {p % self._units for _t, p in self._ready}
-        for lane in self._lanes.values():
+        companies = Counter(self._company(lane.connection) for lane, _batch in self._running.values())
+        lanes = list(self._lanes.values())
+        first = self._dispatch_from % len(lanes) if lanes else 0
+        for i, lane in enumerate(lanes[first:] + lanes[:first]):
             if len(self._running) >= s.concurrency:
                 return
             metrics.PUBLISHER_LANE_BACKLOG.labels(lane.connection).set(len(lane.queue))
             if not lane.due(now, batch_size=s.batch_size, batch_seconds=s.batch_seconds):
                 continue
-            if now < self._company_wait.get(self._company(lane.connection), 0.0):
+            company = self._company(lane.connection)
+            if now < self._company_wait.get(company, 0.0):
                 continue                 # another connection of this company just failed: wait with it
+            if company is not None and companies[company] >= self._company_lanes:
+                continue                 # the company's bulk slots are all taken: other companies first
             if not lane.queue and lane.unit not in ready_units:
                 lane.tags_due = None     # tags of a unit given up: its new owner merges them
                 continue
-            batch = lane.take(s.batch_size)
+            batch = lane.take(s.batch_size, self._budget.batch_bytes(s.concurrency))
             lane.tags_due = None         # a delivery runs the tags step too
+            partitions = {p.tp for p in batch} or {tp for tp in self._ready if tp[1] % self._units == lane.unit}
+            fence = self._ownership.fence(partitions)
             with self._busy_lock:
                 for p in batch:
                     self._busy[p.tp] = self._busy.get(p.tp, 0) + 1
-            future = self._pool.submit(self._deliver, lane.connection, batch, not lane.settled)
+            future = self._pool.submit(self._deliver, lane.connection, batch, not lane.settled, fence)
             self._running[future] = (lane, batch)
+            companies[company] += 1
+            self._dispatch_from = first + i + 1
 
-    def _deliver(self, connection: str, batch: list[Pending],
-                 settle: bool) -> tuple[Outcome | None, BaseException | None, list]:
+    def _deliver(self, connection: str, batch: list[Pending], settle: bool,
+                 fence: Fence) -> tuple[Outcome | None, BaseException | None, list]:
         """In a lane's thread: (outcome, None, journal records) or (None, the error, journal records).
         The journal records are returned either way: what the ledger learnt must reach Kafka.
         Marks its partitions idle itself when done: a revocation waits on that while the poll
@@ -435,8 +524,8 @@ class PublisherService:
         started = time.monotonic()
         with self._journal.capturing() as journal:
             try:
-                return self.deliverer.deliver_connection(connection, [p.item for p in batch], settle=settle), \
-                    None, journal
+                return self.deliverer.deliver_connection(connection, [p.item for p in batch], settle=settle,
+                                                         fence=fence), None, journal
             except Exception as exc:
                 return None, exc, journal
             finally:
@@ -452,6 +541,9 @@ class PublisherService:
             self._outbox.extend(journal)
             if error is None:
                 self._lane_succeeded(lane, batch, outcome)
+            elif isinstance(error, LaneRevoked):     # its partitions were given up: their new owner delivers
+                lane.released()
+                log.info("connection %s: delivery of %d events stopped: %s", lane.connection, len(batch), error)
             elif isinstance(error, TransientError):
                 self._lane_failed(lane, batch, error, config=error.code == contract.BULK_DISABLED)
             else:   # a bug, or something no one foresaw: retried, then dead-lettered
@@ -508,9 +600,12 @@ class PublisherService:
                      ", ".join(f"{k}={v}" for k, v in sorted(outcome.counts.items())) or "nothing to deliver")
 
     def _reread(self) -> None:
-        """Lanes that had no room and have room again: read their records again."""
+        """Lanes that left events in Kafka and can take them again — room in the lane, no failure
+        to wait out, the instance well under its memory budget — read them again."""
+        if self._refusing or not self._budget.may_read_again(self._budget.held(self._lanes.values())):
+            return
         for lane in self._lanes.values():
-            if not lane.overflowed or lane.running or len(lane.queue) > lane.cap // 2:
+            if not lane.overflowed or lane.running or lane.failures or len(lane.queue) > lane.cap // 2:
                 continue
             lane.overflowed = False
             for tp, offsets in self._offsets.items():

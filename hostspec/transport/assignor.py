@@ -3,11 +3,16 @@ topic goes to the member that owns *unit* ``p % U``, where ``U`` is the smallest
 among them.
 
 With tenant routing (:mod:`.routing`) a tenant's events sit at one index modulo ``U`` in every
-topic, so one member receives all of them: a company is served by exactly one instance. Units
-are spread in contiguous ranges over the members, static members (``group.instance.id``) first
-in the order of their ids, then dynamic ones by member id: a restarted static member gets the
-same units back. Eager protocol: a rebalance revokes everything first; the publisher's
-revocation waits for the deliveries in flight on those partitions (see its service).
+topic, so one member receives all of them: a company is served by exactly one instance.
+
+**Cooperative and sticky** (KIP-429, as kafka-python 3 runs it). Members say which partitions
+they own when they join; a unit stays with its owner as long as that keeps the units balanced
+(contiguous shares, static members — ``group.instance.id`` — first in the order of their ids,
+then dynamic ones by member id), and only the units that must move do. A moving unit is taken
+from its owner in one rebalance (the owner revokes it: its deliveries are fenced and waited for)
+and given to its new owner in the next, never owned by two members at once. So a member joining
+or leaving moves only the units that change owner, and only those are restored (their ledger
+rebuilt); everyone else keeps delivering.
 
 Topics whose partition count is not a multiple of ``U`` break the co-location; the publisher
 refuses to start with them (:func:`check_copartitioned`).
@@ -15,11 +20,13 @@ refuses to start with them (:func:`check_copartitioned`).
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 
 from kafka.coordinator.assignors.abstract import (
     AbstractPartitionAssignor,
     ConsumerProtocolAssignment,
     ConsumerProtocolSubscription,
+    RebalanceProtocol,
 )
 
 from ..errors import ConfigError
@@ -29,7 +36,25 @@ log = logging.getLogger(__name__)
 
 class CoPartitionedAssignor(AbstractPartitionAssignor):
     name = "copartitioned"
-    version = 0
+    version = 1              # subscriptions carry the partitions a member owns (KIP-429)
+
+    def __init__(self) -> None:
+        self.owned: list[tuple[str, int]] = []
+
+    def supported_protocols(self):
+        return [RebalanceProtocol.COOPERATIVE]
+
+    def metadata(self, topics):
+        owned: dict[str, list[int]] = defaultdict(list)
+        for topic, partition in self.owned:
+            owned[topic].append(partition)
+        return ConsumerProtocolSubscription(
+            version=self.version, topics=sorted(topics), user_data=b"",
+            owned_partitions=[ConsumerProtocolSubscription.TopicPartition(topic=t, partitions=sorted(ps))
+                              for t, ps in sorted(owned.items())])
+
+    def on_assignment(self, assignment, generation):
+        self.owned = [(tp.topic, tp.partition) for tp in assignment.partitions()]
 
     @classmethod
     def assign(cls, cluster, members):
@@ -42,29 +67,43 @@ class CoPartitionedAssignor(AbstractPartitionAssignor):
             order = ([m.member_id for m in sorted((m for m in members if m.group_instance_id),
                                                   key=lambda m: m.group_instance_id)]
                      + sorted(m.member_id for m in members if not m.group_instance_id))
-            owner = unit_owners(units, order)
+            holders: dict[int, set[str]] = defaultdict(set)      # unit -> members owning some of it now
+            for m in members:
+                for tp in getattr(m.metadata, "owned_partitions", None) or ():
+                    if tp.topic in counts:
+                        for p in tp.partitions:
+                            holders[p % units].add(m.member_id)
+            owned = {member: {u for u, who in holders.items() if member in who} for member in order}
+            owner = unit_owners(units, order, owned)
+            moving = {u for u in range(units) if holders[u] - {owner[u]}}
             for topic, n in counts.items():
                 for p in range(n):
-                    assignment[owner[p % units]].setdefault(topic, []).append(p)
+                    if p % units not in moving:          # a moving unit is given in the next round
+                        assignment[owner[p % units]].setdefault(topic, []).append(p)
+            if moving:
+                log.info("units %s change owner: taken from their owners now, given in the next rebalance",
+                         sorted(moving))
         return {m: ConsumerProtocolAssignment(cls.version, sorted(by_topic.items()), b"")
                 for m, by_topic in assignment.items()}
 
-    @classmethod
-    def metadata(cls, topics):
-        return ConsumerProtocolSubscription(cls.version, list(topics), b"")
 
-    @classmethod
-    def on_assignment(cls, assignment, generation):
-        pass
-
-
-def unit_owners(units: int, members: list[str]) -> list[str]:
-    """The member owning each unit: contiguous ranges, the first members taking one extra."""
+def unit_owners(units: int, members: list[str], owned: dict[str, set[int]] | None = None) -> list[str]:
+    """The member owning each unit: shares as even as they go (the first members in ``members``
+    take one extra); each member keeps the units it ``owned`` within its share, the others are
+    dealt in order to the members below theirs."""
     per, extra = divmod(units, len(members))
-    owners: list[str] = []
-    for i, member in enumerate(members):
-        owners.extend([member] * (per + (1 if i < extra else 0)))
-    return owners
+    share = {member: per + (1 if i < extra else 0) for i, member in enumerate(members)}
+    owner: list[str | None] = [None] * units
+    load = dict.fromkeys(members, 0)
+    for member in members:
+        for u in sorted((owned or {}).get(member, ())):
+            if u < units and owner[u] is None and load[member] < share[member]:
+                owner[u], load[member] = member, load[member] + 1
+    for u in range(units):
+        if owner[u] is None:
+            member = next(m for m in members if load[m] < share[m])
+            owner[u], load[member] = member, load[member] + 1
+    return owner   # type: ignore[return-value]
 
 
 def check_copartitioned(counts: dict[str, int]) -> int:

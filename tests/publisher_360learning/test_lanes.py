@@ -2,7 +2,8 @@
 committed past a record not finished."""
 from __future__ import annotations
 
-from publisher_360learning.lanes import CONFIG_BACKOFF_S, Lane, Offsets, Pending
+from hostspec.offsets import OffsetTracker as Offsets
+from publisher_360learning.lanes import CONFIG_BACKOFF_S, Lane, Pending
 
 
 def test_commit_position_is_the_lowest_unfinished_offset():

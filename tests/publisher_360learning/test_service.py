@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from types import SimpleNamespace
 
 from hostspec import events as ev
 from hostspec.topics import Topics
@@ -45,6 +46,9 @@ class FakeConsumer:
         self.commits.append(dict(offsets))
         return True
 
+    def group_metadata(self):
+        return SimpleNamespace(generation_id=1, member_id="m1")
+
 
 class FakeSink:
     """Keeps what was sent; ``fail_flushes`` flushes fail first (and what they held is lost)."""
@@ -80,7 +84,7 @@ class Scripted(Deliverer):
         super().__init__({}, Ledger())
         self.failing, self.delivered = dict(failing or {}), []
 
-    def deliver_connection(self, connection, items, settle=False):
+    def deliver_connection(self, connection, items, settle=False, fence=None):
         if connection in self.failing:
             raise self.failing[connection]
         self.delivered.extend((connection, i.data["course_external_id"]) for i in items)
@@ -103,6 +107,7 @@ def service(deliverer, **settings) -> PublisherService:
     deliverer.ledger.journal = svc._journal
     svc._route = Router(lambda topic: range(6))
     svc._ready = {(TOPIC, 3), (TOPIC, 9)}
+    svc._ownership.grant(svc._ready)
     return svc
 
 
@@ -179,7 +184,7 @@ def test_revocation_waits_for_the_lane_delivering_those_partitions():
     release = threading.Event()
 
     class Slow(Scripted):
-        def deliver_connection(self, connection, items, settle=False):
+        def deliver_connection(self, connection, items, settle=False, fence=None):
             release.wait(5)
             return super().deliver_connection(connection, items, settle)
 
@@ -199,7 +204,7 @@ def test_revocation_waits_for_the_lane_delivering_those_partitions():
 class Marking(Scripted):
     """Records each delivered item in the ledger (which journals it), like the real deliverer."""
 
-    def deliver_connection(self, connection, items, settle=False):
+    def deliver_connection(self, connection, items, settle=False, fence=None):
         from publisher_360learning.ledger import DELIVERED
         out = super().deliver_connection(connection, items, settle)
         self.ledger.mark([(i.record(), DELIVERED, "op", "att", None, None) for i in items])
@@ -274,7 +279,7 @@ def test_a_failed_batch_of_a_partition_given_up_meanwhile_is_not_kept():
     release = threading.Event()
 
     class FailsLate(Scripted):
-        def deliver_connection(self, connection, items, settle=False):
+        def deliver_connection(self, connection, items, settle=False, fence=None):
             release.wait(5)
             raise TransientError("503")
 
@@ -332,3 +337,118 @@ def test_a_small_lane_cap_still_reads_its_records_again():
     svc.settings = ServiceSettings(batch_seconds=0, commit_interval_s=0, lane_cap=1)
     cycle(svc)
     assert svc._consumer.seeks == [((TOPIC, 3), 1)]
+
+
+# -- issue 26: the commit after a rewind, the memory budget, a company's share of the lanes ------------------
+class LogConsumer(FakeConsumer):
+    """A partition's records served in order from a position that seeks move (a small Kafka log)."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log, self.position = log, 0
+
+    def seek(self, tp, offset):
+        super().seek(tp, offset)
+        self.position = offset
+
+    def poll(self, n=50):
+        if (TOPIC, 3) in self.paused:
+            return []
+        batch = self.log[self.position:self.position + n]
+        self.position += len(batch)
+        return batch
+
+
+def run_loop(svc, rounds=400, until=lambda: False):
+    for _ in range(rounds):
+        svc._take(svc._consumer.poll())
+        svc._finish_done()
+        svc._dispatch()
+        time.sleep(0.002)
+        svc._finish_done()
+        svc._commit()
+        if until():
+            return
+
+
+def test_the_commit_after_a_rewind_holds_what_is_still_to_be_read_again():
+    """The review's High finding: lane cap 1, and the commit in the same pass as the rewind. A
+    stop right after that commit must leave c1 and c2 to the next instance."""
+    svc = service(Scripted(), lane_cap=1)
+    svc._take([message(0, "acme"), message(1, "acme"), message(2, "acme")])
+    cycle(svc)
+    assert svc._consumer.seeks == [((TOPIC, 3), 1)]
+    assert svc._consumer.commits[-1] == {(TOPIC, 3): 1}
+
+
+def test_the_memory_budget_gives_back_the_biggest_lanes_and_keeps_the_small_ones_flowing():
+    from publisher_360learning.budget import event_size
+
+    down = {f"down{i}": TransientError("503") for i in range(4)}
+    failing = Scripted(down)
+    log = [message(i, f"down{i % 4}") for i in range(160)] + [message(160 + i, "acme") for i in range(5)]
+    per_event = event_size(log[0].value)
+    budget = 40 * per_event
+    svc = service(failing, memory_budget=budget, batch_size=5)
+    svc._consumer = LogConsumer(log)
+    peak = 0
+
+    def watch():
+        nonlocal peak
+        peak = max(peak, svc._budget.held(svc._lanes.values()))
+        return len([d for d in failing.delivered if d[0] == "acme"]) == 5
+    run_loop(svc, until=watch)
+    assert [c for c, _ in failing.delivered] == ["acme"] * 5          # the healthy company went through
+    assert peak <= budget + 50 * per_event                              # one poll's worth above at most
+    assert all(svc._lanes[c].queue for c in down)                       # each failing lane kept its oldest
+    assert svc._consumer.commits[-1][(TOPIC, 3)] == 0                   # nothing past down0's first event
+    # the failing companies recover: every one of their events is read again and delivered, in order
+    failing.failing.clear()
+    for c in down:
+        svc._lanes[c].not_before = 0
+    run_loop(svc, rounds=3000, until=lambda: svc._committed.get((TOPIC, 3)) == 165)
+    for c in down:
+        got = [int(x[1][1:]) for x in failing.delivered if x[0] == c]
+        assert got == [i for i in range(160) if i % 4 == int(c[-1])], c
+    assert svc._committed[(TOPIC, 3)] == 165
+
+
+def test_one_company_takes_at_most_its_bulk_slots_of_the_lanes():
+    import threading
+
+    from publisher_360learning.settings import target_from_settings
+
+    release = threading.Event()
+
+    class SlowCompany(Scripted):
+        def deliver_connection(self, connection, items, settle=False, fence=None):
+            if connection.startswith("k"):
+                release.wait(5)
+            return super().deliver_connection(connection, items, settle)
+
+    deliverer = SlowCompany()
+    k = {"base_url": "http://k.test", "client_id": "k", "client_secret": "s", "author_id": "a" * 24}
+    ell = {"base_url": "http://l.test", "client_id": "l", "client_secret": "s", "author_id": "b" * 24}
+    deliverer.targets = {**{f"k{i}": target_from_settings(f"k{i}", k) for i in range(4)},
+                         "l0": target_from_settings("l0", ell)}
+    svc = service(deliverer, concurrency=4)
+    svc._take([message(i, f"k{i}") for i in range(4)] + [message(4, "l0", tenant="ell")])
+    svc._dispatch()
+    try:
+        running = sorted(lane.connection for lane, _b in svc._running.values())
+        assert running == ["k0", "k1", "k2", "l0"]                     # k3 waits for one of k's slots
+        deadline = time.monotonic() + 5
+        while ("l0", "c4") not in deliverer.delivered and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ("l0", "c4") in deliverer.delivered
+    finally:
+        release.set()
+
+
+def test_a_delivery_stopped_by_its_fence_is_let_go_not_retried_or_dead_lettered():
+    from publisher_360learning.ownership import LaneRevoked
+
+    svc = service(Scripted({"acme": LaneRevoked("partition given up")}))
+    cycle(svc, [message(0, "acme")])
+    lane = svc._lanes["acme"]
+    assert not lane.running and lane.bugs == 0 and lane.failures == 0 and not svc._sink.events

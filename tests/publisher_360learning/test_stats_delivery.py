@@ -251,3 +251,30 @@ def test_a_new_owner_waits_for_the_operations_a_previous_owner_left_running(worl
     (attempt,) = attempts(lms)
     assert attempt["progress"] == 80
 
+
+
+def test_a_parked_stat_is_counted_once_when_parked_and_once_when_it_leaves():
+    """110 parked stats once showed 1,540 in the counter (every retry round counted again)."""
+    from hostspec import metrics
+
+    with Learning360Sandbox(users=[], stage_s=0.005, enforce_rate_limits=False) as lms:
+        target = target_from_settings(CONNECTION, {**lms.settings, "external_platform": "Coursera (Acme)"})
+        deliverer = Deliverer({CONNECTION: target}, Ledger(), client_factory=fast_client, verify_integration_s=0)
+        deliverer.deliver([Inbound(course_event())])
+        counter = metrics.PUBLISHER_RECORDS.labels(CONNECTION, "stat", "parked_learner_unknown")
+        before = counter._value.get()
+        first = deliverer.deliver([Inbound(stat())])
+        assert first.counts["stat_parked_learner_unknown"] == 1 and len(first.parked) == 1
+        assert deliverer.ledger.parked_by_connection() == {CONNECTION: 1}
+        again = first.parked[0]                          # the next retry round reads it back, still unknown
+        rounds = [deliverer.deliver([Inbound(ev.parse_event(again.data["event"]), ("parked", 0, 1),
+                                             parked=again.data)]) for _ in range(3)]
+        assert [r.counts["stat_parked_learner_unknown"] for r in rounds] == [0, 0, 0]
+        assert [r.counts["stat_still_parked"] for r in rounds] == [1, 1, 1]
+        assert counter._value.get() - before == 1
+        lms.company.add_user(MAIL)                       # the learner arrives: released, counted once
+        released = deliverer.deliver([Inbound(ev.parse_event(again.data["event"]), ("parked", 0, 2),
+                                              parked=again.data)])
+        assert released.counts["stat_delivered"] == 1 and released.counts["stat_unparked_released"] == 1
+        assert deliverer.ledger.parked_by_connection() == {}
+        deliverer.close()
