@@ -48,6 +48,7 @@ from marshmallow import ValidationError
 
 from hostspec import events as ev
 from hostspec import metrics
+from hostspec.credentials import CredentialKey
 from hostspec.dead_letters import raw_rejection
 from hostspec.errors import DeliveryError, TransportError
 from hostspec.topics import Topics
@@ -66,7 +67,7 @@ from hostspec.transport.routing import Router
 
 from . import contract
 from .delivery import SOURCE, Deliverer, Inbound, Outcome
-from .errors import TransientError
+from .errors import TargetConfigError, TransientError
 from .journal import LedgerJournal, journal_spec
 from .lanes import BACKOFF_S, Lane, Offsets, Pending
 from .settings import Target
@@ -116,7 +117,7 @@ class PublisherService:
         self._outbox: list[tuple[str, int | None, str, bytes | None]] = []   # (topic, partition, key, value)
         self._event_topics = {self.topics.dead_letter, self.topics.parked}
         self._to_finish: list[Pending] = []               # finished once the outbox is acknowledged
-        self._company_wait: dict[tuple[str, str], float] = {}   # a company's lanes wait together
+        self._company_wait: dict[CredentialKey, float] = {}   # a company's lanes wait together
         self._parked_paused: set[Partition] = set()
         self._round_start = 0.0
         self._last_commit = 0.0
@@ -399,21 +400,31 @@ class PublisherService:
                (s.tenants is None or tenant in s.tenants) and tenant not in s.except_tenants
 
     # -- delivering -------------------------------------------------------------------------------------
-    def _company(self, connection: str) -> tuple[str, str] | None:
+    def _company(self, connection: str) -> CredentialKey | None:
+        """The credential the connection delivers with (host, client id, secret's digest): the
+        connections holding it wait together; another secret naming the same client id is
+        another credential and never makes them wait."""
         target = self.deliverer.targets.get(connection)
-        return (target.base_url, target.client_id) if target is not None else None
+        if target is None:
+            return None
+        try:
+            return self.deliverer.credential(target)
+        except TargetConfigError:
+            return None
 
     def _dispatch(self) -> None:
         s = self.settings
         now = time.monotonic()
         ready_units = {p % self._units for _t, p in self._ready}
+        if self._company_wait:     # waits over are forgotten: no credential is looked up without one
+            self._company_wait = {k: until for k, until in self._company_wait.items() if until > now}
         for lane in self._lanes.values():
             if len(self._running) >= s.concurrency:
                 return
             metrics.PUBLISHER_LANE_BACKLOG.labels(lane.connection).set(len(lane.queue))
             if not lane.due(now, batch_size=s.batch_size, batch_seconds=s.batch_seconds):
                 continue
-            if now < self._company_wait.get(self._company(lane.connection), 0.0):
+            if self._company_wait and now < self._company_wait.get(self._company(lane.connection), 0.0):
                 continue                 # another connection of this company just failed: wait with it
             if not lane.queue and lane.unit not in ready_units:
                 lane.tags_due = None     # tags of a unit given up: its new owner merges them
