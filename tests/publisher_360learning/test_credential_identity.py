@@ -90,3 +90,11 @@ def test_an_unreadable_secret_is_the_targets_own_config_error(two_tenants):
     assert [d.data["reason"] for d in out.dead] == ["target_config"] * 2
     assert "NOT_SET_ANYWHERE_27 is not set" in str(out.dead[0].data["errors"])
     assert isinstance(deliverer.targets["acme-coursera"].client_secret, Secret)
+
+
+def test_the_first_delivery_after_a_take_over_ends_with_the_same_401_not_a_crash(two_tenants):
+    """A lane's first delivery first waits for the company's unfinished operations: with a wrong
+    secret that look-up is refused too, and the items still end as the tenant's own refusals."""
+    lms, deliverer = two_tenants
+    out = deliverer.deliver_connection("evil-coursera", inbound(courses("evil-coursera", "evil", 2)), settle=True)
+    assert [d.data["reason"] for d in out.dead] == ["target_config"] * 2 and not lms.company.integrations
