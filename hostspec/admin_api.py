@@ -276,7 +276,10 @@ class Status(_Resource):
 REDRIVE_KEYS = frozenset({"ids", "stage", "reason", "since", "until"})
 
 
-def _filter(req: falcon.Request, name: str, body: Mapping[str, Any] | None = None) -> redrive.Filter:
+def _filter(req: falcon.Request, name: str, body: Mapping[str, Any] | None = None,
+            tenant: str | None = None) -> redrive.Filter:
+    """The selection of connection ``name``'s dead letters (``tenant``: its tenant's, and those
+    refused before any tenant was known)."""
     body = body or {}
     unknown = set(body) - REDRIVE_KEYS
     if unknown:       # a filter the server does not read would widen the selection silently
@@ -292,14 +295,14 @@ def _filter(req: falcon.Request, name: str, body: Mapping[str, Any] | None = Non
     if reason is not None and not isinstance(reason, str):
         raise _error(422, "reason must be a string", {"reason": ["must be a string"]})
     return redrive.Filter(connection=name, stage=stage, reason=reason, since=_instant(req, "since", body),
-                          until=_instant(req, "until", body), ids=frozenset(ids or ()))
+                          until=_instant(req, "until", body), ids=frozenset(ids or ()), tenant=tenant)
 
 
 class DeadLetters(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
         try:
-            letters = self.plane.dead_letters(_filter(req, name), limit=limit)
+            letters = self.plane.dead_letters(_filter(req, name, tenant=self.plane.tenant_of(name)), limit=limit)
         except HostError as exc:
             raise _host_error(exc) from None
         resp.media = [dl.summary() for dl in letters]
@@ -307,7 +310,7 @@ class DeadLetters(_Resource):
 
 class Redrive(_Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        which = _filter(req, name, _body(req))
+        which = _filter(req, name, _body(req), tenant=self.plane.tenant_of(name))
         try:
             plan = self.plane.redrive(which, actor=req.context.actor)
         except HostError as exc:

@@ -57,23 +57,30 @@ def cmd_import(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     entries = read_toml_tables(Path(args.file), "connections", "NAME")
     targets = read_toml_tables(Path(args.targets), "targets", "CONNECTION") if args.targets else {}
     plane = control_plane(args, plugins)
-    refused = 0
     try:
-        for name, entry in sorted(entries.items()):
-            body = docs.document(name, entry, revision=1, changed_by="-", now=plane.clock(), target=targets.get(name))
-            body = {k: v for k, v in body.items() if k not in ("connection", "revision", "deleted", "changed_by",
-                                                                "changed_at")}
-            try:
-                change = plane.put(name, body, actor=_actor(args))
-            except SettingsRefused as exc:
-                refused += 1
-                print(f"refused {name}: {exc}", file=sys.stderr)
-                continue
-            print(f"{'created' if change.created else 'replaced'} {name} (revision {change.doc['revision']})")
+        refused = import_connections(plane, entries, targets, actor=_actor(args))
     finally:
         plane.close()
     print(f"{len(entries) - refused} connections stored, {refused} refused", file=sys.stderr)
     return EXIT_OK if not refused else EXIT_CONFIG
+
+
+def import_connections(plane: Any, entries: dict[str, Any], targets: dict[str, Any], *, actor: str) -> int:
+    """Store the connections of a file's tables (and their targets) through ``plane``, each
+    checked as the API checks it; prints each outcome; returns how many were refused."""
+    refused = 0
+    for name, entry in sorted(entries.items()):
+        body = docs.document(name, entry, revision=1, changed_by="-", now=plane.clock(), target=targets.get(name))
+        body = {k: v for k, v in body.items() if k not in ("connection", "revision", "deleted", "changed_by",
+                                                            "changed_at")}
+        try:
+            change = plane.put(name, body, actor=actor)
+        except SettingsRefused as exc:
+            refused += 1
+            print(f"refused {name}: {exc}", file=sys.stderr)
+            continue
+        print(f"{'created' if change.created else 'replaced'} {name} (revision {change.doc['revision']})")
+    return refused
 
 
 def cmd_list(args: argparse.Namespace, plugins: HostPluginManager) -> int:
@@ -219,4 +226,4 @@ def add_parsers(sub: Any, kafka_options: Options, instant: Callable[[str], datet
     p.set_defaults(func=cmd_deadletters)
 
 
-__all__ = ["add_parsers", "control_plane"]
+__all__ = ["add_parsers", "control_plane", "import_connections"]

@@ -480,8 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
                              f"`connector-host connections import`")
     parser.add_argument("--policy", metavar="FILE", default=os.environ.get("CONNECTOR_HOST_POLICY"),
                         help="settings policy: allowed provider hosts and secret references (default "
-                             "$CONNECTOR_HOST_POLICY; built-in: https to the providers' own hosts, secrets from "
-                             "CONNECTOR_SECRET_* variables)")
+                             "$CONNECTOR_HOST_POLICY; built-in: https to the providers' own hosts, each tenant's "
+                             "secrets from its own CONNECTOR_SECRET_<TENANT>__* variables)")
     parser.add_argument("--allow-sandboxes", action="store_true",
                         help="development switch: connections may point at sandboxes on this machine (plain http "
                              "on a loopback address)")

@@ -75,8 +75,9 @@ def guarded(prog: str, command: Callable[[], int], *,
         return 130
     except UsageError as exc:
         return _say(prog, str(exc), EXIT_USAGE)
-    except HostError as exc:
-        return _say(prog, str(exc), EXIT_USAGE if exc.kind in USER_KINDS else EXIT_FAILED)
+    except HostError as exc:    # an operator's command line: it may name what the operator configured
+        message = getattr(exc, "operator_message", None) or str(exc)
+        return _say(prog, message, EXIT_USAGE if exc.kind in USER_KINDS else EXIT_FAILED)
     except OSError as exc:      # a file or a port: the user names them
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         return _say(prog, f"cannot use{where}: {exc.strerror or exc}", EXIT_USAGE)

@@ -93,6 +93,11 @@ class ControlPlane:
             raise NotFound(f"no connection {name!r}")
         return doc
 
+    def tenant_of(self, name: str) -> str | None:
+        """The tenant of the live connection ``name`` (None: there is none)."""
+        doc = self.log.document(name)
+        return None if doc is None or doc.get("deleted") else doc.get("tenant")
+
     def validate(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """The document ``body`` would store, checked but not stored. :raise SettingsRefused:"""
         doc = self._document(name, body, revision=1, actor="validate")
@@ -200,12 +205,14 @@ class ControlPlane:
         return request
 
     def runs(self, name: str, *, limit: int = 20, timeout_s: float = 30) -> dict[str, Any]:
-        """The connection's latest runs (newest last) and its current phase, from the status topic."""
+        """The connection's latest runs (newest last) and its current phase, from the status topic:
+        those of its tenant (or of none: a request refused before its tenant was known), never
+        another tenant's that once had the same name."""
         doc = self.connection(name)
         runs: dict[str, dict[str, Any]] = {}
         for _msg, event in self._read(self.topics.status, ev.SYNC_STATUS, timeout_s):
             data = event.data
-            if data.get("connection") == name:
+            if data.get("connection") == name and data.get("tenant") in (doc["tenant"], None):
                 runs[data["run_id"] or data["request_id"] or str(len(runs))] = data
         recent = sorted(runs.values(), key=lambda r: r["started_at"] or r["ended_at"] or "")[-limit:]
         return {"connection": name, "revision": doc["revision"], "paused": doc["paused"],

@@ -67,14 +67,22 @@ class RevisionConflict(ConfigError):
 
 
 class UnknownConnectionError(ConfigError):
-    LISTED = 20    # a fleet has thousands of connections, of other tenants: name a few at most
+    """No connection ``name``. The message names only ``name``: it reaches the requester's
+    status and dead letters, and the other connections are other tenants'. ``operator_message``
+    adds a few of the configured names, for an operator's own command line."""
+
+    LISTED = 20    # a fleet has thousands of connections: an operator is shown a few at most
 
     def __init__(self, name: str, known: list[str]):
         self.name = name
         self.known = sorted(known)
+        super().__init__(f"unknown connection {name!r}")
+
+    @property
+    def operator_message(self) -> str:
         listed = ", ".join(self.known[:self.LISTED]) or "none"
         more = f" and {len(self.known) - self.LISTED} more" if len(self.known) > self.LISTED else ""
-        super().__init__(f"unknown connection {name!r}; configured connections: {listed}{more}")
+        return f"{self}; configured connections: {listed}{more}"
 
 
 class UnknownProviderError(ConfigError):

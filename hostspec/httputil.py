@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import logging
 import threading
 import time
@@ -15,6 +14,7 @@ import tenacity
 from requests.adapters import HTTPAdapter
 
 from . import metrics
+from .credentials import CredentialKey, credential_key
 from .errors import ProviderConfigError, ProviderSystemError, ProviderTransientError
 from .secrets import redact
 
@@ -191,7 +191,7 @@ def retry_policy(*, provider: str, max_attempts: int = 6, max_retry_after_s: flo
 
 
 # -- OAuth2 client credentials ---------------------------------------------------------------------
-_SHARED: dict[tuple[str, ...], tuple[str, float]] = {}     # account -> (token, monotonic expiry)
+_SHARED: dict[CredentialKey, tuple[str, float]] = {}     # credential -> (token, monotonic expiry)
 _SHARED_LOCK = threading.Lock()
 _SHARED_MAX = 10_000
 
@@ -270,10 +270,11 @@ class ClientCredentials:
                     del _SHARED[key]
         self._cached.invalidate(token)
 
-    def _key(self) -> tuple[str, ...]:
-        """The account a token belongs to; the secret only as a hash (a rotated secret is another key)."""
-        secret = hashlib.sha256(self._reveal().encode("utf-8")).hexdigest()
-        return self.token_url, self.client_id, self.scope or "", self.auth_style, secret
+    def _key(self) -> CredentialKey:
+        """The credential a token belongs to, its secret included as a keyed digest
+        (:mod:`hostspec.credentials`): a wrong or rotated secret is another key, never a hit."""
+        return credential_key(self.token_url, self.client_id, self.scope or "", self.auth_style,
+                              secret=self._reveal())
 
     # -- extension points: a provider with typed errors overrides these --------------------------------
     @property

@@ -8,10 +8,13 @@ references are read by the worker, so both are held to a per-deployment policy:
   the default port, carry no user info, and name a host allowed **for that provider**: the hosts
   of the provider's own default URLs plus those the policy adds. A ``token_url`` therefore can
   only name a host of the same provider, never a collector of client secrets;
-* secrets are references, never values: ``{ env = "NAME" }`` with ``NAME`` under an allowed
-  prefix, or ``{ file = "/abs/path" }`` resolving (symbolic links followed) under an allowed
-  directory. A prefix or directory may hold ``{tenant}``: each company then reaches only its own
-  secrets (``CONNECTOR_SECRET_{tenant}_`` allows ``CONNECTOR_SECRET_ACME_…`` to tenant ``acme``);
+* secrets are references, never values, and each tenant reaches **only its own** by default
+  (:mod:`hostspec.tenant_secrets`): ``{ env = "NAME" }`` with ``NAME`` under
+  ``<prefix><TENANT>__`` for an allowed prefix (default ``CONNECTOR_SECRET_``: tenant ``acme``
+  names ``CONNECTOR_SECRET_ACME__…``), or ``{ file = "/abs/path" }`` resolving (symbolic links
+  followed) under ``<dir>/<tenant>/`` for an allowed directory (none by default). A prefix or
+  directory holding ``{tenant}`` places the tenant there instead. Secrets reach other tenants
+  only through an explicit ``[[shared_secrets]]`` entry naming them;
 * the sandboxes (plain http on a loopback address) are allowed only by the explicit
   development switch ``allow_sandboxes``.
 
@@ -19,22 +22,27 @@ references are read by the worker, so both are held to a per-deployment policy:
 
     # policy.toml (connector-host --policy FILE, or $CONNECTOR_HOST_POLICY)
     allow_sandboxes = false                 # true only on a developer's machine
-    secret_env_prefixes = ["CONNECTOR_SECRET_{tenant}_"]   # each tenant its own variables
-    secret_dirs = ["/run/secrets/connectors/{tenant}"]
+    secret_env_prefixes = ["CONNECTOR_SECRET_"]           # tenant acme: CONNECTOR_SECRET_ACME__*
+    secret_dirs = ["/run/secrets/connectors"]             # tenant acme: /run/secrets/connectors/acme/*
+
+    [[shared_secrets]]                      # the one way across tenants: named by the operator
+    env_prefix = "CONNECTOR_SHARED_COURSERA_"   # or dir = "/run/secrets/shared/coursera"
+    tenants = ["acme", "initech"]           # who may name them ("*": every tenant)
 
     [allowed_hosts]                         # added to each provider's default hosts
     coursera = ["api.coursera.com"]
     "360learning" = ["app.360learning.com"] # publisher targets
 
-Every check returns messages that name the field and the rule, never a secret value.
+Every check returns messages that name the field and the rule, never a secret value, and never
+another tenant's namespace: a refused reference is not quoted back, the allowed ones named are
+the tenant's own and those shared with it.
 """
 from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
@@ -42,10 +50,10 @@ from urllib.parse import urlsplit
 from marshmallow import Schema, fields
 
 from .errors import ConfigError
+from .tenant_secrets import ENV_NAME, SharedSecrets, allowed_dirs, allowed_env_prefixes
 
 LOOPBACK_NAMES = frozenset({"localhost"})
-DEFAULT_ENV_PREFIXES = ("CONNECTOR_SECRET_",)
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+DEFAULT_ENV_PREFIXES = ("CONNECTOR_SECRET_",)    # roots: each tenant under <root><TENANT>__
 _PUBLISHER = "360learning"
 
 
@@ -83,6 +91,7 @@ class SettingsPolicy:
     secret_env_prefixes: tuple[str, ...] = DEFAULT_ENV_PREFIXES
     secret_dirs: tuple[str, ...] = ()
     allow_sandboxes: bool = False
+    shared_secrets: tuple[SharedSecrets, ...] = ()
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "SettingsPolicy":
@@ -97,7 +106,8 @@ class SettingsPolicy:
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], *, source: str = "policy") -> "SettingsPolicy":
-        unknown = set(doc) - {"allowed_hosts", "secret_env_prefixes", "secret_dirs", "allow_sandboxes"}
+        unknown = set(doc) - {"allowed_hosts", "secret_env_prefixes", "secret_dirs", "allow_sandboxes",
+                              "shared_secrets"}
         if unknown:
             raise ConfigError(f"{source}: unknown keys {', '.join(sorted(unknown))}")
         hosts = doc.get("allowed_hosts", {})
@@ -112,8 +122,13 @@ class SettingsPolicy:
         sandboxes = doc.get("allow_sandboxes", False)
         if not isinstance(sandboxes, bool):
             raise ConfigError(f"{source}: allow_sandboxes must be true or false")
+        shared = doc.get("shared_secrets", [])
+        if not isinstance(shared, list):
+            raise ConfigError(f"{source}: shared_secrets must be a list of tables ([[shared_secrets]])")
         return cls(allowed_hosts={k: tuple(h.lower() for h in v) for k, v in hosts.items()},
-                   secret_env_prefixes=tuple(prefixes), secret_dirs=tuple(dirs), allow_sandboxes=sandboxes)
+                   secret_env_prefixes=tuple(prefixes), secret_dirs=tuple(dirs), allow_sandboxes=sandboxes,
+                   shared_secrets=tuple(SharedSecrets.from_mapping(entry, f"{source}: shared_secrets[{i}]")
+                                        for i, entry in enumerate(shared)))
 
     @classmethod
     def from_env(cls, path: str | None = None, *, allow_sandboxes: bool | None = None) -> "SettingsPolicy":
@@ -124,7 +139,7 @@ class SettingsPolicy:
         if allow_sandboxes is None:
             allow_sandboxes = os.environ.get("CONNECTOR_HOST_ALLOW_SANDBOXES", "") in ("1", "true", "yes")
         if allow_sandboxes and not policy.allow_sandboxes:
-            policy = cls(policy.allowed_hosts, policy.secret_env_prefixes, policy.secret_dirs, True)
+            policy = replace(policy, allow_sandboxes=True)
         return policy
 
     # -- URLs --------------------------------------------------------------------------------------
@@ -160,30 +175,28 @@ class SettingsPolicy:
 
     # -- secrets -----------------------------------------------------------------------------------
     def secret_problem(self, value: Any, tenant: str | None = None) -> str | None:
-        """Why a secret setting's stored value may not be used (None: it may); ``tenant`` fills
-        the ``{tenant}`` of prefixes and directories (upper case, ``_`` for other characters, in
-        variable names)."""
+        """Why a secret setting's stored value may not be used by ``tenant`` (None: it may): a
+        reference outside the tenant's own namespaces (:mod:`hostspec.tenant_secrets`) and those
+        shared with it. The message names only those, never the refused reference."""
         if not isinstance(value, Mapping) or len(value) != 1:
             return "must be a reference, { env = \"NAME\" } or { file = \"/path\" }, never a value"
         (kind, ref), = value.items()
-        if kind == "env" and isinstance(ref, str) and _ENV_NAME.match(ref):
-            prefixes = [_fill(p, tenant, env=True) for p in self.secret_env_prefixes]
-            if any(p is not None and ref.startswith(p) for p in prefixes):
+        if kind == "env" and isinstance(ref, str) and ENV_NAME.match(ref):
+            prefixes = allowed_env_prefixes(self.secret_env_prefixes, self.shared_secrets, tenant)
+            if any(ref.startswith(p) for p in prefixes):
                 return None
-            return (f"environment variable {_quote(ref)} is outside the allowed prefixes "
-                    f"({', '.join(self.secret_env_prefixes) or 'none'})")
+            return ("environment variable outside this tenant's secrets (allowed: "
+                    f"{', '.join(p + '…' for p in prefixes) or 'none'})")
         if kind == "file" and isinstance(ref, str) and ref and "\x00" not in ref:
             if not os.path.isabs(ref):
                 return "a secret file must be an absolute path"
             real = os.path.realpath(ref)
-            for folder in self.secret_dirs:
-                filled = _fill(folder, tenant, env=False)
-                if filled is None:
-                    continue
-                root = os.path.realpath(filled)
+            folders = allowed_dirs(self.secret_dirs, self.shared_secrets, tenant)
+            for folder in folders:
+                root = os.path.realpath(folder)
                 if os.path.commonpath([root, real]) == root and real != root:
                     return None
-            return f"secret files must lie under {', '.join(self.secret_dirs) or 'a configured directory (none is)'}"
+            return f"secret file outside this tenant's secrets (allowed: {', '.join(folders) or 'no directory'})"
         return "must be a reference, { env = \"NAME\" } or { file = \"/path\" }, never a value"
 
     # -- a whole settings table --------------------------------------------------------------------
@@ -217,20 +230,6 @@ class SettingsPolicy:
             if problem:
                 out["client_secret"] = [problem]
         return out
-
-
-def _fill(pattern: str, tenant: str | None, *, env: bool) -> str | None:
-    """``pattern`` with its ``{tenant}`` filled (None: it has one and the tenant is unknown or
-    unsafe in a path)."""
-    if "{tenant}" not in pattern:
-        return pattern
-    if not tenant:
-        return None
-    if env:
-        return pattern.replace("{tenant}", re.sub(r"[^A-Za-z0-9]", "_", tenant).upper())
-    if tenant in (".", "..") or "/" in tenant or "\x00" in tenant:
-        return None
-    return pattern.replace("{tenant}", tenant)
 
 
 def _strings(value: Any) -> bool:

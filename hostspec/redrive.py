@@ -59,12 +59,15 @@ class Filter:
     since: datetime | None = None
     until: datetime | None = None
     ids: frozenset[str] = frozenset()
+    tenant: str | None = None          # of the connection: another tenant's letters under its name are not its
 
     def __call__(self, dl: DeadLetter) -> bool:
         d = dl.data
         if self.ids and dl.id not in self.ids:
             return False
         if self.connection is not None and d.get("connection") != self.connection:
+            return False
+        if self.tenant is not None and d.get("tenant") not in (self.tenant, None):
             return False
         if self.stage is not None and d.get("stage") != self.stage:
             return False

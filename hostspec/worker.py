@@ -63,6 +63,7 @@ from .errors import (
     TransportError,
     UnknownConnectionError,
 )
+from .logs import log_context
 from .plugins import HostPluginManager
 from .policy import SettingsPolicy
 from .provider import Connection
@@ -116,11 +117,15 @@ class Refusal:
     errors: Any
     request: SyncRequest | None = None
     unknown_connection: bool = False
+    tenant: str | None = None     # whose request it is, when the connection it names says so
 
 
 def admit(value: bytes | None, connections: ConnectionStore,
           plugins: HostPluginManager) -> tuple[SyncRequest, Connection] | Refusal:
-    """The request and its connection, or why not. Never raises on bad input."""
+    """The request and its connection, or why not. Never raises on bad input.
+
+    A refusal names only what the request itself names and the connection's own settings: it
+    becomes the requester's status and dead letter (never a list of other connections)."""
     try:
         event = ev.parse_event(value or b"", expected_type=ev.SYNC_REQUESTED)
     except ValidationError as exc:
@@ -134,11 +139,23 @@ def admit(value: bytes | None, connections: ConnectionStore,
         plugins.provider(request.provider)  # unknown provider: name the installed ones
         connection = connections.get(request.connection, plugins)
     except HostError as exc:
-        return Refusal(str(exc), {"connection": [str(exc)]}, request, isinstance(exc, UnknownConnectionError))
+        return Refusal(str(exc), {"connection": [str(exc)]}, request, isinstance(exc, UnknownConnectionError),
+                       tenant=_tenant_of(connections, request.connection))
     if connection.provider != request.provider:
         return Refusal(f"connection {connection.name!r} is for provider {connection.provider!r}, "
-                       f"not {request.provider!r}", {"provider": ["does not match the connection"]}, request)
+                       f"not {request.provider!r}", {"provider": ["does not match the connection"]}, request,
+                       tenant=connection.tenant)
     return request, connection
+
+
+def _tenant_of(connections: ConnectionStore, name: str) -> str | None:
+    """The tenant a configured (maybe invalid) connection names; None when there is no such
+    connection, or it names none."""
+    try:
+        tenant = connections.raw(name).get("tenant")
+    except HostError:
+        return None
+    return tenant if isinstance(tenant, str) and tenant else None
 
 
 class ConnectionsFile(ReloadingFile[ConnectionStore]):
@@ -530,7 +547,8 @@ class Worker:
                     store = self.connections.store()
                     admitted = admit(msg.value, store, self.plugins)
             if isinstance(admitted, Refusal):
-                outgoing.append(self._refusal(task, msg, admitted.reason, admitted.errors, admitted.request))
+                outgoing.append(self._refusal(task, msg, admitted.reason, admitted.errors, admitted.request,
+                                              tenant=admitted.tenant))
                 continue
             request, connection = admitted
             request = replace(request, origin=f"{msg.topic}:{msg.partition}:{msg.offset}")
@@ -615,11 +633,13 @@ class Worker:
             current = self.connections.store().get(pending.connection.name, self.plugins)
         except HostError as exc:
             outgoing.append(self._refusal(task, pending.msg, f"{exc} (changed after the request arrived)",
-                                          {"connection": [str(exc)]}, pending.request))
+                                          {"connection": [str(exc)]}, pending.request,
+                                          tenant=pending.connection.tenant))
             return False
         if current.provider != pending.connection.provider:
             outgoing.append(self._refusal(task, pending.msg, f"connection {current.name!r} is now for provider "
-                                          f"{current.provider!r}", {"provider": ["changed"]}, pending.request))
+                                          f"{current.provider!r}", {"provider": ["changed"]}, pending.request,
+                                          tenant=pending.connection.tenant))
             return False
         pending.connection = current
         return True
@@ -677,7 +697,8 @@ class Worker:
             log.error("events of request at %d@%d refused by Kafka for good (%s): the request fails",
                       msg.partition, msg.offset, exc)
             self._end([self._refusal(task, m, f"Kafka refused the run's events: {exc}", None, pending.request,
-                                     stage="delivery", kind="delivery") for m in pending.messages])
+                                     stage="delivery", kind="delivery", tenant=pending.connection.tenant)
+                       for m in pending.messages])
             return
         except (DeliveryError, TransportError, sqlite3.Error) as exc:
             self._retry(task, pending, f"{type(exc).__name__}: {exc}", read_back=True)
@@ -685,7 +706,8 @@ class Worker:
         except Exception as exc:  # a bug: dead-letter the request rather than loop on it
             log.error("request at %d@%d crashed the run", msg.partition, msg.offset, exc_info=exc)
             self._end([self._refusal(task, m, f"the worker failed on this request: {type(exc).__name__}",
-                                     None, pending.request) for m in pending.messages])
+                                     None, pending.request, tenant=pending.connection.tenant)
+                       for m in pending.messages])
             return
         c = report.counts
         log.info("run %s of %s %s: %d courses, %d stats (%d unchanged), %d removed, %d rejected in %.1fs",
@@ -723,15 +745,20 @@ class Worker:
 
     def _refusal(self, task: PartitionTask, msg: InboundMessage, reason: str, errors: Any,
                  request: SyncRequest | None = None, *, stage: str = "request",
-                 kind: str = "invalid_request") -> _Outgoing:
-        log.warning("refused request at %d@%d: %s", msg.partition, msg.offset, reason)
+                 kind: str = "invalid_request", tenant: str | None = None) -> _Outgoing:
+        """End a request refused: its dead letter and failed status (with ``tenant``, the
+        connection's, when known), and a log line bound to the request like a run's lines."""
+        with log_context(request_id=request.request_id if request else None,
+                         connection=request.connection if request else None, tenant=tenant,
+                         provider=request.provider if request else None):
+            log.warning("refused request at %d@%d: %s", msg.partition, msg.offset, reason)
 
         def events(value: bytes | None, errors: Any) -> list[OutRecord]:
             return [self._record(e) for e in refused_request(
                 topic=msg.topic, partition=msg.partition, offset=msg.offset, value=value, reason=reason,
                 errors=errors, now=datetime.now(timezone.utc), connection=request.connection if request else None,
-                provider=request.provider if request else None, worker=self.settings.worker_id, stage=stage,
-                kind=kind)]
+                provider=request.provider if request else None, tenant=tenant, worker=self.settings.worker_id,
+                stage=stage, kind=kind)]
 
         return _Outgoing(task, msg, events(msg.value, errors), "refused", minimal=lambda: events(None, None))
 

@@ -2,8 +2,9 @@
 and the bulk-operation life cycle. The same code talks to production or the sandbox; only
 ``base_url`` differs.
 
-One client per company (base URL + client id): its token buckets and its bulk-operation slots
-are shared by every thread and every connection of that company.
+One client per credential (base URL, client id and secret; :mod:`hostspec.credentials`): its
+token, token buckets and bulk-operation slots are shared by every thread and every connection
+holding that credential, and by no connection that merely names the same client id.
 """
 from __future__ import annotations
 

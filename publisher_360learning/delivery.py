@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ from typing import Any, Callable, Iterable
 
 from hostspec import events as ev
 from hostspec import metrics
+from hostspec.credentials import CredentialKey, credential_key
+from hostspec.errors import SecretUnavailable
 from hostspec.logs import log_context
 
 from . import contract
@@ -125,27 +128,52 @@ class Deliverer:
         self._verified: dict[tuple[str, str, str], float] = {}
         self._now = now
         self._factory = client_factory or client_for_target
-        self._clients: dict[tuple[str, str], Learning360Client] = {}
-        self._tag_ids: dict[tuple[str, str], dict[str, str]] = {}
+        self._clients: dict[CredentialKey, Learning360Client] = {}
+        self._used: dict[str, CredentialKey] = {}        # connection -> the credential its client has
+        # tag name -> id, per client (so per credential), forgotten with the client
+        self._tag_ids: weakref.WeakKeyDictionary[Learning360Client, dict[str, str]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()    # lanes deliver from several threads
 
+    def credential(self, target: Target) -> CredentialKey:
+        """The whole identity of the target's credential: host, client id and a keyed digest of
+        its secret (:mod:`hostspec.credentials`). :raise TargetConfigError: the secret cannot be read."""
+        try:
+            secret = target.client_secret.reveal()
+        except SecretUnavailable as exc:
+            raise TargetConfigError(f"the 360Learning client secret cannot be read: {exc}") from None
+        return credential_key(target.base_url, target.client_id, secret=secret)
+
     def client(self, target: Target) -> Learning360Client:
-        """The company's client (one per host and client id: its rate limits and bulk slots are
-        shared by every connection and thread of that company)."""
-        key = (target.base_url, target.client_id)
+        """The company's client, one per whole credential (host, client id *and* secret): the
+        connections and threads holding the same credential share its rate limits and bulk slots;
+        a connection naming the same client id with another secret gets a client of its own, so
+        a wrong secret meets its own 401 and never rides on a neighbour's token.
+        :raise TargetConfigError: the secret cannot be read."""
+        key = self.credential(target)
         with self._lock:
             if key not in self._clients:
                 self._clients[key] = self._factory(target)
+            before = self._used.get(target.connection)
+            self._used[target.connection] = key
+            if before is not None and before != key:      # its secret was rotated: the old client may go
+                self._drop_unused({before})
             return self._clients[key]
 
     def set_targets(self, targets: dict[str, Target]) -> None:
-        """New targets (the file changed): a company whose settings changed gets a new client."""
+        """New targets (the file changed): a connection whose settings changed gets a new client
+        at its next delivery; clients no connection uses any more are closed."""
         before = self.targets
         self.targets = targets
-        changed = {(t.base_url, t.client_id) for name, t in before.items() if targets.get(name) != t}
+        changed = {name for name, t in before.items() if targets.get(name) != t}
         with self._lock:
-            for key in changed & set(self._clients):
-                self._clients.pop(key).close()
+            self._drop_unused({self._used.pop(name) for name in changed if name in self._used})
+
+    def _drop_unused(self, keys: set[CredentialKey]) -> None:
+        """Close the clients of ``keys`` that no connection uses any more (hold ``_lock``)."""
+        for key in keys - set(self._used.values()):
+            client = self._clients.pop(key, None)
+            if client is not None:
+                client.close()
 
     def close(self) -> None:
         for client in self._clients.values():
@@ -178,7 +206,10 @@ class Deliverer:
             :class:`.ownership.LaneRevoked` once the events' partitions are no longer ours."""
         out = Outcome()
         if settle and connection in self.targets:
-            self.settle(self.client(self.targets[connection]), connection)
+            try:
+                self.settle(self.client(self.targets[connection]), connection)
+            except TargetConfigError as exc:    # refused credentials: the delivery below ends its items
+                log.warning("connection %s: cannot look for unfinished bulk operations: %s", connection, exc)
         if not items:
             self._pending_tags(connection, out, fence)
             return out
@@ -200,10 +231,10 @@ class Deliverer:
             for item in items:
                 self._reject(item, "no_target", f"no 360Learning target for connection {connection!r}", out, done)
             return
-        client = self.client(target).fenced(fence)
         for attempt in (1, 2):
             part, done = Outcome(), set()
             try:
+                client = self.client(target).fenced(fence)
                 integration_id = self._integration(client, target, connection, group_id, provider, tenant)
                 self._courses(client, integration_id, [i for i in items if i.event.type != ev.LEARNER_STAT_UPSERTED],
                               part, done)
@@ -316,7 +347,12 @@ class Deliverer:
         target = self.targets.get(connection)
         if not pending or target is None:
             return
-        client = self.client(target).fenced(fence)
+        try:
+            client = self.client(target).fenced(fence)
+        except TargetConfigError as exc:
+            log.error("connection %s: tags cannot be merged (%s); they stay pending", connection, exc)
+            out.tags_pending = True
+            return
         for course_id, names in pending.items():
             try:
                 self._merge_tags(client, course_id, names)
@@ -342,7 +378,7 @@ class Deliverer:
                 return self._merge_tags_once(client, course_id, names)
             except PermanentError as exc:
                 if exc.code == "tagNotFound" and attempt == 1 and not isinstance(exc, TargetConfigError):
-                    self._tag_ids.pop((client.base_url, client.client_id), None)  # our cache is stale
+                    self._tag_ids.pop(client, None)  # our cache is stale
                     continue
                 raise
 
@@ -371,7 +407,7 @@ class Deliverer:
         self.ledger.tags_merged(course_id, (added_before & wanted) | (wanted - set(current)))
 
     def _tag_id(self, client: Learning360Client, name: str) -> str:
-        ids = self._tag_ids.setdefault((client.base_url, client.client_id), {})
+        ids = self._tag_ids.setdefault(client, {})
         if name.casefold() not in ids:
             ids.update({t["name"].casefold(): t["_id"] for t in client.tags()})
         if name.casefold() not in ids:

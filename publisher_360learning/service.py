@@ -49,6 +49,7 @@ from marshmallow import ValidationError
 
 from hostspec import events as ev
 from hostspec import metrics
+from hostspec.credentials import CredentialKey
 from hostspec.dead_letters import raw_rejection
 from hostspec.errors import DeliveryError, TransportError
 from hostspec.topics import Topics
@@ -70,7 +71,7 @@ from hostspec.offsets import OffsetTracker
 from . import contract
 from .budget import DEFAULT_BUDGET, MemoryBudget, event_size
 from .delivery import SOURCE, Deliverer, Inbound, Outcome
-from .errors import TransientError
+from .errors import TargetConfigError, TransientError
 from .journal import LedgerJournal, journal_spec
 from .lanes import BACKOFF_S, Lane, Pending
 from .ownership import Fence, LaneRevoked, Ownership
@@ -125,7 +126,7 @@ class PublisherService:
         self._outbox: list[tuple[str, int | None, str, bytes | None]] = []   # (topic, partition, key, value)
         self._event_topics = {self.topics.dead_letter, self.topics.parked}
         self._to_finish: list[Pending] = []               # finished once the outbox is acknowledged
-        self._company_wait: dict[tuple[str, str], float] = {}   # a company's lanes wait together
+        self._company_wait: dict[CredentialKey, float] = {}   # a company's lanes wait together
         self._parked_paused: set[Partition] = set()
         self._round_start = 0.0
         self._last_commit = 0.0
@@ -476,9 +477,17 @@ class PublisherService:
                (s.tenants is None or tenant in s.tenants) and tenant not in s.except_tenants
 
     # -- delivering -------------------------------------------------------------------------------------
-    def _company(self, connection: str) -> tuple[str, str] | None:
+    def _company(self, connection: str) -> CredentialKey | None:
+        """The credential the connection delivers with (host, client id, secret's digest): the
+        connections holding it wait together; another secret naming the same client id is
+        another credential and never makes them wait."""
         target = self.deliverer.targets.get(connection)
-        return (target.base_url, target.client_id) if target is not None else None
+        if target is None:
+            return None
+        try:
+            return self.deliverer.credential(target)
+        except TargetConfigError:
+            return None
 
     def _dispatch(self) -> None:
         """Start the lanes that are due, round robin, while threads are free; one company's lanes
@@ -486,6 +495,8 @@ class PublisherService:
         s = self.settings
         now = time.monotonic()
         ready_units = {p % self._units for _t, p in self._ready}
+        if self._company_wait:     # waits over are forgotten
+            self._company_wait = {k: until for k, until in self._company_wait.items() if until > now}
         companies = Counter(self._company(lane.connection) for lane, _batch in self._running.values())
         lanes = list(self._lanes.values())
         first = self._dispatch_from % len(lanes) if lanes else 0

@@ -13,7 +13,9 @@
     no_group_propagation = false
 
 The synchronized group is the one each event names (``group_id``). Connections sharing a
-``client_id`` and host share one client: the company's rate limits and bulk slots.
+``client_id``, host *and secret* share one client: the company's token, rate limits and bulk
+slots. A target naming the same client id with another secret gets a client of its own (and
+360Learning's 401 when the secret is wrong), never the first one's session.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ GROUP = "65a1b2c3d4e5f60718293a4b"
 def coursera_body(**settings):
     return {"tenant": "acme", "provider": "coursera", "group_id": GROUP,
             "settings": {"org_id": "DjYCkBQTQV69TtWA7RuNug", "client_id": "acme-key",
-                         "client_secret": {"env": "CONNECTOR_SECRET_ACME"}, **settings}}
+                         "client_secret": {"env": "CONNECTOR_SECRET_ACME__COURSERA"}, **settings}}
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_create_replace_pause_delete_and_their_conflicts(api):
     assert created.headers["Location"] == "/connections/acme-coursera"
     doc = created.json()
     assert (doc["revision"], doc["changed_by"], doc["settings"]["client_secret"]) == (
-        1, "api:ops", {"env": "CONNECTOR_SECRET_ACME"})
+        1, "api:ops", {"env": "CONNECTOR_SECRET_ACME__COURSERA"})
     assert api.post("/connections", json={"connection": "acme-coursera", **coursera_body()}).status_code == 409
 
     replaced = api.put("/connections/acme-coursera", json=coursera_body(page_size=50), headers={"If-Match": "1"})
@@ -118,10 +118,10 @@ def test_create_replace_pause_delete_and_their_conflicts(api):
     (lambda b: b["settings"].update(base_url="http://127.0.0.1:9"), "base_url", "development switch"),
     (lambda b: b["settings"].update(base_url="https://api.coursera.com@10.0.0.1/"), "base_url", "user info"),
     (lambda b: b["settings"].update(client_secret="inline-secret-value"), "client_secret", "never a value"),
-    (lambda b: b["settings"].update(client_secret={"env": "KAFKA_SASL_PASSWORD"}), "client_secret", "prefixes"),
-    (lambda b: b["settings"].update(client_secret={"file": "/etc/shadow"}), "client_secret", "must lie under"),
+    (lambda b: b["settings"].update(client_secret={"env": "KAFKA_SASL_PASSWORD"}), "client_secret", "outside this tenant's"),
+    (lambda b: b["settings"].update(client_secret={"file": "/etc/shadow"}), "client_secret", "outside this tenant's"),
     (lambda b: b["settings"].update(client_secret={"file": "/run/secrets/connectors/../../../etc/shadow"}),
-     "client_secret", "must lie under"),
+     "client_secret", "outside this tenant's"),
 ])
 def test_refused_settings_name_the_field_and_the_rule(api, change, field, words):
     body = coursera_body()
@@ -149,7 +149,7 @@ def test_refused_bodies_and_targets(api):
     schedule = api.put("/connections/acme", json={**coursera_body(), "schedule": {"catalog": "99 * * * *"}})
     assert schedule.status_code == 422 and "schedule" in schedule.json()["message"]
     target = {"base_url": "https://evil.example.com", "client_id": "c", "author_id": "65a0000000000000000000a1",
-              "client_secret": {"env": "CONNECTOR_SECRET_360"}}
+              "client_secret": {"env": "CONNECTOR_SECRET_ACME__360"}}
     refused = api.put("/connections/acme", json={**coursera_body(), "target": target})
     assert refused.status_code == 422 and "base_url" in refused.json()["errors"]["target"]
     good = api.put("/connections/acme", json={**coursera_body(), "target": {**target, "base_url": None,

@@ -75,8 +75,12 @@ def test_invalid_settings_name_connection_and_field(tmp_path, plugins, edit, mes
 
 def test_unknown_connection_and_provider(tmp_path, plugins):
     store = ConnectionStore.from_file(write(tmp_path, GOOD.replace('provider = "coursera"', 'provider = "go1"')))
-    with pytest.raises(UnknownConnectionError, match="configured connections: acme"):
+    with pytest.raises(UnknownConnectionError) as unknown:
         store.get("nope", plugins)
+    # the message reaches the requester's status: no other connection in it (issue 27); an
+    # operator's command line shows them (tests/hostspec/test_cli.py)
+    assert str(unknown.value) == "unknown connection 'nope'"
+    assert unknown.value.operator_message == "unknown connection 'nope'; configured connections: acme"
     with pytest.raises(UnknownProviderError, match="installed providers: coursera"):
         store.get("acme", plugins)
 

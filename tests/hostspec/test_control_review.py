@@ -132,7 +132,7 @@ def test_a_deeply_nested_record_on_the_control_topic_is_skipped_not_fatal():
 
 # found by review, fixed: the writer checks the revision under its lock (Kafka: under fencing)
 def test_two_api_processes_cannot_both_win_the_same_if_match(plugins, monkeypatch):
-    monkeypatch.setenv("CONNECTOR_SECRET_ACME", "x")
+    monkeypatch.setenv("CONNECTOR_SECRET_ACME__COURSERA", "x")
     policy = SettingsPolicy()
     topic = MemoryControl(policy)          # one topic, read by two API processes (no lag at all)
     barrier = threading.Barrier(2, timeout=10)
@@ -144,7 +144,7 @@ def test_two_api_processes_cannot_both_win_the_same_if_match(plugins, monkeypatc
     planes = [ControlPlane(plugins, KafkaConfig.from_env(bootstrap_servers="127.0.0.1:1"), Topics(), policy,
                            log=topic, writer=topic, target_check=check) for _ in range(2)]
     target = {"region": "eu", "client_id": "c", "author_id": "65a0000000000000000000a1",
-              "client_secret": {"env": "CONNECTOR_SECRET_360"}}
+              "client_secret": {"env": "CONNECTOR_SECRET_ACME__360"}}
     barrier_free = ControlPlane(plugins, KafkaConfig.from_env(bootstrap_servers="127.0.0.1:1"), Topics(), policy,
                                 log=topic, writer=topic)
     barrier_free.put("acme", coursera_body(), actor="api:setup")

@@ -72,13 +72,14 @@ def hostile_documents(port: int, outside_file: str, seed: int = 17) -> list[tupl
     token_hosts = ["https://collector.attacker.test/token", f"https://127.0.0.1:{port}/oauth2/client_credentials/token",
                    "https://www.linkedin.com/oauth/v2/accessToken", "https://evil.example/api.coursera.com"]
     secrets_ = [{"env": "KAFKA_SASL_PASSWORD"}, {"env": "AWS_SECRET_ACCESS_KEY"}, {"env": "CONNECTOR_SECRETX"},
+                {"env": "CONNECTOR_SECRET_ACME__COURSERA"}, {"env": "CONNECTOR_SECRET_T1"},   # another's, no namespace
                 {"file": outside_file}, {"file": "/etc/shadow"}, {"file": "../../etc/passwd"},
                 {"file": "/run/secrets/connectors/../../../etc/passwd"}, {"file": "relative/secret"},
                 "hostile-inline-secret-{i}", {"env": "X", "file": "/y"}, {"env": ""}, {"file": ""}]
     out = []
     for i in range(DOCUMENTS):
         settings = {"org_id": "DjYCkBQTQV69TtWA7RuNug", "client_id": f"hostile-{i}",
-                    "client_secret": {"env": "CONNECTOR_SECRET_ACME"}}
+                    "client_secret": {"env": f"CONNECTOR_SECRET_T{i % 37}__COURSERA"}}   # its own
         attacks = rng.sample(["base_url", "token_url", "secret"], rng.randint(1, 3))
         for attack in attacks:
             if attack == "base_url":
@@ -105,7 +106,7 @@ def test_a_thousand_hostile_documents_are_refused_without_a_call_or_a_leak(plugi
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", SASL)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SASL)
-    monkeypatch.setenv("CONNECTOR_SECRET_ACME", "acme-allowed-secret")
+    monkeypatch.setenv("CONNECTOR_SECRET_T1__COURSERA", "acme-allowed-secret")
     monkeypatch.setenv("API_TOKEN_OPS", "hostile-test-token")
     outside = tmp_path / "outside-secret"
     outside.write_text(FILE_SECRET)

@@ -40,9 +40,9 @@ def health_url(process: ServiceProcess) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def coursera_connection(coursera, lms, secret_env="CONNECTOR_SECRET_COURSERA_A") -> dict:
-    target = {**lms.settings, "client_secret": {"env": "CONNECTOR_SECRET_360"}, "external_platform": "Coursera (Acme)",
-              "retry_initial_s": 0.2, "poll_interval_s": 0.05}
+def coursera_connection(coursera, lms, secret_env="CONNECTOR_SECRET_ACME__COURSERA_A") -> dict:
+    target = {**lms.settings, "client_secret": {"env": "CONNECTOR_SECRET_ACME__360"},
+              "external_platform": "Coursera (Acme)", "retry_initial_s": 0.2, "poll_interval_s": 0.05}
     return {"tenant": "acme", "provider": "coursera", "group_id": SYNC_GROUP,
             "settings": {"org_id": coursera.spec.org_id, "client_id": coursera.client_id,
                          "client_secret": {"env": secret_env}, "base_url": coursera.url, "max_retry_after_s": 0.2},
@@ -55,9 +55,9 @@ def test_a_connection_made_through_the_api_is_synced_delivered_changed_and_delet
     with CourseraSandbox(spec) as coursera:
         mails = sorted({coursera.org.row(i)["email"] for i in coursera.report_rows()})
         with Learning360Sandbox(users=mails) as lms:
-            secrets = {"CONNECTOR_SECRET_COURSERA_A": coursera.client_secret,
-                       "CONNECTOR_SECRET_COURSERA_B": "not-the-coursera-secret",
-                       "CONNECTOR_SECRET_360": lms.settings["client_secret"]}
+            secrets = {"CONNECTOR_SECRET_ACME__COURSERA_A": coursera.client_secret,
+                       "CONNECTOR_SECRET_ACME__COURSERA_B": "not-the-coursera-secret",
+                       "CONNECTOR_SECRET_ACME__360": lms.settings["client_secret"]}
             api, url = start_api(tmp_path, bootstrap, prefix)
             worker = ServiceProcess(tmp_path, "worker", [
                 sys.executable, "-m", "hostspec", "--connections", "kafka", "--allow-sandboxes", "run",
@@ -102,7 +102,7 @@ def test_a_connection_made_through_the_api_is_synced_delivered_changed_and_delet
                 assert runs["phase"] == "completed" and runs["runs"][-1]["request_id"] == asked.json()["request_id"]
 
                 # a changed secret reference is used by the next run (B holds a wrong secret), and back
-                wrong = coursera_connection(coursera, lms, "CONNECTOR_SECRET_COURSERA_B")
+                wrong = coursera_connection(coursera, lms, "CONNECTOR_SECRET_ACME__COURSERA_B")
                 assert http.put(f"{url}/connections/acme", json=wrong, headers={"If-Match": "1"},
                                 timeout=30).status_code == 200
                 failed = final_status(bootstrap, topics, http.post(f"{url}/connections/acme/syncs", json={},
@@ -164,7 +164,8 @@ def test_an_api_killed_mid_write_loses_no_acknowledged_change(tmp_path, bootstra
                 return
             name = f"w{n}-{i}"
             body = {"tenant": "acme", "provider": "coursera", "group_id": SYNC_GROUP,
-                    "settings": {"org_id": "o1", "client_id": name, "client_secret": {"env": "CONNECTOR_SECRET_X"}}}
+                    "settings": {"org_id": "o1", "client_id": name,
+                                 "client_secret": {"env": "CONNECTOR_SECRET_ACME__X"}}}
             try:
                 answer = http.put(f"{url}/connections/{name}", json=body, timeout=10)
             except requests.RequestException:
@@ -202,7 +203,8 @@ def test_connections_import_list_show_delete_and_deadletters_from_the_shell(tmp_
 
     from tests.conftest import connections_toml
 
-    (tmp_path / "c.toml").write_text(connections_toml("https://api.coursera.com", secret_env="CONNECTOR_SECRET_ACME",
+    (tmp_path / "c.toml").write_text(connections_toml("https://api.coursera.com",
+                                                      secret_env="CONNECTOR_SECRET_ACME__COURSERA",
                                                       client_id="acme-key") + '''
 [connections.inline]
 tenant = "beta"
@@ -217,7 +219,7 @@ client_secret = "inline-secret-in-a-file"
 [targets.acme]
 region = "eu"
 client_id = "acme-360"
-client_secret = { env = "CONNECTOR_SECRET_ACME_360" }
+client_secret = { env = "CONNECTOR_SECRET_ACME__360" }
 author_id = "65a0000000000000000000a1"
 ''')
     kafka = ["--bootstrap-servers", bootstrap, "--topic-prefix", prefix]
@@ -233,8 +235,8 @@ author_id = "65a0000000000000000000a1"
     listed = json.loads(cli("connections", "list", "--json", *kafka).stdout)
     assert [(c["connection"], c["changed_by"].startswith("cli:")) for c in listed] == [("acme", True)]
     shown = json.loads(cli("connections", "show", "acme", *kafka).stdout)
-    assert shown["settings"]["client_secret"] == {"env": "CONNECTOR_SECRET_ACME"}
-    assert shown["target"]["client_secret"] == {"env": "CONNECTOR_SECRET_ACME_360"}
+    assert shown["settings"]["client_secret"] == {"env": "CONNECTOR_SECRET_ACME__COURSERA"}
+    assert shown["target"]["client_secret"] == {"env": "CONNECTOR_SECRET_ACME__360"}
     missing = cli("connections", "show", "nobody", *kafka)
     assert missing.returncode == 2 and "no connection 'nobody'" in missing.stderr
     assert cli("connections", "delete", "acme", *kafka).stdout.strip() == "deleted acme (revision 2)"
@@ -260,7 +262,7 @@ def test_the_connection_log_catches_up_on_demand_and_skips_what_is_not_a_connect
     ensure_topics(config, topic_specs(topics))
     now = datetime.now(timezone.utc)
     entry = {"tenant": "acme", "provider": "coursera", "group_id": SYNC_GROUP,
-             "settings": {"org_id": "o", "client_id": "c", "client_secret": {"env": "CONNECTOR_SECRET_A"}}}
+             "settings": {"org_id": "o", "client_id": "c", "client_secret": {"env": "CONNECTOR_SECRET_ACME__A"}}}
     writer = ConnectionWriter(config, topics.connections)
     writer.write(docs.document("early", entry, revision=1, changed_by="t", now=now), now)
     log = ConnectionLog(config, topics.connections).start()
@@ -304,7 +306,7 @@ def test_two_writers_on_the_broker_cannot_both_win_the_same_revision(bootstrap, 
 
     def body(page_size):
         return {"tenant": "acme", "provider": "coursera", "group_id": SYNC_GROUP, "target": {"region": "eu"},
-                "settings": {"org_id": "o", "client_id": "c", "client_secret": {"env": "CONNECTOR_SECRET_A"},
+                "settings": {"org_id": "o", "client_id": "c", "client_secret": {"env": "CONNECTOR_SECRET_ACME__A"},
                              "page_size": page_size}}
 
     first = plane()
