@@ -10,7 +10,8 @@
     # catalog_complete_days = 7                # a complete catalog listing this often, changes only between
     # progress_lookback_hours = 48             # incremental progress starts this long before the last watermark
     # account_calls_per_second = 4             # the budget of the provider account (client id), shared by
-    #                                          # its connections across the fleet (the smallest one given wins)
+    #                                          # the tenant's connections holding its client id and secret
+    #                                          # across the fleet (the smallest one given wins)
 
     [connections.acme-coursera.settings]
     org_id = "DjYCkBQTQV69TtWA7RuNug"
@@ -85,6 +86,11 @@ class ConnectionStore:
             for entry in table.values() if isinstance(entry, Mapping)
             for k, v in (entry.get("settings") or {}).items()))
         return cls(table, source=str(path), base=path.parent, policy=policy)
+
+    @property
+    def policy(self) -> SettingsPolicy | None:
+        """The settings policy its connections are held to (None: an operator's own file)."""
+        return self._policy
 
     @property
     def names(self) -> list[str]:

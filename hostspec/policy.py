@@ -13,7 +13,9 @@ references are read by the worker, so both are held to a per-deployment policy:
   directory. A prefix or directory may hold ``{tenant}``: each company then reaches only its own
   secrets (``CONNECTOR_SECRET_{tenant}_`` allows ``CONNECTOR_SECRET_ACME_…`` to tenant ``acme``);
 * the sandboxes (plain http on a loopback address) are allowed only by the explicit
-  development switch ``allow_sandboxes``.
+  development switch ``allow_sandboxes``;
+* a provider account's call budget is each tenant's own (:mod:`hostspec.accounts`) unless the
+  policy declares it shared by named tenants, with the budget the operator gives it.
 
 .. code-block:: toml
 
@@ -26,6 +28,10 @@ references are read by the worker, so both are held to a per-deployment policy:
     coursera = ["api.coursera.com"]
     "360learning" = ["app.360learning.com"] # publisher targets
 
+    [shared_accounts."coursera/acme-app"]   # provider/client id: one budget for these tenants
+    tenants = ["acme", "acme-eu"]
+    calls_per_second = 8
+
 Every check returns messages that name the field and the rule, never a secret value.
 """
 from __future__ import annotations
@@ -34,13 +40,15 @@ import ipaddress
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from marshmallow import Schema, fields
 
+from . import accounts
+from .accounts import SharedAccount
 from .errors import ConfigError
 
 LOOPBACK_NAMES = frozenset({"localhost"})
@@ -83,6 +91,7 @@ class SettingsPolicy:
     secret_env_prefixes: tuple[str, ...] = DEFAULT_ENV_PREFIXES
     secret_dirs: tuple[str, ...] = ()
     allow_sandboxes: bool = False
+    shared_accounts: Mapping[str, SharedAccount] = field(default_factory=dict)   # by "provider/client id"
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "SettingsPolicy":
@@ -97,7 +106,8 @@ class SettingsPolicy:
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], *, source: str = "policy") -> "SettingsPolicy":
-        unknown = set(doc) - {"allowed_hosts", "secret_env_prefixes", "secret_dirs", "allow_sandboxes"}
+        unknown = set(doc) - {"allowed_hosts", "secret_env_prefixes", "secret_dirs", "allow_sandboxes",
+                              "shared_accounts"}
         if unknown:
             raise ConfigError(f"{source}: unknown keys {', '.join(sorted(unknown))}")
         hosts = doc.get("allowed_hosts", {})
@@ -113,7 +123,8 @@ class SettingsPolicy:
         if not isinstance(sandboxes, bool):
             raise ConfigError(f"{source}: allow_sandboxes must be true or false")
         return cls(allowed_hosts={k: tuple(h.lower() for h in v) for k, v in hosts.items()},
-                   secret_env_prefixes=tuple(prefixes), secret_dirs=tuple(dirs), allow_sandboxes=sandboxes)
+                   secret_env_prefixes=tuple(prefixes), secret_dirs=tuple(dirs), allow_sandboxes=sandboxes,
+                   shared_accounts=accounts.shared_accounts(doc.get("shared_accounts", {}), source=source))
 
     @classmethod
     def from_env(cls, path: str | None = None, *, allow_sandboxes: bool | None = None) -> "SettingsPolicy":
@@ -124,7 +135,7 @@ class SettingsPolicy:
         if allow_sandboxes is None:
             allow_sandboxes = os.environ.get("CONNECTOR_HOST_ALLOW_SANDBOXES", "") in ("1", "true", "yes")
         if allow_sandboxes and not policy.allow_sandboxes:
-            policy = cls(policy.allowed_hosts, policy.secret_env_prefixes, policy.secret_dirs, True)
+            policy = replace(policy, allow_sandboxes=True)
         return policy
 
     # -- URLs --------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ class ProviderInfo:
     :param incremental_catalog: ``fetch_catalog`` honours ``context.catalog_since`` (lists only
         the changes). Without it every catalog sync is a complete listing.
     :param account_setting: the setting naming the account the provider limits calls by (an API
-        client id): connections sharing it share one call budget (:mod:`hostspec.ratebudget`).
+        client id): a tenant's connections sharing it (and its secret) share one call budget
+        (:mod:`hostspec.accounts`, :mod:`hostspec.ratebudget`).
         The provider then passes ``context.calls`` to its HTTP client
         (:func:`hostspec.httputil.gate_session`).
     :param calls_per_second: the account's budget unless a connection says

@@ -90,7 +90,7 @@ def test_a_429_answered_to_one_worker_pauses_the_other(tmp_path, bootstrap, topi
         assert http.post(sb.url + "/_sandbox/faults", json=rule, timeout=5).status_code == 201
         finals = _sync_both(bootstrap, topics, names)
         calls = _api_calls(sb)
-        signalled = [w.name for w in fleet if "call budget of coursera/standin-key: paused" in w.log()]
+        signalled = [w.name for w in fleet if "call budget of acme:coursera/standin-key: paused" in w.log()]
     assert [f["phase"] for f in finals.values()] == ["completed", "completed"], finals
     throttled = [c for c in calls if c["status"] == 429]
     assert len(throttled) == 1
