@@ -35,6 +35,7 @@ def provider_info() -> ProviderInfo:
         scopes=("catalog", "progress"), settings_schema=CourseraSettingsSchema,
         secret_fields=("client_secret",), incremental_catalog=True,
         account_setting="client_id", calls_per_second=contract.CALLS_PER_SECOND,
+        identity_settings=("org_id",),    # the organization read; the client id may change (a new app key)
         description="Catalog of the organisation's programs and learner enrollment reports, "
                     "through Coursera's Business API (OAuth2 client credentials).")
 

@@ -2,8 +2,9 @@
 
 Pure functions between the three shapes a connection takes:
 
-* a **document** (the event's data): name, revision, tenant, provider, group, settings with
-  secrets as references, host options, schedule, publisher target, who changed it and when;
+* a **document** (the event's data): name, revision (and the revision that created it),
+  tenant, provider, group, settings with secrets as references, host options, schedule,
+  publisher target, who changed it and when;
 * an **entry**: the same connection as a table of the connections file, which
   :class:`~hostspec.connections.ConnectionStore` validates and the scheduler reads;
 * an **event**: the document in its CloudEvent, keyed by the connection's name so that the
@@ -54,6 +55,8 @@ def entry(doc: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"tenant": doc["tenant"], "provider": doc["provider"], "group_id": doc["group_id"],
                            "settings": dict(doc["settings"] or {}), "enabled": not doc.get("paused", False)}
     out.update({k: v for k, v in (doc.get("options") or {}).items() if v is not None})
+    if doc.get("created_revision") is not None:
+        out["created_revision"] = doc["created_revision"]
     if doc.get("schedule"):
         out["schedule"] = dict(doc["schedule"])
     return out

@@ -10,12 +10,17 @@
     # catalog_complete_days = 7                # a complete catalog listing this often, changes only between
     # progress_lookback_hours = 48             # incremental progress starts this long before the last watermark
     # account_calls_per_second = 4             # the budget of the provider account (client id), shared by
-    #                                          # its connections across the fleet (the smallest one given wins)
+    #                                          # the tenant's connections holding its client id and secret
+    #                                          # across the fleet (the smallest one given wins)
 
     [connections.acme-coursera.settings]
     org_id = "DjYCkBQTQV69TtWA7RuNug"
     client_id = "acme-app-key"
     client_secret = { env = "ACME_COURSERA_SECRET" }   # or { file = "secrets/acme" }
+
+A connection read from the control topic also carries ``created_revision`` (set by the control
+plane): with its provider, group and organization it names the connection's incarnation, which
+keys its sync state (:mod:`hostspec.incarnation`).
 
 Secrets are :class:`hostspec.secrets.Secret` objects, read when a provider calls ``reveal()``.
 Errors name the file, the connection and the field, never a secret value.
@@ -33,6 +38,7 @@ from marshmallow import ValidationError, fields
 
 from . import event_schemas
 from .errors import ConfigError, SettingsRefused, UnknownConnectionError
+from .incarnation import incarnation
 from .plugins import HostPluginManager
 from .policy import SettingsPolicy
 from .provider import Connection
@@ -87,6 +93,11 @@ class ConnectionStore:
         return cls(table, source=str(path), base=path.parent, policy=policy)
 
     @property
+    def policy(self) -> SettingsPolicy | None:
+        """The settings policy its connections are held to (None: an operator's own file)."""
+        return self._policy
+
+    @property
     def names(self) -> list[str]:
         return sorted(self._raw)
 
@@ -114,7 +125,8 @@ class ConnectionStore:
         if missing:
             raise ConfigError(f"{where}: missing or empty {', '.join(missing)}")
         unknown = set(entry) - {*_REQUIRED, "settings", "enabled", "schedule", "max_removal_share",
-                                "catalog_complete_days", "progress_lookback_hours", "account_calls_per_second"}
+                                "catalog_complete_days", "progress_lookback_hours", "account_calls_per_second",
+                                "created_revision"}
         if unknown:
             raise ConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         provider = plugins.provider(entry["provider"])
@@ -150,11 +162,15 @@ class ConnectionStore:
         calls = entry.get("account_calls_per_second")
         if calls is not None and (isinstance(calls, bool) or not isinstance(calls, int) or not 1 <= calls <= 10_000):
             raise ConfigError(f"{where}: account_calls_per_second must be a whole number of calls from 1 to 10000")
+        created = entry.get("created_revision")
+        if created is not None and (isinstance(created, bool) or not isinstance(created, int) or created < 1):
+            raise ConfigError(f"{where}: created_revision must be a revision number (1 or more)")
         connection = Connection(name=name, tenant=entry["tenant"], provider=provider.name,
                                 group_id=entry["group_id"], settings=settings, max_removal_share=float(share),
                                 catalog_complete_days=float(every),
                                 progress_lookback_hours=None if lookback is None else float(lookback),
-                                account_calls_per_second=calls)
+                                account_calls_per_second=calls,
+                                incarnation=incarnation(provider.info, entry["group_id"], settings, created))
         self._cache[name] = connection
         return connection
 

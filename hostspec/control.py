@@ -122,6 +122,9 @@ class ControlPlane:
                 self._expect(name, current if live else None, expected_revision)
                 based_on = current["revision"] if current else 0
                 doc = self._document(name, body, revision=based_on + 1, actor=actor)
+                # a new life (created, or created again after a deletion) gets a state of its own;
+                # a change keeps the life's creation (absent on a document older than the field)
+                doc["created_revision"] = current.get("created_revision") if live else doc["revision"]
                 docs.check(doc, self.plugins, self.policy, self.target_check)
                 try:
                     self._write(doc, based_on)
@@ -169,7 +172,7 @@ class ControlPlane:
     def _document(self, name: str, body: Mapping[str, Any], *, revision: int, actor: str) -> dict[str, Any]:
         if not isinstance(body, Mapping):
             raise ConfigError("the body must be a JSON object")
-        extra = set(body) & {"revision", "changed_by", "changed_at", "deleted"}
+        extra = set(body) & {"revision", "created_revision", "changed_by", "changed_at", "deleted"}
         if body.get("connection", name) != name:
             extra.add("connection")
         if extra:

@@ -31,6 +31,7 @@ from . import metrics, rules
 from .bounded import bounded, cut, fit
 from .errors import DeliveryError, EventTooLarge, HostError, RecordRejected, RunAbandoned, scalar_id
 from .event_schemas import COURSE_FIELDS_WITH_PROVENANCE
+from .incarnation import of_connection
 from .logs import log_context
 from .plugins import HostPluginManager, Provider
 from .provider import Connection, ExpectedCount, ListingTotal, PageEnd, SyncContext
@@ -185,7 +186,7 @@ class _Run:
         self.request, self.report = request, report
         self.hooks = provider.hooks
         self.sink: Sink = _DryRunSink(engine.sink) if request.dry_run else engine.sink
-        self.session = StateSession(engine.state, f"{connection.tenant}/{connection.name}")
+        self.session = StateSession(engine.state, connection.state_scope)   # this life's (hostspec.incarnation)
         self.source = f"/connector-host/{provider.name}/{connection.tenant}/{connection.name}"
         self.identity = {"tenant": connection.tenant, "connection": connection.name,
                          "provider": provider.name, "group_id": connection.group_id}
@@ -419,6 +420,8 @@ class SyncEngine:
                            started_at=self.clock(), dry_run=request.dry_run)
         run = _Run(self, provider, connection, request, report)
         run.status("started")
+        if not request.dry_run:
+            self._sweep_earlier_lives(run)
         for scope in request.scopes:   # a failing scope does not stop the next (merged requests)
             self._scope(run, scope)
         report.ended_at = self.clock()
@@ -459,6 +462,24 @@ class SyncEngine:
         report.failed_scopes.add(scope)
         if report.error is None:
             report.error = error if len(run.request.scopes) == 1 else {**error, "message": f"{scope}: {error['message']}"}
+
+    def _sweep_earlier_lives(self, run: _Run) -> None:
+        """Delete the state of the connection's earlier incarnations (deleted and created again,
+        pointed at another organization or group; or keyed by name alone before incarnations):
+        never read again, it goes with the run's checkpoints, batch by batch."""
+        c = run.connection
+        gone = 0
+        for scope in self.state.scopes_from(f"{c.tenant}/{c.name}"):
+            if scope == run.session.scope or not of_connection(scope, c.tenant, c.name):
+                continue
+            for kind_or_name, entity in self.state.keys(scope):
+                if self.should_stop():
+                    raise RunAbandoned(f"run {run.report.run_id} abandoned while forgetting an earlier state")
+                run.session.forget(scope, kind_or_name, entity)
+                gone += 1
+                run.step()
+        if gone:
+            log.info("state of earlier incarnations of %s forgotten: %d records", c.name, gone)
 
     def _forget_old_requests(self, run: _Run) -> None:
         """Drop the request-done markers older than ``request_memory`` (state stays bounded)."""

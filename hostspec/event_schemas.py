@@ -293,6 +293,9 @@ class ConnectionDataSchema(Strict):
 
     connection = fields.String(required=True, validate=NAME)
     revision = JsonInteger(required=True, validate=validate.Range(min=1))
+    # the revision that created this life of the connection (its first, or the first after a
+    # deletion), kept by later changes: its state belongs to it (hostspec.incarnation)
+    created_revision = JsonInteger(load_default=None, allow_none=True, validate=validate.Range(min=1))
     deleted = JsonBoolean(load_default=False)
     tenant = fields.String(load_default=None, allow_none=True, validate=NAME)
     provider = fields.String(load_default=None, allow_none=True, validate=NAME)

@@ -8,7 +8,7 @@ from . import __version__
 from . import event_schemas as s
 from .contracts import object_schema
 
-SERVER_SET = ("connection", "revision", "deleted", "changed_by", "changed_at")
+SERVER_SET = ("connection", "revision", "created_revision", "deleted", "changed_by", "changed_at")
 REQUEST_SET = ("connection", "provider", "requested_by")
 
 

@@ -16,7 +16,9 @@ references are read by the worker, so both are held to a per-deployment policy:
   directory holding ``{tenant}`` places the tenant there instead. Secrets reach other tenants
   only through an explicit ``[[shared_secrets]]`` entry naming them;
 * the sandboxes (plain http on a loopback address) are allowed only by the explicit
-  development switch ``allow_sandboxes``.
+  development switch ``allow_sandboxes``;
+* a provider account's call budget is each tenant's own (:mod:`hostspec.accounts`) unless the
+  policy declares it shared by named tenants, with the budget the operator gives it.
 
 .. code-block:: toml
 
@@ -32,6 +34,10 @@ references are read by the worker, so both are held to a per-deployment policy:
     [allowed_hosts]                         # added to each provider's default hosts
     coursera = ["api.coursera.com"]
     "360learning" = ["app.360learning.com"] # publisher targets
+
+    [shared_accounts."coursera/acme-app"]   # provider/client id: one budget for these tenants
+    tenants = ["acme", "acme-eu"]
+    calls_per_second = 8
 
 Every check returns messages that name the field and the rule, never a secret value, and never
 another tenant's namespace: a refused reference is not quoted back, the allowed ones named are
@@ -49,6 +55,8 @@ from urllib.parse import urlsplit
 
 from marshmallow import Schema, fields
 
+from . import accounts
+from .accounts import SharedAccount
 from .errors import ConfigError
 from .tenant_secrets import ENV_NAME, SharedSecrets, allowed_dirs, allowed_env_prefixes
 
@@ -92,6 +100,7 @@ class SettingsPolicy:
     secret_dirs: tuple[str, ...] = ()
     allow_sandboxes: bool = False
     shared_secrets: tuple[SharedSecrets, ...] = ()
+    shared_accounts: Mapping[str, SharedAccount] = field(default_factory=dict)   # by "provider/client id"
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "SettingsPolicy":
@@ -107,7 +116,7 @@ class SettingsPolicy:
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], *, source: str = "policy") -> "SettingsPolicy":
         unknown = set(doc) - {"allowed_hosts", "secret_env_prefixes", "secret_dirs", "allow_sandboxes",
-                              "shared_secrets"}
+                              "shared_secrets", "shared_accounts"}
         if unknown:
             raise ConfigError(f"{source}: unknown keys {', '.join(sorted(unknown))}")
         hosts = doc.get("allowed_hosts", {})
@@ -128,7 +137,8 @@ class SettingsPolicy:
         return cls(allowed_hosts={k: tuple(h.lower() for h in v) for k, v in hosts.items()},
                    secret_env_prefixes=tuple(prefixes), secret_dirs=tuple(dirs), allow_sandboxes=sandboxes,
                    shared_secrets=tuple(SharedSecrets.from_mapping(entry, f"{source}: shared_secrets[{i}]")
-                                        for i, entry in enumerate(shared)))
+                                        for i, entry in enumerate(shared)),
+                   shared_accounts=accounts.shared_accounts(doc.get("shared_accounts", {}), source=source))
 
     @classmethod
     def from_env(cls, path: str | None = None, *, allow_sandboxes: bool | None = None) -> "SettingsPolicy":

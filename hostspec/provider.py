@@ -24,11 +24,15 @@ class ProviderInfo:
     :param incremental_catalog: ``fetch_catalog`` honours ``context.catalog_since`` (lists only
         the changes). Without it every catalog sync is a complete listing.
     :param account_setting: the setting naming the account the provider limits calls by (an API
-        client id): connections sharing it share one call budget (:mod:`hostspec.ratebudget`).
+        client id): a tenant's connections sharing it (and its secret) share one call budget
+        (:mod:`hostspec.accounts`, :mod:`hostspec.ratebudget`).
         The provider then passes ``context.calls`` to its HTTP client
         (:func:`hostspec.httputil.gate_session`).
     :param calls_per_second: the account's budget unless a connection says
         ``account_calls_per_second``.
+    :param identity_settings: the settings naming the provider organization whose data a
+        connection reads (Coursera: ``org_id``; default: ``account_setting``). Changing one gives
+        the connection a new state (:mod:`hostspec.incarnation`).
     """
 
     name: str
@@ -41,6 +45,7 @@ class ProviderInfo:
     incremental_catalog: bool = False
     account_setting: str | None = None
     calls_per_second: int | None = None
+    identity_settings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,12 @@ class Connection:
     catalog_complete_days: float = 7.0  # incremental catalog listings in between complete ones (0: always complete)
     progress_lookback_hours: float | None = None  # report lag covered by incremental progress (None: the host's)
     account_calls_per_second: int | None = None   # the provider account's call budget (None: the provider's)
+    incarnation: str | None = None   # this life of the connection (hostspec.incarnation); None: keyed by name
+
+    @property
+    def state_scope(self) -> str:
+        """The key of its sync state: ``tenant/name/incarnation`` (``tenant/name`` without one)."""
+        return f"{self.tenant}/{self.name}/{self.incarnation}" if self.incarnation else f"{self.tenant}/{self.name}"
 
     def __repr__(self) -> str:  # settings may hold secrets: never print them
         return (f"Connection(name={self.name!r}, tenant={self.tenant!r}, "

@@ -2,8 +2,10 @@
 
 Providers limit calls per API client, not per connection: two synchronized groups of one company
 share a Coursera client id, and a replay may run beside the scheduled sync. An account (a
-provider's ``ProviderInfo.account_setting``, e.g. Coursera's ``client_id``) has a budget of calls
-per second (``account_calls_per_second``), and it holds whichever workers run its connections:
+provider's ``ProviderInfo.account_setting``, e.g. Coursera's ``client_id``, identified per tenant
+and secret, or shared by the operator's policy: :mod:`hostspec.accounts`) has a budget of calls
+per second (the smallest ``account_calls_per_second`` of its connections, or the policy's), and
+it holds whichever workers run its connections:
 
 * **Split by home partition.** The budget is divided among the partitions that are home to the
   account's connections (enabled or not: a disabled one still runs what it is sent), in
@@ -18,7 +20,8 @@ per second (``account_calls_per_second``), and it holds whichever workers run it
   makes the bound hold where the provider sees it: a call arrives before it ends, and the call
   that takes its place starts a second after that end, so at most the allowance of calls
   *arrive* in any one-second window, however late the network delivers them.
-* **429s shrink it for everyone.** The gate that saw one pauses for its ``Retry-After`` (at
+* **429s shrink it for all its connections** (the same account: never another tenant's budget
+  on the same client id). The gate that saw one pauses for its ``Retry-After`` (at
   most five minutes) and halves its allowance (growing back by one call every ``recover_s``
   without 429), and the signal goes to every worker through a Kafka topic
   (:mod:`hostspec.transport.signals`), whose gates of that account pause as long from the moment
@@ -38,6 +41,7 @@ import time
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Callable, Collection, Iterable, Mapping
 
+from .accounts import AccountKey, account_key
 from .errors import HostError, RunAbandoned
 from .tasks import home_partition
 
@@ -52,18 +56,20 @@ WINDOW_S = 1.0
 GUARD_S = 0.01                 # clock granularity
 DEFAULT_PAUSE_S = 1.0          # a 429 without Retry-After
 MAX_PAUSE_S = 300.0            # a longer Retry-After pauses this long (the clients' own waits are capped too)
-Signal = Callable[[str, float], None]   # (account, seconds to pause)
+Signal = Callable[[str, float], None]   # (account id, seconds to pause)
 
 
 class CallGate:
     """At most ``allowance`` calls in flight or ended within ``WINDOW_S`` (+ ``GUARD_S``) seconds;
     shared by the runs of one account on one worker (thread-safe). Each :meth:`acquire` must be
-    followed by :meth:`done` once the call ended, answered or not."""
+    followed by :meth:`done` once the call ended, answered or not. ``account`` names it in logs;
+    ``account_id`` (default: the name) is what its 429s are signalled under."""
 
-    def __init__(self, account: str, allowance: int, *, on_throttle: Signal | None = None,
-                 recover_s: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, account: str, allowance: int, *, account_id: str | None = None,
+                 on_throttle: Signal | None = None, recover_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.account = account
+        self.account_id = account_id or account
         self._ceiling = max(1, allowance)
         self._deficit = 0     # calls per window below the ceiling since the last 429s
         self._on_throttle, self._recover_s = on_throttle, recover_s
@@ -121,7 +127,7 @@ class CallGate:
         """The provider answered 429: pause, shrink, and tell the other workers."""
         pause_s = self.pause(retry_after_s if retry_after_s is not None else DEFAULT_PAUSE_S)
         if self._on_throttle is not None:
-            self._on_throttle(self.account, pause_s)
+            self._on_throttle(self.account_id, pause_s)
 
     def pause(self, seconds: float) -> float:
         """No call for ``seconds`` from now (at most ``MAX_PAUSE_S``: a Retry-After of a week would
@@ -182,20 +188,11 @@ def shares(budget: int, homes: Mapping[int, int]) -> dict[int, int]:
     return out
 
 
-def account_of(connection: "Connection", plugins: "HostPluginManager") -> str | None:
-    """``provider/<account setting>``, or None for a provider that names no account."""
-    info = plugins.provider(connection.provider).info
-    if not info.account_setting:
-        return None
-    value = getattr(connection.settings, info.account_setting, None)
-    if value is None and isinstance(connection.settings, Mapping):
-        value = connection.settings.get(info.account_setting)
-    return f"{connection.provider}/{value}" if value else None
-
-
 class AccountBudgets:
-    """The gates of one worker: one per account, its allowance the shares of the partitions the
-    worker owns. ``partitions``: the state topic's partition count (homes depend on it).
+    """The gates of one worker: one per account (:class:`~hostspec.accounts.AccountKey`), its
+    allowance the shares of the partitions the worker owns. ``partitions``: the state topic's
+    partition count (homes depend on it). Shared accounts come from the policy of the connections
+    read (:attr:`ConnectionStore.policy`).
 
     The worker's main loop alone calls :meth:`owned` (its partitions changed) and :meth:`refresh`
     (the connections it read may have changed); run threads only ask for a :meth:`gate`.
@@ -203,10 +200,10 @@ class AccountBudgets:
 
     def __init__(self, plugins: "HostPluginManager", partitions: int, *, on_throttle: Signal | None = None):
         self._plugins, self._partitions, self._on_throttle = plugins, partitions, on_throttle
-        self._gates: dict[str, CallGate] = {}
+        self._gates: dict[str, CallGate] = {}      # by account id
         self._owned: frozenset[int] = frozenset()
         self._store: "ConnectionStore | None" = None
-        self._accounts: dict[str, tuple[int, Counter[int]]] = {}    # account -> (budget, homes)
+        self._accounts: dict[str, tuple[int, Counter[int]]] = {}    # account id -> (budget, homes)
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
@@ -221,50 +218,57 @@ class AccountBudgets:
         if store is not self._store:
             self._follow(store)
 
+    def key(self, connection: "Connection", store: "ConnectionStore") -> AccountKey | None:
+        """The account ``connection`` spends the budget of (None: its provider names none)."""
+        policy = store.policy
+        return account_key(connection, self._plugins, policy.shared_accounts if policy is not None else None)
+
     def gate(self, connection: "Connection", store: "ConnectionStore") -> CallGate | None:
-        account = account_of(connection, self._plugins)
-        if account is None:
+        key = self.key(connection, store)
+        if key is None:
             return None
-        if store is not self._store:
-            self._follow(store)
-        allowance = self._allowance(account)
+        if store is not self._store or key.id not in self._accounts:   # a new version, or a secret changed since
+            self._follow(store, again=True)
+        allowance = self._allowance(key)
         with self._lock:
-            gate = self._gates.get(account)
+            gate = self._gates.get(key.id)
             if gate is None:
-                gate = self._gates[account] = CallGate(account, allowance, on_throttle=self._on_throttle)
+                gate = self._gates[key.id] = CallGate(key.name, allowance, account_id=key.id,
+                                                      on_throttle=self._on_throttle)
                 return gate
         gate.set_ceiling(allowance)
         return gate
 
-    def signal(self, account: str, pause_s: float) -> None:
-        """Another worker saw a 429 for ``account``."""
-        gate = self._gates.get(account)
+    def signal(self, account_id: str, pause_s: float) -> None:
+        """Another worker saw a 429 for the account ``account_id`` (an unknown id: not ours to pause)."""
+        gate = self._gates.get(account_id)
         if gate is not None:
             gate.pause(pause_s)
 
-    def _follow(self, store: "ConnectionStore | None") -> None:
-        if store is not None and store is not self._store:
+    def _follow(self, store: "ConnectionStore | None", *, again: bool = False) -> None:
+        if store is not None and (again or store is not self._store):
             accounts: dict[str, tuple[int, Counter[int]]] = {}
             for c in _connections(store, self._plugins):
-                account = account_of(c, self._plugins)
-                if account is None:
+                key = self.key(c, store)
+                if key is None:
                     continue
-                own = c.account_calls_per_second or self._default(c)
-                budget, homes = accounts.get(account, (own, Counter()))
+                own = key.budget or c.account_calls_per_second or self._default(c)
+                budget, homes = accounts.get(key.id, (own, Counter()))
                 homes[home_partition(c.name, self._partitions)] += 1
-                accounts[account] = (min(budget, own), homes)
+                accounts[key.id] = (min(budget, own), homes)
             with self._lock:
                 self._store, self._accounts = store, accounts
-        for account, gate in list(self._gates.items()):
-            gate.set_ceiling(self._allowance(account))
+        for gate in list(self._gates.values()):
+            gate.set_ceiling(self._allowance(gate))
 
-    def _allowance(self, account: str) -> int:
-        budget, homes = self._accounts.get(account, (1, Counter()))
-        if len(homes) > budget and account not in self._warned:
-            self._warned.add(account)
+    def _allowance(self, key: AccountKey | CallGate) -> int:
+        account_id = key.id if isinstance(key, AccountKey) else key.account_id
+        budget, homes = self._accounts.get(account_id, (1, Counter()))
+        if len(homes) > budget and account_id not in self._warned:
+            self._warned.add(account_id)
             log.warning("account %s: a budget of %d calls per second for connections on %d partitions; each "
-                        "partition still gets one call per second, %d in all", account, budget, len(homes),
-                        len(homes))
+                        "partition still gets one call per second, %d in all",
+                        key.name if isinstance(key, AccountKey) else key.account, budget, len(homes), len(homes))
         split = shares(budget, homes)
         return sum(n for p, n in split.items() if p in self._owned)
 
@@ -283,4 +287,4 @@ def _connections(store: "ConnectionStore", plugins: "HostPluginManager") -> Coll
     return out
 
 
-__all__ = ["AccountBudgets", "CallGate", "RunCalls", "account_of", "shares"]
+__all__ = ["AccountBudgets", "CallGate", "RunCalls", "shares"]

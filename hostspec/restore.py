@@ -9,9 +9,11 @@ no other. For partition *p*:
    the partition's requests from that offset once the restore is done;
 2. open the local database of *p* (``<state_dir>/<group>.<worker>.<state topic>.<p>.sqlite``). A file
    left by this worker's previous process is reused when it records a changelog position of the
-   same topic and partition, not older than ``reuse_s`` and not beyond the partition's end:
-   only the records written since are read again (an *incremental* restore). Anything else is
-   cleared and read from the start;
+   same topic (its name *and* its topic id: a topic deleted and created again under the same
+   name is another topic, and its offsets say nothing of the file's records) and partition, not
+   older than ``reuse_s`` and not beyond the partition's end: only the records written since are
+   read again (an *incremental* restore). Anything else is cleared and read from the start, also
+   when the topic id cannot be known (kafka-python before 3, brokers before 2.8);
 3. apply partition *p* of the state topic to its high-water mark, waiting for transactions left
    open by a dead worker to end (:class:`hostspec.transport.changelog.ChangelogReader`);
 4. record the position reached and hand the database to the task.
@@ -129,7 +131,8 @@ class Restorer:
             StateDB.remove_files(path)      # unreadable (a crash during an earlier restore): start afresh
             raise
         try:
-            start = self._reusable(store, reader, p)
+            topic_id = reader.topic_id()
+            start = self._reusable(store, reader, p, topic_id)
             applied = 0
 
             def apply(records: list[tuple[str, bytes | None]]) -> None:
@@ -148,8 +151,8 @@ class Restorer:
         if reached is None:
             store.destroy() if task.revoked.is_set() else store.close()
             return False
-        store.set_changelog_position({"topic": self.topics.state, "partition": p, "offset": reached[p],
-                                      "at": time.time()})
+        store.set_changelog_position({"topic": self.topics.state, "topic_id": topic_id, "partition": p,
+                                      "offset": reached[p], "at": time.time()})
         task.restored_to = reached[p]
         task.store = store
         took = time.monotonic() - started
@@ -178,7 +181,7 @@ class Restorer:
                      "the start" if start is None else f"offset {start}", applied, time.monotonic() - started)
             on_done()
 
-    def _reusable(self, store: StateDB, reader: ChangelogReader, p: int) -> int | None:
+    def _reusable(self, store: StateDB, reader: ChangelogReader, p: int, topic_id: str | None) -> int | None:
         """Where to start reading: the position recorded in a trustworthy local file, else None."""
         position = store.changelog_position()
         if position is None:
@@ -187,11 +190,14 @@ class Restorer:
         end = reader.high_water([p])[p]
         fresh = time.time() - float(position.get("at", 0)) <= self.reuse_s
         same = position.get("topic") == self.topics.state and position.get("partition") == p
+        same_topic = topic_id is not None and position.get("topic_id") == topic_id
         offset = position.get("offset")
-        if fresh and same and isinstance(offset, int) and 0 <= offset <= end:
+        if fresh and same and same_topic and isinstance(offset, int) and 0 <= offset <= end:
             return offset
         log.info("local state of partition %d not reused (%s); reading it from the start", p,
-                 "too old" if not fresh else "another topic or partition" if not same else "beyond the topic's end")
+                 "too old" if not fresh else "another topic or partition" if not same else
+                 "the topic's id is not known" if topic_id is None else
+                 "the topic was created again since" if not same_topic else "beyond the topic's end")
         store.clear()
         return None
 

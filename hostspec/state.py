@@ -10,8 +10,10 @@ topic, in the same transaction as the events (:meth:`StateSession.changelog`); a
 database per request partition it owns and restores it from that partition of the changelog
 (:func:`apply_changelog`), remembering how far it read (:meth:`StateDB.changelog_position`).
 
-Keys: ``scope`` is ``tenant/connection``; ``kind`` is ``course`` or ``stat``; ``entity`` is the
-provider id (``course``) or ``course/learner/attempt`` (``stat``).
+Keys: ``scope`` is ``tenant/connection/incarnation`` (:attr:`Connection.state_scope
+<hostspec.provider.Connection.state_scope>`: a connection deleted and created again, or pointed at
+another organization, has a state of its own); ``kind`` is ``course`` or ``stat``; ``entity`` is
+the provider id (``course``) or ``course/learner/attempt`` (``stat``).
 """
 from __future__ import annotations
 
@@ -157,6 +159,31 @@ class StateDB:
                                     (scope, prefix, prefix + "\U0010ffff")).fetchall()
         return {name: json.loads(value) for name, value in rows}
 
+    def scopes_from(self, prefix: str) -> list[str]:
+        """The scopes holding anything whose name starts with ``prefix``."""
+        end = prefix + "\U0010ffff"
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT scope FROM entities WHERE scope>=? AND scope<? UNION "
+                                    "SELECT DISTINCT scope FROM checkpoints WHERE scope>=? AND scope<?",
+                                    (prefix, end, prefix, end)).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def keys(self, scope: str, *, batch: int = 1000) -> Iterator[tuple[str, str | None]]:
+        """Everything ``scope`` holds, streamed in batches: ``(kind, entity)`` of entities, then
+        ``(name, None)`` of checkpoints."""
+        after: tuple[str, str] = ("", "")
+        while True:
+            with self._lock:
+                rows = self._db.execute("SELECT kind, entity FROM entities WHERE scope=? AND (kind, entity) > (?, ?) "
+                                        "ORDER BY kind, entity LIMIT ?", (scope, *after, batch)).fetchall()
+            if not rows:
+                break
+            yield from ((kind, entity) for kind, entity in rows)
+            after = rows[-1]
+        with self._lock:
+            names = [r[0] for r in self._db.execute("SELECT name FROM checkpoints WHERE scope=?", (scope,))]
+        yield from ((name, None) for name in names)
+
     def count_unseen(self, scope: str, kind: str, run_id: str) -> int:
         """How many entities of ``kind`` ``run_id`` did not mark seen."""
         with self._lock:
@@ -220,6 +247,14 @@ class StateSession:
 
     def delete(self, kind: str, entity: str) -> None:
         self._puts[(self.scope, kind, entity)] = None
+
+    def forget(self, scope: str, kind_or_name: str, entity: str | None) -> None:
+        """Delete one key of another scope, as :meth:`StateDB.keys` names it (the state of an
+        earlier incarnation of the connection)."""
+        if entity is None:
+            self._checkpoints[(scope, kind_or_name)] = None
+        else:
+            self._puts[(scope, kind_or_name, entity)] = None
 
     def mark_seen(self, kind: str, entity: str, run_id: str) -> None:
         self._seen[(self.scope, kind, entity)] = run_id

@@ -207,6 +207,8 @@ class ProviderConformance:
         assert info.scopes and set(info.scopes) <= set(SCOPES), info.scopes
         fields = info.settings_schema().fields
         assert set(info.secret_fields) <= set(fields), "secret_fields must name settings fields"
+        assert set(info.identity_settings) <= set(fields) - set(info.secret_fields), \
+            "identity_settings must name settings fields that are not secrets"
 
     def test_only_known_hooks(self, run):
         implemented = {name for name in dir(type(self).plugin)

@@ -648,7 +648,7 @@ class Worker:
         """A request whose id already ran: read again after a take-over (silently ended) or a duplicate."""
         request, connection = pending.request, pending.connection
         assert task.store is not None
-        marker = task.store.checkpoint(f"{connection.tenant}/{connection.name}", f"{REQUEST_DONE}{request.request_id}")
+        marker = task.store.checkpoint(connection.state_scope, f"{REQUEST_DONE}{request.request_id}")
         if marker is None:
             return None
         if isinstance(marker, dict) and marker.get("origin") == request.origin:
@@ -729,7 +729,7 @@ class Worker:
             def done() -> None:
                 pending.reading_back = False
 
-            self._restorer.read_back(task, f"{pending.connection.tenant}/{pending.connection.name}", done)
+            self._restorer.read_back(task, pending.connection.state_scope, done)
         wait = min(s.retry_backoff_max_s, s.retry_backoff_s * 2 ** min(pending.attempts - 1, 16))
         pending.not_before = time.monotonic() + wait
         metrics.REQUESTS.labels("retried").inc()
@@ -838,7 +838,7 @@ class Worker:
 
         assert self._producers is not None and task.store is not None
         slot, producer = self._producers.take()
-        scope = f"{connection.tenant}/{connection.name}"
+        scope = connection.state_scope
         sink = TransactionalSink(producer, self.topics.for_type, self.topics.state, task,
                                  finishing=[m.offset for m in running.pending.messages],
                                  max_record_bytes=self.kafka.max_request_bytes,

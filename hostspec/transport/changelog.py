@@ -14,6 +14,9 @@ offset of an input partition, fetched with ``require_stable``, which the group c
 answers only when no transaction carrying an offset for that partition is open. Every
 transaction the worker commits carries one, so once it returns, the previous owner's last
 transaction has ended and a restore that follows sees all of it.
+
+:meth:`ChangelogReader.topic_id` is the topic's identity (KIP-516's topic UUID): a topic deleted
+and created again under the same name is another topic, whose offsets say nothing of the old one's.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import logging
 import time
 from typing import Callable
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from ..errors import TransportError
@@ -40,7 +43,8 @@ class ChangelogReader:
     """
 
     def __init__(self, config: KafkaConfig, topic: str, *, group_id: str | None = None):
-        self.topic = topic
+        self.topic, self._config = topic, config
+        self._admin: KafkaAdminClient | None = None
         try:
             self._reader = KafkaConsumer(**config.client_kwargs(), group_id=group_id, enable_auto_commit=False,
                                          isolation_level="read_committed", max_poll_records=10_000,
@@ -55,6 +59,19 @@ class ChangelogReader:
         if not await_topics(self._reader, [self.topic], timeout_s=timeout_s)[self.topic]:
             raise TransportError(f"topic {self.topic} has no partitions yet (not created?)")
         return sorted(self._reader.partitions_for_topic(self.topic) or ())
+
+    def topic_id(self) -> str | None:
+        """The topic's UUID (KIP-516), or None when the client or the broker cannot tell it
+        (kafka-python before 3, brokers before 2.8)."""
+        try:
+            if self._admin is None:
+                self._admin = KafkaAdminClient(**self._config.client_kwargs(), request_timeout_ms=10_000)
+            described = self._admin.describe_topics([self.topic])
+        except (KafkaError, ValueError) as exc:
+            raise TransportError(f"topic {self.topic} not described: {type(exc).__name__}: {exc}") from None
+        found = [t for t in described if t.get("name", t.get("topic")) == self.topic and not t.get("error_code")]
+        topic_id = found[0].get("topic_id") if found else None
+        return str(topic_id) if topic_id else None
 
     def high_water(self, partitions: list[int]) -> dict[int, int]:
         tps = [TopicPartition(self.topic, p) for p in partitions]
@@ -136,9 +153,10 @@ class ChangelogReader:
         return count
 
     def close(self) -> None:
-        for consumer in (self._reader, self._probe):
+        for client in (self._reader, self._probe, self._admin):
             try:
-                consumer.close()
+                if client is not None:
+                    client.close()
             except Exception:
                 pass
 

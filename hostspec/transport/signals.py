@@ -3,6 +3,11 @@
 Every worker follows the topic from its end (a signal matters for seconds: nothing old is read)
 and pauses its own gate of that account (:mod:`hostspec.ratebudget`). Signals are advisory:
 one lost or late only means the other workers learn of the limit from their own 429s.
+
+A signal names the account by its opaque id (:class:`hostspec.accounts.AccountKey`: tenant or
+shared account, provider, client id and a digest of the secret), so a 429 answered to one
+tenant pauses only the gates of that same account, never another tenant's budget on the same
+client id. Ids are not logged.
 """
 from __future__ import annotations
 
@@ -30,15 +35,16 @@ class RateSignals:
         self._thread.start()
 
     def publish(self, account: str, pause_s: float) -> None:
-        """Tell every other worker to pause ``account`` for ``pause_s`` (fire and forget: called
-        from a run's HTTP call). A duration, not an instant: the clocks of two machines differ."""
+        """Tell every other worker to pause the account whose id is ``account`` for ``pause_s``
+        (fire and forget: called from a run's HTTP call). A duration, not an instant: the clocks
+        of two machines differ."""
         try:
             if self._producer is None:
                 self._producer = make_producer(self._config, linger_ms=0)
             value = json.dumps({"account": account, "pause_s": pause_s, "worker": self._worker})
             self._producer.send(self._topic, key=account.encode(), value=value.encode())
         except Exception as exc:   # advisory: the others will meet the limit themselves
-            log.warning("rate signal for %s not sent: %s", account, exc)
+            log.warning("rate signal not sent: %s", exc)
 
     def _follow(self) -> None:
         while not self._closed.is_set():

@@ -306,7 +306,7 @@ def test_state_stays_bounded_request_ids_expire_and_a_removed_course_takes_its_s
     now = [datetime(2026, 12, 1, tzinfo=timezone.utc)]
     sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path, clock=lambda: now[0],
                   request_memory=timedelta(days=7))
-    scope = f"{sync.connection.tenant}/{sync.connection.name}"
+    scope = sync.connection.state_scope
     sync()
     markers = lambda: sorted(sync.state.checkpoints_with_prefix(scope, REQUEST_DONE))  # noqa: E731
     assert markers() == [f"{REQUEST_DONE}req-1"]

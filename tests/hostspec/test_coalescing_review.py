@@ -177,7 +177,7 @@ def test_an_incremental_catalog_run_covers_a_course_refresh_it_merged(plugins, t
         course = sb.org.visible_contents(clips=False)[0]["contentId"]
         # x's last emitted version differs from what the connector maps today (a mapping fix in a new
         # connector version, a rejected delivery...): the operator asks for a refresh of that course
-        s = StateSession(state, f"{connection.tenant}/{connection.name}")
+        s = StateSession(state, connection.state_scope)
         s.put("course", course, "stale-fingerprint", None)
         s.commit()
         scheduled = SyncRequest("sched", connection.name, "coursera", "catalog", origin="requests:0:1")

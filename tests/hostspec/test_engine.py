@@ -178,7 +178,7 @@ def test_every_outcome_leaves_a_request_done_marker_so_a_take_over_does_not_run_
     dry = engine.run(SyncRequest("req-dry", "t1", "toy", "catalog", dry_run=True), conn)
     assert (failed.outcome, dry.outcome) == ("failed", "failed")
     for rid in ("req-failed", "req-dry"):
-        marker = state.checkpoint("acme/t1", f"{REQUEST_DONE}{rid}")
+        marker = state.checkpoint(conn.state_scope, f"{REQUEST_DONE}{rid}")
         assert marker and marker["outcome"] == "failed", rid
 
 
@@ -202,5 +202,5 @@ def test_a_merged_run_gives_every_request_its_start_final_status_and_marker():
     assert {s["run_id"] for s in statuses} == {report.run_id}
     assert statuses[-1]["counts"] == statuses[3]["counts"] and statuses[3]["counts"]["courses_emitted"] == 1
     for rid, origin in (("req-1", "requests:0:10"), ("req-2", "requests:0:11"), ("req-3", "requests:0:12")):
-        marker = state.checkpoint("acme/t1", f"{REQUEST_DONE}{rid}")
+        marker = state.checkpoint(conn.state_scope, f"{REQUEST_DONE}{rid}")
         assert (marker["outcome"], marker["origin"]) == ("completed", origin)

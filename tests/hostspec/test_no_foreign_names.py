@@ -186,7 +186,7 @@ def delete(name):
 
 def swap_provider(w):
     doc = {k: v for k, v in w.control.document("initech-lms").items()
-           if k not in ("connection", "revision", "deleted", "changed_by", "changed_at")}
+           if k not in ("connection", "revision", "created_revision", "deleted", "changed_by", "changed_at")}
     doc.update(provider="linkedin_learning", target=None,
                settings={"client_id": "initech-li", "client_secret": {"env": "CONNECTOR_SECRET_INITECH__LI"}})
     w.plane.put("initech-lms", doc, actor="api:initech-ops")

@@ -15,7 +15,6 @@ from hostspec.ratebudget import (
     AccountBudgets,
     CallGate,
     RunCalls,
-    account_of,
     shares,
 )
 from hostspec.tasks import home_partition
@@ -148,7 +147,7 @@ def test_a_worker_spends_the_shares_of_the_partitions_it_owns(plugins):
     one.owned({pa})
     both.owned({pa, pb})
     conn = store.get(a, plugins)
-    assert account_of(conn, plugins) == "coursera/shared-app"
+    assert one.key(conn, store).name == "acme:coursera/shared-app"
     assert one.gate(conn, store).allowance == 3          # half of 6: the other half is the owner of pb's
     assert both.gate(conn, store).allowance == 6         # one worker owning both pools them
     one.owned({pa, pb})                                  # it took pb over: its gate follows

@@ -90,7 +90,7 @@ def test_a_429_answered_to_one_worker_pauses_the_other(tmp_path, bootstrap, topi
         assert http.post(sb.url + "/_sandbox/faults", json=rule, timeout=5).status_code == 201
         finals = _sync_both(bootstrap, topics, names)
         calls = _api_calls(sb)
-        signalled = [w.name for w in fleet if "call budget of coursera/standin-key: paused" in w.log()]
+        signalled = [w.name for w in fleet if "call budget of acme:coursera/standin-key: paused" in w.log()]
     assert [f["phase"] for f in finals.values()] == ["completed", "completed"], finals
     throttled = [c for c in calls if c["status"] == 429]
     assert len(throttled) == 1
@@ -102,3 +102,50 @@ def test_a_429_answered_to_one_worker_pauses_the_other(tmp_path, bootstrap, topi
     assert during == [], during
     assert sorted(signalled) == ["w1", "w2"]
     assert max_in_any_window([c["at"] for c in calls]) <= BUDGET
+
+
+def test_another_tenant_naming_the_client_id_neither_lowers_nor_pauses_the_first(tmp_path, bootstrap, topics,
+                                                                                 workers, figures):
+    """acme (a budget of 8) and evilcorp (naming acme's client id with a budget of 1 and its own
+    secret, answered 429 with Retry-After 4 s by its sandbox) run on two workers at once (issue 27)."""
+    budget = 8
+    with CourseraSandbox(OrgSpec(contents=60, learners=40, enrollments=300)) as acme_sb, \
+            CourseraSandbox(OrgSpec(contents=20, learners=5, enrollments=20), client_secret="evil-secret") as evil_sb:
+        fleet, names = _two_workers_two_homes(tmp_path, acme_sb, workers)
+        acme, evil = names
+        text = (connections_toml(acme_sb.url, secret_env="IT_COURSERA_SECRET", names=(acme,), org_id=acme_sb.spec.org_id,
+                                 page_size=5)
+                + connections_toml(evil_sb.url, secret_env="IT_COURSERA_SECRET", names=(evil,),
+                                   org_id=evil_sb.spec.org_id, page_size=5))
+        text = text.replace('client_secret = { env = "IT_COURSERA_SECRET" }\nbase_url = "' + evil_sb.url,
+                            'client_secret = "evil-secret"\nbase_url = "' + evil_sb.url)
+        text = text.replace(f'[connections.{evil}]\ntenant = "acme"', f'[connections.{evil}]\ntenant = "evilcorp"')
+        text = re.sub(r'(\[connections\.' + re.escape(acme) + r'\]\n(?:.*\n){2}group_id = "[0-9a-f]+"\n)',
+                      rf"\1account_calls_per_second = {budget}\n", text)
+        text = re.sub(r'(\[connections\.' + re.escape(evil) + r'\]\n(?:.*\n){2}group_id = "[0-9a-f]+"\n)',
+                      r"\1account_calls_per_second = 1\n", text)
+        assert text.count("account_calls_per_second") == 2 and 'tenant = "evilcorp"' in text
+        (tmp_path / "c.toml").write_text(text)
+        rule = {"route": "/ent/api/*", "action": "status_429", "retry_after": "4", "after_n_calls": 3, "times": 4}
+        assert http.post(evil_sb.url + "/_sandbox/faults", json=rule, timeout=5).status_code == 201
+        time.sleep(1.5)                                          # both workers read the file again
+        for sb in (acme_sb, evil_sb):
+            http.delete(sb.url + "/_sandbox/requests", timeout=5)
+        finals = _sync_both(bootstrap, topics, names)
+        acme_calls, evil_calls = _api_calls(acme_sb), _api_calls(evil_sb)
+        logs = {w.name: w.log() for w in fleet}
+    assert finals[acme]["phase"] == "completed", finals
+    throttled = [c["at"] for c in evil_calls if c["status"] == 429]
+    assert throttled, "evilcorp was never answered 429"
+    times = sorted(c["at"] for c in acme_calls)
+    peak = max_in_any_window(times)
+    after = [t for t in times if throttled[0] <= t]
+    gap = max((b - a for a, b in zip(after, after[1:])), default=0.0)
+    figures.add("acme: most calls in any one-second window (its budget 8; evilcorp's 1)", peak, "7-8",
+                budget - 1 <= peak <= budget)
+    figures.add("acme: longest wait between two calls after evilcorp's first 429 (Retry-After 4 s)",
+                round(gap, 2), "< 2", gap < 2)
+    assert budget - 1 <= peak <= budget
+    assert after and gap < 2, f"acme waited {gap:.1f}s"
+    assert not any("call budget of acme:" in text for text in logs.values())
+    assert any("call budget of evilcorp:coursera/standin-key: paused" in text for text in logs.values())
