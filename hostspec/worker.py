@@ -40,7 +40,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -62,6 +62,16 @@ from .errors import (
     RunAbandoned,
     TransportError,
     UnknownConnectionError,
+)
+from .fairness import (
+    DEFAULT_PER_CONNECTION,
+    DEFAULT_PER_TENANT,
+    TOO_MANY_PENDING,
+    Admission,
+    Overflow,
+    PendingCaps,
+    held_requests,
+    next_turn,
 )
 from .plugins import HostPluginManager
 from .policy import SettingsPolicy
@@ -103,6 +113,8 @@ class WorkerSettings:
     lookback_s: float = DEFAULT_LOOKBACK.total_seconds()
     request_memory_s: float = 7 * 86_400   # how long request ids are remembered (the requests topic's retention)
     coalesce: bool = True            # requests waiting behind a running one merge into one run
+    max_pending_per_connection: int = DEFAULT_PER_CONNECTION   # requests held per connection, ...
+    max_pending_per_tenant: int = DEFAULT_PER_TENANT           # ... and per tenant in a partition; more: refused
     state_dir: str | None = None     # local state databases, one per owned partition (default: a temporary folder)
     static_membership: bool = False  # join as a static group member named worker_id
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -191,6 +203,8 @@ class Worker:
                  topics: Topics, settings: WorkerSettings | None = None):
         self.plugins, self.connections, self.kafka, self.topics = plugins, connections, kafka, topics
         self.settings = settings or WorkerSettings()
+        self._caps = PendingCaps(self.settings.max_pending_per_connection, self.settings.max_pending_per_tenant,
+                                 partition_bound=MAX_BACKLOG)
         self._stopping = threading.Event()
         self._abandon = threading.Event()
         self.duplicates = 0
@@ -520,6 +534,7 @@ class Worker:
             task.not_before = time.monotonic() + 5
             return
         self._call_budgets().refresh(store)    # an edit of the connections re-splits the call budgets
+        caps = Admission(self._caps, held_requests(task.waiting, task.running))
         caught_up = False
         while task.backlog:
             msg = task.backlog.popleft()
@@ -542,8 +557,20 @@ class Worker:
                                                                 connection.name.encode(), msg.value, STRUCTURED)],
                                           "forwarded"))
                 continue
-            task.waiting.setdefault(connection.name, deque()).append(
-                Pending(msg, request, connection))
+            pending = Pending(msg, request, connection)
+            overflow = caps.take(connection.tenant, connection.name)
+            if overflow is not None:    # ended now, so the partition is read on (fairness.py)
+                outgoing.append(self._already_ran(task, pending) or self._too_many(task, pending, overflow))
+                continue
+            task.waiting.setdefault(connection.name, deque()).append(pending)
+
+    def _too_many(self, task: PartitionTask, pending: Pending, overflow: Overflow) -> _Outgoing:
+        """A request beyond a cap of pending requests (and not read again after a take-over: those
+        end as they did before): refused, ``too_many_pending``, to be sent again later."""
+        connection = pending.connection
+        refusal = self._refusal(task, pending.msg, overflow.reason, overflow.errors, pending.request,
+                                kind=TOO_MANY_PENDING, tenant=connection.tenant)
+        return replace(refusal, outcome=TOO_MANY_PENDING)
 
     def _dispatch(self, outgoing: list[_Outgoing]) -> None:
         """Start runs while threads are free: round robin over partitions, in order per connection."""
@@ -559,14 +586,20 @@ class Worker:
             for task in ready:
                 if self._running >= self.settings.concurrency:
                     break
-                for name, queue_ in list(task.waiting.items()):
-                    if name in task.running or not queue_ or queue_[0].not_before > now or queue_[0].reading_back:
-                        continue
+                candidates = [(name, queue_[0].connection.tenant) for name, queue_ in task.waiting.items()
+                              if name not in task.running and queue_ and queue_[0].not_before <= now
+                              and not queue_[0].reading_back]
+                if not candidates:
+                    continue
+                busy = Counter(r.pending.connection.tenant for t in self._all_tasks() for r in t.running.values())
+                name = next_turn(candidates, busy)     # the least busy tenant first (fairness.py)
+                queue_ = task.waiting.pop(name)
+                try:
                     self._take_turn(task, queue_, outgoing)
-                    if not queue_:
-                        del task.waiting[name]
-                    progress = True
-                    break
+                finally:
+                    if queue_:
+                        task.waiting[name] = queue_  # back in line, behind the other connections
+                progress = True
 
     def _take_turn(self, task: PartitionTask, queue_: deque[Pending], outgoing: list[_Outgoing]) -> None:
         """The connection's next request: ended at once if it already ran, else started with the
@@ -723,15 +756,15 @@ class Worker:
 
     def _refusal(self, task: PartitionTask, msg: InboundMessage, reason: str, errors: Any,
                  request: SyncRequest | None = None, *, stage: str = "request",
-                 kind: str = "invalid_request") -> _Outgoing:
+                 kind: str = "invalid_request", tenant: str | None = None) -> _Outgoing:
         log.warning("refused request at %d@%d: %s", msg.partition, msg.offset, reason)
 
         def events(value: bytes | None, errors: Any) -> list[OutRecord]:
             return [self._record(e) for e in refused_request(
                 topic=msg.topic, partition=msg.partition, offset=msg.offset, value=value, reason=reason,
                 errors=errors, now=datetime.now(timezone.utc), connection=request.connection if request else None,
-                provider=request.provider if request else None, worker=self.settings.worker_id, stage=stage,
-                kind=kind)]
+                provider=request.provider if request else None, tenant=tenant, worker=self.settings.worker_id,
+                stage=stage, kind=kind)]
 
         return _Outgoing(task, msg, events(msg.value, errors), "refused", minimal=lambda: events(None, None))
 
