@@ -16,7 +16,25 @@ The design is Kafka Streams' task model with the parallel-consumer pattern insid
   transaction with its offset. One connection therefore never runs on two workers at once.
 * **Parallel runs.** A thread pool of ``concurrency`` runs the requests of different
   connections at once, from any of the worker's partitions; the requests of one connection run
-  one at a time, in order. A slow or failing tenant occupies one thread and delays no other.
+  one at a time, in order. A slow or failing connection occupies one thread and delays no other.
+* **Fair queues** (:mod:`hostspec.fairness`). A partition holds at most ``MAX_BACKLOG`` (500)
+  requests read and not ended, then it is paused; every connection whose home it is shares that.
+  So one connection holds at most ``max_pending_per_connection`` (50) requests, waiting or
+  running, and one tenant at most ``max_pending_per_tenant`` (250) in the partition, below its
+  bound: one tenant alone never pauses it. A request beyond a cap ends at once, refused with a
+  ``failed`` status of kind ``too_many_pending`` (retry later) and a dead letter keeping its raw
+  value (re-drivable), committed with the poll's other endings; the partition is read on, and
+  another tenant's request behind a flood is read as soon as the flood is refused. A request over
+  a cap whose id already ran (read again after a take-over) ends as it did instead. When a thread
+  is free, the waiting connection of the tenant with the fewest runs goes first; the connections
+  of one tenant take turns.
+  Leaving the excess unread in Kafka was the other way, and rejected: the committed offset could
+  not pass the first request left unread, so the consumer would seek back and read everything
+  after it again, and every refusal, forward and duplicate after it (none leaves a marker) would
+  be decided again, on this worker and by every next owner. Refusing keeps the offsets as they
+  are. The price: after a take-over the new owner decides afresh the requests it reads again from
+  the committed offset, so a request refused by the previous owner may run now (its final status
+  then follows the refusal's), and one refused again repeats the same events (same ids).
 * **Exactly once.** A run buffers its events and writes them with its state records at each
   checkpoint in one Kafka transaction that also commits the task's lowest unfinished offset
   with the current group metadata (:mod:`hostspec.transport.transactions`): a worker that lost
