@@ -28,13 +28,16 @@ The design is Kafka Streams' task model with the parallel-consumer pattern insid
   a cap whose id already ran (read again after a take-over) ends as it did instead. When a thread
   is free, the waiting connection of the tenant with the fewest runs goes first; the connections
   of one tenant take turns.
-  Leaving the excess unread in Kafka was the other way, and rejected: the committed offset could
-  not pass the first request left unread, so the consumer would seek back and read everything
-  after it again, and every refusal, forward and duplicate after it (none leaves a marker) would
-  be decided again, on this worker and by every next owner. Refusing keeps the offsets as they
-  are. The price: after a take-over the new owner decides afresh the requests it reads again from
-  the committed offset, so a request refused by the previous owner may run now (its final status
-  then follows the refusal's), and one refused again repeats the same events (same ids).
+  Leaving the excess in Kafka, to be read again when the connection has room (what
+  :mod:`hostspec.offsets` lets the publisher do), was the other way, not taken for requests: the
+  committed offset would stay at the first request left behind for as long as the whole flood
+  takes to run (a thousand runs), so a take-over in that time reads and decides the flood's tail
+  again; the consumer would seek back and read that tail again each time room appears; and the
+  requester would hear nothing until its request runs. Refusing answers at once (like an HTTP
+  429) and leaves the offsets alone. The price: after a take-over the new owner decides afresh
+  the requests it reads again from the committed offset, so a request refused by the previous
+  owner may run now (its final status then follows the refusal's), and one refused again repeats
+  the same events (same ids).
 * **Exactly once.** A run buffers its events and writes them with its state records at each
   checkpoint in one Kafka transaction that also commits the task's lowest unfinished offset
   with the current group metadata (:mod:`hostspec.transport.transactions`): a worker that lost
