@@ -22,6 +22,7 @@ from . import events as ev
 from .cliutil import UsageError, guarded, log_level, plain, port
 from .connections import ConnectionStore, connection_from_settings
 from .engine import RunReport, SyncEngine, SyncRequest
+from .fairness import DEFAULT_PER_CONNECTION, DEFAULT_PER_TENANT
 from .logs import setup_logging
 from .plugins import HostPluginManager, get_plugin_manager
 from .provider import SyncContext
@@ -259,7 +260,9 @@ def cmd_run(args: argparse.Namespace, plugins: HostPluginManager) -> int:
                               status_every=args.status_every, batch_size=args.batch_size,
                               transaction_timeout_ms=args.transaction_timeout_ms,
                               lookback_s=args.lookback_hours * 3600, state_dir=args.state_dir,
-                              coalesce=not args.no_coalesce, static_membership=static, **({"worker_id": args.worker_id} if args.worker_id else {}))
+                              coalesce=not args.no_coalesce, max_pending_per_connection=args.max_pending_per_connection,
+                              max_pending_per_tenant=args.max_pending_per_tenant, static_membership=static,
+                              **({"worker_id": args.worker_id} if args.worker_id else {}))
     connections = connection_source(args)
     connections.store()  # fail now, not at the first request, when the file is missing or broken
     worker = Worker(plugins, connections, _kafka_config(args), _topics(args), settings)
@@ -563,6 +566,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-coalesce", action="store_true",
                    help="run every request on its own (default: the requests waiting behind a connection's "
                         "running sync merge into one run covering their union, each with its final status)")
+    p.add_argument("--max-pending-per-connection", type=int, default=DEFAULT_PER_CONNECTION, metavar="N",
+                   help="requests of one connection held at once, waiting or running (default "
+                        f"{DEFAULT_PER_CONNECTION}); more are refused with a failed status of kind too_many_pending "
+                        "and a dead letter, to be sent again later, so the partition is read on")
+    p.add_argument("--max-pending-per-tenant", type=int, default=DEFAULT_PER_TENANT, metavar="N",
+                   help="requests of one tenant held at once in one partition (default "
+                        f"{DEFAULT_PER_TENANT}, below the partition's 500); more are refused the same way")
     p.add_argument("--state-dir", help="folder of the local state databases, one per owned partition; a stable "
                                        "folder lets a restarted worker restore only what changed (default: a "
                                        "temporary folder)")

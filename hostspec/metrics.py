@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 REQUESTS = Counter("connector_requests_total", "Sync requests read by the worker, by what became of them",
-                   ["outcome"])  # accepted | merged | refused | duplicate | forwarded | redelivered | retried
+                   ["outcome"])  # accepted | merged | refused | too_many_pending | duplicate | forwarded | redelivered | retried
 RUNS = Counter("connector_runs_total", "Sync runs that ended", ["provider", "connection", "outcome"])
 RUN_SECONDS = Histogram("connector_run_duration_seconds", "Duration of sync runs", ["provider", "scope"],
                         buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600))

@@ -16,7 +16,28 @@ The design is Kafka Streams' task model with the parallel-consumer pattern insid
   transaction with its offset. One connection therefore never runs on two workers at once.
 * **Parallel runs.** A thread pool of ``concurrency`` runs the requests of different
   connections at once, from any of the worker's partitions; the requests of one connection run
-  one at a time, in order. A slow or failing tenant occupies one thread and delays no other.
+  one at a time, in order. A slow or failing connection occupies one thread and delays no other.
+* **Fair queues** (:mod:`hostspec.fairness`). A partition holds at most ``MAX_BACKLOG`` (500)
+  requests read and not ended, then it is paused; every connection whose home it is shares that.
+  So one connection holds at most ``max_pending_per_connection`` (50) requests, waiting or
+  running, and one tenant at most ``max_pending_per_tenant`` (250) in the partition, below its
+  bound: one tenant alone never pauses it. A request beyond a cap ends at once, refused with a
+  ``failed`` status of kind ``too_many_pending`` (retry later) and a dead letter keeping its raw
+  value (re-drivable), committed with the poll's other endings; the partition is read on, and
+  another tenant's request behind a flood is read as soon as the flood is refused. A request over
+  a cap whose id already ran (read again after a take-over) ends as it did instead. When a thread
+  is free, the waiting connection of the tenant with the fewest runs goes first; the connections
+  of one tenant take turns.
+  Leaving the excess in Kafka, to be read again when the connection has room (what
+  :mod:`hostspec.offsets` lets the publisher do), was the other way, not taken for requests: the
+  committed offset would stay at the first request left behind for as long as the whole flood
+  takes to run (a thousand runs), so a take-over in that time reads and decides the flood's tail
+  again; the consumer would seek back and read that tail again each time room appears; and the
+  requester would hear nothing until its request runs. Refusing answers at once (like an HTTP
+  429) and leaves the offsets alone. The price: after a take-over the new owner decides afresh
+  the requests it reads again from the committed offset, so a request refused by the previous
+  owner may run now (its final status then follows the refusal's), and one refused again repeats
+  the same events (same ids).
 * **Exactly once.** A run buffers its events and writes them with its state records at each
   checkpoint in one Kafka transaction that also commits the task's lowest unfinished offset
   with the current group metadata (:mod:`hostspec.transport.transactions`): a worker that lost
@@ -40,7 +61,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -62,6 +83,16 @@ from .errors import (
     RunAbandoned,
     TransportError,
     UnknownConnectionError,
+)
+from .fairness import (
+    DEFAULT_PER_CONNECTION,
+    DEFAULT_PER_TENANT,
+    TOO_MANY_PENDING,
+    Admission,
+    Overflow,
+    PendingCaps,
+    held_requests,
+    next_turn,
 )
 from .logs import log_context
 from .plugins import HostPluginManager
@@ -104,6 +135,8 @@ class WorkerSettings:
     lookback_s: float = DEFAULT_LOOKBACK.total_seconds()
     request_memory_s: float = 7 * 86_400   # how long request ids are remembered (the requests topic's retention)
     coalesce: bool = True            # requests waiting behind a running one merge into one run
+    max_pending_per_connection: int = DEFAULT_PER_CONNECTION   # requests held per connection, ...
+    max_pending_per_tenant: int = DEFAULT_PER_TENANT           # ... and per tenant in a partition; more: refused
     state_dir: str | None = None     # local state databases, one per owned partition (default: a temporary folder)
     static_membership: bool = False  # join as a static group member named worker_id
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -208,6 +241,8 @@ class Worker:
                  topics: Topics, settings: WorkerSettings | None = None):
         self.plugins, self.connections, self.kafka, self.topics = plugins, connections, kafka, topics
         self.settings = settings or WorkerSettings()
+        self._caps = PendingCaps(self.settings.max_pending_per_connection, self.settings.max_pending_per_tenant,
+                                 partition_bound=MAX_BACKLOG)
         self._stopping = threading.Event()
         self._abandon = threading.Event()
         self.duplicates = 0
@@ -537,6 +572,7 @@ class Worker:
             task.not_before = time.monotonic() + 5
             return
         self._call_budgets().refresh(store)    # an edit of the connections re-splits the call budgets
+        caps = Admission(self._caps, held_requests(task.waiting, task.running))
         caught_up = False
         while task.backlog:
             msg = task.backlog.popleft()
@@ -560,8 +596,20 @@ class Worker:
                                                                 connection.name.encode(), msg.value, STRUCTURED)],
                                           "forwarded"))
                 continue
-            task.waiting.setdefault(connection.name, deque()).append(
-                Pending(msg, request, connection))
+            pending = Pending(msg, request, connection)
+            overflow = caps.take(connection.tenant, connection.name)
+            if overflow is not None:    # ended now, so the partition is read on (fairness.py)
+                outgoing.append(self._already_ran(task, pending) or self._too_many(task, pending, overflow))
+                continue
+            task.waiting.setdefault(connection.name, deque()).append(pending)
+
+    def _too_many(self, task: PartitionTask, pending: Pending, overflow: Overflow) -> _Outgoing:
+        """A request beyond a cap of pending requests (and not read again after a take-over: those
+        end as they did before): refused, ``too_many_pending``, to be sent again later."""
+        connection = pending.connection
+        refusal = self._refusal(task, pending.msg, overflow.reason, overflow.errors, pending.request,
+                                kind=TOO_MANY_PENDING, tenant=connection.tenant)
+        return replace(refusal, outcome=TOO_MANY_PENDING)
 
     def _dispatch(self, outgoing: list[_Outgoing]) -> None:
         """Start runs while threads are free: round robin over partitions, in order per connection."""
@@ -577,14 +625,20 @@ class Worker:
             for task in ready:
                 if self._running >= self.settings.concurrency:
                     break
-                for name, queue_ in list(task.waiting.items()):
-                    if name in task.running or not queue_ or queue_[0].not_before > now or queue_[0].reading_back:
-                        continue
+                candidates = [(name, queue_[0].connection.tenant) for name, queue_ in task.waiting.items()
+                              if name not in task.running and queue_ and queue_[0].not_before <= now
+                              and not queue_[0].reading_back]
+                if not candidates:
+                    continue
+                busy = Counter(r.pending.connection.tenant for t in self._all_tasks() for r in t.running.values())
+                name = next_turn(candidates, busy)     # the least busy tenant first (fairness.py)
+                queue_ = task.waiting.pop(name)
+                try:
                     self._take_turn(task, queue_, outgoing)
-                    if not queue_:
-                        del task.waiting[name]
-                    progress = True
-                    break
+                finally:
+                    if queue_:
+                        task.waiting[name] = queue_  # back in line, behind the other connections
+                progress = True
 
     def _take_turn(self, task: PartitionTask, queue_: deque[Pending], outgoing: list[_Outgoing]) -> None:
         """The connection's next request: ended at once if it already ran, else started with the
