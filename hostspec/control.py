@@ -141,7 +141,8 @@ class ControlPlane:
         with self._lock:
             current = self.connection(name)
             self._expect(name, current, expected_revision)
-            doc = docs.tombstone(name, revision=current["revision"] + 1, changed_by=actor, now=self.clock())
+            doc = docs.tombstone(name, revision=current["revision"] + 1, changed_by=actor, now=self.clock(),
+                                 tenant=current.get("tenant"))
             self._write(doc, current["revision"])
             return doc
 
@@ -199,13 +200,15 @@ class ControlPlane:
         self._publish([request.to_event(self.clock())])
         return request
 
-    def runs(self, name: str, *, limit: int = 20, timeout_s: float = 30) -> dict[str, Any]:
-        """The connection's latest runs (newest last) and its current phase, from the status topic."""
+    def runs(self, name: str, *, limit: int = 20, timeout_s: float = 30, tenant: str | None = None) -> dict[str, Any]:
+        """The connection's latest runs (newest last) and its current phase, from the status topic;
+        with ``tenant``, only runs of that tenant or of none (a request refused before its tenant
+        was known)."""
         doc = self.connection(name)
         runs: dict[str, dict[str, Any]] = {}
         for _msg, event in self._read(self.topics.status, ev.SYNC_STATUS, timeout_s):
             data = event.data
-            if data.get("connection") == name:
+            if data.get("connection") == name and (tenant is None or data.get("tenant") in (None, tenant)):
                 runs[data["run_id"] or data["request_id"] or str(len(runs))] = data
         recent = sorted(runs.values(), key=lambda r: r["started_at"] or r["ended_at"] or "")[-limit:]
         return {"connection": name, "revision": doc["revision"], "paused": doc["paused"],

@@ -59,10 +59,13 @@ class Filter:
     since: datetime | None = None
     until: datetime | None = None
     ids: frozenset[str] = frozenset()
+    tenant: str | None = None          # only this tenant's, or those refused before a tenant was known
 
     def __call__(self, dl: DeadLetter) -> bool:
         d = dl.data
         if self.ids and dl.id not in self.ids:
+            return False
+        if self.tenant is not None and d.get("tenant") not in (None, self.tenant):
             return False
         if self.connection is not None and d.get("connection") != self.connection:
             return False
