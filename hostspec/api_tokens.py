@@ -30,11 +30,11 @@ import os
 import re
 import secrets
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .connections import read_toml
 from .errors import ConfigError, HostError
 from .event_schemas import ROLES
 from .reloading import ReloadingFile
@@ -95,12 +95,7 @@ def _entry(path: Path, name: str, table: Any) -> tuple[str, Principal]:
 def read_tokens_file(path: Path, reserved: frozenset[str] = frozenset()) -> dict[str, Principal]:
     """Digest -> principal of every entry. :raise ConfigError: the file or an entry is wrong
     (the message names the file and the entry, never a digest)."""
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"tokens file {path} cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"tokens file {path} is not valid TOML: {exc}") from None
+    doc = read_toml(path, "tokens")
     tables = doc.get("tokens", {})
     if not isinstance(tables, dict) or set(doc) - {"tokens"}:
         raise ConfigError(f"tokens file {path}: only [tokens.NAME] tables belong here")
