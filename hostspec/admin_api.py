@@ -15,17 +15,20 @@ Resources (the OpenAPI 3.1 document is ``schemas/admin-api.openapi.json``, also 
     GET    /connections/{name}/status                  its current phase and latest runs
     GET    /connections/{name}/deadletters             its dead letters (stage, reason, since, until)
     POST   /connections/{name}/deadletters/redrive     send them again
+    GET    /audit                                      the audit trail (platform admins)
     GET    /health  /ready  /metrics  /openapi.json    without a token
 
-Every other call needs ``Authorization: Bearer <token>``; tokens are secret references given
-to the server (``--token NAME=env:VAR`` or ``NAME=file:/path``), read at each call so a rotated
-file takes effect at once, compared in constant time. The token's name is recorded as the author
-of every change (``changed_by``, ``requested_by``: ``api:NAME``). Errors are JSON objects
+Every other call needs ``Authorization: Bearer <token>``. A token names a principal with a role
+(:mod:`hostspec.api_tokens`: a hashed tokens file re-read when it changes, or ``--token``
+references for platform admins); what each role may call, and the answers that keep tenants
+apart, are :mod:`hostspec.api_access`; a tenant's calls are held to a request rate
+(:mod:`hostspec.api_rate`); writes and refused tokens are recorded on the audit topic
+(:mod:`hostspec.audit`). The principal's name is recorded as the author of every change
+(``changed_by``, ``requested_by``: ``api:NAME``). Errors are JSON objects
 ``{"error_code": 422, "message": "...", "errors": {...}}`` as in Kafka Connect.
 """
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from datetime import datetime
@@ -34,7 +37,10 @@ from typing import Any, Mapping
 
 import falcon
 
-from . import __version__, health, redrive
+from . import __version__, audit, health, redrive
+from .api_access import Access, check_name_free, check_sync, check_tenant, principal, visible
+from .api_rate import TenantRate
+from .api_tokens import Tokens
 from .control import Conflict, ControlPlane, NotFound, NotReadBack
 from .errors import (
     ConfigError,
@@ -94,30 +100,6 @@ def _host_error(exc: HostError) -> ApiError:
     return _error(500, str(exc))
 
 
-class BearerAuth:
-    """Middleware: every route but the public ones needs a known bearer token."""
-
-    def __init__(self, tokens: Mapping[str, Secret]):
-        self._tokens = dict(tokens)
-
-    def process_request(self, req: falcon.Request, _resp: falcon.Response) -> None:
-        if req.path in PUBLIC:
-            return
-        header = req.get_header("Authorization") or ""
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            raise falcon.HTTPUnauthorized(title="a bearer token is required", challenges=["Bearer"])
-        for name, secret in self._tokens.items():
-            try:
-                expected = secret.reveal()
-            except HostError:
-                continue
-            if hmac.compare_digest(given.strip().encode(), expected.encode()):
-                req.context.actor = f"api:{name}"
-                return
-        raise falcon.HTTPUnauthorized(title="the bearer token is not valid", challenges=["Bearer"])
-
-
 def _body(req: falcon.Request) -> Any:
     if req.content_length and req.content_length > MAX_BODY:
         raise _error(413, f"the body is larger than {MAX_BODY} bytes")
@@ -154,8 +136,8 @@ class _Resource:
 
 
 class Root(_Resource):
-    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"version": __version__, "connections": len(self.plane.log.documents())}
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"version": __version__, "connections": len(visible(req, self.plane.log.documents().values()))}
 
 
 class OpenApi:
@@ -179,6 +161,7 @@ class Validate(_Resource):
         if body.get("provider", provider) != provider:
             raise _error(422, f"the body names provider {body.get('provider')!r}, the path {provider!r}")
         body["provider"] = provider
+        check_tenant(req, body.get("tenant"))
         try:
             self.plane.validate(name, body)
             errors: Any = {}
@@ -190,8 +173,8 @@ class Validate(_Resource):
 
 
 class Connections(_Resource):
-    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self.plane.connections()
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = visible(req, self.plane.connections())
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = _body(req)
@@ -199,6 +182,8 @@ class Connections(_Resource):
         if not isinstance(name, str) or not name:
             raise _error(422, "connection (the name) is required", {"connection": ["required"]})
         _name_ok(name)
+        check_tenant(req, body.get("tenant"))
+        check_name_free(req, self.plane.log, name)
         try:
             change = self.plane.put(name, body, actor=req.context.actor, create_only=True)
         except HostError as exc:
@@ -220,6 +205,7 @@ class Connection(_Resource):
         body = _body(req)
         if "connection" in body:
             raise _error(422, "the connection is named by the path, not the body", {"connection": ["set by the path"]})
+        check_tenant(req, body.get("tenant"))
         try:
             change = self.plane.put(name, body, actor=req.context.actor, expected_revision=_if_match(req))
         except HostError as exc:
@@ -255,6 +241,7 @@ class Syncs(_Resource):
         if set_here:
             raise _error(422, f"set by the server, not the request: {', '.join(set_here)}",
                          {k: ["set by the server"] for k in set_here})
+        check_sync(req, body)
         try:
             request = self.plane.request_sync(name, body, actor=req.context.actor)
         except HostError as exc:
@@ -276,7 +263,7 @@ class Status(_Resource):
 REDRIVE_KEYS = frozenset({"ids", "stage", "reason", "since", "until"})
 
 
-def _filter(req: falcon.Request, name: str, body: Mapping[str, Any] | None = None,
+def _filter(req: falcon.Request, name: str, body: Mapping[str, Any] | None = None, *,
             tenant: str | None = None) -> redrive.Filter:
     """The selection of connection ``name``'s dead letters (``tenant``: its tenant's, and those
     refused before any tenant was known)."""
@@ -320,6 +307,24 @@ class Redrive(_Resource):
                       "requests": [e.id for e in plan.requests]}
 
 
+class Audit:
+    def __init__(self, trail: audit.MemoryAudit | audit.KafkaAudit):
+        self.trail = trail
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
+        outcome = req.get_param("outcome")
+        if outcome is not None and outcome not in ("done", "refused", "failed"):
+            raise _error(422, "outcome must be done, refused or failed", {"outcome": ["unknown outcome"]})
+        query = audit.Query(since=_instant(req, "since"), until=_instant(req, "until"),
+                            principal=req.get_param("principal"), tenant=req.get_param("tenant"),
+                            connection=req.get_param("connection"), outcome=outcome)
+        try:
+            resp.media = self.trail.entries(query, limit=limit)
+        except HostError as exc:
+            raise _host_error(exc) from None
+
+
 def _if_match(req: falcon.Request) -> int | None:
     value = req.get_header("If-Match")
     if value is None:
@@ -349,7 +354,7 @@ def _count(errors: Any) -> int:
     return 1
 
 
-def routes(plane: ControlPlane) -> dict[str, Any]:
+def routes(plane: ControlPlane, trail: audit.MemoryAudit | audit.KafkaAudit | None = None) -> dict[str, Any]:
     """Path template -> resource (the OpenAPI document lists the same paths)."""
     return {
         "/": Root(plane),
@@ -363,14 +368,22 @@ def routes(plane: ControlPlane) -> dict[str, Any]:
         "/connections/{name}/status": Status(plane),
         "/connections/{name}/deadletters": DeadLetters(plane),
         "/connections/{name}/deadletters/redrive": Redrive(plane),
+        "/audit": Audit(trail or audit.MemoryAudit()),
     }
 
 
-def make_app(plane: ControlPlane, tokens: Mapping[str, Secret]) -> falcon.App:
-    app = falcon.App(middleware=[BearerAuth(tokens)])
+def make_app(plane: ControlPlane, tokens: Tokens | Mapping[str, Secret], *,
+             trail: audit.MemoryAudit | audit.KafkaAudit | None = None, rate: TenantRate | None = None) -> falcon.App:
+    """The API on ``plane``. ``tokens``: a :class:`Tokens`, or ``--token`` references (platform
+    admins); ``trail``: where audit events go (default: kept in memory); ``rate``: each tenant's
+    request rate (default 10 per second, bursts of 20)."""
+    tokens = tokens if isinstance(tokens, Tokens) else Tokens(tokens)
+    trail = trail if trail is not None else audit.MemoryAudit()
+    rate = rate if rate is not None else TenantRate(10, 20)
+    app = falcon.App(middleware=[audit.AuditMiddleware(trail), Access(tokens, plane.log, rate, PUBLIC)])
     app.add_error_handler(ApiError, ApiError.handle)
     app.set_error_serializer(_serialize_http_error)
-    for path, resource in routes(plane).items():
+    for path, resource in routes(plane, trail).items():
         app.add_route(path, resource)
     app.add_route("/openapi.json", OpenApi())
     health.add_routes(app, lambda: {"control_topic": plane.log.ready})
@@ -386,4 +399,4 @@ def parse_token(text: str) -> tuple[str, Secret]:
     return name, Secret(**{kind: where})
 
 
-__all__ = ["BearerAuth", "make_app", "parse_token", "routes"]
+__all__ = ["make_app", "parse_token", "routes"]

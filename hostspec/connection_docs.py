@@ -43,9 +43,10 @@ def document(name: str, entry: Mapping[str, Any], *, revision: int, changed_by: 
             "target": dict(target) if target else None, "changed_by": changed_by, "changed_at": ev.isoformat(now)}
 
 
-def tombstone(name: str, *, revision: int, changed_by: str, now: datetime) -> dict[str, Any]:
-    """The document that ends connection ``name`` (kept as a record of who deleted it)."""
-    return {"connection": name, "revision": revision, "deleted": True, "tenant": None, "provider": None,
+def tombstone(name: str, *, revision: int, changed_by: str, now: datetime, tenant: str | None = None) -> dict[str, Any]:
+    """The document that ends connection ``name`` (kept as a record of who deleted it, and of
+    whose it was: its dead letters stay that tenant's)."""
+    return {"connection": name, "revision": revision, "deleted": True, "tenant": tenant, "provider": None,
             "group_id": None, "paused": False, "settings": None, "options": None, "schedule": None, "target": None,
             "changed_by": changed_by, "changed_at": ev.isoformat(now)}
 

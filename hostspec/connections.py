@@ -203,19 +203,25 @@ def describe_messages(messages: Any) -> str:
     return str(messages)
 
 
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file as a dict. :raise ConfigError: it cannot be read or is not TOML (the message
+    names ``what`` file and the path)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{what} file {path} cannot be read: {exc.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} file {path} is not valid TOML: {exc}") from None
+
+
 def read_toml_tables(path: Path, key: str, name_hint: str) -> dict[str, Any]:
     """The ``[key.NAME]`` tables of a TOML file (connections, publisher targets).
 
     :raise ConfigError: the file cannot be read, is not TOML, or has no such table.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{key} file {path} cannot be read: {exc.strerror}") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{key} file {path} is not valid TOML: {exc}") from None
+    doc = read_toml(path, key)
     table = doc.get(key)
     if not isinstance(table, dict) or not table:
         raise ConfigError(f"{key} file {path} has no [{key}.{name_hint}] tables")

@@ -149,7 +149,8 @@ class ControlPlane:
         with self._lock:
             current = self.connection(name)
             self._expect(name, current, expected_revision)
-            doc = docs.tombstone(name, revision=current["revision"] + 1, changed_by=actor, now=self.clock())
+            doc = docs.tombstone(name, revision=current["revision"] + 1, changed_by=actor, now=self.clock(),
+                                 tenant=current.get("tenant"))
             self._write(doc, current["revision"])
             return doc
 

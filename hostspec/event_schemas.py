@@ -317,6 +317,27 @@ class ConnectionDataSchema(Strict):
             raise ValidationError({k: ["required unless deleted"] for k in missing})
 
 
+ROLES = ["platform_admin", "tenant_admin", "tenant_trigger"]
+
+
+class AuditDataSchema(Strict):
+    """``learning.audit.v1``: one call of the admin API that wrote (or tried to write), or whose
+    token was refused. Never a token, a secret or a request body: who, what, when (the event's
+    ``time``), from where, and the answer."""
+
+    principal = fields.String(required=True, allow_none=True, validate=NAME)   # the token's name; null: none valid
+    role = fields.String(required=True, allow_none=True, validate=validate.OneOf(ROLES))
+    tenant = fields.String(required=True, allow_none=True, validate=NAME)      # the principal's tenant
+    method = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{1,16}$", error="must be an HTTP method"))
+    path = fields.String(required=True, validate=validate.Length(min=1, max=2048))
+    route = fields.String(required=True, allow_none=True, validate=validate.Length(min=1, max=256))
+    connection = fields.String(required=True, allow_none=True, validate=validate.Length(min=1, max=256))
+    status = JsonInteger(required=True, validate=validate.Range(min=100, max=599))
+    outcome = fields.String(required=True, validate=validate.OneOf(["done", "refused", "failed"]))
+    reason = fields.String(required=True, allow_none=True, validate=validate.Length(max=300))
+    remote_addr = fields.String(required=True, allow_none=True, validate=validate.Length(max=256))
+
+
 class EnvelopeSchema(Strict):
     """CloudEvents 1.0 structured-mode attributes (``data`` is checked by the type's schema)."""
 

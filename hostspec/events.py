@@ -42,6 +42,7 @@ SYNC_STATUS = "learning.sync.status.v1"
 RECORD_REJECTED = "learning.record.rejected.v1"
 STAT_PARKED = "learning.learner_stat.parked.v1"
 CONNECTION = "learning.connection.v1"
+AUDIT = "learning.audit.v1"
 
 DATA_SCHEMAS: dict[str, type[Schema]] = {
     SYNC_REQUESTED: s.SyncRequestedDataSchema,
@@ -52,6 +53,7 @@ DATA_SCHEMAS: dict[str, type[Schema]] = {
     RECORD_REJECTED: s.RecordRejectedDataSchema,
     STAT_PARKED: s.ParkedStatDataSchema,
     CONNECTION: s.ConnectionDataSchema,
+    AUDIT: s.AuditDataSchema,
 }
 EVENT_TYPES = tuple(DATA_SCHEMAS)
 _ORJSON_TYPES = frozenset({COURSE_UPSERTED, COURSE_REMOVED, LEARNER_STAT_UPSERTED})
@@ -250,7 +252,7 @@ def parse_event(raw: bytes | str | Mapping[str, Any], expected_type: str | None 
 
 
 __all__ = [
-    "COURSE_REMOVED", "COURSE_UPSERTED", "DATA_SCHEMAS", "EVENT_TYPES", "Event",
+    "AUDIT", "COURSE_REMOVED", "COURSE_UPSERTED", "DATA_SCHEMAS", "EVENT_TYPES", "Event",
     "LEARNER_STAT_UPSERTED", "RECORD_REJECTED", "STAT_PARKED", "SYNC_REQUESTED", "SYNC_STATUS",
     "canonical_json", "event_id", "fingerprint", "isoformat", "make_event", "parse_event",
     "partition_key", "validate_data",

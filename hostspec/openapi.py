@@ -30,10 +30,15 @@ def _answer(description: str, ref: str | None = None) -> dict[str, Any]:
 
 ERRORS = {
     "400": _answer("a malformed body, parameter or If-Match", "Error"),
-    "401": _answer("no bearer token, or an unknown one", "Error"),
-    "404": _answer("no such connection", "Error"),
+    "401": _answer("no bearer token, or an unknown one (recorded on the audit topic)", "Error"),
+    "403": _answer("the token's role may not make this call (whatever it names), or the body names another "
+                   "tenant than the token's", "Error"),
+    "404": _answer("no such connection, or one of another tenant than the token's (the same answer)", "Error"),
     "409": _answer("the connection exists (POST), or is not at the If-Match revision", "Error"),
     "413": _answer("a body larger than 1 MB", "Error"),
+    "429": {"description": "the token's tenant is over its request rate", "headers": {"Retry-After": {
+        "description": "seconds to wait before calling again", "schema": {"type": "integer", "minimum": 1}}},
+            "content": _json("Error")},
     "422": _answer("refused: the errors name each field and what is wrong with it (the event schema, the "
                    "provider's settings schema, the deployment's settings policy)", "Error"),
     "503": _answer("Kafka did not acknowledge the change (nothing may be assumed stored), or stored it but this "
@@ -42,7 +47,7 @@ ERRORS = {
 
 
 def _errors(*codes: str) -> dict[str, Any]:
-    return {c: ERRORS[c] for c in ("401", *codes)}
+    return {c: ERRORS[c] for c in sorted({"401", "403", "429", *codes})}
 
 
 NAME = {"name": "name", "in": "path", "required": True, "description": "the connection's name",
@@ -55,6 +60,13 @@ FILTERS = [{"name": n, "in": "query", "required": False, "description": d, "sche
     ("reason", "only reasons containing this text (case-insensitive)", {"type": "string"}),
     ("since", "only dead letters written at or after this time", {"type": "string", "format": "date-time"}),
     ("until", "only dead letters written before this time", {"type": "string", "format": "date-time"}))]
+AUDIT_FILTERS = [{"name": n, "in": "query", "required": False, "description": d, "schema": sc} for n, d, sc in (
+    ("since", "only calls at or after this time", {"type": "string", "format": "date-time"}),
+    ("until", "only calls before this time", {"type": "string", "format": "date-time"}),
+    ("principal", "only this principal's calls (a token's name)", {"type": "string"}),
+    ("tenant", "only calls of this tenant's principals", {"type": "string"}),
+    ("connection", "only calls naming this connection", {"type": "string"}),
+    ("outcome", "only these results", {"type": "string", "enum": ["done", "refused", "failed"]}))]
 LIMIT = {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
 
 
@@ -93,6 +105,10 @@ def document() -> dict[str, Any]:
         "Validation": {"type": "object", "properties": {"provider": {"type": "string"},
                                                         "error_count": {"type": "integer"},
                                                         "errors": {"type": "object"}}},
+        "AuditEntry": {"description": "a write, or a refused token, as recorded on the audit topic (never a token, "
+                                      "a secret or a body)", "type": "object", "properties": {
+            "id": {"type": "string"}, "time": {"type": "string", "format": "date-time"},
+            **object_schema(s.AuditDataSchema)["properties"]}},
         "Runs": {"type": "object", "properties": {
             "connection": {"type": "string"}, "revision": {"type": "integer"}, "paused": {"type": "boolean"},
             "phase": {"type": ["string", "null"]},
@@ -149,12 +165,18 @@ def document() -> dict[str, Any]:
             "summary": "the connection's dead letters", "operationId": "listDeadLetters", "parameters": [*FILTERS, LIMIT],
             "responses": {"200": {"description": "dead letters, oldest first", "content": {"application/json": {
                 "schema": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}}}},
-                **_errors("400", "422")}}},
+                **_errors("400", "404", "422")}}},
         "/connections/{name}/deadletters/redrive": {"parameters": [NAME], "post": {
             "summary": "send dead letters again: refused requests as new requests, records as a full sync of "
                        "their connection; each re-drive leaves a queued status", "operationId": "redrive",
             "parameters": FILTERS[2:], "requestBody": {"required": False, "content": _json("RedriveSelection")},
-            "responses": {"202": _answer("published", "Redriven"), **_errors("400", "413", "422", "503")}}},
+            "responses": {"202": _answer("published", "Redriven"), **_errors("400", "404", "413", "422", "503")}}},
+        "/audit": {"get": {
+            "summary": "the audit trail: every write and every refused token, oldest first (platform admins only)",
+            "operationId": "listAudit", "parameters": [*AUDIT_FILTERS, LIMIT],
+            "responses": {"200": {"description": "audit entries", "content": {"application/json": {"schema": {
+                "type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}},
+                **_errors("400", "422", "503")}}},
     }
     for path, what in (("/health", "200 while the process serves"), ("/ready", "200 when ready, else 503"),
                        ("/metrics", "Prometheus metrics"), ("/openapi.json", "this document")):
@@ -166,14 +188,18 @@ def document() -> dict[str, Any]:
         "info": {"title": "Learning connector host: admin API", "version": __version__,
                  "description": "Connections, syncs and dead letters of a connector-host deployment, in the manner "
                                 "of Kafka Connect's REST API. Every change is a learning.connection.v1 event on the "
-                                "compacted control topic, answered only once Kafka stored it."},
+                                "compacted control topic, answered only once Kafka stored it. A token's role "
+                                "(platform_admin, tenant_admin, tenant_trigger) decides what it may call; a tenant's "
+                                "tokens see only that tenant's connections (docs/security.md). Writes and refused "
+                                "tokens are learning.audit.v1 events on the audit topic."},
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "servers": [{"url": "http://localhost:8083"}],
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {"schemas": schemas,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                                      "description": "a token given to the server by reference"}}},
+                                                      "description": "a token of a principal with a role (a hashed tokens "
+                                                                     "file, or --token references for platform admins)"}}},
     }
 
 

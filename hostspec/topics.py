@@ -22,6 +22,7 @@ class Topics:
     scheduler: str = "learning.scheduler"
     rate: str = "learning.connector-rate"
     connections: str = "learning.connections"
+    audit: str = "learning.audit"
 
     def for_type(self, type_: str) -> str:
         return {
@@ -33,6 +34,7 @@ class Topics:
             ev.RECORD_REJECTED: self.dead_letter,
             ev.STAT_PARKED: self.parked,
             ev.CONNECTION: self.connections,
+            ev.AUDIT: self.audit,
         }[type_]
 
     def with_prefix(self, prefix: str) -> "Topics":
@@ -50,4 +52,5 @@ TOPIC_TYPES = {
     "dead_letter": [ev.RECORD_REJECTED],
     "parked": [ev.STAT_PARKED],
     "connections": [ev.CONNECTION],
+    "audit": [ev.AUDIT],
 }

@@ -127,7 +127,8 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
     * scheduler: 1 partition (a lease: its holder is the scheduler that publishes), compacted;
     * rate: 1 partition, an hour (workers tell each other of 429s: :mod:`hostspec.ratebudget`);
     * connections: 1 partition, compacted (the control topic: the latest document per connection,
-      read whole by every worker, scheduler, publisher and admin API, :mod:`hostspec.control`).
+      read whole by every worker, scheduler, publisher and admin API, :mod:`hostspec.control`);
+    * audit: 1 partition (one order of every write to the admin API), a year (:mod:`hostspec.audit`).
     """
     def delete(days: int) -> dict[str, str]:
         return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
@@ -140,7 +141,8 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
             TopicSpec(topics.parked, 6, delete(45)),
             TopicSpec(topics.scheduler, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
             TopicSpec(topics.rate, 1, {"cleanup.policy": "delete", "retention.ms": str(3_600_000)}),
-            TopicSpec(topics.connections, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"})]
+            TopicSpec(topics.connections, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}),
+            TopicSpec(topics.audit, 1, delete(365))]
 
 
 def topics_from_env(prefix: str | None = None) -> Topics:

@@ -139,6 +139,13 @@ def _bases(sample_events):
          "changed_by": "api:ops", "changed_at": "2026-01-01T00:00:00.000Z"},
         {"connection": "acme-coursera", "revision": 4, "deleted": True, "changed_by": "api:ops",
          "changed_at": "2026-01-02T00:00:00.000Z"}]
+    by_type[ev.AUDIT] = [
+        {"principal": "acme-admin", "role": "tenant_admin", "tenant": "acme", "method": "PUT",
+         "path": "/connections/acme-coursera", "route": "/connections/{name}", "connection": "acme-coursera",
+         "status": 409, "outcome": "refused", "reason": "connection 'acme-coursera' is at revision 4, not 3",
+         "remote_addr": "10.0.0.7"},
+        {"principal": None, "role": None, "tenant": None, "method": "GET", "path": "/connections", "route": None,
+         "connection": None, "status": 401, "outcome": "refused", "reason": None, "remote_addr": None}]
     for type_, data in by_type.items():
         ev.validate_data(type_, data[0])      # every base is valid: the edits make the difference
     return by_type

@@ -21,10 +21,10 @@ pytestmark = pytest.mark.kafka
 TOKEN = "it-admin-token-5150"
 
 
-def start_api(tmp_path, bootstrap, prefix, name="api") -> tuple[ServiceProcess, str]:
+def start_api(tmp_path, bootstrap, prefix, name="api", *extra: str) -> tuple[ServiceProcess, str]:
     api = ServiceProcess(tmp_path, name, [
         sys.executable, "-m", "hostspec", "--allow-sandboxes", "api", "--bootstrap-servers", bootstrap,
-        "--topic-prefix", prefix, "--port", "0", "--token", "ops=env:IT_API_TOKEN"], {"IT_API_TOKEN": TOKEN})
+        "--topic-prefix", prefix, "--port", "0", "--token", "ops=env:IT_API_TOKEN", *extra], {"IT_API_TOKEN": TOKEN})
     port = api.wait_for(r"admin API on http://127\.0\.0\.1:(\d+)/", timeout=90).group(1)
     return api, f"http://127.0.0.1:{port}"
 
