@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import dataclass, fields
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..topics import Topics, ledger_topic
 from .config import KafkaConfig, topic_specs, topics_from_env
@@ -130,15 +131,37 @@ def apply(admin: KafkaConfig, topics: Topics, principals: Principals = Principal
     client = _client(admin, KafkaAdminClient, request_timeout_ms=30_000)
     try:
         result = client.create_acls(acls)
+        failed = result.get("failed") or []
+        if failed:
+            acl, error = failed[0]
+            raise TransportError(f"{len(failed)} ACLs not created; first: {acl}: {type(error).__name__}: {error}")
+        _await_in_force(client, set(acls), timeout_s=30)
     except KafkaError as exc:
         raise TransportError(f"ACLs not created: {type(exc).__name__}: {exc}") from None
     finally:
         client.close()
-    failed = result.get("failed") or []
-    if failed:
-        acl, error = failed[0]
-        raise TransportError(f"{len(failed)} ACLs not created; first: {acl}: {type(error).__name__}: {error}")
     return wanted
+
+
+def _await_in_force(client: Any, acls: set[Any], *, timeout_s: float) -> None:
+    """Wait until the broker's authorizer applies ``acls`` (they reach it through the metadata log
+    a moment after the controller accepted them: a client right after would be refused)."""
+    from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                             ResourcePatternFilter, ResourceType)
+
+    from ..errors import TransportError
+
+    every = ACLFilter(None, None, ACLOperation.ANY, ACLPermissionType.ANY,
+                      ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found, _error = client.describe_acls(every)
+        missing = acls - set(found or ())
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise TransportError(f"{len(missing)} ACLs created but not in force after {timeout_s:.0f}s")
+        time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:
