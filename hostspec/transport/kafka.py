@@ -157,10 +157,12 @@ def refused(who: str, exc: BaseException) -> str:
             kerr.TransactionalIdAuthorizationFailedError: "its transactional id",
             kerr.ClusterAuthorizationFailedError: "the cluster"}.get(type(exc))
     if kind:
-        name = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
-        return f"Kafka refused {who}: not authorized for {kind}{f' {name}' if name else ''} " \
-               f"({type(exc).__name__}); {ACLS_HINT}"
-    return f"Kafka refused {who}: {_text(exc)}; {ACLS_HINT}"
+        arg = str(exc.args[0]) if exc.args else ""
+        if arg and " " not in arg:    # kafka-python names the topic or group
+            return f"Kafka refused {who}: not authorized for {kind} {arg} ({type(exc).__name__}); {ACLS_HINT}"
+        return f"Kafka refused {who}: not authorized for {kind} ({type(exc).__name__}{': ' + arg if arg else ''}); " \
+               f"{ACLS_HINT}"
+    return f"Kafka refused {who}: {_text(exc)}; check its credentials"
 
 
 def refusal(config: KafkaConfig, exc: BaseException) -> TransportError:

@@ -174,17 +174,23 @@ def test_a_principal_without_rights_is_told_clearly_and_quickly(mode, secured, p
     refused = within(REFUSAL_S, lambda: Follower(requester, topics.state))
     assert f"not authorized for the topic {topics.state}" in str(refused)
 
-    # the worker's transactional ids are its own group's only
-    refused = within(REFUSAL_S, lambda: ProducerPool(secured.config("worker", mode), f"{prefix}other.w1", 1))
-    assert "not authorized for its transactional id" in str(refused)
+    # the worker's transactional ids are its own group's only, on either client
+    for client in ("kafka-python", "confluent"):
+        worker = secured.config("worker", mode, KAFKA_CLIENT=client)
+        refused = within(REFUSAL_S, lambda: ProducerPool(worker, f"{prefix}other.w1", 1))
+        assert "not authorized for its transactional id" in str(refused), refused
 
-    # credentials refused are named as such, not as an unreachable broker
+    # credentials refused are named as such, not as an unreachable broker, on either client
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-password")
     key = "KAFKA_SASL_PASSWORD_FILE" if mode == "scram" else "KAFKA_SSL_KEY_PASSWORD_FILE"
     refused = within(REFUSAL_S, lambda: publish(secured.config("requester", mode, **{key: str(wrong)}),
                                                 topics.requests, []))
     assert ("Authentication failed" if mode == "scram" else "SSLError") in str(refused), refused
+    worker = secured.config("worker", mode, KAFKA_CLIENT="confluent", **{key: str(wrong)})
+    refused = within(REFUSAL_S, lambda: ProducerPool(worker, f"{groups.worker}.w1", 1))
+    assert ("Authentication failed" if mode == "scram" else "ssl.key.location") in str(refused), refused
+    assert "not-the-password" not in str(refused)
 
 
 def _poll_until_assigned(consumer: RequestConsumer, timeout: float = 30) -> None:
