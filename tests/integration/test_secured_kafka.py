@@ -4,7 +4,7 @@ principal per component with only the ACLs of :mod:`hostspec.transport.acls`.
 The broker is the project's own (``dev/kafka/kafka.sh`` with ``KAFKA_SECURE=1``), started once for
 this module on ``KAFKA_SECURE_PORT`` (default ``KAFKA_PORT`` + 10; the SASL_SSL listener, mutual TLS
 on the port + 2) with its data, certificates and passwords in ``KAFKA_SECURE_DATA`` (default a
-temporary folder), and stopped at the end. Every test provisions its own topic prefix and groups
+temporary folder), and stopped at the end (one already running there is used and left running). Every test provisions its own topic prefix and groups
 as the admin principal, exactly as an operator would (``python -m hostspec.transport.acls apply``).
 """
 from __future__ import annotations
@@ -72,6 +72,9 @@ def secured(tmp_path_factory):
     port = int(os.environ.get("KAFKA_SECURE_PORT") or int(os.environ.get("KAFKA_PORT", "9092")) + 10)
     data = Path(os.environ.get("KAFKA_SECURE_DATA") or tmp_path_factory.mktemp("kafka-secured"))
     broker = SecuredBroker(port, data)
+    if broker.script("status").returncode == 0 and (broker.secrets / ".complete").exists():
+        yield broker                   # started by hand (KAFKA_SECURE_PORT, KAFKA_SECURE_DATA): left running
+        return
     started = broker.script("start")
     if started.returncode != 0:
         pytest.fail(f"the secured broker did not start:\n{started.stderr[-3000:]}")
