@@ -44,6 +44,14 @@ class Topics:
         return [getattr(self, f.name) for f in fields(self)]
 
 
+def ledger_topic(topics: Topics, group_id: str) -> str:
+    """The 360Learning publisher's ledger topic (its journal, compacted): ``<group>.ledger``, with the
+    topics' prefix in front unless the group id already starts with it."""
+    base = Topics().requests
+    prefix = topics.requests[:-len(base)] if topics.requests.endswith(base) else ""
+    return f"{'' if group_id.startswith(prefix) else prefix}{group_id}.ledger"
+
+
 TOPIC_TYPES = {
     "requests": [ev.SYNC_REQUESTED],
     "courses": [ev.COURSE_UPSERTED, ev.COURSE_REMOVED],

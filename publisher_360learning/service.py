@@ -52,7 +52,7 @@ from hostspec import metrics
 from hostspec.credentials import CredentialKey
 from hostspec.dead_letters import raw_rejection
 from hostspec.errors import DeliveryError, TransportError
-from hostspec.topics import Topics
+from hostspec.topics import Topics, ledger_topic
 from hostspec.transport.assignor import CoPartitionedAssignor, check_copartitioned
 from hostspec.transport.cloudevents import STRUCTURED
 from hostspec.transport.config import KafkaConfig, topic_specs
@@ -231,12 +231,7 @@ class PublisherService:
                         "at the next start", len(self._outbox))
 
     def _ledger_topic(self) -> str:
-        if self.settings.ledger_topic:
-            return self.settings.ledger_topic
-        base = Topics().requests
-        prefix = self.topics.requests[:-len(base)] if self.topics.requests.endswith(base) else ""
-        group = self.settings.group_id
-        return f"{'' if group.startswith(prefix) else prefix}{group}.ledger"
+        return self.settings.ledger_topic or ledger_topic(self.topics, self.settings.group_id)
 
     def _filter_text(self) -> str:
         s = self.settings

@@ -29,7 +29,7 @@ from kafka.errors import KafkaError
 
 from ..errors import TransportError
 from .config import KafkaConfig
-from .kafka import METADATA_MAX_AGE_MS, Partition, _unreachable, await_topics
+from .kafka import METADATA_MAX_AGE_MS, REFUSALS, Partition, _client, await_topics, refusal
 
 log = logging.getLogger(__name__)
 Records = list[tuple[str, "bytes | None"]]
@@ -45,18 +45,19 @@ class ChangelogReader:
     def __init__(self, config: KafkaConfig, topic: str, *, group_id: str | None = None):
         self.topic, self._config = topic, config
         self._admin: KafkaAdminClient | None = None
+        self._reader = _client(config, KafkaConsumer, group_id=group_id, enable_auto_commit=False,
+                               isolation_level="read_committed", max_poll_records=10_000,
+                               fetch_max_bytes=16 * 1024 * 1024, metadata_max_age_ms=METADATA_MAX_AGE_MS)
         try:
-            self._reader = KafkaConsumer(**config.client_kwargs(), group_id=group_id, enable_auto_commit=False,
-                                         isolation_level="read_committed", max_poll_records=10_000,
-                                         fetch_max_bytes=16 * 1024 * 1024, metadata_max_age_ms=METADATA_MAX_AGE_MS)
-            self._probe = KafkaConsumer(**config.client_kwargs(), group_id=None, enable_auto_commit=False,
-                                        isolation_level="read_uncommitted", metadata_max_age_ms=METADATA_MAX_AGE_MS)
-        except (KafkaError, ValueError) as exc:
-            raise _unreachable(config, exc) from None
+            self._probe = _client(config, KafkaConsumer, group_id=None, enable_auto_commit=False,
+                                  isolation_level="read_uncommitted", metadata_max_age_ms=METADATA_MAX_AGE_MS)
+        except TransportError:
+            self._reader.close()
+            raise
 
     def partitions(self, timeout_s: float = 30) -> list[int]:
         """The topic's partitions (waiting for its metadata, e.g. just after it was created)."""
-        if not await_topics(self._reader, [self.topic], timeout_s=timeout_s)[self.topic]:
+        if not await_topics(self._reader, [self.topic], timeout_s=timeout_s, config=self._config)[self.topic]:
             raise TransportError(f"topic {self.topic} has no partitions yet (not created?)")
         return sorted(self._reader.partitions_for_topic(self.topic) or ())
 
@@ -90,6 +91,8 @@ class ChangelogReader:
         while True:
             try:
                 return self._reader.committed(TopicPartition(*tp), timeout_ms=2_000)
+            except REFUSALS as exc:       # the group's offsets are not this principal's to read
+                raise refusal(self._config, exc) from None
             except KafkaError as exc:
                 if should_stop():
                     return None

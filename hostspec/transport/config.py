@@ -8,9 +8,14 @@ KAFKA_SECURITY_PROTOCOL     PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL
 KAFKA_SASL_MECHANISM        PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 ...
 KAFKA_SASL_USERNAME         SASL user
 KAFKA_SASL_PASSWORD         SASL password (a secret: never logged)
+KAFKA_SASL_PASSWORD_FILE    or a file holding it (read at connection time)
 KAFKA_SSL_CAFILE            CA bundle to verify brokers
 KAFKA_SSL_CERTFILE          client certificate (mutual TLS)
-KAFKA_SSL_KEYFILE           client key (mutual TLS)
+KAFKA_SSL_KEYFILE           client key (mutual TLS), PEM; may be encrypted
+KAFKA_SSL_KEY_PASSWORD      the password of an encrypted client key (a secret: never logged)
+KAFKA_SSL_KEY_PASSWORD_FILE or a file holding it
+KAFKA_SSL_CHECK_HOSTNAME    ``false`` to accept a broker certificate not naming the broker's
+                            host (default ``true``)
 KAFKA_MAX_REQUEST_BYTES     largest produce request (default 1048576, the broker default)
 KAFKA_CONNECT_TIMEOUT_MS    how long to try reaching the cluster before giving up (default 6000)
 KAFKA_CLIENT                the worker's transactional producer: ``kafka-python`` (default) or
@@ -40,6 +45,8 @@ class KafkaConfig:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_key_password: Secret | None = field(default=None, repr=False)
+    ssl_check_hostname: bool = True
     max_request_bytes: int = 1_048_576
     connect_timeout_ms: int = 6_000
     client_id: str = "connector-host"
@@ -53,9 +60,10 @@ class KafkaConfig:
             security_protocol=env.get("KAFKA_SECURITY_PROTOCOL", cls.security_protocol),
             sasl_mechanism=env.get("KAFKA_SASL_MECHANISM"),
             sasl_username=env.get("KAFKA_SASL_USERNAME"),
-            sasl_password=Secret(env=("KAFKA_SASL_PASSWORD")) if env.get("KAFKA_SASL_PASSWORD") else None,
+            sasl_password=_secret(env, "KAFKA_SASL_PASSWORD"),
             ssl_cafile=env.get("KAFKA_SSL_CAFILE"), ssl_certfile=env.get("KAFKA_SSL_CERTFILE"),
-            ssl_keyfile=env.get("KAFKA_SSL_KEYFILE"),
+            ssl_keyfile=env.get("KAFKA_SSL_KEYFILE"), ssl_key_password=_secret(env, "KAFKA_SSL_KEY_PASSWORD"),
+            ssl_check_hostname=env.get("KAFKA_SSL_CHECK_HOSTNAME", "true").strip().lower() not in FALSE,
             max_request_bytes=int(env.get("KAFKA_MAX_REQUEST_BYTES", cls.max_request_bytes)),
             connect_timeout_ms=int(env.get("KAFKA_CONNECT_TIMEOUT_MS", cls.connect_timeout_ms)),
             client=env.get("KAFKA_CLIENT") or cls.client)
@@ -76,9 +84,13 @@ class KafkaConfig:
             kw["sasl_mechanism"] = self.sasl_mechanism
             kw["sasl_plain_username"] = self.sasl_username
             kw["sasl_plain_password"] = self.sasl_password.reveal() if self.sasl_password else None
+        if self.uses_tls:
+            kw["ssl_check_hostname"] = self.ssl_check_hostname
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             if getattr(self, name):
                 kw[name] = getattr(self, name)
+        if self.ssl_key_password:
+            kw["ssl_password"] = self.ssl_key_password.reveal()
         return kw
 
     def librdkafka_settings(self) -> dict[str, Any]:
@@ -96,7 +108,43 @@ class KafkaConfig:
                              ("ssl_keyfile", "ssl.key.location")):
             if getattr(self, ours):
                 kw[theirs] = getattr(self, ours)
+        if self.uses_tls:
+            kw["ssl.endpoint.identification.algorithm"] = "https" if self.ssl_check_hostname else "none"
+        if self.ssl_key_password:
+            kw["ssl.key.password"] = self.ssl_key_password.reveal()
         return kw
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol.upper() in ("SSL", "SASL_SSL")
+
+    @property
+    def principal(self) -> str:
+        """Who this configuration connects as, for messages (never a secret)."""
+        return principal_of({"security_protocol": self.security_protocol, "sasl_mechanism": self.sasl_mechanism,
+                             "sasl_plain_username": self.sasl_username, "ssl_certfile": self.ssl_certfile})
+
+
+def principal_of(settings: Mapping[str, Any]) -> str:
+    """Who a kafka-python client with these settings connects as: its SASL user, its client
+    certificate, or an anonymous client (for messages; never a secret)."""
+    if settings.get("sasl_mechanism") and settings.get("sasl_plain_username"):
+        return f"SASL user {settings['sasl_plain_username']!r}"
+    if settings.get("ssl_certfile") and str(settings.get("security_protocol", "")).upper() in ("SSL", "SASL_SSL"):
+        return f"the client certificate {settings['ssl_certfile']}"
+    return "an anonymous client"
+
+
+FALSE = ("0", "false", "no", "off")
+
+
+def _secret(env: Mapping[str, str], name: str) -> Secret | None:
+    """``NAME`` or ``NAME_FILE`` as a :class:`Secret`, read when used (never kept in a repr)."""
+    if env.get(f"{name}_FILE"):
+        return Secret(file=env[f"{name}_FILE"])
+    if env.get(name):
+        return Secret(env=name) if env is os.environ else Secret(env[name])
+    return None
 
 
 CLIENTS = ("kafka-python", "confluent")

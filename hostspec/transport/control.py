@@ -32,7 +32,7 @@ from ..policy import SettingsPolicy
 from ..topics import Topics
 from .cloudevents import STRUCTURED, structured_value
 from .config import KafkaConfig, topic_specs
-from .kafka import _unreachable, await_topics, ensure_topics, make_producer
+from .kafka import _client, await_topics, ensure_topics, make_producer
 
 log = logging.getLogger(__name__)
 
@@ -132,15 +132,15 @@ class ConnectionLog(Documents):
 
     def start(self, *, timeout_s: float = 60) -> "ConnectionLog":
         """Read the topic to its current end (then follow it in the background)."""
+        consumer = _client(self._config, KafkaConsumer, group_id=None, enable_auto_commit=False,
+                           isolation_level="read_committed")
         try:
-            consumer = KafkaConsumer(**self._config.client_kwargs(), group_id=None, enable_auto_commit=False,
-                                     isolation_level="read_committed")
-        except (KafkaError, ValueError) as exc:
-            raise _unreachable(self._config, exc) from None
-        if not await_topics(consumer, [self.topic], timeout_s=min(timeout_s, 30))[self.topic]:
+            if not await_topics(consumer, [self.topic], timeout_s=min(timeout_s, 30), config=self._config)[self.topic]:
+                raise TransportError(f"control topic {self.topic} does not exist (any worker or `connector-host api` "
+                                     f"creates it)")
+        except TransportError:
             consumer.close()
-            raise TransportError(f"control topic {self.topic} does not exist (any worker or `connector-host api` "
-                                 f"creates it)")
+            raise
         tps = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or ())]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)

@@ -16,6 +16,7 @@ minutes.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
@@ -23,15 +24,16 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from kafka import AsyncConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka import errors as kerr
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.net.selector import KernelEvent
 from kafka.partitioner.default import DefaultPartitioner
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from ..errors import DeliveryError, TransportError
+from ..errors import DeliveryError, PermanentDeliveryError, TransportError
 from ..events import Event
 from .cloudevents import STRUCTURED, structured_value
-from .config import KafkaConfig, TopicSpec
+from .config import KafkaConfig, TopicSpec, principal_of
 from .murmur2 import partition_for
 from .routing import Router
 
@@ -105,9 +107,89 @@ def _adopt_orphaned_join(consumer: KafkaConsumer) -> None:
         coordinator.request_rejoin()
 
 
-def _unreachable(config: KafkaConfig, exc: Exception) -> TransportError:
+# -- refusals --------------------------------------------------------------------------------------
+REFUSALS = (kerr.AuthorizationError, kerr.SaslAuthenticationFailedError)   # an ACL or a credential: never retried
+ACLS_HINT = "the rights each component needs: python -m hostspec.transport.acls print"
+
+
+class _HandshakeRefusals(logging.Filter):
+    """Remembers the last TLS or SASL refusal kafka-python met while connecting.
+
+    kafka-python 3.0 keeps trying a bootstrap server that refuses the SASL credentials or the TLS
+    handshake (or a client key it cannot open) until its bootstrap timeout, then reports only
+    ``Unable to bootstrap``, as if the broker were away; the cause itself is only logged (by
+    ``kafka.net.manager`` and ``kafka.net.connection``). It is kept (never a secret: the broker's
+    message, or the TLS library's) for :func:`_unreachable` to say.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: tuple[float, str] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for arg in record.args if isinstance(record.args, tuple) else ():
+            if isinstance(arg, (kerr.SaslAuthenticationFailedError, ssl.SSLError)) or (
+                    isinstance(arg, kerr.KafkaConnectionError) and ("Handshake failed" in str(arg) or "[SSL" in str(arg))):
+                self.last = (time.monotonic(), _text(arg))
+        return True
+
+    def since(self, started: float) -> str | None:
+        last = self.last
+        return last[1] if last is not None and last[0] >= started else None
+
+
+_handshakes = _HandshakeRefusals()
+for _name in ("kafka.net.manager", "kafka.net.connection"):
+    logging.getLogger(_name).addFilter(_handshakes)
+
+
+def _text(exc: BaseException) -> str:
+    """An error as one short text: kafka-python's own message without its ``[Error n] Name:`` prefix."""
+    detail = str(exc.args[0]) if exc.args else ""
+    if isinstance(exc, KafkaError):
+        return detail if detail.startswith(type(exc).__name__) else f"{type(exc).__name__}: {detail}".rstrip(": ")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def refused(who: str, exc: BaseException) -> str:
+    """What Kafka refused, and to whom, in one line (an authorization or SASL error)."""
+    kind = {kerr.TopicAuthorizationFailedError: "the topic", kerr.GroupAuthorizationFailedError: "the consumer group",
+            kerr.TransactionalIdAuthorizationFailedError: "its transactional id",
+            kerr.ClusterAuthorizationFailedError: "the cluster"}.get(type(exc))
+    if kind:
+        arg = str(exc.args[0]) if exc.args else ""
+        if arg and " " not in arg:    # kafka-python names the topic or group
+            return f"Kafka refused {who}: not authorized for {kind} {arg} ({type(exc).__name__}); {ACLS_HINT}"
+        return f"Kafka refused {who}: not authorized for {kind} ({type(exc).__name__}{': ' + arg if arg else ''}); " \
+               f"{ACLS_HINT}"
+    return f"Kafka refused {who}: {_text(exc)}; check its credentials"
+
+
+def refusal(config: KafkaConfig, exc: BaseException) -> TransportError:
+    return TransportError(refused(config.principal, exc))
+
+
+def _unreachable(config: KafkaConfig, exc: Exception, started: float | None = None) -> TransportError:
+    """The cluster could not be used: unreachable, or it refused the credentials or the TLS handshake
+    (``started``: when the failed attempt began; a refusal logged since then is named)."""
+    if isinstance(exc, REFUSALS):
+        return refusal(config, exc)
+    handshake = _handshakes.since(started) if started is not None else None
+    if handshake:
+        return TransportError(f"cannot connect to Kafka at {config.bootstrap_servers} ({config.security_protocol}) "
+                              f"as {config.principal}: {handshake} (check the credentials, the CA file, the client "
+                              f"certificate, its key and the key's password)")
     return TransportError(f"cannot reach Kafka at {config.bootstrap_servers} "
                           f"({config.security_protocol}): {type(exc).__name__}: {exc}")
+
+
+def _client(config: KafkaConfig, build: Callable[..., Any], **settings: Any) -> Any:
+    """A kafka-python client of ``config``; what keeps it from starting raised as :class:`TransportError`."""
+    started = time.monotonic()
+    try:
+        return build(**config.client_kwargs(), **settings)
+    except (KafkaError, ValueError, OSError) as exc:  # ValueError: unreachable bootstraps; OSError: key/CA files
+        raise _unreachable(config, exc, started) from None
 
 
 # -- topics ---------------------------------------------------------------------------------------
@@ -115,14 +197,11 @@ def ensure_topics(config: KafkaConfig, specs: Iterable[TopicSpec], *, replicatio
                   timeout_s: float = 30) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
     specs = list(specs)
+    admin = _client(config, KafkaAdminClient, request_timeout_ms=int(timeout_s * 1000))
     try:
-        admin = KafkaAdminClient(**config.client_kwargs(), request_timeout_ms=int(timeout_s * 1000))
-    except (KafkaError, ValueError) as exc:  # kafka-python raises ValueError for unreachable bootstraps
-        raise _unreachable(config, exc) from None
-    try:
-        existing = set(admin.list_topics())
+        existing = set(admin.list_topics())    # the topics this principal may see
         missing = [s for s in specs if s.name not in existing]
-        created = []
+        created, forbidden = [], []
         for spec in missing:
             try:
                 admin.create_topics([NewTopic(spec.name, spec.partitions, replication_factor,
@@ -130,8 +209,15 @@ def ensure_topics(config: KafkaConfig, specs: Iterable[TopicSpec], *, replicatio
                 created.append(spec.name)
             except TopicAlreadyExistsError:  # another worker created it meanwhile
                 pass
+            except (kerr.TopicAuthorizationFailedError, kerr.ClusterAuthorizationFailedError):
+                # a secured cluster: the operator creates the topics, and a topic this principal
+                # may not see is not one it uses (a missing one it uses is reported where it is used)
+                forbidden.append(spec.name)
         if created:
             log.info("created topics %s", ", ".join(created))
+        if forbidden:
+            log.info("not allowed to create or see topics %s as %s: left to the operator", ", ".join(forbidden),
+                     config.principal)
         return created
     except KafkaError as exc:
         raise TransportError(f"cannot create topics: {type(exc).__name__}: {exc}") from None
@@ -139,17 +225,23 @@ def ensure_topics(config: KafkaConfig, specs: Iterable[TopicSpec], *, replicatio
         admin.close()
 
 
-def await_topics(consumer: KafkaConsumer, topics: Iterable[str], *, timeout_s: float = 30) -> dict[str, int]:
+def await_topics(consumer: KafkaConsumer, topics: Iterable[str], *, timeout_s: float = 30,
+                 config: KafkaConfig | None = None) -> dict[str, int]:
     """Wait until ``consumer`` knows the partitions of every topic; returns their counts.
 
     Topics another process has just created take a moment to appear in metadata; a consumer
     that joins its group before then is assigned nothing until its next metadata refresh.
     Topics still unknown after ``timeout_s`` are returned with 0 partitions (the consumer then
     picks them up within ``METADATA_MAX_AGE_MS`` of their creation).
+
+    A topic this principal may not even describe is invisible, as a missing one is: with
+    ``config``, a topic not seen at once is asked about, and one Kafka refuses raises
+    :class:`TransportError` at once instead of being waited for.
     """
     counts: dict[str, int] = {}
     deadline = time.monotonic() + timeout_s
     for topic in topics:
+        asked = config is None
         while True:
             try:
                 partitions = consumer.partitions_for_topic(topic) or set()
@@ -158,8 +250,31 @@ def await_topics(consumer: KafkaConsumer, topics: Iterable[str], *, timeout_s: f
             if partitions or time.monotonic() >= deadline:
                 counts[topic] = len(partitions)
                 break
+            if not asked:
+                asked = True
+                _check_describable(config, topic)
             time.sleep(0.2)
     return counts
+
+
+def _check_describable(config: KafkaConfig, topic: str) -> None:
+    """Raise :class:`TransportError` when Kafka refuses ``config``'s principal the topic's metadata
+    (a missing topic passes: it may be created in a moment)."""
+    try:
+        admin = KafkaAdminClient(**config.client_kwargs(), request_timeout_ms=5_000)
+    except (KafkaError, ValueError, OSError):
+        return                      # not reachable now: the caller goes on waiting
+    try:
+        found = admin.describe_topics([topic])
+    except KafkaError as exc:
+        if isinstance(exc, REFUSALS):
+            raise refusal(config, exc) from None
+        return
+    finally:
+        admin.close()
+    for entry in found:
+        if entry.get("error_code") == kerr.TopicAuthorizationFailedError.errno:
+            raise refusal(config, kerr.TopicAuthorizationFailedError(topic))
 
 
 # -- producing ------------------------------------------------------------------------------------
@@ -189,10 +304,7 @@ def make_producer(config: KafkaConfig, **overrides: Any) -> KafkaProducer:
                 "delivery_timeout_ms": 120_000, "max_in_flight_requests_per_connection": 5,
                 "partitioner": KeyPartitioner()}
     settings.update(overrides)
-    try:
-        return KafkaProducer(**config.client_kwargs(), **settings)
-    except (KafkaError, ValueError) as exc:  # kafka-python raises ValueError for unreachable bootstraps
-        raise _unreachable(config, exc) from None
+    return _client(config, KafkaProducer, **settings)
 
 
 class KafkaSink:
@@ -205,19 +317,25 @@ class KafkaSink:
     def __init__(self, producer: KafkaProducer, topic_for: Callable[[str], str]):
         self._producer, self._topic_for = producer, topic_for
         self._route = Router(producer.partitions_for)
-        self._failures: list[str] = []
+        self._failures: list[BaseException] = []
         self._lock = threading.Lock()
         self.sent = 0
 
     def _on_error(self, exc: BaseException) -> None:
         with self._lock:
-            self._failures.append(f"{type(exc).__name__}: {exc}")
+            self._failures.append(exc)
+
+    def _refused(self, exc: BaseException) -> PermanentDeliveryError:
+        """Kafka refuses this principal the write: retrying cannot help."""
+        return PermanentDeliveryError(refused(principal_of(getattr(self._producer, "config", {})), exc))
 
     def emit(self, event: Event) -> None:
         try:
             topic = self._topic_for(event.type)
             future = self._producer.send(topic, key=event.key.encode("utf-8"), value=event.to_bytes(),
                                          partition=self._route(topic, event), headers=STRUCTURED)
+        except REFUSALS as exc:
+            raise self._refused(exc) from None
         except KafkaError as exc:
             raise DeliveryError(f"cannot send {event.type} {event.id}: {type(exc).__name__}: {exc}") from None
         future.add_errback(self._on_error)
@@ -230,6 +348,8 @@ class KafkaSink:
         try:
             future = self._producer.send(topic, key=key.encode("utf-8"), value=value, partition=partition,
                                          headers=headers)
+        except REFUSALS as exc:
+            raise self._refused(exc) from None
         except KafkaError as exc:
             raise DeliveryError(f"cannot send to {topic}: {type(exc).__name__}: {exc}") from None
         future.add_errback(self._on_error)
@@ -244,8 +364,12 @@ class KafkaSink:
             raise DeliveryError(f"flush failed: {type(exc).__name__}: {exc}") from None
         with self._lock:
             failures, self._failures = self._failures, []
+        for failure in failures:
+            if isinstance(failure, REFUSALS):
+                raise self._refused(failure)
         if failures:
-            raise DeliveryError(f"{len(failures)} events were not acknowledged; first: {failures[0]}")
+            raise DeliveryError(f"{len(failures)} events were not acknowledged; first: "
+                                f"{type(failures[0]).__name__}: {failures[0]}")
 
 
 # -- consuming requests ---------------------------------------------------------------------------
@@ -315,27 +439,33 @@ class RequestConsumer:
         if assignors:
             strategy = {"partition_assignment_strategy": list(assignors)}
         topics = [topic] if isinstance(topic, str) else list(topic)
+        self._config = config
+        self._consumer = _client(
+            config, KafkaConsumer, group_id=group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", isolation_level="read_committed",
+            session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=max(500, session_timeout_ms // 10),
+            max_poll_records=max_poll_records, max_poll_interval_ms=max_poll_interval_ms,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS, **strategy, **static)
         try:
-            self._consumer = KafkaConsumer(
-                **config.client_kwargs(), group_id=group_id, enable_auto_commit=False,
-                auto_offset_reset="earliest", isolation_level="read_committed",
-                session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=max(500, session_timeout_ms // 10),
-                max_poll_records=max_poll_records, max_poll_interval_ms=max_poll_interval_ms,
-                metadata_max_age_ms=METADATA_MAX_AGE_MS, **strategy, **static)
-        except (KafkaError, ValueError) as exc:
-            raise _unreachable(config, exc) from None
-        self.partition_counts = await_topics(self._consumer, topics + list(also_known or ()), timeout_s=topic_wait_s)
+            self.partition_counts = await_topics(self._consumer, topics + list(also_known or ()),
+                                                 timeout_s=topic_wait_s, config=config)
+        except TransportError:
+            self._consumer.close()
+            raise
         self._consumer.subscribe(topics, listener=_Listener(on_assigned, on_revoked, on_lost))
         self._unreachable_since: float | None = None
 
     def poll(self, timeout_ms: int = 200) -> list[InboundMessage]:
         """Records fetched (maybe none). The broker being away is not an error here: kafka-python 3
         raises its connection errors out of ``poll`` (it did, mid-sync, during a broker restart, and
-        the worker stopped); they are logged and the next poll tries again."""
+        the worker stopped); they are logged and the next poll tries again. Kafka refusing this
+        principal the group or a topic is: :class:`TransportError` (retrying cannot help)."""
         if self.group_metadata().state == "<rebalancing>":
             timeout_ms = max(timeout_ms, 2_000)     # let a join in flight complete inside this poll
         try:
             batches = self._consumer.poll(timeout_ms=timeout_ms)
+        except REFUSALS as exc:
+            raise refusal(self._config, exc) from None
         except KafkaError as exc:
             now = time.monotonic()
             if self._unreachable_since is None:
@@ -428,6 +558,8 @@ def publish(config: KafkaConfig, topic: str, events: Iterable[Event], timeout_s:
         for event in events:
             sink.emit(event)
         sink.flush(timeout_s)
+    except PermanentDeliveryError as exc:
+        raise TransportError(str(exc)) from None
     finally:
         producer.close(timeout=5)
 
@@ -436,14 +568,14 @@ class Follower:
     """Reads a topic from its current end (or start) without joining a group."""
 
     def __init__(self, config: KafkaConfig, topic: str, *, from_start: bool = False):
+        self._consumer = _client(config, KafkaConsumer, enable_auto_commit=False, isolation_level="read_committed",
+                                 group_id=None)
         try:
-            self._consumer = KafkaConsumer(**config.client_kwargs(), enable_auto_commit=False,
-                                           isolation_level="read_committed", group_id=None)
-        except (KafkaError, ValueError) as exc:
-            raise _unreachable(config, exc) from None
-        if not await_topics(self._consumer, [topic], timeout_s=5)[topic]:
+            if not await_topics(self._consumer, [topic], timeout_s=5, config=config)[topic]:
+                raise TransportError(f"topic {topic} does not exist (start a worker once to create it)")
+        except TransportError:
             self._consumer.close()
-            raise TransportError(f"topic {topic} does not exist (start a worker once to create it)")
+            raise
         partitions = self._consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 STEP_MARGIN_S = 5.0         # a transaction may take transaction_timeout_ms + this, then the producer is given up
 ABORT_TIMEOUT_S = 30.0      # as transact() gives kafka-python's abort
 PARTITIONS_TTL_S = 60.0     # how long a topic's partition list is trusted
+INIT_SLICE_S = 1.0          # init_transactions is asked again this often (a timed-out call resumes)
 
 
 class RecordMetadata(NamedTuple):
@@ -72,9 +73,20 @@ def group_metadata_bytes(metadata: Any) -> bytes:
             + metadata.member_id.encode("utf-8") + b"\x00" + tail)
 
 
+# Kafka refuses this principal: said as such even when librdkafka makes the producer fatal for it
+# (a transactional id not granted is), so that the caller names the missing right.
+REFUSED = frozenset({ck.KafkaError.TOPIC_AUTHORIZATION_FAILED, ck.KafkaError.GROUP_AUTHORIZATION_FAILED,
+                     ck.KafkaError.CLUSTER_AUTHORIZATION_FAILED, ck.KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                     ck.KafkaError.SASL_AUTHENTICATION_FAILED})
+
+
 def translate(error: Any) -> BaseException:
     """A librdkafka ``KafkaError`` as the kafka-python exception :mod:`.transactions` classifies."""
     code, text = error.code(), error.str()
+    if code in REFUSED:
+        return kerr.for_code(code)(text)
+    if code == ck.KafkaError._AUTHENTICATION:     # SASL or TLS refused while connecting
+        return kerr.SaslAuthenticationFailedError(text)
     if error.fatal() or code in (ck.KafkaError._FENCED, ck.KafkaError._FATAL):
         return kerr.ProducerFencedError(text)
     if code == ck.KafkaError._TIMED_OUT:       # a transactional step's timeout: outcome unknown, producer given up
@@ -108,7 +120,8 @@ class TransactionalProducer:
                          # keyed records without a partition land where the Java client (and
                          # kafka-python's partitioner) puts them: murmur2 of the key
                          "partitioner": "murmur2_random"})
-        self._producer = ck.Producer(settings, logger=log)
+        self._refusal: BaseException | None = None      # the broker refused the credentials
+        self._producer = ck.Producer({**settings, "error_cb": self._on_error}, logger=log)
         self._partitions: dict[str, tuple[float, set[int]]] = {}
         self._lock = threading.Lock()
 
@@ -124,8 +137,26 @@ class TransactionalProducer:
             raise Stuck("no answer from Kafka within the transaction's deadline")
         return left
 
+    def _on_error(self, error: Any) -> None:
+        """librdkafka's errors outside any call (its threads'): a refusal of the credentials is kept."""
+        if error.code() in (ck.KafkaError._AUTHENTICATION, ck.KafkaError.SASL_AUTHENTICATION_FAILED):
+            self._refusal = translate(error)
+
     def init_transactions(self) -> None:
-        self._call(self._producer.init_transactions, self._span)
+        """Register the transactional id (fencing its earlier producers). librdkafka keeps trying a
+        broker that refuses the credentials until the call times out: asked in short slices, the
+        refusal ends it at once."""
+        deadline = time.monotonic() + self._span
+        while True:
+            try:
+                self._call(self._producer.init_transactions, min(INIT_SLICE_S, max(0.1, deadline - time.monotonic())))
+                return
+            except Stuck:
+                self._producer.poll(0)        # serves error_cb
+                if self._refusal is not None:
+                    raise self._refusal from None
+                if time.monotonic() >= deadline:
+                    raise
 
     def begin_transaction(self) -> None:
         self._deadline, self._refused = time.monotonic() + self._span, None
@@ -194,6 +225,13 @@ class TransactionalProducer:
             producer.purge()
         except Exception:
             pass
-        closer = threading.Thread(target=producer.close, name="librdkafka-close", daemon=True)
+
+        def close() -> None:
+            try:
+                producer.close()
+            except ck.KafkaException as exc:   # a producer in a fatal state says why again: it is given up anyway
+                log.debug("librdkafka producer closed: %s", exc)
+
+        closer = threading.Thread(target=close, name="librdkafka-close", daemon=True)
         closer.start()
         closer.join(timeout)

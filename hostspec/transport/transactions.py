@@ -42,7 +42,7 @@ from ..errors import (
 from ..events import Event
 from .cloudevents import STRUCTURED
 from .config import KafkaConfig
-from .kafka import Partition, make_producer
+from .kafka import REFUSALS, Partition, make_producer, refusal
 from .routing import Router
 
 log = logging.getLogger(__name__)
@@ -375,6 +375,8 @@ class ProducerPool:
                 producer.close(timeout=1)
             except Exception:
                 pass
+            if isinstance(exc, REFUSALS):   # e.g. the transactional id is not this principal's
+                raise refusal(self._config, exc) from None
             raise TransportError(f"cannot start Kafka transactions: {type(exc).__name__}: {exc}") from None
         return producer
 

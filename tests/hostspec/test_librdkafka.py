@@ -60,6 +60,15 @@ def test_librdkafka_errors_mean_what_kafka_pythons_mean(error, kind, stale):
     assert isinstance(exc, tx._STALE) == stale
 
 
+def test_a_refusal_is_named_even_when_librdkafka_makes_it_fatal():
+    """A transactional id not granted makes librdkafka's producer fatal; the pool still names the
+    missing right (not 'fenced'), and a refused login is a refusal, not an unreachable broker."""
+    refused = translate(ck.KafkaError(ck.KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "not yours", fatal=True))
+    assert isinstance(refused, kerr.TransactionalIdAuthorizationFailedError) and tx._kind(refused) == "fatal"
+    login = translate(ck.KafkaError(ck.KafkaError._AUTHENTICATION, "SASL authentication error: invalid credentials"))
+    assert isinstance(login, kerr.SaslAuthenticationFailedError)
+
+
 def test_the_pool_builds_the_configured_client(monkeypatch):
     built = []
 

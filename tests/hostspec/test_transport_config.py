@@ -41,3 +41,33 @@ def test_topics_prefix_and_specs(monkeypatch):
     control = specs.pop(Topics().connections)
     assert (control.partitions, control.configs["cleanup.policy"]) == (1, "compact")  # latest document each
     assert all(int(s.configs["retention.ms"]) > 0 and s.partitions >= 1 for s in specs.values())
+
+
+def test_mutual_tls_settings_reach_both_clients_and_the_key_password_stays_hidden(tmp_path):
+    password = tmp_path / "key.pass"
+    password.write_text("key-pass-4711\n")
+    env = {"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": "/s/ca.pem", "KAFKA_SSL_CERTFILE": "/s/worker.pem",
+           "KAFKA_SSL_KEYFILE": "/s/worker.key", "KAFKA_SSL_KEY_PASSWORD_FILE": str(password),
+           "KAFKA_SSL_CHECK_HOSTNAME": "false"}
+    config = KafkaConfig.from_env(env)
+    kw, rd = config.client_kwargs(), config.librdkafka_settings()
+    assert (kw["ssl_cafile"], kw["ssl_certfile"], kw["ssl_keyfile"]) == ("/s/ca.pem", "/s/worker.pem", "/s/worker.key")
+    assert kw["ssl_password"] == "key-pass-4711" and kw["ssl_check_hostname"] is False
+    assert (rd["ssl.ca.location"], rd["ssl.certificate.location"], rd["ssl.key.location"]) == (
+        "/s/ca.pem", "/s/worker.pem", "/s/worker.key")
+    assert rd["ssl.key.password"] == "key-pass-4711" and rd["ssl.endpoint.identification.algorithm"] == "none"
+    assert "key-pass-4711" not in repr(config) and config.principal == "the client certificate /s/worker.pem"
+    # verified by default, on both clients
+    checked = KafkaConfig.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+    assert checked.client_kwargs()["ssl_check_hostname"] is True
+    assert checked.librdkafka_settings()["ssl.endpoint.identification.algorithm"] == "https"
+
+
+def test_a_sasl_password_from_a_file_is_read_when_connecting_not_kept_in_the_config(tmp_path):
+    password = tmp_path / "scram.pass"
+    password.write_text("scram-pass-0815\n")
+    config = KafkaConfig.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                                   "KAFKA_SASL_USERNAME": "worker", "KAFKA_SASL_PASSWORD_FILE": str(password)})
+    assert "scram-pass-0815" not in repr(config) and config.principal == "SASL user 'worker'"
+    assert config.client_kwargs()["sasl_plain_password"] == "scram-pass-0815"
+    assert config.librdkafka_settings()["sasl.password"] == "scram-pass-0815"
