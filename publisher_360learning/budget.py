@@ -47,6 +47,11 @@ class MemoryBudget:
     def may_read_again(self, held: int) -> bool:
         return held < self.reread_below * self.limit
 
+    def fetch_bytes(self) -> tuple[int, int]:
+        """What the Kafka consumer may buffer ahead (per fetch, per partition): an eighth of the
+        budget, within kafka-python's defaults (50 MB, 1 MB) and at least 1 MB and 256 KB."""
+        return (min(50 * 2**20, max(2**20, self.limit // 8)), min(2**20, max(256 * 2**10, self.limit // 64)))
+
     def batch_bytes(self, concurrency: int) -> int:
         """At most this much in one delivery: every lane running at once stays within half the budget."""
         return max(1, self.limit // (2 * max(1, concurrency)))

@@ -168,7 +168,8 @@ class PublisherService:
             self.kafka, consumed, s.group_id, on_assigned=self._assigned, on_revoked=self._revoked,
             max_poll_records=2000, max_poll_interval_ms=s.max_poll_interval_ms,
             session_timeout_ms=s.session_timeout_ms, group_instance_id=s.instance,
-            assignors=[CoPartitionedAssignor], also_known=[self._ledger_topic()])
+            assignors=[CoPartitionedAssignor], also_known=[self._ledger_topic()],
+            fetch_bytes=self._budget.fetch_bytes())
         counts = {t: self._consumer.partition_counts[t] for t in consumed}
         self._units = check_copartitioned(counts)
         self._journal = LedgerJournal(self._ledger_topic(), self._units)
@@ -411,30 +412,47 @@ class PublisherService:
                 stopped.add(tp)
                 continue
             offsets = self._offsets.setdefault(tp, OffsetTracker(msg.offset))
-            item, dead = _parse(msg)
+            # the connection its key names decides whether it is kept, before any parsing: a
+            # record a full lane leaves in Kafka costs no JSON (the worker keys every event
+            # tenant/connection/…; an event saying otherwise is dead-lettered)
+            connection = _key_connection(msg.key)
+            item = dead = None
+            if connection is None:
+                item, dead = _parse(msg)
+                connection = item.data.get("connection") if item is not None else None
+            if not self._read(offsets, msg.offset, connection):
+                continue
+            if item is None and dead is None:
+                item, dead = _parse(msg)
+                if item is not None and item.data.get("connection") != connection:
+                    item, dead = None, _malformed(msg, {"key": [f"names connection {connection!r}, the event "
+                                                                "another one"]})
+            pending = Pending(tp, msg.offset, item, seen=now, tracker=offsets, size=event_size(msg.value))
             if item is not None and not self._mine(item):
-                if offsets.read(msg.offset, None, keep=True):
-                    offsets.finished(msg.offset)
+                self._to_finish.append(pending)
                 self._count("skipped_other_publisher")
                 continue
-            connection = item.data.get("connection") if item is not None else None
-            lane = self._lane(connection, tp[1] % self._units) if connection is not None else None
-            keep = lane is None or not (lane.full or self._refusing)
-            if not offsets.read(msg.offset, connection, keep=keep):
-                if not keep:
-                    lane.overflowed = True      # type: ignore[union-attr]
-                    metrics.PUBLISHER_LEFT_IN_KAFKA.labels("memory_budget" if self._refusing else "lane_cap").inc()
-                continue
-            pending = Pending(tp, msg.offset, item, seen=now, tracker=offsets, size=event_size(msg.value))
             if item is None:
                 if dead is not None:
                     self._outbox.append((self.topics.dead_letter, None, dead.key, dead.to_json().encode("utf-8")))
                     self._count("malformed")
                 self._to_finish.append(pending)
                 continue
-            lane.add(pending)
+            self._lane(connection, tp[1] % self._units).add(pending)
         self._keep_within_budget()
         self._restored()
+
+    def _read(self, offsets: OffsetTracker, offset: int, connection: str | None) -> bool:
+        """Whether to keep the record at ``offset`` of ``connection``: not when read before, nor
+        when its lane has no room (full, or the instance over its memory budget: left in Kafka)."""
+        lane = self._lanes.get(connection) if connection is not None else None
+        keep = lane is None or not (lane.full or self._refusing)
+        if offsets.read(offset, connection, keep=keep):
+            return True
+        if not keep:
+            lane.overflowed = True      # type: ignore[union-attr]
+            metrics.PUBLISHER_LEFT_IN_KAFKA.labels("memory_budget" if self._refusing else "lane_cap").inc()
+        return False
 
     def _keep_within_budget(self) -> None:
         """Over the memory budget: the biggest lanes give their newest events back to Kafka; if
@@ -672,6 +690,17 @@ def _parse(msg: InboundMessage) -> tuple[Inbound | None, ev.Event | None]:
     if event.type in DELIVERABLE:
         return Inbound(event, origin, parked), None
     return None, None
+
+
+def _key_connection(key: bytes | None) -> str | None:
+    """The connection a record's key names (``tenant/connection/provider/entity``), if any."""
+    parts = (key or b"").split(b"/", 3)
+    if len(parts) < 4 or parts[1] in (b"", b"-"):
+        return None
+    try:
+        return parts[1].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _parked_at(value: bytes | None) -> float:

@@ -423,7 +423,7 @@ class RequestConsumer:
                  session_timeout_ms: int = 45_000, max_poll_records: int = 50,
                  group_instance_id: str | None = None, max_poll_interval_ms: int = 300_000,
                  cooperative: bool = True, topic_wait_s: float = 30, also_known: list[str] | None = None,
-                 assignors: list[type] | None = None):
+                 assignors: list[type] | None = None, fetch_bytes: tuple[int, int] | None = None):
         """:param group_instance_id: join as a static member: a restart under the same id gets its
         partitions back at once, without a rebalance.
         :param on_revoked: partitions given up; may return a barrier (see :class:`_Listener`).
@@ -433,6 +433,8 @@ class RequestConsumer:
         :param also_known: topics not consumed whose partition counts the caller needs
             (:attr:`partition_counts` has them too).
         :param assignors: partition assignors to use instead (e.g. :mod:`.assignor`'s).
+        :param fetch_bytes: (per fetch, per partition) bytes the consumer buffers ahead at most
+            (default kafka-python's, 50 MB and 1 MB): a caller bounding its memory bounds these too.
         """
         static = {"group_instance_id": group_instance_id} if group_instance_id else {}
         strategy = {"partition_assignment_strategy": [CooperativeStickyAssignor]} if cooperative else {}
@@ -445,7 +447,8 @@ class RequestConsumer:
             auto_offset_reset="earliest", isolation_level="read_committed",
             session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=max(500, session_timeout_ms // 10),
             max_poll_records=max_poll_records, max_poll_interval_ms=max_poll_interval_ms,
-            metadata_max_age_ms=METADATA_MAX_AGE_MS, **strategy, **static)
+            metadata_max_age_ms=METADATA_MAX_AGE_MS, **strategy, **static,
+            **({"fetch_max_bytes": fetch_bytes[0], "max_partition_fetch_bytes": fetch_bytes[1]} if fetch_bytes else {}))
         try:
             self.partition_counts = await_topics(self._consumer, topics + list(also_known or ()),
                                                  timeout_s=topic_wait_s, config=config)

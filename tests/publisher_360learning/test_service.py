@@ -111,11 +111,14 @@ def service(deliverer, **settings) -> PublisherService:
     return svc
 
 
-def message(offset: int, connection: str, partition: int = 3, tenant: str = "acme") -> InboundMessage:
+def message(offset: int, connection: str, partition: int = 3, tenant: str = "acme", *,
+            key: str | None = None) -> InboundMessage:
+    """A stat event keyed as the worker keys it (``key="k"``: a key that names no connection)."""
+    key = key or ev.partition_key(tenant, connection, "coursera", f"stat/c{offset}/ada@acme.test")
     event = ev.make_event(ev.LEARNER_STAT_UPSERTED,
                           stat_data(connection=connection, course_external_id=f"c{offset}", tenant=tenant),
-                          key="k", source="t", subject=None, time=datetime.now(timezone.utc))
-    return InboundMessage(TOPIC, partition, offset, b"k", event.to_json().encode())
+                          key=key, source="t", subject=None, time=datetime.now(timezone.utc))
+    return InboundMessage(TOPIC, partition, offset, key.encode(), event.to_json().encode())
 
 
 def cycle(svc, messages=(), rounds=20):
@@ -452,3 +455,26 @@ def test_a_delivery_stopped_by_its_fence_is_let_go_not_retried_or_dead_lettered(
     cycle(svc, [message(0, "acme")])
     lane = svc._lanes["acme"]
     assert not lane.running and lane.bugs == 0 and lane.failures == 0 and not svc._sink.events
+
+
+def test_records_are_kept_by_the_connection_their_key_names_and_a_lying_key_is_dead_lettered():
+    deliverer = Scripted()
+    svc = service(deliverer)
+    lying = message(1, "globex", key=ev.partition_key("acme", "acme", "coursera", "stat/c1/x"))
+    cycle(svc, [message(0, "acme", key="k"), lying, message(2, "acme")])
+    assert deliverer.delivered == [("acme", "c0"), ("acme", "c2")]
+    assert [(e.data["reason"], e.data["errors"]) for e in svc._sink.events] == [
+        ("malformed_event", {"key": ["names connection 'acme', the event another one"]})]
+    assert svc._consumer.commits[-1] == {(TOPIC, 3): 3}
+
+
+def test_a_record_its_full_lane_leaves_in_kafka_is_not_parsed(monkeypatch):
+    from publisher_360learning import service as service_module
+
+    parsed = []
+    parse = service_module._parse
+    monkeypatch.setattr(service_module, "_parse", lambda msg: parsed.append(msg.offset) or parse(msg))
+    svc = service(Scripted(), lane_cap=1)
+    svc.settings = ServiceSettings(batch_seconds=10, commit_interval_s=0, lane_cap=1)
+    svc._take([message(i, "acme") for i in range(5)])
+    assert parsed == [0] and svc._lanes["acme"].overflowed
