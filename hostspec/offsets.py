@@ -80,10 +80,12 @@ class OffsetTracker:
             del self._left[k]
         start = min(wanted.values())
         if self._rereading is not None:
-            # another key's re-read is under way: go on from where it stands, never past it
+            # another key's re-read is under way: go on from where it stands, never past it; the
+            # keys re-reading already have had everything before that point read again, so they
+            # take records from there on only (or they would keep a finished record a second time)
             _until, before = self._rereading
             start = min(start, self._position)
-            wanted = {**before, **wanted}
+            wanted = {**{k: max(o, self._position) for k, o in before.items()}, **wanted}
         self._rereading = (self._next, wanted)
         self._position = start
         return start

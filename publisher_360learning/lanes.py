@@ -110,8 +110,11 @@ class Lane:
         self.running, self.running_bytes = True, size
         return batch
 
-    def released(self) -> None:
-        """The running batch is gone without an outcome (its partitions were given up)."""
+    def requeue(self, batch: list[Pending]) -> None:
+        """The running batch ended without an outcome: ``batch`` (what of it is still to deliver)
+        goes back to the front, in order."""
+        self.queue.extendleft(reversed(batch))
+        self.queued_bytes += sum(p.size for p in batch)
         self.running, self.running_bytes = False, 0
 
     def succeeded(self) -> None:
@@ -123,9 +126,7 @@ class Lane:
                now: float | None = None) -> float:
         """Put ``batch`` back at the front; returns how long the lane now waits."""
         now = time.monotonic() if now is None else now
-        self.queue.extendleft(reversed(batch))
-        self.queued_bytes += sum(p.size for p in batch)
-        self.running, self.running_bytes = False, 0
+        self.requeue(batch)
         self.failures += 1
         wait = max(CONFIG_BACKOFF_S if config else 0, BACKOFF_S[min(self.failures, len(BACKOFF_S)) - 1])
         self.not_before = now + wait

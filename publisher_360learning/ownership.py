@@ -5,13 +5,17 @@ A revocation may give up waiting for a slow delivery (``revoke_wait_s``), and th
 new owner then delivers newer events of the same company. Nothing may let the left-behind
 delivery write after that. So:
 
-* :meth:`Ownership.grant` gives a partition a new *epoch* when it is served (its ledger restored);
-  :meth:`Ownership.revoke` takes it away at once, from the group's callback, before any wait.
+* :meth:`Ownership.assigned` (the group's callback) counts each assignment of a partition;
+  :meth:`Ownership.grant` gives it a new *epoch* when it is served (its ledger restored), only if
+  it is still assigned by the same assignment the restore began under; :meth:`Ownership.revoke`
+  takes it away at once, from the group's callback, before any wait.
 * A delivery holds a :class:`Fence` over the partitions of its events, taken at dispatch. Every
   360Learning write (a bulk submission, a tag write, an integration created) runs inside
-  :meth:`Fence.writing`: it checks that every partition still has the epoch it had at dispatch
-  and that the consumer is still a member of its group, and raises :class:`LaneRevoked`
-  otherwise; while the write is in flight, the partitions count it.
+  :meth:`Fence.writing`: it checks that every partition still has the epoch it had at dispatch,
+  that the consumer is still a member of its group, and that the group coordinator answered a
+  heartbeat lately (a *lease*: a member cut off from Kafka for half its session timeout stops
+  writing before the broker gives its units away), and raises :class:`LaneRevoked` otherwise;
+  while the write is in flight, the partitions count it.
 * The revocation then waits until no write on its partitions is in flight (bounded by the HTTP
   timeout of one call). From that moment no operation of the old owner can *start*; the new
   owner waits for the ones already submitted (:meth:`.delivery.Deliverer.settle`, 360Learning's
@@ -22,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from contextlib import contextmanager
-from typing import Any, Callable, Collection, Iterator
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 Partition = tuple[str, int]
 
@@ -32,15 +36,21 @@ class LaneRevoked(Exception):
 
 
 class Ownership:
-    def __init__(self, membership: Callable[[], Any] | None = None):
+    def __init__(self, membership: Callable[[], Any] | None = None, *,
+                 silence: Callable[[], float] | None = None, lease_s: float = float("inf")):
         """:param membership: the consumer's group metadata (``generation_id``, ``member_id``),
-        read from any thread; a generation below 0 means this instance left the group."""
+        read from any thread; a generation below 0 means this instance left the group.
+        :param silence: seconds since the group coordinator last answered a heartbeat; past
+            ``lease_s`` no write starts."""
         self._cond = threading.Condition()
         self._epochs: dict[Partition, int] = {}
         self._members: dict[Partition, str | None] = {}
         self._writing: Counter[Partition] = Counter()
+        self._assignments: dict[Partition, int] = {}    # how many times each was assigned
+        self._assigned: set[Partition] = set()           # assigned now (by the group's callbacks)
         self._issued = 0
         self._membership = membership
+        self._silence, self._lease_s = silence, lease_s
 
     def _member(self) -> tuple[int, str | None]:
         if self._membership is None:
@@ -48,19 +58,39 @@ class Ownership:
         metadata = self._membership()
         return metadata.generation_id, metadata.member_id
 
-    def grant(self, partitions: Collection[Partition]) -> None:
-        _generation, member = self._member()
+    def assigned(self, partitions: Collection[Partition]) -> None:
+        """The group gave us ``partitions`` (its callback, on kafka-python's IO thread)."""
         with self._cond:
             for tp in partitions:
-                self._issued += 1
-                self._epochs[tp] = self._issued
-                self._members[tp] = member
+                self._assignments[tp] = self._assignments.get(tp, 0) + 1
+                self._assigned.add(tp)
+
+    def assignment(self, tp: Partition) -> int:
+        """Which assignment of ``tp`` is the current one (to hand to :meth:`grant` later)."""
+        with self._cond:
+            return self._assignments.get(tp, 0)
+
+    def grant(self, assignments: Mapping[Partition, int]) -> set[Partition]:
+        """Serve the partitions restored under these assignments: those still assigned by the same
+        assignment get a new epoch (returned); one revoked meanwhile, or assigned again since (a
+        newer restore serves it), is not served."""
+        _generation, member = self._member()
+        granted = set()
+        with self._cond:
+            for tp, assignment in assignments.items():
+                if tp in self._assigned and self._assignments.get(tp) == assignment:
+                    self._issued += 1
+                    self._epochs[tp] = self._issued
+                    self._members[tp] = member
+                    granted.add(tp)
+        return granted
 
     def revoke(self, partitions: Collection[Partition]) -> None:
         with self._cond:
             for tp in partitions:
                 self._epochs.pop(tp, None)
                 self._members.pop(tp, None)
+                self._assigned.discard(tp)
 
     def fence(self, partitions: Collection[Partition]) -> "Fence":
         with self._cond:
@@ -77,6 +107,10 @@ class Ownership:
 
     def _enter(self, epochs: dict[Partition, int | None], what: str) -> None:
         generation, member = self._member()
+        silent = self._silence() if self._silence is not None else 0.0
+        if silent > self._lease_s:
+            raise LaneRevoked(f"{what} not sent: no answer from the group coordinator for {silent:.0f}s; this "
+                              "instance may have lost its partitions")
         with self._cond:
             lost = sorted(tp for tp, epoch in epochs.items() if epoch is None or self._epochs.get(tp) != epoch)
             if not lost and generation < 0:

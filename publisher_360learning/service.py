@@ -121,7 +121,8 @@ class PublisherService:
         self._busy_lock = threading.Lock()
         self._ready: set[Partition] = set()              # assigned, ledger restored, served
         self._restoring: dict[Partition, int] = {}        # partition -> token of the restore it waits for
-        self._restores: list[tuple[Future, set[Partition], int]] = []
+        self._restores: list[tuple[Future, set[Partition], int, dict[Partition, int]]] = []
+        self._unit_epochs: dict[int, int] = {}            # unit -> restores begun: a delivery settles for one
         self._restore_token = 0
         self._outbox: list[tuple[str, int | None, str, bytes | None]] = []   # (topic, partition, key, value)
         self._event_topics = {self.topics.dead_letter, self.topics.parked}
@@ -136,7 +137,11 @@ class PublisherService:
         self._last_poll = 0.0
         self._consumer: RequestConsumer | None = None
         self._budget = MemoryBudget(settings.memory_budget)
-        self._ownership = Ownership(lambda: self._consumer.group_metadata())   # type: ignore[union-attr]
+        # the fence's lease: half the session timeout without a heartbeat answered, no write starts
+        self._ownership = Ownership(lambda: self._consumer.group_metadata(),   # type: ignore[union-attr]
+                                    silence=lambda: self._consumer.heartbeat_silence(),   # type: ignore[union-attr]
+                                    lease_s=settings.session_timeout_ms / 2000)
+        self._assignor = CoPartitionedAssignor()
         self._company_lanes = max(1, min(settings.company_lanes, contract.BULK_CONCURRENCY))
         self._dispatch_from = 0               # where the next dispatch starts looking (round robin)
         self._refusing = False                # over the memory budget with nothing left to give back
@@ -165,10 +170,10 @@ class PublisherService:
         self._sink = KafkaSink(producer, self.topics.for_type)
         self._route = Router(producer.partitions_for)
         self._consumer = RequestConsumer(
-            self.kafka, consumed, s.group_id, on_assigned=self._assigned, on_revoked=self._revoked,
+            self.kafka, consumed, s.group_id, on_assigned=self._assigned, on_revoked=self._revoked, on_lost=self._lost,
             max_poll_records=2000, max_poll_interval_ms=s.max_poll_interval_ms,
             session_timeout_ms=s.session_timeout_ms, group_instance_id=s.instance,
-            assignors=[CoPartitionedAssignor], also_known=[self._ledger_topic()],
+            assignors=[self._assignor], also_known=[self._ledger_topic()],
             fetch_bytes=self._budget.fetch_bytes())
         counts = {t: self._consumer.partition_counts[t] for t in consumed}
         self._units = check_copartitioned(counts)
@@ -248,7 +253,13 @@ class PublisherService:
 
     # -- membership ---------------------------------------------------------------------------------------
     def _assigned(self, partitions: set[Partition]) -> None:     # kafka-python's IO thread
+        self._ownership.assigned(partitions)
         self._events.put(("assigned", partitions))
+
+    def _lost(self, partitions: set[Partition]):                  # kafka-python's IO thread
+        """Taken away while this instance was out of its group: not claimed at the next join."""
+        self._assignor.forget(partitions)
+        return self._revoked(partitions)
 
     def _revoked(self, partitions: set[Partition]):               # kafka-python's IO thread
         """Fence first (no write of a delivery on these partitions may start from now on), then
@@ -321,6 +332,8 @@ class PublisherService:
         self._restore_token += 1
         token = self._restore_token
         units = {p % self._units for _t, p in partitions}
+        for unit in units:
+            self._unit_epochs[unit] = self._unit_epochs.get(unit, 0) + 1
         for lane in self._lanes.values():
             if lane.unit in units:
                 lane.settled = False     # the previous owner's operations may still run: wait for them first
@@ -336,11 +349,12 @@ class PublisherService:
             ledger.forget_units(lambda tenant: self._journal.unit_of(tenant), units)
             return self._journal.restore(self.kafka, ledger, sorted(units))
 
-        self._restores.append((self._restorer.submit(restore), partitions, token))
+        assignments = {tp: self._ownership.assignment(tp) for tp in partitions}
+        self._restores.append((self._restorer.submit(restore), partitions, token, assignments))
 
     def _restored(self) -> None:
         for entry in list(self._restores):
-            future, partitions, token = entry
+            future, partitions, token, assignments = entry
             if not future.done():
                 continue
             self._restores.remove(entry)
@@ -359,7 +373,9 @@ class PublisherService:
                 if mine:
                     self._restore(mine)
                 continue
-            self._ownership.grant(mine)
+            # served only if still assigned by the assignment the restore began under (a revocation
+            # whose event is still queued, or a newer assignment with a restore of its own)
+            mine = self._ownership.grant({tp: assignments[tp] for tp in mine})
             for tp in mine:
                 del self._restoring[tp]
                 self._on_partition(self._consumer.seek, tp, committed[tp])
@@ -510,7 +526,7 @@ class PublisherService:
         ready_units = {p % self._units for _t, p in self._ready}
         if self._company_wait:     # waits over are forgotten
             self._company_wait = {k: until for k, until in self._company_wait.items() if until > now}
-        companies = Counter(self._company(lane.connection) for lane, _batch in self._running.values())
+        companies = Counter(self._company(lane.connection) for lane, _batch, _epoch in self._running.values())
         lanes = list(self._lanes.values())
         first = self._dispatch_from % len(lanes) if lanes else 0
         for i, lane in enumerate(lanes[first:] + lanes[:first]):
@@ -535,7 +551,7 @@ class PublisherService:
                 for p in batch:
                     self._busy[p.tp] = self._busy.get(p.tp, 0) + 1
             future = self._pool.submit(self._deliver, lane.connection, batch, not lane.settled, fence)
-            self._running[future] = (lane, batch)
+            self._running[future] = (lane, batch, self._unit_epochs.get(lane.unit, 0))
             companies[company] += 1
             self._dispatch_from = first + i + 1
 
@@ -560,13 +576,13 @@ class PublisherService:
 
     def _finish_done(self) -> None:
         for future in [f for f in self._running if f.done()]:
-            lane, batch = self._running.pop(future)
+            lane, batch, epoch = self._running.pop(future)
             outcome, error, journal = future.result()
             self._outbox.extend(journal)
             if error is None:
-                self._lane_succeeded(lane, batch, outcome)
+                self._lane_succeeded(lane, batch, outcome, epoch)
             elif isinstance(error, LaneRevoked):     # its partitions were given up: their new owner delivers
-                lane.released()
+                lane.requeue([p for p in batch if self._current(p)])    # (those still ours: tried again)
                 log.info("connection %s: delivery of %d events stopped: %s", lane.connection, len(batch), error)
             elif isinstance(error, TransientError):
                 self._lane_failed(lane, batch, error, config=error.code == contract.BULK_DISABLED)
@@ -586,7 +602,7 @@ class PublisherService:
                                                                     f"{lane.bugs} attempts failed; see the log"))
                 self._outbox.extend(journal)
                 outcome.counts["publisher_error"] = len(batch)
-                self._lane_succeeded(lane, batch, outcome)
+                self._lane_succeeded(lane, batch, outcome, epoch)
 
     def _current(self, p: Pending) -> bool:
         return self._offsets.get(p.tp) is p.tracker and p.tp in self._ready
@@ -607,13 +623,14 @@ class PublisherService:
             log.warning("connection %s: %d events not delivered (%s); this connection tries again in %.0fs, "
                         "the others go on", lane.connection, len(batch), exc, wait)
 
-    def _lane_succeeded(self, lane: Lane, batch: list[Pending], outcome: Outcome) -> None:
+    def _lane_succeeded(self, lane: Lane, batch: list[Pending], outcome: Outcome, epoch: int) -> None:
         for event in [*outcome.dead, *outcome.parked]:
             topic = self.topics.for_type(event.type)
             self._outbox.append((topic, self._route(topic, event), event.key, event.to_bytes()))
         self._to_finish.extend(p for p in batch if self._current(p))
         lane.succeeded()
-        lane.settled = True
+        if epoch == self._unit_epochs.get(lane.unit, 0):
+            lane.settled = True        # settled under the unit's current ownership, not a stale one's
         if outcome.tags_pending:
             lane.tags_due = time.monotonic() + BACKOFF_S[3]
         self.batches += 1

@@ -56,6 +56,11 @@ class CoPartitionedAssignor(AbstractPartitionAssignor):
     def on_assignment(self, assignment, generation):
         self.owned = [(tp.topic, tp.partition) for tp in assignment.partitions()]
 
+    def forget(self, partitions) -> None:
+        """``partitions`` were lost (the member left the group: evicted, or its session expired):
+        they are not claimed at the next join, or the units they hold would go to nobody."""
+        self.owned = [tp for tp in self.owned if tp not in set(partitions)]
+
     @classmethod
     def assign(cls, cluster, members):
         topics = sorted({t for m in members for t in m.metadata.topics})

@@ -504,6 +504,14 @@ class RequestConsumer:
         """The current group generation, for fencing transactional offset commits (KIP-447)."""
         return self._consumer.group_metadata()
 
+    def heartbeat_silence(self) -> float:
+        """Seconds since the group coordinator last answered a heartbeat of this stable member (0
+        while it joins or rebalances: its partitions are not given away then). Any thread."""
+        heartbeat = getattr(getattr(self._consumer, "_coordinator", None), "heartbeat", None)
+        if heartbeat is None or self.group_metadata().state != "<stable>":
+            return 0.0
+        return max(0.0, time.monotonic() - max(heartbeat.last_receive, heartbeat.last_reset))
+
     def seek(self, tp: Partition, offset: int | None) -> None:
         """Read ``tp`` from ``offset`` next (None: from the beginning)."""
         if offset is None:

@@ -49,6 +49,9 @@ class FakeConsumer:
     def group_metadata(self):
         return SimpleNamespace(generation_id=1, member_id="m1")
 
+    def heartbeat_silence(self):
+        return 0.0
+
 
 class FakeSink:
     """Keeps what was sent; ``fail_flushes`` flushes fail first (and what they held is lost)."""
@@ -107,7 +110,8 @@ def service(deliverer, **settings) -> PublisherService:
     deliverer.ledger.journal = svc._journal
     svc._route = Router(lambda topic: range(6))
     svc._ready = {(TOPIC, 3), (TOPIC, 9)}
-    svc._ownership.grant(svc._ready)
+    svc._ownership.assigned(svc._ready)
+    svc._ownership.grant({tp: svc._ownership.assignment(tp) for tp in svc._ready})
     return svc
 
 
@@ -438,7 +442,7 @@ def test_one_company_takes_at_most_its_bulk_slots_of_the_lanes():
     svc._take([message(i, f"k{i}") for i in range(4)] + [message(4, "l0", tenant="ell")])
     svc._dispatch()
     try:
-        running = sorted(lane.connection for lane, _b in svc._running.values())
+        running = sorted(lane.connection for lane, _b, _e in svc._running.values())
         assert running == ["k0", "k1", "k2", "l0"]                     # k3 waits for one of k's slots
         deadline = time.monotonic() + 5
         while ("l0", "c4") not in deliverer.delivered and time.monotonic() < deadline:
