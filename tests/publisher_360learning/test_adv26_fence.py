@@ -1,0 +1,126 @@
+"""Adversarial review (issue 26, guarantee 2): a revoked lane cannot write, and a new owner waits
+for operations still unfinished in 360Learning before its first write."""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import pytest
+
+from publisher_360learning.ownership import LaneRevoked, Ownership
+from tests.publisher_360learning.test_service import TOPIC, Scripted, message, service
+
+
+def _restorable(svc):
+    svc._restorer = ThreadPoolExecutor(1)
+    svc._journal.restore = lambda kafka, ledger, units: 0
+
+
+def _wait(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return predicate()
+
+
+def test_a_stale_delivery_ending_after_the_unit_came_back_does_not_count_as_the_new_settle():
+    """Instance A delivers unit 3's acme batch (dispatched with settle=True); the import is slow
+    (longer than revoke_wait_s), so the revocation leaves it behind. The unit goes to B (which
+    submits a newer import) and comes back to A: ``_restore`` sets ``lane.settled = False``. Then
+    A's old delivery ends well (its import had been submitted before the revocation; waiting for
+    it is reads only) and ``_lane_succeeded`` sets ``lane.settled = True`` again, service.py:616.
+    A's first delivery of the new ownership is dispatched with settle=False: it does not wait for
+    B's import still running in 360Learning, so B's older import can land after A's newer one."""
+    release = threading.Event()
+    calls = []
+
+    class SlowImport(Scripted):
+        def deliver_connection(self, connection, items, settle=False, fence=None):
+            calls.append(settle)
+            if len(calls) == 1:
+                release.wait(5)       # the import was submitted; now only polling its operation
+            return super().deliver_connection(connection, items, settle)
+
+    svc = service(SlowImport(), revoke_wait_s=0.05)
+    _restorable(svc)
+    svc._take([message(0, "acme")])
+    svc._dispatch()
+    assert calls == [True]
+    tps = {(TOPIC, 3)}
+    barrier = svc._revoked(tps)
+    assert _wait(barrier)                       # gave up waiting after revoke_wait_s (the lane is fenced)
+    svc._membership()                           # _forget
+    # ... unit 3 is B's for a while, B submits an import, then the unit comes back to A
+    svc._assigned(tps)
+    svc._membership()                           # _restore: lane.settled = False
+    assert svc._lanes["acme"].settled is False
+    release.set()                               # A's old delivery ends well
+    assert _wait(lambda: all(f.done() for f in svc._running))
+    svc._finish_done()
+    assert _wait(lambda: (svc._take([]), (TOPIC, 3) in svc._ready)[1])
+    svc._consumer.committed_offsets[(TOPIC, 3)] = 0
+    svc._take([message(0, "acme"), message(1, "acme")])
+    svc._dispatch()
+    assert _wait(lambda: len(calls) == 2)
+    assert calls[1] is True, "first delivery after the take-over did not wait for unfinished operations"
+
+
+def test_a_restore_ending_after_the_revocation_callback_grants_the_revoked_partitions_again():
+    """kafka-python runs the revocation callback on its IO thread while the poll loop is inside
+    ``_take`` (parsing up to 2,000 records). ``_take`` ends with ``_restored``, which grants an
+    epoch to the partitions it just restored (service.py:383) although ``_revoked`` already took
+    theirs away (the 'revoked' event is still queued for ``_membership``), marks them ready and
+    schedules the unit's pending tags; the ``_dispatch`` of the same loop pass then writes tags
+    to 360Learning for partitions whose revocation has already returned. The epoch even stays
+    after ``_forget``: a later fence over them passes too."""
+    writes = []
+
+    class Tags(Scripted):
+        def deliver_connection(self, connection, items, settle=False, fence=None):
+            with fence.writing("PUT /courses/c1/tags"):
+                writes.append((connection, sorted(fence._epochs)))
+            return super().deliver_connection(connection, items, settle)
+
+    deliverer = Tags()
+    svc = service(deliverer)
+    _restorable(svc)
+
+    def restore(kafka, ledger, units):        # the journal gives back the unit's pending tags
+        ledger.tags_to_merge("c1", "t11-coursera", ["python"], tenant="t11")     # t11: unit 3
+        return 1
+    svc._journal.restore = restore
+    tps = {(TOPIC, 3), (TOPIC, 9)}
+    svc._ready.clear()
+    svc._ownership.revoke(tps)
+    svc._assigned(tps)
+    svc._membership()                           # _restore submitted
+    assert _wait(lambda: svc._restores[0][0].done())
+    barrier = svc._revoked(tps)                 # IO thread: fence first ...
+    assert barrier()                            # ... nothing running: the partitions are handed back
+    # the poll loop, inside the pass that began before the revocation:
+    svc._take([])                               # ends with _restored: grant, ready, tags due
+    svc._finish_done()
+    svc._dispatch()
+    assert _wait(lambda: all(f.done() for f in svc._running))
+    svc._finish_done()
+    assert writes == [], f"a write to 360Learning after the revocation returned: {writes}"
+
+
+def test_a_member_cut_off_from_kafka_keeps_passing_its_fence():
+    """The fence asks the group metadata; kafka-python marks the coordinator dead when the
+    session expires without heartbeats (coordinator/base.py:980-985) but keeps the generation and
+    member id until it hears from the broker again. The broker meanwhile evicted the member and
+    gave its units to another one: the cut-off member's lanes still write to 360Learning, after
+    the new owner's settle."""
+    heartbeat = SimpleNamespace(last_receive=time.monotonic() - 60, session_timeout_ms=10_000)
+    meta = SimpleNamespace(generation_id=7, member_id="m1", state="stable")
+    ownership = Ownership(lambda: meta)
+    tps = {("learning.courses", 3)}
+    ownership.grant(tps)
+    fence = ownership.fence(tps)
+    assert time.monotonic() - heartbeat.last_receive > heartbeat.session_timeout_ms / 1000
+    with pytest.raises(LaneRevoked):
+        with fence.writing("POST /bulk"):
+            pass
