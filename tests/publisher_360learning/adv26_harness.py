@@ -138,11 +138,13 @@ class Consumer:
 
 
 class Deliver(Deliverer):
-    def __init__(self, truth: Truth, failing: set):
+    def __init__(self, truth: Truth, failing: set, slow: float = 0.0):
         super().__init__({}, Ledger())
-        self.truth, self.failing = truth, failing
+        self.truth, self.failing, self.slow = truth, failing, slow
 
     def deliver_connection(self, connection, items, settle=False, fence=None):
+        if self.slow:
+            time.sleep(random.random() * self.slow)
         if connection in self.failing:
             raise TransientError("503")
         if items and fence is not None:
@@ -155,8 +157,9 @@ class Deliver(Deliverer):
         return out
 
 
-def make_service(kafka: Kafka, truth: Truth, failing: set, assigned: set, rng: random.Random, **settings):
-    svc = PublisherService(Deliver(truth, failing), KafkaConfig(), T,
+def make_service(kafka: Kafka, truth: Truth, failing: set, assigned: set, rng: random.Random, slow: float = 0.0,
+                 **settings):
+    svc = PublisherService(Deliver(truth, failing, slow), KafkaConfig(), T,
                            ServiceSettings(**{"batch_seconds": 0, "commit_interval_s": 0, "concurrency": 2,
                                               **settings}))
     svc._consumer = Consumer(kafka, set(), rng)
@@ -180,9 +183,9 @@ def assign(svc, tps):
     svc._membership()
 
 
-def revoke(svc, tps):
+def revoke(svc, tps, wait=True):
     barrier = svc._revoked(set(tps))
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + (5 if wait else 0)
     while barrier is not None and not barrier() and time.monotonic() < deadline:
         time.sleep(0.002)
     svc._consumer.take_away(tps)

@@ -44,7 +44,7 @@ def order_violations(truth):
     return bad
 
 
-def run_seed(seed, *, ops=250, parked=True, revokes=True, stops=True):
+def run_seed(seed, *, ops=250, parked=True, revokes=True, stops=True, slow=0.0, partial=False):
     rng = random.Random(seed)
     logs = build_logs(rng, parked=parked)
     truth = Truth()
@@ -53,7 +53,7 @@ def run_seed(seed, *, ops=250, parked=True, revokes=True, stops=True):
     settings = dict(lane_cap=rng.choice([1, 2, 3]), batch_size=rng.choice([1, 2, 3]),
                     memory_budget=rng.choice([10, 20, 40]) * 5900)
     everything = set().union(*(unit_tps(u) for u in range(UNITS)))
-    svc = make_service(kafka, truth, failing, everything, rng, **settings)
+    svc = make_service(kafka, truth, failing, everything, rng, slow=slow, **settings)
     owned = set(range(UNITS))
     r = 0
     for _ in range(ops):
@@ -74,21 +74,27 @@ def run_seed(seed, *, ops=250, parked=True, revokes=True, stops=True):
             svc._round_start = BASE.timestamp() + 100 * r
         elif op < 0.9 and revokes:
             u = rng.randrange(UNITS)
-            if u in owned:
-                revoke(svc, unit_tps(u))
+            tps = unit_tps(u)
+            if partial and rng.random() < 0.5:
+                tps = {rng.choice(sorted(tps))}
+            held = svc._consumer.assigned & tps
+            if held:
+                revoke(svc, held, wait=not slow or rng.random() < 0.5)
                 owned.discard(u)
             else:
-                assign(svc, unit_tps(u))
-                owned.add(u)
+                assign(svc, tps)
+                if svc._consumer.assigned >= unit_tps(u):
+                    owned.add(u)
         elif stops:
             stop(svc)
-            svc = make_service(kafka, truth, failing, everything, rng, **settings)
+            svc = make_service(kafka, truth, failing, everything, rng, slow=slow, **settings)
             svc._round_start = BASE.timestamp() + 100 * r
             owned = set(range(UNITS))
         if kafka.violations:
             break
-    for u in set(range(UNITS)) - owned:
-        assign(svc, unit_tps(u))
+    missing = everything - svc._consumer.assigned
+    if missing:
+        assign(svc, missing)
     if not kafka.violations:
         finished = drain(svc, kafka, failing, logs)
     else:
@@ -100,6 +106,14 @@ def run_seed(seed, *, ops=250, parked=True, revokes=True, stops=True):
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_fuzz_no_commit_past_an_undelivered_event(seed):
     kafka, truth, finished, settings = run_seed(seed)
+    assert not kafka.violations, (settings, kafka.violations[:3])
+    assert finished, ("not drained", settings, {tp: kafka.committed.get(tp) for tp in kafka.logs})
+    assert not order_violations(truth), order_violations(truth)[:5]
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_fuzz_slow_deliveries_left_behind_by_revocations_and_partial_revocations(seed):
+    kafka, truth, finished, settings = run_seed(1000 + seed, slow=0.01, partial=True)
     assert not kafka.violations, (settings, kafka.violations[:3])
     assert finished, ("not drained", settings, {tp: kafka.committed.get(tp) for tp in kafka.logs})
     assert not order_violations(truth), order_violations(truth)[:5]
