@@ -124,3 +124,42 @@ def test_a_member_cut_off_from_kafka_keeps_passing_its_fence():
     with pytest.raises(LaneRevoked):
         with fence.writing("POST /bulk"):
             pass
+
+
+def test_a_batch_stopped_by_its_fence_drops_the_events_of_partitions_still_owned():
+    """A lane's batch holds events of several partitions of its unit. When only some of them are
+    revoked (kafka-python revokes per partition: a topic's partition count changed at runtime, the
+    subscription changed), the fence raises LaneRevoked for the whole batch and ``_finish_done``
+    drops it all (``lane.released()``, service.py:568-570), including the events of partitions
+    still owned: their tracker keeps them unfinished forever and the partition's commit is stuck
+    until the next restart or revocation."""
+    from publisher_360learning.ownership import LaneRevoked as Revoked
+
+    class Fenced(Scripted):
+        def deliver_connection(self, connection, items, settle=False, fence=None):
+            with fence.writing("POST /bulk"):
+                return super().deliver_connection(connection, items, settle)
+
+    svc = service(Fenced())
+    svc._take([message(0, "acme", partition=3), message(0, "acme", partition=9)])
+    release = threading.Event()
+    original = svc._deliver
+
+    def held(*args):
+        release.wait(5)
+        return original(*args)
+    svc._deliver = held
+    svc._dispatch()
+    barrier = svc._revoked({(TOPIC, 9)})       # partition 9 only
+    svc._membership()
+    release.set()
+    assert _wait(lambda: all(f.done() for f in svc._running))
+    assert isinstance(next(iter(svc._running)).result()[1], Revoked)
+    svc._finish_done()
+    for _ in range(20):
+        svc._dispatch()
+        time.sleep(0.01)
+        svc._finish_done()
+        svc._commit()
+    assert svc._consumer.commits and svc._consumer.commits[-1].get((TOPIC, 3)) == 1, \
+        f"partition 3's event was dropped: commits {svc._consumer.commits}, tracker {svc._offsets[(TOPIC, 3)]}"
