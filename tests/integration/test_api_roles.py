@@ -25,7 +25,7 @@ GROUP = "65a1b2c3d4e5f60718293a4b"
 def body(tenant: str) -> dict:
     return {"tenant": tenant, "provider": "coursera", "group_id": GROUP,
             "settings": {"org_id": "o1", "client_id": f"{tenant}-key",
-                         "client_secret": {"env": f"CONNECTOR_SECRET_{tenant.upper()}"}}}
+                         "client_secret": {"env": f"CONNECTOR_SECRET_{tenant.upper()}__COURSERA"}}}
 
 
 def bearer(token: str) -> dict:

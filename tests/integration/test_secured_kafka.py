@@ -239,7 +239,7 @@ def test_the_admin_api_and_the_scheduler_on_the_secured_broker(mode, secured, pr
         with CourseraSandbox(OrgSpec(contents=1, learners=1, enrollments=0)) as coursera:
             doc = {"connection": "acme", "tenant": "acme", "provider": "coursera", "group_id": SYNC_GROUP,
                    "settings": {"org_id": coursera.spec.org_id, "client_id": coursera.client_id,
-                                "client_secret": {"env": "CONNECTOR_SECRET_COURSERA"}, "base_url": coursera.url},
+                                "client_secret": {"env": "CONNECTOR_SECRET_ACME__COURSERA"}, "base_url": coursera.url},
                    "schedule": {"timezone": "UTC", "catalog": "0 0 * * *", "progress": "off"}}
             http = session()
             created = http.post(f"{url}/connections", json=doc, timeout=30)

@@ -112,6 +112,9 @@ class Consumer:
     def group_metadata(self):
         return SimpleNamespace(generation_id=1, member_id="m1", state="stable")
 
+    def heartbeat_silence(self):
+        return 0.0
+
     def poll(self, n: int = 6):
         out = []
         tps = sorted(self.assigned - self.paused)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hostspec.offsets import OffsetTracker
 
 
-def test_a_second_rewind_below_a_re_read_under_way_keeps_an_older_record_again_after_a_newer_one():
+def test_a_second_rewind_below_a_re_read_under_way_never_keeps_an_older_record_after_a_newer_one():
     """J left records behind from 5 (its lane was full), B from 8. J has room first: the
     partition is read again from 5 and J keeps 5, 10 and 11; 5 and 10 are delivered, 11 still
     waits in J's lane. Then B has room: ``rewind_to`` (hostspec/offsets.py:82-87) goes back to 8,

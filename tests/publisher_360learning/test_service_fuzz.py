@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.publisher_360learning.adv26_harness import (
+from tests.publisher_360learning.service_harness import (
     BASE, UNITS, Kafka, Truth, assign, build_logs, make_service, revoke, stop, tick, unit_tps)
 
 SEEDS = int(os.environ.get("ADV26_SEEDS", "30"))

@@ -67,7 +67,7 @@ def test_a_stale_delivery_ending_after_the_unit_came_back_does_not_count_as_the_
     assert calls[1] is True, "first delivery after the take-over did not wait for unfinished operations"
 
 
-def test_a_restore_ending_after_the_revocation_callback_grants_the_revoked_partitions_again():
+def test_a_restore_ending_after_the_revocation_callback_does_not_grant_the_revoked_partitions():
     """kafka-python runs the revocation callback on its IO thread while the poll loop is inside
     ``_take`` (parsing up to 2,000 records). ``_take`` ends with ``_restored``, which grants an
     epoch to the partitions it just restored (service.py:383) although ``_revoked`` already took
@@ -108,7 +108,7 @@ def test_a_restore_ending_after_the_revocation_callback_grants_the_revoked_parti
     assert writes == [], f"a write to 360Learning after the revocation returned: {writes}"
 
 
-def test_a_member_cut_off_from_kafka_keeps_passing_its_fence():
+def test_a_member_cut_off_from_kafka_stops_passing_its_fence():
     """The fence asks the group metadata; kafka-python marks the coordinator dead when the
     session expires without heartbeats (coordinator/base.py:980-985) but keeps the generation and
     member id until it hears from the broker again. The broker meanwhile evicted the member and
@@ -116,9 +116,11 @@ def test_a_member_cut_off_from_kafka_keeps_passing_its_fence():
     the new owner's settle."""
     heartbeat = SimpleNamespace(last_receive=time.monotonic() - 60, session_timeout_ms=10_000)
     meta = SimpleNamespace(generation_id=7, member_id="m1", state="stable")
-    ownership = Ownership(lambda: meta)
+    ownership = Ownership(lambda: meta, silence=lambda: time.monotonic() - heartbeat.last_receive,
+                          lease_s=heartbeat.session_timeout_ms / 2000)     # the lease, as the service sets it
     tps = {("learning.courses", 3)}
-    ownership.grant(tps)
+    ownership.assigned(tps)
+    ownership.grant({tp: ownership.assignment(tp) for tp in tps})
     fence = ownership.fence(tps)
     assert time.monotonic() - heartbeat.last_receive > heartbeat.session_timeout_ms / 1000
     with pytest.raises(LaneRevoked):
@@ -126,7 +128,7 @@ def test_a_member_cut_off_from_kafka_keeps_passing_its_fence():
             pass
 
 
-def test_a_batch_stopped_by_its_fence_drops_the_events_of_partitions_still_owned():
+def test_a_batch_stopped_by_its_fence_keeps_the_events_of_partitions_still_owned():
     """A lane's batch holds events of several partitions of its unit. When only some of them are
     revoked (kafka-python revokes per partition: a topic's partition count changed at runtime, the
     subscription changed), the fence raises LaneRevoked for the whole batch and ``_finish_done``

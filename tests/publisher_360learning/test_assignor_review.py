@@ -39,7 +39,9 @@ class Client:
         return bool(revoked)
 
     def lose_membership(self, new_member_id: str):
-        """reset_generation() then _on_join_prepare_async: on_partitions_lost, subscription emptied."""
+        """reset_generation() then _on_join_prepare_async: on_partitions_lost (the publisher's
+        ``_lost`` makes its assignor forget them), subscription emptied."""
+        self.assignor.forget(self.subscription)
         self.subscription = set()
         self.member_id = new_member_id
 
@@ -59,7 +61,7 @@ def units(client):
     return {p % 6 for _t, p in client.subscription}
 
 
-def test_a_member_that_lost_its_membership_and_rejoins_leaves_a_unit_owned_by_nobody():
+def test_a_member_that_lost_its_membership_and_rejoins_leaves_no_unit_owned_by_nobody():
     """Member "m-1" (first in member-id order, so it has the extra share) exceeds
     max.poll.interval: kafka-python sends LeaveGroup and resets its generation; on its next poll it
     rejoins with a new member id that sorts after "m-2" (both in the same generation, since m-2
@@ -77,3 +79,13 @@ def test_a_member_that_lost_its_membership_and_rejoins_leaves_a_unit_owned_by_no
     run_until_quiet([a, b, c, d])
     owned = set().union(*(units(x) for x in (a, b, c, d)))
     assert owned == set(range(6)), f"units owned by nobody once the group is quiet: {sorted(set(range(6)) - owned)}"
+
+
+def test_the_publisher_makes_its_assignor_forget_what_it_lost():
+    from .test_service import Scripted, service
+
+    svc = service(Scripted())
+    lost = {("learning.courses", 3), ("learning.learner-stats", 3)}
+    svc._assignor.owned = sorted(lost | {("learning.courses", 4)})
+    svc._lost(lost)
+    assert svc._assignor.owned == [("learning.courses", 4)]
