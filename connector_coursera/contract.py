@@ -46,9 +46,15 @@ CALLS_PER_SECOND = 4                  # default budget per API client (connectio
 CONTENT_TIMESTAMP_UNIT_S = 1          # contents.lastUpdatedAt is epoch seconds
 REPORT_TIMESTAMP_UNIT_S = 0.001       # enrollmentReports.*At are epoch milliseconds
 LEARNING_TIME_UNIT_S = 1              # extraMetadata.definition.estimatedLearningTime is seconds
-GRADE_SCALE = 1.0                     # enrollmentReports.grade is 0..1
 HOURS_SPENT_FIELD = "approxTotalCourseHrs"
-HOURS_SPENT_FALLBACK_FIELD = "approxTotalLearningHours"   # INFERRED: seen on Video rows by a third party
+
+# -- grades --------------------------------------------------------------------------------------
+# enrollmentReports.grade: typed string, "Average percentage score across all graded assignments",
+# example 0.922300033569336 (0-1); courseGradebookReports.overallCourseGrade: "A number between 0 to
+# 100" (example 96.7). Which scale production's grade uses is INFERRED: both are accepted, per page.
+GRADE_FIELD = "grade"
+GRADE_SCALES = (1.0, 100.0)           # 0-1 (the grade example), 0-100 (the gradebook's scale)
+GRADE_FRACTION_MAX = 1.0              # INFERRED: a page with any grade above this is on 0-100
 
 # -- content kinds -------------------------------------------------------------------------------
 # Coursera contentType -> 360Learning external-course contentType. Professional certificates

@@ -19,7 +19,7 @@ from hostspec import (
     hookimpl,
 )
 
-from . import __version__, contract
+from . import __version__, contract, grade_scale
 from .api_schemas import CONTENT, ENROLLMENT_REPORT, fast_report, has_activity
 from .client import CourseraClient
 from .mapping import course_from_content, stat_from_report
@@ -164,11 +164,12 @@ def _enrolled_cursor(resume: int | str) -> int | None:
 
 def _with_page_ends(pages: Iterator[tuple[list[Any], Any]], cursor: Callable[[Any], Any],
                     expected: _Expected) -> Iterator[Mapping[str, Any] | PageEnd | ExpectedCount]:
+    """Each page's rows (their grades' scale read per page) and a page end after each page."""
     for elements, next_start in pages:
         news = expected.news()
         if news is not None:
             yield news
-        yield from elements
+        yield from grade_scale.mark_page(elements)
         if next_start is not None:
             yield PageEnd(cursor(next_start))
 
