@@ -13,6 +13,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from . import contract, grade_scale
+from .numbers import as_number
 
 
 class Epoch(fields.Field):
@@ -54,16 +55,10 @@ class Number(fields.Field):
     """A number, also when sent as a numeric string."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool):
+        number = as_number(value)
+        if number is None:
             raise ValidationError("must be a number")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ValidationError("must be a number")
+        return number
 
 
 class _Lenient(Schema):

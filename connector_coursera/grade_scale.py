@@ -14,23 +14,10 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from . import contract
+from .numbers import as_number
 
 SCALE_KEY = "_connectorGradeScale"
 FRACTION, PERCENT = contract.GRADE_SCALES
-
-
-def grade_value(raw: Any) -> float | None:
-    """A grade as a number (Coursera may send a number or a numeric string); None otherwise."""
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, (int, float)):
-        return float(raw)
-    if isinstance(raw, str):
-        try:
-            return float(raw)
-        except ValueError:
-            return None
-    return None
 
 
 def scale_of(grades: Iterable[float | None]) -> float:
@@ -40,7 +27,7 @@ def scale_of(grades: Iterable[float | None]) -> float:
 
 def mark_page(rows: list[Any]) -> list[Any]:
     """The page's rows, its graded rows marked with :data:`SCALE_KEY` when the page is 0–100."""
-    grades = [grade_value(row.get(contract.GRADE_FIELD)) if isinstance(row, dict) else None for row in rows]
+    grades = [as_number(row.get(contract.GRADE_FIELD)) if isinstance(row, dict) else None for row in rows]
     if scale_of(grades) == FRACTION:
         return rows
     return [{**row, SCALE_KEY: PERCENT} if grade is not None else row for row, grade in zip(rows, grades)]
