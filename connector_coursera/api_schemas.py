@@ -1,7 +1,7 @@
 """marshmallow schemas of Coursera payloads (unknown fields ignored) loading into frozen dataclasses.
 
 Loading is tolerant where Coursera is known to vary: timestamps as numbers, numeric strings or
-ISO strings; ``grade`` as number or string. Missing required fields are errors, which the
+ISO strings; ``grade`` as number or string, on the scale its page uses (:mod:`.grade_scale`). Missing required fields are errors, which the
 plugin turns into rejected records.
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
-from . import contract
+from . import contract, grade_scale
+from .numbers import as_number
 
 
 class Epoch(fields.Field):
@@ -54,16 +55,10 @@ class Number(fields.Field):
     """A number, also when sent as a numeric string."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool):
+        number = as_number(value)
+        if number is None:
             raise ValidationError("must be a number")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ValidationError("must be a number")
+        return number
 
 
 class _Lenient(Schema):
@@ -179,6 +174,7 @@ class EnrollmentReport:
     is_completed: bool
     completed_at: datetime | None
     grade: float | None
+    grade_scale: float                   # what ``grade`` is out of: 1 or 100 (see grade_scale)
     overall_progress: float | None
     enrolled_at: datetime
     last_activity_at: datetime | None
@@ -207,21 +203,22 @@ class EnrollmentReportSchema(_Lenient):
     updatedAt = Epoch(_MS, load_default=None, allow_none=True)
     membershipState = fields.String(required=True)
     approxTotalCourseHrs = Number(load_default=None, allow_none=True)
-    approxTotalLearningHours = Number(load_default=None, allow_none=True)
+    pageGradeScale = Number(data_key=grade_scale.SCALE_KEY, load_default=None,
+                            validate=validate.OneOf(contract.GRADE_SCALES))
     courseType = fields.String(load_default=None, allow_none=True)
 
     @post_load
     def _make(self, d: dict[str, Any], **_kwargs: Any) -> EnrollmentReport:
-        hours = d.get(contract.HOURS_SPENT_FIELD)
-        if hours is None:
-            hours = d.get(contract.HOURS_SPENT_FALLBACK_FIELD)
+        grade = d.get("grade")
         return EnrollmentReport(
             id=d["id"], external_id=d["externalId"], email=d.get("email"), content_id=d["contentId"],
             content_type=d["contentType"], program_id=d.get("programId"), is_completed=d["isCompleted"],
-            completed_at=d.get("completedAt"), grade=d.get("grade"), overall_progress=d.get("overallProgress"),
+            completed_at=d.get("completedAt"), grade=grade,
+            grade_scale=d.get("pageGradeScale") or grade_scale.scale_of([grade]),
+            overall_progress=d.get("overallProgress"),
             enrolled_at=d["enrolledAt"], last_activity_at=d.get("lastActivityAt"),
-            updated_at=d.get("updatedAt"), membership_state=d["membershipState"], hours_spent=hours,
-            course_type=d.get("courseType"))
+            updated_at=d.get("updatedAt"), membership_state=d["membershipState"],
+            hours_spent=d.get(contract.HOURS_SPENT_FIELD), course_type=d.get("courseType"))
 
 
 CONTENT = ContentSchema()
@@ -236,7 +233,7 @@ def has_activity(row: Any) -> bool:
 
 
 _REPORT_OPTIONAL_EPOCH = ("completedAt", "lastActivityAt", "updatedAt")
-_REPORT_OPTIONAL_NUMBER = ("grade", "overallProgress", "approxTotalCourseHrs", "approxTotalLearningHours")
+_REPORT_OPTIONAL_NUMBER = ("grade", "overallProgress", contract.HOURS_SPENT_FIELD)
 _CONTENT_TYPES = frozenset({"Course", "Specialization", "Video"})
 
 
@@ -282,12 +279,15 @@ def fast_report(record: Any) -> EnrollmentReport | None:
         if value is not None and not _number(value):
             return None
         numbers[name] = None if value is None else float(value)
-    hours = numbers[contract.HOURS_SPENT_FIELD]
-    if hours is None:
-        hours = numbers[contract.HOURS_SPENT_FALLBACK_FIELD]
+    page_scale = get(grade_scale.SCALE_KEY)
+    if page_scale is not None and (not _number(page_scale) or page_scale not in contract.GRADE_SCALES):
+        return None
     return EnrollmentReport(
         id=record["id"], external_id=record["externalId"], email=get("email"), content_id=record["contentId"],
         content_type=record["contentType"], program_id=get("programId"), is_completed=record["isCompleted"],
-        completed_at=epochs["completedAt"], grade=numbers["grade"], overall_progress=numbers["overallProgress"],
+        completed_at=epochs["completedAt"], grade=numbers["grade"],
+        grade_scale=float(page_scale) if page_scale else grade_scale.scale_of([numbers["grade"]]),
+        overall_progress=numbers["overallProgress"],
         enrolled_at=epochs["enrolledAt"], last_activity_at=epochs["lastActivityAt"], updated_at=epochs["updatedAt"],
-        membership_state=record["membershipState"], hours_spent=hours, course_type=get("courseType"))
+        membership_state=record["membershipState"], hours_spent=numbers[contract.HOURS_SPENT_FIELD],
+        course_type=get("courseType"))

@@ -19,6 +19,7 @@ from . import contract
 from .auth import TokenSource
 from .errors import AccessDenied, MalformedResponse, NetworkError, error_for_status
 from .pagination import Cursor, iter_pages
+from .report_window import Window
 from .retry import build_retrying, parse_retry_after
 from .settings import CourseraSettings
 
@@ -136,34 +137,24 @@ class CourseraClient:
                                                on_total=on_total):
             yield from elements
 
-    def report_pages(self, *, last_activity_after: datetime | None = None,
-                     last_activity_before: datetime | None = None,
-                     enrolled_after: datetime | None = None, enrolled_before: datetime | None = None,
-                     start: Cursor = 0,
+    def report_pages(self, window: Window | None = None, *, start: Cursor = 0,
                      on_total: Callable[[int], None] | None = None) -> Iterator[tuple[list[Any], Cursor | None]]:
-        """Enrollment report pages (one row per learner and content item) from ``start``.
+        """Enrollment report pages (one row per learner and content item) from ``start``, each
+        holding the rows of ``window`` (half-open: a row on its end is the next window's).
 
-        The activity bounds leave out rows without any activity; the enrollment bounds find them.
+        An activity window leaves out rows without any activity; an enrollment window finds them.
         """
         params: dict[str, Any] = {
             contract.REPORTS_INCLUDE_S12N: str(self.settings.include_specializations).lower(),
             contract.REPORTS_INCLUDE_DELETED: str(self.settings.include_deleted_members).lower(),
+            **(window.params() if window is not None else {}),
         }
-        if last_activity_after is not None:
-            params[contract.REPORTS_LAST_ACTIVITY_AFTER] = _epoch_ms(last_activity_after)
-        if last_activity_before is not None:
-            params[contract.REPORTS_LAST_ACTIVITY_BEFORE] = _epoch_ms(last_activity_before)
-        if enrolled_after is not None:
-            params[contract.REPORTS_ENROLLED_AFTER] = _epoch_ms(enrolled_after)
-        if enrolled_before is not None:
-            params[contract.REPORTS_ENROLLED_BEFORE] = _epoch_ms(enrolled_before)
-        return self.iter_pages(self._path(contract.ENROLLMENT_REPORTS_PATH), params, "enrollmentReports", start,
-                               on_total=on_total)
+        pages = self.iter_pages(self._path(contract.ENROLLMENT_REPORTS_PATH), params, "enrollmentReports", start,
+                                on_total=on_total)
+        if window is None or not window.bounded:
+            return pages
+        return (([row for row in rows if window.holds(row)], nxt) for rows, nxt in pages)
 
-    def iter_enrollment_reports(self, **kwargs: Any) -> Iterator[Any]:
-        for elements, _next in self.report_pages(**kwargs):
+    def iter_enrollment_reports(self, window: Window | None = None) -> Iterator[Any]:
+        for elements, _next in self.report_pages(window):
             yield from elements
-
-
-def _epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() / contract.REPORT_TIMESTAMP_UNIT_S)

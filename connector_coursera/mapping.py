@@ -14,7 +14,7 @@ from typing import Any
 from hostspec.errors import RecordRejected
 from hostspec.events import isoformat
 
-from . import contract
+from . import contract, grade_scale
 from .api_schemas import Content, EnrollmentReport
 
 DEFAULT_LANGUAGE = "en"  # INFERRED: languageCode is present on every documented item
@@ -96,9 +96,7 @@ def stat_from_report(report: EnrollmentReport, *, now: datetime) -> dict[str, An
     else:
         progress_percent, prov["progress_percent"] = None, "absent"
 
-    score = None
-    if report.grade is not None:
-        score = round(report.grade * 100 / contract.GRADE_SCALE, 2)
+    score = grade_scale.score_percent(report.grade, report.grade_scale) if report.grade is not None else None
     prov["score_percent"] = "native" if score is not None else "absent"
 
     # Coursera has no pass/fail flag; completion requires passing every graded item.

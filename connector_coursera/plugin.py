@@ -19,10 +19,11 @@ from hostspec import (
     hookimpl,
 )
 
-from . import __version__, contract
+from . import __version__, contract, grade_scale
 from .api_schemas import CONTENT, ENROLLMENT_REPORT, fast_report, has_activity
 from .client import CourseraClient
 from .mapping import course_from_content, stat_from_report
+from .report_window import ACTIVITY, ENROLLMENT, Window
 from .settings import CourseraSettings, CourseraSettingsSchema
 
 NAME = "coursera"
@@ -107,7 +108,8 @@ def fetch_progress(connection: Connection, context: SyncContext, since: datetime
                    until: datetime | None) -> Iterator[Mapping[str, Any] | PageEnd]:
     """Report rows with activity in the window; with a window, then the rows of learners enrolled
     in it, which an activity filter leaves out while they have no activity at all (the rows of
-    both passes that overlap are the same records: the host emits only what changed).
+    both passes that overlap are the same records: the host emits only what changed). The window
+    is half-open, [since, until): consecutive windows share no row and miss none.
 
     Cursors: an int is a page of the first pass, ``"enrolled:<start>"`` one of the second.
     """
@@ -116,14 +118,13 @@ def fetch_progress(connection: Connection, context: SyncContext, since: datetime
     expected = _Expected()
     with CourseraClient(_settings(connection), calls=context.calls) as client:
         if enrolled_start is None:
-            pages = client.report_pages(last_activity_after=since, last_activity_before=until, start=resume,
-                                        on_total=expected.first)
+            pages = client.report_pages(Window(ACTIVITY, since, until), start=resume, on_total=expected.first)
             yield from _with_page_ends(pages, lambda start: start, expected)
             if since is None and until is None:
                 return      # every row was listed
             enrolled_start = 0
             yield PageEnd(f"{_ENROLLED}{enrolled_start}")
-        pages = client.report_pages(enrolled_after=since, enrolled_before=until, start=enrolled_start,
+        pages = client.report_pages(Window(ENROLLMENT, since, until), start=enrolled_start,
                                     on_total=expected.second)
         # the second pass is for rows without activity: a row with activity was in the first pass
         # when its activity lies in the window, and is not the window's when it lies outside
@@ -164,11 +165,12 @@ def _enrolled_cursor(resume: int | str) -> int | None:
 
 def _with_page_ends(pages: Iterator[tuple[list[Any], Any]], cursor: Callable[[Any], Any],
                     expected: _Expected) -> Iterator[Mapping[str, Any] | PageEnd | ExpectedCount]:
+    """Each page's rows (their grades' scale read per page) and a page end after each page."""
     for elements, next_start in pages:
         news = expected.news()
         if news is not None:
             yield news
-        yield from elements
+        yield from grade_scale.mark_page(elements)
         if next_start is not None:
             yield PageEnd(cursor(next_start))
 

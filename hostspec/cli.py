@@ -503,8 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--mode", choices=["incremental", "full"], default=mode_default,
                        help=f"full: re-emit everything, even unchanged (default {mode_default})")
         p.add_argument("--dry-run", action="store_true", help="count what would be emitted; emit only statuses")
-        p.add_argument("--since", type=_instant, help="replay progress with activity after this ISO date")
-        p.add_argument("--until", type=_instant, help="replay progress with activity before this ISO date")
+        p.add_argument("--since", type=_instant, help="replay progress with activity at or after this ISO date")
+        p.add_argument("--until", type=_instant, help="replay progress with activity before this ISO date "
+                                                      "(exclusive: [since, until))")
         p.add_argument("--learner", action="append", default=[], metavar="ID",
                        help="only this learner (provider id or email); repeatable")
         p.add_argument("--course", action="append", default=[], metavar="ID",

@@ -105,10 +105,13 @@ def fetch_progress(connection: Connection, context: SyncContext, since: datetime
                    until: datetime | None) -> Iterator[Mapping[str, Any]] | None:
     """Stream learner progress records (one per learner and content item).
 
-    :param since: only activity after this instant is needed; ``None`` means everything. The
-        host already widened it by its look-back window (provider data lags). Learners enrolled
-        in the window who have no activity yet belong to it too (Coursera asks for them apart).
-    :param until: only activity before this instant (replays of a date range); ``None``: no bound.
+    :param since: only activity at or after this instant is needed (inclusive); ``None`` means
+        everything. The host already widened it by its look-back window (provider data lags).
+        Learners enrolled in the window who have no activity yet belong to it too (Coursera asks
+        for them apart).
+    :param until: only activity before this instant (exclusive; replays of a date range); ``None``:
+        no bound. The window is half-open, [since, until): a record on the border of two
+        consecutive windows is the later one's, never both's nor neither's.
     :return: an iterator of raw provider records, optionally with :class:`hostspec.PageEnd`
         markers between pages (resumable syncs; start after ``context.resume`` when it is set)
         and an :class:`hostspec.ExpectedCount` when the API says how many records will come

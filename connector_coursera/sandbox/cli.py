@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-ttl", type=float, default=1799, help="access token lifetime in seconds")
     p.add_argument("--next-format", choices=["string", "int"], default="string")
     p.add_argument("--grade-format", choices=["number", "string"], default="number")
+    p.add_argument("--grade-scale", type=float, choices=[1.0, 100.0], default=1.0,
+                   help="what grades are out of: 1 (the spec's example) or 100 (the gradebook's scale)")
     p.add_argument("--client-id", default="standin-key")
     p.add_argument("--client-secret", default="standin-secret")
     return p
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                        broken_every=args.broken_every)
         sandbox = CourseraSandbox(spec, host=args.host, port=args.port, client_id=args.client_id,
                                   client_secret=args.client_secret, token_ttl_s=args.token_ttl,
-                                  next_format=args.next_format, grade_format=args.grade_format)
+                                  next_format=args.next_format, grade_format=args.grade_format,
+                                  grade_scale=args.grade_scale)
     except (ValueError, OSError) as exc:
         print(f"coursera-sandbox: {exc}", file=sys.stderr)
         return 2

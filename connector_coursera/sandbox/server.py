@@ -64,13 +64,17 @@ class CourseraSandbox(SandboxServer):
     def __init__(self, spec: OrgSpec | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  client_id: str = "standin-key", client_secret: str = "standin-secret",
                  token_ttl_s: float = contract.TOKEN_DEFAULT_TTL_S, next_format: str = "string",
-                 grade_format: str = "number", page_limit_max: int = contract.PAGE_SIZE_MAX,
-                 fault_seed: int = 42):
+                 grade_format: str = "number", grade_scale: float = 1.0,
+                 page_limit_max: int = contract.PAGE_SIZE_MAX, fault_seed: int = 42):
+        """:param grade_scale: what served grades are out of: 1 (the spec's example) or 100 (the
+            gradebook report's scale); rows keep 0–1 grades and are scaled when served."""
+        if grade_scale not in contract.GRADE_SCALES:
+            raise ValueError(f"grade_scale must be one of {contract.GRADE_SCALES}, not {grade_scale!r}")
         self._bind(host, port, _make_handler(self))
         self.spec = spec or OrgSpec()
         self.client_id, self.client_secret = client_id, client_secret
         self.token_ttl_s, self.next_format, self.grade_format = token_ttl_s, next_format, grade_format
-        self.page_limit_max = page_limit_max
+        self.page_limit_max, self.grade_scale = page_limit_max, float(grade_scale)
         self.faults = FaultBook(fault_seed)
         self._fault_seed = fault_seed
         self._lock = threading.RLock()
@@ -292,10 +296,13 @@ class CourseraSandbox(SandboxServer):
     def _reports(self, q: dict[str, str]) -> dict[str, Any]:
         rows = self._rows(q)
         page = self._paged(rows, q, self.org.row)
-        if self.grade_format == "string":
-            for el in page["elements"]:
-                if el.get("grade") is not None:
-                    el["grade"] = str(el["grade"])
+        for el in page["elements"]:
+            grade = el.get("grade")
+            if grade is None:
+                continue
+            if self.grade_scale != 1.0 and isinstance(grade, (int, float)):
+                grade = round(grade * self.grade_scale, 2)
+            el["grade"] = str(grade) if self.grade_format == "string" else grade
         return page
 
     # -- control API ---------------------------------------------------------------------------
@@ -303,7 +310,7 @@ class CourseraSandbox(SandboxServer):
         """``/_sandbox/``: ``health``, ``faults`` (GET, POST a rule, DELETE), ``reset``, ``requests``
         (GET the log, DELETE), ``clock`` (``advance_s``), ``tokens/revoke``, ``stats``,
         ``contents/add``, ``contents/{id}/remove``, ``contents/{id}/modify`` (``changes``),
-        ``learners/{externalId}/progress`` (``contentId``, ``delta`` or ``complete``, ``grade``) and
+        ``learners/{externalId}/progress`` (``contentId``, ``delta`` or ``complete``, ``grade`` 0–1) and
         ``learners/{externalId}/enroll`` (``contentId``: a new enrollment, not started)."""
         parts = path.strip("/").split("/")[1:]
         with self._lock:

@@ -127,7 +127,7 @@ def test_a_run_resumed_in_the_enrollment_pass_does_not_list_the_activity_pass_ag
     from hostspec.provider import PageEnd, SyncContext
 
     connection = sandbox_connection(sandbox, plugins, page_size=2)
-    since = datetime.fromtimestamp(0, timezone.utc)
+    since = datetime(2000, 1, 1, tzinfo=timezone.utc)       # before every row (the epoch itself needs no bound)
     context = SyncContext(run_id="r", request_id="q", scope="progress", now=datetime.now(timezone.utc),
                           resume=None)
     items = list(plugin.fetch_progress(connection=connection, context=context, since=since, until=None))
@@ -209,8 +209,9 @@ def test_replay_of_a_subset_and_a_date_range(sandbox, plugins, tmp_path):
     requests.delete(sandbox.url + "/_sandbox/requests", timeout=5)
     sync("progress", mode="full", since=req_since, until=req_since + timedelta(days=30))
     queries = [r["query"] for r in requests.get(sandbox.url + "/_sandbox/requests", timeout=5).json()]
-    assert any(f"lastActivityAfter={int(req_since.timestamp() * 1000)}" in q and "lastActivityBefore=" in q
-               for q in queries)
+    since_ms, until_ms = int(req_since.timestamp() * 1000), int((req_since + timedelta(days=30)).timestamp() * 1000)
+    # [since, until): the exclusive lower bound one millisecond before since, the exclusive upper one at until
+    assert any(f"lastActivityAfter={since_ms - 1}&lastActivityBefore={until_ms}" in q for q in queries), queries
 
 
 def test_completion_never_regresses_and_a_retake_is_a_new_attempt(sandbox, plugins, tmp_path):

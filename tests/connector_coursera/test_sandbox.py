@@ -91,6 +91,21 @@ def test_last_activity_filter_is_exclusive(sandbox):
     assert after["paging"]["total"] == sum(1 for r in rows if r["lastActivityAt"] and r["lastActivityAt"] > pivot)
 
 
+@pytest.mark.parametrize("param, field, keeps_equal", [
+    ("lastActivityAfter", "lastActivityAt", False), ("lastActivityBefore", "lastActivityAt", False),
+    ("enrollAtAfter", "enrolledAt", True), ("enrollAtBefore", "enrolledAt", True)])
+def test_report_bounds_on_the_exact_millisecond_follow_the_spec(sandbox, param, field, keeps_equal):
+    """lastActivity bounds drop the rows equal to them; enrollAt bounds keep them."""
+    rows = api(sandbox, "/enrollmentReports", limit=1000, includeS12n="true").json()["elements"]
+    value = sorted(r[field] for r in rows if r.get(field) is not None)[10]
+    got = {r["id"] for r in api(sandbox, "/enrollmentReports", limit=1000, includeS12n="true",
+                                **{param: value}).json()["elements"]}
+    beyond = (lambda v: v > value) if param.endswith("After") else (lambda v: v < value)
+    kept = {r["id"] for r in rows if r.get(field) is not None
+            and (beyond(r[field]) or (r[field] == value and keeps_equal))}
+    assert got == kept and any(r.get(field) == value for r in rows)
+
+
 def test_finder_without_program_id_is_400(sandbox):
     r = api(sandbox, "/enrollmentReports", q="byProgramId")
     assert r.status_code == 400 and "programId" in r.json()["message"]
