@@ -67,6 +67,7 @@ from .items import (
     to_bulk_stat,
     to_external_course,
 )
+from .languages import language_360
 from .ledger import DELIVERED, FAILED, PARKED, SENT, Ledger, Record
 from .ownership import Fence
 from .settings import Target
@@ -236,8 +237,8 @@ class Deliverer:
             try:
                 client = self.client(target).fenced(fence)
                 integration_id = self._integration(client, target, connection, group_id, provider, tenant)
-                self._courses(client, integration_id, [i for i in items if i.event.type != ev.LEARNER_STAT_UPSERTED],
-                              part, done)
+                self._courses(client, target, integration_id,
+                              [i for i in items if i.event.type != ev.LEARNER_STAT_UPSERTED], part, done)
                 self._stats(client, target, integration_id,
                             [i for i in items if i.event.type == ev.LEARNER_STAT_UPSERTED], part, done)
             except TargetConfigError as exc:
@@ -297,8 +298,8 @@ class Deliverer:
         return found["_id"]
 
     # -- courses ------------------------------------------------------------------------------------------
-    def _courses(self, client: Learning360Client, integration_id: str, items: list[Inbound], out: Outcome,
-                 done: set[int]) -> None:
+    def _courses(self, client: Learning360Client, target: Target, integration_id: str, items: list[Inbound],
+                 out: Outcome, done: set[int]) -> None:
         latest: dict[str, Inbound] = {}
         for item in items:  # one course's events share a partition: the last one read is the newest
             if item.data["external_id"] in latest:
@@ -310,7 +311,12 @@ class Deliverer:
             if self.ledger.already_delivered(record):
                 self._done(item, "unchanged", out, done)
             elif record.kind == "course":
-                body = to_external_course(item.data)
+                body = to_external_course(item.data, default_lang=target.default_language)
+                if language_360(item.data.get("language")) is None:
+                    log.warning("connection %s: course %s: 360Learning offers no language for %r; delivered in "
+                                "the target's default_language %s", record.connection, record.course,
+                                item.data.get("language"), target.default_language)
+                    out.counts["course_language_defaulted"] += 1
                 errors = _COURSE_ITEM.validate(body)
                 if errors:
                     self._reject(item, "invalid_for_360learning", errors, out, done)

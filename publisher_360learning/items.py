@@ -34,6 +34,9 @@ from typing import Any, Mapping
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from . import contract
+from .languages import LISTED_LANGUAGE, language_360
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ISO_Z = validate.Regexp(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$", error="must be YYYY-MM-DDThh:mm:ss.sssZ")
 
@@ -78,7 +81,6 @@ class BulkStatItemSchema(Schema):
     forceNew = fields.Boolean()
 
 
-LANG = validate.Regexp(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$", error="must be a language code like en, pt_BR")
 CONTENT_TYPES = ["article", "assessment", "audiobook", "book", "certificate", "channel", "course",
                  "curriculum", "interactive", "journey", "labs", "linkedContent", "mooc", "podcast",
                  "program", "roleplay", "specialization", "topvoice", "video"]
@@ -98,7 +100,7 @@ class ExternalCourseSchema(Schema):
 
     externalId = fields.String(required=True, validate=NON_EMPTY)
     name = fields.String(required=True, validate=NON_EMPTY)
-    defaultLang = fields.String(required=True, validate=LANG)
+    defaultLang = fields.String(required=True, validate=LISTED_LANGUAGE)
     launchUrl = fields.String(required=True, validate=NON_EMPTY)
     sources = fields.List(fields.Nested(SourceItemSchema), required=True)
     subjects = fields.List(fields.String(), required=True)
@@ -115,17 +117,20 @@ class ArchiveItemSchema(_Identifier):
     externalId = fields.String(required=True, validate=NON_EMPTY)
 
 
-def to_external_course(course: Mapping[str, Any]) -> dict[str, Any]:
+def to_external_course(course: Mapping[str, Any], *,
+                       default_lang: str = contract.DEFAULT_LANGUAGE) -> dict[str, Any]:
     """The 360Learning external course for ``learning.course.upserted.v1`` data.
 
     Title and description are the provider's: every upsert sends them, which is how 360Learning
     keeps them locked (the upsert replaces the course's fields). Skills are not part of the item:
-    they become tags, merged separately (see :func:`merge_tags`).
+    they become tags, merged separately (see :func:`merge_tags`). The language is 360Learning's
+    spelling of the provider's (:func:`.languages.language_360`), or ``default_lang`` when
+    360Learning offers none for it.
     """
     item: dict[str, Any] = {
         "externalId": course["external_id"],
         "name": course["title"],
-        "defaultLang": course["language"],
+        "defaultLang": language_360(course.get("language")) or default_lang,
         "launchUrl": course["launch_url"],
         "sources": [{"name": s["name"], **({"logoUrl": s["logo_url"]} if s.get("logo_url") else {})}
                     for s in course.get("sources") or []],
