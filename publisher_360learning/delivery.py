@@ -70,6 +70,7 @@ from .items import (
 from .languages import language_360
 from .ledger import DELIVERED, FAILED, PARKED, SENT, Ledger, Record
 from .ownership import Fence
+from .results import UnpairedResults, pair_results
 from .settings import Target
 
 log = logging.getLogger(__name__)
@@ -553,8 +554,10 @@ class Deliverer:
             answers = list(pool.map(lambda chunk: client.run_bulk(method, path, [b for _i, _r, b in chunk]), chunks))
         successes = []
         for chunk, (op_id, results) in zip(chunks, answers):
-            if len(results) != len(chunk):
-                raise TransientError(f"bulk operation {op_id} returned {len(results)} results for {len(chunk)} items")
+            try:     # by the ``input`` each result echoes: 360Learning documents no order
+                results = pair_results([b for _i, _r, b in chunk], results)
+            except UnpairedResults as exc:
+                raise TransientError(f"bulk operation {op_id}: {exc}") from None
             marks = []
             for (item, record, body), result in zip(chunk, results):
                 if result.get("status") == "success":

@@ -14,7 +14,9 @@ It serves what the publisher uses (token, groups, users, integrations, bulk cour
 and statistics with the asynchronous operation life cycle, courses, tags, course statistics)
 with the API's pagination (``Link: <…?next=…>; rel="next"``), error envelopes, scopes and rate
 limits, and a control plane under ``/_sandbox`` (faults, users, attempts started in
-360Learning, admin tags, snapshots, request log).
+360Learning, admin tags, snapshots, request log). An operation's results come in shuffled order
+(``results_seed``; None keeps input order), each with the ``input`` it answers: 360Learning
+documents no order.
 
 ``with Learning360Sandbox(users=["ada@acme.test"]) as sb: sb.url`` — or ``learning360-sandbox``.
 """
@@ -65,9 +67,10 @@ class Learning360Sandbox(SandboxServer):
                  token_ttl_s: float = contract.TOKEN_DEFAULT_TTL_S, expires_in_as_string: bool = False,
                  page_size: int | None = None, enforce_rate_limits: bool = True,
                  reserved_names: Iterable[str] = (), stage_s: float = 0.05, cursor_ttl_s: float = 600,
-                 fault_seed: int = 42):
+                 fault_seed: int = 42, results_seed: int | None = 360):
         self._bind(host, port, _make_handler(self))
         self._seed_users, self._reserved, self._stage_s = list(users), list(reserved_names), stage_s
+        self._results_seed = results_seed        # bulk results shuffled (None: in input order)
         self.credentials = {cid: (secret, frozenset(scopes)) for cid, (secret, scopes) in
                             (credentials or {CLIENT_ID: (CLIENT_SECRET, ALL_SCOPES)}).items()}
         self.token_ttl_s, self.expires_in_as_string = token_ttl_s, expires_in_as_string
@@ -80,7 +83,8 @@ class Learning360Sandbox(SandboxServer):
 
     def reset(self) -> None:
         with self.lock:
-            self.company = Company(users=self._seed_users, reserved_names=self._reserved, stage_s=self._stage_s)
+            self.company = Company(users=self._seed_users, reserved_names=self._reserved, stage_s=self._stage_s,
+                                   results_seed=self._results_seed)
             self.tokens: dict[str, dict[str, Any]] = {}
             self.requests: deque[dict[str, Any]] = deque(maxlen=100_000)
             self._window: dict[str, deque[float]] = {"read": deque(), "write": deque()}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -96,8 +97,11 @@ class Company:
     """One 360Learning company as the sandbox holds it."""
 
     def __init__(self, *, users: Iterable[str] = (), reserved_names: Iterable[str] = (),
-                 stage_s: float = 0.05, clock: Callable[[], float] = time.time):
+                 stage_s: float = 0.05, clock: Callable[[], float] = time.time, results_seed: int | None = None):
         self.clock = clock
+        # [sandbox] 360Learning documents no order for an operation's results, only that each
+        # echoes its ``input``: they come shuffled (seeded, so runs repeat); None keeps input order
+        self._results_order = random.Random(results_seed) if results_seed is not None else None
         self.stage_s = stage_s              # [sandbox] time spent in pending, queued and running
         self.reserved_names = {n.casefold() for n in reserved_names}
         self._ids = {kind: itertools.count(1) for kind in "bcdefgu"}
@@ -228,6 +232,8 @@ class Company:
                 message = problem.body["error"]["message"] if isinstance(problem.body["error"], dict) else str(problem)
                 op.results.append({"input": item, "status": "error", "errorMessage": message})
             op.index = i
+        if self._results_order is not None:
+            self._results_order.shuffle(op.results)
         op.status, op.ended_at, op.updated_at = "completed", now, now
 
     @staticmethod

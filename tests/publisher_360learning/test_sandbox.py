@@ -25,11 +25,16 @@ def submit(api, method, iid, items, kind="courses"):
 
 
 def run(api, method, iid, items, kind="courses"):
+    """Submit, wait, read the results: returned in the order of ``items``, paired by the
+    ``input`` each result echoes (the sandbox, like 360Learning, promises no order)."""
     resp = submit(api, method, iid, items, kind)
     assert resp.status_code == 202, resp.text
     assert resp.content == b"" and resp.headers["Location"].startswith(api.sb.url + "/api/v2/bulk/operations/")
     op, seen = api.wait(resp.headers["Location"])
-    return op, seen, api("GET", resp.headers["Location"] + "/results").json()
+    results = api("GET", resp.headers["Location"] + "/results").json()
+    by_input = {json.dumps(r["input"], sort_keys=True): r for r in results}
+    assert len(by_input) == len(results) == len(items)
+    return op, seen, [by_input[json.dumps(item, sort_keys=True)] for item in items]
 
 
 @pytest.mark.parametrize("body, status, code", [
