@@ -143,7 +143,7 @@ class Learning360Client:
             raise TransientError(detail, status=status, code=code,
                                  retry_after=parse_retry_after(resp.headers.get("Retry-After")))
         if status == 403 or code in (contract.RESERVED_NAME, contract.DUPLICATE_PLATFORM, "groupNotFound",
-                                     "userNotFound", "integrationNotFound"):
+                                     "userNotFound", contract.INTEGRATION_NOT_FOUND):
             raise TargetConfigError(detail, status=status, code=code)
         raise PermanentError(detail + (f" ({body_excerpt(resp.text)})" if code is None else ""), status=status, code=code)
 
@@ -223,11 +223,16 @@ class Learning360Client:
         return found
 
     def external_course(self, integration_id: str, external_id: str) -> dict[str, Any] | None:
+        """The integration's course ``external_id``, or None when the integration holds no such
+        course (400 ``courseNotBelongToIntegration``).
+
+        :raise TargetConfigError: ``integrationNotFound`` (404): the integration itself is gone,
+            which the caller must not read as "course absent"."""
         try:
             return self.get_json(contract.EXTERNAL_COURSE.format(integration_id=integration_id,
                                                                  external_id=requests.utils.quote(external_id, safe="")))
         except PermanentError as exc:
-            if exc.status in (400, 404):
+            if exc.status == 400 and exc.code == contract.COURSE_NOT_IN_INTEGRATION:
                 return None
             raise
 

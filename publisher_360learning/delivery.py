@@ -243,7 +243,7 @@ class Deliverer:
                 self._stats(client, target, integration_id,
                             [i for i in items if i.event.type == ev.LEARNER_STAT_UPSERTED], part, done)
             except TargetConfigError as exc:
-                if exc.code == "integrationNotFound" and attempt == 1:
+                if exc.code == contract.INTEGRATION_NOT_FOUND and attempt == 1:
                     # deleted in 360Learning since we remembered it: start this connection's part again
                     log.warning("connection %s: its integration is gone from 360Learning (deleted, with its "
                                 "courses); creating it again. Courses not in this batch come back with the "

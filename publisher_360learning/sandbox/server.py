@@ -30,7 +30,7 @@ import threading
 import time
 from collections import deque
 from typing import Any, Callable, Iterable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from hostspec.sandboxes import (
     FaultBook,
@@ -366,11 +366,14 @@ class Api:
         return 204, None, {}
 
     def external_course(self, path, q, body, iid, external_id):
+        """404 integrationNotFound for an integration that is gone; 400 courseNotBelongToIntegration
+        for a course it does not hold (the only 404 is the integration's)."""
         company = self.c()
         company.integration(iid)
+        external_id = unquote(external_id)        # a path parameter: ``a%2F1`` is the course ``a/1``
         cid = company.by_external.get((iid, external_id))
         if cid is None:
-            raise Problem(400, "courseNotBelongToIntegration", f"No course {external_id} in integration {iid}")
+            raise Problem(400, contract.COURSE_NOT_IN_INTEGRATION, f"No course {external_id} in integration {iid}")
         return 200, {**company.external_fields[cid], "courseId": cid,
                      "authorId": company.courses[cid]["authorId"], "translations": []}, {}
 

@@ -175,7 +175,7 @@ class Company:
 
     def integration(self, integration_id: str) -> dict[str, Any]:
         if integration_id not in self.integrations:
-            raise Problem(404, "integrationNotFound", f"No integration {integration_id}")
+            raise Problem(404, contract.INTEGRATION_NOT_FOUND, f"No integration {integration_id}")
         return self.integrations[integration_id]
 
     # -- bulk operations ---------------------------------------------------------------------------
@@ -223,7 +223,7 @@ class Company:
         for i, item in enumerate(op.items):
             try:
                 if integration is None:
-                    raise Problem(404, "integrationNotFound", "the integration was deleted")
+                    raise Problem(404, contract.INTEGRATION_NOT_FOUND, "the integration was deleted")
                 if _item_key(item) in op.fail_items:
                     raise Problem(400, "itemRefused", f"{_item_key(item)} refused (sandbox fault item_error)")
                 resource = apply(integration, item, now)

@@ -9,7 +9,7 @@ from publisher_360learning.errors import PermanentError, TargetConfigError, Tran
 from publisher_360learning.ratelimit import TokenBucket
 from publisher_360learning.sandbox import AUTHOR_ID, SYNC_GROUP
 
-from .conftest import LEARNERS, course, fault, make_client
+from .conftest import LEARNERS, Api, course, fault, make_client
 
 
 def new_integration(client):
@@ -145,3 +145,23 @@ def test_many_learners_are_resolved_in_few_calls(lms, client):
     assert {m: u["mail"] for m, u in found.items()} == {"ADA@acme.test": "ada@acme.test",
                                                         "bob@acme.test": "bob@acme.test", "cy@acme.test": "cy@acme.test"}
     assert client.calls["GET 200"] == 2      # one call per chunk of two e-mails
+
+
+def test_an_unknown_course_is_absent_but_a_deleted_integration_is_not(lms, client):
+    """``GET /integrations/{id}/courses/{externalId}``: 400 courseNotBelongToIntegration for a course
+    the integration does not hold, 404 integrationNotFound for an integration that is gone."""
+    iid = new_integration(client)
+    client.run_bulk("PUT", f"/api/v2/bulk/integrations/{iid}/courses", [course("a/1")])
+    assert client.external_course(iid, "a/1")["courseId"] in lms.company.courses
+    assert client.external_course(iid, "never-sent") is None
+    client.request("DELETE", f"/api/v2/integrations/{iid}")
+    for external_id in ("a/1", "never-sent"):
+        with pytest.raises(TargetConfigError) as info:
+            client.external_course(iid, external_id)
+        assert (info.value.status, info.value.code) == (404, "integrationNotFound")
+    api = Api(lms)          # the answers themselves, as documented
+    assert api("GET", f"/api/v2/integrations/{iid}/courses/a%2F1").json()["error"]["code"] == "integrationNotFound"
+    api("POST", "/api/v2/integrations", json={"externalPlatform": "Other", "groupId": SYNC_GROUP, "authorId": AUTHOR_ID})
+    (other,) = lms.company.integrations
+    unknown = api("GET", f"/api/v2/integrations/{other}/courses/a%2F1")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (400, "courseNotBelongToIntegration")
