@@ -14,7 +14,8 @@ It serves what the publisher uses (token, groups, users, integrations, bulk cour
 and statistics with the asynchronous operation life cycle, courses, tags, course statistics)
 with the API's pagination (``Link: <…?next=…>; rel="next"``), error envelopes, scopes and rate
 limits, and a control plane under ``/_sandbox`` (faults, users, attempts started in
-360Learning, admin tags, snapshots, request log). An operation's results come in shuffled order
+360Learning, admin tags, ``links`` to switch the next links between absolute and relative forms,
+snapshots, request log). An operation's results come in shuffled order
 (``results_seed``; None keeps input order), each with the ``input`` it answers: 360Learning
 documents no order.
 
@@ -67,7 +68,7 @@ class Learning360Sandbox(SandboxServer):
                  token_ttl_s: float = contract.TOKEN_DEFAULT_TTL_S, expires_in_as_string: bool = False,
                  page_size: int | None = None, enforce_rate_limits: bool = True,
                  reserved_names: Iterable[str] = (), stage_s: float = 0.05, cursor_ttl_s: float = 600,
-                 fault_seed: int = 42, results_seed: int | None = 360):
+                 fault_seed: int = 42, results_seed: int | None = 360, link_style: str = "absolute"):
         self._bind(host, port, _make_handler(self))
         self._seed_users, self._reserved, self._stage_s = list(users), list(reserved_names), stage_s
         self._results_seed = results_seed        # bulk results shuffled (None: in input order)
@@ -75,6 +76,7 @@ class Learning360Sandbox(SandboxServer):
                             (credentials or {CLIENT_ID: (CLIENT_SECRET, ALL_SCOPES)}).items()}
         self.token_ttl_s, self.expires_in_as_string = token_ttl_s, expires_in_as_string
         self.page_size, self.enforce_rate_limits, self.cursor_ttl_s = page_size, enforce_rate_limits, cursor_ttl_s
+        self.link_style = _link_style(link_style)
         self.faults = FaultBook(FAULT_ACTIONS, fault_seed)
         self.lock = threading.RLock()
         self.reset()
@@ -189,8 +191,17 @@ class Learning360Sandbox(SandboxServer):
         if offset + size < len(items):
             token = base64.urlsafe_b64encode(json.dumps(
                 {"r": route, "o": offset + size, "f": filters, "t": time.time()}).encode()).decode().rstrip("=")
-            headers["Link"] = f'<{self.url}{path}?next={token}>; rel="next"'
+            headers["Link"] = f'<{self.next_link(path, token)}>; rel="next"'
         return chunk, headers
+
+    def next_link(self, path: str, token: str) -> str:
+        """The next page's URL as ``link_style`` writes it: ``absolute`` (``http://host/api/v2/x?next=…``),
+        ``path`` (``/api/v2/x?next=…``), ``rootless`` (``api/v2/x?next=…``) or ``relative`` to the
+        page (``x?next=…``, like the OpenAPI's example ``<my/resource/url>``). [sandbox] which form
+        360Learning sends is not documented: the guide's URL may be absolute or not."""
+        query = f"?next={token}"
+        return {"absolute": self.url + path, "path": path, "rootless": path.lstrip("/"),
+                "relative": path.rsplit("/", 1)[-1]}[self.link_style] + query
 
     # -- control plane ------------------------------------------------------------------------------
     def control(self, method: str, path: str, body: Any) -> tuple[int, Any]:
@@ -220,6 +231,12 @@ class Learning360Sandbox(SandboxServer):
             for info in self.tokens.values():
                 info["expires_at"] = 0
             return 200, {"revoked": len(self.tokens)}
+        if parts == ["links"] and method == "POST":
+            try:
+                self.link_style = _link_style((body or {}).get("style"))
+            except ValueError as exc:
+                return 400, {"error": str(exc)}
+            return 200, {"style": self.link_style}
         if parts == ["snapshot"]:
             return 200, c.snapshot()
         if parts == ["users"] and method == "POST":
@@ -237,6 +254,15 @@ class Learning360Sandbox(SandboxServer):
         if len(parts) == 3 and parts[0] == "courses" and parts[2] == "tags" and method == "POST":
             return 201, c.admin_tag(parts[1], str((body or {}).get("name")))
         return 404, {"error": f"no control endpoint {method} {path}"}
+
+
+LINK_STYLES = ("absolute", "path", "rootless", "relative")
+
+
+def _link_style(style: Any) -> str:
+    if style not in LINK_STYLES:
+        raise ValueError(f"link style must be one of {', '.join(LINK_STYLES)}")
+    return str(style)
 
 
 def parse_filters(query: dict[str, list[str]]) -> list[tuple[str, str, Any]]:

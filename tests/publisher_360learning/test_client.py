@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from hostspec.secrets import Secret
 from publisher_360learning.client import Learning360Client
 from publisher_360learning.errors import PermanentError, TargetConfigError, TransientError
 from publisher_360learning.ratelimit import TokenBucket
 from publisher_360learning.sandbox import AUTHOR_ID, SYNC_GROUP
+from publisher_360learning.sandbox.server import LINK_STYLES
 
 from .conftest import LEARNERS, Api, course, fault, make_client
 
@@ -22,6 +24,41 @@ def test_lists_follow_every_page(lms, client):
     assert sorted(mails) == sorted(["author@acme.test", *LEARNERS])
     assert client.user_by_mail("BOB@acme.test")["mail"] == "bob@acme.test"
     assert client.user_by_mail("nobody@acme.test") is None
+
+
+@pytest.mark.parametrize("style", LINK_STYLES)
+def test_relative_next_links_are_resolved_against_the_page(lms, client, style):
+    """360Learning's OpenAPI shows ``<my/resource/url>; rel="next"``: a next link may be a path,
+    a path without its root, or relative to the page; each names the next page of the same list."""
+    assert requests.post(lms.url + "/_sandbox/links", json={"style": style}, timeout=5).json() == {"style": style}
+    iid = new_integration(client)
+    client.run_bulk("PUT", f"/api/v2/bulk/integrations/{iid}/courses", [course(f"c{i}") for i in range(5)])
+    assert sorted(u["mail"] for u in client.iter_list("/api/v2/users")) == sorted(["author@acme.test", *LEARNERS])
+    course_ids = list(client.iter_list(f"/api/v2/groups/{SYNC_GROUP}/catalog/course-ids"))
+    assert sorted(course_ids) == sorted(lms.company.catalog[SYNC_GROUP])
+    assert lms.page_size == 2 and len(course_ids) == 5                    # three pages each
+
+
+def test_a_relative_next_link_to_another_host_is_refused(lms, client, monkeypatch):
+    real = requests.Session.request
+    calls = []
+
+    def request(self, method, url, **kw):
+        calls.append(url)
+        resp = real(self, method, url, **kw)
+        if "/api/v2/tags" in url:
+            resp.headers["Link"] = '<//evil.example/api/v2/tags?next=2>; rel="next"'
+        return resp
+
+    monkeypatch.setattr(requests.Session, "request", request)
+    with pytest.raises(PermanentError, match="another host"):
+        client.tags()
+    assert not any("evil.example" in u for u in calls)
+
+
+def test_the_sandbox_refuses_an_unknown_link_style(lms):
+    resp = requests.post(lms.url + "/_sandbox/links", json={"style": "sideways"}, timeout=5)
+    assert resp.status_code == 400 and "absolute" in resp.json()["error"]
 
 
 def test_retries_429_and_5xx_then_succeeds(lms, client):
