@@ -325,11 +325,13 @@ class Company:
         self.attempts_of.setdefault((attempt["courseId"], attempt["userId"]), []).append(attempt["_id"])
 
     def record_attempt(self, course_id: str, user_id: str, item: dict[str, Any]) -> str:
-        """The import rule: a new attempt when ``forceNew``, when none exists, or when the activity
-        began after every attempt ended; otherwise update the open attempt it overlaps.
-        [sandbox] an import overlapping only completed attempts changes nothing."""
+        """The import rules, strict as documented: a new attempt when ``forceNew``, when none
+        exists, or when the activity began *later* than every attempt ended; an update of the open
+        attempt whose end it began *earlier* than.
+        [sandbox] when neither applies — an import overlapping only completed attempts, or one
+        beginning at the very instant an attempt ended — nothing changes."""
         attempts = [self.attempts[a] for a in self.attempts_of.get((course_id, user_id), [])]
-        first = item["firstActivityAt"]
+        first = item["firstActivityAt"]         # YYYY-MM-DDThh:mm:ss.sssZ: compared as text, in time order
         ends = [a["completedAt"] or a["lastActivityAt"] for a in attempts]
         if item.get("forceNew") or not attempts or all(first > end for end in ends):
             attempt = {"_id": self.new_id("e"), "courseId": course_id, "userId": user_id, "lang": "en",
@@ -337,7 +339,7 @@ class Company:
             self._apply_stat(attempt, item)
             self._keep_attempt(attempt)
             return attempt["_id"]
-        open_ = [a for a, end in zip(attempts, ends) if a["completedAt"] is None and first <= end]
+        open_ = [a for a, end in zip(attempts, ends) if a["completedAt"] is None and first < end]
         if not open_:
             return next(a for a, end in zip(reversed(attempts), reversed(ends)) if first <= end)["_id"]
         attempt = open_[-1]

@@ -211,6 +211,29 @@ def test_the_attempt_rule_in_both_orders(lms, api):
     assert started["progress"] == 30
 
 
+def test_the_attempt_rules_compare_strictly(lms, api):
+    """An import updates an open attempt only when it began *earlier* than that attempt's last
+    activity, and creates one only when it began *later* than every attempt's end: at the very
+    instant, neither (the sandbox then changes nothing)."""
+    iid = integration(api, defaultCompletion=False, defaultProgress=1)
+    run(api, "PUT", iid, [course("a")])
+    at = "2026-05-01T09:00:00.000Z"
+    started = requests.post(lms.url + "/_sandbox/attempts", timeout=5, json={
+        "externalId": "a", "mail": "ada@acme.test", "at": 1777626000.0}).json()
+    assert started["firstActivityAt"] == started["lastActivityAt"] == at
+    run(api, "POST", iid, [stat("a", progress=30, firstActivityAt=at, lastActivityAt="2026-05-01T10:00:00.000Z")],
+        "stats")
+    (only,) = lms.company.attempts.values()
+    assert (only["progress"], only["lastActivityAt"]) == (1, at)            # neither rule: nothing changed
+    run(api, "POST", iid, [stat("a", progress=30, firstActivityAt="2026-05-01T08:59:59.999Z",
+                                lastActivityAt="2026-05-01T10:00:00.000Z")], "stats")
+    (only,) = lms.company.attempts.values()
+    assert (only["_id"], only["progress"], only["lastActivityAt"]) == (started["_id"], 30, "2026-05-01T10:00:00.000Z")
+    run(api, "POST", iid, [stat("a", progress=50, firstActivityAt="2026-05-01T10:00:00.001Z",
+                                lastActivityAt="2026-05-01T11:00:00.000Z")], "stats")
+    assert sorted(a["progress"] for a in lms.company.attempts.values()) == [30, 50]   # later than its end: new
+
+
 def test_course_tags_replace_and_admin_tags(lms, api):
     iid = integration(api)
     _, _, results = run(api, "PUT", iid, [course("a")])

@@ -309,3 +309,25 @@ def test_an_integration_deleted_between_checks_is_rebuilt_not_read_as_course_abs
         assert again.counts["course_delivered"] == 1 and again.counts["stat_delivered"] == 1
         owner.close()
         assert {ext for (iid, ext) in lms.company.by_external if iid == new} == {"crs-2"}
+
+
+ENROLLED = dict(first_activity_at="2026-05-01T09:01:00+00:00", last_activity_at="2026-05-01T09:01:00+00:00",
+                progress_percent=0.0, as_of="2026-05-01T12:00:00+00:00")
+PROGRESSED = dict(ENROLLED, last_activity_at="2026-05-01T10:00:00+00:00", progress_percent=45.0,
+                  as_of="2026-05-02T00:00:00+00:00")
+
+
+@pytest.mark.parametrize("started", [True, False], ids=["start-in-a-session-first", "no-start"])
+def test_equal_instants_never_lose_an_update(world, started):
+    """360Learning's attempt rules compare strictly: an import beginning at the very instant an
+    attempt's activity ended neither updates it nor makes a new one. A START pressed once has
+    first = last activity; an enrolment reported without activity has too. Both are followed by
+    the provider's progress, which must reach the one attempt."""
+    lms, deliverer, _ledger = world
+    session = _start(lms, datetime(2026, 5, 1, 9, 1, tzinfo=timezone.utc)) if started else None
+    deliverer.deliver([Inbound(stat(**ENROLLED))])
+    deliverer.deliver([Inbound(stat(**PROGRESSED))])
+    (attempt,) = attempts(lms)
+    assert (attempt["progress"], attempt["lastActivityAt"]) == (45, "2026-05-01T10:00:00.000Z")
+    if session:
+        assert attempt["_id"] == session["_id"] and attempt["pathSessionId"] == session["pathSessionId"]
