@@ -15,6 +15,7 @@ import threading
 import time
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Callable, Iterator
+from urllib.parse import urljoin
 
 import requests
 import tenacity
@@ -143,7 +144,7 @@ class Learning360Client:
             raise TransientError(detail, status=status, code=code,
                                  retry_after=parse_retry_after(resp.headers.get("Retry-After")))
         if status == 403 or code in (contract.RESERVED_NAME, contract.DUPLICATE_PLATFORM, "groupNotFound",
-                                     "userNotFound", "integrationNotFound"):
+                                     "userNotFound", contract.INTEGRATION_NOT_FOUND):
             raise TargetConfigError(detail, status=status, code=code)
         raise PermanentError(detail + (f" ({body_excerpt(resp.text)})" if code is None else ""), status=status, code=code)
 
@@ -169,6 +170,7 @@ class Learning360Client:
     def iter_list(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Every item of a list endpoint, following ``Link: <…>; rel="next"`` to the last page.
 
+        A relative next link is resolved against the page that carried it (:func:`_next_url`).
         A next link is followed only on the API's own scheme and host: the bearer token never
         goes anywhere else."""
         url: str | None = path
@@ -180,7 +182,7 @@ class Learning360Client:
             if url in seen:
                 raise PermanentError(f"GET {path}: the next link repeats a page already read")
             if url:
-                if url.startswith("http") and _origin(url) != _origin(self.base_url):
+                if _origin(url) != _origin(self.base_url):
                     raise PermanentError(f"GET {path}: the next link points to another host ({_origin(url)}); "
                                          f"not followed with the token")
                 seen.add(url)
@@ -190,7 +192,8 @@ class Learning360Client:
         body = _json(resp)
         if not isinstance(body, list):
             raise TransientError(f"GET {_path(url)} answered a page that is not a JSON array")
-        return body, resp.links.get("next", {}).get("url")
+        link = resp.links.get("next", {}).get("url")
+        return body, _next_url(resp.url, link) if link else None
 
     # -- domain calls ---------------------------------------------------------------------------------
     def find_integration(self, group_id: str, label: str) -> dict[str, Any] | None:
@@ -223,11 +226,16 @@ class Learning360Client:
         return found
 
     def external_course(self, integration_id: str, external_id: str) -> dict[str, Any] | None:
+        """The integration's course ``external_id``, or None when the integration holds no such
+        course (400 ``courseNotBelongToIntegration``).
+
+        :raise TargetConfigError: ``integrationNotFound`` (404): the integration itself is gone,
+            which the caller must not read as "course absent"."""
         try:
             return self.get_json(contract.EXTERNAL_COURSE.format(integration_id=integration_id,
                                                                  external_id=requests.utils.quote(external_id, safe="")))
         except PermanentError as exc:
-            if exc.status in (400, 404):
+            if exc.status == 400 and exc.code == contract.COURSE_NOT_IN_INTEGRATION:
                 return None
             raise
 
@@ -319,6 +327,16 @@ def _json(resp: requests.Response) -> Any:
         return resp.json() if resp.content else None
     except ValueError:
         return None
+
+
+def _next_url(page_url: str, link: str) -> str:
+    """A ``Link`` target as an absolute URL: resolved against the URL of the page that carried it
+    (RFC 8288 §3.2, RFC 3986 §5), so ``/api/v2/users?next=…``, ``users?next=…`` and ``?next=…``
+    all name the next page. INFERRED: a rootless link that spells the API's own path
+    (``api/v2/…``) starts at the host's root, whatever page it came from."""
+    if link.startswith("api/"):
+        link = "/" + link
+    return urljoin(page_url, link)
 
 
 def _origin(url: str) -> str:

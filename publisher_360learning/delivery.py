@@ -67,8 +67,10 @@ from .items import (
     to_bulk_stat,
     to_external_course,
 )
+from .languages import language_360
 from .ledger import DELIVERED, FAILED, PARKED, SENT, Ledger, Record
 from .ownership import Fence
+from .results import UnpairedResults, pair_results
 from .settings import Target
 
 log = logging.getLogger(__name__)
@@ -236,12 +238,12 @@ class Deliverer:
             try:
                 client = self.client(target).fenced(fence)
                 integration_id = self._integration(client, target, connection, group_id, provider, tenant)
-                self._courses(client, integration_id, [i for i in items if i.event.type != ev.LEARNER_STAT_UPSERTED],
-                              part, done)
+                self._courses(client, target, integration_id,
+                              [i for i in items if i.event.type != ev.LEARNER_STAT_UPSERTED], part, done)
                 self._stats(client, target, integration_id,
                             [i for i in items if i.event.type == ev.LEARNER_STAT_UPSERTED], part, done)
             except TargetConfigError as exc:
-                if exc.code == "integrationNotFound" and attempt == 1:
+                if exc.code == contract.INTEGRATION_NOT_FOUND and attempt == 1:
                     # deleted in 360Learning since we remembered it: start this connection's part again
                     log.warning("connection %s: its integration is gone from 360Learning (deleted, with its "
                                 "courses); creating it again. Courses not in this batch come back with the "
@@ -297,8 +299,8 @@ class Deliverer:
         return found["_id"]
 
     # -- courses ------------------------------------------------------------------------------------------
-    def _courses(self, client: Learning360Client, integration_id: str, items: list[Inbound], out: Outcome,
-                 done: set[int]) -> None:
+    def _courses(self, client: Learning360Client, target: Target, integration_id: str, items: list[Inbound],
+                 out: Outcome, done: set[int]) -> None:
         latest: dict[str, Inbound] = {}
         for item in items:  # one course's events share a partition: the last one read is the newest
             if item.data["external_id"] in latest:
@@ -310,7 +312,12 @@ class Deliverer:
             if self.ledger.already_delivered(record):
                 self._done(item, "unchanged", out, done)
             elif record.kind == "course":
-                body = to_external_course(item.data)
+                body = to_external_course(item.data, default_lang=target.default_language)
+                if language_360(item.data.get("language")) is None:
+                    log.warning("connection %s: course %s: 360Learning offers no language for %r; delivered in "
+                                "the target's default_language %s", record.connection, record.course,
+                                item.data.get("language"), target.default_language)
+                    out.counts["course_language_defaulted"] += 1
                 errors = _COURSE_ITEM.validate(body)
                 if errors:
                     self._reject(item, "invalid_for_360learning", errors, out, done)
@@ -547,8 +554,10 @@ class Deliverer:
             answers = list(pool.map(lambda chunk: client.run_bulk(method, path, [b for _i, _r, b in chunk]), chunks))
         successes = []
         for chunk, (op_id, results) in zip(chunks, answers):
-            if len(results) != len(chunk):
-                raise TransientError(f"bulk operation {op_id} returned {len(results)} results for {len(chunk)} items")
+            try:     # by the ``input`` each result echoes: 360Learning documents no order
+                results = pair_results([b for _i, _r, b in chunk], results)
+            except UnpairedResults as exc:
+                raise TransientError(f"bulk operation {op_id}: {exc}") from None
             marks = []
             for (item, record, body), result in zip(chunk, results):
                 if result.get("status") == "success":

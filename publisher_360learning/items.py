@@ -21,7 +21,12 @@ the API; the sandbox validates what it receives with the same schemas. Rules for
   (for instance inside a program session), so the session keeps its credit. When such an attempt
   is open, :func:`to_bulk_stat` moves ``firstActivityAt`` back to its start: by the documented
   attempt rule an import whose first activity is later than every attempt's last creates a new
-  attempt instead (START in a session, then the provider's enrolment a minute later).
+  attempt instead (START in a session, then the provider's enrolment a minute later);
+* the attempt rules compare strictly, and at an equal instant neither applies: so an import for
+  an open attempt begins strictly before that attempt's last activity (a millisecond before when
+  it would begin at it: a START pressed once has first = last activity), and an in-progress stat
+  whose activity has no length ends a millisecond after it began, so that the next import of the
+  attempt, beginning at the same first activity, still falls strictly before its end.
 
 Which of two stats of one attempt is newer is decided by :func:`recency`, from the content only.
 """
@@ -29,10 +34,13 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from marshmallow import RAISE, Schema, fields, validate
+
+from . import contract
+from .languages import LISTED_LANGUAGE, language_360
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ISO_Z = validate.Regexp(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$", error="must be YYYY-MM-DDThh:mm:ss.sssZ")
@@ -78,7 +86,6 @@ class BulkStatItemSchema(Schema):
     forceNew = fields.Boolean()
 
 
-LANG = validate.Regexp(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$", error="must be a language code like en, pt_BR")
 CONTENT_TYPES = ["article", "assessment", "audiobook", "book", "certificate", "channel", "course",
                  "curriculum", "interactive", "journey", "labs", "linkedContent", "mooc", "podcast",
                  "program", "roleplay", "specialization", "topvoice", "video"]
@@ -98,7 +105,7 @@ class ExternalCourseSchema(Schema):
 
     externalId = fields.String(required=True, validate=NON_EMPTY)
     name = fields.String(required=True, validate=NON_EMPTY)
-    defaultLang = fields.String(required=True, validate=LANG)
+    defaultLang = fields.String(required=True, validate=LISTED_LANGUAGE)
     launchUrl = fields.String(required=True, validate=NON_EMPTY)
     sources = fields.List(fields.Nested(SourceItemSchema), required=True)
     subjects = fields.List(fields.String(), required=True)
@@ -115,17 +122,20 @@ class ArchiveItemSchema(_Identifier):
     externalId = fields.String(required=True, validate=NON_EMPTY)
 
 
-def to_external_course(course: Mapping[str, Any]) -> dict[str, Any]:
+def to_external_course(course: Mapping[str, Any], *,
+                       default_lang: str = contract.DEFAULT_LANGUAGE) -> dict[str, Any]:
     """The 360Learning external course for ``learning.course.upserted.v1`` data.
 
     Title and description are the provider's: every upsert sends them, which is how 360Learning
     keeps them locked (the upsert replaces the course's fields). Skills are not part of the item:
-    they become tags, merged separately (see :func:`merge_tags`).
+    they become tags, merged separately (see :func:`merge_tags`). The language is 360Learning's
+    spelling of the provider's (:func:`.languages.language_360`), or ``default_lang`` when
+    360Learning offers none for it.
     """
     item: dict[str, Any] = {
         "externalId": course["external_id"],
         "name": course["title"],
-        "defaultLang": course["language"],
+        "defaultLang": language_360(course.get("language")) or default_lang,
         "launchUrl": course["launch_url"],
         "sources": [{"name": s["name"], **({"logoUrl": s["logo_url"]} if s.get("logo_url") else {})}
                     for s in course.get("sources") or []],
@@ -176,8 +186,22 @@ def iso_z(value: str) -> str:
         u = parsed.astimezone(timezone.utc)
     except OverflowError:
         raise ValueError(f"{value!r} is out of range") from None
+    return _written(u)
+
+
+def _written(u: datetime) -> str:
     return (f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}."
             f"{u.microsecond // 1000:03d}Z")
+
+
+def _step(value: str, steps: int) -> str:
+    """A date as 360Learning writes them, ``steps`` of its precision (a millisecond) later."""
+    try:
+        moved = datetime.fromisoformat(value.replace("Z", "+00:00")) + timedelta(
+            milliseconds=steps * contract.INSTANT_STEP_MS)
+    except OverflowError:       # the edge of year 1 or 9999: left as it is
+        return value
+    return _written(moved)
 
 
 def _date(stat: Mapping[str, Any], name: str) -> str | None:
@@ -244,11 +268,17 @@ def to_bulk_stat(stat: Mapping[str, Any], *, open_attempt: Mapping[str, Any] | N
         raise NotConvertible("completion_without_date", "a completed stat without completion or activity date: "
                                                         "360Learning would take the sync time as completion date")
     first = first_seen or last_seen or completed_at or _date(stat, "as_of")
-    last = (completed_at if completed else None) or last_seen or first
+    last = max((completed_at if completed else None) or last_seen or first, first)
+    if not completed and last == first:
+        # 360Learning's rules are strict: the next import of this attempt, beginning at ``first``
+        # again, updates it only if ``first`` is *earlier* than the attempt's last activity
+        last = _step(first, 1)
     if open_attempt is not None:
-        started = _attempt_start(open_attempt)
+        started, end = _attempt_start(open_attempt), _attempt_end(open_attempt)
         if started and started < first:
             first = started     # update the attempt the learner started (in a path session) instead of a new one
+        if end and first >= end:
+            first = _step(end, -1)    # strictly earlier than its last activity, or neither rule applies
     seconds = stat.get("time_spent_seconds") or 0
     item: dict[str, Any] = {
         "courseIdentifier": {"type": "externalId", "value": stat["course_external_id"]},
@@ -256,7 +286,7 @@ def to_bulk_stat(stat: Mapping[str, Any], *, open_attempt: Mapping[str, Any] | N
         "progress": progress_of(stat),
         "timeSpent": max(1, int(seconds) * 1000),
         "firstActivityAt": first,
-        "lastActivityAt": max(last, first),
+        "lastActivityAt": last,
         "forceNew": False,
     }
     if stat.get("score_percent") is not None:
@@ -267,7 +297,15 @@ def to_bulk_stat(stat: Mapping[str, Any], *, open_attempt: Mapping[str, Any] | N
 
 
 def _attempt_start(attempt: Mapping[str, Any]) -> str | None:
-    for name in ("firstActivityAt", "lastActivityAt"):
+    return _attempt_date(attempt, ("firstActivityAt", "lastActivityAt"))
+
+
+def _attempt_end(attempt: Mapping[str, Any]) -> str | None:
+    return _attempt_date(attempt, ("completedAt", "lastActivityAt"))
+
+
+def _attempt_date(attempt: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+    for name in names:
         value = attempt.get(name)
         if isinstance(value, str) and value:
             try:

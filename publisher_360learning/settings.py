@@ -11,6 +11,7 @@
     default_completion = true                # an attempt started in 360Learning counts as completed
     default_progress = 0
     no_group_propagation = false
+    default_language = "en"                  # a course whose language 360Learning does not offer
 
 The synchronized group is the one each event names (``group_id``). Connections sharing a
 ``client_id``, host *and secret* share one client: the company's token, rate limits and bulk
@@ -39,6 +40,7 @@ from hostspec.reloading import ReloadingFile
 from hostspec.secrets import Secret
 
 from . import contract
+from .languages import LISTED_LANGUAGE
 
 log = logging.getLogger(__name__)
 TARGET_HOSTS = frozenset(url.split("://", 1)[1] for url in contract.REGIONS.values())
@@ -60,6 +62,7 @@ class TargetSchema(Schema):
     default_completion = fields.Boolean(load_default=True)
     default_progress = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0, max=100))
     no_group_propagation = fields.Boolean(load_default=False)
+    default_language = fields.String(load_default=contract.DEFAULT_LANGUAGE, validate=LISTED_LANGUAGE)
     retry_initial_s = fields.Float(load_default=1.0, validate=validate.Range(min=0.001, max=60))
     poll_interval_s = fields.Float(load_default=0.5, validate=validate.Range(min=0.01, max=60))
 
@@ -80,6 +83,7 @@ class Target:
     default_completion: bool
     default_progress: int
     no_group_propagation: bool
+    default_language: str
     retry_initial_s: float
     poll_interval_s: float
 

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from hostspec.cliutil import plain, port
 
-from .server import Learning360Sandbox
+from .server import LINK_STYLES, Learning360Sandbox
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,11 +23,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-rate-limits", action="store_true", help="do not enforce 50 reads/s, 10 writes/s")
     parser.add_argument("--reserved-name", action="append", default=[], metavar="LABEL",
                         help="an externalPlatform label to refuse as reserved (repeatable)")
+    parser.add_argument("--link-style", choices=LINK_STYLES, default="absolute",
+                        help="how next-page Link URLs are written (default absolute; relative forms: path, "
+                             "rootless, relative); POST /_sandbox/links changes it while running")
+    parser.add_argument("--results-in-order", action="store_true",
+                        help="bulk results in input order (default: shuffled, as 360Learning promises no order)")
     args = parser.parse_args(argv)
     try:
         sandbox = Learning360Sandbox(users=args.user, host=args.host, port=args.port, token_ttl_s=args.token_ttl,
                                      page_size=args.page_size, enforce_rate_limits=not args.no_rate_limits,
-                                     reserved_names=args.reserved_name)
+                                     reserved_names=args.reserved_name, link_style=args.link_style,
+                                     **({"results_seed": None} if args.results_in_order else {}))
     except (ValueError, OSError) as exc:
         print(f"learning360-sandbox: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,10 @@ It serves what the publisher uses (token, groups, users, integrations, bulk cour
 and statistics with the asynchronous operation life cycle, courses, tags, course statistics)
 with the API's pagination (``Link: <…?next=…>; rel="next"``), error envelopes, scopes and rate
 limits, and a control plane under ``/_sandbox`` (faults, users, attempts started in
-360Learning, admin tags, snapshots, request log).
+360Learning, admin tags, ``links`` to switch the next links between absolute and relative forms,
+snapshots, request log). An operation's results come in shuffled order
+(``results_seed``; None keeps input order), each with the ``input`` it answers: 360Learning
+documents no order.
 
 ``with Learning360Sandbox(users=["ada@acme.test"]) as sb: sb.url`` — or ``learning360-sandbox``.
 """
@@ -28,7 +31,7 @@ import threading
 import time
 from collections import deque
 from typing import Any, Callable, Iterable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from hostspec.sandboxes import (
     FaultBook,
@@ -65,13 +68,15 @@ class Learning360Sandbox(SandboxServer):
                  token_ttl_s: float = contract.TOKEN_DEFAULT_TTL_S, expires_in_as_string: bool = False,
                  page_size: int | None = None, enforce_rate_limits: bool = True,
                  reserved_names: Iterable[str] = (), stage_s: float = 0.05, cursor_ttl_s: float = 600,
-                 fault_seed: int = 42):
+                 fault_seed: int = 42, results_seed: int | None = 360, link_style: str = "absolute"):
         self._bind(host, port, _make_handler(self))
         self._seed_users, self._reserved, self._stage_s = list(users), list(reserved_names), stage_s
+        self._results_seed = results_seed        # bulk results shuffled (None: in input order)
         self.credentials = {cid: (secret, frozenset(scopes)) for cid, (secret, scopes) in
                             (credentials or {CLIENT_ID: (CLIENT_SECRET, ALL_SCOPES)}).items()}
         self.token_ttl_s, self.expires_in_as_string = token_ttl_s, expires_in_as_string
         self.page_size, self.enforce_rate_limits, self.cursor_ttl_s = page_size, enforce_rate_limits, cursor_ttl_s
+        self.link_style = _link_style(link_style)
         self.faults = FaultBook(FAULT_ACTIONS, fault_seed)
         self.lock = threading.RLock()
         self.reset()
@@ -80,7 +85,8 @@ class Learning360Sandbox(SandboxServer):
 
     def reset(self) -> None:
         with self.lock:
-            self.company = Company(users=self._seed_users, reserved_names=self._reserved, stage_s=self._stage_s)
+            self.company = Company(users=self._seed_users, reserved_names=self._reserved, stage_s=self._stage_s,
+                                   results_seed=self._results_seed)
             self.tokens: dict[str, dict[str, Any]] = {}
             self.requests: deque[dict[str, Any]] = deque(maxlen=100_000)
             self._window: dict[str, deque[float]] = {"read": deque(), "write": deque()}
@@ -185,8 +191,17 @@ class Learning360Sandbox(SandboxServer):
         if offset + size < len(items):
             token = base64.urlsafe_b64encode(json.dumps(
                 {"r": route, "o": offset + size, "f": filters, "t": time.time()}).encode()).decode().rstrip("=")
-            headers["Link"] = f'<{self.url}{path}?next={token}>; rel="next"'
+            headers["Link"] = f'<{self.next_link(path, token)}>; rel="next"'
         return chunk, headers
+
+    def next_link(self, path: str, token: str) -> str:
+        """The next page's URL as ``link_style`` writes it: ``absolute`` (``http://host/api/v2/x?next=…``),
+        ``path`` (``/api/v2/x?next=…``), ``rootless`` (``api/v2/x?next=…``) or ``relative`` to the
+        page (``x?next=…``, like the OpenAPI's example ``<my/resource/url>``). [sandbox] which form
+        360Learning sends is not documented: the guide's URL may be absolute or not."""
+        query = f"?next={token}"
+        return {"absolute": self.url + path, "path": path, "rootless": path.lstrip("/"),
+                "relative": path.rsplit("/", 1)[-1]}[self.link_style] + query
 
     # -- control plane ------------------------------------------------------------------------------
     def control(self, method: str, path: str, body: Any) -> tuple[int, Any]:
@@ -216,6 +231,12 @@ class Learning360Sandbox(SandboxServer):
             for info in self.tokens.values():
                 info["expires_at"] = 0
             return 200, {"revoked": len(self.tokens)}
+        if parts == ["links"] and method == "POST":
+            try:
+                self.link_style = _link_style((body or {}).get("style"))
+            except ValueError as exc:
+                return 400, {"error": str(exc)}
+            return 200, {"style": self.link_style}
         if parts == ["snapshot"]:
             return 200, c.snapshot()
         if parts == ["users"] and method == "POST":
@@ -233,6 +254,15 @@ class Learning360Sandbox(SandboxServer):
         if len(parts) == 3 and parts[0] == "courses" and parts[2] == "tags" and method == "POST":
             return 201, c.admin_tag(parts[1], str((body or {}).get("name")))
         return 404, {"error": f"no control endpoint {method} {path}"}
+
+
+LINK_STYLES = ("absolute", "path", "rootless", "relative")
+
+
+def _link_style(style: Any) -> str:
+    if style not in LINK_STYLES:
+        raise ValueError(f"link style must be one of {', '.join(LINK_STYLES)}")
+    return str(style)
 
 
 def parse_filters(query: dict[str, list[str]]) -> list[tuple[str, str, Any]]:
@@ -362,11 +392,14 @@ class Api:
         return 204, None, {}
 
     def external_course(self, path, q, body, iid, external_id):
+        """404 integrationNotFound for an integration that is gone; 400 courseNotBelongToIntegration
+        for a course it does not hold (the only 404 is the integration's)."""
         company = self.c()
         company.integration(iid)
+        external_id = unquote(external_id)        # a path parameter: ``a%2F1`` is the course ``a/1``
         cid = company.by_external.get((iid, external_id))
         if cid is None:
-            raise Problem(400, "courseNotBelongToIntegration", f"No course {external_id} in integration {iid}")
+            raise Problem(400, contract.COURSE_NOT_IN_INTEGRATION, f"No course {external_id} in integration {iid}")
         return 200, {**company.external_fields[cid], "courseId": cid,
                      "authorId": company.courses[cid]["authorId"], "translations": []}, {}
 

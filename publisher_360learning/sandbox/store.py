@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -96,8 +97,11 @@ class Company:
     """One 360Learning company as the sandbox holds it."""
 
     def __init__(self, *, users: Iterable[str] = (), reserved_names: Iterable[str] = (),
-                 stage_s: float = 0.05, clock: Callable[[], float] = time.time):
+                 stage_s: float = 0.05, clock: Callable[[], float] = time.time, results_seed: int | None = None):
         self.clock = clock
+        # [sandbox] 360Learning documents no order for an operation's results, only that each
+        # echoes its ``input``: they come shuffled (seeded, so runs repeat); None keeps input order
+        self._results_order = random.Random(results_seed) if results_seed is not None else None
         self.stage_s = stage_s              # [sandbox] time spent in pending, queued and running
         self.reserved_names = {n.casefold() for n in reserved_names}
         self._ids = {kind: itertools.count(1) for kind in "bcdefgu"}
@@ -171,7 +175,7 @@ class Company:
 
     def integration(self, integration_id: str) -> dict[str, Any]:
         if integration_id not in self.integrations:
-            raise Problem(404, "integrationNotFound", f"No integration {integration_id}")
+            raise Problem(404, contract.INTEGRATION_NOT_FOUND, f"No integration {integration_id}")
         return self.integrations[integration_id]
 
     # -- bulk operations ---------------------------------------------------------------------------
@@ -219,7 +223,7 @@ class Company:
         for i, item in enumerate(op.items):
             try:
                 if integration is None:
-                    raise Problem(404, "integrationNotFound", "the integration was deleted")
+                    raise Problem(404, contract.INTEGRATION_NOT_FOUND, "the integration was deleted")
                 if _item_key(item) in op.fail_items:
                     raise Problem(400, "itemRefused", f"{_item_key(item)} refused (sandbox fault item_error)")
                 resource = apply(integration, item, now)
@@ -228,6 +232,8 @@ class Company:
                 message = problem.body["error"]["message"] if isinstance(problem.body["error"], dict) else str(problem)
                 op.results.append({"input": item, "status": "error", "errorMessage": message})
             op.index = i
+        if self._results_order is not None:
+            self._results_order.shuffle(op.results)
         op.status, op.ended_at, op.updated_at = "completed", now, now
 
     @staticmethod
@@ -319,11 +325,13 @@ class Company:
         self.attempts_of.setdefault((attempt["courseId"], attempt["userId"]), []).append(attempt["_id"])
 
     def record_attempt(self, course_id: str, user_id: str, item: dict[str, Any]) -> str:
-        """The import rule: a new attempt when ``forceNew``, when none exists, or when the activity
-        began after every attempt ended; otherwise update the open attempt it overlaps.
-        [sandbox] an import overlapping only completed attempts changes nothing."""
+        """The import rules, strict as documented: a new attempt when ``forceNew``, when none
+        exists, or when the activity began *later* than every attempt ended; an update of the open
+        attempt whose end it began *earlier* than.
+        [sandbox] when neither applies — an import overlapping only completed attempts, or one
+        beginning at the very instant an attempt ended — nothing changes."""
         attempts = [self.attempts[a] for a in self.attempts_of.get((course_id, user_id), [])]
-        first = item["firstActivityAt"]
+        first = item["firstActivityAt"]         # YYYY-MM-DDThh:mm:ss.sssZ: compared as text, in time order
         ends = [a["completedAt"] or a["lastActivityAt"] for a in attempts]
         if item.get("forceNew") or not attempts or all(first > end for end in ends):
             attempt = {"_id": self.new_id("e"), "courseId": course_id, "userId": user_id, "lang": "en",
@@ -331,7 +339,7 @@ class Company:
             self._apply_stat(attempt, item)
             self._keep_attempt(attempt)
             return attempt["_id"]
-        open_ = [a for a, end in zip(attempts, ends) if a["completedAt"] is None and first <= end]
+        open_ = [a for a, end in zip(attempts, ends) if a["completedAt"] is None and first < end]
         if not open_:
             return next(a for a, end in zip(reversed(attempts), reversed(ends)) if first <= end)["_id"]
         attempt = open_[-1]

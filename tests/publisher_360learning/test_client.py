@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from hostspec.secrets import Secret
 from publisher_360learning.client import Learning360Client
 from publisher_360learning.errors import PermanentError, TargetConfigError, TransientError
 from publisher_360learning.ratelimit import TokenBucket
 from publisher_360learning.sandbox import AUTHOR_ID, SYNC_GROUP
+from publisher_360learning.sandbox.server import LINK_STYLES
 
-from .conftest import LEARNERS, course, fault, make_client
+from .conftest import LEARNERS, Api, course, fault, make_client
 
 
 def new_integration(client):
@@ -22,6 +24,24 @@ def test_lists_follow_every_page(lms, client):
     assert sorted(mails) == sorted(["author@acme.test", *LEARNERS])
     assert client.user_by_mail("BOB@acme.test")["mail"] == "bob@acme.test"
     assert client.user_by_mail("nobody@acme.test") is None
+
+
+@pytest.mark.parametrize("style", LINK_STYLES)
+def test_relative_next_links_are_resolved_against_the_page(lms, client, style):
+    """360Learning's OpenAPI shows ``<my/resource/url>; rel="next"``: a next link may be a path,
+    a path without its root, or relative to the page; each names the next page of the same list."""
+    assert requests.post(lms.url + "/_sandbox/links", json={"style": style}, timeout=5).json() == {"style": style}
+    iid = new_integration(client)
+    client.run_bulk("PUT", f"/api/v2/bulk/integrations/{iid}/courses", [course(f"c{i}") for i in range(5)])
+    assert sorted(u["mail"] for u in client.iter_list("/api/v2/users")) == sorted(["author@acme.test", *LEARNERS])
+    course_ids = list(client.iter_list(f"/api/v2/groups/{SYNC_GROUP}/catalog/course-ids"))
+    assert sorted(course_ids) == sorted(lms.company.catalog[SYNC_GROUP])
+    assert lms.page_size == 2 and len(course_ids) == 5                    # three pages each
+
+
+def test_the_sandbox_refuses_an_unknown_link_style(lms):
+    resp = requests.post(lms.url + "/_sandbox/links", json={"style": "sideways"}, timeout=5)
+    assert resp.status_code == 400 and "absolute" in resp.json()["error"]
 
 
 def test_retries_429_and_5xx_then_succeeds(lms, client):
@@ -92,22 +112,20 @@ def test_a_disabled_bulk_api_is_raised_at_once_for_the_caller_to_back_off(lms, c
     assert results[0]["status"] == "success"
 
 
-def test_a_next_link_to_another_host_is_not_followed_with_the_token(lms, client, monkeypatch):
-    import requests as rq
-
-    from publisher_360learning.errors import PermanentError
-
-    real = rq.Session.request
+@pytest.mark.parametrize("link", ["https://evil.example/api/v2/tags?page=2", "//evil.example/api/v2/tags?next=2"],
+                         ids=["absolute", "network-path"])
+def test_a_next_link_to_another_host_is_not_followed_with_the_token(lms, client, monkeypatch, link):
+    real = requests.Session.request
     calls = []
 
     def request(self, method, url, **kw):
         calls.append(url)
         resp = real(self, method, url, **kw)
         if "/api/v2/tags" in url:
-            resp.headers["Link"] = '<https://evil.example/api/v2/tags?page=2>; rel="next"'
+            resp.headers["Link"] = f'<{link}>; rel="next"'
         return resp
 
-    monkeypatch.setattr(rq.Session, "request", request)
+    monkeypatch.setattr(requests.Session, "request", request)
     with pytest.raises(PermanentError, match="another host"):
         client.tags()
     assert not any("evil.example" in u for u in calls)
@@ -145,3 +163,23 @@ def test_many_learners_are_resolved_in_few_calls(lms, client):
     assert {m: u["mail"] for m, u in found.items()} == {"ADA@acme.test": "ada@acme.test",
                                                         "bob@acme.test": "bob@acme.test", "cy@acme.test": "cy@acme.test"}
     assert client.calls["GET 200"] == 2      # one call per chunk of two e-mails
+
+
+def test_an_unknown_course_is_absent_but_a_deleted_integration_is_not(lms, client):
+    """``GET /integrations/{id}/courses/{externalId}``: 400 courseNotBelongToIntegration for a course
+    the integration does not hold, 404 integrationNotFound for an integration that is gone."""
+    iid = new_integration(client)
+    client.run_bulk("PUT", f"/api/v2/bulk/integrations/{iid}/courses", [course("a/1")])
+    assert client.external_course(iid, "a/1")["courseId"] in lms.company.courses
+    assert client.external_course(iid, "never-sent") is None
+    client.request("DELETE", f"/api/v2/integrations/{iid}")
+    for external_id in ("a/1", "never-sent"):
+        with pytest.raises(TargetConfigError) as info:
+            client.external_course(iid, external_id)
+        assert (info.value.status, info.value.code) == (404, "integrationNotFound")
+    api = Api(lms)          # the answers themselves, as documented
+    assert api("GET", f"/api/v2/integrations/{iid}/courses/a%2F1").json()["error"]["code"] == "integrationNotFound"
+    api("POST", "/api/v2/integrations", json={"externalPlatform": "Other", "groupId": SYNC_GROUP, "authorId": AUTHOR_ID})
+    (other,) = lms.company.integrations
+    unknown = api("GET", f"/api/v2/integrations/{other}/courses/a%2F1")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (400, "courseNotBelongToIntegration")

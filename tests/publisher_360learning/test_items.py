@@ -30,15 +30,34 @@ def test_every_sandbox_stat_converts_to_a_valid_item():
 def test_units_and_fallbacks():
     item = to_bulk_stat(stat_data(time_spent_seconds=0, progress_percent=33.6, first_activity_at=None))
     assert item["timeSpent"] == 1 and item["progress"] == 34
-    assert item["firstActivityAt"] == item["lastActivityAt"] == "2026-01-02T00:00:00.000Z"
+    # an activity without length ends a millisecond later: the attempt rules compare strictly
+    assert (item["firstActivityAt"], item["lastActivityAt"]) == ("2026-01-02T00:00:00.000Z", "2026-01-02T00:00:00.001Z")
     assert to_bulk_stat(stat_data(time_spent_seconds=90))["timeSpent"] == 90_000
     none = to_bulk_stat(stat_data(first_activity_at=None, last_activity_at=None, progress_percent=None,
                                   completion_status="not_started", time_spent_seconds=None))
-    assert none["firstActivityAt"] == none["lastActivityAt"] == "2026-01-03T00:00:00.000Z" and none["progress"] == 0
+    assert (none["firstActivityAt"], none["lastActivityAt"]) == ("2026-01-03T00:00:00.000Z", "2026-01-03T00:00:00.001Z")
+    assert none["progress"] == 0
     passed = to_bulk_stat(stat_data(completion_status="completed", progress_percent=100.0, result="passed",
                                      score_percent=92.5, completed_at="2026-01-02T00:00:00.000Z"))
     assert passed["result"] == "success" and passed["score"] == 92.5 and passed["forceNew"] is False
     assert ITEM.validate(passed) == {}
+
+
+def test_an_import_for_an_open_attempt_begins_strictly_before_its_last_activity():
+    """360Learning updates an open attempt only when the import's first activity is *earlier* than
+    the attempt's last: a START pressed once (first = last activity) must not be met at its instant."""
+    start = {"_id": "a1", "firstActivityAt": "2026-05-01T09:00:00.000Z", "lastActivityAt": "2026-05-01T09:00:00.000Z",
+             "completedAt": None, "progress": 1}
+    later = stat_data(first_activity_at="2026-05-01T09:01:00+00:00", last_activity_at="2026-05-01T10:00:00+00:00")
+    item = to_bulk_stat(later, open_attempt=start)
+    assert (item["firstActivityAt"], item["lastActivityAt"]) == ("2026-05-01T08:59:59.999Z", "2026-05-01T10:00:00.000Z")
+    at_its_end = stat_data(first_activity_at="2026-05-01T09:30:00+00:00")
+    ongoing = {**start, "lastActivityAt": "2026-05-01T09:30:00.000Z"}          # started 9:00, active until 9:30
+    assert to_bulk_stat(at_its_end, open_attempt=ongoing)["firstActivityAt"] == "2026-05-01T09:00:00.000Z"
+    no_start = {"_id": "a2", "lastActivityAt": "2026-05-01T09:30:00.000Z"}      # only its last activity is known
+    assert to_bulk_stat(at_its_end, open_attempt=no_start)["firstActivityAt"] == "2026-05-01T09:29:59.999Z"
+    earlier = stat_data(first_activity_at="2026-04-01T00:00:00+00:00")
+    assert to_bulk_stat(earlier, open_attempt=start)["firstActivityAt"] == "2026-04-01T00:00:00.000Z"
 
 
 def test_learner_without_email_is_not_convertible():

@@ -25,11 +25,16 @@ def submit(api, method, iid, items, kind="courses"):
 
 
 def run(api, method, iid, items, kind="courses"):
+    """Submit, wait, read the results: returned in the order of ``items``, paired by the
+    ``input`` each result echoes (the sandbox, like 360Learning, promises no order)."""
     resp = submit(api, method, iid, items, kind)
     assert resp.status_code == 202, resp.text
     assert resp.content == b"" and resp.headers["Location"].startswith(api.sb.url + "/api/v2/bulk/operations/")
     op, seen = api.wait(resp.headers["Location"])
-    return op, seen, api("GET", resp.headers["Location"] + "/results").json()
+    results = api("GET", resp.headers["Location"] + "/results").json()
+    by_input = {json.dumps(r["input"], sort_keys=True): r for r in results}
+    assert len(by_input) == len(results) == len(items)
+    return op, seen, [by_input[json.dumps(item, sort_keys=True)] for item in items]
 
 
 @pytest.mark.parametrize("body, status, code", [
@@ -204,6 +209,29 @@ def test_the_attempt_rule_in_both_orders(lms, api):
     course_b = next(cid for (_i, ext), cid in c.by_external.items() if ext == "b")
     assert c.attempts_of[(course_b, user)] == [started["_id"]] and started["pathSessionId"] == session
     assert started["progress"] == 30
+
+
+def test_the_attempt_rules_compare_strictly(lms, api):
+    """An import updates an open attempt only when it began *earlier* than that attempt's last
+    activity, and creates one only when it began *later* than every attempt's end: at the very
+    instant, neither (the sandbox then changes nothing)."""
+    iid = integration(api, defaultCompletion=False, defaultProgress=1)
+    run(api, "PUT", iid, [course("a")])
+    at = "2026-05-01T09:00:00.000Z"
+    started = requests.post(lms.url + "/_sandbox/attempts", timeout=5, json={
+        "externalId": "a", "mail": "ada@acme.test", "at": 1777626000.0}).json()
+    assert started["firstActivityAt"] == started["lastActivityAt"] == at
+    run(api, "POST", iid, [stat("a", progress=30, firstActivityAt=at, lastActivityAt="2026-05-01T10:00:00.000Z")],
+        "stats")
+    (only,) = lms.company.attempts.values()
+    assert (only["progress"], only["lastActivityAt"]) == (1, at)            # neither rule: nothing changed
+    run(api, "POST", iid, [stat("a", progress=30, firstActivityAt="2026-05-01T08:59:59.999Z",
+                                lastActivityAt="2026-05-01T10:00:00.000Z")], "stats")
+    (only,) = lms.company.attempts.values()
+    assert (only["_id"], only["progress"], only["lastActivityAt"]) == (started["_id"], 30, "2026-05-01T10:00:00.000Z")
+    run(api, "POST", iid, [stat("a", progress=50, firstActivityAt="2026-05-01T10:00:00.001Z",
+                                lastActivityAt="2026-05-01T11:00:00.000Z")], "stats")
+    assert sorted(a["progress"] for a in lms.company.attempts.values()) == [30, 50]   # later than its end: new
 
 
 def test_course_tags_replace_and_admin_tags(lms, api):

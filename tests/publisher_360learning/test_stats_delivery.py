@@ -278,3 +278,56 @@ def test_a_parked_stat_is_counted_once_when_parked_and_once_when_it_leaves():
         assert released.counts["stat_delivered"] == 1 and released.counts["stat_unparked_released"] == 1
         assert deliverer.ledger.parked_by_connection() == {}
         deliverer.close()
+
+
+def test_an_integration_deleted_between_checks_is_rebuilt_not_read_as_course_absent():
+    """A new owner's ledger holds the integration (it is journaled) but no course ids: it asks
+    360Learning for each course. When the integration was deleted since it was last checked, that
+    answer is integrationNotFound, not "course absent": the integration is created again, instead
+    of the archive being marked delivered and the stat parked against a dead integration."""
+    with Learning360Sandbox(users=[MAIL], stage_s=0.005, enforce_rate_limits=False) as lms:
+        target = target_from_settings(CONNECTION, {**lms.settings, "external_platform": "Coursera (Acme)"})
+        first = Deliverer({CONNECTION: target}, Ledger(), client_factory=fast_client)
+        courses = [course_event(external_id=f"crs-{i}") for i in (1, 2, 3)]
+        assert first.deliver([Inbound(c) for c in courses]).counts["course_delivered"] == 3
+        first.close()
+        (old,) = lms.company.integrations
+        rebuilt = Ledger()                     # the new owner's ledger, rebuilt from the journal
+        rebuilt.remember_integration(CONNECTION, SYNC_GROUP, "Coursera (Acme)", old, tenant="acme")
+        owner = Deliverer({CONNECTION: target}, rebuilt, client_factory=fast_client, verify_integration_s=600)
+        assert owner.deliver([Inbound(stat(course_external_id="crs-1"))]).counts["stat_delivered"] == 1
+        owner.client(target).request("DELETE", f"/api/v2/integrations/{old}")   # an admin deletes it
+        removal = {k: courses[2].data[k] for k in ("tenant", "connection", "provider", "group_id", "external_id")}
+        removed = ev.make_event(ev.COURSE_REMOVED, {**removal, "reason": "not_in_catalog", "last_seen_at": None},
+                                key="k", source="t", subject=None, time=NOW)
+        out = owner.deliver([Inbound(stat(course_external_id="crs-2")), Inbound(removed)])
+        (new,) = lms.company.integrations
+        assert new != old and rebuilt.integration(CONNECTION, SYNC_GROUP, "Coursera (Acme)") == new
+        assert out.counts["stat_parked_course_unknown"] == 1 and not out.dead
+        # the course comes by again (the replay the log asks for): it and its parked stat land
+        again = owner.deliver([Inbound(courses[1]), parked(stat(course_external_id="crs-2"))])
+        assert again.counts["course_delivered"] == 1 and again.counts["stat_delivered"] == 1
+        owner.close()
+        assert {ext for (iid, ext) in lms.company.by_external if iid == new} == {"crs-2"}
+
+
+ENROLLED = dict(first_activity_at="2026-05-01T09:01:00+00:00", last_activity_at="2026-05-01T09:01:00+00:00",
+                progress_percent=0.0, as_of="2026-05-01T12:00:00+00:00")
+PROGRESSED = dict(ENROLLED, last_activity_at="2026-05-01T10:00:00+00:00", progress_percent=45.0,
+                  as_of="2026-05-02T00:00:00+00:00")
+
+
+@pytest.mark.parametrize("started", [True, False], ids=["start-in-a-session-first", "no-start"])
+def test_equal_instants_never_lose_an_update(world, started):
+    """360Learning's attempt rules compare strictly: an import beginning at the very instant an
+    attempt's activity ended neither updates it nor makes a new one. A START pressed once has
+    first = last activity; an enrolment reported without activity has too. Both are followed by
+    the provider's progress, which must reach the one attempt."""
+    lms, deliverer, _ledger = world
+    session = _start(lms, datetime(2026, 5, 1, 9, 1, tzinfo=timezone.utc)) if started else None
+    deliverer.deliver([Inbound(stat(**ENROLLED))])
+    deliverer.deliver([Inbound(stat(**PROGRESSED))])
+    (attempt,) = attempts(lms)
+    assert (attempt["progress"], attempt["lastActivityAt"]) == (45, "2026-05-01T10:00:00.000Z")
+    if session:
+        assert attempt["_id"] == session["_id"] and attempt["pathSessionId"] == session["pathSessionId"]
