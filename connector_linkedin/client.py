@@ -1,5 +1,7 @@
 """LinkedIn Learning HTTP client: a cached 2-legged OAuth token, retries with backoff (honouring
-``Retry-After``), Rest.li ``start``/``count`` paging. Failures become the host's provider errors.
+``Retry-After``), Rest.li ``start``/``count`` paging, every query written in the one Rest.li
+protocol the client declares (``contract.RESTLI_PROTOCOL``, :mod:`.restli`). Failures become the
+host's provider errors.
 
 Token, retries and error answers are the host's helpers (:class:`hostspec.httputil.ClientCredentials`,
 :func:`~hostspec.httputil.retry_policy`, :func:`~hostspec.httputil.raise_for_answer`)."""
@@ -7,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import requests
@@ -16,7 +17,7 @@ from hostspec import ProviderConfigError, ProviderSystemError, ProviderTransient
 from hostspec.httputil import ClientCredentials, gate_session, raise_for_answer, retry_policy
 from hostspec.paging import offset_pages
 
-from . import contract
+from . import contract, restli
 from .settings import LinkedInSettings
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,9 @@ PROVIDER = "linkedin_learning"
 
 
 class LinkedInClient:
-    def __init__(self, settings: LinkedInSettings, *, sleep=time.sleep, calls: Any = None):
-        self.settings = settings
+    def __init__(self, settings: LinkedInSettings, *, sleep=time.sleep, calls: Any = None,
+                 protocol: str = contract.RESTLI_PROTOCOL):
+        self.settings, self.protocol = settings, protocol
         self._session = gate_session(requests.Session(), calls)
         self._token = ClientCredentials(self._session, settings.token_url, settings.client_id,
                                         settings.client_secret.reveal, provider=PROVIDER,
@@ -54,9 +56,9 @@ class LinkedInClient:
     def _get(self, path: str, params: dict[str, Any], *, renewed: bool = False) -> Any:
         token = self._token.token()
         try:
-            resp = self._session.get(self.settings.api_url.rstrip("/") + path, params=params,
-                                     timeout=self.settings.timeout_s,
-                                     headers={"Authorization": f"Bearer {token}", "X-Restli-Protocol-Version": "2.0.0"})
+            resp = self._session.get(self.settings.api_url.rstrip("/") + path,
+                                     params=restli.query(params, self.protocol), timeout=self.settings.timeout_s,
+                                     headers={"Authorization": f"Bearer {token}", **restli.headers(self.protocol)})
         except requests.RequestException as exc:
             metrics.provider_call(PROVIDER, "GET", "error")
             raise ProviderTransientError(f"GET {path}: {type(exc).__name__}") from None
@@ -91,27 +93,23 @@ class LinkedInClient:
             start = nxt
 
     # -- resources ------------------------------------------------------------------------------
-    def assets(self) -> Iterator[dict[str, Any]]:
+    def asset_params(self) -> dict[str, Any]:
         language, country = self.settings.locale.split("_")
-        params = {"q": contract.ASSETS_FINDER, "assetType": contract.ASSET_TYPE, "sourceLocale.language": language,
-                  "sourceLocale.country": country, "expandDepth": 1, "includeRetired": "false"}
+        return {"q": contract.ASSETS_FINDER, "assetType": contract.ASSET_TYPE,
+                contract.ASSETS_LOCALE: {"language": language, "country": country},
+                "expandDepth": contract.ASSETS_EXPAND_DEPTH, "includeRetired": False}
+
+    def assets(self) -> Iterator[dict[str, Any]]:
+        params = self.asset_params()
         yield from offset_pages(
             lambda start, count: self.get_json(contract.ASSETS_PATH, {**params, contract.PAGE_START: start,
                                                                       contract.PAGE_COUNT: count}),
             page_size=self.settings.page_size, items="elements", total="paging.total")
 
-    def report_pages(self, started_at: datetime, days: int, start: int = 0) -> Iterator[tuple[list[Any], int | None]]:
-        params = {"q": contract.REPORTS_FINDER, "startedAt": int(started_at.timestamp() * 1000),
-                  "timeOffset.unit": "DAY", "timeOffset.duration": days,
-                  "aggregationCriteria.primary": "INDIVIDUAL", "aggregationCriteria.secondary": "CONTENT",
-                  "contentSource": "ALL_SOURCES", "assetType": contract.ASSET_TYPE}
+    def report_pages(self, started_at_ms: int, days: int, start: int = 0) -> Iterator[tuple[list[Any], int | None]]:
+        """The INDIVIDUAL × CONTENT report of the ``days`` from ``started_at_ms``, page by page."""
+        params = {"q": contract.REPORTS_FINDER, "startedAt": started_at_ms,
+                  "timeOffset": {"unit": contract.REPORT_TIME_UNIT, "duration": days},
+                  "aggregationCriteria": dict(contract.REPORT_AGGREGATION),
+                  "contentSource": contract.REPORT_CONTENT_SOURCE, "assetType": contract.REPORT_ASSET_TYPE}
         return self.pages(contract.REPORTS_PATH, params, start)
-
-
-def report_window(since: datetime | None, until: datetime | None, first_sync_days: int,
-                  now: datetime) -> tuple[datetime, int]:
-    """(startedAt, days) of the report query covering ``since``..``until`` (or a first sync)."""
-    end = until or now
-    begin = since or datetime.fromtimestamp(end.timestamp() - first_sync_days * 86400, timezone.utc)
-    days = max(1, min(contract.REPORT_WINDOW_MAX_DAYS, int((end - begin).total_seconds() // 86400) + 1))
-    return begin, days

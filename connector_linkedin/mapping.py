@@ -78,6 +78,32 @@ def course_from_asset(asset: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def number(value: Any) -> float | None:
+    """A finite number of a report (never a boolean), else None."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        else None
+
+
+def activities_by_type(row: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """A report row's TOTAL activities by engagement type."""
+    by_type: dict[str, Mapping[str, Any]] = {}
+    for activity in row.get("activities") or []:
+        if isinstance(activity, Mapping) and activity.get("engagementMetricQualifier", contract.TOTAL) == contract.TOTAL:
+            by_type[str(activity.get("engagementType"))] = activity
+    return by_type
+
+
+def row_identity(row: Mapping[str, Any]) -> str | None:
+    """``learner~course`` of a report row (the learner's uniqueUserId, else e-mail), or None."""
+    learner = row.get("learnerDetails") or {}
+    content = row.get("contentDetails") or {}
+    if isinstance(learner, Mapping) and isinstance(content, Mapping):
+        who = learner.get("uniqueUserId") or learner.get("email")
+        if isinstance(who, str) and isinstance(content.get("contentUrn"), str):
+            return f"{who}~{content['contentUrn']}"
+    return None
+
+
 def stat_from_report(row: Mapping[str, Any], *, now: datetime) -> dict[str, Any]:
     """One INDIVIDUAL × CONTENT report row as learner-stat data, with provenance per field."""
     learner = row.get("learnerDetails") if isinstance(row.get("learnerDetails"), Mapping) else {}
@@ -89,14 +115,10 @@ def stat_from_report(row: Mapping[str, Any], *, now: datetime) -> dict[str, Any]
         raise RecordRejected(f"{uid}~{urn}" if uid and isinstance(urn, str) else None,
                              {"contentDetails.contentUrn": ["missing"]} if not isinstance(urn, str) or not urn
                              else {"learnerDetails": ["neither uniqueUserId nor email"]})
-    by_type: dict[str, Mapping[str, Any]] = {}
-    for activity in row.get("activities") or []:
-        if isinstance(activity, Mapping) and activity.get("engagementMetricQualifier", "TOTAL") == "TOTAL":
-            by_type[str(activity.get("engagementType"))] = activity
+    by_type = activities_by_type(row)
 
     def value(kind: str) -> float | None:
-        v = by_type.get(kind, {}).get("engagementValue")
-        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+        return number(by_type.get(kind, {}).get("engagementValue"))
 
     prov: dict[str, str] = {}
     completions, progress, seconds = value(contract.COMPLETIONS), value(contract.PROGRESS_PERCENTAGE), \

@@ -15,9 +15,11 @@ from hostspec import (
 )
 
 from . import __version__
-from .client import LinkedInClient, report_window
-from .contract import CALLS_PER_SECOND
-from .mapping import course_from_asset, stat_from_report
+from .client import LinkedInClient
+from .contract import ASSETS_PATH, CALLS_PER_SECOND
+from .lifetime import HORIZON, lifetime_row, pair_key, remember, total, window_values
+from .mapping import course_from_asset, row_identity, stat_from_report
+from .report_windows import Window, plan
 from .settings import LinkedInSettings, LinkedInSettingsSchema
 
 NAME = "linkedin_learning"
@@ -42,7 +44,7 @@ def _settings(connection: Connection) -> LinkedInSettings:
 def check_connection(connection: Connection) -> CheckResult:
     try:
         with LinkedInClient(_settings(connection)) as client:
-            first = next(client.pages("/v2/learningAssets", {"q": "localeAndType", "assetType": "COURSE"}), ([], None))
+            first = next(client.pages(ASSETS_PATH, client.asset_params()), ([], None))
     except (ProviderError, LookupError) as exc:
         return CheckResult(False, str(exc))
     return CheckResult(True, f"connected to LinkedIn Learning ({len(first[0])} courses on the first page)")
@@ -70,14 +72,40 @@ def map_course(record: Mapping[str, Any]) -> dict[str, Any]:
 @hookimpl
 def fetch_progress(connection: Connection, context: SyncContext, since: datetime | None,
                    until: datetime | None) -> Iterator[Mapping[str, Any] | PageEnd]:
-    settings = _settings(connection)
-    started_at, days = report_window(since, until, settings.first_sync_days, context.now)
-    start = context.resume if isinstance(context.resume, int) else 0
+    """Report rows with lifetime values (lifetime.py), window after window (report_windows.py);
+    a ``PageEnd`` cursor ``{"at": window start, "start": page start}`` between pages."""
+    settings, memory = _settings(connection), context.state
+    horizon = memory.get(HORIZON)
+    windows, new_horizon = plan(since, until, context.now, settings.first_sync_days, horizon)
+    resume = context.resume if isinstance(context.resume, Mapping) else {}
+    at, first_page = resume.get("at"), resume.get("start", 0)
+    windows = [w for w in windows if not isinstance(at, int) or w.end_ms > at]
     with LinkedInClient(settings, calls=context.calls) as client:
-        for elements, nxt in client.report_pages(started_at, days, start=start):
-            yield from elements
-            if nxt is not None:
-                yield PageEnd(nxt)
+        for n, window in enumerate(windows):
+            if window.kind != "history" and new_horizon != horizon:
+                memory.put(HORIZON, horizon := new_horizon)     # the history is read: day windows follow
+            start = first_page if window.start_ms == at else 0
+            for elements, nxt in client.report_pages(window.start_ms, window.days, start=start):
+                for row in elements:
+                    yield _with_lifetime(row, window, memory)
+                if nxt is not None:
+                    yield PageEnd({"at": window.start_ms, "start": nxt})
+            if n + 1 < len(windows):
+                yield PageEnd({"at": windows[n + 1].start_ms, "start": 0})
+        if new_horizon != horizon:
+            memory.put(HORIZON, new_horizon)
+
+
+def _with_lifetime(row: Any, window: Window, memory: Any) -> Any:
+    """``row`` with lifetime values, its window's remembered (a row without ids goes as it is)."""
+    identity = row_identity(row) if isinstance(row, Mapping) else None
+    if identity is None:
+        return row
+    key = pair_key(identity)
+    remembered = remember(memory.get(key), window, window_values(row))
+    values = total(remembered)
+    memory.put(key, {**remembered, "sent": {k: values[k] for k in ("s", "c", "d")}})
+    return lifetime_row(row, values)
 
 
 @hookimpl
@@ -89,10 +117,4 @@ def map_stat(record: Mapping[str, Any], context: SyncContext) -> dict[str, Any]:
 def record_id(record: Mapping[str, Any], scope: str) -> str | None:
     if scope == "catalog":
         return record.get("urn") if isinstance(record.get("urn"), str) else None
-    learner = record.get("learnerDetails") or {}
-    content = record.get("contentDetails") or {}
-    if isinstance(learner, Mapping) and isinstance(content, Mapping):
-        who = learner.get("uniqueUserId") or learner.get("email")
-        if isinstance(who, str) and isinstance(content.get("contentUrn"), str):
-            return f"{who}~{content['contentUrn']}"
-    return None
+    return row_identity(record)

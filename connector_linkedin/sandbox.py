@@ -1,6 +1,16 @@
 """A LinkedIn Learning stand-in over real HTTP on loopback: token, learning assets, activity
 reports, with deterministic data and switchable faults (``POST /_sandbox/faults``:
-``status_429`` with optional ``retry_after``, ``status_5xx`` with ``status``, ``expire_token``)."""
+``status_429`` with optional ``retry_after``, ``status_5xx`` with ``status``, ``expire_token``).
+
+As LinkedIn does (contract.py PROTOCOL, REPORTS):
+
+* each request is read in the Rest.li protocol it declares (no ``X-Restli-Protocol-Version``
+  header: 1.0, ``2.0.0``: 2.0) and a query in the other protocol's syntax is refused with a 400
+  (:mod:`.sandbox_restli`);
+* a report summarizes its window: a learner's sessions in a course are spread over days, and a
+  report from ``startedAt`` over ``timeOffset`` days counts the seconds, completions, progress and
+  engagement moments of the sessions inside that range only. ``clock_ms`` (settable) hides the
+  sessions that have not happened yet."""
 from __future__ import annotations
 
 import hashlib
@@ -16,12 +26,16 @@ from urllib.parse import parse_qs, urlsplit
 from hostspec.sandboxes import FaultBook, SandboxRequestHandler, SandboxServer, retry_after_header
 
 from . import contract
+from .sandbox_restli import QueryRefused, parse, protocol_of
 
 NOW_MS = int(datetime(2026, 11, 1, tzinfo=timezone.utc).timestamp() * 1000)
 DAY_MS = 86_400_000
 TOPICS = ["Leadership", "Project Management", "Python", "Data Analysis", "Communication", "Cloud Computing"]
 FIRST = ["Ava", "Ben", "Chloe", "Dev", "Emma", "Finn", "Gia", "Hugo"]
 ACTIONS = frozenset({"status_429", "status_5xx", "expire_token"})
+# the record parameters of each finder (every other parameter is a plain value)
+FINDERS = {contract.ASSETS_PATH: frozenset({contract.ASSETS_LOCALE}),
+           contract.REPORTS_PATH: frozenset({"timeOffset", "aggregationCriteria"})}
 
 
 def _h(*parts: Any) -> int:
@@ -34,6 +48,9 @@ class LinkedInSpec:
     learners: int = 15
     activities: int = 60          # learner × course report rows
     seed: int = 7
+    history_days: int = 200       # a learner's first session falls 10 .. 10 + history_days days before NOW_MS
+    spread_days: int = 5          # and the last one up to spread_days after the first
+    sessions: int = 4             # at most this many sessions per learner and course
 
     def __post_init__(self) -> None:
         if self.activities > self.courses * self.learners:
@@ -53,6 +70,7 @@ class LinkedInSandbox(SandboxServer):
         self.tokens: dict[str, float] = {}
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.clock_ms: int | None = None     # the sandbox's now: sessions after it are not reported yet
 
     # -- data --------------------------------------------------------------------------------------
     def asset(self, n: int) -> dict[str, Any]:
@@ -85,39 +103,52 @@ class LinkedInSandbox(SandboxServer):
         mail = f"{name.lower()}.{n}@acme.test"
         return {"email": mail, "uniqueUserId": f"li-{n:05d}", "name": {"value": f"{name} Learner"}}
 
-    def row(self, i: int) -> dict[str, Any]:
+    def sessions(self, i: int) -> list[dict[str, Any]]:
+        """Activity row ``i``'s sessions, oldest first: when, seconds viewed, progress after it,
+        whether it completed the course (the last session of a completed course does)."""
         s = self.spec
-        learner_n, course_n = i % s.learners, (i // s.learners + i % s.learners * 3) % s.courses
         h = _h(s.seed, "row", i)
-        first = NOW_MS - (10 + h % 200) * DAY_MS
-        last = first + (h >> 8) % (5 * DAY_MS)
-        progress = (h >> 16) % 101
+        first = NOW_MS - (10 + h % s.history_days) * DAY_MS
+        span = (h >> 8) % (s.spread_days * DAY_MS + 1)
+        middle = [first + _h(s.seed, "session", i, j) % (span + 1) for j in range(max(0, (h >> 40) % s.sessions - 1))]
+        times = sorted({first, first + span, *middle})
+        completed = (h >> 16) % 101 == 100 or h % 4 == 0
+        final = 100 if completed else (h >> 16) % 101
+        return [{"at": at, "seconds": 30 + _h(s.seed, "seconds", i, j) % 3000,
+                 "progress": final * (j + 1) // len(times), "completes": completed and j == len(times) - 1}
+                for j, at in enumerate(times)]
+
+    def row(self, i: int, start_ms: int = 0, end_ms: int = 2**62) -> dict[str, Any] | None:
+        """Row ``i`` of a report over ``start_ms`` .. ``end_ms``: its sessions in that range only
+        (``None`` when it has none); by default, over all time."""
+        s = self.spec
+        inside = [x for x in self.sessions(i) if start_ms <= x["at"] < end_ms
+                  and (self.clock_ms is None or x["at"] < self.clock_ms)]
+        if not inside:
+            return None
+        learner_n, course_n = i % s.learners, (i // s.learners + i % s.learners * 3) % s.courses
+        first, last = inside[0]["at"], inside[-1]["at"]
         activities = [
-            {"engagementType": contract.SECONDS_VIEWED, "engagementValue": 60 + (h >> 24) % 9000,
+            {"engagementType": contract.SECONDS_VIEWED, "engagementValue": sum(x["seconds"] for x in inside),
              "engagementMetricQualifier": "TOTAL", "firstEngagedAt": first, "lastEngagedAt": last,
              "assetType": "COURSE"},
-            {"engagementType": contract.PROGRESS_PERCENTAGE, "engagementValue": progress,
+            {"engagementType": contract.PROGRESS_PERCENTAGE, "engagementValue": inside[-1]["progress"],
              "engagementMetricQualifier": "TOTAL", "firstEngagedAt": first, "lastEngagedAt": last,
              "assetType": "COURSE"}]
-        if progress == 100 or h % 4 == 0:
-            activities[1]["engagementValue"] = 100
-            activities.append({"engagementType": contract.COMPLETIONS, "engagementValue": 1,
-                               "engagementMetricQualifier": "TOTAL", "firstEngagedAt": last, "lastEngagedAt": last,
-                               "assetType": "COURSE"})
+        done = [x["at"] for x in inside if x["completes"]]
+        if done:
+            activities.append({"engagementType": contract.COMPLETIONS, "engagementValue": len(done),
+                               "engagementMetricQualifier": "TOTAL", "firstEngagedAt": done[0],
+                               "lastEngagedAt": done[-1], "assetType": "COURSE"})
         asset = self.asset(course_n)
         return {"learnerDetails": self.learner(learner_n),
                 "contentDetails": {"contentUrn": asset["urn"], "name": asset["title"]["value"],
                                    "contentProviderName": "LinkedIn", "locale": {"language": "en", "country": "US"}},
-                "activities": activities, "latestDataAt": NOW_MS}
+                "activities": activities, "latestDataAt": min(end_ms, self.clock_ms or NOW_MS, NOW_MS)}
 
     def rows_between(self, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
-        out = []
-        for i in range(self.spec.activities):
-            row = self.row(i)
-            last = max(a["lastEngagedAt"] for a in row["activities"])
-            if start_ms <= last < end_ms:
-                out.append(row)
-        return out
+        """The report over ``start_ms`` .. ``end_ms``: a row per learner and course with sessions in it."""
+        return [row for i in range(self.spec.activities) if (row := self.row(i, start_ms, end_ms)) is not None]
 
     # -- life cycle --------------------------------------------------------------------------------
     DATA_ROUTE = "/v2/*"            # conformance faults: the API, not the token endpoint
@@ -137,8 +168,8 @@ class LinkedInSandbox(SandboxServer):
                 f"learners, {self.spec.activities} activity rows")
 
     # -- answers -----------------------------------------------------------------------------------
-    def answer(self, method: str, path: str, query: dict[str, str], form: dict[str, str],
-               auth: str) -> tuple[int, Any, dict[str, str]]:
+    def answer(self, method: str, path: str, raw_query: str, form: dict[str, str],
+               auth: str, protocol: str | None = None) -> tuple[int, Any, dict[str, str]]:
         if method == "POST" and path == "/oauth/v2/accessToken":
             if form.get("grant_type") != contract.TOKEN_GRANT:
                 return 400, {"error": "unsupported_grant_type"}, {}
@@ -151,15 +182,22 @@ class LinkedInSandbox(SandboxServer):
         token = auth[7:] if auth.startswith("Bearer ") else ""
         if self.tokens.get(token, 0) < time.time():
             return 401, {"status": 401, "serviceErrorCode": 65600, "message": "Invalid access token"}, {}
-        start, count = int(query.get("start", 0)), min(int(query.get("count", 10)), contract.PAGE_SIZE_MAX)
-        if method == "GET" and path == contract.ASSETS_PATH and query.get("q") == contract.ASSETS_FINDER:
-            items = [self.asset(n) for n in range(self.spec.courses)]
-        elif method == "GET" and path == contract.REPORTS_PATH and query.get("q") == contract.REPORTS_FINDER:
-            started = int(query.get("startedAt", 0))
-            days = int(query.get("timeOffset.duration", 1))
-            items = self.rows_between(started, started + days * DAY_MS)
-        else:
+        if method != "GET" or path not in FINDERS:
             return 404, {"status": 404, "message": f"No resource {path}"}, {}
+        try:
+            query = parse(raw_query, protocol_of(protocol), FINDERS[path])
+            start, count = int(query.get("start", 0)), min(int(query.get("count", 10)), contract.PAGE_SIZE_MAX)
+            if path == contract.ASSETS_PATH and query.get("q") == contract.ASSETS_FINDER:
+                items = [self.asset(n) for n in range(self.spec.courses)]
+            elif path == contract.REPORTS_PATH and query.get("q") == contract.REPORTS_FINDER:
+                started, offset = int(query["startedAt"]), query["timeOffset"]
+                if offset.get("unit") != contract.REPORT_TIME_UNIT:
+                    raise QueryRefused(f"timeOffset.unit {offset.get('unit')!r} is not served by the sandbox")
+                items = self.rows_between(started, started + int(offset["duration"]) * DAY_MS)
+            else:
+                raise QueryRefused(f"unknown finder q={query.get('q')!r}")
+        except (QueryRefused, KeyError, ValueError, TypeError) as exc:
+            return 400, {"status": 400, "code": "ILLEGAL_ARGUMENT", "message": f"Invalid query: {exc}"}, {}
         page = items[start:start + count]
         return 200, {"elements": page, "paging": {"start": start, "count": count, "total": len(items)}}, {}
 
@@ -172,7 +210,6 @@ def _handler(sb: LinkedInSandbox) -> type[SandboxRequestHandler]:
             split = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            query = {k: v[-1] for k, v in parse_qs(split.query).items()}
             if split.path.startswith("/_sandbox/"):
                 return self._control(method, split.path, raw)
             rule = sb.faults.pick(method, split.path)
@@ -187,9 +224,11 @@ def _handler(sb: LinkedInSandbox) -> type[SandboxRequestHandler]:
                 status, body, headers = 401, {"status": 401, "message": "Expired access token"}, {}
             else:
                 form = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
-                status, body, headers = sb.answer(method, split.path, query, form,
-                                                  self.headers.get("Authorization") or "")
-            sb.requests.append({"method": method, "path": split.path, "status": status,
+                status, body, headers = sb.answer(method, split.path, split.query, form,
+                                                  self.headers.get("Authorization") or "",
+                                                  self.headers.get(contract.RESTLI_HEADER))
+            sb.requests.append({"method": method, "path": split.path, "status": status, "query": split.query,
+                                "protocol": self.headers.get(contract.RESTLI_HEADER),
                                 "fault": rule.action if rule else None})
             self._send(status, body, headers)
 

@@ -35,6 +35,7 @@ from .incarnation import of_connection
 from .logs import log_context
 from .plugins import HostPluginManager, Provider
 from .provider import Connection, ExpectedCount, ListingTotal, PageEnd, SyncContext
+from .provider_state import ProviderState
 from .secrets import redact
 from .sinks import Sink
 from .state import Entry, StateDB, StateSession
@@ -503,7 +504,7 @@ class SyncEngine:
     def _context(self, run: _Run, scope: str, resume: Any = None) -> SyncContext:
         return SyncContext(run_id=run.report.run_id, request_id=run.request.request_id, scope=scope,
                            now=self.clock(), options=run.request.options, resume=resume, log=log,
-                           calls=run.calls)
+                           calls=run.calls, state=ProviderState.of_session(run.session))
 
     def _stream(self, records: Iterator[Any] | None, scope: str, provider: Provider) -> Iterator[Any]:
         if records is None:

@@ -8,6 +8,8 @@ from typing import Any, Callable, Mapping, Protocol
 
 from marshmallow import Schema
 
+from .provider_state import ProviderState
+
 SCOPES = ("catalog", "progress")
 
 
@@ -92,6 +94,9 @@ class SyncContext:
         ``calls.acquire()`` before each HTTP call, ``calls.done()`` once it ended and
         ``calls.throttled(retry_after_s)`` after a 429; :func:`hostspec.httputil.gate_session`
         does all three for a ``requests`` session.
+    :param state: the provider's own memory in the connection's sync state
+        (:class:`hostspec.provider_state.ProviderState`: ``get(key)``, ``put(key, value)``),
+        committed with the run's events; outside a sync (tests, checks) a scratch memory.
     """
 
     run_id: str
@@ -103,6 +108,7 @@ class SyncContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("hostspec.run"))
     catalog_since: datetime | None = None
     calls: Any = None
+    state: ProviderState = field(default_factory=ProviderState.scratch, repr=False)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from connector_linkedin.client import LinkedInClient, report_window
+from connector_linkedin.client import LinkedInClient
 from connector_linkedin.mapping import course_from_asset, stat_from_report
+from connector_linkedin.report_windows import DAY_MS, day_floor, plan
 from connector_linkedin.sandbox import LinkedInSandbox, LinkedInSpec
 from connector_linkedin.settings import LinkedInSettingsSchema
 from hostspec import ProviderConfigError, RecordRejected
@@ -70,12 +71,18 @@ def test_report_row_maps_to_a_stat_with_provenance(sandbox):
         stat_from_report({"learnerDetails": {}, "contentDetails": {"contentUrn": "urn:li:lyndaCourse:1"}}, now=NOW)
 
 
-def test_report_window():
-    since = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    assert report_window(since, None, 365, NOW) == (since, 28)
-    begin, days = report_window(None, None, 30, NOW)
-    assert days == 31 and begin.date().isoformat() == "2026-10-29"
-    assert report_window(None, None, 4000, NOW)[1] == 365
+def test_report_windows_are_whole_days_history_once_then_day_by_day():
+    day = day_floor(NOW)
+    windows, horizon = plan(None, None, NOW, 30, None)          # a first sync: history, then the recent days
+    assert [(w.kind, w.days) for w in windows] == [("history", 27), ("day", 1), ("day", 1), ("day", 1), ("day", 1)]
+    assert windows[0].start_ms == day - 30 * DAY_MS and horizon == windows[1].start_ms == day - 3 * DAY_MS
+    assert windows[-1].end_ms == day + DAY_MS
+    since = datetime(2026, 11, 26, 13, tzinfo=timezone.utc)      # incremental: day by day from since's day
+    windows, kept = plan(since, None, NOW, 30, horizon)
+    assert kept == horizon and [w.kind for w in windows] == ["day"] * 3 and windows[0].start_ms == day - 2 * DAY_MS
+    windows, _ = plan(datetime(2026, 10, 1, tzinfo=timezone.utc), None, NOW, 30, horizon)   # a replay before it
+    assert [w.kind for w in windows][:1] == ["listing"] and windows[0].end_ms == horizon
+    assert [w.days for w in plan(None, None, NOW, 4000, None)[0][:2]] == [365, 365]   # long history in parts
 
 
 def test_client_pages_retries_and_renews_its_token(sandbox):

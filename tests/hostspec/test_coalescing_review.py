@@ -14,7 +14,7 @@ import requests
 from marshmallow import Schema
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from connector_linkedin.client import report_window
+from connector_linkedin.report_windows import as_datetime, plan
 from hostspec import ProviderInfo, hookimpl
 from hostspec import events as ev
 from hostspec.coalescing import covers, merge
@@ -155,8 +155,8 @@ def test_linkedin_report_window_of_two_merged_ranges_still_holds_the_later_one()
     merged = merge(early, replace(late, since=datetime(2025, 1, 5, tzinfo=timezone.utc),
                                   until=datetime(2025, 1, 20, tzinfo=timezone.utc)))
     late = merged
-    begin, days = report_window(merged.since, merged.until, 30, APR)
-    end = begin + timedelta(days=days)
+    windows, _ = plan(merged.since, merged.until, APR, 30, None)
+    end = as_datetime(windows[-1].end_ms)
     assert end >= late.until, f"merged report window ends {end:%Y-%m-%d}, before {late.since:%Y-%m-%d}"
 
 
