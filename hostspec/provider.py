@@ -35,6 +35,10 @@ class ProviderInfo:
     :param identity_settings: the settings naming the provider organization whose data a
         connection reads (Coursera: ``org_id``; default: ``account_setting``). Changing one gives
         the connection a new state (:mod:`hostspec.incarnation`).
+    :param states_listing_total: the catalog API states how many items its complete listing
+        holds, and ``fetch_catalog`` yields it as :class:`ListingTotal` (the paging helpers do).
+        ``False`` declares that the API states no total: the removal guard then goes by shares
+        only, and the conformance suite does not ask for one.
     """
 
     name: str
@@ -48,6 +52,7 @@ class ProviderInfo:
     account_setting: str | None = None
     calls_per_second: int | None = None
     identity_settings: tuple[str, ...] = ()
+    states_listing_total: bool = True
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ pytest then runs, against the provider's own sandbox (hook ``start_sandbox``) or
 * a sync survives the sandbox answering 429 and 503 (``inject``): transient answers are retried;
 * what the stats mean (:mod:`hostspec.conformance_meaning`): unique stat keys, learner and attempt
   ids that identify, progress in percent, time spent in seconds, 100 % completed, first/last
-  activity in order (the heuristics can be waived per provider with a reason: ``waivers``).
+  activity in order (the heuristics can be waived per provider with a reason: ``waivers``);
+* the catalog listing states its total (``ListingTotal``) unless ``ProviderInfo`` declares the
+  API states none (:mod:`hostspec.conformance_listing`).
 
 A failing check says what is wrong and shows the run's first dead letters with their reasons.
 Assertion rewriting is on for this module (the ``hostspec`` pytest plugin registers it), so a
@@ -52,6 +54,7 @@ import pytest
 
 from . import events as ev
 from . import rules
+from .conformance_listing import ListingChecks
 from .conformance_meaning import MeaningChecks, swapped_activity
 from .connections import connection_from_settings
 from .engine import SyncEngine, SyncRequest
@@ -198,7 +201,7 @@ def open_run(plugin: Any, *, name: str | None = None, sandbox_options: Mapping[s
             sandbox.close()
 
 
-class ProviderConformance(MeaningChecks):
+class ProviderConformance(MeaningChecks, ListingChecks):
     """The tests; :func:`provider_test_class` binds them to one provider. The identity and
     scale checks come from :class:`hostspec.conformance_meaning.MeaningChecks` (``waivers``)."""
 

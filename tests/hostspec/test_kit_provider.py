@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from hostspec import hookimpl
 from hostspec.testing import open_run, provider_test_class
 
 from .kit_provider.plugin import MISTAKES, KitProvider
@@ -21,6 +22,7 @@ EXPECTED = {
     "attempt_is_course": ("test_attempt_ids_are_not_course_or_learner_ids", "is just the course id"),
     "minutes_as_seconds": ("test_time_spent_is_in_seconds", "minutes (or hours) passed as seconds"),
     "full_left_in_progress": ("test_full_progress_is_completed", "a raw 100 % row without a completion date"),
+    "no_listing_total": ("test_the_catalog_listing_states_its_total", "no ListingTotal"),
     "first_last_swapped": ("test_first_and_last_activity_are_in_order", "the field mapping swaps first and last"),
 }
 
@@ -44,6 +46,19 @@ def test_a_shared_provider_id_also_fails_the_unique_key_check():
     with open_run(KitProvider("provider_id_shared"), name="kit", sandbox_options=OPTIONS) as run:
         with pytest.raises(AssertionError, match="land on one Kafka key"):
             suite.test_stat_keys_are_unique_in_one_sync(run)
+
+
+def test_a_provider_declaring_no_total_is_not_asked_for_one():
+    from dataclasses import replace
+
+    class NoTotalKit(KitProvider):
+        @hookimpl
+        def provider_info(self):
+            return replace(KitProvider.provider_info(self), states_listing_total=False)
+
+    suite = provider_test_class(NoTotalKit("no_listing_total"), name="kit", sandbox_options=OPTIONS)()
+    with open_run(NoTotalKit("no_listing_total"), name="kit", sandbox_options=OPTIONS) as run:
+        suite.test_the_catalog_listing_states_its_total(run)
 
 
 def test_the_since_check_names_the_swap_not_the_filter():

@@ -15,7 +15,7 @@ from hostspec.httputil import gate_session, raise_for_answer, retry_policy
 from hostspec.paging import offset_pages
 
 MISTAKES = ("progress_fraction", "provider_id_from_sso", "provider_id_shared", "attempt_is_course", "minutes_as_seconds",
-            "full_left_in_progress", "first_last_swapped")
+            "full_left_in_progress", "first_last_swapped", "no_listing_total")
 
 
 class Settings(Schema):
@@ -27,7 +27,8 @@ class Settings(Schema):
 
 
 class Client:
-    def __init__(self, settings: Mapping[str, Any], *, calls: Any = None):
+    def __init__(self, settings: Mapping[str, Any], *, calls: Any = None, count: str | None = "count"):
+        self._count = count
         self._base, self._key = str(settings["base_url"]).rstrip("/"), settings["api_key"]
         self._session = gate_session(requests.Session(), calls)
         self._retrying = retry_policy(provider="kit", max_attempts=6, max_retry_after_s=10, initial_s=0.01)
@@ -56,7 +57,7 @@ class Client:
     def items(self, path: str, *, start: int = 0, **window: Any) -> Iterator[Any]:
         query = {k: v.isoformat() for k, v in window.items() if v is not None}
         return offset_pages(lambda offset, limit: self.get(path, {"offset": offset, "limit": limit, **query}),
-                            page_size=7, items="results", total="count", start=start)
+                            page_size=7, items="results", total=self._count, start=start)
 
 
 class KitProvider:
@@ -87,7 +88,8 @@ class KitProvider:
 
     @hookimpl
     def fetch_catalog(self, connection: Connection, context: SyncContext) -> Iterator[Any]:
-        with Client(connection.settings, calls=context.calls) as client:
+        count = None if self.mistake == "no_listing_total" else "count"     # the count's key forgotten
+        with Client(connection.settings, calls=context.calls, count=count) as client:
             yield from client.items("/courses")
 
     @hookimpl
