@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import collections
 import email.utils
 import fnmatch
 import ipaddress
@@ -57,14 +58,32 @@ class FaultRule:
                 "fired": self.fired, **self.params}
 
 
-class FaultBook:
-    """The active rules; ``pick`` returns the rule to apply to one request, if any."""
+@dataclass(frozen=True)
+class Picked:
+    """One request a :class:`FaultBook` saw: when (the sandbox's monotonic clock), what, and the
+    rule that fired on it (None: served normally)."""
 
-    def __init__(self, actions: Collection[str], seed: int = 42):
+    at: float
+    method: str
+    path: str
+    rule: "FaultRule | None"
+
+
+class FaultBook:
+    """The active rules; ``pick`` returns the rule to apply to one request, if any, and keeps
+    the latest requests it saw in ``seen`` (:class:`Picked`, at most ``SEEN_KEPT``), so that a
+    test can tell when a client came back after a fault (the conformance suite's Retry-After
+    check)."""
+
+    SEEN_KEPT = 2000
+
+    def __init__(self, actions: Collection[str], seed: int = 42, clock: Any = time.monotonic):
         self.actions = frozenset(actions)
         self._rules: list[FaultRule] = []
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
+        self._clock = clock
+        self.seen: collections.deque[Picked] = collections.deque(maxlen=self.SEEN_KEPT)
 
     def add_json(self, docs: Any) -> None:
         """Add one rule or a list of rules given as JSON; ValueError/TypeError on a bad one."""
@@ -85,20 +104,25 @@ class FaultBook:
 
     def pick(self, method: str, path: str) -> FaultRule | None:
         with self._lock:
-            for rule in self._rules:
-                if rule.method and rule.method != method:
-                    continue
-                if not fnmatch.fnmatchcase(path, rule.route):
-                    continue
-                if rule.times is not None and rule.fired >= rule.times:
-                    continue
-                rule.seen += 1
-                if rule.seen <= rule.after_n_calls:
-                    continue
-                if rule.probability is not None and self._rng.random() >= rule.probability:
-                    continue
-                rule.fired += 1
-                return rule
+            rule = self._pick(method, path)
+            self.seen.append(Picked(self._clock(), method, path, rule))
+            return rule
+
+    def _pick(self, method: str, path: str) -> FaultRule | None:
+        for rule in self._rules:
+            if rule.method and rule.method != method:
+                continue
+            if not fnmatch.fnmatchcase(path, rule.route):
+                continue
+            if rule.times is not None and rule.fired >= rule.times:
+                continue
+            rule.seen += 1
+            if rule.seen <= rule.after_n_calls:
+                continue
+            if rule.probability is not None and self._rng.random() >= rule.probability:
+                continue
+            rule.fired += 1
+            return rule
         return None
 
 
@@ -139,12 +163,16 @@ class SandboxServer:
     def expected(self) -> dict[str, int] | None:
         return None
 
-    def inject(self, fault: str, times: int = 1) -> None:
-        """The next ``times`` answers of the data routes: ``"429"`` (Retry-After: 0) or ``"5xx"`` (503)."""
+    def inject(self, fault: str, times: int = 1, retry_after: float = 0) -> FaultRule:
+        """The next ``times`` answers of the data routes: ``"429"`` (``Retry-After: retry_after``)
+        or ``"5xx"`` (503). Returns the rule (its ``fired`` counts the answers given)."""
         if fault not in ("429", "5xx"):
             raise ValueError("a conformance fault is '429' or '5xx'")
-        action, params = ("status_429", {"retry_after": 0}) if fault == "429" else ("status_5xx", {"status": 503})
-        self.faults.add(FaultRule(action=action, route=self.DATA_ROUTE, times=times, params=params))  # type: ignore[attr-defined]
+        action, params = (("status_429", {"retry_after": retry_after}) if fault == "429"
+                          else ("status_5xx", {"status": 503}))
+        rule = FaultRule(action=action, route=self.DATA_ROUTE, times=times, params=params)
+        self.faults.add(rule)  # type: ignore[attr-defined]
+        return rule
 
     def _bind(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
         if not is_loopback(host):

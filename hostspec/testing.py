@@ -28,6 +28,8 @@ pytest then runs, against the provider's own sandbox (hook ``start_sandbox``) or
   honoured, a progress fetch resumes from a ``PageEnd`` cursor, a second sync of unchanged data
   emits nothing, completed stats carry a completion date;
 * a sync survives the sandbox answering 429 and 503 (``inject``): transient answers are retried;
+  answered ``429`` with ``Retry-After: 3`` four times, the provider waits 3 s each time (by the
+  sandbox's clock) and retries all four (:mod:`hostspec.conformance_retry`);
 * what the stats mean (:mod:`hostspec.conformance_meaning`): unique stat keys, learner and attempt
   ids that identify, progress in percent, time spent in seconds, 100 % completed, first/last
   activity in order (the heuristics can be waived per provider with a reason: ``waivers``);
@@ -56,6 +58,7 @@ from . import events as ev
 from . import rules
 from .conformance_listing import ListingChecks
 from .conformance_meaning import MeaningChecks, swapped_activity
+from .conformance_retry import RetryChecks
 from .connections import connection_from_settings
 from .engine import SyncEngine, SyncRequest
 from .errors import RecordRejected, scalar_id
@@ -201,7 +204,7 @@ def open_run(plugin: Any, *, name: str | None = None, sandbox_options: Mapping[s
             sandbox.close()
 
 
-class ProviderConformance(MeaningChecks, ListingChecks):
+class ProviderConformance(MeaningChecks, ListingChecks, RetryChecks):
     """The tests; :func:`provider_test_class` binds them to one provider. The identity and
     scale checks come from :class:`hostspec.conformance_meaning.MeaningChecks` (``waivers``)."""
 

@@ -23,6 +23,9 @@ EXPECTED = {
     "minutes_as_seconds": ("test_time_spent_is_in_seconds", "minutes (or hours) passed as seconds"),
     "full_left_in_progress": ("test_full_progress_is_completed", "a raw 100 % row without a completion date"),
     "no_listing_total": ("test_the_catalog_listing_states_its_total", "no ListingTotal"),
+    "retry_after_ignored": ("test_retry_after_is_honoured_and_retried_more_than_three_times",
+                            "Retry-After is ignored"),
+    "three_tries": ("test_retry_after_is_honoured_and_retried_more_than_three_times", "the provider gave up"),
     "first_last_swapped": ("test_first_and_last_activity_are_in_order", "the field mapping swaps first and last"),
 }
 

@@ -15,7 +15,8 @@ from hostspec.httputil import gate_session, raise_for_answer, retry_policy
 from hostspec.paging import offset_pages
 
 MISTAKES = ("progress_fraction", "provider_id_from_sso", "provider_id_shared", "attempt_is_course", "minutes_as_seconds",
-            "full_left_in_progress", "first_last_swapped", "no_listing_total")
+            "full_left_in_progress", "first_last_swapped", "no_listing_total", "retry_after_ignored",
+            "three_tries")
 
 
 class Settings(Schema):
@@ -27,11 +28,14 @@ class Settings(Schema):
 
 
 class Client:
-    def __init__(self, settings: Mapping[str, Any], *, calls: Any = None, count: str | None = "count"):
+    def __init__(self, settings: Mapping[str, Any], *, calls: Any = None, count: str | None = "count",
+                 mistake: str | None = None):
         self._count = count
         self._base, self._key = str(settings["base_url"]).rstrip("/"), settings["api_key"]
         self._session = gate_session(requests.Session(), calls)
-        self._retrying = retry_policy(provider="kit", max_attempts=6, max_retry_after_s=10, initial_s=0.01)
+        self._retrying = retry_policy(provider="kit", max_attempts=3 if mistake == "three_tries" else 6,
+                                      max_retry_after_s=0 if mistake == "retry_after_ignored" else 10,
+                                      initial_s=0.01, max_backoff_s=0.05)
 
     def __enter__(self) -> "Client":
         return self
@@ -89,7 +93,7 @@ class KitProvider:
     @hookimpl
     def fetch_catalog(self, connection: Connection, context: SyncContext) -> Iterator[Any]:
         count = None if self.mistake == "no_listing_total" else "count"     # the count's key forgotten
-        with Client(connection.settings, calls=context.calls, count=count) as client:
+        with Client(connection.settings, calls=context.calls, count=count, mistake=self.mistake) as client:
             yield from client.items("/courses")
 
     @hookimpl
@@ -112,7 +116,7 @@ class KitProvider:
     def fetch_progress(self, connection: Connection, context: SyncContext, since: datetime | None,
                        until: datetime | None) -> Iterator[Any]:
         start = context.resume if isinstance(context.resume, int) else 0
-        with Client(connection.settings, calls=context.calls) as client:
+        with Client(connection.settings, calls=context.calls, mistake=self.mistake) as client:
             yield from client.items("/progress", start=start, since=since, until=until)
 
     @hookimpl
