@@ -34,7 +34,9 @@ pytest then runs, against the provider's own sandbox (hook ``start_sandbox``) or
   ids that identify, progress in percent, time spent in seconds, 100 % completed, first/last
   activity in order (the heuristics can be waived per provider with a reason: ``waivers``);
 * the catalog listing states its total (``ListingTotal``) unless ``ProviderInfo`` declares the
-  API states none (:mod:`hostspec.conformance_listing`).
+  API states none (:mod:`hostspec.conformance_listing`);
+* ``ProviderInfo.hosts`` is declared and covers the settings' default URLs; the sandbox passes
+  the settings policy only with ``allow_sandboxes`` (:mod:`hostspec.conformance_hosts`).
 
 A failing check says what is wrong and shows the run's first dead letters with their reasons.
 Assertion rewriting is on for this module (the ``hostspec`` pytest plugin registers it), so a
@@ -56,6 +58,7 @@ import pytest
 
 from . import events as ev
 from . import rules
+from .conformance_hosts import HostChecks
 from .conformance_listing import ListingChecks
 from .conformance_meaning import MeaningChecks, swapped_activity
 from .conformance_retry import RetryChecks
@@ -204,7 +207,7 @@ def open_run(plugin: Any, *, name: str | None = None, sandbox_options: Mapping[s
             sandbox.close()
 
 
-class ProviderConformance(MeaningChecks, ListingChecks, RetryChecks):
+class ProviderConformance(MeaningChecks, ListingChecks, RetryChecks, HostChecks):
     """The tests; :func:`provider_test_class` binds them to one provider. The identity and
     scale checks come from :class:`hostspec.conformance_meaning.MeaningChecks` (``waivers``)."""
 

@@ -74,7 +74,8 @@ class KitProvider:
     @hookimpl
     def provider_info(self) -> ProviderInfo:
         return ProviderInfo(name="kit", version="0.0.1", title="Kit", scopes=("catalog", "progress"),
-                            settings_schema=Settings, secret_fields=("api_key",))
+                            settings_schema=Settings, secret_fields=("api_key",),
+                            hosts=("*.kit.example.com",))
 
     @hookimpl
     def check_connection(self, connection: Connection) -> CheckResult:
