@@ -7,7 +7,14 @@
 * :class:`SandboxRequestHandler`: the HTTP handler base (quiet, keep-alive without Nagle delays,
   clients that hang up are not errors); a sandbox implements ``_handle(method)``.
 * :class:`SandboxServer`: the life cycle (bind on loopback, serve from a daemon thread, ``url``,
-  ``start``/``close``, ``with``); a sandbox calls ``_bind(host, port, handler)`` first thing.
+  ``start``/``close``, ``with``); a sandbox calls ``bind(host, port, handler)`` first thing.
+
+The extension points a provider's sandbox uses (public, documented in
+docs/writing-a-provider.md): ``SandboxServer.bind``, ``expected``, ``inject``, ``DATA_ROUTE``;
+``SandboxRequestHandler._handle`` (to implement), ``reply``, ``start_reply``, ``transport_fault``;
+``FaultBook.add_json``, ``pick``, ``rules`` (the active rules as JSON, for a control endpoint),
+``seen``; :func:`retry_after_header`. The underscore spellings of the handler's and server's
+methods remain as aliases.
 """
 from __future__ import annotations
 
@@ -174,12 +181,15 @@ class SandboxServer:
         self.faults.add(rule)  # type: ignore[attr-defined]
         return rule
 
-    def _bind(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+    def bind(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        """Bind ``handler`` on ``host`` (loopback only) and ``port`` (0: any free one)."""
         if not is_loopback(host):
             raise ValueError(f"the sandbox binds to loopback only, not {host!r}")
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
         self._threads: list[threading.Thread] = []
+
+    _bind = bind
 
     @property
     def url(self) -> str:
@@ -229,7 +239,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         raise NotImplementedError
 
-    def _transport_fault(self, action: str | None, params: dict[str, Any]) -> bool:
+    def transport_fault(self, action: str | None, params: dict[str, Any]) -> bool:
         """The faults on the connection itself, common to every sandbox: ``reset`` closes it
         without an answer (returns True: answer nothing), ``latency`` waits ``delay_s`` first."""
         if action == "reset":
@@ -240,7 +250,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             time.sleep(float(params.get("delay_s", 1.0)))
         return False
 
-    def _start_reply(self, status: int, length: int, content_type: str | None,
+    def start_reply(self, status: int, length: int, content_type: str | None,
                      headers: dict[str, str] | None = None) -> None:
         """Status line and headers of an answer whose body (``length`` bytes) follows."""
         self.send_response(status)
@@ -251,10 +261,13 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
 
-    def _reply(self, status: int, data: bytes, content_type: str | None,
-               headers: dict[str, str] | None = None) -> None:
-        self._start_reply(status, len(data), content_type, headers)
+    def reply(self, status: int, data: bytes, content_type: str | None,
+              headers: dict[str, str] | None = None) -> None:
+        """A whole answer: status, headers and ``data``."""
+        self.start_reply(status, len(data), content_type, headers)
         self.wfile.write(data)
+
+    _transport_fault, _start_reply, _reply = transport_fault, start_reply, reply
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -270,3 +283,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._handle("DELETE")
+
+
+__all__ = ["FaultBook", "FaultRule", "Picked", "SandboxRequestHandler", "SandboxServer", "is_loopback",
+           "retry_after_header"]

@@ -22,7 +22,7 @@ class KitSandbox(SandboxServer):
     DATA_ROUTE = "/*"
 
     def __init__(self, courses: int = 8, learners: int = 6, enrollments: int = 30, page_size: int = 7):
-        self._bind("127.0.0.1", 0, _handler(self))
+        self.bind("127.0.0.1", 0, _handler(self))
         self.page_size = page_size
         self.faults = FaultBook({"status_429", "status_5xx"})
         self.courses = [{"id": 100 + n, "title": f"Kit course {n}", "url": f"https://kit.example.com/c/{100 + n}",
@@ -88,6 +88,6 @@ def _handler(sb: KitSandbox) -> type[SandboxRequestHandler]:
                     status, body = sb.page(split.path, query)
                 except ValueError:
                     status, body = 400, {"error": "bad query"}
-            self._reply(status, json.dumps(body).encode(), "application/json", headers=headers)
+            self.reply(status, json.dumps(body).encode(), "application/json", headers=headers)
 
     return Handler
