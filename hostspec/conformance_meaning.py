@@ -223,25 +223,22 @@ class MeaningChecks:
         problem = changed_learner_keys(first, stats_of(again.events))
         assert problem is None, problem
 
-    def test_progress_is_a_percent(self, run):
+    def _judge(self, run: Any, waiver: str, check: Any, *extra: Any) -> None:
         stats = self._stats(run)
-        waived(type(self).waivers, "progress_scale")
-        problem = progress_as_fraction(stats)
+        waived(type(self).waivers, waiver)
+        problem = check(stats, *extra)
         assert problem is None, problem
+
+    def test_progress_is_a_percent(self, run):
+        self._judge(run, "progress_scale", progress_as_fraction)
 
     def test_time_spent_is_in_seconds(self, run):
-        stats = self._stats(run)
-        waived(type(self).waivers, "time_spent_scale")
         durations = {e.data.get("external_id"): e.data.get("duration_minutes")
                      for e in run.sink.of_type(ev.COURSE_UPSERTED)}
-        problem = time_spent_too_small(stats, durations)
-        assert problem is None, problem
+        self._judge(run, "time_spent_scale", time_spent_too_small, durations)
 
     def test_full_progress_is_completed(self, run):
-        stats = self._stats(run)
-        waived(type(self).waivers, "full_progress_completed")
-        problem = full_progress_in_progress(stats)
-        assert problem is None, problem
+        self._judge(run, "full_progress_completed", full_progress_in_progress)
 
     def test_first_and_last_activity_are_in_order(self, run):
         if "progress" not in run.provider.info.scopes:

@@ -43,6 +43,14 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def _read(page: Any, items: str, total: str | None, what: str) -> tuple[list[Any], int | None]:
+    """A page's list under ``items`` and its count under ``total`` (None: none stated)."""
+    found = _lookup(page, items) if isinstance(page, Mapping) else _MISSING
+    if not isinstance(found, list):
+        raise ProviderSystemError(f"{what} has no list under {items!r}")
+    return found, _count(_lookup(page, total)) if total is not None and isinstance(page, Mapping) else None
+
+
 def offset_pages(fetch_page: Callable[[int, int], Mapping[str, Any]], *, page_size: int, items: str = "items",
                  total: str | None = "total", start: int = 0) -> Iterator[Any]:
     """Offset/limit paging with an optional total.
@@ -67,15 +75,10 @@ def offset_pages(fetch_page: Callable[[int, int], Mapping[str, Any]], *, page_si
     offset, known_total, first = start, None, True
     while True:
         page = fetch_page(offset, page_size)
-        found = _lookup(page, items) if isinstance(page, Mapping) else _MISSING
-        if not isinstance(found, list):
-            raise ProviderSystemError(f"the page at offset {offset} has no list under {items!r}")
-        stated = _count(_lookup(page, total)) if total is not None else None
-        if stated is not None:
-            if first:
-                yield ExpectedCount(stated)
-            known_total = stated
-        first = False
+        found, stated = _read(page, items, total, f"the page at offset {offset}")
+        if first and stated is not None:
+            yield ExpectedCount(stated)
+        known_total, first = stated if stated is not None else known_total, False
         yield from found
         offset += len(found)
         if not found or (known_total is not None and offset >= known_total):
@@ -158,15 +161,10 @@ def next_link_pages(fetch_page: Callable[[str], Mapping[str, Any]], first_url: s
     known_total, first = None, True
     while True:
         page = fetch_page(url)
-        found = _lookup(page, items) if isinstance(page, Mapping) else _MISSING
-        if not isinstance(found, list):
-            raise ProviderSystemError(f"a page has no list under {items!r}")
-        stated = _count(_lookup(page, total)) if total is not None else None
-        if stated is not None:
-            if first:
-                yield ExpectedCount(stated)
-            known_total = stated
-        first = False
+        found, stated = _read(page, items, total, "a page")
+        if first and stated is not None:
+            yield ExpectedCount(stated)
+        known_total, first = stated if stated is not None else known_total, False
         yield from found
         nxt = _lookup(page, next)
         if nxt is None or nxt is _MISSING or nxt == "":
