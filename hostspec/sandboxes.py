@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Collection
 
@@ -131,6 +132,17 @@ class FaultBook:
             rule.fired += 1
             return rule
         return None
+
+
+def sandbox_epoch(days_back: int = 20, *, now: datetime | None = None, hour: int = 9) -> datetime:
+    """The first instant of a sandbox's data, relative to the clock: ``hour`` o'clock UTC,
+    ``days_back`` days before today (``now``: the run's clock; default the wall clock).
+
+    A sandbox dating its records from this epoch over ``days_back`` days has activity inside the
+    host's incremental progress window (the last 48 hours, ``progress_lookback_hours``), so an
+    incremental sync of it sees changes; fixed dates fall out of that window for good."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return now.replace(hour=hour, minute=0, second=0, microsecond=0) - timedelta(days=days_back)
 
 
 def is_loopback(host: str) -> bool:
@@ -286,4 +298,4 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
 
 __all__ = ["FaultBook", "FaultRule", "Picked", "SandboxRequestHandler", "SandboxServer", "is_loopback",
-           "retry_after_header"]
+           "retry_after_header", "sandbox_epoch"]

@@ -492,3 +492,14 @@ def test_a_shared_token_serves_the_next_client_of_the_same_account_only():
     grant(responses, "tok-4", expires_in=600)
     assert credentials(clock, shared=True).token() == "tok-4"
     assert len(responses.calls) == 4
+
+
+def test_sandbox_epoch_is_relative_to_the_clock():
+    from datetime import datetime, timedelta, timezone
+
+    from hostspec.sandboxes import sandbox_epoch
+
+    now = datetime(2026, 12, 7, 19, 30, tzinfo=timezone.utc)
+    assert sandbox_epoch(20, now=now) == datetime(2026, 11, 17, 9, 0, tzinfo=timezone.utc)
+    last = sandbox_epoch(20, now=now) + timedelta(days=19, hours=6)      # the template's latest activity
+    assert now - timedelta(hours=48) <= last <= now
