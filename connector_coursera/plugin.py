@@ -34,7 +34,7 @@ def provider_info() -> ProviderInfo:
     return ProviderInfo(
         name=NAME, version=__version__, title="Coursera for Business",
         scopes=("catalog", "progress"), settings_schema=CourseraSettingsSchema,
-        secret_fields=("client_secret",), incremental_catalog=True,
+        secret_fields=("client_secret",), incremental_catalog=True, hosts=("api.coursera.com",),
         account_setting="client_id", calls_per_second=contract.CALLS_PER_SECOND,
         identity_settings=("org_id",),    # the organization read; the client id may change (a new app key)
         description="Catalog of the organisation's programs and learner enrollment reports, "

@@ -31,6 +31,7 @@ def provider_info() -> ProviderInfo:
         name=NAME, version=__version__, title="LinkedIn Learning",
         scopes=("catalog", "progress"), settings_schema=LinkedInSettingsSchema, secret_fields=("client_secret",),
         account_setting="client_id", calls_per_second=CALLS_PER_SECOND,
+        hosts=("api.linkedin.com", "www.linkedin.com"),
         description="Course catalog (learningAssets) and learner activity reports (learningActivityReports) "
                     "through LinkedIn's Learning APIs (OAuth2 client credentials).")
 

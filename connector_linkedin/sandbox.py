@@ -63,7 +63,7 @@ class LinkedInSandbox(SandboxServer):
     def __init__(self, spec: LinkedInSpec | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  client_id: str = "li-sandbox-client", client_secret: str = "li-sandbox-secret",
                  token_ttl_s: float = 1800):
-        self._bind(host, port, _handler(self))
+        self.bind(host, port, _handler(self))
         self.spec = spec or LinkedInSpec()
         self.client_id, self.client_secret, self.token_ttl_s = client_id, client_secret, token_ttl_s
         self.faults = FaultBook(ACTIONS)
@@ -244,6 +244,6 @@ def _handler(sb: LinkedInSandbox) -> type[SandboxRequestHandler]:
             return self._send(404, {"error": f"no control endpoint {method} {path}"})
 
         def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            self._reply(status, json.dumps(body).encode(), "application/json", headers)
+            self.reply(status, json.dumps(body).encode(), "application/json", headers)
 
     return Handler

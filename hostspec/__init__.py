@@ -18,6 +18,7 @@ from .errors import (
                      RecordRejected,
                      UnknownConnectionError,
                      UnknownProviderError,
+                     scalar_id,
 )
 from .markers import hookimpl, hookspec
 from .provider import (
@@ -31,6 +32,7 @@ from .provider import (
                      SandboxHandle,
                      SyncContext,
 )
+from .metrics import provider_call, rate_limit_wait
 from .secrets import Secret
 
 __version__ = "0.1.0"
@@ -39,5 +41,6 @@ __all__ = [
     "SCOPES", "CheckResult", "ConfigError", "Connection", "HostError", "InvalidRequestError",
     "ExpectedCount", "ListingTotal", "PageEnd", "PluginError", "ProviderConfigError", "ProviderError", "ProviderInfo", "ProviderSystemError",
     "ProviderTransientError", "RecordRejected", "SandboxHandle", "Secret", "SyncContext",
-    "UnknownConnectionError", "UnknownProviderError", "__version__", "hookimpl", "hookspec",
+    "UnknownConnectionError", "UnknownProviderError", "__version__", "hookimpl", "hookspec", "provider_call",
+    "rate_limit_wait", "scalar_id",
 ]

@@ -36,6 +36,22 @@ CONTROL_TOPIC = "kafka"      # --connections kafka: the control topic instead of
 DEFAULT_STATE = ".connector-host/state.sqlite"
 
 
+
+def sandbox_options(pairs: list[str]) -> dict[str, Any]:
+    """``--sandbox-option KEY=VALUE`` pairs as the ``options`` of the ``start_sandbox`` hook: a
+    VALUE that is an integer becomes one, any other stays text."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--sandbox-option {pair!r}: write KEY=VALUE")
+        try:
+            options[key] = int(value)
+        except ValueError:
+            options[key] = value
+    return options
+
 def _connections_path(args: argparse.Namespace) -> str:
     return args.connections or os.environ.get("CONNECTOR_HOST_CONNECTIONS") or DEFAULT_CONNECTIONS
 
@@ -197,6 +213,7 @@ def cmd_sync(args: argparse.Namespace, plugins: HostPluginManager) -> int:
             options = {k: v for k, v in {"contents": args.sandbox_contents, "learners": args.sandbox_learners,
                                          "enrollments": args.sandbox_enrollments,
                                          "broken_every": args.sandbox_broken_every}.items() if v is not None}
+            options.update(sandbox_options(args.sandbox_option or []))
             try:
                 sandbox = provider.hooks.start_sandbox(options=options)
             except ValueError as exc:     # sizes that cannot make an organisation
@@ -531,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox-enrollments", type=int, metavar="N")
     p.add_argument("--sandbox-broken-every", type=int, metavar="N",
                    help="make every Nth sandbox record lack a required field")
+    p.add_argument("--sandbox-option", action="append", metavar="KEY=VALUE",
+                   help="any option of the provider's sandbox (repeatable; VALUE an integer or text), "
+                        "e.g. --sandbox-option seed=7 --sandbox-option courses=30")
     metrics_options(p)
     p.set_defaults(func=cmd_sync)
 

@@ -135,7 +135,8 @@ class ConnectionStore:
             raise ConfigError(f"{where}: settings must be a table")
         if self._policy is not None:
             problems = self._policy.problems(provider.name, provider.info.settings_schema(),
-                                             provider.info.secret_fields, settings_raw, tenant=entry["tenant"])
+                                             provider.info.secret_fields, settings_raw, tenant=entry["tenant"],
+                                             hosts=provider.info.hosts)
             if problems:
                 raise SettingsRefused(f"{where}: settings refused by the policy: {describe_messages(problems)}",
                                       {"settings": problems})

@@ -687,6 +687,8 @@ class SyncEngine:
             if isinstance(record, ExpectedCount):
                 run.report.expected["progress"] = record.total
                 continue
+            if isinstance(record, ListingTotal):
+                continue        # a paging helper's count of a progress listing: nothing to guard
             counts.progress_fetched += 1
             data = run.build(record, run.hooks.map_stat, {}, context)
             if data is not None:

@@ -44,7 +44,9 @@ def check_connection(connection: Connection, context: SyncContext) -> CheckResul
 def start_sandbox(options: Mapping[str, Any]) -> SandboxHandle | None:
     """Start a local stand-in of the provider's API for demos and tests, without credentials.
 
-    :param options: free-form sizes and seeds (e.g. ``{"contents": 40, "enrollments": 200}``).
+    :param options: free-form sizes and seeds (e.g. ``{"contents": 40, "enrollments": 200}``);
+        ``connector-host sync --sandbox --sandbox-option KEY=VALUE`` passes any (integers as
+        ``int``, other values as text).
     :return: a running :class:`SandboxHandle` whose ``settings`` make a working connection;
         ``None`` when the provider ships no sandbox. The caller closes it.
 

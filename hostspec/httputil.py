@@ -330,3 +330,7 @@ class ClientCredentials:
         if not isinstance(token, str) or not token:
             raise self.malformed_error("an empty access_token")
         return token, max(0.0, ttl - self.renew_margin_s)
+
+
+__all__ = ["CachedToken", "ClientCredentials", "GatedAdapter", "RETRYABLE_STATUS", "RetryableAnswer", "body_excerpt",
+           "forget_tokens", "gate_session", "parse_retry_after", "raise_for_answer", "retry_policy"]

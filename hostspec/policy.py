@@ -6,7 +6,8 @@ references are read by the worker, so both are held to a per-deployment policy:
 
 * provider URLs (every ``fields.Url`` setting and every setting named ``*_url``) use https on
   the default port, carry no user info, and name a host allowed **for that provider**: the hosts
-  of the provider's own default URLs plus those the policy adds. A ``token_url`` therefore can
+  of the provider's own default URLs, those it declares (``ProviderInfo.hosts``, patterns such
+  as ``*.udemy.com``) plus those the policy adds (same patterns). A ``token_url`` therefore can
   only name a host of the same provider, never a collector of client secrets;
 * secrets are references, never values, and each tenant reaches **only its own** by default
   (:mod:`hostspec.tenant_secrets`): ``{ env = "NAME" }`` with ``NAME`` under
@@ -77,6 +78,32 @@ def is_loopback(host: str) -> bool:
 def url_fields(schema: Schema) -> list[str]:
     """The settings of a provider's schema that hold URLs."""
     return [name for name, f in schema.fields.items() if isinstance(f, fields.Url) or name.endswith("_url")]
+
+
+def host_pattern_problem(pattern: Any) -> str | None:
+    """Why ``pattern`` is not a host pattern (None: it is): a host name, or ``*.`` and a domain
+    of at least two labels."""
+    if not isinstance(pattern, str) or not pattern or pattern != pattern.strip().lower():
+        return f"{pattern!r}: a host pattern is a lower-case host name"
+    name = pattern[2:] if pattern.startswith("*.") else pattern
+    labels = name.split(".")
+    if "*" in name or any(not label or not all(c.isalnum() or c == "-" for c in label) for label in labels):
+        return f"{pattern!r}: a host name, or '*.' and a domain (no other wildcard, scheme, port or path)"
+    if pattern.startswith("*.") and len(labels) < 2:
+        return f"{pattern!r}: a wildcard needs a domain of at least two labels"
+    return None
+
+
+def host_allowed(host: str, patterns: Iterable[str]) -> bool:
+    """``host`` is one of ``patterns`` or a subdomain of a ``*.domain`` pattern."""
+    host = host.rstrip(".").lower()
+    for pattern in patterns:
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return True
+        elif host == pattern:
+            return True
+    return False
 
 
 def default_hosts(schema: Schema) -> set[str]:
@@ -175,13 +202,15 @@ class SettingsPolicy:
         if port not in (None, 443):
             return "must use the default https port"
         allowed = sorted(set(allowed))
-        if host not in allowed:
+        if not host_allowed(host, allowed):
             return f"host {_quote(host)} is not allowed for this provider (allowed: {', '.join(allowed) or 'none'})"
         return None
 
-    def hosts_for(self, provider: str, schema: Schema | None = None) -> set[str]:
+    def hosts_for(self, provider: str, schema: Schema | None = None, declared: Iterable[str] = ()) -> set[str]:
+        """The hosts (patterns) ``provider``'s URLs may name: its default URLs' hosts, those it
+        declares (``ProviderInfo.hosts``) and the policy's ``allowed_hosts`` for it."""
         own = default_hosts(schema) if schema is not None else set()
-        return own | set(self.allowed_hosts.get(provider, ()))
+        return own | {p for p in declared if host_pattern_problem(p) is None} | set(self.allowed_hosts.get(provider, ()))
 
     # -- secrets -----------------------------------------------------------------------------------
     def secret_problem(self, value: Any, tenant: str | None = None) -> str | None:
@@ -211,10 +240,12 @@ class SettingsPolicy:
 
     # -- a whole settings table --------------------------------------------------------------------
     def problems(self, provider: str, schema: Schema, secret_fields: Iterable[str],
-                 settings: Mapping[str, Any], tenant: str | None = None) -> dict[str, list[str]]:
-        """Every rule ``settings`` (as stored, before loading) breaks, by field."""
+                 settings: Mapping[str, Any], tenant: str | None = None,
+                 hosts: Iterable[str] = ()) -> dict[str, list[str]]:
+        """Every rule ``settings`` (as stored, before loading) breaks, by field; ``hosts``: the
+        provider's declared host patterns (``ProviderInfo.hosts``)."""
         out: dict[str, list[str]] = {}
-        allowed = self.hosts_for(provider, schema)
+        allowed = self.hosts_for(provider, schema, hosts)
         for name in url_fields(schema):
             if name in settings and settings[name] is not None:
                 problem = self.url_problem(settings[name], allowed)

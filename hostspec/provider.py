@@ -35,6 +35,15 @@ class ProviderInfo:
     :param identity_settings: the settings naming the provider organization whose data a
         connection reads (Coursera: ``org_id``; default: ``account_setting``). Changing one gives
         the connection a new state (:mod:`hostspec.incarnation`).
+    :param states_listing_total: the catalog API states how many items its complete listing
+        holds, and ``fetch_catalog`` yields it as :class:`ListingTotal` (the paging helpers do).
+        ``False`` declares that the API states no total: the removal guard then goes by shares
+        only, and the conformance suite does not ask for one.
+    :param hosts: the hosts (patterns) its settings' URLs may point at in production:
+        ``"api.acme.com"``, or ``"*.acme.com"`` for any subdomain (not ``acme.com`` itself). The
+        settings policy (:mod:`hostspec.policy`) allows these beside the hosts of the schema's
+        default URLs and the deployment's ``allowed_hosts``; the conformance suite checks that
+        the default URLs are on them.
     """
 
     name: str
@@ -48,6 +57,8 @@ class ProviderInfo:
     account_setting: str | None = None
     calls_per_second: int | None = None
     identity_settings: tuple[str, ...] = ()
+    states_listing_total: bool = True
+    hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

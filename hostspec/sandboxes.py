@@ -7,10 +7,18 @@
 * :class:`SandboxRequestHandler`: the HTTP handler base (quiet, keep-alive without Nagle delays,
   clients that hang up are not errors); a sandbox implements ``_handle(method)``.
 * :class:`SandboxServer`: the life cycle (bind on loopback, serve from a daemon thread, ``url``,
-  ``start``/``close``, ``with``); a sandbox calls ``_bind(host, port, handler)`` first thing.
+  ``start``/``close``, ``with``); a sandbox calls ``bind(host, port, handler)`` first thing.
+
+The extension points a provider's sandbox uses (public, documented in
+docs/writing-a-provider.md): ``SandboxServer.bind``, ``expected``, ``inject``, ``DATA_ROUTE``;
+``SandboxRequestHandler._handle`` (to implement), ``reply``, ``start_reply``, ``transport_fault``;
+``FaultBook.add_json``, ``pick``, ``rules`` (the active rules as JSON, for a control endpoint),
+``seen``; :func:`retry_after_header`. The underscore spellings of the handler's and server's
+methods remain as aliases.
 """
 from __future__ import annotations
 
+import collections
 import email.utils
 import fnmatch
 import ipaddress
@@ -19,6 +27,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Collection
 
@@ -57,14 +66,32 @@ class FaultRule:
                 "fired": self.fired, **self.params}
 
 
-class FaultBook:
-    """The active rules; ``pick`` returns the rule to apply to one request, if any."""
+@dataclass(frozen=True)
+class Picked:
+    """One request a :class:`FaultBook` saw: when (the sandbox's monotonic clock), what, and the
+    rule that fired on it (None: served normally)."""
 
-    def __init__(self, actions: Collection[str], seed: int = 42):
+    at: float
+    method: str
+    path: str
+    rule: "FaultRule | None"
+
+
+class FaultBook:
+    """The active rules; ``pick`` returns the rule to apply to one request, if any, and keeps
+    the latest requests it saw in ``seen`` (:class:`Picked`, at most ``SEEN_KEPT``), so that a
+    test can tell when a client came back after a fault (the conformance suite's Retry-After
+    check)."""
+
+    SEEN_KEPT = 2000
+
+    def __init__(self, actions: Collection[str], seed: int = 42, clock: Any = time.monotonic):
         self.actions = frozenset(actions)
         self._rules: list[FaultRule] = []
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
+        self._clock = clock
+        self.seen: collections.deque[Picked] = collections.deque(maxlen=self.SEEN_KEPT)
 
     def add_json(self, docs: Any) -> None:
         """Add one rule or a list of rules given as JSON; ValueError/TypeError on a bad one."""
@@ -85,21 +112,37 @@ class FaultBook:
 
     def pick(self, method: str, path: str) -> FaultRule | None:
         with self._lock:
-            for rule in self._rules:
-                if rule.method and rule.method != method:
-                    continue
-                if not fnmatch.fnmatchcase(path, rule.route):
-                    continue
-                if rule.times is not None and rule.fired >= rule.times:
-                    continue
-                rule.seen += 1
-                if rule.seen <= rule.after_n_calls:
-                    continue
-                if rule.probability is not None and self._rng.random() >= rule.probability:
-                    continue
-                rule.fired += 1
-                return rule
+            rule = self._pick(method, path)
+            self.seen.append(Picked(self._clock(), method, path, rule))
+            return rule
+
+    def _pick(self, method: str, path: str) -> FaultRule | None:
+        for rule in self._rules:
+            if rule.method and rule.method != method:
+                continue
+            if not fnmatch.fnmatchcase(path, rule.route):
+                continue
+            if rule.times is not None and rule.fired >= rule.times:
+                continue
+            rule.seen += 1
+            if rule.seen <= rule.after_n_calls:
+                continue
+            if rule.probability is not None and self._rng.random() >= rule.probability:
+                continue
+            rule.fired += 1
+            return rule
         return None
+
+
+def sandbox_epoch(days_back: int = 20, *, now: datetime | None = None, hour: int = 9) -> datetime:
+    """The first instant of a sandbox's data, relative to the clock: ``hour`` o'clock UTC,
+    ``days_back`` days before today (``now``: the run's clock; default the wall clock).
+
+    A sandbox dating its records from this epoch over ``days_back`` days has activity inside the
+    host's incremental progress window (the last 48 hours, ``progress_lookback_hours``), so an
+    incremental sync of it sees changes; fixed dates fall out of that window for good."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return now.replace(hour=hour, minute=0, second=0, microsecond=0) - timedelta(days=days_back)
 
 
 def is_loopback(host: str) -> bool:
@@ -139,19 +182,26 @@ class SandboxServer:
     def expected(self) -> dict[str, int] | None:
         return None
 
-    def inject(self, fault: str, times: int = 1) -> None:
-        """The next ``times`` answers of the data routes: ``"429"`` (Retry-After: 0) or ``"5xx"`` (503)."""
+    def inject(self, fault: str, times: int = 1, retry_after: float = 0) -> FaultRule:
+        """The next ``times`` answers of the data routes: ``"429"`` (``Retry-After: retry_after``)
+        or ``"5xx"`` (503). Returns the rule (its ``fired`` counts the answers given)."""
         if fault not in ("429", "5xx"):
             raise ValueError("a conformance fault is '429' or '5xx'")
-        action, params = ("status_429", {"retry_after": 0}) if fault == "429" else ("status_5xx", {"status": 503})
-        self.faults.add(FaultRule(action=action, route=self.DATA_ROUTE, times=times, params=params))  # type: ignore[attr-defined]
+        action, params = (("status_429", {"retry_after": retry_after}) if fault == "429"
+                          else ("status_5xx", {"status": 503}))
+        rule = FaultRule(action=action, route=self.DATA_ROUTE, times=times, params=params)
+        self.faults.add(rule)  # type: ignore[attr-defined]
+        return rule
 
-    def _bind(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+    def bind(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        """Bind ``handler`` on ``host`` (loopback only) and ``port`` (0: any free one)."""
         if not is_loopback(host):
             raise ValueError(f"the sandbox binds to loopback only, not {host!r}")
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
         self._threads: list[threading.Thread] = []
+
+    _bind = bind
 
     @property
     def url(self) -> str:
@@ -201,7 +251,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         raise NotImplementedError
 
-    def _transport_fault(self, action: str | None, params: dict[str, Any]) -> bool:
+    def transport_fault(self, action: str | None, params: dict[str, Any]) -> bool:
         """The faults on the connection itself, common to every sandbox: ``reset`` closes it
         without an answer (returns True: answer nothing), ``latency`` waits ``delay_s`` first."""
         if action == "reset":
@@ -212,7 +262,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             time.sleep(float(params.get("delay_s", 1.0)))
         return False
 
-    def _start_reply(self, status: int, length: int, content_type: str | None,
+    def start_reply(self, status: int, length: int, content_type: str | None,
                      headers: dict[str, str] | None = None) -> None:
         """Status line and headers of an answer whose body (``length`` bytes) follows."""
         self.send_response(status)
@@ -223,10 +273,13 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
 
-    def _reply(self, status: int, data: bytes, content_type: str | None,
-               headers: dict[str, str] | None = None) -> None:
-        self._start_reply(status, len(data), content_type, headers)
+    def reply(self, status: int, data: bytes, content_type: str | None,
+              headers: dict[str, str] | None = None) -> None:
+        """A whole answer: status, headers and ``data``."""
+        self.start_reply(status, len(data), content_type, headers)
         self.wfile.write(data)
+
+    _transport_fault, _start_reply, _reply = transport_fault, start_reply, reply
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -242,3 +295,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._handle("DELETE")
+
+
+__all__ = ["FaultBook", "FaultRule", "Picked", "SandboxRequestHandler", "SandboxServer", "is_loopback",
+           "retry_after_header", "sandbox_epoch"]

@@ -27,7 +27,16 @@ pytest then runs, against the provider's own sandbox (hook ``start_sandbox``) or
 * every page is read (against the sandbox's ``expected`` counts), ``since`` and ``until`` are
   honoured, a progress fetch resumes from a ``PageEnd`` cursor, a second sync of unchanged data
   emits nothing, completed stats carry a completion date;
-* a sync survives the sandbox answering 429 and 503 (``inject``): transient answers are retried.
+* a sync survives the sandbox answering 429 and 503 (``inject``): transient answers are retried;
+  answered ``429`` with ``Retry-After: 3`` four times, the provider waits 3 s each time (by the
+  sandbox's clock) and retries all four (:mod:`hostspec.conformance_retry`);
+* what the stats mean (:mod:`hostspec.conformance_meaning`): unique stat keys, learner and attempt
+  ids that identify, progress in percent, time spent in seconds, 100 % completed, first/last
+  activity in order (the heuristics can be waived per provider with a reason: ``waivers``);
+* the catalog listing states its total (``ListingTotal``) unless ``ProviderInfo`` declares the
+  API states none (:mod:`hostspec.conformance_listing`);
+* ``ProviderInfo.hosts`` is declared and covers the settings' default URLs; the sandbox passes
+  the settings policy only with ``allow_sandboxes`` (:mod:`hostspec.conformance_hosts`).
 
 A failing check says what is wrong and shows the run's first dead letters with their reasons.
 Assertion rewriting is on for this module (the ``hostspec`` pytest plugin registers it), so a
@@ -40,6 +49,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping
@@ -48,6 +58,10 @@ import pytest
 
 from . import events as ev
 from . import rules
+from .conformance_hosts import HostChecks
+from .conformance_listing import ListingChecks
+from .conformance_meaning import MeaningChecks, swapped_activity
+from .conformance_retry import RetryChecks
 from .connections import connection_from_settings
 from .engine import SyncEngine, SyncRequest
 from .errors import RecordRejected, scalar_id
@@ -172,32 +186,43 @@ class _Run:
                            log=logging.getLogger("hostspec.testing"))
 
 
-class ProviderConformance:
-    """The tests; :func:`provider_test_class` binds them to one provider."""
+@contextmanager
+def open_run(plugin: Any, *, name: str | None = None, sandbox_options: Mapping[str, Any] | None = None,
+             settings: Mapping[str, Any] | None = None) -> Iterator[_Run]:
+    """The suite's ``run`` fixture outside pytest's fixtures: the provider's sandbox (or
+    ``settings``) and one full sync of it; the sandbox closes on exit."""
+    plugins = get_plugin_manager(load_entry_points=False, plugins=[(name or "provider", plugin)])
+    names = [n for n in plugins.providers if name in (None, n)]
+    assert len(names) == 1, f"expected one provider in {plugin!r}, found {names}"
+    provider = plugins.provider(names[0])
+    sandbox = None
+    if settings is None:
+        sandbox = provider.hooks.start_sandbox(options=dict(sandbox_options or {}))
+        assert sandbox is not None, "no settings given and the provider ships no sandbox (start_sandbox)"
+        settings = sandbox.settings
+    try:
+        yield _Run(plugins, provider, settings, sandbox)
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+
+
+class ProviderConformance(MeaningChecks, ListingChecks, RetryChecks, HostChecks):
+    """The tests; :func:`provider_test_class` binds them to one provider. The identity and
+    scale checks come from :class:`hostspec.conformance_meaning.MeaningChecks` (``waivers``)."""
 
     plugin: Any = None
     provider_name: str | None = None
     sandbox_options: Mapping[str, Any] = {}
     settings: Mapping[str, Any] | None = None
+    waivers: Mapping[str, str] = {}
 
     @pytest.fixture(scope="class")
     @classmethod
     def run(cls) -> Iterator[_Run]:
-        plugins = get_plugin_manager(load_entry_points=False, plugins=[(cls.provider_name or "provider", cls.plugin)])
-        names = [n for n in plugins.providers if cls.provider_name in (None, n)]
-        assert len(names) == 1, f"expected one provider in {cls.plugin!r}, found {names}"
-        provider = plugins.provider(names[0])
-        sandbox = None
-        settings = cls.settings
-        if settings is None:
-            sandbox = provider.hooks.start_sandbox(options=dict(cls.sandbox_options))
-            assert sandbox is not None, "no settings given and the provider ships no sandbox (start_sandbox)"
-            settings = sandbox.settings
-        try:
-            yield _Run(plugins, provider, settings, sandbox)
-        finally:
-            if sandbox is not None:
-                sandbox.close()
+        with open_run(cls.plugin, name=cls.provider_name, sandbox_options=cls.sandbox_options,
+                      settings=cls.settings) as run:
+            yield run
 
     # -- identity ----------------------------------------------------------------------------------
     def test_provider_info_is_complete(self, run):
@@ -397,6 +422,8 @@ class ProviderConformance:
             f"fetch_progress(since={middle.isoformat()}) yielded {len(after)} of the {len(stats)} stats: since "
             f"is ignored (an incremental sync would fetch everything every day)")
         early = [s for s in after if (m := _moment(s.get("last_activity_at"))) is not None and m < middle - day]
+        swapped = swapped_activity(stats)
+        assert not (early and swapped), swapped
         assert not early, (
             f"fetch_progress(since={middle.isoformat()}) yielded {len(early)} stats with activity before it: since "
             f"is not applied; first: {early[0]}")
@@ -478,18 +505,22 @@ def _identity(stat: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def provider_test_class(plugin: Any, *, name: str | None = None, sandbox_options: Mapping[str, Any] | None = None,
-                        settings: Mapping[str, Any] | None = None) -> type:
+                        settings: Mapping[str, Any] | None = None, waivers: Mapping[str, str] | None = None) -> type:
     """A pytest test class checking ``plugin`` (a provider module or object).
 
     :param name: the provider's name, when the plugin object holds several (rare).
     :param sandbox_options: passed to the provider's ``start_sandbox`` hook.
     :param settings: connection settings to use instead of a sandbox (a recorded-fixture server,
         a test account); secrets may be plain strings here.
+    :param waivers: heuristic checks this provider's API legitimately fails, each with the reason
+        (``{"full_progress_completed": "100 % means watched, not passed"}``); the names are
+        :data:`hostspec.conformance_meaning.WAIVABLE`.
     """
     label = (name or getattr(plugin, "__name__", "provider")).rsplit(".", 1)[-1]
     return type(f"Test{label.title().replace('_', '')}Conformance", (ProviderConformance,),
                 {"plugin": plugin, "provider_name": name, "sandbox_options": dict(sandbox_options or {}),
-                 "settings": None if settings is None else dict(settings), "__test__": True})
+                 "settings": None if settings is None else dict(settings), "waivers": dict(waivers or {}),
+                 "__test__": True})
 
 
-__all__ = ["ProviderConformance", "connection_for", "explain", "provider_test_class"]
+__all__ = ["ProviderConformance", "connection_for", "explain", "open_run", "provider_test_class"]

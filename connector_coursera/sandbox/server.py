@@ -70,7 +70,7 @@ class CourseraSandbox(SandboxServer):
             gradebook report's scale); rows keep 0–1 grades and are scaled when served."""
         if grade_scale not in contract.GRADE_SCALES:
             raise ValueError(f"grade_scale must be one of {contract.GRADE_SCALES}, not {grade_scale!r}")
-        self._bind(host, port, _make_handler(self))
+        self.bind(host, port, _make_handler(self))
         self.spec = spec or OrgSpec()
         self.client_id, self.client_secret = client_id, client_secret
         self.token_ttl_s, self.next_format, self.grade_format = token_ttl_s, next_format, grade_format
@@ -423,7 +423,7 @@ def _make_handler(sandbox: CourseraSandbox) -> type[SandboxRequestHandler]:
                    rule: FaultRule | None) -> int:
             action = rule.action if rule else None
             p = rule.params if rule else {}
-            if self._transport_fault(action, p):
+            if self.transport_fault(action, p):
                 return 0
             pre = _pre_response(action, p)
             if pre is not None:
@@ -455,7 +455,7 @@ def _make_handler(sandbox: CourseraSandbox) -> type[SandboxRequestHandler]:
             if truncate:
                 data = data[: max(1, len(data) // 2)]
             self._retry_after = (headers or {}).get("Retry-After")
-            self._start_reply(status, len(data), ctype, headers)
+            self.start_reply(status, len(data), ctype, headers)
             if slow:
                 step = max(1, int(slow.get("chunk_bytes", 256)))
                 for i in range(0, len(data), step):

@@ -138,3 +138,18 @@ def test_a_sync_on_a_terminal_shows_a_bar_per_scope_with_percent_when_the_total_
     assert final["expected"] == report.expected
     line = progress_line({**final, "counts": {**final["counts"], "progress_fetched": len(sandbox.report_rows()) // 2}})
     assert f"progress 50% of {len(sandbox.report_rows())}" in line or "progress 49%" in line
+
+
+def test_sandbox_options_reach_the_sandbox_hook(tmp_path, capsys):
+    out = tmp_path / "e.jsonl"
+    assert main(["sync", "coursera", "--sandbox", "--sandbox-option", "contents=7", "--scope", "catalog",
+                 "--out", str(out)]) == EXIT_OK
+    assert len([e for e in lines(out) if e["type"] == "learning.course.upserted.v1"]) == 7
+    assert main(["sync", "coursera", "--sandbox", "--sandbox-option", "contents", "--out", str(out)]) == EXIT_CONFIG
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_sandbox_option_values():
+    from hostspec.cli import sandbox_options
+
+    assert sandbox_options(["seed=7", "name=a=b", "x="]) == {"seed": 7, "name": "a=b", "x": ""}

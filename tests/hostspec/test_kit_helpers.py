@@ -15,15 +15,75 @@ from responses.registries import OrderedRegistry
 
 from hostspec import (
     ExpectedCount,
+    ListingTotal,
     PageEnd,
     ProviderConfigError,
     ProviderSystemError,
     ProviderTransientError,
 )
 from hostspec.httputil import ClientCredentials, RetryableAnswer, raise_for_answer, retry_policy
-from hostspec.paging import cursor_pages, offset_pages
+from hostspec.paging import cursor_pages, next_link_pages, offset_pages
 
 # -- paging -----------------------------------------------------------------------------------------
+API = "https://acme.udemy.com/api-2.0/organizations/7/courses/list/"
+
+
+def linked(n: int, size: int = 2, *, count: bool = True, elsewhere: str | None = None):
+    """Pages of ``n`` items with absolute ``next`` links (page numbers); ``elsewhere``: the
+    second page's next link."""
+    calls = []
+
+    def fetch(url):
+        calls.append(url)
+        page = int(parse_qs(url.partition("?")[2]).get("page", ["1"])[0])
+        items = list(range((page - 1) * size, min(page * size, n)))
+        nxt = f"{API}?page={page + 1}" if page * size < n else None
+        if elsewhere and page == 2:
+            nxt = elsewhere
+        return {"results": items, "next": nxt, **({"count": n} if count else {})}
+
+    return fetch, calls
+
+
+def test_next_link_pages_follow_absolute_links_and_yield_the_listing_total():
+    fetch, calls = linked(5)
+    out = list(next_link_pages(fetch, API))
+    assert out == [ExpectedCount(5), 0, 1, PageEnd(f"{API}?page=2"), 2, 3, PageEnd(f"{API}?page=3"), 4,
+                   ListingTotal(5)]
+    assert calls == [API, f"{API}?page=2", f"{API}?page=3"]
+    resumed = list(next_link_pages(fetch, API, start=f"{API}?page=3"))
+    assert resumed == [ExpectedCount(5), 4, ListingTotal(5)]
+
+
+def test_next_link_pages_without_a_count_yield_no_total():
+    fetch, _ = linked(3, count=False)
+    assert list(next_link_pages(fetch, API)) == [0, 1, PageEnd(f"{API}?page=2"), 2]
+
+
+@pytest.mark.parametrize("elsewhere", ["http://acme.udemy.com/api-2.0/x?page=3",          # another scheme
+                                       "https://evil.example.com/api-2.0/x?page=3",        # another host
+                                       "https://acme.udemy.com:8443/api-2.0/x?page=3",     # another port
+                                       "https://acme.udemy.com/other/x?page=3",            # another path root
+                                       "https://acme.udemy.com/api-2.0evil/x?page=3"])
+def test_next_link_pages_refuse_a_link_elsewhere(elsewhere):
+    fetch, calls = linked(9, elsewhere=elsewhere)
+    with pytest.raises(ProviderSystemError, match="leads elsewhere"):
+        list(next_link_pages(fetch, API))
+    assert elsewhere not in calls
+    with pytest.raises(ProviderSystemError, match="leads elsewhere"):
+        list(next_link_pages(fetch, API, start=elsewhere))
+
+
+def test_next_link_pages_stop_a_loop():
+    with pytest.raises(ProviderSystemError, match="itself"):
+        list(next_link_pages(lambda url: {"results": [1], "next": API}, API))
+
+
+def test_cursor_pages_yield_the_total_a_page_states():
+    pages = {None: ([1, 2], "b", 3), "b": ([3], None, 3)}
+    assert list(cursor_pages(lambda c: pages[c])) == [1, 2, PageEnd("b"), 3, ListingTotal(3)]
+    assert ListingTotal(3) not in list(cursor_pages(lambda c: {None: ([1], None, None)}[c]))
+
 
 
 class Pages:
@@ -44,14 +104,14 @@ class Pages:
 def test_offset_pages_with_a_total():
     pages = Pages(7)
     out = list(offset_pages(pages, page_size=3))
-    assert out == [ExpectedCount(7), 0, 1, 2, PageEnd(3), 3, 4, 5, PageEnd(6), 6]
+    assert out == [ExpectedCount(7), 0, 1, 2, PageEnd(3), 3, 4, 5, PageEnd(6), 6, ListingTotal(7)]
     assert pages.calls == [(0, 3), (3, 3), (6, 3)]
 
 
 def test_offset_pages_stop_at_the_total_without_asking_for_an_empty_page():
     pages = Pages(6)
     out = list(offset_pages(pages, page_size=3))
-    assert out == [ExpectedCount(6), 0, 1, 2, PageEnd(3), 3, 4, 5]
+    assert out == [ExpectedCount(6), 0, 1, 2, PageEnd(3), 3, 4, 5, ListingTotal(6)]
     assert pages.calls == [(0, 3), (3, 3)]
 
 
@@ -80,7 +140,7 @@ def test_offset_pages_read_nested_keys():
         return {"elements": rows, "paging": {"start": offset, "count": limit, "total": 5}}
 
     out = list(offset_pages(fetch, page_size=5, items="elements", total="paging.total"))
-    assert out == [ExpectedCount(5), 0, 1, 2, 3, 4]
+    assert out == [ExpectedCount(5), 0, 1, 2, 3, 4, ListingTotal(5)]
 
 
 @pytest.mark.parametrize("page", [{"data": []}, {"items": None}, {"items": {"a": 1}}, ["not", "a", "mapping"]])
@@ -93,7 +153,7 @@ def test_offset_pages_refuse_a_page_without_a_list_of_items(page):
 def test_offset_pages_resume_from_a_cursor():
     pages = Pages(7)
     out = list(offset_pages(pages, page_size=3, start=3))
-    assert out == [ExpectedCount(7), 3, 4, 5, PageEnd(6), 6]
+    assert out == [ExpectedCount(7), 3, 4, 5, PageEnd(6), 6, ListingTotal(7)]
     assert pages.calls[0] == (3, 3)
 
 
@@ -432,3 +492,14 @@ def test_a_shared_token_serves_the_next_client_of_the_same_account_only():
     grant(responses, "tok-4", expires_in=600)
     assert credentials(clock, shared=True).token() == "tok-4"
     assert len(responses.calls) == 4
+
+
+def test_sandbox_epoch_is_relative_to_the_clock():
+    from datetime import datetime, timedelta, timezone
+
+    from hostspec.sandboxes import sandbox_epoch
+
+    now = datetime(2026, 12, 7, 19, 30, tzinfo=timezone.utc)
+    assert sandbox_epoch(20, now=now) == datetime(2026, 11, 17, 9, 0, tzinfo=timezone.utc)
+    last = sandbox_epoch(20, now=now) + timedelta(days=19, hours=6)      # the template's latest activity
+    assert now - timedelta(hours=48) <= last <= now

@@ -13,7 +13,9 @@ from hostspec import cli
 
 
 def conformance(package_dir) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(package_dir)}
+    # the hostspec under test (this checkout), not whichever one is installed
+    host_root = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package_dir), host_root])}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                           cwd=package_dir, env=env, capture_output=True, text=True, timeout=120)
 
