@@ -18,6 +18,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig, topic_specs
@@ -284,15 +285,25 @@ def _memory_run(tmp_path, bootstrap, prefix, healthy, failing, budget_mb, backlo
     targets = tmp_path / f"targets-{tag}.toml"
     targets.write_text(targets_toml(fleet))
     proc = publisher(tmp_path, bootstrap, prefix, targets, f"mem-{tag}", fleet[0].lms.settings["client_secret"],
-                     ("--memory-budget", f"{budget_mb}M", "--batch-size", "500"))
+                     ("--memory-budget", f"{budget_mb}M", "--batch-size", "500", "--metrics-port", "0"))
     peak = 0.0
+
+    def lag() -> float:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return sum(float(v) for v in re.findall(r"^connector_consumer_lag\{[^}]*\} (\S+)$", text, re.M))
     try:
+        port = int(proc.wait_for(r"on http://[^:]+:(\d+)/metrics", 60).group(1))
         wait_until(lambda: "restored from" in proc.log(), 90, "the publisher serving", [proc])
         for c in failing:
             fault(c, action="status_5xx", route="*", status=503, times=None)
         publish(bootstrap, topics, [e for c in fleet for e in c.course_events()])
         for c in failing:                     # the failing companies' backlogs
             publish(bootstrap, topics, [e for e in c.events(1)][:backlog])
+        if failing:
+            # the outage's steady state: the backlogs read (held up to the budget, the rest left in
+            # Kafka); the lag gauge is refreshed every 10 s, so it is read after one refresh at least
+            time.sleep(11)
+            wait_until(lambda: lag() == 0, 600, "the failing companies' backlogs read", [proc])
         sent = time.monotonic()
         publish(bootstrap, topics, [e for c in healthy for e in c.events(1)])
 
