@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from . import contract, grade_scale
 from .numbers import as_number
@@ -207,6 +207,15 @@ class EnrollmentReportSchema(_Lenient):
                             validate=validate.OneOf(contract.GRADE_SCALES))
     courseType = fields.String(load_default=None, allow_none=True)
 
+    @validates_schema
+    def _grade_fits_its_scale(self, d: dict[str, Any], **_kwargs: Any) -> None:
+        grade = d.get("grade")
+        if grade is None:
+            return
+        scale = d.get("pageGradeScale") or grade_scale.scale_of([grade])
+        if not grade_scale.fits(grade, scale):
+            raise ValidationError(f"{grade!r} is not a grade on the page's 0-{scale:g} scale", "grade")
+
     @post_load
     def _make(self, d: dict[str, Any], **_kwargs: Any) -> EnrollmentReport:
         grade = d.get("grade")
@@ -282,12 +291,14 @@ def fast_report(record: Any) -> EnrollmentReport | None:
     page_scale = get(grade_scale.SCALE_KEY)
     if page_scale is not None and (not _number(page_scale) or page_scale not in contract.GRADE_SCALES):
         return None
+    scale = float(page_scale) if page_scale else grade_scale.scale_of([numbers["grade"]])
+    if numbers["grade"] is not None and not grade_scale.fits(numbers["grade"], scale):
+        return None                                   # the schema rejects it, with its reason
     return EnrollmentReport(
         id=record["id"], external_id=record["externalId"], email=get("email"), content_id=record["contentId"],
         content_type=record["contentType"], program_id=get("programId"), is_completed=record["isCompleted"],
         completed_at=epochs["completedAt"], grade=numbers["grade"],
-        grade_scale=float(page_scale) if page_scale else grade_scale.scale_of([numbers["grade"]]),
-        overall_progress=numbers["overallProgress"],
+        grade_scale=scale, overall_progress=numbers["overallProgress"],
         enrolled_at=epochs["enrolledAt"], last_activity_at=epochs["lastActivityAt"], updated_at=epochs["updatedAt"],
         membership_state=record["membershipState"], hours_spent=numbers[contract.HOURS_SPENT_FIELD],
         course_type=get("courseType"))

@@ -67,7 +67,7 @@ HOURS_SPENT_FIELD = "approxTotalCourseHrs"  # [C4B schemas.EnrollmentReport.appr
 # 100" (example 96.7). Which scale production's grade uses is not settled: both are accepted, per page.
 GRADE_FIELD = "grade"                 # [C4B schemas.EnrollmentReport.grade]
 GRADE_SCALES = (1.0, 100.0)           # [C4B EnrollmentReport.grade example] 0-1, [C4B CourseGradebookReport.overallCourseGrade] 0-100
-GRADE_FRACTION_MAX = 1.0              # INFERRED: a page with any grade above this is on 0-100
+GRADE_FRACTION_MAX = 1.0              # INFERRED: grades above this vote for a 0-100 page (grade_scale.scale_of)
 
 # -- content kinds -------------------------------------------------------------------------------
 # Coursera contentType -> 360Learning external-course contentType. Professional certificates

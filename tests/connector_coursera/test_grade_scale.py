@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from marshmallow import ValidationError
 
 from connector_coursera import grade_scale
 from connector_coursera.api_schemas import ENROLLMENT_REPORT, fast_report
@@ -53,15 +54,51 @@ def test_a_low_grade_on_a_0_100_page_is_read_on_the_page_s_scale(plugins):
     assert report.counts.rejected == 0 and stats[low_id]["score_percent"] == 0.4
 
 
-def test_the_page_mark_goes_to_graded_rows_of_0_100_pages_only():
+def test_the_page_mark_goes_to_every_graded_row():
     page = [{**COMPLETED, "grade": 0.4}, {**COMPLETED, "grade": "96.7"}, {**COMPLETED, "grade": None}]
     marked = grade_scale.mark_page(page)
     assert [r.get(grade_scale.SCALE_KEY) for r in marked] == [100.0, 100.0, None]
     fraction_page = [{**COMPLETED, "grade": 0.4}, {**COMPLETED, "grade": "1"}]
-    assert grade_scale.mark_page(fraction_page) is fraction_page
+    assert [r[grade_scale.SCALE_KEY] for r in grade_scale.mark_page(fraction_page)] == [1.0, 1.0]
     loaded = [ENROLLMENT_REPORT.load(r) for r in marked]
     assert [r.grade_scale for r in loaded] == [100.0, 100.0, 1.0]
     assert fast_report(marked[0]) == loaded[0]         # a string grade ("96.7") takes the schema path
+
+
+@pytest.mark.parametrize("grades, scale", [
+    ([0.5, 0.7, 50], 1.0),                      # one 0-100 vote among fractions: the fractions win
+    ([0.5, 0.7, 50, 60], 100.0),                # a tie goes to 0-100 (a fraction can be a low 0-100 grade)
+    ([0.5, float("inf"), 1e18, -1, float("nan")], 1.0),   # out-of-range grades do not vote
+    ([0, 1, None], 1.0), ([0, 1, 100], 100.0), ([], 1.0)])
+def test_the_page_votes(grades, scale):
+    assert grade_scale.scale_of(grades) == scale
+
+
+@pytest.mark.parametrize("grade", [50, float("inf"), "nan", -0.5, 1e18, "1e400"])
+def test_a_grade_that_does_not_fit_the_page_s_scale_is_rejected_alone(grade):
+    """A broken grade among fractions does not turn the page to 0-100: its row alone is refused,
+    with a reason, on both load paths."""
+    page = grade_scale.mark_page([{**COMPLETED, "grade": grade}] + [{**COMPLETED, "grade": g} for g in (0.4, 0.8)])
+    assert all(r[grade_scale.SCALE_KEY] == 1.0 for r in page)
+    assert fast_report(page[0]) is None
+    with pytest.raises(ValidationError, match="not a grade on the page's 0-1 scale"):
+        ENROLLMENT_REPORT.load(page[0])
+    assert [ENROLLMENT_REPORT.load(r).grade_scale for r in page[1:]] == [1.0, 1.0]
+
+
+def test_one_broken_grade_does_not_change_another_learner_s_score(plugins):
+    """Over the sandbox: a 0-1 org, one row's grade set to 50; every other learner's score is the
+    same as without it, and only that row is rejected."""
+    with CourseraSandbox(OrgSpec(contents=30, learners=20, enrollments=90)) as sb:
+        _, before = progress_sync(sb, plugins)
+        broken = next(i for i in sb.report_rows() if sb.org.row(i).get("grade") is not None)
+        sb.org.progress_overrides[broken] = {"grade": 50}
+        sb.org.version += 1
+        report, after = progress_sync(sb, plugins)
+        broken_id = sb.org.row(broken)["id"]
+    assert report.counts.rejected == 1 and broken_id not in after
+    assert {k: v["score_percent"] for k, v in after.items()} == \
+        {k: v["score_percent"] for k, v in before.items() if k != broken_id}
 
 
 @pytest.mark.parametrize("grade, score", [(0.9223, 92.23), ("0.922300033569336", 92.23), ("96.7", 96.7),
