@@ -33,6 +33,9 @@ pytest then runs, against the provider's own sandbox (hook ``start_sandbox``) or
 * what the stats mean (:mod:`hostspec.conformance_meaning`): unique stat keys, learner and attempt
   ids that identify, progress in percent, time spent in seconds, 100 % completed, first/last
   activity in order (the heuristics can be waived per provider with a reason: ``waivers``);
+* golden records (``golden``): raw records the provider ships with the normalized result it
+  expects map to it through ``map_course``/``map_stat`` and the host's rules, with a
+  field-by-field diff on mismatch (:mod:`hostspec.golden`);
 * the catalog listing states its total (``ListingTotal``) unless ``ProviderInfo`` declares the
   API states none (:mod:`hostspec.conformance_listing`);
 * ``ProviderInfo.hosts`` is declared and covers the settings' default URLs; the sandbox passes
@@ -65,6 +68,7 @@ from .conformance_retry import RetryChecks
 from .connections import connection_from_settings
 from .engine import SyncEngine, SyncRequest
 from .errors import RecordRejected, scalar_id
+from .golden import check_golden
 from .hookspecs import HOOK_ORDER
 from .plugins import HostPluginManager, Provider, get_plugin_manager
 from .provider import SCOPES, Connection, PageEnd, SyncContext
@@ -216,6 +220,7 @@ class ProviderConformance(MeaningChecks, ListingChecks, RetryChecks, HostChecks)
     sandbox_options: Mapping[str, Any] = {}
     settings: Mapping[str, Any] | None = None
     waivers: Mapping[str, str] = {}
+    golden: str | None = None
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -475,6 +480,14 @@ class ProviderConformance(MeaningChecks, ListingChecks, RetryChecks, HostChecks)
             pytest.skip("the sandbox has no completed enrollment")
         assert all(isinstance(s["completed_at"], str) for s in completed)
 
+    def test_golden_records_map_as_expected(self, run):
+        golden = type(self).golden
+        if golden is None:
+            pytest.skip("the provider ships no golden records (provider_test_class(golden=...)); "
+                        "add one per unit or scale conversion its mapping does")
+        count = check_golden(golden, run.provider.hooks, run.connection, run.context("progress"), run.provider.name)
+        assert count, f"no golden records found in {golden}"
+
     def test_transient_answers_are_retried(self, run):
         if not callable(getattr(run.sandbox, "inject", None)) or getattr(run.sandbox, "faults", None) is None:
             pytest.skip("the sandbox cannot inject faults (SandboxServer.inject)")
@@ -505,7 +518,8 @@ def _identity(stat: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def provider_test_class(plugin: Any, *, name: str | None = None, sandbox_options: Mapping[str, Any] | None = None,
-                        settings: Mapping[str, Any] | None = None, waivers: Mapping[str, str] | None = None) -> type:
+                        settings: Mapping[str, Any] | None = None, waivers: Mapping[str, str] | None = None,
+                        golden: Any = None) -> type:
     """A pytest test class checking ``plugin`` (a provider module or object).
 
     :param name: the provider's name, when the plugin object holds several (rare).
@@ -515,11 +529,14 @@ def provider_test_class(plugin: Any, *, name: str | None = None, sandbox_options
     :param waivers: heuristic checks this provider's API legitimately fails, each with the reason
         (``{"full_progress_completed": "100 % means watched, not passed"}``); the names are
         :data:`hostspec.conformance_meaning.WAIVABLE`.
+    :param golden: a golden-records file or folder (``Path(__file__).parent / "golden"``):
+        raw records with the normalized result expected (:mod:`hostspec.golden`).
     """
     label = (name or getattr(plugin, "__name__", "provider")).rsplit(".", 1)[-1]
     return type(f"Test{label.title().replace('_', '')}Conformance", (ProviderConformance,),
                 {"plugin": plugin, "provider_name": name, "sandbox_options": dict(sandbox_options or {}),
                  "settings": None if settings is None else dict(settings), "waivers": dict(waivers or {}),
+                 "golden": None if golden is None else str(golden),
                  "__test__": True})
 
 

@@ -8,11 +8,14 @@ import pytest
 from hostspec import hookimpl
 from hostspec.testing import open_run, provider_test_class
 
+from pathlib import Path
+
 from .kit_provider.plugin import MISTAKES, KitProvider
 
 OPTIONS = {"courses": 8, "learners": 6, "enrollments": 30}
+GOLDEN = Path(__file__).parent / "kit_provider" / "golden"
 
-TestKitProviderConformance = provider_test_class(KitProvider(), name="kit", sandbox_options=OPTIONS)
+TestKitProviderConformance = provider_test_class(KitProvider(), name="kit", sandbox_options=OPTIONS, golden=GOLDEN)
 
 # mistake -> (the check that must fail, words its message must hold)
 EXPECTED = {
@@ -81,3 +84,14 @@ def test_a_waived_heuristic_is_skipped_with_its_reason_and_a_waiver_needs_one():
         blank = provider_test_class(KitProvider(), name="kit", waivers={"progress_scale": " ", "nope": "x"})()
         with pytest.raises(AssertionError, match="gives no reason"):
             blank.test_waivers_are_known_and_give_reasons(run)
+
+
+def test_a_golden_record_converting_minutes_wrongly_fails_with_a_diff_naming_the_field():
+    suite = provider_test_class(KitProvider("minutes_as_seconds"), name="kit", sandbox_options=OPTIONS,
+                                golden=GOLDEN)()
+    with open_run(KitProvider("minutes_as_seconds"), name="kit", sandbox_options=OPTIONS) as run:
+        with pytest.raises(AssertionError) as failure:
+            suite.test_golden_records_map_as_expected(run)
+    message = str(failure.value)
+    assert "time_spent_seconds: expected 720, got 12" in message, message
+    assert "minutes spent to seconds" in message and "progress_percent" not in message, message

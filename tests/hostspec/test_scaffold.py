@@ -63,6 +63,9 @@ MISTAKES = {
                                          "test_a_second_sync_of_unchanged_data_emits_nothing", "description"),
     "no completion date": ([("mapping.py", '"completed_at": done if completed else None', '"completed_at": None')],
                            "test_completed_stats_carry_a_completion_date", "derive one"),
+    "minutes of content as seconds": ([("mapping.py", '"duration_minutes": record.get("minutes")',
+                                        '"duration_minutes": 60 * record.get("minutes", 0)')],
+                                      "test_golden_records_map_as_expected", "duration_minutes: expected 37, got 2220"),
 }
 
 
