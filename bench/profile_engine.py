@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from benchmark import CONTENTS_FOR_STATS, PAGE_SIZE, sandbox, warm  # noqa: E402
 
-from hostspec.connections import connection_from_settings  # noqa: E402
-from hostspec.engine import SyncEngine, SyncRequest  # noqa: E402
-from hostspec.plugins import get_plugin_manager  # noqa: E402
-from hostspec.state import StateDB  # noqa: E402
+from hostspec.config.connections import connection_from_settings  # noqa: E402
+from hostspec.engine.run import SyncEngine, SyncRequest  # noqa: E402
+from hostspec.engine.plugins import get_plugin_manager  # noqa: E402
+from hostspec.engine.state import StateDB  # noqa: E402
 
 
 class NullSink:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def transaction_times() -> str:
     """How long the run's transactions took, from the worker's histogram (upper bucket bounds)."""
-    from hostspec import metrics
+    from hostspec.ops import metrics
 
     samples = {s.labels["le"]: s.value for s in metrics.TRANSACTION_SECONDS.collect()[0].samples
                if s.name.endswith("_bucket")}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hostspec.state import SEP, StateDB, apply_changelog  # noqa: E402
+from hostspec.engine.state import SEP, StateDB, apply_changelog  # noqa: E402
 
 
 def records(n: int) -> list[tuple[str, bytes]]:

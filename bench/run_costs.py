@@ -49,7 +49,7 @@ def token_fetch_cpu_ms(url: str, n: int = 50) -> float:
     """CPU of one OAuth token fetch through the host's client, in this process."""
     import requests
 
-    from hostspec.httputil import ClientCredentials
+    from hostspec.kit.http import ClientCredentials
 
     session = requests.Session()
     started = time.process_time()

@@ -1,6 +1,6 @@
 """OAuth2 client credentials against Coursera's Apigee gateway, with a cached token.
 
-Built on :class:`hostspec.httputil.ClientCredentials` (HTTP Basic ``client_id:secret``, grant
+Built on :class:`hostspec.kit.http.ClientCredentials` (HTTP Basic ``client_id:secret``, grant
 ``client_credentials``); only the errors are Coursera's own (:mod:`connector_coursera.errors`).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Callable
 
 import requests
 
-from hostspec.httputil import ClientCredentials
+from hostspec.kit.http import ClientCredentials
 
 from . import contract
 from .errors import InvalidCredentials, MalformedResponse, NetworkError, error_for_status

@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterator, Mapping
 import requests
 import tenacity
 
-from hostspec import metrics
-from hostspec.httputil import gate_session
+from hostspec.ops import metrics
+from hostspec.kit.http import gate_session
 
 from . import contract
 from .auth import TokenSource

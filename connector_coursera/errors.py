@@ -31,7 +31,7 @@ from hostspec.errors import (
     ProviderSystemError,
     ProviderTransientError,
 )
-from hostspec.httputil import body_excerpt
+from hostspec.kit.http import body_excerpt
 
 from . import contract
 
@@ -96,7 +96,7 @@ class PaginationLoop(CourseraSystemError):
 
 def describe_body(text: str) -> tuple[str, str | None]:
     """Coursera's message and Apigee error code from any of its error body shapes, as bounded,
-    redacted excerpts (:func:`hostspec.httputil.body_excerpt`)."""
+    redacted excerpts (:func:`hostspec.kit.http.body_excerpt`)."""
     message, code = _message_and_code(text)
     return body_excerpt(message), (body_excerpt(code, 80) if code else None)
 

@@ -3,7 +3,7 @@
 Retried: everything :class:`CourseraTransientError` (429, 5xx, 408, timeouts, resets, bodies
 that are not JSON). Never retried: other 4xx and shape errors. The wait honours ``Retry-After``
 (seconds or HTTP-date, capped at ``max_retry_after_s``); otherwise exponential backoff with jitter.
-The policy is :func:`hostspec.httputil.retry_policy`; this module adds Coursera's error class, its
+The policy is :func:`hostspec.kit.http.retry_policy`; this module adds Coursera's error class, its
 ``on_retry`` hook, and counts every throttled wait as a rate-limit wait.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Callable
 
 import tenacity
 
-from hostspec import metrics
-from hostspec.httputil import (
+from hostspec.ops import metrics
+from hostspec.kit.http import (
     parse_retry_after,  # noqa: F401  (re-exported)
     retry_policy,
 )

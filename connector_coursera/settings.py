@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from marshmallow import Schema, fields, post_load, validate
 
-from hostspec.connections import SecretField
+from hostspec.config.connections import SecretField
 from hostspec.secrets import Secret
 
 from . import contract

@@ -3,8 +3,8 @@
 protocol the client declares (``contract.RESTLI_PROTOCOL``, :mod:`.restli`). Failures become the
 host's provider errors.
 
-Token, retries and error answers are the host's helpers (:class:`hostspec.httputil.ClientCredentials`,
-:func:`~hostspec.httputil.retry_policy`, :func:`~hostspec.httputil.raise_for_answer`)."""
+Token, retries and error answers are the host's helpers (:class:`hostspec.kit.http.ClientCredentials`,
+:func:`~hostspec.kit.http.retry_policy`, :func:`~hostspec.kit.http.raise_for_answer`)."""
 from __future__ import annotations
 
 import logging
@@ -13,9 +13,10 @@ from typing import Any, Iterator
 
 import requests
 
-from hostspec import ProviderConfigError, ProviderSystemError, ProviderTransientError, metrics
-from hostspec.httputil import ClientCredentials, gate_session, raise_for_answer, retry_policy
-from hostspec.paging import offset_pages
+from hostspec import ProviderConfigError, ProviderSystemError, ProviderTransientError
+from hostspec.ops import metrics
+from hostspec.kit.http import ClientCredentials, gate_session, raise_for_answer, retry_policy
+from hostspec.kit.paging import offset_pages
 
 from . import contract, restli
 from .settings import LinkedInSettings

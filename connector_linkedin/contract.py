@@ -74,5 +74,5 @@ SUBJECT_TYPES = ("TOPIC", "SUBJECT", "LIBRARY")   # INFERRED type names
 
 # -- rate limits (LIMITS) ------------------------------------------------------------------------
 # LIMITS: daily limits per application and per member, reset at midnight UTC, answered with 429
-# (retried by hostspec.httputil); the numbers are not published (the Developer Portal shows them).
+# (retried by hostspec.kit.http); the numbers are not published (the Developer Portal shows them).
 CALLS_PER_SECOND = 4              # INFERRED: a prudent default budget (no per-second limit is published)

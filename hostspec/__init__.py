@@ -6,34 +6,34 @@ A provider author needs only this surface::
 """
 from __future__ import annotations
 
-from .errors import (
-                     ConfigError,
-                     HostError,
-                     InvalidRequestError,
-                     PluginError,
-                     ProviderConfigError,
-                     ProviderError,
-                     ProviderSystemError,
-                     ProviderTransientError,
-                     RecordRejected,
-                     UnknownConnectionError,
-                     UnknownProviderError,
-                     scalar_id,
+from hostspec.errors import (
+    ConfigError,
+    HostError,
+    InvalidRequestError,
+    PluginError,
+    ProviderConfigError,
+    ProviderError,
+    ProviderSystemError,
+    ProviderTransientError,
+    RecordRejected,
+    UnknownConnectionError,
+    UnknownProviderError,
+    scalar_id,
 )
-from .markers import hookimpl, hookspec
-from .provider import (
-                     SCOPES,
-                     CheckResult,
-                     Connection,
-                     ExpectedCount,
-                     ListingTotal,
-                     PageEnd,
-                     ProviderInfo,
-                     SandboxHandle,
-                     SyncContext,
+from hostspec.markers import hookimpl, hookspec
+from hostspec.provider import (
+    SCOPES,
+    CheckResult,
+    Connection,
+    ExpectedCount,
+    ListingTotal,
+    PageEnd,
+    ProviderInfo,
+    SandboxHandle,
+    SyncContext,
 )
-from .metrics import provider_call, rate_limit_wait
-from .secrets import Secret
+from hostspec.ops.metrics import provider_call, rate_limit_wait
+from hostspec.secrets import Secret
 
 __version__ = "0.1.0"
 

@@ -10,7 +10,7 @@ lower and pause that tenant's budget. So an account is identified by what only i
   client id gets its own budget, whatever secret it gives; so does a connection of the same
   tenant holding another secret (a wrong one fails with its own 401).
 * **Shared across tenants only when the operator says so**, in the settings policy
-  (:mod:`hostspec.policy`)::
+  (:mod:`hostspec.config.policy`)::
 
       [shared_accounts."coursera/acme-app"]   # provider/client id
       tenants = ["acme", "acme-eu"]            # who shares it (holding the same secret)
@@ -32,12 +32,12 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .errors import ConfigError, SecretUnavailable
-from .secrets import Secret
+from hostspec.errors import ConfigError, SecretUnavailable
+from hostspec.secrets import Secret
 
 if TYPE_CHECKING:
-    from .plugins import HostPluginManager
-    from .provider import Connection
+    from hostspec.engine.plugins import HostPluginManager
+    from hostspec.provider import Connection
 
 SHARED = "shared"
 _ID_LABEL = b"hostspec.accounts.v1"

@@ -13,11 +13,11 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from . import event_schemas as s
-from .events import DATA_SCHEMAS, SCHEMA_URI, SPECVERSION
-from .topics import TOPIC_TYPES, Topics
-from .transport.cloudevents import STRUCTURED_TYPE
-from .transport.config import topic_specs
+from hostspec import event_schemas as s
+from hostspec.events import DATA_SCHEMAS, SCHEMA_URI, SPECVERSION
+from hostspec.topics import TOPIC_TYPES, Topics
+from hostspec.transport.cloudevents import STRUCTURED_TYPE
+from hostspec.transport.config import topic_specs
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "schemas"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -193,7 +193,7 @@ def rendered() -> dict[str, str]:
     """File name -> exact text of every contract file."""
     files = {f"{t}.json": event_schema(t) for t in DATA_SCHEMAS}
     files["asyncapi.json"] = asyncapi()
-    from .openapi import document  # the admin API's document embeds these schemas
+    from hostspec.control.openapi import document  # the admin API's document embeds these schemas
     files["admin-api.openapi.json"] = document()
     return {name: json.dumps(doc, indent=2, ensure_ascii=False) + "\n" for name, doc in files.items()}
 
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         args.directory.mkdir(parents=True, exist_ok=True)
         for name, text in rendered().items():
             (args.directory / name).write_text(text, encoding="utf-8")
-        from .field_rules import DOC, rendered_doc  # the provider guide's field-rules table
+        from hostspec.field_rules import DOC, rendered_doc  # the provider guide's field-rules table
 
         if DOC.exists():
             DOC.write_text(rendered_doc(DOC.read_text(encoding="utf-8")), encoding="utf-8")

@@ -52,7 +52,7 @@ class SecretUnavailable(ConfigError, LookupError):
 
 class SettingsRefused(ConfigError):
     """A connection's settings break its provider's schema or the deployment's settings policy
-    (:mod:`hostspec.policy`); ``messages`` maps each field to what is wrong with it."""
+    (:mod:`hostspec.config.policy`); ``messages`` maps each field to what is wrong with it."""
 
     def __init__(self, message: str, messages: dict[str, Any]):
         self.messages = messages

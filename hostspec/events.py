@@ -21,8 +21,8 @@ from typing import Any, Mapping
 
 from marshmallow import Schema, ValidationError
 
-from . import event_schemas as s
-from .fastcheck import compile_all
+from hostspec import event_schemas as s
+from hostspec.fastcheck import compile_all
 
 try:                                       # C speed for the per-record JSON (optional: json does the same)
     import orjson as _orjson

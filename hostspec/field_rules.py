@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from . import event_schemas as s
-from .contracts import ORDER_RULES, field_schema
+from hostspec import event_schemas as s
+from hostspec.contracts import ORDER_RULES, field_schema
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "writing-a-provider.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "writing-a-provider.md"
 START, END = "<!-- field-rules:start (generated: python -m hostspec.contracts --write) -->", "<!-- field-rules:end -->"
 HOST_SET = {"tenant", "connection", "provider", "group_id", "locked_fields", "fingerprint"}
 SCHEMAS = (("Course data (`map_course`)", s.CourseDataSchema),

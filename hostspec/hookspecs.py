@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterator, Mapping
 
-from .markers import hookspec
-from .provider import CheckResult, Connection, ProviderInfo, SandboxHandle, SyncContext
+from hostspec.markers import hookspec
+from hostspec.provider import CheckResult, Connection, ProviderInfo, SandboxHandle, SyncContext
 
 # ---------------------------------------------------------------------------------------------
 # identity and set-up

@@ -1,7 +1,7 @@
 """A connection's state belongs to that connection's life: its *incarnation*.
 
 The sync state (fingerprints of what was emitted, watermarks, page cursors, request-done markers:
-:mod:`hostspec.state`) says what one 360Learning group already received from one provider
+:mod:`hostspec.engine.state`) says what one 360Learning group already received from one provider
 organization. Keyed by the connection's name alone, a connection deleted and created again under
 the same name, or pointed at another organization or group, would start from the old state: its
 first sync would emit nothing it "already" emitted, to a group that never received it.
@@ -20,7 +20,7 @@ So state is keyed by ``tenant/name/<incarnation>``, the incarnation a digest of:
   counts (a document written before ``created_revision`` existed keeps its state the same way).
 
 The state of an earlier incarnation is never read again; it stays in the state topic until
-the run of a later incarnation sweeps it (:mod:`hostspec.engine`).
+the run of a later incarnation sweeps it (:mod:`hostspec.engine.run`).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import hashlib
 import json
 from typing import Any, Mapping
 
-from .provider import ProviderInfo
+from hostspec.provider import ProviderInfo
 
 
 def identity_settings(info: ProviderInfo) -> tuple[str, ...]:

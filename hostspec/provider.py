@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from marshmallow import Schema
 
-from .provider_state import ProviderState
+from hostspec.provider_state import ProviderState
 
 SCOPES = ("catalog", "progress")
 
@@ -27,9 +27,9 @@ class ProviderInfo:
         the changes). Without it every catalog sync is a complete listing.
     :param account_setting: the setting naming the account the provider limits calls by (an API
         client id): a tenant's connections sharing it (and its secret) share one call budget
-        (:mod:`hostspec.accounts`, :mod:`hostspec.ratebudget`).
+        (:mod:`hostspec.accounts`, :mod:`hostspec.runtime.ratebudget`).
         The provider then passes ``context.calls`` to its HTTP client
-        (:func:`hostspec.httputil.gate_session`).
+        (:func:`hostspec.kit.http.gate_session`).
     :param calls_per_second: the account's budget unless a connection says
         ``account_calls_per_second``.
     :param identity_settings: the settings naming the provider organization whose data a
@@ -41,7 +41,7 @@ class ProviderInfo:
         only, and the conformance suite does not ask for one.
     :param hosts: the hosts (patterns) its settings' URLs may point at in production:
         ``"api.acme.com"``, or ``"*.acme.com"`` for any subdomain (not ``acme.com`` itself). The
-        settings policy (:mod:`hostspec.policy`) allows these beside the hosts of the schema's
+        settings policy (:mod:`hostspec.config.policy`) allows these beside the hosts of the schema's
         default URLs and the deployment's ``allowed_hosts``; the conformance suite checks that
         the default URLs are on them.
     """
@@ -103,7 +103,7 @@ class SyncContext:
     :param log: a logger already labelled with run, connection and provider.
     :param calls: the account's call budget for this run, or ``None`` (no budget): call
         ``calls.acquire()`` before each HTTP call, ``calls.done()`` once it ended and
-        ``calls.throttled(retry_after_s)`` after a 429; :func:`hostspec.httputil.gate_session`
+        ``calls.throttled(retry_after_s)`` after a 429; :func:`hostspec.kit.http.gate_session`
         does all three for a ``requests`` session.
     :param state: the provider's own memory in the connection's sync state
         (:class:`hostspec.provider_state.ProviderState`: ``get(key)``, ``put(key, value)``),

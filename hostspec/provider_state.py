@@ -1,5 +1,5 @@
 """A provider's own memory between runs (``context.state``): small JSON values under keys the
-provider chooses, kept in the connection's sync state (:mod:`hostspec.state`).
+provider chooses, kept in the connection's sync state (:mod:`hostspec.engine.state`).
 
 Writes travel with the run's events: they wait in the run's state session and are committed by
 the same checkpoint as the events emitted before them (with the Kafka worker, in the same
@@ -27,7 +27,7 @@ class ProviderState:
 
     @classmethod
     def of_session(cls, session: Any) -> "ProviderState":
-        """The memory of the connection a run's :class:`hostspec.state.StateSession` belongs to."""
+        """The memory of the connection a run's :class:`hostspec.engine.state.StateSession` belongs to."""
         return cls(lambda key: session.checkpoint(PREFIX + key),
                    lambda key, value: session.set_checkpoint(PREFIX + key, value))
 

@@ -12,7 +12,7 @@ import os
 import threading
 from pathlib import Path
 
-from .errors import SecretUnavailable
+from hostspec.errors import SecretUnavailable
 
 _MASK = "***"
 _known_values: set[str] = set()

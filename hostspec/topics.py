@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from . import events as ev
+from hostspec import events as ev
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import signal
 import sys
 from typing import Any, Sequence
 
-from hostspec.cliutil import byte_size, guarded, log_level, plain, port
-from hostspec.logs import setup_logging
+from hostspec.ops.console import byte_size, guarded, log_level, plain, port
+from hostspec.ops.logs import setup_logging
 
 from . import __version__, contract
 from .budget import DEFAULT_BUDGET
@@ -42,8 +42,8 @@ def _live_targets(args: argparse.Namespace, kafka: Any, topics: Any) -> Any:
     from .settings import TargetsFile, TargetsFromTopic
     if _targets_path(args) != CONTROL_TOPIC:
         return TargetsFile(_targets_path(args))
-    from hostspec.policy import SettingsPolicy
-    from hostspec.transport.control import ConnectionLog
+    from hostspec.config.policy import SettingsPolicy
+    from hostspec.config.control_topic import ConnectionLog
     policy = SettingsPolicy.from_env(args.policy, allow_sandboxes=True if args.allow_sandboxes else None)
     return TargetsFromTopic(ConnectionLog.open(kafka, topics), policy)
 
@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
     if args.metrics_port is not None:
-        from hostspec import health
+        from hostspec.ops import health
         server = health.serve(args.metrics_port, args.metrics_addr, service.readiness)
         print(f"publisher-360learning: metrics, health and readiness on http://{args.metrics_addr}:{server.port}"
               f"/metrics, /health, /ready", file=sys.stderr)

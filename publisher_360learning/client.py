@@ -20,8 +20,8 @@ from urllib.parse import urljoin
 import requests
 import tenacity
 
-from hostspec import metrics
-from hostspec.httputil import CachedToken, body_excerpt, parse_retry_after
+from hostspec.ops import metrics
+from hostspec.kit.http import CachedToken, body_excerpt, parse_retry_after
 from hostspec.secrets import Secret
 
 from . import contract

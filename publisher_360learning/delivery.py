@@ -47,10 +47,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
 from hostspec import events as ev
-from hostspec import metrics
+from hostspec.ops import metrics
 from hostspec.credentials import CredentialKey, credential_key
 from hostspec.errors import SecretUnavailable
-from hostspec.logs import log_context
+from hostspec.ops.logs import log_context
 
 from . import contract
 from .client import Learning360Client

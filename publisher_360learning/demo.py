@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import TextIO
 
 from hostspec import events as ev
-from hostspec.connections import connection_from_settings
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.plugins import get_plugin_manager
-from hostspec.sinks import JsonLinesSink, MemorySink
+from hostspec.config.connections import connection_from_settings
+from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.plugins import get_plugin_manager
+from hostspec.engine.sinks import JsonLinesSink, MemorySink
 
 from .delivery import Deliverer, Inbound, Outcome
 from .ledger import Ledger

@@ -5,7 +5,7 @@ from delaying any other (the parallel-consumer pattern), without losing a record
   with the connection's own retry state: failures in a row, when to try next, and why it waits
   (``ok``, ``retrying``: 360Learning unavailable, ``config``: the company's setting, e.g. its
   bulk API disabled). One delivery at a time per lane; lanes run side by side.
-* A :class:`hostspec.offsets.OffsetTracker` per partition knows which offsets are read but not
+* A :class:`hostspec.transport.offsets.OffsetTracker` per partition knows which offsets are read but not
   yet finished (delivered, dead-lettered, parked or skipped); the offset committed is the lowest
   unfinished one, so a crash re-reads exactly what was not finished — including a failing
   company's records far behind the others' — and the ledger makes the re-read cheap.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from hostspec.offsets import OffsetTracker
+    from hostspec.transport.offsets import OffsetTracker
 
 Partition = tuple[str, int]
 

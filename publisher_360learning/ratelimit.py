@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Callable
 
-from hostspec import metrics
+from hostspec.ops import metrics
 
 
 class TokenBucket:

@@ -48,9 +48,9 @@ from kafka.errors import KafkaError
 from marshmallow import ValidationError
 
 from hostspec import events as ev
-from hostspec import metrics
+from hostspec.ops import metrics
 from hostspec.credentials import CredentialKey
-from hostspec.dead_letters import raw_rejection
+from hostspec.runtime.dead_letters import raw_rejection
 from hostspec.errors import DeliveryError, TransportError
 from hostspec.topics import Topics, ledger_topic
 from hostspec.transport.assignor import CoPartitionedAssignor, check_copartitioned
@@ -66,7 +66,7 @@ from hostspec.transport.kafka import (
 )
 from hostspec.transport.routing import Router
 
-from hostspec.offsets import OffsetTracker
+from hostspec.transport.offsets import OffsetTracker
 
 from . import contract
 from .budget import DEFAULT_BUDGET, MemoryBudget, event_size

@@ -28,15 +28,15 @@ from typing import Any, Mapping
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from hostspec.connections import (
+from hostspec.config.connections import (
     SecretField,
     describe_messages,
     read_toml_tables,
     warn_if_readable_with_inline_secrets,
 )
 from hostspec.errors import ConfigError
-from hostspec.policy import SettingsPolicy
-from hostspec.reloading import ReloadingFile
+from hostspec.config.policy import SettingsPolicy
+from hostspec.config.reloading import ReloadingFile
 from hostspec.secrets import Secret
 
 from . import contract
@@ -148,7 +148,7 @@ def targets_of(documents: Mapping[str, Mapping[str, Any]], policy: SettingsPolic
 
 class TargetsFromTopic:
     """The targets held by the connections of the control topic, followed live
-    (:class:`hostspec.transport.control.ConnectionLog`): the same dict until one changes."""
+    (:class:`hostspec.config.control_topic.ConnectionLog`): the same dict until one changes."""
 
     def __init__(self, log_: Any, policy: SettingsPolicy):
         self._log, self._policy = log_, policy

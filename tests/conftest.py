@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec.connections import connection_from_settings
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.plugins import get_plugin_manager
-from hostspec.sinks import MemorySink
+from hostspec.config.connections import connection_from_settings
+from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.plugins import get_plugin_manager
+from hostspec.engine.sinks import MemorySink
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
@@ -65,9 +65,9 @@ def _no_log_handler_left_behind():
 
 @pytest.fixture(autouse=True)
 def _fresh_tokens():
-    """Tokens shared by the clients of one account (hostspec.httputil.ClientCredentials) are
+    """Tokens shared by the clients of one account (hostspec.kit.http.ClientCredentials) are
     per process: each test fakes its own token endpoint, so none carries over."""
-    from hostspec.httputil import forget_tokens
+    from hostspec.kit.http import forget_tokens
     forget_tokens()
 
 

@@ -4,10 +4,10 @@ The Kafka clients are imported here and nowhere else in the host (the publisher'
 one other user of kafka-python): kafka-python by the modules of this package, confluent-kafka
 (librdkafka) by :mod:`.librdkafka` alone, the worker's optional transactional producer
 (``KAFKA_CLIENT=confluent``). Everything else sees the small interfaces they expose. JSON-lines and
-in-memory sinks for the embedded default live in :mod:`hostspec.sinks`.
+in-memory sinks for the embedded default live in :mod:`hostspec.engine.sinks`.
 """
 from __future__ import annotations
 
-from .config import KafkaConfig, TopicSpec, topic_specs
+from hostspec.transport.config import KafkaConfig, TopicSpec, topic_specs
 
 __all__ = ["KafkaConfig", "TopicSpec", "topic_specs"]

@@ -35,8 +35,8 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any, Iterable
 
-from ..topics import Topics, ledger_topic
-from .config import KafkaConfig, topic_specs, topics_from_env
+from hostspec.topics import Topics, ledger_topic
+from hostspec.transport.config import KafkaConfig, topic_specs, topics_from_env
 
 CONTROL_TRANSACTIONAL_ID = "connector-host-control."   # + the connections topic: every control-topic writer
 
@@ -118,8 +118,8 @@ def apply(admin: KafkaConfig, topics: Topics, principals: Principals = Principal
     from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
     from kafka.errors import KafkaError
 
-    from ..errors import TransportError
-    from .kafka import _client, ensure_topics
+    from hostspec.errors import TransportError
+    from hostspec.transport.kafka import _client, ensure_topics
 
     ensure_topics(admin, topic_specs(topics), replication_factor=replication_factor)
     wanted = grants(topics, principals, groups)
@@ -150,7 +150,7 @@ def _await_in_force(client: Any, acls: set[Any], *, timeout_s: float) -> None:
     from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
                              ResourcePatternFilter, ResourceType)
 
-    from ..errors import TransportError
+    from hostspec.errors import TransportError
 
     every = ACLFilter(None, None, ACLOperation.ANY, ACLPermissionType.ANY,
                       ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         for grant in grants(topics, principals, groups):
             print(grant.command())
         return 0
-    from ..errors import HostError
+    from hostspec.errors import HostError
 
     config = KafkaConfig.from_env(client_id="connector-host-acls")
     try:

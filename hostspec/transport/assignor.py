@@ -29,7 +29,7 @@ from kafka.coordinator.assignors.abstract import (
     RebalanceProtocol,
 )
 
-from ..errors import ConfigError
+from hostspec.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from typing import Callable
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from ..errors import TransportError
-from .config import KafkaConfig
-from .kafka import METADATA_MAX_AGE_MS, REFUSALS, Partition, _client, await_topics, refusal
+from hostspec.errors import TransportError
+from hostspec.transport.config import KafkaConfig
+from hostspec.transport.kafka import METADATA_MAX_AGE_MS, REFUSALS, Partition, _client, await_topics, refusal
 
 log = logging.getLogger(__name__)
 Records = list[tuple[str, "bytes | None"]]

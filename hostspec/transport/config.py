@@ -29,8 +29,8 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from ..secrets import Secret
-from ..topics import Topics
+from hostspec.secrets import Secret
+from hostspec.topics import Topics
 
 DAY_MS = 86_400_000
 
@@ -167,16 +167,16 @@ def topic_specs(topics: Topics) -> list[TopicSpec]:
     * dead letter: 3 partitions, 30 days (time to inspect and replay);
     * state: 6 partitions, compacted (the latest fingerprint and checkpoint per key), co-partitioned
       with the requests: partition *p* holds the state of the connections whose home is *p*
-      (:func:`hostspec.tasks.home_partition`). Its partition count is fixed for good: homes
+      (:func:`hostspec.runtime.tasks.home_partition`). Its partition count is fixed for good: homes
       depend on it. The requests topic may have more partitions (the extra ones only forward),
       never fewer. Tombstones are kept a day (``delete.retention.ms``), twice the age up to which
-      a worker reuses a local copy of a partition (:mod:`hostspec.restore`);
+      a worker reuses a local copy of a partition (:mod:`hostspec.runtime.restore`);
     * parked stats: 6 partitions, 45 days (the publisher keeps a stat parked 30 days at most);
     * scheduler: 1 partition (a lease: its holder is the scheduler that publishes), compacted;
-    * rate: 1 partition, an hour (workers tell each other of 429s: :mod:`hostspec.ratebudget`);
+    * rate: 1 partition, an hour (workers tell each other of 429s: :mod:`hostspec.runtime.ratebudget`);
     * connections: 1 partition, compacted (the control topic: the latest document per connection,
-      read whole by every worker, scheduler, publisher and admin API, :mod:`hostspec.control`);
-    * audit: 1 partition (one order of every write to the admin API), a year (:mod:`hostspec.audit`).
+      read whole by every worker, scheduler, publisher and admin API, :mod:`hostspec.control.plane`);
+    * audit: 1 partition (one order of every write to the admin API), a year (:mod:`hostspec.control.audit`).
     """
     def delete(days: int) -> dict[str, str]:
         return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}

@@ -30,12 +30,12 @@ from kafka.net.selector import KernelEvent
 from kafka.partitioner.default import DefaultPartitioner
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from ..errors import DeliveryError, PermanentDeliveryError, TransportError
-from ..events import Event
-from .cloudevents import STRUCTURED, structured_value
-from .config import KafkaConfig, TopicSpec, principal_of
-from .murmur2 import partition_for
-from .routing import Router
+from hostspec.errors import DeliveryError, PermanentDeliveryError, TransportError
+from hostspec.events import Event
+from hostspec.transport.cloudevents import STRUCTURED, structured_value
+from hostspec.transport.config import KafkaConfig, TopicSpec, principal_of
+from hostspec.transport.murmur2 import partition_for
+from hostspec.transport.routing import Router
 
 log = logging.getLogger(__name__)
 Partition = tuple[str, int]

@@ -26,8 +26,8 @@ from typing import Any, NamedTuple
 import confluent_kafka as ck
 from kafka import errors as kerr
 
-from .config import KafkaConfig
-from .transactions import Stuck
+from hostspec.transport.config import KafkaConfig
+from hostspec.transport.transactions import Stuck
 
 log = logging.getLogger(__name__)
 STEP_MARGIN_S = 5.0         # a transaction may take transaction_timeout_ms + this, then the producer is given up

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .. import events as ev
-from .murmur2 import partition_for
+from hostspec import events as ev
+from hostspec.transport.murmur2 import partition_for
 
 TENANT_ROUTED = frozenset({ev.COURSE_UPSERTED, ev.COURSE_REMOVED, ev.LEARNER_STAT_UPSERTED, ev.STAT_PARKED})
 

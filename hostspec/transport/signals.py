@@ -1,7 +1,7 @@
 """Rate signals: a worker that was answered 429 tells the others, through a one-partition topic.
 
 Every worker follows the topic from its end (a signal matters for seconds: nothing old is read)
-and pauses its own gate of that account (:mod:`hostspec.ratebudget`). Signals are advisory:
+and pauses its own gate of that account (:mod:`hostspec.runtime.ratebudget`). Signals are advisory:
 one lost or late only means the other workers learn of the limit from their own 429s.
 
 A signal names the account by its opaque id (:class:`hostspec.accounts.AccountKey`: tenant or
@@ -17,8 +17,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from .config import KafkaConfig
-from .kafka import Follower, make_producer
+from hostspec.transport.config import KafkaConfig
+from hostspec.transport.kafka import Follower, make_producer
 
 log = logging.getLogger(__name__)
 

@@ -31,19 +31,13 @@ from kafka import KafkaProducer
 from kafka import errors as kerr
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from .. import metrics
-from ..errors import (
-    DeliveryError,
-    EventTooLarge,
-    PermanentDeliveryError,
-    RunAbandoned,
-    TransportError,
-)
-from ..events import Event
-from .cloudevents import STRUCTURED
-from .config import KafkaConfig
-from .kafka import REFUSALS, Partition, make_producer, refusal
-from .routing import Router
+from hostspec.ops import metrics
+from hostspec.errors import DeliveryError, EventTooLarge, PermanentDeliveryError, RunAbandoned, TransportError
+from hostspec.events import Event
+from hostspec.transport.cloudevents import STRUCTURED
+from hostspec.transport.config import KafkaConfig
+from hostspec.transport.kafka import REFUSALS, Partition, make_producer, refusal
+from hostspec.transport.routing import Router
 
 log = logging.getLogger(__name__)
 RECORD_OVERHEAD = 1_024          # bytes kept for the record's key, headers and batch framing
@@ -355,7 +349,7 @@ class ProducerPool:
         producer: Any
         try:
             if self._config.client == "confluent":
-                from .librdkafka import TransactionalProducer
+                from hostspec.transport.librdkafka import TransactionalProducer
 
                 producer = TransactionalProducer(self._config, transactional_id=f"{self._prefix}-{slot}",
                                                  transaction_timeout_ms=self._timeout)

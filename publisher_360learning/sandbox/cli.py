@@ -7,7 +7,7 @@ import sys
 import threading
 from typing import Sequence
 
-from hostspec.cliutil import plain, port
+from hostspec.ops.console import plain, port
 
 from .server import LINK_STYLES, Learning360Sandbox
 

@@ -33,7 +33,7 @@ from collections import deque
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from hostspec.sandboxes import (
+from hostspec.kit.sandboxes import (
     FaultBook,
     FaultRule,
     SandboxRequestHandler,

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 import connector_coursera.plugin
-from hostspec.testing import provider_test_class
+from hostspec.kit.testing import provider_test_class
 
 TestCourseraConformance = provider_test_class(connector_coursera.plugin,
                                               sandbox_options={"contents": 30, "learners": 10, "enrollments": 150},

@@ -7,8 +7,8 @@ import pytest
 
 import connector_coursera.plugin
 import connector_linkedin.plugin
-from hostspec.golden import check_golden
-from hostspec.testing import open_run
+from hostspec.kit.golden import check_golden
+from hostspec.kit.testing import open_run
 
 TESTS = Path(__file__).parents[1]
 PROVIDERS = {

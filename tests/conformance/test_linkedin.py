@@ -2,7 +2,7 @@
 from pathlib import Path
 
 import connector_linkedin.plugin
-from hostspec.testing import provider_test_class
+from hostspec.kit.testing import provider_test_class
 
 TestLinkedInConformance = provider_test_class(connector_linkedin.plugin,
                                               sandbox_options={"courses": 12, "learners": 8, "activities": 40},

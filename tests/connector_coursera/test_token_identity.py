@@ -7,10 +7,10 @@ import logging
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
-from hostspec.connections import connection_from_settings
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.httputil import forget_tokens
-from hostspec.sinks import MemorySink
+from hostspec.config.connections import connection_from_settings
+from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.kit.http import forget_tokens
+from hostspec.engine.sinks import MemorySink
 
 WRONG = "not-acme-coursera-secret-77"
 

@@ -11,10 +11,10 @@ from connector_linkedin.lifetime import remember, total, window_values
 from connector_linkedin.report_windows import DAY_MS, Window
 from connector_linkedin.sandbox import NOW_MS, LinkedInSandbox, LinkedInSpec
 from hostspec import events as ev
-from hostspec.connections import connection_from_settings
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.sinks import MemorySink
-from hostspec.state import StateDB
+from hostspec.config.connections import connection_from_settings
+from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.sinks import MemorySink
+from hostspec.engine.state import StateDB
 
 NOW = datetime.fromtimestamp(NOW_MS / 1000, timezone.utc)
 START = NOW - timedelta(days=31) + timedelta(hours=7)          # not at midnight: runs read partial days

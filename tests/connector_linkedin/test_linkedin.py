@@ -13,9 +13,9 @@ from connector_linkedin.report_windows import DAY_MS, day_floor, plan
 from connector_linkedin.sandbox import LinkedInSandbox, LinkedInSpec
 from connector_linkedin.settings import LinkedInSettingsSchema
 from hostspec import ProviderConfigError, RecordRejected
-from hostspec.connections import connection_from_settings
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.sinks import MemorySink
+from hostspec.config.connections import connection_from_settings
+from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.sinks import MemorySink
 
 NOW = datetime(2026, 11, 28, tzinfo=timezone.utc)
 

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import falcon.testing
 
-from hostspec import admin_api, audit, dead_letters
+from hostspec.control import api as admin_api, audit
+from hostspec.runtime import dead_letters
 from hostspec import events as ev
-from hostspec.api_rate import TenantRate
-from hostspec.api_tokens import Tokens, write_token
-from hostspec.control import ControlPlane
-from hostspec.policy import SettingsPolicy
+from hostspec.control.rate import TenantRate
+from hostspec.control.tokens import Tokens, write_token
+from hostspec.control.plane import ControlPlane
+from hostspec.config.policy import SettingsPolicy
 from hostspec.secrets import Secret
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.control import MemoryControl
+from hostspec.config.control_topic import MemoryControl
 from hostspec.transport.kafka import InboundMessage
 
 GROUP = "65a1b2c3d4e5f60718293a4b"

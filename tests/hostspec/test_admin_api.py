@@ -8,14 +8,14 @@ import pytest
 import requests
 from openapi_spec_validator import validate as validate_openapi
 
-from hostspec import admin_api, openapi
-from hostspec.control import ControlPlane
-from hostspec.health import HttpServer
-from hostspec.policy import SettingsPolicy
+from hostspec.control import api as admin_api, openapi
+from hostspec.control.plane import ControlPlane
+from hostspec.ops.health import HttpServer
+from hostspec.config.policy import SettingsPolicy
 from hostspec.secrets import Secret
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.control import MemoryControl
+from hostspec.config.control_topic import MemoryControl
 from publisher_360learning.settings import target_problems
 from tests.conftest import SCHEMAS
 
@@ -159,7 +159,7 @@ def test_refused_bodies_and_targets(api):
 
 
 def test_a_tenant_placeholder_keeps_each_company_to_its_own_secrets(plugins, tmp_path):
-    from hostspec.connections import ConnectionStore
+    from hostspec.config.connections import ConnectionStore
     from hostspec.errors import SettingsRefused
 
     acme_dir = tmp_path / "acme"

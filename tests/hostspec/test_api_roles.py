@@ -12,8 +12,8 @@ import json
 import pytest
 from jsonschema import Draft202012Validator
 
-from hostspec import admin_api, api_access
-from hostspec.control import ControlPlane
+from hostspec.control import api as admin_api, access as api_access
+from hostspec.control.plane import ControlPlane
 from tests.conftest import SCHEMAS
 
 from .api_fakes import Api, body

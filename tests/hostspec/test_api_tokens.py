@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from hostspec import cli
-from hostspec.api_rate import TenantRate
-from hostspec.api_tokens import Tokens, digest, read_tokens_file, write_token
+from hostspec.cli import main as cli
+from hostspec.control.rate import TenantRate
+from hostspec.control.tokens import Tokens, digest, read_tokens_file, write_token
 from hostspec.errors import ConfigError
 
 from .api_fakes import Api, body

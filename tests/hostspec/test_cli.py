@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from hostspec.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, main
+from hostspec.cli.main import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, main
 from tests.conftest import connections_toml
 
 
@@ -114,9 +114,9 @@ def test_a_sync_on_a_terminal_shows_a_bar_per_scope_with_percent_when_the_total_
     """Coursera's paging.total reaches the bar as an ExpectedCount (issue 16); off the terminal, nothing."""
     import io
 
-    from hostspec.cli import _Progress, progress_line
-    from hostspec.engine import SyncEngine, SyncRequest
-    from hostspec.sinks import MemorySink
+    from hostspec.cli.main import _Progress, progress_line
+    from hostspec.engine.run import SyncEngine, SyncRequest
+    from hostspec.engine.sinks import MemorySink
     from tests.conftest import sandbox_connection
 
     class Terminal(io.StringIO):
@@ -150,6 +150,6 @@ def test_sandbox_options_reach_the_sandbox_hook(tmp_path, capsys):
 
 
 def test_sandbox_option_values():
-    from hostspec.cli import sandbox_options
+    from hostspec.cli.main import sandbox_options
 
     assert sandbox_options(["seed=7", "name=a=b", "x="]) == {"seed": 7, "name": "a=b", "x": ""}

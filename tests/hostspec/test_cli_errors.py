@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connector_coursera.sandbox import cli as coursera_sandbox_cli
-from hostspec import cli as host_cli
+from hostspec.cli import main as host_cli
 from publisher_360learning import cli as publisher_cli
 from publisher_360learning.sandbox import cli as learning360_sandbox_cli
 from tests.conftest import connections_toml

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from hostspec.engine import SyncRequest
+from hostspec.engine.run import SyncRequest
 from hostspec.transport.cloudevents import STRUCTURED, STRUCTURED_TYPE, structured_value
-from hostspec.worker import Refusal, admit
+from hostspec.runtime.worker import Refusal, admit
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
 
@@ -20,7 +20,7 @@ def binary_mode(event_body: dict) -> tuple[list[tuple[str, bytes]], bytes]:
 
 
 def test_a_request_in_binary_mode_is_read_like_one_in_structured_mode(plugins):
-    from hostspec.connections import ConnectionStore
+    from hostspec.config.connections import ConnectionStore
 
     store = ConnectionStore({"acme": {"tenant": "acme", "provider": "coursera", "group_id": "g1",
                                       "settings": {"org_id": "o", "client_id": "c", "client_secret": "s"}}},

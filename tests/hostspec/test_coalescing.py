@@ -5,8 +5,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hostspec.coalescing import covers, merge
-from hostspec.engine import SyncRequest
+from hostspec.runtime.coalescing import covers, merge
+from hostspec.engine.run import SyncRequest
 
 JAN, FEB, MAR, APR = (datetime(2026, m, 1, tzinfo=timezone.utc) for m in (1, 2, 3, 4))
 

@@ -1,7 +1,7 @@
 """Coalescing under attack: a merged run must do at least what each merged request asked.
 
 Written by a reviewer who saw none of the design (issue 15); each test failed against the first
-version of hostspec.coalescing. Where the answer chosen is "these do not merge", the test checks
+version of hostspec.runtime.coalescing. Where the answer chosen is "these do not merge", the test checks
 that, and that whatever does merge still does every request's work.
 """
 from __future__ import annotations
@@ -17,13 +17,13 @@ from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from connector_linkedin.report_windows import as_datetime, plan
 from hostspec import ProviderInfo, hookimpl
 from hostspec import events as ev
-from hostspec.coalescing import covers, merge
-from hostspec.connections import connection_from_settings
-from hostspec.engine import WATERMARK, SyncEngine, SyncRequest
+from hostspec.runtime.coalescing import covers, merge
+from hostspec.config.connections import connection_from_settings
+from hostspec.engine.run import WATERMARK, SyncEngine, SyncRequest
 from hostspec.errors import RunAbandoned
-from hostspec.plugins import get_plugin_manager
-from hostspec.sinks import MemorySink
-from hostspec.state import StateDB, StateSession
+from hostspec.engine.plugins import get_plugin_manager
+from hostspec.engine.sinks import MemorySink
+from hostspec.engine.state import StateDB, StateSession
 from tests.conftest import sandbox_connection
 
 JAN, FEB, MAR, APR = (datetime(2026, m, 1, tzinfo=timezone.utc) for m in (1, 2, 3, 4))

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from hostspec.connections import ConnectionStore
+from hostspec.config.connections import ConnectionStore
 from hostspec.errors import ConfigError, UnknownConnectionError, UnknownProviderError
 from hostspec.secrets import Secret
 from tests.conftest import connections_toml
@@ -111,8 +111,8 @@ def test_secret_needs_exactly_one_source():
 
 def test_a_broken_change_of_the_file_keeps_the_last_good_connections(tmp_path, caplog):
     """A half-written file or a typo must not refuse every tenant's requests while it lasts."""
-    from hostspec import metrics
-    from hostspec.worker import ConnectionsFile
+    from hostspec.ops import metrics
+    from hostspec.runtime.worker import ConnectionsFile
 
     path = tmp_path / "c.toml"
     path.write_text(connections_toml("https://api.coursera.org", secret_env="X", names=("acme", "beta")))
@@ -132,7 +132,7 @@ def test_a_broken_change_of_the_file_keeps_the_last_good_connections(tmp_path, c
 
 
 def test_a_file_never_read_is_an_error(tmp_path):
-    from hostspec.worker import ConnectionsFile
+    from hostspec.runtime.worker import ConnectionsFile
 
     with pytest.raises(ConfigError):
         ConnectionsFile(tmp_path / "missing.toml").store()

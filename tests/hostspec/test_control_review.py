@@ -17,13 +17,13 @@ import responses
 from connector_coursera.settings import CourseraSettingsSchema
 from connector_linkedin.client import LinkedInClient
 from connector_linkedin.settings import LinkedInSettingsSchema
-from hostspec import admin_api, redrive
-from hostspec.control import ControlPlane
-from hostspec.policy import SettingsPolicy
+from hostspec.control import api as admin_api, redrive
+from hostspec.control.plane import ControlPlane
+from hostspec.config.policy import SettingsPolicy
 from hostspec.secrets import Secret
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.control import ConnectionLog, MemoryControl
+from hostspec.config.control_topic import ConnectionLog, MemoryControl
 from publisher_360learning.client import Learning360Client
 from publisher_360learning.errors import PermanentError
 from tests.hostspec.test_admin_api import GROUP, coursera_body  # noqa: F401  (one body for both files)

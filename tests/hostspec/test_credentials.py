@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import hashlib
 
-from hostspec import credentials, httputil
+from hostspec import credentials
+from hostspec.kit import http as httputil
 from hostspec.credentials import credential_key, secret_digest
 
 

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hostspec.cron import Cron, CronError
+from hostspec.config.cron import Cron, CronError
 
 
 def utc(*args):

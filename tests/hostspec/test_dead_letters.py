@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from hostspec import events as ev
 from hostspec.bounded import EVENT_LIMIT, digest
-from hostspec.dead_letters import MAX_ID_CHARS, MAX_RAW_CHARS, refused_request, request_id_of
+from hostspec.runtime.dead_letters import MAX_ID_CHARS, MAX_RAW_CHARS, refused_request, request_id_of
 
 NOW = datetime(2026, 5, 1, tzinfo=timezone.utc)
 

@@ -7,11 +7,11 @@ from marshmallow import Schema
 
 from hostspec import ProviderInfo, ProviderTransientError, RecordRejected, hookimpl
 from hostspec import events as ev
-from hostspec.connections import connection_from_settings
-from hostspec.engine import SyncEngine, SyncRequest
+from hostspec.config.connections import connection_from_settings
+from hostspec.engine.run import SyncEngine, SyncRequest
 from hostspec.errors import EventTooLarge
-from hostspec.plugins import get_plugin_manager
-from hostspec.sinks import MemorySink
+from hostspec.engine.plugins import get_plugin_manager
+from hostspec.engine.sinks import MemorySink
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
@@ -167,8 +167,8 @@ def test_an_event_larger_than_the_transport_takes_is_rejected_with_a_bounded_cop
 def test_every_outcome_leaves_a_request_done_marker_so_a_take_over_does_not_run_it_again():
     """A failed run and a dry run are done too: a worker taking the partition over reads the marker
     and skips the redelivered request instead of running it a second time."""
-    from hostspec.engine import REQUEST_DONE
-    from hostspec.state import StateDB
+    from hostspec.engine.run import REQUEST_DONE
+    from hostspec.engine.state import StateDB
 
     pm = get_plugin_manager(load_entry_points=False, plugins=[("toy", Toy(records=[{"id": "a"}], fail_after=0))])
     conn = connection_from_settings("t1", "toy", {}, pm, tenant="acme", group_id="g1")
@@ -183,10 +183,10 @@ def test_every_outcome_leaves_a_request_done_marker_so_a_take_over_does_not_run_
 
 
 def test_a_merged_run_gives_every_request_its_start_final_status_and_marker():
-    """Requests coalesced into one run (hostspec.coalescing) each see their own status events and
+    """Requests coalesced into one run (hostspec.runtime.coalescing) each see their own status events and
     are remembered as done, with their own origin (a take-over then ends them silently)."""
-    from hostspec.engine import REQUEST_DONE
-    from hostspec.state import StateDB
+    from hostspec.engine.run import REQUEST_DONE
+    from hostspec.engine.state import StateDB
 
     pm = get_plugin_manager(load_entry_points=False, plugins=[("toy", Toy(records=[{"id": "a"}]))])
     conn = connection_from_settings("t1", "toy", {}, pm, tenant="acme", group_id="g1")

@@ -12,17 +12,17 @@ from types import SimpleNamespace
 import pytest
 
 from hostspec import events as ev
-from hostspec.connections import ConnectionStore
-from hostspec.engine import REQUEST_DONE, SyncRequest
+from hostspec.config.connections import ConnectionStore
+from hostspec.engine.run import REQUEST_DONE, SyncRequest
 from hostspec.errors import ConfigError
-from hostspec.fairness import TOO_MANY_PENDING, Admission, PendingCaps, held_requests, next_turn
-from hostspec.ratebudget import AccountBudgets
-from hostspec.state import StateDB, StateSession
-from hostspec.tasks import PartitionTask, Running, home_partition
+from hostspec.runtime.fairness import TOO_MANY_PENDING, Admission, PendingCaps, held_requests, next_turn
+from hostspec.runtime.ratebudget import AccountBudgets
+from hostspec.engine.state import StateDB, StateSession
+from hostspec.runtime.tasks import PartitionTask, Running, home_partition
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
 from hostspec.transport.kafka import InboundMessage
-from hostspec.worker import MAX_BACKLOG, Worker, WorkerSettings
+from hostspec.runtime.worker import MAX_BACKLOG, Worker, WorkerSettings
 
 DAY = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

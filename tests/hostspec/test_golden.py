@@ -1,9 +1,9 @@
-"""hostspec.golden: the field-by-field diff and the golden-file format."""
+"""hostspec.kit.golden: the field-by-field diff and the golden-file format."""
 import json
 
 import pytest
 
-from hostspec.golden import diff, load_golden
+from hostspec.kit.golden import diff, load_golden
 
 
 def test_the_diff_names_each_differing_field_nested_and_missing_ones_too():

@@ -15,18 +15,18 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from hostspec import admin_api
-from hostspec.control import ControlPlane
-from hostspec.dead_letters import refused_request
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.health import HttpServer
-from hostspec.policy import SettingsPolicy
+from hostspec.control import api as admin_api
+from hostspec.control.plane import ControlPlane
+from hostspec.runtime.dead_letters import refused_request
+from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.ops.health import HttpServer
+from hostspec.config.policy import SettingsPolicy
 from hostspec.secrets import Secret
-from hostspec.sinks import MemorySink
+from hostspec.engine.sinks import MemorySink
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.control import MemoryControl
-from hostspec.worker import Refusal, admit
+from hostspec.config.control_topic import MemoryControl
+from hostspec.runtime.worker import Refusal, admit
 
 DOCUMENTS = 1000
 SASL = "canary-sasl-password-4242"

@@ -1,7 +1,7 @@
 """The token cache the provider and publisher clients share."""
 from __future__ import annotations
 
-from hostspec.httputil import CachedToken
+from hostspec.kit.http import CachedToken
 
 
 def test_fetched_once_renewed_after_its_lifetime_and_after_invalidate():
@@ -23,7 +23,7 @@ def test_fetched_once_renewed_after_its_lifetime_and_after_invalidate():
 
 def test_a_response_body_is_quoted_as_a_bounded_redacted_excerpt():
     from connector_coursera.errors import error_for_status
-    from hostspec.httputil import body_excerpt
+    from hostspec.kit.http import body_excerpt
     from hostspec.secrets import Secret
 
     leaked = Secret("sasl-password-echoed-back").reveal()     # a value this process has revealed

@@ -10,17 +10,17 @@ import pytest
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
-from hostspec.connections import ConnectionStore
-from hostspec.control import ControlPlane
-from hostspec.engine import SyncEngine, SyncRequest
+from hostspec.config.connections import ConnectionStore
+from hostspec.control.plane import ControlPlane
+from hostspec.engine.run import SyncEngine, SyncRequest
 from hostspec.errors import SettingsRefused
 from hostspec.incarnation import of_connection
-from hostspec.policy import SettingsPolicy
-from hostspec.sinks import MemorySink
-from hostspec.state import StateDB
+from hostspec.config.policy import SettingsPolicy
+from hostspec.engine.sinks import MemorySink
+from hostspec.engine.state import StateDB
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.control import MemoryControl
+from hostspec.config.control_topic import MemoryControl
 
 GROUP = "65a1b2c3d4e5f60718293a4b"
 

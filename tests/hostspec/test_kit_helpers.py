@@ -21,8 +21,8 @@ from hostspec import (
     ProviderSystemError,
     ProviderTransientError,
 )
-from hostspec.httputil import ClientCredentials, RetryableAnswer, raise_for_answer, retry_policy
-from hostspec.paging import cursor_pages, next_link_pages, offset_pages
+from hostspec.kit.http import ClientCredentials, RetryableAnswer, raise_for_answer, retry_policy
+from hostspec.kit.paging import cursor_pages, next_link_pages, offset_pages
 
 # -- paging -----------------------------------------------------------------------------------------
 API = "https://acme.udemy.com/api-2.0/organizations/7/courses/list/"
@@ -297,7 +297,7 @@ def test_the_attempt_loop_form_and_retry_on():
 
 
 def test_retries_are_counted_and_logged(caplog):
-    from hostspec import metrics
+    from hostspec.ops import metrics
 
     def count(name, **labels):
         return metrics.PROVIDER_RETRIES.labels(**labels)._value.get() if name == "retry" else \
@@ -305,7 +305,7 @@ def test_retries_are_counted_and_logged(caplog):
 
     before = count("retry", provider="kit-test", reason="RetryableAnswer"), count("wait", provider="kit-test")
     call = failing(RetryableAnswer("x", status=429, retry_after=4), RetryableAnswer("y", status=500))
-    with caplog.at_level("WARNING", "hostspec.httputil"):
+    with caplog.at_level("WARNING", "hostspec.kit.http"):
         retry_policy(provider="kit-test", max_backoff_s=1, sleep=Sleeps())(call)
     assert count("retry", provider="kit-test", reason="RetryableAnswer") - before[0] == 2
     assert count("wait", provider="kit-test") - before[1] == 4.0        # only the Retry-After wait
@@ -453,7 +453,7 @@ def test_an_answer_without_a_token_is_a_system_error(body):
 
 @responses.activate
 def test_token_calls_are_counted():
-    from hostspec import metrics
+    from hostspec.ops import metrics
 
     def count(status):
         return metrics.PROVIDER_CALLS.labels("kit-cc", "POST", status)._value.get()
@@ -497,7 +497,7 @@ def test_a_shared_token_serves_the_next_client_of_the_same_account_only():
 def test_sandbox_epoch_is_relative_to_the_clock():
     from datetime import datetime, timedelta, timezone
 
-    from hostspec.sandboxes import sandbox_epoch
+    from hostspec.kit.sandboxes import sandbox_epoch
 
     now = datetime(2026, 12, 7, 19, 30, tzinfo=timezone.utc)
     assert sandbox_epoch(20, now=now) == datetime(2026, 11, 17, 9, 0, tzinfo=timezone.utc)

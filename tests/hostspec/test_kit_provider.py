@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hostspec import hookimpl
-from hostspec.testing import open_run, provider_test_class
+from hostspec.kit.testing import open_run, provider_test_class
 
 from pathlib import Path
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hostspec.scaffold import TEMPLATE
+from hostspec.kit.scaffold import TEMPLATE
 
-KIT_MODULES = {"hostspec", "hostspec.paging", "hostspec.httputil", "hostspec.sandboxes", "hostspec.testing"}
-KIT_EXTRAS = {"hostspec.connections": {"SecretField"}}
+KIT_MODULES = {"hostspec", "hostspec.kit.paging", "hostspec.kit.http", "hostspec.kit.sandboxes", "hostspec.kit.testing"}
+KIT_EXTRAS = {"hostspec.config.connections": {"SecretField"}}
 PRIVATE_USE = re.compile(r"\.(_bind|_reply|_start_reply|_transport_fault|_rules|_httpd)\b")
 
 

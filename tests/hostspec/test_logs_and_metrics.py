@@ -11,10 +11,11 @@ import urllib.request
 import requests
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec import cli, metrics
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.logs import log_context, setup_logging
-from hostspec.sinks import MemorySink
+from hostspec.cli import main as cli
+from hostspec.ops import metrics
+from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.ops.logs import log_context, setup_logging
+from hostspec.engine.sinks import MemorySink
 from tests.conftest import connections_toml, sandbox_connection
 
 

@@ -22,23 +22,23 @@ import pytest
 from falcon import testing
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec import admin_api
-from hostspec import connection_docs as docs
+from hostspec.control import api as admin_api
+from hostspec.config import documents as docs
 from hostspec import events as ev
-from hostspec.control import ControlPlane
-from hostspec.dead_letters import refused_request, skipped_request
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.logs import setup_logging
-from hostspec.policy import SettingsPolicy
-from hostspec.ratebudget import AccountBudgets
+from hostspec.control.plane import ControlPlane
+from hostspec.runtime.dead_letters import refused_request, skipped_request
+from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.ops.logs import setup_logging
+from hostspec.config.policy import SettingsPolicy
+from hostspec.runtime.ratebudget import AccountBudgets
 from hostspec.secrets import Secret
-from hostspec.sinks import MemorySink
-from hostspec.tasks import PartitionTask
+from hostspec.engine.sinks import MemorySink
+from hostspec.runtime.tasks import PartitionTask
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.control import MemoryControl
+from hostspec.config.control_topic import MemoryControl
 from hostspec.transport.kafka import InboundMessage
-from hostspec.worker import Worker
+from hostspec.runtime.worker import Worker
 from publisher_360learning.settings import target_problems
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hostspec.offsets import OffsetTracker
+from hostspec.transport.offsets import OffsetTracker
 
 KEYS = ("a", "b", "c")
 OPS = ("read", "read", "read", "finish", "finish", "evict", "room", "room", "commit", "stop")

@@ -2,13 +2,13 @@
 overlap."""
 from __future__ import annotations
 
-from hostspec.offsets import OffsetTracker
+from hostspec.transport.offsets import OffsetTracker
 
 
 def test_a_second_rewind_below_a_re_read_under_way_never_keeps_an_older_record_after_a_newer_one():
     """J left records behind from 5 (its lane was full), B from 8. J has room first: the
     partition is read again from 5 and J keeps 5, 10 and 11; 5 and 10 are delivered, 11 still
-    waits in J's lane. Then B has room: ``rewind_to`` (hostspec/offsets.py:82-87) goes back to 8,
+    waits in J's lane. Then B has room: ``rewind_to`` (hostspec/transport/offsets.py:82-87) goes back to 8,
     *below where J's re-read stands*, and keeps J in the re-read's keys with its old start (5).
     Reading 10 again, J keeps it a second time (it is finished, so not in ``_unfinished``), after
     11: J's lane now holds [11, 10] and delivers the older record last. For a course that is an

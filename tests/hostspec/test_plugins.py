@@ -9,7 +9,7 @@ from marshmallow import Schema, fields
 
 from hostspec import ProviderInfo, hookimpl, hookspecs
 from hostspec.errors import PluginError, UnknownProviderError
-from hostspec.plugins import ENTRY_POINT_GROUP, get_plugin_manager
+from hostspec.engine.plugins import ENTRY_POINT_GROUP, get_plugin_manager
 
 
 class _Settings(Schema):
@@ -120,7 +120,7 @@ def test_two_plugins_claiming_one_name_are_refused():
 
 def test_entry_point_that_fails_to_import_names_the_plugin(monkeypatch):
     broken = importlib.metadata.EntryPoint(name="broken", value="no_such_module_xyz.plugin", group=ENTRY_POINT_GROUP)
-    monkeypatch.setattr("hostspec.plugins._entry_points", lambda allow: [broken])
+    monkeypatch.setattr("hostspec.engine.plugins._entry_points", lambda allow: [broken])
     with pytest.raises(PluginError) as excinfo:
         get_plugin_manager()
     assert excinfo.value.plugin_name == "broken" and "no_such_module_xyz" in str(excinfo.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from hostspec.policy import SettingsPolicy, host_allowed, host_pattern_problem
+from hostspec.config.policy import SettingsPolicy, host_allowed, host_pattern_problem
 
 
 class Settings(Schema):

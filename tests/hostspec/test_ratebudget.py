@@ -6,10 +6,10 @@ import threading
 import pytest
 import requests
 
-from hostspec.connections import ConnectionStore
+from hostspec.config.connections import ConnectionStore
 from hostspec.errors import RunAbandoned
-from hostspec.httputil import gate_session
-from hostspec.ratebudget import (
+from hostspec.kit.http import gate_session
+from hostspec.runtime.ratebudget import (
     GUARD_S,
     WINDOW_S,
     AccountBudgets,
@@ -17,7 +17,7 @@ from hostspec.ratebudget import (
     RunCalls,
     shares,
 )
-from hostspec.tasks import home_partition
+from hostspec.runtime.tasks import home_partition
 
 
 class FakeTime:
@@ -183,8 +183,8 @@ def test_a_session_through_a_gate_paces_its_calls_and_reports_429s(sandbox):
 
 
 def test_a_coursera_run_spends_its_calls_through_the_gate_the_host_gives_it(sandbox, plugins):
-    from hostspec.engine import SyncEngine, SyncRequest
-    from hostspec.sinks import MemorySink
+    from hostspec.engine.run import SyncEngine, SyncRequest
+    from hostspec.engine.sinks import MemorySink
     from tests.conftest import sandbox_connection
 
     connection = sandbox_connection(sandbox, plugins, page_size=10)

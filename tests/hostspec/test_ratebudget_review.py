@@ -2,18 +2,18 @@
 account's budget, and a 429 must pause the account, not the worker.
 
 Written by a reviewer who saw none of the design (issue 15); each test failed against the first
-version of hostspec.ratebudget.
+version of hostspec.runtime.ratebudget.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from hostspec.connections import ConnectionStore
-from hostspec.engine import SyncRequest
+from hostspec.config.connections import ConnectionStore
+from hostspec.engine.run import SyncRequest
 from hostspec.errors import RunAbandoned
-from hostspec.ratebudget import AccountBudgets, CallGate, RunCalls, shares
-from hostspec.tasks import home_partition
-from hostspec.worker import admit
+from hostspec.runtime.ratebudget import AccountBudgets, CallGate, RunCalls, shares
+from hostspec.runtime.tasks import home_partition
+from hostspec.runtime.worker import admit
 from tests.hostspec.test_ratebudget import FakeTime
 
 P = 6   # state partitions
@@ -121,7 +121,7 @@ def test_a_signal_from_a_worker_whose_clock_runs_ahead_does_not_pause_this_one_f
 def test_only_the_main_loop_tells_the_budgets_which_partitions_it_owns():
     import inspect
 
-    from hostspec.worker import Worker
+    from hostspec.runtime.worker import Worker
 
     assert ".owned(" not in inspect.getsource(Worker._run)
     assert ".owned(" in inspect.getsource(Worker._log_partitions)

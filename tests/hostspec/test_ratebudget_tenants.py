@@ -13,12 +13,12 @@ import requests
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec.accounts import account_key, shared_accounts
-from hostspec.connections import ConnectionStore
-from hostspec.engine import SyncEngine, SyncRequest
+from hostspec.config.connections import ConnectionStore
+from hostspec.engine.run import SyncEngine, SyncRequest
 from hostspec.errors import ConfigError
-from hostspec.policy import SettingsPolicy
-from hostspec.ratebudget import AccountBudgets, RunCalls
-from hostspec.sinks import MemorySink
+from hostspec.config.policy import SettingsPolicy
+from hostspec.runtime.ratebudget import AccountBudgets, RunCalls
+from hostspec.engine.sinks import MemorySink
 from tests.hostspec.test_ratebudget import max_in_any_window
 
 P = 6

@@ -8,12 +8,12 @@ from marshmallow import Schema
 
 from hostspec import ProviderInfo, RecordRejected, hookimpl
 from hostspec import events as ev
-from hostspec.connections import ConnectionStore
-from hostspec.engine import SyncEngine, SyncRequest
+from hostspec.config.connections import ConnectionStore
+from hostspec.engine.run import SyncEngine, SyncRequest
 from hostspec.errors import scalar_id
-from hostspec.plugins import get_plugin_manager
-from hostspec.sinks import MemorySink
-from hostspec.state import StateDB
+from hostspec.engine.plugins import get_plugin_manager
+from hostspec.engine.sinks import MemorySink
+from hostspec.engine.state import StateDB
 
 from .test_engine import T0
 

@@ -5,11 +5,11 @@ from marshmallow import Schema
 
 from hostspec import ListingTotal, ProviderInfo, hookimpl
 from hostspec import events as ev
-from hostspec.connections import ConnectionStore
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.plugins import get_plugin_manager
-from hostspec.sinks import MemorySink
-from hostspec.state import StateDB
+from hostspec.config.connections import ConnectionStore
+from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.plugins import get_plugin_manager
+from hostspec.engine.sinks import MemorySink
+from hostspec.engine.state import StateDB
 
 from .test_engine import T0
 
@@ -141,7 +141,7 @@ def test_the_share_is_compared_in_whole_numbers():
 
 
 def test_a_dry_run_holding_removals_raises_no_alert():
-    from hostspec import metrics
+    from hostspec.ops import metrics
     w = World()
     w.sync(FIFTY)
     before = metrics.REMOVALS_HELD.labels("t1")._value.get()

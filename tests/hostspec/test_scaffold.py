@@ -9,12 +9,13 @@ import sys
 
 import pytest
 
-from hostspec import cli
+import hostspec
+from hostspec.cli import main as cli
 
 
 def conformance(package_dir) -> subprocess.CompletedProcess:
     # the hostspec under test (this checkout), not whichever one is installed
-    host_root = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+    host_root = os.path.dirname(os.path.dirname(os.path.abspath(hostspec.__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package_dir), host_root])}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                           cwd=package_dir, env=env, capture_output=True, text=True, timeout=120)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from hostspec.errors import ConfigError
-from hostspec.schedule import due, jobs_of
+from hostspec.config.schedule import due, jobs_of
 from hostspec.transport.murmur2 import partition_for
 
 ENTRY = {"tenant": "acme", "provider": "coursera", "group_id": "g"}
@@ -97,7 +97,7 @@ def test_next_slots_are_what_previous_finds_when_their_time_comes():
 
 
 def test_schedule_show_lists_every_connections_next_slots(tmp_path, capsys):
-    from hostspec.cli import main
+    from hostspec.cli.main import main
     from tests.conftest import connections_toml
 
     path = tmp_path / "c.toml"
@@ -112,12 +112,12 @@ def test_schedule_show_lists_every_connections_next_slots(tmp_path, capsys):
 def test_the_scheduler_follows_the_control_topic_live(caplog):
     from datetime import datetime, timezone
 
-    from hostspec import connection_docs as docs
-    from hostspec.policy import SettingsPolicy
-    from hostspec.scheduler import Scheduler
+    from hostspec.config import documents as docs
+    from hostspec.config.policy import SettingsPolicy
+    from hostspec.runtime.scheduler import Scheduler
     from hostspec.topics import Topics
     from hostspec.transport.config import KafkaConfig
-    from hostspec.transport.control import MemoryControl
+    from hostspec.config.control_topic import MemoryControl
 
     now = datetime(2026, 12, 1, tzinfo=timezone.utc)
     control = MemoryControl(SettingsPolicy())

@@ -1,7 +1,7 @@
 """The state store: sessions buffer writes, commit atomically, and round-trip through a changelog."""
 from __future__ import annotations
 
-from hostspec.state import StateDB, StateSession, apply_changelog
+from hostspec.engine.state import StateDB, StateSession, apply_changelog
 
 
 def test_session_reads_its_own_pending_writes_and_commits_them(tmp_path):

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from hostspec.errors import RunAbandoned
-from hostspec.tasks import PartitionTask, home_partition
+from hostspec.runtime.tasks import PartitionTask, home_partition
 from hostspec.transport.murmur2 import partition_for
 
 MEMBER = SimpleNamespace(generation_id=7, member_id="m-1")
@@ -67,7 +67,7 @@ def test_no_commit_once_revoked_or_evicted():
 
 
 def test_revoke_waits_for_the_commit_in_flight_and_cancels_runs():
-    from hostspec.tasks import Pending, Running
+    from hostspec.runtime.tasks import Pending, Running
     from concurrent.futures import Future
 
     t = task()

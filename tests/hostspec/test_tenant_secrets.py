@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from hostspec import connection_docs as docs
-from hostspec.admin_cli import import_connections
-from hostspec.control import ControlPlane
-from hostspec.engine import SyncRequest
+from hostspec.config import documents as docs
+from hostspec.cli.admin import import_connections
+from hostspec.control.plane import ControlPlane
+from hostspec.engine.run import SyncRequest
 from hostspec.errors import ConfigError
-from hostspec.policy import SettingsPolicy
-from hostspec.tenant_secrets import env_tenant
+from hostspec.config.policy import SettingsPolicy
+from hostspec.config.tenant_secrets import env_tenant
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.control import MemoryControl
-from hostspec.worker import Refusal, admit
+from hostspec.config.control_topic import MemoryControl
+from hostspec.runtime.worker import Refusal, admit
 from publisher_360learning.settings import target_problems, targets_of
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -122,7 +122,7 @@ def plane_of(policy):
 
 
 def plugins_():
-    from hostspec.plugins import get_plugin_manager
+    from hostspec.engine.plugins import get_plugin_manager
     return get_plugin_manager()
 
 

@@ -17,7 +17,7 @@ from hostspec.errors import (
     TransportError,
 )
 from hostspec.events import make_event
-from hostspec.tasks import PartitionTask
+from hostspec.runtime.tasks import PartitionTask
 from hostspec.transport import transactions as tx
 from hostspec.transport.config import KafkaConfig
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from connector_coursera.sandbox import OrgSpec
-from hostspec import cli
+from hostspec.cli import main as cli
 from hostspec import events as ev
 from hostspec.xapi import PROGRESS_EXTENSION, VERBS, iso_duration, to_statement
 from tests.conftest import sandbox_sync_events

@@ -12,7 +12,7 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator
 
-from hostspec.api_tokens import write_token
+from hostspec.control.tokens import write_token
 from tests.conftest import SCHEMAS
 
 from .conftest import read_topic

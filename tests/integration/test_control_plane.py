@@ -251,9 +251,9 @@ author_id = "65a0000000000000000000a1"
 def test_the_connection_log_catches_up_on_demand_and_skips_what_is_not_a_connection(bootstrap, topics, caplog):
     from datetime import datetime, timezone
 
-    from hostspec import connection_docs as docs
+    from hostspec.config import documents as docs
     from hostspec.transport.config import KafkaConfig, topic_specs
-    from hostspec.transport.control import ConnectionLog, ConnectionWriter
+    from hostspec.config.control_topic import ConnectionLog, ConnectionWriter
     from hostspec.transport.kafka import ensure_topics
 
     from .conftest import publish_raw
@@ -287,10 +287,10 @@ def test_the_connection_log_catches_up_on_demand_and_skips_what_is_not_a_connect
 def test_two_writers_on_the_broker_cannot_both_win_the_same_revision(bootstrap, topics, plugins, monkeypatch):
     """Two API processes (two writers, two readers) change one connection at once, both from
     revision 1: one change is stored, the other is refused (fenced or out of date), never both."""
-    from hostspec.control import ControlPlane
-    from hostspec.policy import SettingsPolicy
+    from hostspec.control.plane import ControlPlane
+    from hostspec.config.policy import SettingsPolicy
     from hostspec.transport.config import KafkaConfig, topic_specs
-    from hostspec.transport.control import ConnectionLog, ConnectionWriter
+    from hostspec.config.control_topic import ConnectionLog, ConnectionWriter
     from hostspec.transport.kafka import ensure_topics
 
     config = KafkaConfig.from_env(bootstrap_servers=bootstrap)

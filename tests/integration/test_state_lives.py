@@ -10,8 +10,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec.state import SEP
-from hostspec.tasks import home_partition
+from hostspec.engine.state import SEP
+from hostspec.runtime.tasks import home_partition
 from hostspec.transport.config import KafkaConfig, topic_specs
 from hostspec.transport.kafka import ensure_topics
 
@@ -34,9 +34,9 @@ def _sync(bootstrap, topics, name: str) -> tuple[int, int]:
 
 def test_a_connection_deleted_and_created_again_emits_every_course_and_stat(tmp_path, bootstrap, prefix, topics,
                                                                           plugins, monkeypatch):
-    from hostspec.control import ControlPlane
-    from hostspec.policy import SettingsPolicy
-    from hostspec.transport.control import ConnectionLog, ConnectionWriter
+    from hostspec.control.plane import ControlPlane
+    from hostspec.config.policy import SettingsPolicy
+    from hostspec.config.control_topic import ConnectionLog, ConnectionWriter
 
     config = KafkaConfig.from_env(bootstrap_servers=bootstrap)
     ensure_topics(config, topic_specs(topics))

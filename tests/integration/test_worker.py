@@ -13,7 +13,7 @@ import pytest
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
-from hostspec.tasks import home_partition
+from hostspec.runtime.tasks import home_partition
 
 from .conftest import (
     final_status,
@@ -281,7 +281,7 @@ def _publish_behind(bootstrap, topics, worker, partition, n, mode="incremental")
 
     from kafka import KafkaProducer
 
-    from hostspec.engine import SyncRequest
+    from hostspec.engine.run import SyncRequest
 
     first, value = request_event("acme")
     publish_raw(bootstrap, topics.requests, value, key=b"acme", partition=partition)

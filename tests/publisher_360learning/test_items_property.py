@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from hostspec import events as ev
-from hostspec.connections import connection_from_settings
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.plugins import get_plugin_manager
-from hostspec.sinks import MemorySink
+from hostspec.config.connections import connection_from_settings
+from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.plugins import get_plugin_manager
+from hostspec.engine.sinks import MemorySink
 from publisher_360learning.items import (
     BulkStatItemSchema,
     NotConvertible,

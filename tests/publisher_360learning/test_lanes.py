@@ -2,7 +2,7 @@
 committed past a record not finished."""
 from __future__ import annotations
 
-from hostspec.offsets import OffsetTracker as Offsets
+from hostspec.transport.offsets import OffsetTracker as Offsets
 from publisher_360learning.lanes import CONFIG_BACKOFF_S, Lane, Pending
 
 

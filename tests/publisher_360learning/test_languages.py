@@ -9,11 +9,11 @@ import pytest
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
-from hostspec.connections import connection_from_settings
-from hostspec.engine import SyncEngine, SyncRequest
+from hostspec.config.connections import connection_from_settings
+from hostspec.engine.run import SyncEngine, SyncRequest
 from hostspec.errors import ConfigError
-from hostspec.plugins import get_plugin_manager
-from hostspec.sinks import MemorySink
+from hostspec.engine.plugins import get_plugin_manager
+from hostspec.engine.sinks import MemorySink
 from publisher_360learning import contract
 from publisher_360learning.delivery import Deliverer
 from publisher_360learning.items import ExternalCourseSchema, to_external_course

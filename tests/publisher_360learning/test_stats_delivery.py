@@ -255,7 +255,7 @@ def test_a_new_owner_waits_for_the_operations_a_previous_owner_left_running(worl
 
 def test_a_parked_stat_is_counted_once_when_parked_and_once_when_it_leaves():
     """110 parked stats once showed 1,540 in the counter (every retry round counted again)."""
-    from hostspec import metrics
+    from hostspec.ops import metrics
 
     with Learning360Sandbox(users=[], stage_s=0.005, enforce_rate_limits=False) as lms:
         target = target_from_settings(CONNECTION, {**lms.settings, "external_platform": "Coursera (Acme)"})

@@ -19,9 +19,9 @@ import pytest
 from kafka import KafkaProducer
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec.engine import SyncRequest
-from hostspec.fairness import TOO_MANY_PENDING
-from hostspec.tasks import home_partition
+from hostspec.engine.run import SyncRequest
+from hostspec.runtime.fairness import TOO_MANY_PENDING
+from hostspec.runtime.tasks import home_partition
 from tests.conftest import connections_toml
 from tests.integration.conftest import final_status, publish_raw, read_topic, request_event
 
@@ -45,7 +45,7 @@ def _two_tenants(sb: CourseraSandbox, tenants: dict[str, tuple[str, ...]]) -> st
 
 
 def _flood(noisy: tuple[str, ...]) -> list[SyncRequest]:
-    """Replays of separate half days, dry runs: no two of them merge (hostspec.coalescing)."""
+    """Replays of separate half days, dry runs: no two of them merge (hostspec.runtime.coalescing)."""
     day = datetime(2024, 1, 1, tzinfo=timezone.utc)
     return [SyncRequest(str(uuid.uuid4()), noisy[i % len(noisy)], "coursera", "progress", "flood", dry_run=True,
                         since=day + timedelta(days=i), until=day + timedelta(days=i, hours=12))

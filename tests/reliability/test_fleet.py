@@ -22,11 +22,11 @@ import requests as http
 from kafka import KafkaConsumer, KafkaProducer
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec import metrics
-from hostspec.plugins import get_plugin_manager
-from hostspec.tasks import home_partition
+from hostspec.ops import metrics
+from hostspec.engine.plugins import get_plugin_manager
+from hostspec.runtime.tasks import home_partition
 from hostspec.transport.config import KafkaConfig
-from hostspec.worker import ConnectionsFile, Worker, WorkerSettings
+from hostspec.runtime.worker import ConnectionsFile, Worker, WorkerSettings
 from tests.conftest import connections_toml
 from tests.integration.conftest import (
     final_status,
@@ -432,7 +432,7 @@ def _fill_state(bootstrap: str, topic: str, records: int, homes: dict[int, str])
 
 
 def test_a_worker_restores_only_the_state_it_owns(tmp_path, bootstrap, prefix, topics, workers, figures):
-    from hostspec.state import StateDB, apply_changelog
+    from hostspec.engine.state import StateDB, apply_changelog
     from hostspec.transport.changelog import ChangelogReader
     from hostspec.transport.config import topic_specs
     from hostspec.transport.kafka import ensure_topics

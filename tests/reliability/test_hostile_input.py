@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
 from hostspec.bounded import EVENT_LIMIT
-from hostspec.connections import ConnectionStore
-from hostspec.dead_letters import MAX_RAW_CHARS, refused_request
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.plugins import get_plugin_manager
-from hostspec.sinks import MemorySink
-from hostspec.worker import Refusal, admit
+from hostspec.config.connections import ConnectionStore
+from hostspec.runtime.dead_letters import MAX_RAW_CHARS, refused_request
+from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.plugins import get_plugin_manager
+from hostspec.engine.sinks import MemorySink
+from hostspec.runtime.worker import Refusal, admit
 from tests.conftest import sandbox_connection
 
 from .conftest import plan

@@ -9,8 +9,8 @@ import requests
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
-from hostspec.engine import SyncEngine, SyncRequest
-from hostspec.sinks import MemorySink
+from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.sinks import MemorySink
 from tests.conftest import sandbox_connection
 
 from .conftest import plan

@@ -14,7 +14,7 @@ import pytest
 import requests as http
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec.tasks import home_partition
+from hostspec.runtime.tasks import home_partition
 from tests.conftest import connections_toml
 from tests.integration.conftest import final_status, publish_raw, request_event
 

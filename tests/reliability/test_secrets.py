@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec.connections import ConnectionStore
+from hostspec.config.connections import ConnectionStore
 from hostspec.secrets import Secret
 from hostspec.transport.config import KafkaConfig
 from publisher_360learning.sandbox import CLIENT_ID, SYNC_GROUP, Learning360Sandbox

@@ -1,0 +1,1 @@
+"""``connector-host``: one module per command group."""

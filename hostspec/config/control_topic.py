@@ -1,0 +1,353 @@
+"""The control topic: every connection's latest document, read live by each process.
+
+Kafka Connect keeps connector configurations the same way: a compacted topic keyed by name,
+read whole at start and followed afterwards by every worker, so a change written once reaches
+the fleet without a restart or a file on any host.
+
+* :class:`ConnectionLog` follows the topic in a thread (no consumer group: every process reads
+  everything) and hands out :class:`~hostspec.config.connections.ConnectionStore` snapshots, rebuilt
+  when a document changes. It is *ready* once it has read to the end the topic had at start.
+  A record that is not a valid connection event is logged and skipped: the version before it
+  stays in use, exactly as a broken edit of the connections file does.
+* :class:`ConnectionWriter` writes documents with ``acks=all`` and waits for the broker's
+  acknowledgement: a change it returns from is stored, whatever happens to the writer next.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime
+from typing import Any, Callable, Mapping
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from marshmallow import ValidationError
+
+from hostspec.config import documents as docs
+from hostspec import events as ev
+from hostspec.config.connections import ConnectionStore
+from hostspec.errors import DeliveryError, HostError, RevisionConflict, TransportError
+from hostspec.config.policy import SettingsPolicy
+from hostspec.topics import Topics
+from hostspec.transport.cloudevents import STRUCTURED, structured_value
+from hostspec.transport.config import KafkaConfig, topic_specs
+from hostspec.transport.kafka import _client, await_topics, ensure_topics, make_producer
+
+log = logging.getLogger(__name__)
+
+
+class Documents:
+    """The latest document of every connection (deleted ones too: a revision continues after a
+    delete), and the :class:`ConnectionStore` of the live ones, rebuilt when one changes."""
+
+    def __init__(self, source: str, policy: SettingsPolicy | None):
+        self.source, self.policy = source, policy
+        self._docs: dict[str, dict[str, Any]] = {}
+        self._store: ConnectionStore | None = None
+        self._cond = threading.Condition()
+        self._ready = threading.Event()
+        self.version = 0        # moves on every change of a document
+
+    def _changed(self) -> None:
+        """Call holding ``_cond``."""
+        self._store = None
+        self.version += 1
+        self._cond.notify_all()
+
+    def store(self) -> ConnectionStore:
+        """The live connections (the snapshot stays the same object until a document changes)."""
+        if not self._ready.is_set():
+            raise HostError(f"{self.source} not read yet")
+        with self._cond:
+            if self._store is None:
+                self._store = docs.store(self._docs, source=self.source, policy=self.policy)
+            return self._store
+
+    def documents(self, *, deleted: bool = False) -> dict[str, dict[str, Any]]:
+        with self._cond:
+            return {n: dict(d) for n, d in self._docs.items() if deleted or not d.get("deleted")}
+
+    def document(self, name: str) -> dict[str, Any] | None:
+        """The latest document of ``name`` (a deleted one too), or None."""
+        with self._cond:
+            doc = self._docs.get(name)
+            return dict(doc) if doc is not None else None
+
+
+class MemoryControl(Documents):
+    """The control topic in memory, log and writer in one: for the embedded default and tests."""
+
+    def __init__(self, policy: SettingsPolicy | None = None):
+        super().__init__("control (in memory)", policy)
+        self._ready.set()
+        self.written: list[dict[str, Any]] = []
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def write(self, doc: Mapping[str, Any], now: datetime, *, based_on: int | None = None,
+              timeout_s: float = 30) -> tuple[int, int]:
+        docs.event(doc, now)        # the same validation as on the way to Kafka
+        with self._cond:
+            _check_revision(doc["connection"], self._docs.get(doc["connection"]), based_on)
+            self._docs[doc["connection"]] = dict(doc)
+            self.written.append(dict(doc))
+            self._changed()
+            return 0, len(self.written) - 1
+
+    def wait_for(self, partition: int, offset: int, timeout_s: float = 30) -> bool:
+        return True
+
+    def catch_up(self, timeout_s: float = 5) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class ConnectionLog(Documents):
+    """The latest document of every connection on ``topic``, followed live."""
+
+    def __init__(self, config: KafkaConfig, topic: str, *, policy: SettingsPolicy | None = None,
+                 on_change: Callable[[set[str]], None] | None = None):
+        super().__init__(f"control topic {topic}", policy)
+        self.topic, self._config, self._on_change = topic, config, on_change
+        self._positions: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._probe: KafkaConsumer | None = None
+        self._probe_lock = threading.Lock()
+        self.skipped = 0
+
+    # -- life ----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, config: KafkaConfig, topics: Topics, *, policy: SettingsPolicy | None = None) -> "ConnectionLog":
+        """The host's topics created where missing, then the connections topic read to its end and
+        followed (what a worker, the admin commands and a publisher each start with)."""
+        ensure_topics(config, topic_specs(topics))
+        return cls(config, topics.connections, policy=policy).start()
+
+    def start(self, *, timeout_s: float = 60) -> "ConnectionLog":
+        """Read the topic to its current end (then follow it in the background)."""
+        consumer = _client(self._config, KafkaConsumer, group_id=None, enable_auto_commit=False,
+                           isolation_level="read_committed")
+        try:
+            if not await_topics(consumer, [self.topic], timeout_s=min(timeout_s, 30), config=self._config)[self.topic]:
+                raise TransportError(f"control topic {self.topic} does not exist (any worker or `connector-host api` "
+                                     f"creates it)")
+        except TransportError:
+            consumer.close()
+            raise
+        tps = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or ())]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        self._consumer = consumer
+        self._thread = threading.Thread(target=self._follow, args=({tp.partition: ends[tp] for tp in tps},),
+                                        name=f"control:{self.topic}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            self.close()
+            raise TransportError(f"control topic {self.topic} not read to its end within {timeout_s:.0f}s")
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        with self._probe_lock:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and not self._stop.is_set()
+
+    def _follow(self, ends: dict[int, int]) -> None:
+        assert self._consumer is not None
+        while not self._stop.is_set():
+            try:
+                batches = self._consumer.poll(timeout_ms=200)
+                positions = {tp.partition: self._consumer.position(tp) for tp in self._consumer.assignment()}
+            except Exception as exc:  # noqa: BLE001 - the broker away: keep the documents read, try again
+                if self._stop.is_set():
+                    return
+                log.warning("control topic %s not readable (%s: %s); the connections read stay in use",
+                            self.topic, type(exc).__name__, exc)
+                self._stop.wait(1.0)
+                continue
+            changed: set[str] = set()
+            for records in batches.values():
+                for r in records:
+                    try:
+                        name = self._apply(r)
+                    except Exception:  # noqa: BLE001 - a bug here must not freeze every connection
+                        log.exception("control topic %s offset %d not applied", self.topic, r.offset)
+                        name = None
+                    if name:
+                        changed.add(name)
+            with self._cond:
+                if changed:
+                    self._changed()
+                self._positions.update(positions)
+                if not self._ready.is_set() and all(self._positions.get(p, 0) >= end for p, end in ends.items()):
+                    self._ready.set()
+                self._cond.notify_all()
+            if changed and self._on_change is not None and self._ready.is_set():
+                try:
+                    self._on_change(changed)
+                except Exception:  # noqa: BLE001 - a listener's bug must not stop the follower
+                    log.exception("connection change listener failed")
+
+    def _apply(self, record: Any) -> str | None:
+        name = record.key.decode("utf-8", "replace") if record.key else None
+        if record.value is None:          # a tombstone written by an operator purging the topic
+            with self._cond:
+                return name if name is not None and self._docs.pop(name, None) is not None else None
+        try:
+            doc = ev.parse_event(structured_value(record.headers, record.value) or b"",
+                                 expected_type=ev.CONNECTION).data
+            if doc["connection"] != name:
+                raise ValidationError({"connection": [f"differs from the record's key {name!r}"]})
+        except (ValidationError, RecursionError, ValueError, TypeError, UnicodeError) as exc:
+            # whatever a record holds, it costs itself only: the reader goes on (a record nested
+            # too deeply for the JSON parser raises RecursionError, not a validation error)
+            self.skipped += 1
+            why = str(exc.messages) if isinstance(exc, ValidationError) else type(exc).__name__
+            log.error("control topic %s[%d] offset %d: not a valid connection event, skipped (%s)",
+                      self.topic, record.partition, record.offset, why[:300])
+            return None
+        with self._cond:
+            self._docs[name] = doc
+        return name
+
+    # -- reading -------------------------------------------------------------------------------
+    def catch_up(self, timeout_s: float = 5) -> bool:
+        """Read up to the topic's end as of now: a request naming a connection this process has
+        not seen yet may follow its creation closely. False when that took longer than ``timeout_s``.
+
+        The end is the high-water mark, not the last stable offset: a writer's commit returns
+        before the broker has written its markers, and the stable offset lags behind it until
+        then (a clean-clone CI run caught that); reading to the high-water mark waits for them."""
+        try:
+            with self._probe_lock:
+                if self._probe is None:
+                    self._probe = KafkaConsumer(**self._config.client_kwargs(), group_id=None,
+                                                enable_auto_commit=False, isolation_level="read_uncommitted")
+                tps = [TopicPartition(self.topic, p) for p in self._positions]
+                ends = self._probe.end_offsets(tps)
+        except (KafkaError, ValueError) as exc:
+            log.warning("end of control topic %s not known (%s)", self.topic, type(exc).__name__)
+            return False
+        return all(end == 0 or self.wait_for(tp.partition, end - 1, timeout_s) for tp, end in ends.items())
+
+    def wait_for(self, partition: int, offset: int, timeout_s: float = 30) -> bool:
+        """Wait until the record at ``offset`` has been read (read-your-writes after a write)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._positions.get(partition, 0) <= offset:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    return False
+                self._cond.wait(min(remaining, 0.5))
+            return True
+
+
+def _check_revision(name: str, current: Mapping[str, Any] | None, based_on: int | None) -> None:
+    have = current["revision"] if current else 0
+    if based_on is not None and have != based_on:
+        raise RevisionConflict(f"connection {name!r} changed meanwhile (revision {have}, this change was made "
+                               f"on {based_on}): nothing stored; read it again")
+
+
+class ConnectionWriter:
+    """Writes connection documents as a compare-and-set on the topic.
+
+    Every writer (API instance, ``connections import``) uses the same transactional id, so the
+    broker lets one at a time write: a writer starting fences the others off (KIP-98 zombie
+    fencing), their commits fail and nothing of theirs is acknowledged. Inside its transaction
+    the writer reads the topic to its end and checks the connection is still at the revision the
+    change was made on; :meth:`write` returns once the broker committed the change.
+    """
+
+    TRANSACTION_TIMEOUT_MS = 10_000   # a writer killed mid-write holds readers back this long at most
+
+    def __init__(self, config: KafkaConfig, topic: str, log_: Documents | None = None):
+        self.topic, self._config, self._log = topic, config, log_
+        self._lock = threading.Lock()
+        self._producer: Any = None
+        self._connect()          # fences a writer killed mid-write now: its open transaction is aborted
+
+    def _connect(self) -> None:
+        try:
+            producer = make_producer(self._config, linger_ms=0, transactional_id=f"connector-host-control.{self.topic}",
+                                     transaction_timeout_ms=self.TRANSACTION_TIMEOUT_MS)
+            producer.init_transactions()
+        except (KafkaError, TransportError) as exc:
+            raise DeliveryError(f"the control topic cannot be written: {type(exc).__name__}: {exc}") from None
+        self._producer = producer
+
+    def attach(self, log_: Documents) -> None:
+        """The reader whose view the revision checks use (the API's own)."""
+        self._log = log_
+
+    def write(self, doc: Mapping[str, Any], now: datetime, *, based_on: int | None = None,
+              timeout_s: float = 30) -> tuple[int, int]:
+        """Store ``doc`` if the connection is at revision ``based_on`` (0: absent; None: any);
+        returns the record's partition and offset.
+
+        :raise RevisionConflict: another writer changed the connection first (nothing stored).
+        :raise DeliveryError: the broker did not commit it (nothing may be assumed stored).
+        """
+        event = docs.event(doc, now)
+        name = doc["connection"]
+        with self._lock:
+            if self._producer is None:
+                self._connect()
+            try:
+                self._producer.begin_transaction()
+                if based_on is not None and self._log is not None:
+                    if not self._log.catch_up(timeout_s=timeout_s):
+                        raise DeliveryError("the control topic could not be read to its end")
+                    _check_revision(name, self._log.document(name), based_on)
+                meta = self._producer.send(self.topic, key=event.key.encode("utf-8"),
+                                           value=event.to_json().encode("utf-8"), headers=STRUCTURED).get(timeout_s)
+                self._producer.commit_transaction()
+            except (RevisionConflict, DeliveryError):
+                self._abort()
+                raise
+            except KafkaError as exc:     # fenced by another writer, or the broker away: not stored
+                self._reset()
+                raise DeliveryError(f"connection {name!r} not stored: {type(exc).__name__}: {exc}") from None
+        log.info("connection %s revision %d %s by %s", name, doc["revision"],
+                 "deleted" if doc.get("deleted") else "stored", doc["changed_by"])
+        return meta.partition, meta.offset
+
+    def _abort(self) -> None:
+        try:
+            self._producer.abort_transaction()
+        except KafkaError:
+            self._reset()
+
+    def _reset(self) -> None:
+        try:
+            self._producer.close(timeout=5)
+        except Exception:  # noqa: BLE001 - a fenced producer may refuse even to close cleanly
+            pass
+        self._producer = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=10)
+                self._producer = None
+
+
+__all__ = ["ConnectionLog", "ConnectionWriter", "Documents", "MemoryControl"]

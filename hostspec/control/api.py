@@ -1,0 +1,405 @@
+"""``connector-host api``: the admin HTTP API, in the manner of Kafka Connect's REST API.
+
+Resources (the OpenAPI 3.1 document is ``schemas/admin-api.openapi.json``, also served at
+``/openapi.json``)::
+
+    GET    /providers                                  installed providers and their settings
+    PUT    /providers/{provider}/config/validate       check a connection without storing it
+    GET    /connections                                every connection (no settings)
+    POST   /connections                                create one (409 if it exists)
+    GET    /connections/{name}                         its document, secrets as references
+    PUT    /connections/{name}                         create or replace (If-Match: a revision)
+    DELETE /connections/{name}                         delete it (its pending requests end refused)
+    PUT    /connections/{name}/pause | resume          stop or restart its schedule
+    POST   /connections/{name}/syncs                   request a sync, with replay filters
+    GET    /connections/{name}/status                  its current phase and latest runs
+    GET    /connections/{name}/deadletters             its dead letters (stage, reason, since, until)
+    POST   /connections/{name}/deadletters/redrive     send them again
+    GET    /audit                                      the audit trail (platform admins)
+    GET    /health  /ready  /metrics  /openapi.json    without a token
+
+Every other call needs ``Authorization: Bearer <token>``. A token names a principal with a role
+(:mod:`hostspec.control.tokens`: a hashed tokens file re-read when it changes, or ``--token``
+references for platform admins); what each role may call, and the answers that keep tenants
+apart, are :mod:`hostspec.control.access`; a tenant's calls are held to a request rate
+(:mod:`hostspec.control.rate`); writes and refused tokens are recorded on the audit topic
+(:mod:`hostspec.control.audit`). The principal's name is recorded as the author of every change
+(``changed_by``, ``requested_by``: ``api:NAME``). Errors are JSON objects
+``{"error_code": 422, "message": "...", "errors": {...}}`` as in Kafka Connect.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping
+
+import falcon
+
+from hostspec import __version__
+from hostspec.control import audit
+from hostspec.ops import health
+from hostspec.control import redrive
+from hostspec.control.access import Access, check_name_free, check_sync, check_tenant, principal, visible
+from hostspec.control.rate import TenantRate
+from hostspec.control.tokens import Tokens
+from hostspec.control.plane import Conflict, ControlPlane, NotFound, NotReadBack
+from hostspec.errors import (
+    ConfigError,
+    DeliveryError,
+    HostError,
+    InvalidRequestError,
+    SettingsRefused,
+    TransportError,
+)
+from hostspec.secrets import Secret
+
+MAX_BODY = 1_000_000
+OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "admin-api.openapi.json"
+PUBLIC = ("/health", "/ready", "/metrics", "/openapi.json")
+
+
+class ApiError(Exception):
+    """An answer other than success: its status and Kafka Connect's error body."""
+
+    def __init__(self, status: int, message: str, errors: Any = None):
+        super().__init__(message)
+        self.status, self.message, self.errors = status, message, errors
+
+    @staticmethod
+    def handle(_req: falcon.Request, resp: falcon.Response, exc: "ApiError", _params: Any) -> None:
+        resp.status = falcon.code_to_http_status(exc.status)
+        resp.media = {"error_code": exc.status, "message": exc.message,
+                      **({"errors": exc.errors} if exc.errors is not None else {})}
+
+
+def _serialize_http_error(_req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    """Falcon's own errors (401, 404 of an unknown path, 405) in the same shape."""
+    message = exc.title + (f": {exc.description}" if exc.description else "")
+    resp.media = {"error_code": exc.status_code, "message": message}
+    resp.content_type = falcon.MEDIA_JSON
+
+
+def _error(status: int, message: str, errors: Any = None) -> ApiError:
+    return ApiError(status, message, errors)
+
+
+def _host_error(exc: HostError) -> ApiError:
+    if isinstance(exc, SettingsRefused):
+        return _error(422, str(exc), exc.messages)
+    if isinstance(exc, InvalidRequestError):
+        return _error(422, str(exc), exc.messages)
+    if isinstance(exc, NotFound):
+        return _error(404, str(exc))
+    if isinstance(exc, Conflict):
+        return _error(409, str(exc))
+    if isinstance(exc, NotReadBack):
+        return _error(503, str(exc))
+    if isinstance(exc, (DeliveryError, TransportError)):
+        return _error(503, f"Kafka did not acknowledge it: {exc}")
+    if isinstance(exc, ConfigError):
+        return _error(400, str(exc))
+    return _error(500, str(exc))
+
+
+def _body(req: falcon.Request) -> Any:
+    if req.content_length and req.content_length > MAX_BODY:
+        raise _error(413, f"the body is larger than {MAX_BODY} bytes")
+    raw = req.bounded_stream.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise _error(413, f"the body is larger than {MAX_BODY} bytes")
+    try:
+        value = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        raise _error(400, "the body is not JSON") from None
+    if not isinstance(value, dict):
+        raise _error(422, "the body must be a JSON object")
+    return value
+
+
+def _instant(req: falcon.Request, name: str, body: Mapping[str, Any] | None = None) -> datetime | None:
+    text = (body or {}).get(name, req.get_param(name))
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise _error(422, f"{name} must be an ISO 8601 date-time", {name: ["must be a string"]})
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _error(400, f"{name} must be an ISO 8601 date-time") from None
+    if moment.tzinfo is None:
+        raise _error(400, f"{name} must carry a time zone (Z or +hh:mm)")
+    return moment
+
+
+class _Resource:
+    def __init__(self, plane: ControlPlane):
+        self.plane = plane
+
+
+class Root(_Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"version": __version__, "connections": len(visible(req, self.plane.log.documents().values()))}
+
+
+class OpenApi:
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = OPENAPI.read_bytes()
+        resp.content_type = "application/json"
+
+
+class Providers(_Resource):
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = [{"name": p.name, "version": p.info.version, "title": p.info.title, "scopes": list(p.info.scopes),
+                       "settings": sorted(p.info.settings_schema().fields),
+                       "secret_settings": list(p.info.secret_fields)}
+                      for p in self.plane.plugins.providers.values()]
+
+
+class Validate(_Resource):
+    def on_put(self, req: falcon.Request, resp: falcon.Response, provider: str) -> None:
+        body = _body(req)
+        name = body.pop("connection", None) or "validation"
+        if body.get("provider", provider) != provider:
+            raise _error(422, f"the body names provider {body.get('provider')!r}, the path {provider!r}")
+        body["provider"] = provider
+        check_tenant(req, body.get("tenant"))
+        try:
+            self.plane.validate(name, body)
+            errors: Any = {}
+        except SettingsRefused as exc:
+            errors = exc.messages
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.media = {"provider": provider, "error_count": _count(errors), "errors": errors}
+
+
+class Connections(_Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = visible(req, self.plane.connections())
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = _body(req)
+        name = body.pop("connection", None)
+        if not isinstance(name, str) or not name:
+            raise _error(422, "connection (the name) is required", {"connection": ["required"]})
+        _name_ok(name)
+        check_tenant(req, body.get("tenant"))
+        check_name_free(req, self.plane.log, name)
+        try:
+            change = self.plane.put(name, body, actor=req.context.actor, create_only=True)
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.status = falcon.HTTP_201
+        resp.location = f"/connections/{name}"
+        resp.media = change.doc
+
+
+class Connection(_Resource):
+    def on_get(self, _req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        try:
+            resp.media = self.plane.connection(name)
+        except HostError as exc:
+            raise _host_error(exc) from None
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        _name_ok(name)
+        body = _body(req)
+        if "connection" in body:
+            raise _error(422, "the connection is named by the path, not the body", {"connection": ["set by the path"]})
+        check_tenant(req, body.get("tenant"))
+        try:
+            change = self.plane.put(name, body, actor=req.context.actor, expected_revision=_if_match(req))
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.status = falcon.HTTP_201 if change.created else falcon.HTTP_200
+        resp.media = change.doc
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        try:
+            self.plane.delete(name, actor=req.context.actor, expected_revision=_if_match(req))
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.status = falcon.HTTP_204
+
+
+class Pause(_Resource):
+    def __init__(self, plane: ControlPlane, paused: bool):
+        super().__init__(plane)
+        self.paused = paused
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        try:
+            self.plane.set_paused(name, self.paused, actor=req.context.actor)
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.status = falcon.HTTP_202
+
+
+class Syncs(_Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        body = _body(req)
+        set_here = sorted(set(body) & {"connection", "provider", "requested_by"})
+        if set_here:
+            raise _error(422, f"set by the server, not the request: {', '.join(set_here)}",
+                         {k: ["set by the server"] for k in set_here})
+        check_sync(req, body)
+        try:
+            request = self.plane.request_sync(name, body, actor=req.context.actor)
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.status = falcon.HTTP_202
+        resp.media = {"request_id": request.request_id, "connection": name, "scope": request.scope,
+                      "mode": request.mode}
+
+
+class Status(_Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 20
+        try:
+            resp.media = self.plane.runs(name, limit=limit)
+        except HostError as exc:
+            raise _host_error(exc) from None
+
+
+REDRIVE_KEYS = frozenset({"ids", "stage", "reason", "since", "until"})
+
+
+def _filter(req: falcon.Request, name: str, body: Mapping[str, Any] | None = None, *,
+            tenant: str | None = None) -> redrive.Filter:
+    """The selection of connection ``name``'s dead letters (``tenant``: its tenant's, and those
+    refused before any tenant was known)."""
+    body = body or {}
+    unknown = set(body) - REDRIVE_KEYS
+    if unknown:       # a filter the server does not read would widen the selection silently
+        raise _error(422, f"unknown selection keys: {', '.join(sorted(unknown))}",
+                     {k: ["unknown key"] for k in sorted(unknown)})
+    ids = body.get("ids")
+    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+        raise _error(422, "ids must be a list of dead-letter ids", {"ids": ["must be a list of strings"]})
+    stage = body.get("stage", req.get_param("stage"))
+    if stage is not None and stage not in ("request", "mapping", "validation", "delivery"):
+        raise _error(422, "stage must be request, mapping, validation or delivery", {"stage": ["unknown stage"]})
+    reason = body.get("reason", req.get_param("reason"))
+    if reason is not None and not isinstance(reason, str):
+        raise _error(422, "reason must be a string", {"reason": ["must be a string"]})
+    return redrive.Filter(connection=name, stage=stage, reason=reason, since=_instant(req, "since", body),
+                          until=_instant(req, "until", body), ids=frozenset(ids or ()), tenant=tenant)
+
+
+class DeadLetters(_Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
+        try:
+            letters = self.plane.dead_letters(_filter(req, name, tenant=self.plane.tenant_of(name)), limit=limit)
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.media = [dl.summary() for dl in letters]
+
+
+class Redrive(_Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        which = _filter(req, name, _body(req), tenant=self.plane.tenant_of(name))
+        try:
+            plan = self.plane.redrive(which, actor=req.context.actor)
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.status = falcon.HTTP_202
+        resp.media = {"redriven": plan.redriven, "not_redriven": plan.not_redrivable,
+                      "requests": [e.id for e in plan.requests]}
+
+
+class Audit:
+    def __init__(self, trail: audit.MemoryAudit | audit.KafkaAudit):
+        self.trail = trail
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
+        outcome = req.get_param("outcome")
+        if outcome is not None and outcome not in ("done", "refused", "failed"):
+            raise _error(422, "outcome must be done, refused or failed", {"outcome": ["unknown outcome"]})
+        query = audit.Query(since=_instant(req, "since"), until=_instant(req, "until"),
+                            principal=req.get_param("principal"), tenant=req.get_param("tenant"),
+                            connection=req.get_param("connection"), outcome=outcome)
+        try:
+            resp.media = self.trail.entries(query, limit=limit)
+        except HostError as exc:
+            raise _host_error(exc) from None
+
+
+def _if_match(req: falcon.Request) -> int | None:
+    value = req.get_header("If-Match")
+    if value is None:
+        return None
+    match = re.fullmatch(r'"?([0-9]{1,18})"?', value.strip())
+    if match is None:
+        raise _error(400, "If-Match must be a connection revision (a number)")
+    return int(match.group(1))
+
+
+def _name_ok(name: str) -> None:
+    from marshmallow import ValidationError
+
+    from hostspec.event_schemas import NAME
+    try:
+        NAME(name)
+    except ValidationError:
+        raise _error(422, "the connection name must be letters, digits, '_', '.', ':' or '-' (128 at most)",
+                     {"connection": ["invalid name"]}) from None
+
+
+def _count(errors: Any) -> int:
+    if isinstance(errors, dict):
+        return sum(_count(v) for v in errors.values())
+    if isinstance(errors, list):
+        return sum(_count(v) for v in errors) if any(isinstance(v, (dict, list)) for v in errors) else len(errors)
+    return 1
+
+
+def routes(plane: ControlPlane, trail: audit.MemoryAudit | audit.KafkaAudit | None = None) -> dict[str, Any]:
+    """Path template -> resource (the OpenAPI document lists the same paths)."""
+    return {
+        "/": Root(plane),
+        "/providers": Providers(plane),
+        "/providers/{provider}/config/validate": Validate(plane),
+        "/connections": Connections(plane),
+        "/connections/{name}": Connection(plane),
+        "/connections/{name}/pause": Pause(plane, True),
+        "/connections/{name}/resume": Pause(plane, False),
+        "/connections/{name}/syncs": Syncs(plane),
+        "/connections/{name}/status": Status(plane),
+        "/connections/{name}/deadletters": DeadLetters(plane),
+        "/connections/{name}/deadletters/redrive": Redrive(plane),
+        "/audit": Audit(trail or audit.MemoryAudit()),
+    }
+
+
+def make_app(plane: ControlPlane, tokens: Tokens | Mapping[str, Secret], *,
+             trail: audit.MemoryAudit | audit.KafkaAudit | None = None, rate: TenantRate | None = None) -> falcon.App:
+    """The API on ``plane``. ``tokens``: a :class:`Tokens`, or ``--token`` references (platform
+    admins); ``trail``: where audit events go (default: kept in memory); ``rate``: each tenant's
+    request rate (default 10 per second, bursts of 20)."""
+    tokens = tokens if isinstance(tokens, Tokens) else Tokens(tokens)
+    trail = trail if trail is not None else audit.MemoryAudit()
+    rate = rate if rate is not None else TenantRate(10, 20)
+    app = falcon.App(middleware=[audit.AuditMiddleware(trail), Access(tokens, plane.log, rate, PUBLIC)])
+    app.add_error_handler(ApiError, ApiError.handle)
+    app.set_error_serializer(_serialize_http_error)
+    for path, resource in routes(plane, trail).items():
+        app.add_route(path, resource)
+    app.add_route("/openapi.json", OpenApi())
+    health.add_routes(app, lambda: {"control_topic": plane.log.ready})
+    return app
+
+
+def parse_token(text: str) -> tuple[str, Secret]:
+    """``NAME=env:VAR`` or ``NAME=file:/path`` (a token's value is never given on a command line)."""
+    name, _, ref = text.partition("=")
+    kind, _, where = ref.partition(":")
+    if not name or kind not in ("env", "file") or not where:
+        raise ConfigError(f"--token {name or '?'}=...: give NAME=env:VARIABLE or NAME=file:/path")
+    return name, Secret(**{kind: where})
+
+
+__all__ = ["make_app", "parse_token", "routes"]

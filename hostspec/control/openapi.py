@@ -1,0 +1,206 @@
+"""The admin API's OpenAPI 3.1 document, built from the same marshmallow schemas the API checks
+bodies with (``python -m hostspec.contracts --write`` writes ``schemas/admin-api.openapi.json``)."""
+from __future__ import annotations
+
+from typing import Any
+
+from hostspec import __version__
+from hostspec import event_schemas as s
+from hostspec.contracts import object_schema
+
+SERVER_SET = ("connection", "revision", "created_revision", "deleted", "changed_by", "changed_at")
+REQUEST_SET = ("connection", "provider", "requested_by")
+
+
+def _without(schema: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    out = {**schema, "properties": {k: v for k, v in schema["properties"].items() if k not in names},
+           "required": [r for r in schema["required"] if r not in names]}
+    out.pop("if", None)
+    out.pop("else", None)
+    return out
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+def _answer(description: str, ref: str | None = None) -> dict[str, Any]:
+    return {"description": description, **({"content": _json(ref)} if ref else {})}
+
+
+ERRORS = {
+    "400": _answer("a malformed body, parameter or If-Match", "Error"),
+    "401": _answer("no bearer token, or an unknown one (recorded on the audit topic)", "Error"),
+    "403": _answer("the token's role may not make this call (whatever it names), or the body names another "
+                   "tenant than the token's", "Error"),
+    "404": _answer("no such connection, or one of another tenant than the token's (the same answer)", "Error"),
+    "409": _answer("the connection exists (POST), or is not at the If-Match revision", "Error"),
+    "413": _answer("a body larger than 1 MB", "Error"),
+    "429": {"description": "the token's tenant is over its request rate", "headers": {"Retry-After": {
+        "description": "seconds to wait before calling again", "schema": {"type": "integer", "minimum": 1}}},
+            "content": _json("Error")},
+    "422": _answer("refused: the errors name each field and what is wrong with it (the event schema, the "
+                   "provider's settings schema, the deployment's settings policy)", "Error"),
+    "503": _answer("Kafka did not acknowledge the change (nothing may be assumed stored), or stored it but this "
+                   "server has not read it back yet (the message says which: GET before writing again)", "Error"),
+}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {c: ERRORS[c] for c in sorted({"401", "403", "429", *codes})}
+
+
+NAME = {"name": "name", "in": "path", "required": True, "description": "the connection's name",
+        "schema": {"type": "string", "pattern": s.NAME.regex.pattern}}
+IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
+            "description": "the revision the change expects the connection to be at (optimistic concurrency)",
+            "schema": {"type": "string", "pattern": "^\"?[0-9]+\"?$"}}
+FILTERS = [{"name": n, "in": "query", "required": False, "description": d, "schema": sc} for n, d, sc in (
+    ("stage", "only this stage", {"type": "string", "enum": ["request", "mapping", "validation", "delivery"]}),
+    ("reason", "only reasons containing this text (case-insensitive)", {"type": "string"}),
+    ("since", "only dead letters written at or after this time", {"type": "string", "format": "date-time"}),
+    ("until", "only dead letters written before this time", {"type": "string", "format": "date-time"}))]
+AUDIT_FILTERS = [{"name": n, "in": "query", "required": False, "description": d, "schema": sc} for n, d, sc in (
+    ("since", "only calls at or after this time", {"type": "string", "format": "date-time"}),
+    ("until", "only calls before this time", {"type": "string", "format": "date-time"}),
+    ("principal", "only this principal's calls (a token's name)", {"type": "string"}),
+    ("tenant", "only calls of this tenant's principals", {"type": "string"}),
+    ("connection", "only calls naming this connection", {"type": "string"}),
+    ("outcome", "only these results", {"type": "string", "enum": ["done", "refused", "failed"]}))]
+LIMIT = {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+
+
+def document() -> dict[str, Any]:
+    connection = object_schema(s.ConnectionDataSchema)
+    body = _without(connection, SERVER_SET)
+    body["required"] = ["tenant", "provider", "group_id", "settings"]
+    body["description"] = ("A connection as written by a client: secrets as references only, {\"env\": NAME} or "
+                           "{\"file\": PATH}, within the deployment's settings policy.")
+    new = {**body, "properties": {"connection": connection["properties"]["connection"], **body["properties"]},
+           "required": ["connection", *body["required"]]}
+    sync = _without(object_schema(s.SyncRequestedDataSchema), REQUEST_SET)
+    listed = {"type": "object", "properties": {k: connection["properties"][k] for k in (
+        "connection", "provider", "tenant", "group_id", "paused", "revision", "changed_by", "changed_at")}}
+    dead_letter = {"type": "object", "properties": {
+        "id": {"type": "string"}, "time": {"type": "string", "format": "date-time"},
+        "stage": {"type": "string"}, "reason": {"type": "string"}, "connection": {"type": ["string", "null"]},
+        "provider": {"type": ["string", "null"]}, "record_id": {"type": ["string", "null"]},
+        "request_id": {"type": ["string", "null"]}, "partition": {"type": "integer"}, "offset": {"type": "integer"}}}
+    schemas = {
+        "Connection": connection, "ConnectionBody": body, "NewConnection": new, "ConnectionListed": listed,
+        "SyncParameters": sync, "SyncStatus": object_schema(s.SyncStatusDataSchema),
+        "Error": {"type": "object", "required": ["error_code", "message"],
+                  "properties": {"error_code": {"type": "integer"}, "message": {"type": "string"},
+                                 "errors": {"description": "messages by field", "type": "object"}}},
+        "DeadLetter": dead_letter,
+        "RedriveSelection": {"type": "object", "additionalProperties": False, "properties": {
+            "ids": {"type": "array", "items": {"type": "string"}},
+            "stage": {"type": "string", "enum": ["request", "mapping", "validation", "delivery"]},
+            "reason": {"type": "string"}, "since": {"type": "string", "format": "date-time"},
+            "until": {"type": "string", "format": "date-time"}}},
+        "Redriven": {"type": "object", "properties": {
+            "redriven": {"type": "array", "items": {"type": "string"}},
+            "not_redriven": {"type": "object", "additionalProperties": {"type": "string"}},
+            "requests": {"type": "array", "items": {"type": "string"}}}},
+        "Validation": {"type": "object", "properties": {"provider": {"type": "string"},
+                                                        "error_count": {"type": "integer"},
+                                                        "errors": {"type": "object"}}},
+        "AuditEntry": {"description": "a write, or a refused token, as recorded on the audit topic (never a token, "
+                                      "a secret or a body)", "type": "object", "properties": {
+            "id": {"type": "string"}, "time": {"type": "string", "format": "date-time"},
+            **object_schema(s.AuditDataSchema)["properties"]}},
+        "Runs": {"type": "object", "properties": {
+            "connection": {"type": "string"}, "revision": {"type": "integer"}, "paused": {"type": "boolean"},
+            "phase": {"type": ["string", "null"]},
+            "runs": {"type": "array", "items": {"$ref": "#/components/schemas/SyncStatus"}}}},
+    }
+    ok = {"description": "up", "content": {"application/json": {"schema": {"type": "object"}}}}
+    paths = {
+        "/": {"get": {"summary": "the server's version", "operationId": "root", "responses": {"200": ok, **_errors()}}},
+        "/providers": {"get": {"summary": "installed providers and their settings", "operationId": "listProviders",
+                               "responses": {"200": {"description": "providers", "content": {"application/json": {
+                                   "schema": {"type": "array", "items": {"type": "object"}}}}}, **_errors()}}},
+        "/providers/{provider}/config/validate": {"put": {
+            "summary": "check a connection for this provider without storing it", "operationId": "validate",
+            "parameters": [{"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": _json("ConnectionBody")},
+            "responses": {"200": _answer("the errors by field (none: it would be stored)", "Validation"),
+                          **_errors("400", "413", "422")}}},
+        "/connections": {
+            "get": {"summary": "every connection", "operationId": "listConnections", "responses": {
+                "200": {"description": "connections", "content": {"application/json": {"schema": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/ConnectionListed"}}}}}, **_errors()}},
+            "post": {"summary": "create a connection", "operationId": "createConnection",
+                     "requestBody": {"required": True, "content": _json("NewConnection")},
+                     "responses": {"201": _answer("stored (acknowledged by Kafka)", "Connection"),
+                                   **_errors("400", "409", "413", "422", "503")}}},
+        "/connections/{name}": {
+            "parameters": [NAME],
+            "get": {"summary": "a connection's document", "operationId": "getConnection",
+                    "responses": {"200": _answer("the latest revision", "Connection"), **_errors("404")}},
+            "put": {"summary": "create or replace a connection", "operationId": "putConnection",
+                    "parameters": [IF_MATCH], "requestBody": {"required": True, "content": _json("ConnectionBody")},
+                    "responses": {"200": _answer("replaced", "Connection"), "201": _answer("created", "Connection"),
+                                  **_errors("400", "409", "413", "422", "503")}},
+            "delete": {"summary": "delete a connection: its schedule stops, its pending requests end refused",
+                       "operationId": "deleteConnection", "parameters": [IF_MATCH],
+                       "responses": {"204": {"description": "deleted"}, **_errors("400", "404", "409", "503")}}},
+        "/connections/{name}/pause": {"parameters": [NAME], "put": {
+            "summary": "stop the connection's schedule (requests sent to it still run)", "operationId": "pause",
+            "responses": {"202": {"description": "paused"}, **_errors("404", "503")}}},
+        "/connections/{name}/resume": {"parameters": [NAME], "put": {
+            "summary": "restart the connection's schedule", "operationId": "resume",
+            "responses": {"202": {"description": "resumed"}, **_errors("404", "503")}}},
+        "/connections/{name}/syncs": {"parameters": [NAME], "post": {
+            "summary": "request a sync (scope, mode, dry run, replay filters)", "operationId": "requestSync",
+            "requestBody": {"required": False, "content": _json("SyncParameters")},
+            "responses": {"202": {"description": "published", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"request_id": {"type": "string"}, "connection": {"type": "string"},
+                                                 "scope": {"type": "string"}, "mode": {"type": "string"}}}}}},
+                          **_errors("400", "404", "413", "422", "503")}}},
+        "/connections/{name}/status": {"parameters": [NAME], "get": {
+            "summary": "the connection's current phase and latest runs", "operationId": "status",
+            "parameters": [LIMIT], "responses": {"200": _answer("runs, newest last", "Runs"), **_errors("404")}}},
+        "/connections/{name}/deadletters": {"parameters": [NAME], "get": {
+            "summary": "the connection's dead letters", "operationId": "listDeadLetters", "parameters": [*FILTERS, LIMIT],
+            "responses": {"200": {"description": "dead letters, oldest first", "content": {"application/json": {
+                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}}}},
+                **_errors("400", "404", "422")}}},
+        "/connections/{name}/deadletters/redrive": {"parameters": [NAME], "post": {
+            "summary": "send dead letters again: refused requests as new requests, records as a full sync of "
+                       "their connection; each re-drive leaves a queued status", "operationId": "redrive",
+            "parameters": FILTERS[2:], "requestBody": {"required": False, "content": _json("RedriveSelection")},
+            "responses": {"202": _answer("published", "Redriven"), **_errors("400", "404", "413", "422", "503")}}},
+        "/audit": {"get": {
+            "summary": "the audit trail: every write and every refused token, oldest first (platform admins only)",
+            "operationId": "listAudit", "parameters": [*AUDIT_FILTERS, LIMIT],
+            "responses": {"200": {"description": "audit entries", "content": {"application/json": {"schema": {
+                "type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}},
+                **_errors("400", "422", "503")}}},
+    }
+    for path, what in (("/health", "200 while the process serves"), ("/ready", "200 when ready, else 503"),
+                       ("/metrics", "Prometheus metrics"), ("/openapi.json", "this document")):
+        paths[path] = {"get": {"summary": what, "operationId": path.strip("/").replace(".", "_"), "security": [],
+                               "responses": {"200": {"description": what}, **(
+                                   {"503": {"description": "not ready"}} if path == "/ready" else {})}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Learning connector host: admin API", "version": __version__,
+                 "description": "Connections, syncs and dead letters of a connector-host deployment, in the manner "
+                                "of Kafka Connect's REST API. Every change is a learning.connection.v1 event on the "
+                                "compacted control topic, answered only once Kafka stored it. A token's role "
+                                "(platform_admin, tenant_admin, tenant_trigger) decides what it may call; a tenant's "
+                                "tokens see only that tenant's connections (docs/security.md). Writes and refused "
+                                "tokens are learning.audit.v1 events on the audit topic."},
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "servers": [{"url": "http://localhost:8083"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                      "description": "a token of a principal with a role (a hashed tokens "
+                                                                     "file, or --token references for platform admins)"}}},
+    }
+
+
+__all__ = ["document"]

@@ -1,0 +1,255 @@
+"""The control plane: what the admin API and the ``connections`` / ``deadletters`` commands do.
+
+Kafka Connect's herder in small: every change is a document written to the control topic
+(:mod:`hostspec.config.control_topic`), checked first against the event schema, the provider's
+settings schema, the deployment's :class:`~hostspec.config.policy.SettingsPolicy` and the publisher's
+target check, and acknowledged only once the broker stored it. Sync requests, runs and dead
+letters go through the same Kafka topics the CLI uses.
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Mapping
+
+from marshmallow import ValidationError
+
+from hostspec.config import documents as docs
+from hostspec import events as ev
+from hostspec.control import redrive
+from hostspec.engine.run import SyncRequest
+from hostspec.errors import ConfigError, HostError, InvalidRequestError, RevisionConflict, SettingsRefused
+from hostspec.engine.plugins import HostPluginManager
+from hostspec.config.policy import SettingsPolicy
+from hostspec.topics import Topics
+from hostspec.transport.config import KafkaConfig
+from hostspec.config.control_topic import ConnectionLog, ConnectionWriter
+from hostspec.transport.kafka import Follower, InboundMessage, KafkaSink, make_producer
+
+MAX_LISTED = 1000
+
+
+class NotFound(ConfigError):
+    """No such connection (a command line's mistake: exit 2; HTTP 404)."""
+
+    kind = "not_found"
+
+
+Conflict = RevisionConflict
+"""The connection exists, or is not at the revision the change expects (HTTP 409)."""
+
+
+class NotReadBack(HostError):
+    """Kafka stored the change but this process has not read it back in time (HTTP 503): the
+    next read shows it; a client should GET before writing again."""
+
+    kind = "transport"
+
+
+@dataclass(frozen=True)
+class Change:
+    doc: dict[str, Any]
+    created: bool
+
+
+class ControlPlane:
+    def __init__(self, plugins: HostPluginManager, kafka: KafkaConfig, topics: Topics, policy: SettingsPolicy,
+                 *, log: ConnectionLog, writer: ConnectionWriter,
+                 target_check: docs.TargetCheck | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.plugins, self.kafka, self.topics, self.policy = plugins, kafka, topics, policy
+        self.log, self.writer, self.target_check, self.clock = log, writer, target_check, clock
+        self._lock = threading.Lock()      # one write at a time here: revisions follow each other
+        self._sink: KafkaSink | None = None
+        self._sink_lock = threading.Lock()
+
+    def _publish(self, events: list[ev.Event], raw: list[tuple[str, bytes]] = ()) -> None:
+        """Requests and statuses, through one long-lived producer (not one per call)."""
+        with self._sink_lock:
+            if self._sink is None:
+                self._sink = KafkaSink(make_producer(self.kafka, linger_ms=0), self.topics.for_type)
+            for key, value in raw:
+                self._sink.send_raw(self.topics.requests, key, value)
+            for event in events:
+                self._sink.emit(event)
+            self._sink.flush(30)
+
+    def close(self) -> None:
+        self.log.close()
+        self.writer.close()
+        with self._sink_lock:
+            if self._sink is not None:
+                self._sink.close()
+
+    # -- connections ---------------------------------------------------------------------------
+    def connections(self) -> list[dict[str, Any]]:
+        return [self._listed(d) for _n, d in sorted(self.log.documents().items())]
+
+    def connection(self, name: str) -> dict[str, Any]:
+        doc = self.log.document(name)
+        if doc is None or doc.get("deleted"):
+            raise NotFound(f"no connection {name!r}")
+        return doc
+
+    def tenant_of(self, name: str) -> str | None:
+        """The tenant of the live connection ``name`` (None: there is none)."""
+        doc = self.log.document(name)
+        return None if doc is None or doc.get("deleted") else doc.get("tenant")
+
+    def validate(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The document ``body`` would store, checked but not stored. :raise SettingsRefused:"""
+        doc = self._document(name, body, revision=1, actor="validate")
+        docs.check(doc, self.plugins, self.policy, self.target_check)
+        return doc
+
+    def put(self, name: str, body: Mapping[str, Any], *, actor: str, create_only: bool = False,
+            expected_revision: int | None = None) -> Change:
+        """Create or replace connection ``name`` with ``body`` (a connection's fields, without
+        ``connection``, ``revision``, ``changed_by``, ``changed_at``).
+
+        :raise SettingsRefused: the document would not work or breaks the policy (nothing stored).
+        :raise Conflict: ``create_only`` and it exists, or its revision is not ``expected_revision``.
+        :raise DeliveryError: the broker did not store it.
+        """
+        for attempt in range(3):
+            with self._lock:
+                current = self.log.document(name)
+                live = current is not None and not current.get("deleted")
+                if create_only and live:
+                    raise Conflict(f"connection {name!r} exists (revision {current['revision']}); replace it with PUT")
+                self._expect(name, current if live else None, expected_revision)
+                based_on = current["revision"] if current else 0
+                doc = self._document(name, body, revision=based_on + 1, actor=actor)
+                # a new life (created, or created again after a deletion) gets a state of its own;
+                # a change keeps the life's creation (absent on a document older than the field)
+                doc["created_revision"] = current.get("created_revision") if live else doc["revision"]
+                docs.check(doc, self.plugins, self.policy, self.target_check)
+                try:
+                    self._write(doc, based_on)
+                except RevisionConflict:
+                    if expected_revision is not None or create_only or attempt == 2:
+                        raise    # the caller asked for that revision: another writer's change stands
+                    continue     # last writer wins: computed again on the revision that is now latest
+                return Change(doc, created=not live)
+        raise AssertionError("unreachable")
+
+    def set_paused(self, name: str, paused: bool, *, actor: str) -> dict[str, Any]:
+        with self._lock:
+            doc = dict(self.connection(name))
+            if doc.get("paused") == paused:
+                return doc
+            based_on = doc["revision"]
+            doc.update(revision=based_on + 1, paused=paused, changed_by=actor, changed_at=ev.isoformat(self.clock()))
+            self._write(doc, based_on)
+            return doc
+
+    def delete(self, name: str, *, actor: str, expected_revision: int | None = None) -> dict[str, Any]:
+        with self._lock:
+            current = self.connection(name)
+            self._expect(name, current, expected_revision)
+            doc = docs.tombstone(name, revision=current["revision"] + 1, changed_by=actor, now=self.clock(),
+                                 tenant=current.get("tenant"))
+            self._write(doc, current["revision"])
+            return doc
+
+    def _write(self, doc: dict[str, Any], based_on: int) -> None:
+        """Store ``doc`` if the connection is still at revision ``based_on`` (0: absent) as the
+        writer sees it, with every other writer fenced off (:class:`ConnectionWriter`)."""
+        partition, offset = self.writer.write(doc, self.clock(), based_on=based_on)
+        if not self.log.wait_for(partition, offset, timeout_s=30):   # read-your-writes for the next call
+            raise NotReadBack(f"connection {doc['connection']!r} revision {doc['revision']} was stored by Kafka "
+                              f"but not read back within 30 s: GET it before changing it again")
+
+    @staticmethod
+    def _expect(name: str, current: Mapping[str, Any] | None, expected: int | None) -> None:
+        if expected is None:
+            return
+        have = current["revision"] if current else 0
+        if have != expected:
+            raise Conflict(f"connection {name!r} is at revision {have}, not {expected}")
+
+    def _document(self, name: str, body: Mapping[str, Any], *, revision: int, actor: str) -> dict[str, Any]:
+        if not isinstance(body, Mapping):
+            raise ConfigError("the body must be a JSON object")
+        extra = set(body) & {"revision", "created_revision", "changed_by", "changed_at", "deleted"}
+        if body.get("connection", name) != name:
+            extra.add("connection")
+        if extra:
+            raise SettingsRefused(f"set by the server, not the request: {', '.join(sorted(extra))}",
+                                  {k: ["set by the server"] for k in sorted(extra)})
+        doc = {"paused": False, "settings": None, "options": None, "schedule": None, "target": None,
+               "tenant": None, "provider": None, "group_id": None, **body}
+        doc.update(connection=name, revision=revision, deleted=False, changed_by=actor,
+                   changed_at=ev.isoformat(self.clock()))
+        return doc
+
+    @staticmethod
+    def _listed(doc: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: doc[k] for k in ("connection", "provider", "tenant", "group_id", "paused", "revision",
+                                    "changed_by", "changed_at")}
+
+    # -- runs ----------------------------------------------------------------------------------
+    def request_sync(self, name: str, params: Mapping[str, Any], *, actor: str) -> SyncRequest:
+        """Publish a sync request for ``name`` (``params``: scope, mode, dry_run, since, until,
+        learners, courses, allow_mass_removal). :raise InvalidRequestError:"""
+        doc = self.connection(name)
+        data = {**dict(params), "connection": name, "provider": doc["provider"], "requested_by": actor}
+        try:
+            loaded = ev.DATA_SCHEMAS[ev.SYNC_REQUESTED]().load(data)
+        except ValidationError as exc:
+            raise InvalidRequestError("invalid sync request", exc.messages) from None
+        request = SyncRequest(str(uuid.uuid4()), name, doc["provider"], loaded["scope"], actor, mode=loaded["mode"],
+                              dry_run=loaded["dry_run"], allow_mass_removal=loaded["allow_mass_removal"],
+                              since=loaded["since"], until=loaded["until"],
+                              learners=tuple(loaded["learners"]) if loaded["learners"] else None,
+                              courses=tuple(loaded["courses"]) if loaded["courses"] else None)
+        self._publish([request.to_event(self.clock())])
+        return request
+
+    def runs(self, name: str, *, limit: int = 20, timeout_s: float = 30) -> dict[str, Any]:
+        """The connection's latest runs (newest last) and its current phase, from the status topic:
+        those of its tenant (or of none: a request refused before its tenant was known), never
+        another tenant's that once had the same name."""
+        doc = self.connection(name)
+        runs: dict[str, dict[str, Any]] = {}
+        for _msg, event in self._read(self.topics.status, ev.SYNC_STATUS, timeout_s):
+            data = event.data
+            if data.get("connection") == name and data.get("tenant") in (doc["tenant"], None):
+                runs[data["run_id"] or data["request_id"] or str(len(runs))] = data
+        recent = sorted(runs.values(), key=lambda r: r["started_at"] or r["ended_at"] or "")[-limit:]
+        return {"connection": name, "revision": doc["revision"], "paused": doc["paused"],
+                "phase": recent[-1]["phase"] if recent else None, "runs": recent}
+
+    # -- dead letters --------------------------------------------------------------------------
+    def dead_letters(self, which: redrive.Filter, *, limit: int = 100, timeout_s: float = 30) -> list[redrive.DeadLetter]:
+        out: list[redrive.DeadLetter] = []
+        for msg, event in self._read(self.topics.dead_letter, ev.RECORD_REJECTED, timeout_s):
+            dl = redrive.dead_letter(event, msg.partition, msg.offset)
+            if which(dl):
+                out.append(dl)
+        return sorted(out, key=lambda d: d.time)[-min(limit, MAX_LISTED):]
+
+    def redrive(self, which: redrive.Filter, *, actor: str, limit: int = MAX_LISTED) -> redrive.Redrive:
+        letters = self.dead_letters(which, limit=limit)
+        providers = {n: d["provider"] for n, d in self.log.documents().items()}
+        plan = redrive.plan(letters, actor=actor, now=self.clock(), providers=providers)
+        self._publish(plan.requests + plan.statuses, plan.raw_requests)    # one flush: all acknowledged, or an error
+        return plan
+
+    def _read(self, topic: str, type_: str, timeout_s: float) -> Iterator[tuple[InboundMessage, ev.Event]]:
+        """Every valid event of ``type_`` on ``topic``, from its start to its current end."""
+        follower = Follower(self.kafka, topic, from_start=True)
+        try:
+            for msg in follower.to_end(timeout_s=timeout_s):
+                try:
+                    event = ev.parse_event(msg.value or b"", expected_type=type_)
+                except (ValidationError, RecursionError, ValueError):   # not ours to read: skipped
+                    continue
+                yield msg, event
+        finally:
+            follower.close()
+
+
+__all__ = ["Change", "Conflict", "ControlPlane", "NotFound", "NotReadBack"]

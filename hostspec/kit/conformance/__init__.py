@@ -1,0 +1,1 @@
+"""The conformance suite's checks beyond shape: hosts, listing totals, meaning, retry."""

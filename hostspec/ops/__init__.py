@@ -1,0 +1,1 @@
+"""What operators watch and what every command shares: logs, metrics, health, console helpers."""
