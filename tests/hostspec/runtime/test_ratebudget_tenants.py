@@ -19,7 +19,7 @@ from hostspec.errors import ConfigError
 from hostspec.config.policy import SettingsPolicy
 from hostspec.runtime.ratebudget import AccountBudgets, RunCalls
 from hostspec.engine.sinks import MemorySink
-from tests.hostspec.test_ratebudget import max_in_any_window
+from tests.hostspec.runtime.test_ratebudget import max_in_any_window
 
 P = 6
 

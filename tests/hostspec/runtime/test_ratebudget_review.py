@@ -14,7 +14,7 @@ from hostspec.errors import RunAbandoned
 from hostspec.runtime.ratebudget import AccountBudgets, CallGate, RunCalls, shares
 from hostspec.runtime.tasks import home_partition
 from hostspec.runtime.worker import admit
-from tests.hostspec.test_ratebudget import FakeTime
+from tests.hostspec.runtime.test_ratebudget import FakeTime
 
 P = 6   # state partitions
 

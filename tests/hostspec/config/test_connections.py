@@ -78,7 +78,7 @@ def test_unknown_connection_and_provider(tmp_path, plugins):
     with pytest.raises(UnknownConnectionError) as unknown:
         store.get("nope", plugins)
     # the message reaches the requester's status: no other connection in it (issue 27); an
-    # operator's command line shows them (tests/hostspec/test_cli.py)
+    # operator's command line shows them (tests/hostspec/cli/test_cli.py)
     assert str(unknown.value) == "unknown connection 'nope'"
     assert unknown.value.operator_message == "unknown connection 'nope'; configured connections: acme"
     with pytest.raises(UnknownProviderError, match="installed providers: coursera"):

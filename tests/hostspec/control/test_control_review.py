@@ -26,7 +26,7 @@ from hostspec.transport.config import KafkaConfig
 from hostspec.config.control_topic import ConnectionLog, MemoryControl
 from publisher_360learning.client import Learning360Client
 from publisher_360learning.errors import PermanentError
-from tests.hostspec.test_admin_api import GROUP, coursera_body  # noqa: F401  (one body for both files)
+from tests.hostspec.control.test_admin_api import GROUP, coursera_body  # noqa: F401  (one body for both files)
 
 SECRET = "review-secret-value-0123"
 

@@ -25,7 +25,7 @@ from hostspec.config.control_topic import MemoryControl
 from hostspec.runtime.worker import Refusal, admit
 from publisher_360learning.settings import target_problems, targets_of
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 GROUP = "65a1b2c3d4e5f60718293a4b"
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
 
