@@ -16,7 +16,7 @@ from hostspec.control import api as admin_api, access as api_access
 from hostspec.control.plane import ControlPlane
 from tests.conftest import SCHEMAS
 
-from .api_fakes import Api, body
+from tests.hostspec.api_fakes import Api, body
 
 P, A, T = "platform_admin", "tenant_admin", "tenant_trigger"
 WHO = {P: "root", A: "acme-admin", T: "acme-trigger"}
@@ -119,7 +119,7 @@ def test_lists_show_only_the_callers_objects(api):
 
 
 def test_runs_and_dead_letters_of_another_tenant_under_a_reused_name_stay_hidden(api):
-    from .api_fakes import rejected, run
+    from tests.hostspec.api_fakes import rejected, run
     api.plane.published += [run("acme-c", "beta", 7), rejected("acme-c", "beta", 7)]   # beta's, before a re-use
     runs = api.call("acme-admin", "GET", "/connections/acme-c/status").json["runs"]
     assert sorted(r["request_id"] for r in runs) == ["r1", "r3"]          # its own, and one refused tenant-less

@@ -12,7 +12,7 @@ from hostspec.control.rate import TenantRate
 from hostspec.control.tokens import Tokens, digest, read_tokens_file, write_token
 from hostspec.errors import ConfigError
 
-from .api_fakes import Api, body
+from tests.hostspec.api_fakes import Api, body
 from .test_api_roles import assert_valid_audit
 
 
