@@ -34,7 +34,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hostspec.engine.run import SyncRequest  # noqa: E402
+from hostspec.requests import SyncRequest  # noqa: E402
 from hostspec.topics import Topics  # noqa: E402
 
 ORG = "DjYCkBQTQV69TtWA7RuNug"

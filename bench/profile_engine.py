@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from benchmark import CONTENTS_FOR_STATS, PAGE_SIZE, sandbox, warm  # noqa: E402
 
 from hostspec.config.connections import connection_from_settings  # noqa: E402
-from hostspec.engine.run import SyncEngine, SyncRequest  # noqa: E402
+from hostspec.engine.run import SyncEngine  # noqa: E402
+from hostspec.requests import SyncRequest  # noqa: E402
 from hostspec.engine.plugins import get_plugin_manager  # noqa: E402
 from hostspec.engine.state import StateDB  # noqa: E402
 

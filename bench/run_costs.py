@@ -30,10 +30,10 @@ from hostspec.topics import Topics  # noqa: E402
 # the first matching frame (outermost first) names the part of a run a sample belongs to
 PARTS = [
     ("transaction: offsets, records, commit (kafka client)", ("commit_fenced",)),
-    ("status events (started, completed)", ("_Run.status", "_Run._status")),
+    ("status events (started, completed)", ("Run.status", "Run._status")),
     ("OAuth token", ("ClientCredentials._fetch",)),
     ("provider pages (HTTP, JSON)", ("fetch_progress", "iter_pages")),
-    ("records: map, check, fingerprint, state", ("_Run.emit_entity", "_Run.build", "SyncEngine._stat")),
+    ("records: map, check, fingerprint, state", ("Run.emit_entity", "Run.build", "emit_stat")),
     ("the worker's loop: requests, tasks, restore", ("Worker.run", "Worker._run_task", "PartitionTask")),
 ]
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 import requests
 
-from hostspec.kit.http import ClientCredentials
+from hostspec.kit import ClientCredentials
 
 from . import contract
 from .errors import InvalidCredentials, MalformedResponse, NetworkError, error_for_status

@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterator, Mapping
 import requests
 import tenacity
 
-from hostspec.ops import metrics
-from hostspec.kit.http import gate_session
+from hostspec import provider_call
+from hostspec.kit import gate_session
 
 from . import contract
 from .auth import TokenSource
@@ -89,13 +89,13 @@ class CourseraClient:
         try:
             resp = self._session.get(self._base + path, params=params, timeout=self.settings.timeout_s,
                                      headers={"Authorization": f"Bearer {token}"})
-            metrics.provider_call("coursera", "GET", resp.status_code)
+            provider_call("coursera", "GET", resp.status_code)
             return resp
         except requests.Timeout:
-            metrics.provider_call("coursera", "GET", "timeout")
+            provider_call("coursera", "GET", "timeout")
             raise NetworkError(f"GET {path}: no answer within {self.settings.timeout_s}s") from None
         except requests.RequestException as exc:
-            metrics.provider_call("coursera", "GET", "error")
+            provider_call("coursera", "GET", "error")
             raise NetworkError(f"GET {path}: {type(exc).__name__}") from None
 
     # -- resources -----------------------------------------------------------------------------

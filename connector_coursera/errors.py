@@ -25,13 +25,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hostspec.errors import (
-    ProviderConfigError,
-    ProviderError,
-    ProviderSystemError,
-    ProviderTransientError,
-)
-from hostspec.kit.http import body_excerpt
+from hostspec import ProviderConfigError, ProviderError, ProviderSystemError, ProviderTransientError
+from hostspec.kit import body_excerpt
 
 from . import contract
 

@@ -11,8 +11,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from hostspec.errors import RecordRejected
-from hostspec.events import isoformat
+from hostspec import RecordRejected, isoformat
 
 from . import contract, grade_scale
 from .api_schemas import Content, EnrollmentReport

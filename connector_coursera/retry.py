@@ -13,8 +13,8 @@ from typing import Callable
 
 import tenacity
 
-from hostspec.ops import metrics
-from hostspec.kit.http import (
+from hostspec import rate_limit_wait
+from hostspec.kit import (
     parse_retry_after,  # noqa: F401  (re-exported)
     retry_policy,
 )
@@ -36,7 +36,7 @@ def build_retrying(*, max_attempts: int, max_retry_after_s: float,
             counted(state)          # logs, counts the retry and any Retry-After wait
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RateLimited) and exc.retry_after is None:   # throttled, backing off on our own
-            metrics.rate_limit_wait(PROVIDER, state.next_action.sleep if state.next_action else 0)
+            rate_limit_wait(PROVIDER, state.next_action.sleep if state.next_action else 0)
         if on_retry is not None:
             on_retry(state)
 

@@ -5,8 +5,7 @@ from dataclasses import dataclass, field
 
 from marshmallow import Schema, fields, post_load, validate
 
-from hostspec.config.connections import SecretField
-from hostspec.secrets import Secret
+from hostspec import Secret, SecretField
 
 from . import contract
 

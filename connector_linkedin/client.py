@@ -13,10 +13,8 @@ from typing import Any, Iterator
 
 import requests
 
-from hostspec import ProviderConfigError, ProviderSystemError, ProviderTransientError
-from hostspec.ops import metrics
-from hostspec.kit.http import ClientCredentials, gate_session, raise_for_answer, retry_policy
-from hostspec.kit.paging import offset_pages
+from hostspec import ProviderConfigError, ProviderSystemError, ProviderTransientError, provider_call
+from hostspec.kit import ClientCredentials, gate_session, offset_pages, raise_for_answer, retry_policy
 
 from . import contract, restli
 from .settings import LinkedInSettings
@@ -61,9 +59,9 @@ class LinkedInClient:
                                      params=restli.query(params, self.protocol), timeout=self.settings.timeout_s,
                                      headers={"Authorization": f"Bearer {token}", **restli.headers(self.protocol)})
         except requests.RequestException as exc:
-            metrics.provider_call(PROVIDER, "GET", "error")
+            provider_call(PROVIDER, "GET", "error")
             raise ProviderTransientError(f"GET {path}: {type(exc).__name__}") from None
-        metrics.provider_call(PROVIDER, "GET", resp.status_code)
+        provider_call(PROVIDER, "GET", resp.status_code)
         if resp.status_code == 401 and not renewed:
             self._token.invalidate(token)
             return self._get(path, params, renewed=True)

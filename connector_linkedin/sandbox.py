@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from hostspec.kit.sandboxes import FaultBook, SandboxRequestHandler, SandboxServer, retry_after_header
+from hostspec.kit import FaultBook, SandboxRequestHandler, SandboxServer, retry_after_header
 
 from . import contract
 from .sandbox_restli import QueryRefused, parse, protocol_of

@@ -1,7 +1,8 @@
 """Secret values: resolved by reference at use, hidden from repr, str, logs and messages.
 
 A secret in a connections file is written ``{ env = "NAME" }`` or ``{ file = "path" }`` (or, for
-local experiments only, a plain string). It becomes a :class:`Secret`, whose value is read when
+local experiments only, a plain string); a settings schema declares such a field with
+:class:`SecretField`. It becomes a :class:`Secret`, whose value is read when
 ``reveal()`` is called, not before. Every value revealed is remembered so that :func:`redact` and
 the :class:`RedactingFilter` on the root logger can blank it out of any text that reaches a log.
 """
@@ -11,6 +12,9 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Mapping
+
+from marshmallow import fields
 
 from hostspec.errors import SecretUnavailable
 
@@ -81,6 +85,26 @@ class Secret:
         return hash((self._env, self._file, self._value))
 
 
+class SecretField(fields.Field):
+    """A settings field holding a :class:`Secret` (given as a string, ``{env=..}`` or ``{file=..}``)."""
+
+    default_error_messages = {"invalid": "must be a string, {{ env = \"NAME\" }} or {{ file = \"path\" }}"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, Secret):
+            return value
+        if isinstance(value, str) and value:
+            return Secret(value)
+        if isinstance(value, Mapping) and len(value) == 1:
+            (kind, ref), = value.items()
+            if kind in ("env", "file") and isinstance(ref, str) and ref:
+                return Secret(**{kind: ref})
+        raise self.make_error("invalid")
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return repr(value)
+
+
 def redact(text: str) -> str:
     """``text`` with every secret value revealed so far replaced by ``***``."""
     with _known_lock:
@@ -113,4 +137,4 @@ def install_log_redaction(logger: logging.Logger | None = None) -> None:
             handler.addFilter(RedactingFilter())
 
 
-__all__ = ["RedactingFilter", "Secret", "install_log_redaction", "redact"]
+__all__ = ["RedactingFilter", "Secret", "SecretField", "install_log_redaction", "redact"]

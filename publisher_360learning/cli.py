@@ -1,8 +1,8 @@
 """``publisher-360learning``: deliver the host's events to 360Learning.
 
 Commands: ``run`` (the Kafka consumer), ``check`` (credentials, group and author of a target),
-``ledger`` (what was delivered, parked or refused), ``demo`` (the whole path on sandboxes, in
-one process: Coursera sandbox → host engine → publisher → 360Learning sandbox).
+``ledger`` (what was delivered, parked or refused). The whole path on sandboxes, in one process,
+is ``learning-demo`` (:mod:`learning_demo`).
 
 Exit codes: 0 success; 1 failure; 2 usage or configuration error; 3 some records not delivered.
 """
@@ -137,12 +137,6 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-    return run_demo(out=args.out, contents=args.contents, learners=args.learners, enrollments=args.enrollments,
-                    stream=sys.stderr)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="publisher-360learning", description=plain(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -221,13 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ledger)
-
-    p = sub.add_parser("demo", help="Coursera sandbox → host → publisher → 360Learning sandbox, in one process")
-    p.add_argument("--out", default="events.jsonl", help="also write the host's events here (default events.jsonl)")
-    p.add_argument("--contents", type=int, default=40)
-    p.add_argument("--learners", type=int, default=30)
-    p.add_argument("--enrollments", type=int, default=120)
-    p.set_defaults(func=cmd_demo)
     return parser
 
 

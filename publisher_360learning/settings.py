@@ -29,7 +29,6 @@ from typing import Any, Mapping
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from hostspec.config.connections import (
-    SecretField,
     describe_messages,
     read_toml_tables,
     warn_if_readable_with_inline_secrets,
@@ -37,7 +36,7 @@ from hostspec.config.connections import (
 from hostspec.errors import ConfigError
 from hostspec.config.policy import SettingsPolicy
 from hostspec.config.reloading import ReloadingFile
-from hostspec.secrets import Secret
+from hostspec.secrets import Secret, SecretField
 
 from . import contract
 from .languages import LISTED_LANGUAGE

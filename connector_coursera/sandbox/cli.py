@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from hostspec.ops.console import plain, port
+from hostspec.kit import plain, port
 
 from .data import OrgSpec
 from .server import CourseraSandbox

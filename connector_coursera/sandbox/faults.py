@@ -35,8 +35,8 @@ bad_request         400 with a Naptime error body
 """
 from __future__ import annotations
 
-from hostspec.kit.sandboxes import FaultBook as _FaultBook
-from hostspec.kit.sandboxes import FaultRule
+from hostspec.kit import FaultBook as _FaultBook
+from hostspec.kit import FaultRule
 
 ACTIONS = frozenset({
     "status_429", "status_500_quota", "status_5xx", "latency", "slow_body", "reset", "expire_token",

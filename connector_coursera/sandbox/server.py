@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from hostspec.kit.sandboxes import SandboxRequestHandler, SandboxServer, retry_after_header
+from hostspec.kit import SandboxRequestHandler, SandboxServer, retry_after_header
 
 from .. import contract
 from .data import Org, OrgSpec, program_ids

@@ -17,6 +17,7 @@ from hostspec.config import documents as docs
 from hostspec.control import redrive
 from hostspec.ops.console import UsageError, port
 from hostspec.config.connections import read_toml_tables
+from hostspec.config.targets import target_check
 from hostspec.errors import SettingsRefused
 from hostspec.engine.plugins import HostPluginManager
 
@@ -39,15 +40,7 @@ def control_plane(args: argparse.Namespace, plugins: HostPluginManager):
     writer = ConnectionWriter(config, topics.connections)    # first: it ends what a killed writer left open
     log = ConnectionLog.open(config, topics, policy=policy)
     writer.attach(log)
-    return ControlPlane(plugins, config, topics, policy, log=log, writer=writer, target_check=_target_check(policy))
-
-
-def _target_check(policy: Any) -> docs.TargetCheck | None:
-    try:
-        from publisher_360learning.settings import target_problems
-    except ImportError:       # the publisher is not installed: targets are stored unchecked
-        return None
-    return lambda name, target, tenant: target_problems(policy, name, target, tenant)
+    return ControlPlane(plugins, config, topics, policy, log=log, writer=writer, target_check=target_check(policy))
 
 
 # -- connections -----------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError
 
 from hostspec import event_schemas
 from hostspec.errors import ConfigError, SettingsRefused, UnknownConnectionError
@@ -47,26 +47,6 @@ from hostspec.secrets import Secret
 log = logging.getLogger(__name__)
 _REQUIRED = ("tenant", "provider", "group_id")
 _NAME = event_schemas.NAME
-
-
-class SecretField(fields.Field):
-    """A settings field holding a :class:`Secret` (given as a string, ``{env=..}`` or ``{file=..}``)."""
-
-    default_error_messages = {"invalid": "must be a string, {{ env = \"NAME\" }} or {{ file = \"path\" }}"}
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, Secret):
-            return value
-        if isinstance(value, str) and value:
-            return Secret(value)
-        if isinstance(value, Mapping) and len(value) == 1:
-            (kind, ref), = value.items()
-            if kind in ("env", "file") and isinstance(ref, str) and ref:
-                return Secret(**{kind: ref})
-        raise self.make_error("invalid")
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        return repr(value)
 
 
 class ConnectionStore:
@@ -240,5 +220,5 @@ def warn_if_readable_with_inline_secrets(path: Path, key: str, inline: bool) -> 
                     "use { env = \"NAME\" } or chmod 600", key, path)
 
 
-__all__ = ["ConnectionStore", "SecretField", "connection_from_settings", "describe_messages", "read_toml_tables",
+__all__ = ["ConnectionStore", "connection_from_settings", "describe_messages", "read_toml_tables",
            "warn_if_readable_with_inline_secrets"]

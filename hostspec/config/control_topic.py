@@ -32,7 +32,7 @@ from hostspec.config.policy import SettingsPolicy
 from hostspec.topics import Topics
 from hostspec.transport.cloudevents import STRUCTURED, structured_value
 from hostspec.transport.config import KafkaConfig, topic_specs
-from hostspec.transport.kafka import _client, await_topics, ensure_topics, make_producer
+from hostspec.transport.kafka import await_topics, ensure_topics, kafka_client, make_producer
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class ConnectionLog(Documents):
 
     def start(self, *, timeout_s: float = 60) -> "ConnectionLog":
         """Read the topic to its current end (then follow it in the background)."""
-        consumer = _client(self._config, KafkaConsumer, group_id=None, enable_auto_commit=False,
+        consumer = kafka_client(self._config, KafkaConsumer, group_id=None, enable_auto_commit=False,
                            isolation_level="read_committed")
         try:
             if not await_topics(consumer, [self.topic], timeout_s=min(timeout_s, 30), config=self._config)[self.topic]:

@@ -19,7 +19,7 @@ from marshmallow import ValidationError
 from hostspec.config import documents as docs
 from hostspec import events as ev
 from hostspec.control import redrive
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 from hostspec.errors import ConfigError, HostError, InvalidRequestError, RevisionConflict, SettingsRefused
 from hostspec.engine.plugins import HostPluginManager
 from hostspec.config.policy import SettingsPolicy

@@ -25,7 +25,8 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from hostspec import events as ev
-from hostspec.engine.run import Counts, SyncRequest
+from hostspec.engine.report import Counts
+from hostspec.requests import SyncRequest
 
 SOURCE = "/connector-host/redrive"
 

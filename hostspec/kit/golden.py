@@ -6,7 +6,7 @@ A golden file is JSON beside the provider's tests (``tests/golden/*.json``)::
      "stats":   [{"name": "grade scale 0-1", "raw": {...}, "expected": {...}}]}
 
 Each raw record goes through the provider's ``map_course`` / ``map_stat`` and the host's rules,
-as the engine applies them (identity added, :func:`hostspec.engine.run.describe_course` for a course,
+as the engine applies them (identity added, :func:`hostspec.engine.catalog.describe_course` for a course,
 :func:`hostspec.rules.keep_completion` for a stat, then the event contract). ``expected`` names only
 the fields that matter: every field it holds must equal the result's (nested mappings compare
 field by field); fields it leaves out are not compared. Add one per unit or scale conversion the
@@ -23,7 +23,7 @@ from marshmallow import ValidationError
 
 from hostspec import events as ev
 from hostspec import rules
-from hostspec.engine.run import LOCKED_FIELDS, describe_course
+from hostspec.engine.catalog import LOCKED_FIELDS, describe_course
 from hostspec.errors import RecordRejected
 from hostspec.provider import Connection, SyncContext
 

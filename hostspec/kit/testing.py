@@ -66,7 +66,8 @@ from hostspec.kit.conformance.listing import ListingChecks
 from hostspec.kit.conformance.meaning import MeaningChecks, swapped_activity
 from hostspec.kit.conformance.retry import RetryChecks
 from hostspec.config.connections import connection_from_settings
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.errors import RecordRejected, scalar_id
 from hostspec.kit.golden import check_golden
 from hostspec.hookspecs import HOOK_ORDER

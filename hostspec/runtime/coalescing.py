@@ -33,7 +33,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Optional
 
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 
 Names = Optional[frozenset[str]]          # None: every learner (or course)
 _SCOPES = {frozenset({"catalog"}): "catalog", frozenset({"progress"}): "progress",

@@ -20,7 +20,7 @@ from marshmallow import ValidationError
 from hostspec import event_schemas
 from hostspec import events as ev
 from hostspec.bounded import bounded, cut, fit
-from hostspec.engine.run import Counts
+from hostspec.engine.report import Counts
 
 MAX_RAW_CHARS = 64_000
 MAX_ID_CHARS = 200      # a longer request id is refused (see worker.admit), and quoted cut

@@ -15,14 +15,14 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from hostspec.ops import metrics
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 from hostspec.errors import DeliveryError, HostError, TransportError
 from hostspec.config.schedule import Job, Slot, due, jobs_of
+from hostspec.config.sources import ConnectionSource
 from hostspec.topics import Topics
 from hostspec.transport.changelog import ChangelogReader
 from hostspec.transport.config import KafkaConfig, topic_specs
 from hostspec.transport.kafka import KafkaSink, Partition, RequestConsumer, ensure_topics, make_producer
-from hostspec.runtime.worker import ConnectionSource
 
 log = logging.getLogger(__name__)
 

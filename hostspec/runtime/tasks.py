@@ -33,7 +33,8 @@ from hostspec.transport.murmur2 import partition_for
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from hostspec.engine.run import RunReport, SyncRequest
+    from hostspec.engine.report import RunReport
+    from hostspec.requests import SyncRequest
     from hostspec.provider import Connection
     from hostspec.engine.state import StateDB
     from hostspec.transport.kafka import InboundMessage, Partition

@@ -66,7 +66,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from marshmallow import ValidationError
 
@@ -74,8 +74,12 @@ from hostspec import events as ev
 from hostspec.ops import metrics
 from hostspec.runtime.coalescing import merge
 from hostspec.config.connections import ConnectionStore
+from hostspec.config.sources import ConnectionSource
 from hostspec.runtime.dead_letters import MAX_ID_CHARS, refused_request, skipped_request
-from hostspec.engine.run import DEFAULT_LOOKBACK, REQUEST_DONE, RunReport, SyncEngine, SyncRequest
+from hostspec.engine.emit import REQUEST_DONE
+from hostspec.engine.report import RunReport
+from hostspec.engine.run import DEFAULT_LOOKBACK, SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.errors import (
     DeliveryError,
     HostError,
@@ -212,17 +216,6 @@ class ConnectionsFile(ReloadingFile[ConnectionStore]):
     def catch_up(self, timeout_s: float = 5) -> bool:
         """Nothing to wait for: :meth:`store` reads the file's latest version."""
         return False
-
-
-class ConnectionSource(Protocol):
-    """Where a process finds its connections: the connections file (:class:`ConnectionsFile`)
-    or the control topic (:class:`hostspec.config.control_topic.ConnectionLog`)."""
-
-    source: str
-
-    def store(self) -> ConnectionStore: ...
-
-    def catch_up(self, timeout_s: float = 5) -> bool: ...
 
 
 @dataclass

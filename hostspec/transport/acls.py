@@ -119,7 +119,7 @@ def apply(admin: KafkaConfig, topics: Topics, principals: Principals = Principal
     from kafka.errors import KafkaError
 
     from hostspec.errors import TransportError
-    from hostspec.transport.kafka import _client, ensure_topics
+    from hostspec.transport.kafka import ensure_topics, kafka_client
 
     ensure_topics(admin, topic_specs(topics), replication_factor=replication_factor)
     wanted = grants(topics, principals, groups)
@@ -129,7 +129,7 @@ def apply(admin: KafkaConfig, topics: Topics, principals: Principals = Principal
                 ResourcePattern(kinds[g.resource], g.name,
                                 ACLResourcePatternType.PREFIXED if g.prefixed else ACLResourcePatternType.LITERAL))
             for g in wanted]
-    client = _client(admin, KafkaAdminClient, request_timeout_ms=30_000)
+    client = kafka_client(admin, KafkaAdminClient, request_timeout_ms=30_000)
     try:
         result = client.create_acls(acls)
         failed = result.get("failed") or []

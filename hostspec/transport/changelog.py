@@ -29,7 +29,7 @@ from kafka.errors import KafkaError
 
 from hostspec.errors import TransportError
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.kafka import METADATA_MAX_AGE_MS, REFUSALS, Partition, _client, await_topics, refusal
+from hostspec.transport.kafka import METADATA_MAX_AGE_MS, REFUSALS, Partition, await_topics, kafka_client, refusal
 
 log = logging.getLogger(__name__)
 Records = list[tuple[str, "bytes | None"]]
@@ -45,11 +45,11 @@ class ChangelogReader:
     def __init__(self, config: KafkaConfig, topic: str, *, group_id: str | None = None):
         self.topic, self._config = topic, config
         self._admin: KafkaAdminClient | None = None
-        self._reader = _client(config, KafkaConsumer, group_id=group_id, enable_auto_commit=False,
+        self._reader = kafka_client(config, KafkaConsumer, group_id=group_id, enable_auto_commit=False,
                                isolation_level="read_committed", max_poll_records=10_000,
                                fetch_max_bytes=16 * 1024 * 1024, metadata_max_age_ms=METADATA_MAX_AGE_MS)
         try:
-            self._probe = _client(config, KafkaConsumer, group_id=None, enable_auto_commit=False,
+            self._probe = kafka_client(config, KafkaConsumer, group_id=None, enable_auto_commit=False,
                                   isolation_level="read_uncommitted", metadata_max_age_ms=METADATA_MAX_AGE_MS)
         except TransportError:
             self._reader.close()

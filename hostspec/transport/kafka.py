@@ -183,7 +183,7 @@ def _unreachable(config: KafkaConfig, exc: Exception, started: float | None = No
                           f"({config.security_protocol}): {type(exc).__name__}: {exc}")
 
 
-def _client(config: KafkaConfig, build: Callable[..., Any], **settings: Any) -> Any:
+def kafka_client(config: KafkaConfig, build: Callable[..., Any], **settings: Any) -> Any:
     """A kafka-python client of ``config``; what keeps it from starting raised as :class:`TransportError`."""
     started = time.monotonic()
     try:
@@ -197,7 +197,7 @@ def ensure_topics(config: KafkaConfig, specs: Iterable[TopicSpec], *, replicatio
                   timeout_s: float = 30) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
     specs = list(specs)
-    admin = _client(config, KafkaAdminClient, request_timeout_ms=int(timeout_s * 1000))
+    admin = kafka_client(config, KafkaAdminClient, request_timeout_ms=int(timeout_s * 1000))
     try:
         existing = set(admin.list_topics())    # the topics this principal may see
         missing = [s for s in specs if s.name not in existing]
@@ -304,7 +304,7 @@ def make_producer(config: KafkaConfig, **overrides: Any) -> KafkaProducer:
                 "delivery_timeout_ms": 120_000, "max_in_flight_requests_per_connection": 5,
                 "partitioner": KeyPartitioner()}
     settings.update(overrides)
-    return _client(config, KafkaProducer, **settings)
+    return kafka_client(config, KafkaProducer, **settings)
 
 
 class KafkaSink:
@@ -442,7 +442,7 @@ class RequestConsumer:
             strategy = {"partition_assignment_strategy": list(assignors)}
         topics = [topic] if isinstance(topic, str) else list(topic)
         self._config = config
-        self._consumer = _client(
+        self._consumer = kafka_client(
             config, KafkaConsumer, group_id=group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", isolation_level="read_committed",
             session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=max(500, session_timeout_ms // 10),
@@ -579,7 +579,7 @@ class Follower:
     """Reads a topic from its current end (or start) without joining a group."""
 
     def __init__(self, config: KafkaConfig, topic: str, *, from_start: bool = False):
-        self._consumer = _client(config, KafkaConsumer, enable_auto_commit=False, isolation_level="read_committed",
+        self._consumer = kafka_client(config, KafkaConsumer, enable_auto_commit=False, isolation_level="read_committed",
                                  group_id=None)
         try:
             if not await_topics(self._consumer, [topic], timeout_s=5, config=config)[topic]:

@@ -8,7 +8,8 @@ import requests
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.engine.sinks import MemorySink
 from hostspec.engine.state import StateDB
 from tests.conftest import sandbox_connection
@@ -302,7 +303,7 @@ def test_a_dry_run_counts_only_the_real_removals(sandbox, plugins, tmp_path):
 def test_state_stays_bounded_request_ids_expire_and_a_removed_course_takes_its_stats(sandbox, plugins, tmp_path):
     from datetime import datetime, timezone
 
-    from hostspec.engine.run import REQUEST_DONE
+    from hostspec.engine.emit import REQUEST_DONE
 
     now = [datetime(2026, 12, 1, tzinfo=timezone.utc)]
     sync = Syncer(plugins, sandbox_connection(sandbox, plugins), tmp_path, clock=lambda: now[0],

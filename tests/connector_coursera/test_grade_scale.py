@@ -12,7 +12,8 @@ from connector_coursera.api_schemas import ENROLLMENT_REPORT, fast_report
 from connector_coursera.mapping import stat_from_report
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.engine.sinks import MemorySink
 from tests.conftest import load_fixture, sandbox_connection
 from tests.connector_coursera.test_sandbox import api

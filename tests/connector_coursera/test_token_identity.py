@@ -8,7 +8,8 @@ import logging
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
 from hostspec.config.connections import connection_from_settings
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.kit.http import forget_tokens
 from hostspec.engine.sinks import MemorySink
 

@@ -12,7 +12,8 @@ from connector_linkedin.report_windows import DAY_MS, Window
 from connector_linkedin.sandbox import NOW_MS, LinkedInSandbox, LinkedInSpec
 from hostspec import events as ev
 from hostspec.config.connections import connection_from_settings
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.engine.sinks import MemorySink
 from hostspec.engine.state import StateDB
 

@@ -14,7 +14,8 @@ from connector_linkedin.sandbox import LinkedInSandbox, LinkedInSpec
 from connector_linkedin.settings import LinkedInSettingsSchema
 from hostspec import ProviderConfigError, RecordRejected
 from hostspec.config.connections import connection_from_settings
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.engine.sinks import MemorySink
 
 NOW = datetime(2026, 11, 28, tzinfo=timezone.utc)

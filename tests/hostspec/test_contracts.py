@@ -111,7 +111,7 @@ def _edited(data, path, action, value):
 def _bases(sample_events):
     from datetime import datetime, timezone
 
-    from hostspec.engine.run import SyncRequest
+    from hostspec.requests import SyncRequest
 
     by_type = {}
     for e in sample_events:

@@ -27,7 +27,8 @@ from hostspec.config import documents as docs
 from hostspec import events as ev
 from hostspec.control.plane import ControlPlane
 from hostspec.runtime.dead_letters import refused_request, skipped_request
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.ops.logs import setup_logging
 from hostspec.config.policy import SettingsPolicy
 from hostspec.runtime.ratebudget import AccountBudgets

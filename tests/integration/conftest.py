@@ -178,7 +178,7 @@ def publish_raw(bootstrap: str, topic: str, value: bytes, key: bytes | None = No
 def request_event(connection: str, provider: str = "coursera", scope: str = "all") -> tuple[str, bytes]:
     from datetime import datetime, timezone
 
-    from hostspec.engine.run import SyncRequest
+    from hostspec.requests import SyncRequest
 
     request = SyncRequest(str(uuid.uuid4()), connection, provider, scope, "test")
     return request.request_id, request.to_event(datetime.now(timezone.utc)).to_json().encode()

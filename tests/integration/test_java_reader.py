@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 from hostspec.transport.config import KafkaConfig
 from hostspec.transport.kafka import publish
 

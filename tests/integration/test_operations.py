@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 
 from .conftest import ServiceProcess, final_status, publish_raw, read_topic, statuses_for, write_connections
 

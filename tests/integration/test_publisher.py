@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 from publisher_360learning.sandbox import SYNC_GROUP, Learning360Sandbox
 
 from .conftest import ServiceProcess, final_status, publish_raw, read_topic, write_connections

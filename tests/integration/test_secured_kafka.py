@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 from hostspec.errors import TransportError
 from hostspec.topics import Topics
 from hostspec.transport import acls

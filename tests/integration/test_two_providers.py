@@ -8,7 +8,7 @@ import pytest
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from connector_linkedin.sandbox import LinkedInSandbox, LinkedInSpec
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 
 from .conftest import final_status, publish_raw, read_topic
 

@@ -281,7 +281,7 @@ def _publish_behind(bootstrap, topics, worker, partition, n, mode="incremental")
 
     from kafka import KafkaProducer
 
-    from hostspec.engine.run import SyncRequest
+    from hostspec.requests import SyncRequest
 
     first, value = request_event("acme")
     publish_raw(bootstrap, topics.requests, value, key=b"acme", partition=partition)

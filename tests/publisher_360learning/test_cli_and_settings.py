@@ -1,4 +1,4 @@
-"""The targets file, the ledger command and the demo."""
+"""The targets file and the ledger command."""
 from __future__ import annotations
 
 import json
@@ -72,16 +72,6 @@ def test_ledger_command_shows_a_learners_history(tmp_path, capsys):
     assert cli.main(["--log-level", "WARNING", "ledger", "--ledger", str(path), "--learner", "ada@acme.test"]) == 0
     text = capsys.readouterr()
     assert "crs-1" in text.out and "crs-2" in text.out and "delivered=2" in text.err
-
-
-def test_demo_runs_the_whole_path_and_reports_no_change_on_rerun(tmp_path, capsys):
-    out = tmp_path / "events.jsonl"
-    code = cli.main(["--log-level", "WARNING", "demo", "--out", str(out), "--contents", "8", "--learners", "5",
-                     "--enrollments", "15"])
-    err = capsys.readouterr().err
-    assert code == 0, err
-    assert "publisher, parked stats retried: stat_delivered=" in err and "360Learning unchanged" in err
-    assert sum(1 for _ in out.open()) >= 8 + 15
 
 
 def test_missing_targets_file_is_a_usage_error(tmp_path, capsys):

@@ -11,7 +11,8 @@ from marshmallow import ValidationError
 
 from hostspec import events as ev
 from hostspec.config.connections import connection_from_settings
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.engine.plugins import get_plugin_manager
 from hostspec.engine.sinks import MemorySink
 from publisher_360learning.items import (

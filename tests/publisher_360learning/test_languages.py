@@ -10,7 +10,8 @@ import pytest
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
 from hostspec.config.connections import connection_from_settings
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.errors import ConfigError
 from hostspec.engine.plugins import get_plugin_manager
 from hostspec.engine.sinks import MemorySink

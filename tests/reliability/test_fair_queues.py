@@ -19,7 +19,7 @@ import pytest
 from kafka import KafkaProducer
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 from hostspec.runtime.fairness import TOO_MANY_PENDING
 from hostspec.runtime.tasks import home_partition
 from tests.conftest import connections_toml

@@ -16,7 +16,8 @@ from hostspec import events as ev
 from hostspec.bounded import EVENT_LIMIT
 from hostspec.config.connections import ConnectionStore
 from hostspec.runtime.dead_letters import MAX_RAW_CHARS, refused_request
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.engine.plugins import get_plugin_manager
 from hostspec.engine.sinks import MemorySink
 from hostspec.runtime.worker import Refusal, admit

@@ -13,7 +13,7 @@ import pytest
 from kafka import KafkaProducer
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 from tests.integration.conftest import read_topic, write_connections
 
 from .conftest import plan

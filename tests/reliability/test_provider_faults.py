@@ -9,7 +9,8 @@ import requests
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.engine.sinks import MemorySink
 from tests.conftest import sandbox_connection
 

@@ -115,7 +115,8 @@ def test_a_sync_on_a_terminal_shows_a_bar_per_scope_with_percent_when_the_total_
     import io
 
     from hostspec.cli.main import _Progress, progress_line
-    from hostspec.engine.run import SyncEngine, SyncRequest
+    from hostspec.engine.run import SyncEngine
+    from hostspec.requests import SyncRequest
     from hostspec.engine.sinks import MemorySink
     from tests.conftest import sandbox_connection
 

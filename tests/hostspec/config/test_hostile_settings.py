@@ -18,7 +18,8 @@ import requests
 from hostspec.control import api as admin_api
 from hostspec.control.plane import ControlPlane
 from hostspec.runtime.dead_letters import refused_request
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.ops.health import HttpServer
 from hostspec.config.policy import SettingsPolicy
 from hostspec.secrets import Secret

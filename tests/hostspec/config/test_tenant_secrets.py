@@ -15,7 +15,7 @@ import pytest
 from hostspec.config import documents as docs
 from hostspec.cli.admin import import_connections
 from hostspec.control.plane import ControlPlane
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 from hostspec.errors import ConfigError
 from hostspec.config.policy import SettingsPolicy
 from hostspec.config.tenant_secrets import env_tenant

@@ -8,7 +8,8 @@ from marshmallow import Schema
 from hostspec import ProviderInfo, ProviderTransientError, RecordRejected, hookimpl
 from hostspec import events as ev
 from hostspec.config.connections import connection_from_settings
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.errors import EventTooLarge
 from hostspec.engine.plugins import get_plugin_manager
 from hostspec.engine.sinks import MemorySink
@@ -167,7 +168,7 @@ def test_an_event_larger_than_the_transport_takes_is_rejected_with_a_bounded_cop
 def test_every_outcome_leaves_a_request_done_marker_so_a_take_over_does_not_run_it_again():
     """A failed run and a dry run are done too: a worker taking the partition over reads the marker
     and skips the redelivered request instead of running it a second time."""
-    from hostspec.engine.run import REQUEST_DONE
+    from hostspec.engine.emit import REQUEST_DONE
     from hostspec.engine.state import StateDB
 
     pm = get_plugin_manager(load_entry_points=False, plugins=[("toy", Toy(records=[{"id": "a"}], fail_after=0))])
@@ -185,7 +186,7 @@ def test_every_outcome_leaves_a_request_done_marker_so_a_take_over_does_not_run_
 def test_a_merged_run_gives_every_request_its_start_final_status_and_marker():
     """Requests coalesced into one run (hostspec.runtime.coalescing) each see their own status events and
     are remembered as done, with their own origin (a take-over then ends them silently)."""
-    from hostspec.engine.run import REQUEST_DONE
+    from hostspec.engine.emit import REQUEST_DONE
     from hostspec.engine.state import StateDB
 
     pm = get_plugin_manager(load_entry_points=False, plugins=[("toy", Toy(records=[{"id": "a"}]))])

@@ -12,7 +12,8 @@ from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
 from hostspec.config.connections import ConnectionStore
 from hostspec.control.plane import ControlPlane
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.errors import SettingsRefused
 from hostspec.incarnation import of_connection
 from hostspec.config.policy import SettingsPolicy

@@ -6,7 +6,8 @@ from marshmallow import Schema
 from hostspec import ListingTotal, ProviderInfo, hookimpl
 from hostspec import events as ev
 from hostspec.config.connections import ConnectionStore
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.engine.plugins import get_plugin_manager
 from hostspec.engine.sinks import MemorySink
 from hostspec.engine.state import StateDB

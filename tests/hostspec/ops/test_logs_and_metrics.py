@@ -13,7 +13,8 @@ import requests
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec.cli import main as cli
 from hostspec.ops import metrics
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.ops.logs import log_context, setup_logging
 from hostspec.engine.sinks import MemorySink
 from tests.conftest import connections_toml, sandbox_connection

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from hostspec.runtime.coalescing import covers, merge
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 
 JAN, FEB, MAR, APR = (datetime(2026, m, 1, tzinfo=timezone.utc) for m in (1, 2, 3, 4))
 

@@ -19,7 +19,9 @@ from hostspec import ProviderInfo, hookimpl
 from hostspec import events as ev
 from hostspec.runtime.coalescing import covers, merge
 from hostspec.config.connections import connection_from_settings
-from hostspec.engine.run import WATERMARK, SyncEngine, SyncRequest
+from hostspec.engine.progress import WATERMARK
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.errors import RunAbandoned
 from hostspec.engine.plugins import get_plugin_manager
 from hostspec.engine.sinks import MemorySink

@@ -13,7 +13,8 @@ import pytest
 
 from hostspec import events as ev
 from hostspec.config.connections import ConnectionStore
-from hostspec.engine.run import REQUEST_DONE, SyncRequest
+from hostspec.engine.emit import REQUEST_DONE
+from hostspec.requests import SyncRequest
 from hostspec.errors import ConfigError
 from hostspec.runtime.fairness import TOO_MANY_PENDING, Admission, PendingCaps, held_requests, next_turn
 from hostspec.runtime.ratebudget import AccountBudgets

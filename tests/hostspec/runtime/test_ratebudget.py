@@ -183,7 +183,8 @@ def test_a_session_through_a_gate_paces_its_calls_and_reports_429s(sandbox):
 
 
 def test_a_coursera_run_spends_its_calls_through_the_gate_the_host_gives_it(sandbox, plugins):
-    from hostspec.engine.run import SyncEngine, SyncRequest
+    from hostspec.engine.run import SyncEngine
+    from hostspec.requests import SyncRequest
     from hostspec.engine.sinks import MemorySink
     from tests.conftest import sandbox_connection
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from hostspec.config.connections import ConnectionStore
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 from hostspec.errors import RunAbandoned
 from hostspec.runtime.ratebudget import AccountBudgets, CallGate, RunCalls, shares
 from hostspec.runtime.tasks import home_partition

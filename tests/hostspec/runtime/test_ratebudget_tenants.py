@@ -14,7 +14,8 @@ import requests
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec.accounts import account_key, shared_accounts
 from hostspec.config.connections import ConnectionStore
-from hostspec.engine.run import SyncEngine, SyncRequest
+from hostspec.engine.run import SyncEngine
+from hostspec.requests import SyncRequest
 from hostspec.errors import ConfigError
 from hostspec.config.policy import SettingsPolicy
 from hostspec.runtime.ratebudget import AccountBudgets, RunCalls

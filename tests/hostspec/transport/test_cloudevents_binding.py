@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from hostspec.engine.run import SyncRequest
+from hostspec.requests import SyncRequest
 from hostspec.transport.cloudevents import STRUCTURED, STRUCTURED_TYPE, structured_value
 from hostspec.runtime.worker import Refusal, admit
 

@@ -9,10 +9,8 @@ import requests
 from marshmallow import RAISE, Schema, fields
 
 from hostspec import (CheckResult, Connection, ProviderError, ProviderInfo, ProviderSystemError,
-                      ProviderTransientError, RecordRejected, SyncContext, hookimpl)
-from hostspec.config.connections import SecretField
-from hostspec.kit.http import gate_session, raise_for_answer, retry_policy
-from hostspec.kit.paging import offset_pages
+                      ProviderTransientError, RecordRejected, SecretField, SyncContext, hookimpl)
+from hostspec.kit import gate_session, offset_pages, raise_for_answer, retry_policy
 
 MISTAKES = ("progress_fraction", "provider_id_from_sso", "provider_id_shared", "attempt_is_course", "minutes_as_seconds",
             "full_left_in_progress", "first_last_swapped", "no_listing_total", "retry_after_ignored",

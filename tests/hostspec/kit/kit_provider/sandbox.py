@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from hostspec.kit.sandboxes import FaultBook, SandboxRequestHandler, SandboxServer, retry_after_header
+from hostspec.kit import FaultBook, SandboxRequestHandler, SandboxServer, retry_after_header
 
 API_KEY = "kit-sandbox-key"
 START = datetime(2026, 9, 1, 9, 0, tzinfo=timezone.utc)

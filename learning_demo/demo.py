@@ -5,23 +5,24 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec import events as ev
 from hostspec.config.connections import connection_from_settings
-from hostspec.engine.run import SyncEngine, SyncRequest
 from hostspec.engine.plugins import get_plugin_manager
+from hostspec.engine.run import SyncEngine
 from hostspec.engine.sinks import JsonLinesSink, MemorySink
-
-from .delivery import Deliverer, Inbound, Outcome
-from .ledger import Ledger
-from .sandbox import SYNC_GROUP, Learning360Sandbox
-from .settings import target_from_settings
+from hostspec.requests import SyncRequest
+from publisher_360learning.delivery import Deliverer, Inbound, Outcome
+from publisher_360learning.ledger import Ledger
+from publisher_360learning.sandbox import SYNC_GROUP, Learning360Sandbox
+from publisher_360learning.settings import target_from_settings
 
 CONNECTION = "coursera-sandbox"
 
 
 def run_demo(*, out: str, contents: int, learners: int, enrollments: int, stream: TextIO) -> int:
-    from connector_coursera.sandbox import CourseraSandbox, OrgSpec
-
+    """Run the demo, telling each step on ``stream``; 0 when every event was delivered and the
+    rerun changed nothing in 360Learning, else 3."""
     plugins = get_plugin_manager()
     memory = MemorySink()
     with CourseraSandbox(OrgSpec(contents=contents, learners=learners, enrollments=enrollments)) as coursera, \
@@ -85,3 +86,6 @@ def _print(title: str, outcome: Outcome, lms: Learning360Sandbox, stream: TextIO
           f"  360Learning holds {len(snap['courses'])} external courses in the synchronized group's catalog "
           f"({len(snap['catalog'].get(SYNC_GROUP, []))}) and library ({len(snap['library'].get(SYNC_GROUP, []))}), "
           f"{len(snap['tags'])} tags, {len(snap['attempts'])} attempts", file=stream)
+
+
+__all__ = ["CONNECTION", "run_demo"]

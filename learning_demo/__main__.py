@@ -1,0 +1,4 @@
+"""``python -m learning_demo``: the ``learning-demo`` command."""
+from learning_demo.cli import main
+
+raise SystemExit(main())
