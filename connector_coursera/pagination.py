@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
+from hostspec.kit import advancing_pages
+
 from . import contract
 from .errors import PaginationLoop, UnexpectedShape
 
@@ -52,36 +54,19 @@ def iter_pages(get_page: Callable[[Cursor], Any], what: str,
 
     A page whose ``next`` does not advance is not yielded: it is fetched again (a gateway cache
     or a replica lagging behind answers such pages now and then), and paging goes on once it
-    advances.
+    advances (:func:`hostspec.kit.paging.advancing_pages`).
     """
-    seen: set[Cursor] = {start}
-    empty_in_a_row = 0
-    refetches = 0
-    while True:
-        body = get_page(start)
+    def page(cursor: Cursor) -> tuple[list[Any], Cursor | None]:
+        body = get_page(cursor)
         if not isinstance(body, dict):
-            raise UnexpectedShape(f"{what}: page at start={start!r} is not a JSON object")
+            raise UnexpectedShape(f"{what}: page at start={cursor!r} is not a JSON object")
         elements = body.get("elements")
         paging = body.get("paging", {})
         if not isinstance(elements, list):
-            raise UnexpectedShape(f"{what}: page at start={start!r} has no list of elements")
+            raise UnexpectedShape(f"{what}: page at start={cursor!r} has no list of elements")
         if not isinstance(paging, dict):
-            raise UnexpectedShape(f"{what}: page at start={start!r} has a non-object paging")
-        nxt = parse_next(paging.get("next"))
-        stuck = nxt is not None and (nxt in seen or (isinstance(nxt, int) and isinstance(start, int) and nxt <= start))
-        if stuck and refetches < MAX_REFETCH:
-            refetches += 1
-            continue
-        if stuck:
-            raise PaginationLoop(f"{what}: paging.next={nxt!r} after start={start!r} does not advance "
-                                 f"after {MAX_REFETCH} fresh fetches; stopping to avoid a loop")
-        refetches = 0
-        yield elements, nxt
-        if nxt is None:
-            return
-        empty_in_a_row = empty_in_a_row + 1 if not elements else 0
-        if empty_in_a_row >= MAX_EMPTY_PAGES:
-            raise PaginationLoop(f"{what}: {empty_in_a_row} empty pages in a row still announce a next page "
-                                 f"(next={nxt!r}); stopping to avoid a loop")
-        seen.add(nxt)
-        start = nxt
+            raise UnexpectedShape(f"{what}: page at start={cursor!r} has a non-object paging")
+        return elements, parse_next(paging.get("next"))
+
+    return advancing_pages(page, what, start=start, loop_error=PaginationLoop, max_refetch=MAX_REFETCH,
+                           max_empty=MAX_EMPTY_PAGES, next_name="paging.next", start_name="start")

@@ -21,7 +21,8 @@ import requests
 import tenacity
 
 from hostspec.ops import metrics
-from hostspec.kit.http import CachedToken, body_excerpt, parse_retry_after
+from hostspec.kit.http import ClientCredentials, Retry, body_excerpt, parse_retry_after, retry_policy
+from hostspec.kit.paging import linked_pages
 from hostspec.secrets import Secret
 
 from . import contract
@@ -47,7 +48,7 @@ class Learning360Client:
         self._secret = client_secret
         self._timeout, self._sleep = timeout_s, sleep
         self._session = requests.Session()
-        self._token = CachedToken(self._fetch_token)
+        self._token = TokenSource(self)
         # a one-second window then holds at most rate + burst calls: 45 + 5 reads, 8 + 2 writes
         self.reads = TokenBucket(reads_per_s, max(1, contract.READS_PER_S - reads_per_s), name="reads", sleep=sleep)
         self.writes = TokenBucket(writes_per_s, max(1, contract.WRITES_PER_S - writes_per_s), name="writes",
@@ -57,14 +58,14 @@ class Learning360Client:
         self.operation_timeout_s = operation_timeout_s
         self.calls: dict[str, int] = {}
         self.retries = 0
-        self.token_fetches = 0
-        self._retrying = tenacity.Retrying(
-            # a disabled bulk API is the company's setting: no use insisting, the caller's lane backs off
-            retry=tenacity.retry_if_exception(lambda e: isinstance(e, TransientError)
-                                              and e.code != contract.BULK_DISABLED),
-            wait=_WaitRetryAfterOrBackoff(backoff_initial_s, backoff_max_s, max_retry_after_s),
-            stop=tenacity.stop_after_attempt(max_attempts), sleep=sleep, reraise=True,
-            before_sleep=self._before_retry)
+        # ``Retry-After`` when given (capped); else exponential backoff with jitter from ~1 s (the
+        # documented advice); a disabled bulk API is the company's setting: no use insisting, the
+        # caller's lane backs off
+        self._retrying = retry_policy(
+            provider="360learning", max_attempts=max_attempts, max_retry_after_s=max_retry_after_s,
+            initial_s=backoff_initial_s, max_backoff_s=backoff_max_s, sleep=sleep, report=self._before_retry,
+            table=(Retry(lambda e: isinstance(e, TransientError) and e.code == contract.BULK_DISABLED, retry=False),
+                   Retry(TransientError, min_wait_s=backoff_initial_s)))
 
         self._fence: Fence | None = None
 
@@ -84,30 +85,10 @@ class Learning360Client:
     def close(self) -> None:
         self._session.close()
 
-    # -- token --------------------------------------------------------------------------------------
-    def _fetch_token(self) -> tuple[str, float]:
-        try:
-            resp = self._session.post(self.base_url + contract.TOKEN_PATH, timeout=self._timeout, json={
-                "grant_type": contract.TOKEN_GRANT, "client_id": self.client_id,
-                "client_secret": self._secret.reveal()}, allow_redirects=False)   # the secret goes nowhere else
-        except requests.RequestException as exc:
-            raise TransientError(f"cannot reach the 360Learning token endpoint: {type(exc).__name__}") from None
-        self.token_fetches += 1
-        self._count("POST", resp.status_code)
-        if resp.status_code in (400, 401):
-            code, _ = error_code(_json(resp))
-            code = body_excerpt(code, 80) if code else code
-            raise TargetConfigError(f"360Learning refused the credentials of client_id {self.client_id!r} "
-                                    f"(HTTP {resp.status_code} {code}); check client_id and client_secret",
-                                    status=resp.status_code, code=code)
-        if resp.status_code >= 300:
-            raise TransientError(f"token endpoint answered HTTP {resp.status_code}", status=resp.status_code)
-        body = _json(resp)
-        try:
-            token, ttl = body["access_token"], float(body.get("expires_in", contract.TOKEN_DEFAULT_TTL_S))
-        except (TypeError, KeyError, ValueError):
-            raise TransientError("the token endpoint answered without a usable access_token") from None
-        return token, max(1.0, ttl - min(contract.TOKEN_RENEW_MARGIN_S, ttl / 10))
+    @property
+    def token_fetches(self) -> int:
+        """Tokens asked for so far."""
+        return self._token.fetches
 
     # -- one call -----------------------------------------------------------------------------------
     def request(self, method: str, path_or_url: str, *, params: dict[str, Any] | None = None,
@@ -117,7 +98,7 @@ class Learning360Client:
 
     def _call(self, method: str, path_or_url: str, params: Any, body: Any, *, reauthorized: bool = False):
         url = path_or_url if path_or_url.startswith("http") else self.base_url + path_or_url
-        token = self._token.get()
+        token = self._token.token()
         (self.writes if method in _WRITES else self.reads).acquire()
         where = f"{method} {_path(url)}"
         writing = self._fence.writing(where) if self._fence is not None and method in _WRITES else nullcontext()
@@ -173,19 +154,8 @@ class Learning360Client:
         A relative next link is resolved against the page that carried it (:func:`_next_url`).
         A next link is followed only on the API's own scheme and host: the bearer token never
         goes anywhere else."""
-        url: str | None = path
-        seen: set[str] = set()
-        while url:
-            page = self._retrying(self._page, url, params if url == path else None)
-            items, url = page
-            yield from items
-            if url in seen:
-                raise PermanentError(f"GET {path}: the next link repeats a page already read")
-            if url:
-                if _origin(url) != _origin(self.base_url):
-                    raise PermanentError(f"GET {path}: the next link points to another host ({_origin(url)}); "
-                                         f"not followed with the token")
-                seen.add(url)
+        return linked_pages(lambda url: self._retrying(self._page, url, params if url == path else None), path,
+                            home=self.base_url, refuse=lambda reason: PermanentError(f"GET {path}: {reason}"))
 
     def _page(self, url: str, params: Any) -> tuple[list[dict[str, Any]], str | None]:
         resp = self._call("GET", url, params, None)
@@ -304,22 +274,43 @@ class Learning360Client:
             interval = min(self.poll_max_interval_s, interval * 1.5)
 
 
-class _WaitRetryAfterOrBackoff(tenacity.wait.wait_base):
-    """``Retry-After`` when given (capped); else exponential backoff with jitter from ~1 s (the
-    documented advice); a disabled bulk API waits at least 10 s."""
+class TokenSource(ClientCredentials):
+    """The client's OAuth2 token (:class:`hostspec.kit.http.ClientCredentials`): grant and
+    credentials in a JSON body, no redirect followed (the secret goes nowhere else), renewed a
+    tenth of its lifetime early (at most ``TOKEN_RENEW_MARGIN_S``); 360Learning's errors."""
 
-    def __init__(self, initial_s: float, max_s: float, cap_s: float):
-        self.backoff = tenacity.wait_random_exponential(multiplier=initial_s, max=max_s)
-        self.initial_s, self.cap_s = initial_s, cap_s
+    def __init__(self, client: Learning360Client):
+        super().__init__(client._session, client.base_url + contract.TOKEN_PATH, client.client_id,
+                         client._secret.reveal, provider="360learning", timeout_s=client._timeout,
+                         auth_style="json", grant_type=contract.TOKEN_GRANT,
+                         default_ttl_s=contract.TOKEN_DEFAULT_TTL_S)
+        self._client = client
 
-    def __call__(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, TransientError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.cap_s)
-        wait = max(self.initial_s, self.backoff(state))
-        if isinstance(exc, TransientError) and exc.code == contract.BULK_DISABLED:
-            wait = max(wait, 10 * self.initial_s)
-        return wait
+    def __repr__(self) -> str:
+        return f"TokenSource(client_id={self.client_id!r}, secret=***, token=***)"
+
+    def network_error(self, exc: requests.RequestException) -> Exception:
+        return TransientError(f"cannot reach the 360Learning token endpoint: {type(exc).__name__}")
+
+    def refused_error(self, resp: requests.Response) -> Exception:
+        code, _ = error_code(_json(resp))
+        code = body_excerpt(code, 80) if code else code
+        return TargetConfigError(f"360Learning refused the credentials of client_id {self.client_id!r} "
+                                 f"(HTTP {resp.status_code} {code}); check client_id and client_secret",
+                                 status=resp.status_code, code=code)
+
+    def check_answer(self, resp: requests.Response) -> None:
+        raise TransientError(f"token endpoint answered HTTP {resp.status_code}", status=resp.status_code)
+
+    def malformed_error(self, reason: str) -> Exception:
+        return TransientError("the token endpoint answered without a usable access_token")
+
+    def count(self, status: int | str) -> None:
+        if isinstance(status, int):        # a token call that got no answer is not counted
+            self._client._count("POST", status)
+
+    def lifetime(self, expires_in: float) -> float:
+        return max(1.0, expires_in - min(contract.TOKEN_RENEW_MARGIN_S, expires_in / 10))
 
 
 def _json(resp: requests.Response) -> Any:
@@ -337,11 +328,6 @@ def _next_url(page_url: str, link: str) -> str:
     if link.startswith("api/"):
         link = "/" + link
     return urljoin(page_url, link)
-
-
-def _origin(url: str) -> str:
-    match = re.match(r"^(https?://[^/?#]+)", url)
-    return match.group(1).lower() if match else ""
 
 
 def _path(url: str) -> str:

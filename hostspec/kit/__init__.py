@@ -14,6 +14,7 @@ from hostspec.kit.http import (
     CachedToken,
     ClientCredentials,
     GatedAdapter,
+    Retry,
     RetryableAnswer,
     body_excerpt,
     forget_tokens,
@@ -22,7 +23,7 @@ from hostspec.kit.http import (
     raise_for_answer,
     retry_policy,
 )
-from hostspec.kit.paging import cursor_pages, next_link_pages, offset_pages
+from hostspec.kit.paging import advancing_pages, cursor_pages, linked_pages, next_link_pages, offset_pages
 from hostspec.kit.sandboxes import (
     FaultBook,
     FaultRule,
@@ -37,10 +38,10 @@ from hostspec.ops.console import plain, port
 
 __all__ = [
     # HTTP: tokens, retries, the account's call budget, quoting an answer
-    "RETRYABLE_STATUS", "CachedToken", "ClientCredentials", "GatedAdapter", "RetryableAnswer", "body_excerpt",
+    "RETRYABLE_STATUS", "CachedToken", "ClientCredentials", "GatedAdapter", "Retry", "RetryableAnswer", "body_excerpt",
     "forget_tokens", "gate_session", "parse_retry_after", "raise_for_answer", "retry_policy",
     # paging
-    "cursor_pages", "next_link_pages", "offset_pages",
+    "advancing_pages", "cursor_pages", "linked_pages", "next_link_pages", "offset_pages",
     # sandboxes, and the argument types of a sandbox's command line
     "FaultBook", "FaultRule", "Picked", "SandboxRequestHandler", "SandboxServer", "is_loopback",
     "retry_after_header", "sandbox_epoch", "plain", "port",

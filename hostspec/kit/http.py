@@ -5,8 +5,9 @@ import email.utils
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 import requests
@@ -154,38 +155,87 @@ def _retry_after(exc: BaseException | None) -> float | None:
     return None
 
 
+@dataclass(frozen=True)
+class Retry:
+    """One row of a retry table: what a failed call's error leads to.
+
+    :param when: the errors the row is for: exception classes, or a predicate.
+    :param retry: False: such an error is raised at once (a setting of the other side, say).
+    :param min_wait_s: a backoff wait is at least this long (a ``Retry-After`` wait is as asked).
+    :param throttled: a backoff wait after such an error counts as a rate-limit wait too.
+    """
+
+    when: type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+    retry: bool = True
+    min_wait_s: float = 0.0
+    throttled: bool = False
+
+    def matches(self, exc: BaseException) -> bool:
+        if isinstance(self.when, (type, tuple)):
+            return isinstance(exc, self.when)
+        return bool(self.when(exc))
+
+
+def _row(table: Sequence[Retry], exc: BaseException | None) -> Retry | None:
+    """The first row of ``table`` for ``exc``; None: not retried."""
+    return next((row for row in table if exc is not None and row.matches(exc)), None)
+
+
 def retry_policy(*, provider: str, max_attempts: int = 6, max_retry_after_s: float = 120.0,
                  initial_s: float = 0.5, max_backoff_s: float = 30.0,
                  retry_on: tuple[type[BaseException], ...] = (ProviderTransientError,),
+                 table: Sequence[Retry] | None = None,
+                 on_retry: Callable[[tenacity.RetryCallState], None] | None = None,
+                 report: Callable[[tenacity.RetryCallState], None] | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> tenacity.Retrying:
     """A tenacity policy for a provider's calls.
 
     Retries the exceptions in ``retry_on`` (by default every
     :class:`~hostspec.errors.ProviderTransientError`, :class:`RetryableAnswer` included) up to
-    ``max_attempts`` attempts in all, then raises the last error as it was. Waits the error's
-    ``retry_after`` attribute when it has one (capped at ``max_retry_after_s``), else exponential
-    backoff with full jitter (``initial_s`` doubling, at most ``max_backoff_s``). Each retry is
-    counted (:func:`hostspec.ops.metrics.provider_retry`, and :func:`~hostspec.ops.metrics.rate_limit_wait`
-    for a ``Retry-After`` wait) and logged as a warning. ``sleep`` is injectable for tests.
+    ``max_attempts`` attempts in all, then raises the last error as it was. ``table`` (rows of
+    :class:`Retry`, the first matching row decides; an error no row matches is not retried)
+    replaces ``retry_on`` where errors differ: one given up at once, one waiting longer, one
+    counted as throttling. Waits the error's ``retry_after`` attribute when it has one (capped
+    at ``max_retry_after_s``), else exponential backoff with full jitter (``initial_s``
+    doubling, at most ``max_backoff_s``; at least the row's ``min_wait_s``). Each retry is
+    counted (:func:`hostspec.ops.metrics.provider_retry`, and
+    :func:`~hostspec.ops.metrics.rate_limit_wait` for a ``Retry-After`` wait or a throttled
+    row's) and logged as a warning, then ``on_retry`` is called; ``report`` replaces that
+    counting and logging (a client with metrics of its own). ``sleep`` is injectable for tests.
 
     Use as ``for attempt in policy: with attempt: ...`` or ``policy(callable, *args)``.
     """
+    rows: Sequence[Retry] = table if table is not None else (Retry(retry_on),)
     backoff = tenacity.wait_random_exponential(multiplier=initial_s, max=max_backoff_s)
 
-    def wait(state: tenacity.RetryCallState) -> float:
-        asked = _retry_after(state.outcome.exception() if state.outcome else None)
-        return min(asked, max_retry_after_s) if asked is not None else backoff(state)
+    def retryable(exc: BaseException) -> bool:
+        row = _row(rows, exc)
+        return row is not None and row.retry
 
-    def before_sleep(state: tenacity.RetryCallState) -> None:
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        asked = _retry_after(exc)
+        if asked is not None:
+            return min(asked, max_retry_after_s)
+        row = _row(rows, exc)
+        return max(row.min_wait_s if row is not None else 0.0, backoff(state))
+
+    def counted(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         seconds = state.next_action.sleep if state.next_action else 0.0
         metrics.provider_retry(provider, type(exc).__name__)
-        if _retry_after(exc) is not None:
+        row = _row(rows, exc)
+        if _retry_after(exc) is not None or (row is not None and row.throttled):
             metrics.rate_limit_wait(provider, seconds)
         log.warning("%s call failed (attempt %d of %d): %s; retrying in %.2fs",
                     provider, state.attempt_number, max_attempts, exc, seconds)
 
-    return tenacity.Retrying(retry=tenacity.retry_if_exception_type(retry_on), wait=wait,
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        (report or counted)(state)
+        if on_retry is not None:
+            on_retry(state)
+
+    return tenacity.Retrying(retry=tenacity.retry_if_exception(retryable), wait=wait,
                              stop=tenacity.stop_after_attempt(max_attempts), sleep=sleep,
                              before_sleep=before_sleep, reraise=True)
 
@@ -209,7 +259,7 @@ class ClientCredentials:
     :param reveal_secret: returns the client secret when a token is fetched (``Secret.reveal``):
         the secret is never stored here.
     :param auth_style: ``"basic"`` sends ``client_id:secret`` as HTTP Basic auth; ``"body"`` sends
-        ``client_id`` and ``client_secret`` as form fields.
+        ``client_id`` and ``client_secret`` as form fields; ``"json"``, with the grant, as a JSON body.
     :param renew_margin_s: a token is renewed this long before the ``expires_in`` it came with
         (``default_ttl_s`` when the answer states none).
 
@@ -217,23 +267,24 @@ class ClientCredentials:
     :class:`~hostspec.errors.ProviderConfigError` naming the client id (never the secret); other
     answers go through :func:`raise_for_answer`; a 2xx without an ``access_token`` is
     :class:`~hostspec.errors.ProviderSystemError`. A provider with its own error classes overrides
-    :meth:`network_error`, :meth:`refused_error`, :meth:`check_answer` and :meth:`malformed_error`.
+    :meth:`network_error`, :meth:`refused_error`, :meth:`check_answer` and :meth:`malformed_error`;
+    one with metrics of its own overrides :meth:`count`; one renewing otherwise, :meth:`lifetime`.
     """
 
     def __init__(self, session: requests.Session, token_url: str, client_id: str, reveal_secret: Callable[[], str], *,
                  provider: str, timeout_s: float = 30.0, renew_margin_s: float = 60.0, scope: str | None = None,
                  auth_style: str = "basic", default_ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic,
-                 shared: bool = False):
+                 shared: bool = False, grant_type: str = "client_credentials"):
         """:param shared: keep the token for the next client of the same token URL, client id,
             scope and secret in this process (a worker's next run of the account skips the token
             call: a fixed cost of every run of many small connections). A 401 answered to any of
             them forgets it for all."""
-        if auth_style not in ("basic", "body"):
-            raise ValueError(f"auth_style must be 'basic' or 'body', not {auth_style!r}")
+        if auth_style not in ("basic", "body", "json"):
+            raise ValueError(f"auth_style must be 'basic', 'body' or 'json', not {auth_style!r}")
         self._session, self.token_url, self.client_id = session, token_url, client_id
         self._reveal, self.provider, self.timeout_s = reveal_secret, provider, timeout_s
         self.renew_margin_s, self.scope, self.auth_style = renew_margin_s, scope, auth_style
-        self.default_ttl_s = default_ttl_s
+        self.default_ttl_s, self.grant_type = default_ttl_s, grant_type
         self._cached = CachedToken(self._fetch, clock=clock)
         self._shared, self._clock = shared, clock
         self.fetches = 0
@@ -297,9 +348,17 @@ class ClientCredentials:
     def malformed_error(self, reason: str) -> Exception:
         return ProviderSystemError(f"the {self.provider} token endpoint answered {reason}")
 
+    def count(self, status: int | str) -> None:
+        """Count one token call: its HTTP status, ``"timeout"`` or ``"error"``."""
+        metrics.provider_call(self.provider, "POST", status)
+
+    def lifetime(self, expires_in: float) -> float:
+        """How long a token stated valid for ``expires_in`` seconds is used."""
+        return max(0.0, expires_in - self.renew_margin_s)
+
     # -- the token call ------------------------------------------------------------------------------
     def _fetch(self) -> tuple[str, float]:
-        data = {"grant_type": "client_credentials"}
+        data = {"grant_type": self.grant_type}
         auth: tuple[str, str] | None = None
         if self.auth_style == "basic":
             auth = (self.client_id, self._reveal())
@@ -309,13 +368,14 @@ class ClientCredentials:
             data["scope"] = self.scope
         try:
             # no redirect: it would carry the secret (Basic or in the form) to wherever it points
-            resp = self._session.post(self.token_url, data=data, auth=auth, timeout=self.timeout_s,
-                                      allow_redirects=False)
+            form = {"json": data} if self.auth_style == "json" else {"data": data}
+            resp = self._session.post(self.token_url, auth=auth, timeout=self.timeout_s, allow_redirects=False,
+                                      **form)
         except requests.RequestException as exc:
-            metrics.provider_call(self.provider, "POST", "timeout" if isinstance(exc, requests.Timeout) else "error")
+            self.count("timeout" if isinstance(exc, requests.Timeout) else "error")
             raise self.network_error(exc) from None
         self.fetches += 1
-        metrics.provider_call(self.provider, "POST", resp.status_code)
+        self.count(resp.status_code)
         if resp.status_code in (400, 401):
             raise self.refused_error(resp)
         if resp.status_code >= 300:
@@ -329,8 +389,9 @@ class ClientCredentials:
             raise self.malformed_error("without an access_token") from None
         if not isinstance(token, str) or not token:
             raise self.malformed_error("an empty access_token")
-        return token, max(0.0, ttl - self.renew_margin_s)
+        return token, self.lifetime(ttl)
 
 
-__all__ = ["CachedToken", "ClientCredentials", "GatedAdapter", "RETRYABLE_STATUS", "RetryableAnswer", "body_excerpt",
+__all__ = ["CachedToken", "ClientCredentials", "GatedAdapter", "RETRYABLE_STATUS", "Retry", "RetryableAnswer",
+           "body_excerpt",
            "forget_tokens", "gate_session", "parse_retry_after", "raise_for_answer", "retry_policy"]

@@ -179,4 +179,73 @@ def next_link_pages(fetch_page: Callable[[str], Mapping[str, Any]], first_url: s
         yield ListingTotal(known_total)
 
 
-__all__ = ["cursor_pages", "next_link_pages", "offset_pages"]
+def advancing_pages(fetch_page: Callable[[Any], tuple[list[Any], Any]], what: str, *, start: Any = 0,
+                    loop_error: Callable[[str], Exception] = ProviderSystemError, max_refetch: int = 2,
+                    max_empty: int = 3, next_name: str = "next",
+                    start_name: str = "cursor") -> Iterator[tuple[list[Any], Any]]:
+    """Each page's items with the next cursor, until a page names none; ``fetch_page(cursor)``
+    returns ``(items, next cursor or None)``; the first call gets ``start``.
+
+    A page whose next cursor does not advance (a cursor seen before, or a number not above the
+    one just fetched) is not yielded: it is fetched again (a gateway cache or a replica lagging
+    behind answers such pages now and then), and paging goes on once it advances.
+
+    :raise loop_error: the next cursor still does not advance after ``max_refetch`` fresh
+        fetches, or ``max_empty`` empty pages in a row still announce a next page. The message
+        names the cursors as ``next_name`` and ``start_name``.
+    """
+    seen: set[Any] = {start}
+    empty_in_a_row = 0
+    refetches = 0
+    while True:
+        items, nxt = fetch_page(start)
+        stuck = nxt is not None and (nxt in seen or (isinstance(nxt, int) and isinstance(start, int) and nxt <= start))
+        if stuck and refetches < max_refetch:
+            refetches += 1
+            continue
+        if stuck:
+            raise loop_error(f"{what}: {next_name}={nxt!r} after {start_name}={start!r} does not advance "
+                             f"after {max_refetch} fresh fetches; stopping to avoid a loop")
+        refetches = 0
+        yield items, nxt
+        if nxt is None:
+            return
+        empty_in_a_row = empty_in_a_row + 1 if not items else 0
+        if empty_in_a_row >= max_empty:
+            raise loop_error(f"{what}: {empty_in_a_row} empty pages in a row still announce a next page "
+                             f"({next_name.rsplit('.', 1)[-1]}={nxt!r}); stopping to avoid a loop")
+        seen.add(nxt)
+        start = nxt
+
+
+def origin(url: str) -> str:
+    """A URL's scheme and host, lowercased (``https://api.example.com``); "" for a relative URL."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else ""
+
+
+def linked_pages(fetch_page: Callable[[str], tuple[list[Any], str | None]], first: str, *, home: str,
+                 refuse: Callable[[str], Exception] = ProviderSystemError) -> Iterator[Any]:
+    """Every item of pages chained by next links (a ``Link: <…>; rel="next"`` header, say):
+    ``fetch_page(url)`` returns the page's items and the absolute URL of the next page (None on
+    the last); the first call gets ``first``.
+
+    A next link is followed only on the scheme and host of ``home`` (the credentials the caller
+    sends never go anywhere else) and never to a page already read.
+
+    :raise refuse: (called with the reason) a next link elsewhere or to a page already read.
+    """
+    url: str | None = first
+    seen: set[str] = set()
+    while url:
+        items, url = fetch_page(url)
+        yield from items
+        if url in seen:
+            raise refuse("the next link repeats a page already read")
+        if url:
+            if origin(url) != origin(home):
+                raise refuse(f"the next link points to another host ({origin(url)}); not followed with the token")
+            seen.add(url)
+
+
+__all__ = ["advancing_pages", "cursor_pages", "linked_pages", "next_link_pages", "offset_pages", "origin"]

@@ -69,7 +69,7 @@ class Learning360Sandbox(SandboxServer):
                  page_size: int | None = None, enforce_rate_limits: bool = True,
                  reserved_names: Iterable[str] = (), stage_s: float = 0.05, cursor_ttl_s: float = 600,
                  fault_seed: int = 42, results_seed: int | None = 360, link_style: str = "absolute"):
-        self._bind(host, port, _make_handler(self))
+        self.bind(host, port, _make_handler(self))
         self._seed_users, self._reserved, self._stage_s = list(users), list(reserved_names), stage_s
         self._results_seed = results_seed        # bulk results shuffled (None: in input order)
         self.credentials = {cid: (secret, frozenset(scopes)) for cid, (secret, scopes) in
@@ -499,7 +499,7 @@ def _make_handler(sandbox: Learning360Sandbox) -> type[SandboxRequestHandler]:
         def _serve(self, method: str, path: str, query: dict[str, list[str]], raw: bytes,
                    rule: FaultRule | None) -> int:
             action, p = (rule.action, rule.params) if rule else (None, {})
-            if self._transport_fault(action, p):
+            if self.transport_fault(action, p):
                 return 0
             pre = _fault_answer(action, p)
             if pre is not None:
@@ -534,7 +534,7 @@ def _make_handler(sandbox: Learning360Sandbox) -> type[SandboxRequestHandler]:
                 data, ctype = json.dumps(doc, separators=(",", ":")).encode(), "application/json; charset=utf-8"
             if truncate:
                 data = data[: max(1, len(data) // 2)]
-            self._reply(status, data, ctype, headers)
+            self.reply(status, data, ctype, headers)
             return status
 
     return Handler

@@ -79,7 +79,7 @@ def test_one_client_per_whole_credential_and_a_rotated_secret_is_a_new_one(two_t
     monkeypatch.setenv("ROTATING_360_SECRET", "second-secret-value")
     after = deliverer.client(rotating)
     assert after is not before and deliverer.credential(rotating) != key
-    assert before not in deliverer._clients.values()                    # the old one was closed and dropped
+    assert before not in deliverer.clients._clients.values()                    # the old one was closed and dropped
 
 
 def test_an_unreadable_secret_is_the_targets_own_config_error(two_tenants):
