@@ -218,7 +218,7 @@ def advancing_pages(fetch_page: Callable[[Any], tuple[list[Any], Any]], what: st
         start = nxt
 
 
-def origin(url: str) -> str:
+def _origin(url: str) -> str:
     """A URL's scheme and host, lowercased (``https://api.example.com``); "" for a relative URL."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else ""
@@ -243,9 +243,9 @@ def linked_pages(fetch_page: Callable[[str], tuple[list[Any], str | None]], firs
         if url in seen:
             raise refuse("the next link repeats a page already read")
         if url:
-            if origin(url) != origin(home):
-                raise refuse(f"the next link points to another host ({origin(url)}); not followed with the token")
+            if _origin(url) != _origin(home):
+                raise refuse(f"the next link points to another host ({_origin(url)}); not followed with the token")
             seen.add(url)
 
 
-__all__ = ["advancing_pages", "cursor_pages", "linked_pages", "next_link_pages", "offset_pages", "origin"]
+__all__ = ["advancing_pages", "cursor_pages", "linked_pages", "next_link_pages", "offset_pages"]
