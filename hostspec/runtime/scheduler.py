@@ -22,7 +22,7 @@ from hostspec.topics import Topics
 from hostspec.transport.changelog import ChangelogReader
 from hostspec.transport.config import KafkaConfig, topic_specs
 from hostspec.transport.kafka import KafkaSink, Partition, RequestConsumer, ensure_topics, make_producer
-from hostspec.runtime.worker import ConnectionSource
+from hostspec.runtime.sources import ConnectionSource
 
 log = logging.getLogger(__name__)
 
