@@ -3,8 +3,8 @@ and every ``/connections/{name}`` call of the admin API, run with three tenants 
 no other tenant's name (tenant ids, connection names, client ids, org ids, secret namespaces) in
 the statuses, dead letters, API answers and log lines of that path.
 
-Generated: the worker paths are listed from its admission code (``admit``, ``Worker._admit``,
-``Worker._still_configured``); the API cases are every route with a ``{name}`` × every method it
+Generated: the worker paths are listed from its admission code (``admit``, ``Admitter.admit``,
+``Admitter.still_configured``); the API cases are every route with a ``{name}`` × every method it
 serves × every kind of name a tenant may ask about. Unit level: the in-memory control topic, the
 worker's own admission methods, the API in process (falcon's test client); the status and
 dead-letter topics the API reads are lists in memory.
@@ -158,8 +158,8 @@ def request(name: str, provider: str = "coursera", rid: str = "initech-req-1") -
 
 def worker_of(world) -> tuple[Worker, PartitionTask]:
     worker = Worker(world.plugins, world.control, KafkaConfig.from_env(bootstrap_servers="127.0.0.1:1"), Topics())
-    worker._budgets = AccountBudgets(world.plugins, 1)
-    worker._state_partitions = 1
+    worker.resources.budgets = AccountBudgets(world.plugins, 1)
+    worker.resources.state_partitions = 1
     task = PartitionTask(("learning.sync.requests", 0), state_partition=0, membership=lambda: None)
     task.start_offset = 0
     task.start()
@@ -172,12 +172,12 @@ def arrive(world, value: bytes | None, then: Callable[[Any], None] | None = None
     worker, task = worker_of(world)
     task.backlog.append(InboundMessage("learning.sync.requests", 0, 7, b"k", value))
     outgoing: list = []
-    worker._admit(task, outgoing)
+    worker.admitter.admit(task, outgoing)
     if then is not None:
         assert not outgoing, "admitted on arrival"
         then(world)
         for name, queue_ in list(task.waiting.items()):
-            worker._take_turn(task, queue_, outgoing)
+            worker.dispatcher.take_turn(task, queue_, outgoing)
     return [json.loads(r.value) for o in outgoing for r in o.records]
 
 
@@ -238,7 +238,7 @@ def test_a_paused_connections_request_runs_and_its_run_names_nothing_else(world,
     worker, task = worker_of(world)
     task.backlog.append(InboundMessage("learning.sync.requests", 0, 7, b"k", request("initech-paused")))
     outgoing: list = []
-    worker._admit(task, outgoing)
+    worker.admitter.admit(task, outgoing)
     assert not outgoing and [p.connection.name for q in task.waiting.values() for p in q] == ["initech-paused"]
     pending = task.waiting["initech-paused"][0]
     sink = MemorySink()

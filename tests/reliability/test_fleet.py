@@ -111,7 +111,7 @@ def test_zombie_cannot_commit_after_its_partition_moved(tmp_path, bootstrap, pre
                                 topics, settings, stall_s=40)
         thread = threading.Thread(target=zombie.run, daemon=True)
         thread.start()
-        wait_until(lambda: any(t.phase == "ready" and t.partition == 0 for t in zombie._all_tasks()), 60, "p0 ready")
+        wait_until(lambda: any(t.phase == "ready" and t.partition == 0 for t in zombie.membership.all_tasks()), 60, "p0 ready")
         request_id, value = request_event("acme")
         publish_raw(bootstrap, topics.requests, value, key=b"acme", partition=0)
 

@@ -106,16 +106,16 @@ def worker(plugins, monkeypatch):
     source = SimpleNamespace(source="test", store=lambda: store, catch_up=lambda timeout_s=5: False)
     w = Worker(plugins, source, KafkaConfig.from_env(bootstrap_servers="127.0.0.1:1"), Topics(),
                WorkerSettings(max_pending_per_connection=5, max_pending_per_tenant=8, concurrency=2))
-    w._state_partitions = 6
-    w._budgets = AccountBudgets(plugins, 6)
+    w.resources.state_partitions = 6
+    w.resources.budgets = AccountBudgets(plugins, 6)
     started: list[str] = []
 
     def start(task, pending):          # a run without its thread: the dispatch is what is tested
         task.started(pending.connection.name, Running(pending, Future()))
-        w._running += 1
+        w.runner.running += 1
         started.append(pending.connection.name)
 
-    monkeypatch.setattr(w, "_start", start)
+    monkeypatch.setattr(w.runner, "start", start)
     w.started = started
     return w
 
@@ -157,7 +157,7 @@ def test_a_flood_beyond_the_caps_is_refused_at_once_and_the_next_tenant_is_queue
     other = _replay(QUIET, 0)
     _read(task, [*flood, other])
     outgoing = []
-    worker._admit(task, outgoing)
+    worker.admitter.admit(task, outgoing)
 
     held = _held(task)
     assert held[QUIET] == 1                                       # read and queued, behind no one
@@ -186,7 +186,7 @@ def test_a_request_over_the_cap_that_already_ran_ends_as_it_did_not_refused(work
     session.commit()
     _read(task, requests)
     outgoing = []
-    worker._admit(task, outgoing)
+    worker.admitter.admit(task, outgoing)
     assert _held(task) == {name: 5}
     assert [o.outcome for o in outgoing] == ["redelivered"] and outgoing[0].records == []
 
@@ -195,24 +195,24 @@ def test_room_made_by_ended_requests_is_given_to_later_ones(worker, task):
     name = NOISY[0]
     _read(task, [_replay(name, i) for i in range(7)])
     outgoing = []
-    worker._admit(task, outgoing)
+    worker.admitter.admit(task, outgoing)
     assert _held(task) == {name: 5} and len(outgoing) == 2
     for _ in range(2):                                   # two requests end
         task.waiting[name].popleft()
     _read(task, [_replay(name, 10), _replay(name, 11), _replay(name, 12)], first=7)
     outgoing = []
-    worker._admit(task, outgoing)
+    worker.admitter.admit(task, outgoing)
     assert _held(task) == {name: 5} and len(outgoing) == 1
 
 
 def test_a_free_thread_goes_to_the_tenant_with_fewest_runs(worker, task):
     _read(task, [*(_replay(n, i) for i in range(2) for n in NOISY), _replay(QUIET, 0)])
-    worker._admit(task, [])
-    worker._tasks[task.tp] = task
-    worker._dispatch([])
+    worker.admitter.admit(task, [])
+    worker.membership.tasks[task.tp] = task
+    worker.dispatcher.dispatch([])
     assert worker.started == [NOISY[0], QUIET]           # concurrency 2: one each, not two of noisy
     # the noisy run ends: the next turn is another noisy connection's, not the same one again
     task.ended(NOISY[0])
-    worker._running -= 1
-    worker._dispatch([])
+    worker.runner.running -= 1
+    worker.dispatcher.dispatch([])
     assert worker.started[2] == NOISY[1]

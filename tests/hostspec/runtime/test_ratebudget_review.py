@@ -11,7 +11,9 @@ from datetime import datetime, timezone
 from hostspec.config.connections import ConnectionStore
 from hostspec.requests import SyncRequest
 from hostspec.errors import RunAbandoned
+from hostspec.runtime.membership import Membership
 from hostspec.runtime.ratebudget import AccountBudgets, CallGate, RunCalls, shares
+from hostspec.runtime.runner import Runner
 from hostspec.runtime.tasks import home_partition
 from hostspec.runtime.worker import admit
 from tests.hostspec.runtime.test_ratebudget import FakeTime
@@ -55,7 +57,7 @@ def test_adding_a_connection_of_the_account_shrinks_the_running_workers_gate(plu
     worker_b.owned({pb}, after)
     gate_b = worker_b.gate(after.get(b, plugins), after)
     assert gate_b.allowance == 2
-    # worker A's loop reads the file again (Worker._admit) and hands the new version over
+    # worker A's loop reads the file again (Admitter.admit) and hands the new version over
     worker_a.refresh(after)
     assert gate_a.allowance + gate_b.allowance <= 4, \
         f"{gate_a.allowance} + {gate_b.allowance} calls per second on an account whose budget is 4"
@@ -121,10 +123,8 @@ def test_a_signal_from_a_worker_whose_clock_runs_ahead_does_not_pause_this_one_f
 def test_only_the_main_loop_tells_the_budgets_which_partitions_it_owns():
     import inspect
 
-    from hostspec.runtime.worker import Worker
-
-    assert ".owned(" not in inspect.getsource(Worker._run)
-    assert ".owned(" in inspect.getsource(Worker._log_partitions)
+    assert ".owned(" not in inspect.getsource(Runner._run)
+    assert ".owned(" in inspect.getsource(Membership.log_partitions)
 
 
 # --- B5: more home partitions than calls per second: the documented floor, and a warning ------------------
