@@ -1,25 +1,17 @@
-"""Generate the language-neutral contracts in ``schemas/`` from the marshmallow schemas.
+"""The language-neutral contracts of the events: JSON Schema from the marshmallow schemas.
 
-``python -m hostspec.contracts --write [DIR]`` rewrites the files; ``--check`` exits 1 when the
-files differ from the code (the test suite runs the same comparison).
+``python -m hostspec.cli.contracts --write`` writes them to ``schemas/`` with the AsyncAPI
+(:mod:`hostspec.transport.asyncapi`) and OpenAPI (:mod:`hostspec.control.openapi`) documents.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
 from marshmallow import Schema, fields, validate
 
 from hostspec import event_schemas as s
 from hostspec.events import DATA_SCHEMAS, SCHEMA_URI, SPECVERSION
-from hostspec.topics import TOPIC_TYPES, Topics
-from hostspec.transport.cloudevents import STRUCTURED_TYPE
-from hostspec.transport.config import topic_specs
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "schemas"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 # Rules that span several fields, for consumers in other languages (the code enforces them in
@@ -133,103 +125,3 @@ def event_schema(type_: str) -> dict[str, Any]:
     envelope["properties"]["data"] = object_schema(DATA_SCHEMAS[type_])
     envelope["description"] = f"CloudEvents {SPECVERSION} structured event of type {type_}"
     return {"$schema": DRAFT, "$id": SCHEMA_URI.format(type=type_), "title": type_, **envelope}
-
-
-KAFKA_BINDING = "0.5.0"
-KEY_SCHEMA = {"type": "string", "minLength": 1,
-              "description": "the event's partitionkey, tenant/connection/provider/entity: one entity's "
-                             "events share a key and stay in order; course, stat and parked events are "
-                             "partitioned by their tenant (murmur2 of the tenant modulo the partitions), "
-                             "requests by their connection"}
-HEADERS_SCHEMA = {"type": "object", "required": ["content-type"],
-                  "properties": {"content-type": {"type": "string", "const": STRUCTURED_TYPE,
-                                                  "description": "CloudEvents Kafka protocol binding, "
-                                                                 "structured mode"}}}
-
-
-def _topic_binding(spec: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {"cleanup.policy": spec.configs["cleanup.policy"].split(",")}
-    if "retention.ms" in spec.configs:
-        config["retention.ms"] = int(spec.configs["retention.ms"])
-    if "delete.retention.ms" in spec.configs:
-        config["delete.retention.ms"] = int(spec.configs["delete.retention.ms"])
-    return {"kafka": {"topic": spec.name, "partitions": spec.partitions, "topicConfiguration": config,
-                      "bindingVersion": KAFKA_BINDING}}
-
-
-def asyncapi() -> dict[str, Any]:
-    topics = Topics()
-    specs = {spec.name: spec for spec in topic_specs(topics)}
-    channels, operations, messages = {}, {}, {}
-    for attr, types in TOPIC_TYPES.items():
-        address = getattr(topics, attr)
-        refs = {}
-        for t in types:
-            msg = t.replace(".", "_")
-            messages[msg] = {"name": t, "contentType": "application/cloudevents+json",
-                             "headers": HEADERS_SCHEMA, "payload": {"$ref": f"./{t}.json"},
-                             "bindings": {"kafka": {"key": KEY_SCHEMA, "bindingVersion": KAFKA_BINDING}}}
-            refs[msg] = {"$ref": f"#/components/messages/{msg}"}
-        channels[attr] = {"address": address, "messages": refs, "bindings": _topic_binding(specs[address])}
-        action = "receive" if attr in ("requests", "connections") else "send"
-        operations[f"{action}_{attr}"] = {
-            "action": action, "channel": {"$ref": f"#/channels/{attr}"},
-            "messages": [{"$ref": f"#/channels/{attr}/messages/{m}"} for m in refs]}
-    return {
-        "asyncapi": "3.0.0",
-        "info": {"title": "Learning connector host", "version": "1.0.0",
-                 "description": "Topics the connector host consumes and produces. Keys are the "
-                                "events' partitionkey; values are CloudEvents in structured JSON, "
-                                "said by each record's content-type header (the CloudEvents Kafka "
-                                "binding; requests are also read in binary mode). Topic names are "
-                                "the defaults and can be changed in configuration."},
-        "defaultContentType": "application/cloudevents+json",
-        "channels": channels, "operations": operations,
-        "components": {"messages": messages},
-    }
-
-
-def rendered() -> dict[str, str]:
-    """File name -> exact text of every contract file."""
-    files = {f"{t}.json": event_schema(t) for t in DATA_SCHEMAS}
-    files["asyncapi.json"] = asyncapi()
-    from hostspec.control.openapi import document  # the admin API's document embeds these schemas
-    files["admin-api.openapi.json"] = document()
-    return {name: json.dumps(doc, indent=2, ensure_ascii=False) + "\n" for name, doc in files.items()}
-
-
-def differences(directory: Path = DEFAULT_DIR) -> list[str]:
-    out = []
-    for name, text in rendered().items():
-        path = directory / name
-        if not path.exists():
-            out.append(f"{name}: missing")
-        elif path.read_text(encoding="utf-8") != text:
-            out.append(f"{name}: differs from the code")
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hostspec.contracts", description=__doc__)
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", action="store_true")
-    group.add_argument("--check", action="store_true")
-    parser.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
-    args = parser.parse_args(argv)
-    if args.write:
-        args.directory.mkdir(parents=True, exist_ok=True)
-        for name, text in rendered().items():
-            (args.directory / name).write_text(text, encoding="utf-8")
-        from hostspec.field_rules import DOC, rendered_doc  # the provider guide's field-rules table
-
-        if DOC.exists():
-            DOC.write_text(rendered_doc(DOC.read_text(encoding="utf-8")), encoding="utf-8")
-        return 0
-    diffs = differences(args.directory)
-    for line in diffs:
-        print(line, file=sys.stderr)
-    return 1 if diffs else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

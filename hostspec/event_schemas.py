@@ -1,7 +1,7 @@
 """marshmallow schemas of the ``data`` of every event type (strict: unknown fields are errors).
 
 These classes are the source of truth of the public contract; ``schemas/*.json`` are generated
-from them (``python -m hostspec.contracts --write``) and a test keeps both equal.
+from them (``python -m hostspec.cli.contracts --write``) and a test keeps both equal.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The field rules of course and stat data as a Markdown table, generated from the event schemas
 (``docs/writing-a-provider.md`` holds it between markers; a test keeps it equal, and
-``python -m hostspec.contracts --write`` rewrites it)."""
+``python -m hostspec.cli.contracts --write`` rewrites it)."""
 from __future__ import annotations
 
 import re
@@ -11,7 +11,7 @@ from hostspec import event_schemas as s
 from hostspec.contracts import ORDER_RULES, field_schema
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "writing-a-provider.md"
-START, END = "<!-- field-rules:start (generated: python -m hostspec.contracts --write) -->", "<!-- field-rules:end -->"
+START, END = "<!-- field-rules:start (generated: python -m hostspec.cli.contracts --write) -->", "<!-- field-rules:end -->"
 HOST_SET = {"tenant", "connection", "provider", "group_id", "locked_fields", "fingerprint"}
 SCHEMAS = (("Course data (`map_course`)", s.CourseDataSchema),
            ("Learner-stat data (`map_stat`)", s.LearnerStatDataSchema))

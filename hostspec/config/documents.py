@@ -25,6 +25,7 @@ from hostspec.config.connections import ConnectionStore, describe_messages
 from hostspec.errors import HostError, SettingsRefused
 from hostspec.engine.plugins import HostPluginManager
 from hostspec.config.policy import SettingsPolicy
+from hostspec.config.schedule import jobs_of
 
 HOST_OPTIONS = ("max_removal_share", "catalog_complete_days", "progress_lookback_hours", "account_calls_per_second")
 SOURCE = "/connector-host/control"
@@ -93,7 +94,6 @@ def check(doc: Mapping[str, Any], plugins: HostPluginManager, policy: SettingsPo
         one = store({name: doc}, source="connection", policy=policy)
         one.get(name, plugins)
         one.raw(name)
-        from hostspec.config.schedule import jobs_of
         jobs_of(name, entry(doc), source="connection")
     except SettingsRefused:
         raise

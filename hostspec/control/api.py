@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import falcon
+from marshmallow import ValidationError
 
 from hostspec import __version__
 from hostspec.control import audit
@@ -45,6 +46,7 @@ from hostspec.control.access import Access, check_name_free, check_sync, check_t
 from hostspec.control.rate import TenantRate
 from hostspec.control.tokens import Tokens
 from hostspec.control.plane import Conflict, ControlPlane, NotFound, NotReadBack
+from hostspec.event_schemas import NAME
 from hostspec.errors import (
     ConfigError,
     DeliveryError,
@@ -339,9 +341,6 @@ def _if_match(req: falcon.Request) -> int | None:
 
 
 def _name_ok(name: str) -> None:
-    from marshmallow import ValidationError
-
-    from hostspec.event_schemas import NAME
     try:
         NAME(name)
     except ValidationError:

@@ -1,5 +1,5 @@
 """The admin API's OpenAPI 3.1 document, built from the same marshmallow schemas the API checks
-bodies with (``python -m hostspec.contracts --write`` writes ``schemas/admin-api.openapi.json``)."""
+bodies with (``python -m hostspec.cli.contracts --write`` writes ``schemas/admin-api.openapi.json``)."""
 from __future__ import annotations
 
 from typing import Any

@@ -58,14 +58,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping
 
 import pytest
+from marshmallow import ValidationError
 
 from hostspec import events as ev
 from hostspec import rules
+from hostspec.kit.conformance.explain import explain
 from hostspec.kit.conformance.hosts import HostChecks
 from hostspec.kit.conformance.listing import ListingChecks
 from hostspec.kit.conformance.meaning import MeaningChecks, swapped_activity
 from hostspec.kit.conformance.retry import RetryChecks
 from hostspec.config.connections import connection_from_settings
+from hostspec.contracts import event_schema
 from hostspec.engine.run import SyncEngine
 from hostspec.requests import SyncRequest
 from hostspec.errors import RecordRejected, scalar_id
@@ -77,7 +80,6 @@ from hostspec.engine.sinks import MemorySink
 from hostspec.engine.state import StateDB
 
 GROUP_ID = "65a000000000000000000001"
-DEAD_LETTERS_SHOWN = 5
 
 
 def connection_for(provider: str, settings: Mapping[str, Any], *, name: str | None = None,
@@ -89,20 +91,6 @@ def connection_for(provider: str, settings: Mapping[str, Any], *, name: str | No
     plugins = plugins or get_plugin_manager()
     return connection_from_settings(name or f"{provider}-test", provider, settings, plugins, tenant=tenant,
                                     group_id=group_id, **host)
-
-
-def explain(sink: MemorySink, report: Any, limit: int = DEAD_LETTERS_SHOWN) -> str:
-    """A run's outcome, its error and its first dead letters with their reasons (failure messages)."""
-    lines = [f"the run ended {report.outcome}" + (f": {report.error}" if report.error else "")
-             + (f" ({report.warning['message']})" if getattr(report, "warning", None) else "")]
-    letters = sink.of_type(ev.RECORD_REJECTED)
-    for event in letters[:limit]:
-        d = event.data
-        lines.append(f"  dead letter ({d['stage']}) record {d['record_id']!r}: {d['reason']}: "
-                     f"{json.dumps(d['errors'], default=str)[:500]}")
-    if len(letters) > limit:
-        lines.append(f"  … and {len(letters) - limit} more dead letters")
-    return "\n".join(lines)
 
 
 class _RejectFirst:
@@ -250,8 +238,6 @@ class ProviderConformance(MeaningChecks, ListingChecks, RetryChecks, HostChecks)
 
     # -- settings --------------------------------------------------------------------------------------
     def test_settings_schema_refuses_missing_and_unknown_keys(self, run):
-        from marshmallow import ValidationError
-
         schema = run.provider.info.settings_schema
         with pytest.raises(ValidationError):
             schema().load({})
@@ -291,9 +277,7 @@ class ProviderConformance(MeaningChecks, ListingChecks, RetryChecks, HostChecks)
 
     # -- the events ------------------------------------------------------------------------------------
     def test_a_full_sync_emits_valid_events_and_rejects_nothing(self, run):
-        import jsonschema
-
-        from hostspec.contracts import event_schema
+        import jsonschema   # here, not at the top: a test dependency (the extra "test"), not the host's
 
         assert run.report.outcome == "completed", run.explain()
         counts = run.report.counts
@@ -329,8 +313,6 @@ class ProviderConformance(MeaningChecks, ListingChecks, RetryChecks, HostChecks)
         assert ids(again) == ids(run.sink) and ids(again)
 
     def test_unreadable_records_are_rejected_not_crashed(self, run):
-        from hostspec.errors import RecordRejected
-
         hooks, ctx = run.provider.hooks, run.context("catalog")
         for hook in ("map_course", "map_stat"):
             if (hook == "map_course") == ("catalog" in run.provider.info.scopes) or \

@@ -35,8 +35,15 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any, Iterable
 
+from kafka import KafkaAdminClient
+from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern,
+                         ResourcePatternFilter, ResourceType)
+from kafka.errors import KafkaError
+
+from hostspec.errors import HostError, TransportError
 from hostspec.topics import Topics, ledger_topic
 from hostspec.transport.config import KafkaConfig, topic_specs, topics_from_env
+from hostspec.transport.kafka import ensure_topics, kafka_client
 
 CONTROL_TRANSACTIONAL_ID = "connector-host-control."   # + the connections topic: every control-topic writer
 
@@ -114,13 +121,6 @@ def apply(admin: KafkaConfig, topics: Topics, principals: Principals = Principal
           *, replication_factor: int = 1) -> list[Grant]:
     """Create the host's topics where missing and every grant, connected as ``admin`` (a super
     user); returns the grants. Granting twice changes nothing."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
-    from kafka.errors import KafkaError
-
-    from hostspec.errors import TransportError
-    from hostspec.transport.kafka import ensure_topics, kafka_client
-
     ensure_topics(admin, topic_specs(topics), replication_factor=replication_factor)
     wanted = grants(topics, principals, groups)
     kinds = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
@@ -147,11 +147,6 @@ def apply(admin: KafkaConfig, topics: Topics, principals: Principals = Principal
 def _await_in_force(client: Any, acls: set[Any], *, timeout_s: float) -> None:
     """Wait until the broker's authorizer applies ``acls`` (they reach it through the metadata log
     a moment after the controller accepted them: a client right after would be refused)."""
-    from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
-                             ResourcePatternFilter, ResourceType)
-
-    from hostspec.errors import TransportError
-
     every = ACLFilter(None, None, ACLOperation.ANY, ACLPermissionType.ANY,
                       ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
     deadline = time.monotonic() + timeout_s
@@ -183,8 +178,6 @@ def main(argv: list[str] | None = None) -> int:
         for grant in grants(topics, principals, groups):
             print(grant.command())
         return 0
-    from hostspec.errors import HostError
-
     config = KafkaConfig.from_env(client_id="connector-host-acls")
     try:
         done = apply(config, topics, principals, groups)

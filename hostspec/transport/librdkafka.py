@@ -27,7 +27,7 @@ import confluent_kafka as ck
 from kafka import errors as kerr
 
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.transactions import Stuck
+from hostspec.transport.stuck import Stuck
 
 log = logging.getLogger(__name__)
 STEP_MARGIN_S = 5.0         # a transaction may take transaction_timeout_ms + this, then the producer is given up
@@ -105,7 +105,7 @@ class TransactionalProducer:
 
     As :func:`~.transactions.transact` bounds kafka-python's steps, one deadline bounds a whole
     transaction here: ``transaction_timeout_ms`` + :data:`STEP_MARGIN_S` from its begin; past it a
-    step raises :class:`~.transactions.Stuck` (outcome unknown: the producer is replaced).
+    step raises :class:`~.stuck.Stuck` (outcome unknown: the producer is replaced).
     """
 
     def __init__(self, config: KafkaConfig, *, transactional_id: str, transaction_timeout_ms: int = 60_000,

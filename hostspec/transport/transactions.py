@@ -38,6 +38,7 @@ from hostspec.transport.cloudevents import STRUCTURED
 from hostspec.transport.config import KafkaConfig
 from hostspec.transport.kafka import REFUSALS, Partition, make_producer, refusal
 from hostspec.transport.routing import Router
+from hostspec.transport.stuck import Stuck
 
 log = logging.getLogger(__name__)
 RECORD_OVERHEAD = 1_024          # bytes kept for the record's key, headers and batch framing
@@ -120,11 +121,6 @@ class UnconfirmedCommit(Exception):
     rows whose events were aborted. The outcome is treated as unknown: the producer is replaced
     and the connection's state is read back from the changelog before its request runs again.
     """
-
-
-class Stuck(Exception):
-    """A transactional call did not finish in time (the broker away): the outcome is unknown and the
-    producer is abandoned."""
 
 
 def _bounded(producer: KafkaProducer, start: Callable[[Any], Any], fallback: Callable[[], Any],
@@ -349,6 +345,7 @@ class ProducerPool:
         producer: Any
         try:
             if self._config.client == "confluent":
+                # here, not at the top: confluent-kafka is optional (the extra "confluent")
                 from hostspec.transport.librdkafka import TransactionalProducer
 
                 producer = TransactionalProducer(self._config, transactional_id=f"{self._prefix}-{slot}",

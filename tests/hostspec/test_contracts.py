@@ -8,7 +8,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from marshmallow import ValidationError
 
-from hostspec import contracts
+from hostspec.cli import contracts
 from hostspec import events as ev
 from tests.conftest import SCHEMAS
 
@@ -20,7 +20,7 @@ def json_validator(type_):
 
 
 def test_files_are_generated_from_the_code():
-    assert contracts.differences(SCHEMAS) == [], "run: python -m hostspec.contracts --write"
+    assert contracts.differences(SCHEMAS) == [], "run: python -m hostspec.cli.contracts --write"
 
 
 def test_asyncapi_names_every_topic_and_type():
@@ -222,5 +222,5 @@ def test_the_provider_guide_s_field_rules_are_generated_from_the_schemas():
     from hostspec.field_rules import DOC, rendered_doc
 
     text = DOC.read_text(encoding="utf-8")
-    assert text == rendered_doc(text), "run: python -m hostspec.contracts --write"
+    assert text == rendered_doc(text), "run: python -m hostspec.cli.contracts --write"
     assert "| `language` | yes |" in text and "never a datetime object" in text

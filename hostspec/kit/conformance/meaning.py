@@ -40,6 +40,7 @@ from typing import Any, Iterable, Mapping
 import pytest
 
 from hostspec import events as ev
+from hostspec.rules import _instant
 
 WAIVABLE = ("progress_scale", "time_spent_scale", "full_progress_completed", "activity_order")
 MIN_SAMPLE = 3
@@ -175,8 +176,6 @@ def full_progress_in_progress(stats: list[Mapping[str, Any]]) -> str | None:
 
 
 def swapped_activity(stats: list[Mapping[str, Any]]) -> str | None:
-    from hostspec.rules import _instant
-
     swapped = [s for s in stats if (f := _instant(s.get("first_activity_at"))) is not None
                and (la := _instant(s.get("last_activity_at"))) is not None and la < f]
     if swapped:

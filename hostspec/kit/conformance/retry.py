@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from hostspec.kit.conformance.explain import explain
+
 RETRY_AFTER_S = 3
 THROTTLED_TIMES = 4
 SLACK_S = 0.1       # the sandbox records a request before answering it: the gap can only be longer
@@ -35,8 +37,6 @@ def retry_after_gaps(seen: list[Any], route: str) -> list[float]:
 
 class RetryChecks:
     def test_retry_after_is_honoured_and_retried_more_than_three_times(self, run):
-        from hostspec.kit.testing import explain
-
         faults = getattr(run.sandbox, "faults", None)
         if not callable(getattr(run.sandbox, "inject", None)) or not hasattr(faults, "seen"):
             pytest.skip("the sandbox cannot inject faults (SandboxServer.inject with a FaultBook)")

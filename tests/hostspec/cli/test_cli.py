@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from hostspec.cli.main import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, main
+from hostspec.cli.main import main
+from hostspec.cli.options import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from tests.conftest import connections_toml
 
 
@@ -114,7 +115,8 @@ def test_a_sync_on_a_terminal_shows_a_bar_per_scope_with_percent_when_the_total_
     """Coursera's paging.total reaches the bar as an ExpectedCount (issue 16); off the terminal, nothing."""
     import io
 
-    from hostspec.cli.main import _Progress, progress_line
+    from hostspec.cli.progress import ProgressBars as _Progress
+    from hostspec.cli.progress import progress_line
     from hostspec.engine.run import SyncEngine
     from hostspec.requests import SyncRequest
     from hostspec.engine.sinks import MemorySink
@@ -151,6 +153,6 @@ def test_sandbox_options_reach_the_sandbox_hook(tmp_path, capsys):
 
 
 def test_sandbox_option_values():
-    from hostspec.cli.main import sandbox_options
+    from hostspec.cli.providers import sandbox_options
 
     assert sandbox_options(["seed=7", "name=a=b", "x="]) == {"seed": 7, "name": "a=b", "x": ""}

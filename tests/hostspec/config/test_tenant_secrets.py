@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hostspec.config import documents as docs
-from hostspec.cli.admin import import_connections
+from hostspec.cli.connections import import_connections
 from hostspec.control.plane import ControlPlane
 from hostspec.requests import SyncRequest
 from hostspec.errors import ConfigError
