@@ -48,7 +48,7 @@ from marshmallow import ValidationError
 from hostspec import events as ev
 from hostspec.ops import metrics
 from hostspec.credentials import CredentialKey
-from hostspec.runtime.dead_letters import raw_rejection
+from hostspec.rejections import raw_rejection
 from hostspec.errors import TransportError
 from hostspec.topics import Topics, ledger_topic
 from hostspec.transport.assignor import CoPartitionedAssignor, check_copartitioned

@@ -2,7 +2,8 @@
 
 The graph is read from the source with :mod:`ast`, not by importing: every ``import`` counts,
 at module level or inside a function (a function-level import hides a cycle, it does not
-remove it). ``from x import y`` where ``x.y`` is a module is an edge to ``x.y``. Package
+remove it); only imports under ``if TYPE_CHECKING:`` are left out, as they never run (the
+import-linter contracts leave them out too). ``from x import y`` where ``x.y`` is a module is an edge to ``x.y``. Package
 ``__init__`` files count as Python runs them: importing ``a.b.c`` runs ``a/__init__`` and
 ``a/b/__init__`` first, so it is an edge to ``a``, ``a.b`` and ``a.b.c`` — except to the
 importer's own packages, which are already running when the importer runs.
@@ -10,11 +11,12 @@ importer's own packages, which are already running when the importer runs.
 from __future__ import annotations
 
 import ast
+import configparser
 from collections import deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("hostspec", "connector_coursera", "connector_linkedin", "publisher_360learning")
+PACKAGES = ("hostspec", "connector_coursera", "connector_linkedin", "publisher_360learning", "learning_demo")
 
 Graph = dict[str, dict[str, int]]        # module -> {imported module: line of the first import}
 
@@ -41,13 +43,22 @@ def _imported(node: ast.Import | ast.ImportFrom, name: str, is_package: bool, kn
     return [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:``: imports for annotations only, which never run."""
+    return isinstance(node, ast.If) and (
+        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING"))
+
+
 def import_graph(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> Graph:
     known = modules(root, packages)
     graph: Graph = {name: {} for name in known}
     for name, path in known.items():
         own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 2)}   # itself and its packages
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        type_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block) for n in ast.walk(block)}
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in type_only:
                 continue
             for target in _imported(node, name, path.name == "__init__.py", known):
                 parts = target.split(".")
@@ -148,3 +159,13 @@ def test_a_cycle_through_a_package_init_is_found(tmp_path):
     graph = import_graph(tmp_path, ("q", "s"))
     assert "q" not in graph["q.helpers"] and "q" in graph["s.tool"]
     assert cycles(graph) == ["q (line 1) -> q.api (line 1) -> s.tool (line 1) -> q"]
+
+
+def test_every_contract_module_is_held_by_the_import_contracts():
+    """The import-linter contract that keeps the contract (hostspec's top-level modules) below every
+    room lists its modules by name: a new top-level module must join the list, or it would escape."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["importlinter:contract:contract"]["source_modules"].split())
+    top = {f"hostspec.{p.stem}" for p in (ROOT / "hostspec").glob("*.py") if p.stem not in ("__init__", "__main__")}
+    assert top == listed, f"not in setup.cfg's contract list: {sorted(top - listed)}; gone: {sorted(listed - top)}"

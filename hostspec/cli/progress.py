@@ -6,7 +6,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from hostspec.engine.run import RunReport
+from hostspec.engine.report import RunReport
 
 
 class ProgressBars:

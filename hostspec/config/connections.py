@@ -32,17 +32,19 @@ import os
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from marshmallow import ValidationError
 
 from hostspec import event_schemas
 from hostspec.errors import ConfigError, SettingsRefused, UnknownConnectionError
 from hostspec.incarnation import incarnation
-from hostspec.engine.plugins import HostPluginManager
 from hostspec.config.policy import SettingsPolicy
 from hostspec.provider import Connection
 from hostspec.secrets import Secret
+
+if TYPE_CHECKING:    # the plugin manager is handed in; config needs only its interface
+    from hostspec.engine.plugins import HostPluginManager
 
 log = logging.getLogger(__name__)
 _REQUIRED = ("tenant", "provider", "group_id")

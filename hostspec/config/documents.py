@@ -16,16 +16,18 @@ The transport (:mod:`hostspec.config.control_topic`) reads and writes them; the 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from marshmallow import ValidationError
 
 from hostspec import events as ev
 from hostspec.config.connections import ConnectionStore, describe_messages
 from hostspec.errors import HostError, SettingsRefused
-from hostspec.engine.plugins import HostPluginManager
 from hostspec.config.policy import SettingsPolicy
 from hostspec.config.schedule import jobs_of
+
+if TYPE_CHECKING:    # the plugin manager is handed in; config needs only its interface
+    from hostspec.engine.plugins import HostPluginManager
 
 HOST_OPTIONS = ("max_removal_share", "catalog_complete_days", "progress_lookback_hours", "account_calls_per_second")
 SOURCE = "/connector-host/control"

@@ -21,20 +21,10 @@ from hostspec import event_schemas
 from hostspec import events as ev
 from hostspec.bounded import bounded, cut, fit
 from hostspec.engine.report import Counts
+from hostspec.rejections import MAX_RAW_CHARS, raw_rejection, raw_text
 
-MAX_RAW_CHARS = 64_000
 MAX_ID_CHARS = 200      # a longer request id is refused (see worker.admit), and quoted cut
 SOURCE = "/connector-host/worker"
-
-
-def raw_text(value: bytes | None) -> tuple[str | None, str | None]:
-    if value is None:
-        return None, None
-    try:
-        text, encoding = value.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(value).decode("ascii"), "base64"
-    return cut(text, MAX_RAW_CHARS), encoding
 
 
 def _parsed(value: bytes | None) -> Any:
@@ -71,21 +61,6 @@ def _names_of(doc: Any) -> dict[str, str]:
         except ValidationError:
             pass
     return out
-
-
-def raw_rejection(*, stage: str, topic: str, partition: int, offset: int, value: bytes | None, reason: str,
-                  errors: Any, now: datetime, key: str, source: str, id_content: str,
-                  request_id: str | None = None, tenant: str | None = None, connection: str | None = None,
-                  provider: str | None = None) -> ev.Event:
-    """A ``record.rejected`` for a Kafka message that could not be used, its raw value kept."""
-    raw, encoding = raw_text(value)
-    data = {"stage": stage, "reason": cut(reason), "errors": bounded(errors), "record_id": request_id, "record": None,
-            "request_id": request_id, "run_id": None, "tenant": tenant, "connection": connection,
-            "provider": provider, "origin": {"topic": topic, "partition": partition, "offset": offset},
-            "raw_value": raw, "raw_encoding": encoding}
-    data = fit(data, ["raw_value", "errors"])
-    return ev.make_event(ev.RECORD_REJECTED, data, key=key, source=source, subject=request_id, time=now,
-                         id_content=id_content)
 
 
 def _final_status(request_id: str, *, tenant: str | None, connection: str | None, provider: str | None,

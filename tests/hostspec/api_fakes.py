@@ -8,6 +8,7 @@ from pathlib import Path
 import falcon.testing
 
 from hostspec.control import api as admin_api, audit
+from hostspec import rejections
 from hostspec.runtime import dead_letters
 from hostspec import events as ev
 from hostspec.control.rate import TenantRate
@@ -50,7 +51,7 @@ class MemoryPlane(ControlPlane):
 
 
 def rejected(connection: str, tenant: str | None, n: int) -> ev.Event:
-    return dead_letters.raw_rejection(stage="mapping", topic="learning.courses", partition=0, offset=n,
+    return rejections.raw_rejection(stage="mapping", topic="learning.courses", partition=0, offset=n,
                                       value=b"{}", reason="a record the mapping refused", errors=None, now=NOW,
                                       key=f"{tenant}/{connection}/coursera/x{n}", source="/test", id_content=str(n),
                                       tenant=tenant, connection=connection, provider="coursera")
