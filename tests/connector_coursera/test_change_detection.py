@@ -252,14 +252,17 @@ def test_a_crashed_run_resumes_from_its_last_committed_page(sandbox, plugins, tm
     request = SyncRequest("req-crash", connection.name, "coursera", "progress")
     first_sink = MemorySink()
     try:
-        SyncEngine(plugins, first_sink, state=state, batch_size=10, should_stop=stop_after_35).run(request, connection)
+        # checkpoints by count only (batch_seconds out of reach): on a busy machine a 10 s pause
+        # would add one at a page end and move where the redo starts
+        SyncEngine(plugins, first_sink, state=state, batch_size=10, batch_seconds=3600,
+                   should_stop=stop_after_35).run(request, connection)
         raise AssertionError("the run should have been abandoned")
     except RunAbandoned:
         pass
     sent_before_crash = {e.data["attempt_id"] for e in first_sink.of_type(ev.LEARNER_STAT_UPSERTED)}
     requests.delete(sandbox.url + "/_sandbox/requests", timeout=5)
     sink = MemorySink()
-    report = SyncEngine(plugins, sink, state=state, batch_size=10).run(request, connection)
+    report = SyncEngine(plugins, sink, state=state, batch_size=10, batch_seconds=3600).run(request, connection)
     starts = [r["query"] for r in requests.get(sandbox.url + "/_sandbox/requests", timeout=5).json()
               if r["path"].endswith("/enrollmentReports")]
     # Checkpoints fell after records 10, 20 and 30; the cursor committed with record 30 is the end of

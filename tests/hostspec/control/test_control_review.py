@@ -96,7 +96,7 @@ def test_360learning_token_request_does_not_carry_the_secret_through_a_redirect_
         rm.add(responses.POST, "https://collector.example.net/t", json={"access_token": "t", "expires_in": 3600})
         try:
             Learning360Client("https://app.360learning.com", "cid", Secret(SECRET), sleep=lambda _s: None,
-                              max_attempts=1)._token.get()
+                              max_attempts=1)._token.token()
         except Exception:  # noqa: BLE001
             pass
         assert rm.calls and rm.calls[0].request.url.endswith("/api/v2/oauth2/token")
