@@ -45,8 +45,10 @@ class NullSink:
 def kafka_sink(state_records: bool):
     from hostspec.topics import Topics
     from hostspec.transport.config import KafkaConfig, topic_specs
-    from hostspec.transport.kafka import ensure_topics
-    from hostspec.transport.transactions import ProducerPool, TransactionalSink, Unfenced
+    from hostspec.transport.admin import ensure_topics
+    from hostspec.transport.producer_pool import ProducerPool
+    from hostspec.transport.transactional_sink import TransactionalSink
+    from hostspec.transport.transactions import Unfenced
 
     config = KafkaConfig.from_env()
     topics = Topics().with_prefix(f"prof{uuid.uuid4().hex[:6]}.")

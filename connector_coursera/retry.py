@@ -3,7 +3,7 @@
 Retried: everything :class:`CourseraTransientError` (429, 5xx, 408, timeouts, resets, bodies
 that are not JSON). Never retried: other 4xx and shape errors. The wait honours ``Retry-After``
 (seconds or HTTP-date, capped at ``max_retry_after_s``); otherwise exponential backoff with jitter.
-The policy is :func:`hostspec.kit.http.retry_policy`; this module gives it Coursera's table (its error
+The policy is :func:`hostspec.kit.retry.retry_policy`; this module gives it Coursera's table (its error
 classes; every throttled wait counts as a rate-limit wait) and its ``on_retry`` hook.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ protocol the client declares (``contract.RESTLI_PROTOCOL``, :mod:`.restli`). Fai
 host's provider errors.
 
 Token, retries and error answers are the host's helpers (:class:`hostspec.kit.http.ClientCredentials`,
-:func:`~hostspec.kit.http.retry_policy`, :func:`~hostspec.kit.http.raise_for_answer`)."""
+:func:`~hostspec.kit.retry.retry_policy`, :func:`~hostspec.kit.http.raise_for_answer`)."""
 from __future__ import annotations
 
 import logging

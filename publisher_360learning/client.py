@@ -21,7 +21,8 @@ import requests
 import tenacity
 
 from hostspec.ops import metrics
-from hostspec.kit.http import ClientCredentials, Retry, body_excerpt, parse_retry_after, retry_policy
+from hostspec.kit.http import ClientCredentials, body_excerpt
+from hostspec.kit.retry import Retry, parse_retry_after, retry_policy
 from hostspec.kit.paging import linked_pages
 from hostspec.secrets import Secret
 

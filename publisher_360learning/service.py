@@ -51,16 +51,12 @@ from hostspec.credentials import CredentialKey
 from hostspec.rejections import raw_rejection
 from hostspec.errors import TransportError
 from hostspec.topics import Topics, ledger_topic
+from hostspec.transport.admin import ensure_topics
 from hostspec.transport.assignor import CoPartitionedAssignor, check_copartitioned
 from hostspec.transport.config import KafkaConfig, topic_specs
-from hostspec.transport.kafka import (
-    InboundMessage,
-    KafkaSink,
-    Partition,
-    RequestConsumer,
-    ensure_topics,
-    make_producer,
-)
+from hostspec.transport.consumers import InboundMessage, RequestConsumer
+from hostspec.transport.kafka import Partition
+from hostspec.transport.producers import KafkaSink, make_producer
 from hostspec.transport.routing import Router
 
 from hostspec.transport.offsets import OffsetTracker

@@ -18,7 +18,8 @@ from hostspec.cli.options import request_options, sync_request
 from hostspec.cli.progress import progress_line
 from hostspec.cli.sources import connection_store, kafka_config, topics
 from hostspec.engine.plugins import HostPluginManager
-from hostspec.transport.kafka import Follower, publish
+from hostspec.transport.follower import Follower
+from hostspec.transport.producers import publish
 from hostspec.xapi import to_statement
 
 

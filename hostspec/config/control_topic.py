@@ -30,9 +30,11 @@ from hostspec.config.connections import ConnectionStore
 from hostspec.errors import DeliveryError, HostError, RevisionConflict, TransportError
 from hostspec.config.policy import SettingsPolicy
 from hostspec.topics import Topics
+from hostspec.transport.admin import await_topics, ensure_topics
 from hostspec.transport.cloudevents import STRUCTURED, structured_value
 from hostspec.transport.config import KafkaConfig, topic_specs
-from hostspec.transport.kafka import await_topics, ensure_topics, kafka_client, make_producer
+from hostspec.transport.kafka import kafka_client
+from hostspec.transport.producers import make_producer
 
 log = logging.getLogger(__name__)
 

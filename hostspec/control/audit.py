@@ -30,7 +30,8 @@ from prometheus_client import Counter
 from hostspec import events as ev
 from hostspec.secrets import redact
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.kafka import Follower, KafkaSink, make_producer
+from hostspec.transport.follower import Follower
+from hostspec.transport.producers import KafkaSink, make_producer
 
 log = logging.getLogger(__name__)
 SOURCE = "/connector-host/api"

@@ -26,7 +26,9 @@ from hostspec.config.policy import SettingsPolicy
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
 from hostspec.config.control_topic import ConnectionLog, ConnectionWriter
-from hostspec.transport.kafka import Follower, InboundMessage, KafkaSink, make_producer
+from hostspec.transport.consumers import InboundMessage
+from hostspec.transport.follower import Follower
+from hostspec.transport.producers import KafkaSink, make_producer
 
 MAX_LISTED = 1000
 

@@ -14,16 +14,14 @@ from hostspec.kit.http import (
     CachedToken,
     ClientCredentials,
     GatedAdapter,
-    Retry,
     RetryableAnswer,
     body_excerpt,
     forget_tokens,
     gate_session,
-    parse_retry_after,
     raise_for_answer,
-    retry_policy,
 )
 from hostspec.kit.paging import advancing_pages, cursor_pages, linked_pages, next_link_pages, offset_pages
+from hostspec.kit.retry import Retry, parse_retry_after, retry_policy
 from hostspec.kit.sandboxes import (
     FaultBook,
     FaultRule,

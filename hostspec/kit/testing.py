@@ -480,7 +480,7 @@ class ProviderConformance(MeaningChecks, ListingChecks, RetryChecks, HostChecks)
             assert report.outcome == run.report.outcome, (
                 f"after the sandbox answered {said} twice, the sync ended {report.outcome} instead of "
                 f"{run.report.outcome}: retry transient answers with backoff, honouring Retry-After "
-                f"(hostspec.kit.http.retry_policy)\n{explain(sink, report)}")
+                f"(hostspec.kit.retry.retry_policy)\n{explain(sink, report)}")
             assert report.counts.courses_emitted == run.report.counts.courses_emitted
             assert report.counts.stats_emitted == run.report.counts.stats_emitted
 

@@ -25,7 +25,7 @@ from hostspec.runtime.settings import WorkerSettings
 from hostspec.runtime.tasks import PartitionTask
 from hostspec.topics import Topics
 from hostspec.transport.cloudevents import STRUCTURED
-from hostspec.transport.kafka import InboundMessage
+from hostspec.transport.consumers import InboundMessage
 from hostspec.transport.transactions import OutRecord, ProducerBroken, commit_fenced
 
 log = logging.getLogger("hostspec.runtime.worker")   # the worker's lines, whichever part says them

@@ -21,7 +21,7 @@ from hostspec.runtime.resources import Resources
 from hostspec.runtime.runner import Runner
 from hostspec.runtime.settings import MAX_BACKLOG, WorkerSettings
 from hostspec.runtime.tasks import READY, PartitionTask
-from hostspec.transport.kafka import InboundMessage
+from hostspec.transport.consumers import InboundMessage
 
 log = logging.getLogger("hostspec.runtime.worker")   # the worker's lines, whichever part says them
 

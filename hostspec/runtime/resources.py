@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from hostspec.runtime.ratebudget import AccountBudgets
 from hostspec.runtime.restore import Restorer
-from hostspec.transport.kafka import RequestConsumer
+from hostspec.transport.consumers import RequestConsumer
+from hostspec.transport.producer_pool import ProducerPool
 from hostspec.transport.signals import RateSignals
-from hostspec.transport.transactions import ProducerPool
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 * **Transactions.** A run writes its events and state records at each checkpoint in one Kafka
   transaction with its partition's lowest unfinished offset
-  (:class:`~hostspec.transport.transactions.TransactionalSink`), fenced by its task
+  (:class:`~hostspec.transport.transactional_sink.TransactionalSink`), fenced by its task
   (:class:`~hostspec.runtime.tasks.PartitionTask`); it stops when its partition is no longer this
   worker's, or the worker abandons its runs.
 * **Outcomes.** How a run that raised ends its request is one table, :data:`OUTCOMES`: exception
@@ -39,8 +39,8 @@ from hostspec.config.sources import ConnectionSource
 from hostspec.runtime.tasks import PartitionTask, Pending, Running
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.kafka import InboundMessage
-from hostspec.transport.transactions import TransactionalSink
+from hostspec.transport.consumers import InboundMessage
+from hostspec.transport.transactional_sink import TransactionalSink
 
 log = logging.getLogger("hostspec.runtime.worker")   # the worker's lines, whichever part says them
 

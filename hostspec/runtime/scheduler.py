@@ -20,9 +20,12 @@ from hostspec.errors import DeliveryError, HostError, TransportError
 from hostspec.config.schedule import Job, Slot, due, jobs_of
 from hostspec.config.sources import ConnectionSource
 from hostspec.topics import Topics
+from hostspec.transport.admin import ensure_topics
 from hostspec.transport.changelog import ChangelogReader
 from hostspec.transport.config import KafkaConfig, topic_specs
-from hostspec.transport.kafka import KafkaSink, Partition, RequestConsumer, ensure_topics, make_producer
+from hostspec.transport.consumers import RequestConsumer
+from hostspec.transport.kafka import Partition
+from hostspec.transport.producers import KafkaSink, make_producer
 
 log = logging.getLogger(__name__)
 

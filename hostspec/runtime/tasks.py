@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from hostspec.requests import SyncRequest
     from hostspec.provider import Connection
     from hostspec.engine.state import StateDB
-    from hostspec.transport.kafka import InboundMessage, Partition
+    from hostspec.transport.consumers import InboundMessage
+    from hostspec.transport.kafka import Partition
 
 RESTORING, READY, REVOKED = "restoring", "ready", "revoked"
 MEMBERSHIP_CHECK_S = 0.5

@@ -63,10 +63,11 @@ from hostspec.runtime.settings import MAX_BACKLOG, WorkerSettings
 from hostspec.config.sources import ConnectionSource, ConnectionsFile
 from hostspec.runtime.tasks import READY
 from hostspec.topics import Topics
+from hostspec.transport.admin import ensure_topics
 from hostspec.transport.config import KafkaConfig, topic_specs
-from hostspec.transport.kafka import RequestConsumer, ensure_topics
+from hostspec.transport.consumers import RequestConsumer
+from hostspec.transport.producer_pool import ProducerPool
 from hostspec.transport.signals import RateSignals
-from hostspec.transport.transactions import ProducerPool
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ requester   status (``connector-host request --wait``)  requests                
 
 An idempotent producer needs no cluster right: WRITE on a topic is enough (KIP-679). Nobody but
 the operator may create, delete or alter the host's topics: the components' start-up
-(:func:`~.kafka.ensure_topics`) then only checks the topics they can see.
+(:func:`~.admin.ensure_topics`) then only checks the topics they can see.
 
 ``python -m hostspec.transport.acls print`` shows the grants as ``kafka-acls.sh`` commands;
 ``python -m hostspec.transport.acls apply`` creates the host's topics and the grants, connecting with
@@ -42,8 +42,9 @@ from kafka.errors import KafkaError
 
 from hostspec.errors import HostError, TransportError
 from hostspec.topics import Topics, ledger_topic
+from hostspec.transport.admin import ensure_topics
 from hostspec.transport.config import KafkaConfig, topic_specs, topics_from_env
-from hostspec.transport.kafka import ensure_topics, kafka_client
+from hostspec.transport.kafka import kafka_client
 
 CONTROL_TRANSACTIONAL_ID = "connector-host-control."   # + the connections topic: every control-topic writer
 

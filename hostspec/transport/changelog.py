@@ -28,8 +28,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from hostspec.errors import TransportError
+from hostspec.transport.admin import await_topics
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.kafka import METADATA_MAX_AGE_MS, REFUSALS, Partition, await_topics, kafka_client, refusal
+from hostspec.transport.consumers import METADATA_MAX_AGE_MS
+from hostspec.transport.kafka import REFUSALS, Partition, kafka_client, refusal
 
 log = logging.getLogger(__name__)
 Records = list[tuple[str, "bytes | None"]]

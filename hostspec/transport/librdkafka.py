@@ -1,6 +1,6 @@
 """The worker's transactional producer on librdkafka (confluent-kafka), behind kafka-python's shape.
 
-``KAFKA_CLIENT=confluent`` makes :class:`~.transactions.ProducerPool` build these instead of
+``KAFKA_CLIENT=confluent`` makes :class:`~.producer_pool.ProducerPool` build these instead of
 kafka-python producers (this module is imported only then). Only the worker's transactional output moves: its
 consumer, its rebalance handling and every other producer stay on kafka-python. The reason is cost:
 kafka-python spends about 40 µs of Python per record sent (accumulator, futures, its sender thread

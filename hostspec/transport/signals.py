@@ -18,7 +18,8 @@ import time
 from typing import Any, Callable
 
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.kafka import Follower, make_producer
+from hostspec.transport.follower import Follower
+from hostspec.transport.producers import make_producer
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,9 @@ Streams' EOS v2, KIP-447):
 * **A new owner sees everything committed.** It fetches the partition's committed offset with
   ``require_stable`` (the coordinator makes it wait while a transaction carrying that offset is
   open) before it restores the partition's state (:mod:`.changelog`).
+
+The run's buffer is :class:`~hostspec.transport.transactional_sink.TransactionalSink`, the
+transactional producers :class:`~hostspec.transport.producer_pool.ProducerPool`.
 """
 from __future__ import annotations
 
@@ -32,16 +35,11 @@ from kafka import errors as kerr
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from hostspec.ops import metrics
-from hostspec.errors import DeliveryError, EventTooLarge, PermanentDeliveryError, RunAbandoned, TransportError
-from hostspec.events import Event
-from hostspec.transport.cloudevents import STRUCTURED
-from hostspec.transport.config import KafkaConfig
-from hostspec.transport.kafka import REFUSALS, Partition, make_producer, refusal
-from hostspec.transport.routing import Router
+from hostspec.errors import DeliveryError, PermanentDeliveryError, RunAbandoned
+from hostspec.transport.kafka import Partition
 from hostspec.transport.stuck import Stuck
 
 log = logging.getLogger(__name__)
-RECORD_OVERHEAD = 1_024          # bytes kept for the record's key, headers and batch framing
 MEMBERSHIP_RETRY_S = 60.0        # how long a commit waits for a rebalance to settle before giving up
 DEADLINE_MARGIN_S = 5.0          # a transaction step is awaited until transaction_timeout_ms + this
 
@@ -263,150 +261,6 @@ class _all_locks:
             lock.release()
 
 
-class TransactionalSink:
-    """A run's events, buffered, and written with its state records at each checkpoint.
-
-    ``emit`` serializes and size-checks an event (:class:`EventTooLarge` for one Kafka would
-    refuse) and keeps it; ``checkpoint`` writes the buffer, the state records (to the owner's
-    state partition) and the owner's input offset in one fenced transaction
-    (:func:`commit_fenced`); the final checkpoint also marks the request finished. Nothing is
-    written between checkpoints.
-    """
-
-    def __init__(self, producer: KafkaProducer, topic_for: Callable[[str], str], state_topic: str,
-                 owner: Owner, *, finishing: Collection[int] = (), max_record_bytes: int = 1_048_576,
-                 should_stop: Callable[[], bool] = lambda: False,
-                 on_state_written: Callable[[int], None] | None = None):
-        """:param on_state_written: told the offset after the last state record of a checkpoint,
-        once the engine has applied that checkpoint locally too (:meth:`applied`): where a later
-        read-back of the connection's state may start."""
-        self._producer, self._topic_for, self._state_topic = producer, topic_for, state_topic
-        self._owner, self._finishing, self._should_stop = owner, finishing, should_stop
-        self._on_state_written = on_state_written
-        self.max_event_bytes = max_record_bytes - RECORD_OVERHEAD
-        self._route = Router(producer.partitions_for)
-        self._buffer: list[OutRecord] = []
-        self._written: int | None = None
-        self.broken = False
-        self.transactions = 0
-
-    def emit(self, event: Event) -> None:
-        value = event.to_bytes()
-        if len(value) > self.max_event_bytes:
-            raise EventTooLarge(event.type, len(value), self.max_event_bytes)
-        topic = self._topic_for(event.type)
-        self._buffer.append(OutRecord(topic, self._route(topic, event), event.key.encode("utf-8"), value, STRUCTURED))
-
-    def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
-        records = self._buffer + [OutRecord(self._state_topic, self._owner.state_partition, k.encode("utf-8"), v)
-                                  for k, v in state_records]
-        try:
-            ends = commit_fenced(self._producer, [self._owner], records,
-                                 finishing={self._owner.tp: list(self._finishing)} if final and self._owner.tp else None,
-                                 should_stop=self._should_stop)
-        except ProducerBroken:
-            self.broken = True
-            raise
-        self._buffer = []
-        self.transactions += 1
-        self._written = ends.get(self._owner.state_partition) if state_records else None
-
-    def applied(self) -> None:
-        """The last checkpoint's state is in the local database too (called by the engine)."""
-        if self._written is not None and self._on_state_written is not None:
-            self._on_state_written(self._written)
-        self._written = None
-
-    def abort(self) -> None:
-        """Forget what was emitted since the last checkpoint (a run given up)."""
-        self._buffer = []
-
-
-class ProducerPool:
-    """Transactional producers, one per concurrent run, with stable transactional ids.
-
-    ``transactional.id`` is ``<prefix>-<slot>``. Fencing of stale members is done by the group
-    metadata of each transaction (EOS v2), not by the id; a stable id (a stable ``--worker-id``)
-    additionally lets a restarted worker abort its predecessor's open transactions at once
-    instead of after ``transaction_timeout_ms``. A producer returned broken is closed and its
-    slot re-created on the next :meth:`take`, in the taker's thread: a failed re-creation
-    raises :class:`TransportError` there and leaves the slot free for a later attempt.
-    """
-
-    def __init__(self, config: KafkaConfig, prefix: str, size: int, *, transaction_timeout_ms: int = 60_000):
-        self._config, self._prefix, self._timeout = config, prefix, transaction_timeout_ms
-        self._free: list[tuple[int, KafkaProducer | None]] = []
-        self._lock = threading.Condition()
-        self._closed = False
-        for slot in range(size):   # all at start: fences the previous incarnation's producers now
-            self._free.append((slot, self._make(slot)))
-
-    def _make(self, slot: int) -> Any:
-        producer: Any
-        try:
-            if self._config.client == "confluent":
-                # here, not at the top: confluent-kafka is optional (the extra "confluent")
-                from hostspec.transport.librdkafka import TransactionalProducer
-
-                producer = TransactionalProducer(self._config, transactional_id=f"{self._prefix}-{slot}",
-                                                 transaction_timeout_ms=self._timeout)
-            else:
-                producer = make_producer(self._config, transactional_id=f"{self._prefix}-{slot}",
-                                         transaction_timeout_ms=self._timeout)
-        except ImportError as exc:
-            raise TransportError(f"KAFKA_CLIENT=confluent needs the confluent-kafka package: {exc}") from None
-        except TransportError:
-            raise
-        except Exception as exc:   # librdkafka refusing its settings (a missing CA file, no SASL password)
-            raise TransportError(f"cannot create a Kafka producer: {type(exc).__name__}: {exc}") from None
-        try:
-            producer.init_transactions()
-        except Exception as exc:
-            try:
-                producer.close(timeout=1)
-            except Exception:
-                pass
-            if isinstance(exc, REFUSALS):   # e.g. the transactional id is not this principal's
-                raise refusal(self._config, exc) from None
-            raise TransportError(f"cannot start Kafka transactions: {type(exc).__name__}: {exc}") from None
-        return producer
-
-    def take(self) -> tuple[int, KafkaProducer]:
-        with self._lock:
-            while not self._free:
-                self._lock.wait()
-            slot, producer = self._free.pop()
-        if producer is None:
-            try:
-                producer = self._make(slot)
-            except BaseException:
-                self.give_back(slot, None)
-                raise
-        return slot, producer
-
-    def give_back(self, slot: int, producer: KafkaProducer | None, *, broken: bool = False) -> None:
-        if broken and producer is not None:
-            try:
-                producer.close(timeout=5)
-            except Exception:
-                pass
-            producer = None
-        with self._lock:
-            if self._closed and producer is not None:
-                producer.close(timeout=5)
-            else:
-                self._free.append((slot, producer))
-                self._lock.notify()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            for _slot, producer in self._free:
-                if producer is not None:
-                    producer.close(timeout=10)
-            self._free.clear()
-
-
 class Unfenced:
     """An :class:`Owner` with no input partition: transactions without offsets (benchmarks, tools)."""
 
@@ -426,4 +280,4 @@ class Unfenced:
         pass
 
 
-__all__ = ["OutRecord", "Stuck", "UnconfirmedCommit", "Unfenced", "Owner", "ProducerBroken", "ProducerPool", "TransactionalSink", "commit_fenced", "transact"]
+__all__ = ["OutRecord", "Stuck", "UnconfirmedCommit", "Unfenced", "Owner", "ProducerBroken", "commit_fenced", "transact"]

@@ -19,7 +19,7 @@ from hostspec.secrets import Secret
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
 from hostspec.config.control_topic import MemoryControl
-from hostspec.transport.kafka import InboundMessage
+from hostspec.transport.consumers import InboundMessage
 
 GROUP = "65a1b2c3d4e5f60718293a4b"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

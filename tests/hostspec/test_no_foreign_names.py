@@ -38,7 +38,7 @@ from hostspec.runtime.tasks import PartitionTask
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
 from hostspec.config.control_topic import MemoryControl
-from hostspec.transport.kafka import InboundMessage
+from hostspec.transport.consumers import InboundMessage
 from hostspec.runtime.worker import Worker
 from publisher_360learning.settings import target_problems
 

@@ -254,7 +254,7 @@ def test_the_connection_log_catches_up_on_demand_and_skips_what_is_not_a_connect
     from hostspec.config import documents as docs
     from hostspec.transport.config import KafkaConfig, topic_specs
     from hostspec.config.control_topic import ConnectionLog, ConnectionWriter
-    from hostspec.transport.kafka import ensure_topics
+    from hostspec.transport.admin import ensure_topics
 
     from .conftest import publish_raw
 
@@ -291,7 +291,7 @@ def test_two_writers_on_the_broker_cannot_both_win_the_same_revision(bootstrap, 
     from hostspec.config.policy import SettingsPolicy
     from hostspec.transport.config import KafkaConfig, topic_specs
     from hostspec.config.control_topic import ConnectionLog, ConnectionWriter
-    from hostspec.transport.kafka import ensure_topics
+    from hostspec.transport.admin import ensure_topics
 
     config = KafkaConfig.from_env(bootstrap_servers=bootstrap)
     ensure_topics(config, topic_specs(topics))

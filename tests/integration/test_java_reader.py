@@ -18,7 +18,7 @@ import pytest
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec.requests import SyncRequest
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.kafka import publish
+from hostspec.transport.producers import publish
 
 from .conftest import final_status, write_connections
 

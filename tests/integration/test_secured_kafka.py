@@ -26,8 +26,10 @@ from hostspec.errors import TransportError
 from hostspec.topics import Topics
 from hostspec.transport import acls
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.kafka import Follower, RequestConsumer, publish
-from hostspec.transport.transactions import ProducerPool
+from hostspec.transport.consumers import RequestConsumer
+from hostspec.transport.follower import Follower
+from hostspec.transport.producer_pool import ProducerPool
+from hostspec.transport.producers import publish
 from publisher_360learning.sandbox import SYNC_GROUP, Learning360Sandbox
 
 from .conftest import ServiceProcess, write_connections

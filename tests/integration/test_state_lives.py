@@ -12,8 +12,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec.engine.state import SEP
 from hostspec.runtime.tasks import home_partition
+from hostspec.transport.admin import ensure_topics
 from hostspec.transport.config import KafkaConfig, topic_specs
-from hostspec.transport.kafka import ensure_topics
 
 from .conftest import ServiceProcess, final_status, publish_raw, request_event, write_connections
 

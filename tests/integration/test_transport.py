@@ -8,8 +8,9 @@ import time
 import pytest
 from kafka import KafkaProducer, TopicPartition
 
+from hostspec.transport.admin import ensure_topics
 from hostspec.transport.config import CLIENTS, KafkaConfig, TopicSpec
-from hostspec.transport.kafka import RequestConsumer, ensure_topics
+from hostspec.transport.consumers import RequestConsumer
 
 pytestmark = pytest.mark.kafka
 
@@ -53,7 +54,7 @@ def _txn_producer(bootstrap: str, txn_id: str, timeout_ms: int = 60_000) -> Kafk
 
 def _pooled_producer(bootstrap: str, txn_prefix: str, client: str):
     """A transactional producer as the worker gets it, on ``client``."""
-    from hostspec.transport.transactions import ProducerPool
+    from hostspec.transport.producer_pool import ProducerPool
 
     _slot, producer = ProducerPool(KafkaConfig(bootstrap_servers=bootstrap, client=client), txn_prefix, 1).take()
     assert type(producer).__module__.startswith("kafka." if client == "kafka-python" else "hostspec.transport.librdkafka")

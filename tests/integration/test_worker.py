@@ -233,7 +233,7 @@ def test_partitions_added_to_the_requests_topic_only_forward(tmp_path, bootstrap
     """The requests topic grew to 8 partitions (the state topic keeps 6): requests on the new ones
     reach their connection's home partition and run there."""
     from hostspec.transport.config import KafkaConfig, TopicSpec, topic_specs
-    from hostspec.transport.kafka import ensure_topics
+    from hostspec.transport.admin import ensure_topics
 
     config = KafkaConfig.from_env(bootstrap_servers=bootstrap)
     ensure_topics(config, [TopicSpec(topics.requests, 8, {}),
@@ -249,7 +249,7 @@ def test_partitions_added_to_the_requests_topic_only_forward(tmp_path, bootstrap
 
 def test_a_requests_topic_smaller_than_the_state_topic_is_refused_at_start(tmp_path, bootstrap, topics):
     from hostspec.transport.config import KafkaConfig, TopicSpec, topic_specs
-    from hostspec.transport.kafka import ensure_topics
+    from hostspec.transport.admin import ensure_topics
 
     ensure_topics(KafkaConfig.from_env(bootstrap_servers=bootstrap),
                   [TopicSpec(topics.requests, 3, {}), *[t for t in topic_specs(topics) if t.name != topics.requests]])

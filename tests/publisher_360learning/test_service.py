@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from hostspec import events as ev
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.kafka import InboundMessage
+from hostspec.transport.consumers import InboundMessage
 from publisher_360learning.delivery import Deliverer, Outcome
 from publisher_360learning.errors import TransientError
 from publisher_360learning.ledger import Ledger

@@ -435,7 +435,7 @@ def test_a_worker_restores_only_the_state_it_owns(tmp_path, bootstrap, prefix, t
     from hostspec.engine.state import StateDB, apply_changelog
     from hostspec.transport.changelog import ChangelogReader
     from hostspec.transport.config import topic_specs
-    from hostspec.transport.kafka import ensure_topics
+    from hostspec.transport.admin import ensure_topics
 
     records = 5_000_000 if LONG else 300_000
     names = [f"c{i}" for i in range(200)]

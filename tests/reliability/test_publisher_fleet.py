@@ -18,8 +18,9 @@ import requests
 
 from hostspec import events as ev
 from hostspec.topics import Topics
+from hostspec.transport.admin import ensure_topics
 from hostspec.transport.config import KafkaConfig, topic_specs
-from hostspec.transport.kafka import KafkaSink, ensure_topics, make_producer
+from hostspec.transport.producers import KafkaSink, make_producer
 from publisher_360learning.sandbox import SYNC_GROUP, Learning360Sandbox
 from tests.integration.conftest import (
     ServiceProcess,

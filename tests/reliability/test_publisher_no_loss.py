@@ -21,8 +21,8 @@ import pytest
 import requests
 
 from hostspec.topics import Topics
+from hostspec.transport.admin import ensure_topics
 from hostspec.transport.config import KafkaConfig, topic_specs
-from hostspec.transport.kafka import ensure_topics
 from publisher_360learning.client import Learning360Client
 from publisher_360learning.delivery import Deliverer
 from publisher_360learning.ledger import Ledger

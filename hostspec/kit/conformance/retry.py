@@ -48,14 +48,14 @@ class RetryChecks:
         assert rule.fired == THROTTLED_TIMES and report.outcome == run.report.outcome, (
             f"after the sandbox answered {said} {rule.fired} times, the sync ended {report.outcome} instead of "
             f"{run.report.outcome}: the provider gave up; allow more than three retries within the run's budget "
-            f"(hostspec.kit.http.retry_policy(max_attempts=5 or more, max_retry_after_s ≥ {RETRY_AFTER_S}))\n"
+            f"(hostspec.kit.retry.retry_policy(max_attempts=5 or more, max_retry_after_s ≥ {RETRY_AFTER_S}))\n"
             f"{explain(sink, report)}")
         gaps = retry_after_gaps(seen, run.sandbox.DATA_ROUTE)
         short = [g for g in gaps if g < RETRY_AFTER_S - SLACK_S]
         assert gaps and not short, (
             f"the sandbox answered {said} and the provider came back after {', '.join(f'{g:.2f}' for g in gaps)} s "
             f"(by the sandbox's clock): Retry-After is ignored; wait what the server asks "
-            f"(hostspec.kit.http.retry_policy does, raise_for_answer reads the header; max_retry_after_s must "
+            f"(hostspec.kit.retry.retry_policy does, raise_for_answer reads the header; max_retry_after_s must "
             f"allow {RETRY_AFTER_S} s)")
         assert report.counts.courses_emitted == run.report.counts.courses_emitted
         assert report.counts.stats_emitted == run.report.counts.stats_emitted

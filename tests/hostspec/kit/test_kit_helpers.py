@@ -21,7 +21,8 @@ from hostspec import (
     ProviderSystemError,
     ProviderTransientError,
 )
-from hostspec.kit.http import ClientCredentials, RetryableAnswer, raise_for_answer, retry_policy
+from hostspec.kit.http import ClientCredentials, RetryableAnswer, raise_for_answer
+from hostspec.kit.retry import retry_policy
 from hostspec.kit.paging import cursor_pages, next_link_pages, offset_pages
 
 # -- paging -----------------------------------------------------------------------------------------

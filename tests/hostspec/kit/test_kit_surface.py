@@ -65,6 +65,6 @@ def test_the_providers_use_only_exported_names(source: Path):
 def test_the_kit_exports_what_it_documents():
     """Every name the kit's modules export is exported by ``hostspec.kit`` too (but the suite's)."""
     kit = _exported("hostspec.kit")
-    for module in ("hostspec.kit.http", "hostspec.kit.paging", "hostspec.kit.sandboxes"):
+    for module in ("hostspec.kit.http", "hostspec.kit.retry", "hostspec.kit.paging", "hostspec.kit.sandboxes"):
         assert _exported(module) <= kit, f"{module}: {_exported(module) - kit} not exported by hostspec.kit"
     assert "SecretField" in _exported("hostspec")

@@ -22,7 +22,7 @@ from hostspec.engine.state import StateDB, StateSession
 from hostspec.runtime.tasks import PartitionTask, Running, home_partition
 from hostspec.topics import Topics
 from hostspec.transport.config import KafkaConfig
-from hostspec.transport.kafka import InboundMessage
+from hostspec.transport.consumers import InboundMessage
 from hostspec.runtime.worker import MAX_BACKLOG, Worker, WorkerSettings
 
 DAY = datetime(2024, 1, 1, tzinfo=timezone.utc)

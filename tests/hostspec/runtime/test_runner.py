@@ -21,7 +21,7 @@ from hostspec.runtime.resources import Resources
 from hostspec.runtime.runner import OUTCOMES, Runner, outcome_of
 from hostspec.runtime.settings import WorkerSettings
 from hostspec.runtime.tasks import PartitionTask, Pending, Running
-from hostspec.transport.kafka import InboundMessage
+from hostspec.transport.consumers import InboundMessage
 from hostspec.transport.transactions import ProducerBroken
 
 

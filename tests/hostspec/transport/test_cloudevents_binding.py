@@ -49,7 +49,7 @@ def test_the_structured_header_is_the_bindings_content_type():
 def test_every_event_record_of_a_transaction_carries_the_header_and_state_records_none():
     from hostspec import events as ev
     from hostspec.events import make_event
-    from hostspec.transport import transactions as tx
+    from hostspec.transport import transactional_sink
 
     sent = []
 
@@ -60,11 +60,11 @@ def test_every_event_record_of_a_transaction_carries_the_header_and_state_record
     class Owner:
         tp, state_partition = ("req", 0), 0
 
-    sink = tx.TransactionalSink(Producer(), lambda _t: "events", "state", Owner(), finishing=[5])
+    sink = transactional_sink.TransactionalSink(Producer(), lambda _t: "events", "state", Owner(), finishing=[5])
     sink._route = lambda topic, event: 0
-    monkey = tx.commit_fenced
+    monkey = transactional_sink.commit_fenced
     try:
-        tx.commit_fenced = lambda producer, owners, records, **kw: sent.extend(records) or {0: 1}
+        transactional_sink.commit_fenced = lambda producer, owners, records, **kw: sent.extend(records) or {0: 1}
         status = make_event(ev.SYNC_STATUS, {"request_id": "r", "run_id": "u", "tenant": "t", "connection": "c",
                                              "provider": "p", "scope": "all", "phase": "started", "dry_run": False,
                                              "counts": {k: 0 for k in ("catalog_fetched", "courses_emitted",
@@ -76,5 +76,5 @@ def test_every_event_record_of_a_transaction_carries_the_header_and_state_record
         sink.emit(status)
         sink.checkpoint([("e\x1fk", b"{}")], final=False)
     finally:
-        tx.commit_fenced = monkey
+        transactional_sink.commit_fenced = monkey
     assert [(r.topic, r.headers) for r in sent] == [("events", STRUCTURED), ("state", None)]

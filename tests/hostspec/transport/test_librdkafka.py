@@ -11,6 +11,7 @@ from kafka.structs import ConsumerGroupMetadata
 
 from hostspec.transport import transactions as tx
 from hostspec.transport.config import KafkaConfig
+from hostspec.transport.producer_pool import ProducerPool
 
 ck = pytest.importorskip("confluent_kafka")
 from hostspec.transport.librdkafka import group_metadata_bytes, translate  # noqa: E402  (needs confluent-kafka)
@@ -81,7 +82,7 @@ def test_the_pool_builds_the_configured_client(monkeypatch):
 
     import hostspec.transport.librdkafka as rd
     monkeypatch.setattr(rd, "TransactionalProducer", Stand)
-    pool = tx.ProducerPool(KafkaConfig(client="confluent"), "g.w", 2, transaction_timeout_ms=9_000)
+    pool = ProducerPool(KafkaConfig(client="confluent"), "g.w", 2, transaction_timeout_ms=9_000)
     assert sorted(built) == [("confluent", "g.w-0", 9_000), ("confluent", "g.w-1", 9_000)]
     assert isinstance(pool.take()[1], Stand)
 

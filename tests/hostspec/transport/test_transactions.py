@@ -18,8 +18,10 @@ from hostspec.errors import (
 )
 from hostspec.events import make_event
 from hostspec.runtime.tasks import PartitionTask
+from hostspec.transport import producer_pool
 from hostspec.transport import transactions as tx
 from hostspec.transport.config import KafkaConfig
+from hostspec.transport.transactional_sink import TransactionalSink
 
 MEMBER = SimpleNamespace(generation_id=3, member_id="m")
 
@@ -156,7 +158,7 @@ def test_a_step_kafka_never_answers_gives_up_at_the_deadline():
 
 def test_the_sink_refuses_an_event_larger_than_kafka_takes_and_writes_nothing_between_checkpoints():
     producer, t = FakeProducer(), owner()
-    sink = tx.TransactionalSink(producer, lambda _t: "events", "state", t, finishing=[5], max_record_bytes=4_000)
+    sink = TransactionalSink(producer, lambda _t: "events", "state", t, finishing=[5], max_record_bytes=4_000)
     small = make_event("learning.sync.status.v1", _status(), key="k", source="/s", subject=None,
                        time=_now(), validate=False)
     big = make_event("learning.sync.status.v1", {**_status(), "worker": "x" * 5_000}, key="k", source="/s",
@@ -188,8 +190,8 @@ def test_a_failed_re_creation_leaves_the_slot_to_a_later_attempt(monkeypatch):
         made.append(kw["transactional_id"])
         return Producer()
 
-    monkeypatch.setattr(tx, "make_producer", make)
-    pool = tx.ProducerPool(KafkaConfig(), "g.w", 1)
+    monkeypatch.setattr(producer_pool, "make_producer", make)
+    pool = producer_pool.ProducerPool(KafkaConfig(), "g.w", 1)
     slot, producer = pool.take()
     pool.give_back(slot, producer, broken=True)        # re-created lazily, by the next taker
     with pytest.raises(TransportError):
@@ -212,7 +214,7 @@ def _now():
 def test_a_poll_while_the_broker_is_away_returns_nothing_instead_of_raising(caplog):
     """kafka-python 3 raised KafkaConnectionError out of poll during a broker restart and the worker
     stopped (found by the long reliability campaign)."""
-    from hostspec.transport.kafka import RequestConsumer
+    from hostspec.transport.consumers import RequestConsumer
 
     class Away:
         calls = 0
