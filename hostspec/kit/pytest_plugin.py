@@ -2,4 +2,4 @@
 conformance suite, so that its checks show their values when they fail in a provider's tests."""
 import pytest
 
-pytest.register_assert_rewrite("hostspec.kit.testing")
+pytest.register_assert_rewrite("hostspec.kit.testing", "hostspec.kit.conformance")

@@ -9,7 +9,8 @@ from typing import Sequence
 
 from hostspec.ops.console import plain, port
 
-from .server import LINK_STYLES, Learning360Sandbox
+from .paging import LINK_STYLES
+from .server import Learning360Sandbox
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,7 +91,7 @@ def _targets_file(tmp_path, lms, name="acme"):
 @pytest.mark.parametrize("without", [None, "courseStats:read"])
 def test_check_names_a_missing_read_scope(tmp_path, capsys, without):
     from publisher_360learning.sandbox import CLIENT_ID, CLIENT_SECRET, Learning360Sandbox
-    from publisher_360learning.sandbox.server import ALL_SCOPES
+    from publisher_360learning.sandbox.auth import ALL_SCOPES
 
     scopes = set(ALL_SCOPES) - {without}
     with Learning360Sandbox(users=["admin@acme.test"], credentials={CLIENT_ID: (CLIENT_SECRET, scopes)}) as lms:

@@ -9,7 +9,7 @@ from publisher_360learning.client import Learning360Client
 from publisher_360learning.errors import PermanentError, TargetConfigError, TransientError
 from publisher_360learning.ratelimit import TokenBucket
 from publisher_360learning.sandbox import AUTHOR_ID, SYNC_GROUP
-from publisher_360learning.sandbox.server import LINK_STYLES
+from publisher_360learning.sandbox.paging import LINK_STYLES
 
 from .conftest import LEARNERS, Api, course, fault, make_client
 

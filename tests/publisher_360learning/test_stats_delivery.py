@@ -195,7 +195,7 @@ def test_one_connections_trouble_is_returned_not_raised(world):
 # -- found by the adversarial review -------------------------------------------------------------------------
 def _world_with_scopes(without: str):
     from publisher_360learning.sandbox import CLIENT_ID, CLIENT_SECRET
-    from publisher_360learning.sandbox.server import ALL_SCOPES
+    from publisher_360learning.sandbox.auth import ALL_SCOPES
     lms = Learning360Sandbox(users=[MAIL], stage_s=0.005, enforce_rate_limits=False,
                              credentials={CLIENT_ID: (CLIENT_SECRET, set(ALL_SCOPES) - {without})}).start()
     target = target_from_settings(CONNECTION, {**lms.settings, "external_platform": "Coursera (Acme)"})

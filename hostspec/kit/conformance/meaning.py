@@ -188,7 +188,7 @@ def swapped_activity(stats: list[Mapping[str, Any]]) -> str | None:
 
 
 class MeaningChecks:
-    """Identity and scale checks over the run's sync (``run``: :class:`hostspec.kit.testing._Run`)."""
+    """Identity and scale checks over the run's sync (``run``: :class:`hostspec.kit.conformance.run.Run`)."""
 
     waivers: Mapping[str, str] = {}
 
