@@ -6,46 +6,57 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from concurrent.futures import Future
 
 from hostspec.credentials import CredentialKey
 from hostspec.ops import metrics
+from hostspec.topics import Topics
 
 from . import contract
-from .delivery import Outcome
+from .delivery import Deliverer, Outcome
 from .errors import TargetConfigError, TransientError
 from .lanes import BACKOFF_S, Lane, Pending
 from .ownership import Fence, LaneRevoked
+from .shared import Shared
 
 log = logging.getLogger(__package__ + ".service")     # the service's log, as before its split
 
-class Dispatch:
-    """Starting deliveries and accounting for their outcomes; uses the service's state."""
+class Dispatcher:
+    """Starting deliveries and accounting for their outcomes."""
+
+    def __init__(self, deliverer: Deliverer, topics: Topics, shared: Shared):
+        self._deliverer, self._topics, self._shared = deliverer, topics, shared
+        self.running: dict[Future, tuple[Lane, list[Pending], int]] = {}   # delivery -> (lane, batch, unit epoch)
+        self._company_wait: dict[CredentialKey, float] = {}   # a company's lanes wait together
+        self._company_lanes = max(1, min(shared.settings.company_lanes, contract.BULK_CONCURRENCY))
+        self._dispatch_from = 0               # where the next dispatch starts looking (round robin)
 
     def _company(self, connection: str) -> CredentialKey | None:
         """The credential the connection delivers with (host, client id, secret's digest): the
         connections holding it wait together; another secret naming the same client id is
         another credential and never makes them wait."""
-        target = self.deliverer.targets.get(connection)
+        target = self._deliverer.targets.get(connection)
         if target is None:
             return None
         try:
-            return self.deliverer.credential(target)
+            return self._deliverer.credential(target)
         except TargetConfigError:
             return None
 
-    def _dispatch(self) -> None:
+    def dispatch(self) -> None:
         """Start the lanes that are due, round robin, while threads are free; one company's lanes
         take at most ``company_lanes`` of them (its bulk slots), so the others always get theirs."""
-        s = self.settings
+        sh = self._shared
+        s = sh.settings
         now = time.monotonic()
-        ready_units = {p % self._units for _t, p in self._ready}
+        ready_units = {p % sh.units for _t, p in sh.ready}
         if self._company_wait:     # waits over are forgotten
             self._company_wait = {k: until for k, until in self._company_wait.items() if until > now}
-        companies = Counter(self._company(lane.connection) for lane, _batch, _epoch in self._running.values())
-        lanes = list(self._lanes.values())
+        companies = Counter(self._company(lane.connection) for lane, _batch, _epoch in self.running.values())
+        lanes = list(sh.lanes.values())
         first = self._dispatch_from % len(lanes) if lanes else 0
         for i, lane in enumerate(lanes[first:] + lanes[:first]):
-            if len(self._running) >= s.concurrency:
+            if len(self.running) >= s.concurrency:
                 return
             metrics.PUBLISHER_LANE_BACKLOG.labels(lane.connection).set(len(lane.queue))
             if not lane.due(now, batch_size=s.batch_size, batch_seconds=s.batch_seconds):
@@ -58,42 +69,44 @@ class Dispatch:
             if not lane.queue and lane.unit not in ready_units:
                 lane.tags_due = None     # tags of a unit given up: its new owner merges them
                 continue
-            batch = lane.take(s.batch_size, self._budget.batch_bytes(s.concurrency))
+            batch = lane.take(s.batch_size, sh.budget.batch_bytes(s.concurrency))
             lane.tags_due = None         # a delivery runs the tags step too
-            partitions = {p.tp for p in batch} or {tp for tp in self._ready if tp[1] % self._units == lane.unit}
-            fence = self._ownership.fence(partitions)
-            with self._busy_lock:
+            partitions = {p.tp for p in batch} or {tp for tp in sh.ready if tp[1] % sh.units == lane.unit}
+            fence = sh.ownership.fence(partitions)
+            with sh.busy_lock:
                 for p in batch:
-                    self._busy[p.tp] = self._busy.get(p.tp, 0) + 1
-            future = self._pool.submit(self._deliver, lane.connection, batch, not lane.settled, fence)
-            self._running[future] = (lane, batch, self._unit_epochs.get(lane.unit, 0))
+                    sh.busy[p.tp] = sh.busy.get(p.tp, 0) + 1
+            future = sh.pool.submit(self.deliver, lane.connection, batch, not lane.settled, fence)
+            self.running[future] = (lane, batch, sh.unit_epochs.get(lane.unit, 0))
             companies[company] += 1
             self._dispatch_from = first + i + 1
 
-    def _deliver(self, connection: str, batch: list[Pending], settle: bool,
+    def deliver(self, connection: str, batch: list[Pending], settle: bool,
                  fence: Fence) -> tuple[Outcome | None, BaseException | None, list]:
         """In a lane's thread: (outcome, None, journal records) or (None, the error, journal records).
         The journal records are returned either way: what the ledger learnt must reach Kafka.
         Marks its partitions idle itself when done: a revocation waits on that while the poll
         loop may be blocked in the rebalance."""
+        sh = self._shared
         started = time.monotonic()
-        with self._journal.capturing() as journal:
+        with sh.journal.capturing() as journal:
             try:
-                return self.deliverer.deliver_connection(connection, [p.item for p in batch], settle=settle,
+                return self._deliverer.deliver_connection(connection, [p.item for p in batch], settle=settle,
                                                          fence=fence), None, journal
             except Exception as exc:
                 return None, exc, journal
             finally:
                 metrics.PUBLISHER_BATCH_SECONDS.observe(time.monotonic() - started)
-                with self._busy_lock:
+                with sh.busy_lock:
                     for p in batch:
-                        self._busy[p.tp] -= 1
+                        sh.busy[p.tp] -= 1
 
-    def _finish_done(self) -> None:
-        for future in [f for f in self._running if f.done()]:
-            lane, batch, epoch = self._running.pop(future)
+    def finish_done(self) -> None:
+        sh = self._shared
+        for future in [f for f in self.running if f.done()]:
+            lane, batch, epoch = self.running.pop(future)
             outcome, error, journal = future.result()
-            self._outbox.extend(journal)
+            sh.outbox.extend(journal)
             if error is None:
                 self._lane_succeeded(lane, batch, outcome, epoch)
             elif isinstance(error, LaneRevoked):     # its partitions were given up: their new owner delivers
@@ -103,7 +116,7 @@ class Dispatch:
                 self._lane_failed(lane, batch, error, config=error.code == contract.BULK_DISABLED)
             else:   # a bug, or something no one foresaw: retried, then dead-lettered
                 lane.bugs += 1
-                if lane.bugs < self.settings.max_batch_failures:
+                if lane.bugs < sh.settings.max_batch_failures:
                     log.error("connection %s: delivery failed unexpectedly (%d in a row)", lane.connection, lane.bugs,
                               exc_info=error)
                     self._lane_failed(lane, batch, error)
@@ -111,16 +124,17 @@ class Dispatch:
                 log.error("connection %s: delivery failed unexpectedly %d times in a row; dead-lettering its %d "
                           "events", lane.connection, lane.bugs, len(batch), exc_info=error)
                 outcome = Outcome()
-                with self._journal.capturing() as journal:
+                with sh.journal.capturing() as journal:
                     for p in batch:
-                        outcome.dead.append(self.deliverer.rejected(p.item, "publisher_error",
+                        outcome.dead.append(self._deliverer.rejected(p.item, "publisher_error",
                                                                     f"{lane.bugs} attempts failed; see the log"))
-                self._outbox.extend(journal)
+                sh.outbox.extend(journal)
                 outcome.counts["publisher_error"] = len(batch)
                 self._lane_succeeded(lane, batch, outcome, epoch)
 
     def _current(self, p: Pending) -> bool:
-        return self._offsets.get(p.tp) is p.tracker and p.tp in self._ready
+        sh = self._shared
+        return sh.offsets.get(p.tp) is p.tracker and p.tp in sh.ready
 
     def _lane_failed(self, lane: Lane, batch: list[Pending], exc: BaseException, *, config: bool = False) -> None:
         bugs = lane.bugs
@@ -139,18 +153,19 @@ class Dispatch:
                         "the others go on", lane.connection, len(batch), exc, wait)
 
     def _lane_succeeded(self, lane: Lane, batch: list[Pending], outcome: Outcome, epoch: int) -> None:
+        sh = self._shared
         for event in [*outcome.dead, *outcome.parked]:
-            topic = self.topics.for_type(event.type)
-            self._outbox.append((topic, self._route(topic, event), event.key, event.to_bytes()))
-        self._to_finish.extend(p for p in batch if self._current(p))
+            topic = self._topics.for_type(event.type)
+            sh.outbox.append((topic, sh.route(topic, event), event.key, event.to_bytes()))
+        sh.to_finish.extend(p for p in batch if self._current(p))
         lane.succeeded()
-        if epoch == self._unit_epochs.get(lane.unit, 0):
+        if epoch == sh.unit_epochs.get(lane.unit, 0):
             lane.settled = True        # settled under the unit's current ownership, not a stale one's
         if outcome.tags_pending:
             lane.tags_due = time.monotonic() + BACKOFF_S[3]
-        self.batches += 1
+        sh.batches += 1
         for k, v in outcome.counts.items():
-            self.totals[k] = self.totals.get(k, 0) + v
+            sh.count(k, v)
         if batch:
             log.info("connection %s: %d events: %s", lane.connection, len(batch),
                      ", ".join(f"{k}={v}" for k, v in sorted(outcome.counts.items())) or "nothing to deliver")

@@ -1,6 +1,7 @@
 """Adversarial review of issue 26: a multi-partition fake Kafka (courses, stats and parked topics
-of several units) driving the real PublisherService code paths (_take, _read, _keep_within_budget,
-_reread, _commit, _forget, _restore, _restored, _revoked, _start_round) with a scripted deliverer.
+of several units) driving the real PublisherService code paths (the reader's take, read,
+keep_within_budget, reread and start_round; the committer's commit; the membership's forget,
+restore, restored and revoked) with a scripted deliverer.
 
 Ground truth: every (topic, partition, offset) a successful delivery handed to 360Learning. Every
 commit is checked against it: no committed offset may pass an offset never delivered."""
@@ -165,53 +166,53 @@ def make_service(kafka: Kafka, truth: Truth, failing: set, assigned: set, rng: r
     svc = PublisherService(Deliver(truth, failing, slow), KafkaConfig(), T,
                            ServiceSettings(**{"batch_seconds": 0, "commit_interval_s": 0, "concurrency": 2,
                                               **settings}))
-    svc._consumer = Consumer(kafka, set(), rng)
-    svc._sink = SimpleNamespace(send_raw=lambda *a, **k: None, flush=lambda timeout_s=None: None)
-    svc._pool = ThreadPoolExecutor(2)
-    svc._restorer = ThreadPoolExecutor(1)
-    svc._units = UNITS
-    svc._journal = LedgerJournal("ledger", UNITS)
-    svc._journal.restore = lambda kafka_, ledger, units: 0
-    svc.deliverer.ledger.journal = svc._journal
-    svc._route = Router(lambda topic: range(UNITS))
-    svc._start_round()
-    svc._round_start = BASE.timestamp()
+    svc.shared.consumer = Consumer(kafka, set(), rng)
+    svc.shared.sink = SimpleNamespace(send_raw=lambda *a, **k: None, flush=lambda timeout_s=None: None)
+    svc.shared.pool = ThreadPoolExecutor(2)
+    svc.shared.restorer = ThreadPoolExecutor(1)
+    svc.shared.units = UNITS
+    svc.shared.journal = LedgerJournal("ledger", UNITS)
+    svc.shared.journal.restore = lambda kafka_, ledger, units: 0
+    svc.deliverer.ledger.journal = svc.shared.journal
+    svc.shared.route = Router(lambda topic: range(UNITS))
+    svc.reader.start_round()
+    svc.reader.round_start = BASE.timestamp()
     assign(svc, assigned)
     return svc
 
 
 def assign(svc, tps):
-    svc._consumer.give(tps)
-    svc._assigned(set(tps))
-    svc._membership()
+    svc.shared.consumer.give(tps)
+    svc.membership.assigned(set(tps))
+    svc.membership.catch_up()
 
 
 def revoke(svc, tps, wait=True):
-    barrier = svc._revoked(set(tps))
+    barrier = svc.membership.revoked(set(tps))
     deadline = time.monotonic() + (5 if wait else 0)
     while barrier is not None and not barrier() and time.monotonic() < deadline:
         time.sleep(0.002)
-    svc._consumer.take_away(tps)
-    svc._membership()
+    svc.shared.consumer.take_away(tps)
+    svc.membership.catch_up()
 
 
 def tick(svc):
-    svc._take(svc._consumer.poll())
-    svc._finish_done()
-    svc._dispatch()
+    svc.reader.take(svc.shared.consumer.poll())
+    svc.dispatcher.finish_done()
+    svc.dispatcher.dispatch()
     time.sleep(0.001)
-    svc._finish_done()
-    svc._commit()
+    svc.dispatcher.finish_done()
+    svc.committer.commit()
 
 
 def stop(svc):
     deadline = time.monotonic() + 5
-    while svc._running and time.monotonic() < deadline:
+    while svc.dispatcher.running and time.monotonic() < deadline:
         time.sleep(0.002)
-        svc._finish_done()
-    svc._commit(force=True)
-    svc._pool.shutdown(wait=True)
-    svc._restorer.shutdown(wait=True)
+        svc.dispatcher.finish_done()
+    svc.committer.commit(force=True)
+    svc.shared.pool.shutdown(wait=True)
+    svc.shared.restorer.shutdown(wait=True)
 
 
 def unit_tps(u):

@@ -86,6 +86,6 @@ def test_the_publisher_makes_its_assignor_forget_what_it_lost():
 
     svc = service(Scripted())
     lost = {("learning.courses", 3), ("learning.learner-stats", 3)}
-    svc._assignor.owned = sorted(lost | {("learning.courses", 4)})
-    svc._lost(lost)
-    assert svc._assignor.owned == [("learning.courses", 4)]
+    svc.membership.assignor.owned = sorted(lost | {("learning.courses", 4)})
+    svc.membership.lost(lost)
+    assert svc.membership.assignor.owned == [("learning.courses", 4)]

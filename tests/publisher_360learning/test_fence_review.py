@@ -14,8 +14,8 @@ from tests.publisher_360learning.test_service import TOPIC, Scripted, message, s
 
 
 def _restorable(svc):
-    svc._restorer = ThreadPoolExecutor(1)
-    svc._journal.restore = lambda kafka, ledger, units: 0
+    svc.shared.restorer = ThreadPoolExecutor(1)
+    svc.shared.journal.restore = lambda kafka, ledger, units: 0
 
 
 def _wait(predicate, timeout=5.0):
@@ -45,24 +45,24 @@ def test_a_stale_delivery_ending_after_the_unit_came_back_does_not_count_as_the_
 
     svc = service(SlowImport(), revoke_wait_s=0.05)
     _restorable(svc)
-    svc._take([message(0, "acme")])
-    svc._dispatch()
+    svc.reader.take([message(0, "acme")])
+    svc.dispatcher.dispatch()
     assert calls == [True]
     tps = {(TOPIC, 3)}
-    barrier = svc._revoked(tps)
+    barrier = svc.membership.revoked(tps)
     assert _wait(barrier)                       # gave up waiting after revoke_wait_s (the lane is fenced)
-    svc._membership()                           # _forget
+    svc.membership.catch_up()                           # _forget
     # ... unit 3 is B's for a while, B submits an import, then the unit comes back to A
-    svc._assigned(tps)
-    svc._membership()                           # _restore: lane.settled = False
-    assert svc._lanes["acme"].settled is False
+    svc.membership.assigned(tps)
+    svc.membership.catch_up()                           # _restore: lane.settled = False
+    assert svc.shared.lanes["acme"].settled is False
     release.set()                               # A's old delivery ends well
-    assert _wait(lambda: all(f.done() for f in svc._running))
-    svc._finish_done()
-    assert _wait(lambda: (svc._take([]), (TOPIC, 3) in svc._ready)[1])
-    svc._consumer.committed_offsets[(TOPIC, 3)] = 0
-    svc._take([message(0, "acme"), message(1, "acme")])
-    svc._dispatch()
+    assert _wait(lambda: all(f.done() for f in svc.dispatcher.running))
+    svc.dispatcher.finish_done()
+    assert _wait(lambda: (svc.reader.take([]), (TOPIC, 3) in svc.shared.ready)[1])
+    svc.shared.consumer.committed_offsets[(TOPIC, 3)] = 0
+    svc.reader.take([message(0, "acme"), message(1, "acme")])
+    svc.dispatcher.dispatch()
     assert _wait(lambda: len(calls) == 2)
     assert calls[1] is True, "first delivery after the take-over did not wait for unfinished operations"
 
@@ -90,21 +90,21 @@ def test_a_restore_ending_after_the_revocation_callback_does_not_grant_the_revok
     def restore(kafka, ledger, units):        # the journal gives back the unit's pending tags
         ledger.tags_to_merge("c1", "t11-coursera", ["python"], tenant="t11")     # t11: unit 3
         return 1
-    svc._journal.restore = restore
+    svc.shared.journal.restore = restore
     tps = {(TOPIC, 3), (TOPIC, 9)}
-    svc._ready.clear()
-    svc._ownership.revoke(tps)
-    svc._assigned(tps)
-    svc._membership()                           # _restore submitted
-    assert _wait(lambda: svc._restores[0][0].done())
-    barrier = svc._revoked(tps)                 # IO thread: fence first ...
+    svc.shared.ready.clear()
+    svc.shared.ownership.revoke(tps)
+    svc.membership.assigned(tps)
+    svc.membership.catch_up()                           # _restore submitted
+    assert _wait(lambda: svc.membership.restores[0][0].done())
+    barrier = svc.membership.revoked(tps)                 # IO thread: fence first ...
     assert barrier()                            # ... nothing running: the partitions are handed back
     # the poll loop, inside the pass that began before the revocation:
-    svc._take([])                               # ends with _restored: grant, ready, tags due
-    svc._finish_done()
-    svc._dispatch()
-    assert _wait(lambda: all(f.done() for f in svc._running))
-    svc._finish_done()
+    svc.reader.take([])                               # ends with _restored: grant, ready, tags due
+    svc.dispatcher.finish_done()
+    svc.dispatcher.dispatch()
+    assert _wait(lambda: all(f.done() for f in svc.dispatcher.running))
+    svc.dispatcher.finish_done()
     assert writes == [], f"a write to 360Learning after the revocation returned: {writes}"
 
 
@@ -143,25 +143,25 @@ def test_a_batch_stopped_by_its_fence_keeps_the_events_of_partitions_still_owned
                 return super().deliver_connection(connection, items, settle)
 
     svc = service(Fenced())
-    svc._take([message(0, "acme", partition=3), message(0, "acme", partition=9)])
+    svc.reader.take([message(0, "acme", partition=3), message(0, "acme", partition=9)])
     release = threading.Event()
-    original = svc._deliver
+    original = svc.dispatcher.deliver
 
     def held(*args):
         release.wait(5)
         return original(*args)
-    svc._deliver = held
-    svc._dispatch()
-    barrier = svc._revoked({(TOPIC, 9)})       # partition 9 only
-    svc._membership()
+    svc.dispatcher.deliver = held
+    svc.dispatcher.dispatch()
+    barrier = svc.membership.revoked({(TOPIC, 9)})       # partition 9 only
+    svc.membership.catch_up()
     release.set()
-    assert _wait(lambda: all(f.done() for f in svc._running))
-    assert isinstance(next(iter(svc._running)).result()[1], Revoked)
-    svc._finish_done()
+    assert _wait(lambda: all(f.done() for f in svc.dispatcher.running))
+    assert isinstance(next(iter(svc.dispatcher.running)).result()[1], Revoked)
+    svc.dispatcher.finish_done()
     for _ in range(20):
-        svc._dispatch()
+        svc.dispatcher.dispatch()
         time.sleep(0.01)
-        svc._finish_done()
-        svc._commit()
-    assert svc._consumer.commits and svc._consumer.commits[-1].get((TOPIC, 3)) == 1, \
-        f"partition 3's event was dropped: commits {svc._consumer.commits}, tracker {svc._offsets[(TOPIC, 3)]}"
+        svc.dispatcher.finish_done()
+        svc.committer.commit()
+    assert svc.shared.consumer.commits and svc.shared.consumer.commits[-1].get((TOPIC, 3)) == 1, \
+        f"partition 3's event was dropped: commits {svc.shared.consumer.commits}, tracker {svc.shared.offsets[(TOPIC, 3)]}"

@@ -103,15 +103,15 @@ def service(deliverer, **settings) -> PublisherService:
     svc = PublisherService(deliverer, KafkaConfig(), Topics(),
                            ServiceSettings(**{"batch_seconds": 0, "commit_interval_s": 0, "max_batch_failures": 3,
                                               **settings}))
-    svc._consumer, svc._sink = FakeConsumer(), FakeSink()
-    svc._pool = ThreadPoolExecutor(4)
-    svc._units = 6
-    svc._journal = LedgerJournal("ledger", 6)
-    deliverer.ledger.journal = svc._journal
-    svc._route = Router(lambda topic: range(6))
-    svc._ready = {(TOPIC, 3), (TOPIC, 9)}
-    svc._ownership.assigned(svc._ready)
-    svc._ownership.grant({tp: svc._ownership.assignment(tp) for tp in svc._ready})
+    svc.shared.consumer, svc.shared.sink = FakeConsumer(), FakeSink()
+    svc.shared.pool = ThreadPoolExecutor(4)
+    svc.shared.units = 6
+    svc.shared.journal = LedgerJournal("ledger", 6)
+    deliverer.ledger.journal = svc.shared.journal
+    svc.shared.route = Router(lambda topic: range(6))
+    svc.shared.ready = {(TOPIC, 3), (TOPIC, 9)}
+    svc.shared.ownership.assigned(svc.shared.ready)
+    svc.shared.ownership.grant({tp: svc.shared.ownership.assignment(tp) for tp in svc.shared.ready})
     return svc
 
 
@@ -126,13 +126,13 @@ def message(offset: int, connection: str, partition: int = 3, tenant: str = "acm
 
 
 def cycle(svc, messages=(), rounds=20):
-    svc._take(list(messages))
+    svc.reader.take(list(messages))
     for _ in range(rounds):
-        svc._dispatch()
+        svc.dispatcher.dispatch()
         time.sleep(0.01)
-        svc._finish_done()
-        svc._commit()
-        if not svc._running:
+        svc.dispatcher.finish_done()
+        svc.committer.commit()
+        if not svc.dispatcher.running:
             break
 
 
@@ -141,48 +141,48 @@ def test_a_failing_connection_waits_in_its_lane_and_holds_only_the_commit_behind
     svc = service(down)
     cycle(svc, [message(0, "acme"), message(1, "globex"), message(2, "acme"), message(3, "initech")])
     assert sorted(down.delivered) == [("acme", "c0"), ("acme", "c2"), ("initech", "c3")]
-    assert svc._consumer.commits[-1] == {(TOPIC, 3): 1}          # not past globex's event at offset 1
-    lane = svc._lanes["globex"]
+    assert svc.shared.consumer.commits[-1] == {(TOPIC, 3): 1}          # not past globex's event at offset 1
+    lane = svc.shared.lanes["globex"]
     assert lane.state == "retrying" and len(lane.queue) == 1 and lane.not_before > time.monotonic()
     # globex recovers: its event is delivered after its wait, and the commit moves on
     del down.failing["globex"]
     lane.not_before = 0
     cycle(svc)
-    assert ("globex", "c1") in down.delivered and svc._consumer.commits[-1] == {(TOPIC, 3): 4}
+    assert ("globex", "c1") in down.delivered and svc.shared.consumer.commits[-1] == {(TOPIC, 3): 4}
 
 
 def test_a_disabled_bulk_api_is_a_configuration_wait_of_that_company():
     svc = service(Scripted({"globex": TransientError("bulk off", status=503, code="bulkAPIDisabled")}))
     cycle(svc, [message(0, "globex"), message(1, "acme")])
-    assert svc._lanes["globex"].state == "config" and svc._lanes["globex"].not_before - time.monotonic() > 30
-    assert svc._lanes["acme"].state == "ok"
+    assert svc.shared.lanes["globex"].state == "config" and svc.shared.lanes["globex"].not_before - time.monotonic() > 30
+    assert svc.shared.lanes["acme"].state == "ok"
 
 
 def test_unexpected_errors_are_retried_then_dead_lettered_and_committed():
     svc = service(Scripted({"acme": ZeroDivisionError("bug")}))
     cycle(svc, [message(0, "acme")])
     for _ in range(2):
-        svc._lanes["acme"].not_before = 0
+        svc.shared.lanes["acme"].not_before = 0
         cycle(svc)
-    dead = [e for e in svc._sink.events if e.type == ev.RECORD_REJECTED]
+    dead = [e for e in svc.shared.sink.events if e.type == ev.RECORD_REJECTED]
     assert len(dead) == 1 and dead[0].data["reason"] == "publisher_error"
-    assert svc._consumer.commits[-1] == {(TOPIC, 3): 1}
+    assert svc.shared.consumer.commits[-1] == {(TOPIC, 3): 1}
 
 
 def test_a_per_company_publisher_skips_other_connections_without_dead_letters():
     deliverer = Scripted()
     svc = service(deliverer, connections=frozenset({"acme"}))
     cycle(svc, [message(0, "acme"), message(1, "globex")])
-    assert deliverer.delivered == [("acme", "c0")] and not svc._sink.events
-    assert svc._consumer.commits[-1] == {(TOPIC, 3): 2} and svc.totals["skipped_other_publisher"] == 1
+    assert deliverer.delivered == [("acme", "c0")] and not svc.shared.sink.events
+    assert svc.shared.consumer.commits[-1] == {(TOPIC, 3): 2} and svc.totals["skipped_other_publisher"] == 1
 
 
 def test_a_malformed_event_is_dead_lettered_and_does_not_hold_the_partition():
     deliverer = Scripted()
     svc = service(deliverer)
     cycle(svc, [InboundMessage(TOPIC, 3, 0, b"k", b"{not json"), message(1, "acme")])
-    assert [e.data["reason"] for e in svc._sink.events] == ["malformed_event"]
-    assert svc._consumer.commits[-1] == {(TOPIC, 3): 2}
+    assert [e.data["reason"] for e in svc.shared.sink.events] == ["malformed_event"]
+    assert svc.shared.consumer.commits[-1] == {(TOPIC, 3): 2}
 
 
 def test_revocation_waits_for_the_lane_delivering_those_partitions():
@@ -196,9 +196,9 @@ def test_revocation_waits_for_the_lane_delivering_those_partitions():
             return super().deliver_connection(connection, items, settle)
 
     svc = service(Slow())
-    svc._take([message(0, "acme")])
-    svc._dispatch()
-    barrier = svc._revoked({(TOPIC, 3)})
+    svc.reader.take([message(0, "acme")])
+    svc.dispatcher.dispatch()
+    barrier = svc.membership.revoked({(TOPIC, 3)})
     assert barrier() is False              # the delivery of partition 3 is still running
     release.set()
     deadline = time.monotonic() + 5
@@ -220,12 +220,12 @@ class Marking(Scripted):
 
 def test_journal_records_of_a_delivery_are_sent_again_after_a_failed_flush():
     svc = service(Marking())
-    svc._sink.fail_flushes = 1
+    svc.shared.sink.fail_flushes = 1
     cycle(svc, [message(0, "acme")])
-    assert not svc._consumer.commits                      # nothing committed while the broker refused
+    assert not svc.shared.consumer.commits                      # nothing committed while the broker refused
     cycle(svc)
-    assert [k.split("\x1f")[0] for k, _v in svc._sink.journal()] == ["d"]
-    assert svc._consumer.commits[-1] == {(TOPIC, 3): 1}
+    assert [k.split("\x1f")[0] for k, _v in svc.shared.sink.journal()] == ["d"]
+    assert svc.shared.consumer.commits[-1] == {(TOPIC, 3): 1}
 
 
 def test_records_of_a_partition_being_restored_are_never_taken():
@@ -234,20 +234,20 @@ def test_records_of_a_partition_being_restored_are_never_taken():
     from concurrent.futures import ThreadPoolExecutor as Pool
 
     svc = service(Scripted())
-    svc._restorer = Pool(1)
-    svc._journal.restore = lambda kafka, ledger, units: 0
-    svc._consumer.committed_offsets[(TOPIC, 3)] = 4
-    svc._revoked({(TOPIC, 3)})
-    svc._assigned({(TOPIC, 3)})
-    svc._membership()
-    svc._restores[0][0].result(5)      # the restore ends between the poll and the take (a loaded CI machine)
-    svc._take([message(4, "acme"), message(5, "acme")])
-    assert not svc._lanes.get("acme") or not svc._lanes["acme"].queue
+    svc.shared.restorer = Pool(1)
+    svc.shared.journal.restore = lambda kafka, ledger, units: 0
+    svc.shared.consumer.committed_offsets[(TOPIC, 3)] = 4
+    svc.membership.revoked({(TOPIC, 3)})
+    svc.membership.assigned({(TOPIC, 3)})
+    svc.membership.catch_up()
+    svc.membership.restores[0][0].result(5)      # the restore ends between the poll and the take (a loaded CI machine)
+    svc.reader.take([message(4, "acme"), message(5, "acme")])
+    assert not svc.shared.lanes.get("acme") or not svc.shared.lanes["acme"].queue
     deadline = time.monotonic() + 5
-    while (TOPIC, 3) not in svc._ready and time.monotonic() < deadline:
-        svc._take([])
+    while (TOPIC, 3) not in svc.shared.ready and time.monotonic() < deadline:
+        svc.reader.take([])
         time.sleep(0.01)
-    assert ((TOPIC, 3), 4) in svc._consumer.seeks and (TOPIC, 3) not in svc._consumer.paused
+    assert ((TOPIC, 3), 4) in svc.shared.consumer.seeks and (TOPIC, 3) not in svc.shared.consumer.paused
 
 
 def test_an_older_restore_does_not_serve_a_partition_a_newer_one_still_restores():
@@ -255,7 +255,7 @@ def test_an_older_restore_does_not_serve_a_partition_a_newer_one_still_restores(
     from concurrent.futures import ThreadPoolExecutor as Pool
 
     svc = service(Scripted())
-    svc._restorer = Pool(2)
+    svc.shared.restorer = Pool(2)
     gates = [threading.Event(), threading.Event()]
     calls = []
 
@@ -265,19 +265,19 @@ def test_an_older_restore_does_not_serve_a_partition_a_newer_one_still_restores(
         gate.wait(5)
         return 0
 
-    svc._journal.restore = restore
-    svc._ready.clear()
-    svc._restore({(TOPIC, 3)})
-    svc._forget({(TOPIC, 3)})
-    svc._restore({(TOPIC, 3)})
+    svc.shared.journal.restore = restore
+    svc.shared.ready.clear()
+    svc.membership.restore({(TOPIC, 3)})
+    svc.membership.forget({(TOPIC, 3)})
+    svc.membership.restore({(TOPIC, 3)})
     gates[0].set()
     time.sleep(0.1)
-    svc._restored()
-    assert (TOPIC, 3) not in svc._ready                    # the second restore has not ended
+    svc.membership.restored()
+    assert (TOPIC, 3) not in svc.shared.ready                    # the second restore has not ended
     gates[1].set()
     time.sleep(0.1)
-    svc._restored()
-    assert (TOPIC, 3) in svc._ready
+    svc.membership.restored()
+    assert (TOPIC, 3) in svc.shared.ready
 
 
 def test_a_failed_batch_of_a_partition_given_up_meanwhile_is_not_kept():
@@ -291,15 +291,15 @@ def test_a_failed_batch_of_a_partition_given_up_meanwhile_is_not_kept():
             raise TransientError("503")
 
     svc = service(FailsLate())
-    svc._take([message(0, "acme"), message(1, "acme")])
-    svc._dispatch()
-    svc._forget({(TOPIC, 3)})
+    svc.reader.take([message(0, "acme"), message(1, "acme")])
+    svc.dispatcher.dispatch()
+    svc.membership.forget({(TOPIC, 3)})
     release.set()
     deadline = time.monotonic() + 5
-    while svc._running and time.monotonic() < deadline:
-        svc._finish_done()
+    while svc.dispatcher.running and time.monotonic() < deadline:
+        svc.dispatcher.finish_done()
         time.sleep(0.01)
-    assert not svc._lanes["acme"].queue                   # the next owner delivers them, not us
+    assert not svc.shared.lanes["acme"].queue                   # the next owner delivers them, not us
 
 
 def test_transient_failures_do_not_count_towards_dead_lettering_a_batch():
@@ -307,12 +307,12 @@ def test_transient_failures_do_not_count_towards_dead_lettering_a_batch():
     svc = service(failing, max_batch_failures=2)
     cycle(svc, [message(0, "acme")])
     for _ in range(3):
-        svc._lanes["acme"].not_before = 0
+        svc.shared.lanes["acme"].not_before = 0
         cycle(svc)
     failing.failing["acme"] = ZeroDivisionError("bug")
-    svc._lanes["acme"].not_before = 0
+    svc.shared.lanes["acme"].not_before = 0
     cycle(svc)
-    assert not svc._sink.events                            # one bug after three outages: retried, not dead
+    assert not svc.shared.sink.events                            # one bug after three outages: retried, not dead
 
 
 def test_a_company_waits_as_one_when_one_of_its_connections_fails():
@@ -322,9 +322,9 @@ def test_a_company_waits_as_one_when_one_of_its_connections_fails():
     deliverer.targets = {name: target_from_settings(name, settings) for name in ("acme-coursera", "acme-linkedin")}
     svc = service(deliverer)
     cycle(svc, [message(0, "acme-coursera")])
-    svc._take([message(1, "acme-linkedin")])
-    svc._dispatch()
-    assert not svc._running and svc._lanes["acme-linkedin"].queue   # waits with its company
+    svc.reader.take([message(1, "acme-linkedin")])
+    svc.dispatcher.dispatch()
+    assert not svc.dispatcher.running and svc.shared.lanes["acme-linkedin"].queue   # waits with its company
 
 
 def test_the_shared_group_skips_the_tenants_that_have_their_own_publisher():
@@ -332,18 +332,18 @@ def test_the_shared_group_skips_the_tenants_that_have_their_own_publisher():
     svc = service(deliverer, except_tenants=frozenset({"acme"}))
     cycle(svc, [message(0, "acme-coursera"), message(1, "globex-coursera", tenant="globex")])
     assert deliverer.delivered == [("globex-coursera", "c1")] and svc.totals["skipped_other_publisher"] == 1
-    assert not svc._sink.events and svc._consumer.commits[-1] == {(TOPIC, 3): 2}
+    assert not svc.shared.sink.events and svc.shared.consumer.commits[-1] == {(TOPIC, 3): 2}
 
 
 def test_a_small_lane_cap_still_reads_its_records_again():
     deliverer = Scripted()
     svc = service(deliverer, lane_cap=1)
     svc.settings = ServiceSettings(batch_seconds=10, commit_interval_s=0, lane_cap=1)
-    svc._take([message(0, "acme"), message(1, "acme"), message(2, "acme")])
-    assert len(svc._lanes["acme"].queue) == 1 and svc._lanes["acme"].overflowed
+    svc.reader.take([message(0, "acme"), message(1, "acme"), message(2, "acme")])
+    assert len(svc.shared.lanes["acme"].queue) == 1 and svc.shared.lanes["acme"].overflowed
     svc.settings = ServiceSettings(batch_seconds=0, commit_interval_s=0, lane_cap=1)
     cycle(svc)
-    assert svc._consumer.seeks == [((TOPIC, 3), 1)]
+    assert svc.shared.consumer.seeks == [((TOPIC, 3), 1)]
 
 
 # -- issue 26: the commit after a rewind, the memory budget, a company's share of the lanes ------------------
@@ -368,12 +368,12 @@ class LogConsumer(FakeConsumer):
 
 def run_loop(svc, rounds=400, until=lambda: False):
     for _ in range(rounds):
-        svc._take(svc._consumer.poll())
-        svc._finish_done()
-        svc._dispatch()
+        svc.reader.take(svc.shared.consumer.poll())
+        svc.dispatcher.finish_done()
+        svc.dispatcher.dispatch()
         time.sleep(0.002)
-        svc._finish_done()
-        svc._commit()
+        svc.dispatcher.finish_done()
+        svc.committer.commit()
         if until():
             return
 
@@ -382,10 +382,10 @@ def test_the_commit_after_a_rewind_holds_what_is_still_to_be_read_again():
     """The review's High finding: lane cap 1, and the commit in the same pass as the rewind. A
     stop right after that commit must leave c1 and c2 to the next instance."""
     svc = service(Scripted(), lane_cap=1)
-    svc._take([message(0, "acme"), message(1, "acme"), message(2, "acme")])
+    svc.reader.take([message(0, "acme"), message(1, "acme"), message(2, "acme")])
     cycle(svc)
-    assert svc._consumer.seeks == [((TOPIC, 3), 1)]
-    assert svc._consumer.commits[-1] == {(TOPIC, 3): 1}
+    assert svc.shared.consumer.seeks == [((TOPIC, 3), 1)]
+    assert svc.shared.consumer.commits[-1] == {(TOPIC, 3): 1}
 
 
 def test_the_memory_budget_gives_back_the_biggest_lanes_and_keeps_the_small_ones_flowing():
@@ -397,27 +397,27 @@ def test_the_memory_budget_gives_back_the_biggest_lanes_and_keeps_the_small_ones
     per_event = event_size(log[0].value)
     budget = 40 * per_event
     svc = service(failing, memory_budget=budget, batch_size=5)
-    svc._consumer = LogConsumer(log)
+    svc.shared.consumer = LogConsumer(log)
     peak = 0
 
     def watch():
         nonlocal peak
-        peak = max(peak, svc._budget.held(svc._lanes.values()))
+        peak = max(peak, svc.shared.budget.held(svc.shared.lanes.values()))
         return len([d for d in failing.delivered if d[0] == "acme"]) == 5
     run_loop(svc, until=watch)
     assert [c for c, _ in failing.delivered] == ["acme"] * 5          # the healthy company went through
     assert peak <= budget + 50 * per_event                              # one poll's worth above at most
-    assert all(svc._lanes[c].queue for c in down)                       # each failing lane kept its oldest
-    assert svc._consumer.commits[-1][(TOPIC, 3)] == 0                   # nothing past down0's first event
+    assert all(svc.shared.lanes[c].queue for c in down)                       # each failing lane kept its oldest
+    assert svc.shared.consumer.commits[-1][(TOPIC, 3)] == 0                   # nothing past down0's first event
     # the failing companies recover: every one of their events is read again and delivered, in order
     failing.failing.clear()
     for c in down:
-        svc._lanes[c].not_before = 0
-    run_loop(svc, rounds=3000, until=lambda: svc._committed.get((TOPIC, 3)) == 165)
+        svc.shared.lanes[c].not_before = 0
+    run_loop(svc, rounds=3000, until=lambda: svc.shared.committed.get((TOPIC, 3)) == 165)
     for c in down:
         got = [int(x[1][1:]) for x in failing.delivered if x[0] == c]
         assert got == [i for i in range(160) if i % 4 == int(c[-1])], c
-    assert svc._committed[(TOPIC, 3)] == 165
+    assert svc.shared.committed[(TOPIC, 3)] == 165
 
 
 def test_one_company_takes_at_most_its_bulk_slots_of_the_lanes():
@@ -439,10 +439,10 @@ def test_one_company_takes_at_most_its_bulk_slots_of_the_lanes():
     deliverer.targets = {**{f"k{i}": target_from_settings(f"k{i}", k) for i in range(4)},
                          "l0": target_from_settings("l0", ell)}
     svc = service(deliverer, concurrency=4)
-    svc._take([message(i, f"k{i}") for i in range(4)] + [message(4, "l0", tenant="ell")])
-    svc._dispatch()
+    svc.reader.take([message(i, f"k{i}") for i in range(4)] + [message(4, "l0", tenant="ell")])
+    svc.dispatcher.dispatch()
     try:
-        running = sorted(lane.connection for lane, _b, _e in svc._running.values())
+        running = sorted(lane.connection for lane, _b, _e in svc.dispatcher.running.values())
         assert running == ["k0", "k1", "k2", "l0"]                     # k3 waits for one of k's slots
         deadline = time.monotonic() + 5
         while ("l0", "c4") not in deliverer.delivered and time.monotonic() < deadline:
@@ -457,8 +457,8 @@ def test_a_delivery_stopped_by_its_fence_is_let_go_not_retried_or_dead_lettered(
 
     svc = service(Scripted({"acme": LaneRevoked("partition given up")}))
     cycle(svc, [message(0, "acme")])
-    lane = svc._lanes["acme"]
-    assert not lane.running and lane.bugs == 0 and lane.failures == 0 and not svc._sink.events
+    lane = svc.shared.lanes["acme"]
+    assert not lane.running and lane.bugs == 0 and lane.failures == 0 and not svc.shared.sink.events
 
 
 def test_records_are_kept_by_the_connection_their_key_names_and_a_lying_key_is_dead_lettered():
@@ -467,18 +467,18 @@ def test_records_are_kept_by_the_connection_their_key_names_and_a_lying_key_is_d
     lying = message(1, "globex", key=ev.partition_key("acme", "acme", "coursera", "stat/c1/x"))
     cycle(svc, [message(0, "acme", key="k"), lying, message(2, "acme")])
     assert deliverer.delivered == [("acme", "c0"), ("acme", "c2")]
-    assert [(e.data["reason"], e.data["errors"]) for e in svc._sink.events] == [
+    assert [(e.data["reason"], e.data["errors"]) for e in svc.shared.sink.events] == [
         ("malformed_event", {"key": ["names connection 'acme', the event another one"]})]
-    assert svc._consumer.commits[-1] == {(TOPIC, 3): 3}
+    assert svc.shared.consumer.commits[-1] == {(TOPIC, 3): 3}
 
 
 def test_a_record_its_full_lane_leaves_in_kafka_is_not_parsed(monkeypatch):
-    from publisher_360learning import service as service_module
+    from publisher_360learning import reading as reading_module
 
     parsed = []
-    parse = service_module._parse
-    monkeypatch.setattr(service_module, "_parse", lambda msg: parsed.append(msg.offset) or parse(msg))
+    parse = reading_module._parse
+    monkeypatch.setattr(reading_module, "_parse", lambda msg: parsed.append(msg.offset) or parse(msg))
     svc = service(Scripted(), lane_cap=1)
     svc.settings = ServiceSettings(batch_seconds=10, commit_interval_s=0, lane_cap=1)
-    svc._take([message(i, "acme") for i in range(5)])
-    assert parsed == [0] and svc._lanes["acme"].overflowed
+    svc.reader.take([message(i, "acme") for i in range(5)])
+    assert parsed == [0] and svc.shared.lanes["acme"].overflowed

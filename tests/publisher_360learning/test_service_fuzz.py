@@ -17,13 +17,13 @@ def drain(svc, kafka, failing, logs, rounds=3000):
     failing.clear()
     r = 100
     for i in range(rounds):
-        for lane in svc._lanes.values():
+        for lane in svc.shared.lanes.values():
             lane.not_before = 0
         tick(svc)
         if i % 50 == 49:
             r += 1
-            svc._start_round()
-            svc._round_start = BASE.timestamp() + 100 * r
+            svc.reader.start_round()
+            svc.reader.round_start = BASE.timestamp() + 100 * r
         if all(kafka.committed.get(tp) == len(log) for tp, log in logs.items()):
             return True
     return False
@@ -64,35 +64,35 @@ def run_seed(seed, *, ops=250, parked=True, revokes=True, stops=True, slow=0.0, 
             c = f"t{rng.randrange(UNITS)}-c{rng.randrange(3)}"
             if c in failing:
                 failing.discard(c)
-                if c in svc._lanes:
-                    svc._lanes[c].not_before = 0
+                if c in svc.shared.lanes:
+                    svc.shared.lanes[c].not_before = 0
             else:
                 failing.add(c)
         elif op < 0.78:
             r += 1
-            svc._start_round()
-            svc._round_start = BASE.timestamp() + 100 * r
+            svc.reader.start_round()
+            svc.reader.round_start = BASE.timestamp() + 100 * r
         elif op < 0.9 and revokes:
             u = rng.randrange(UNITS)
             tps = unit_tps(u)
             if partial and rng.random() < 0.5:
                 tps = {rng.choice(sorted(tps))}
-            held = svc._consumer.assigned & tps
+            held = svc.shared.consumer.assigned & tps
             if held:
                 revoke(svc, held, wait=not slow or rng.random() < 0.5)
                 owned.discard(u)
             else:
                 assign(svc, tps)
-                if svc._consumer.assigned >= unit_tps(u):
+                if svc.shared.consumer.assigned >= unit_tps(u):
                     owned.add(u)
         elif stops:
             stop(svc)
             svc = make_service(kafka, truth, failing, everything, rng, slow=slow, **settings)
-            svc._round_start = BASE.timestamp() + 100 * r
+            svc.reader.round_start = BASE.timestamp() + 100 * r
             owned = set(range(UNITS))
         if kafka.violations:
             break
-    missing = everything - svc._consumer.assigned
+    missing = everything - svc.shared.consumer.assigned
     if missing:
         assign(svc, missing)
     if not kafka.violations:

@@ -76,7 +76,7 @@ class Instance:
 
     def serving(self) -> bool:
         s = self.service
-        return s._consumer is not None and bool(s._ready) and set(s._consumer.assignment()) <= s._ready
+        return s.shared.consumer is not None and bool(s.shared.ready) and set(s.shared.consumer.assignment()) <= s.shared.ready
 
     def stop(self, timeout: float = 90) -> None:
         """What SIGTERM does."""
@@ -88,10 +88,10 @@ class Instance:
     def kill(self, timeout: float = 90) -> None:
         """As a SIGKILL leaves things: nothing more committed, nothing more sent (the outbox lost)."""
         s = self.service
-        s._commit = lambda **_kw: None
-        s._flush_outbox = lambda: False
+        s.committer.commit = lambda **_kw: None
+        s.committer.flush_outbox = lambda: False
         s._drain = lambda: None
-        s._outbox = []
+        s.shared.outbox = []
         self.stop(timeout)
 
 
@@ -122,16 +122,16 @@ def test_a_stop_right_after_the_commit_that_follows_a_rewind_loses_nothing(boots
     topics = ensure(bootstrap, prefix)
     first = Instance(bootstrap, prefix, [company], "first", lane_cap=1, batch_size=1)
     stopped_at: list[int] = []
-    commit = first.service._commit
+    commit = first.service.committer.commit
 
     def commit_then_stop(**kw):
         service = first.service
-        rewinding = any(o._rereading is not None for o in service._offsets.values())
+        rewinding = any(o._rereading is not None for o in service.shared.offsets.values())
         commit(**kw)
-        if rewinding and not stopped_at and service._committed:
-            stopped_at.append(max(service._committed.values()))
+        if rewinding and not stopped_at and service.shared.committed:
+            stopped_at.append(max(service.shared.committed.values()))
             service.stop()                      # SIGTERM right after the commit that followed a rewind
-    first.service._commit = commit_then_stop
+    first.service.committer.commit = commit_then_stop
     try:
         wait_until(first.serving, 60, "the first instance serving")
         publish(bootstrap, topics, company.course_events())
@@ -221,7 +221,7 @@ def test_imports_slower_than_the_revocation_wait_never_land_after_the_new_owner(
         publish(bootstrap, topics, [e for c in fleet for e in c.events(2)])
         wait_until(lambda: holding(fleet, 2) == (0, 0, 0), 120, "the newest everywhere")
         time.sleep(6)                            # every left-behind delivery has had time to try its import
-        moved = len(b.service._ready)
+        moved = len(b.service.shared.ready)
     finally:
         for instance in (b, a):
             if instance is not None:
@@ -257,7 +257,7 @@ def test_a_company_with_four_slow_connections_leaves_a_lane_to_the_others(bootst
             big.connection = name
             events += big.course_events()
         publish(bootstrap, topics, events)
-        wait_until(lambda: len(instance.service._running) >= 3, 30, "big's lanes delivering")
+        wait_until(lambda: len(instance.service.dispatcher.running) >= 3, 30, "big's lanes delivering")
         sent = time.monotonic()
         publish(bootstrap, topics, small.course_events()[:1])
         wait_until(lambda: len(small.lms.company.courses) == 1, 30, "the small company's course")
