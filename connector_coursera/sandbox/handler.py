@@ -41,12 +41,10 @@ def make_handler(sandbox: CourseraSandbox) -> type[SandboxRequestHandler]:
                 status, doc = sandbox.control(method, path, body)
                 return self._send(status, doc)
             rule = sandbox.faults.pick(method, path)
-            at = round(sandbox.now(), 3)
-            self._retry_after = None
-            status = self._serve(method, path, query, raw, rule)
-            sandbox.requests.append({"method": method, "path": path, "query": split.query,
-                                     "status": status, "fault": rule.action if rule else None,
-                                     "at": at, "retry_after": self._retry_after})
+            self.note_request(sandbox.requests, {"method": method, "path": path, "query": split.query,
+                                                "status": None, "fault": rule.action if rule else None,
+                                                "at": round(sandbox.now(), 3), "retry_after": None})
+            self.note_unanswered(self._serve(method, path, query, raw, rule))
 
         def _serve(self, method: str, path: str, query: dict[str, list[str]], raw: bytes,
                    rule: FaultRule | None) -> int:
@@ -83,7 +81,6 @@ def make_handler(sandbox: CourseraSandbox) -> type[SandboxRequestHandler]:
                 data, ctype = json.dumps(doc, separators=(",", ":")).encode(), JSON
             if truncate:
                 data = data[: max(1, len(data) // 2)]
-            self._retry_after = (headers or {}).get("Retry-After")
             self.start_reply(status, len(data), ctype, headers)
             if slow:
                 step = max(1, int(slow.get("chunk_bytes", 256)))

@@ -242,6 +242,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         # delayed ACK hold every keep-alive answer back by ~40 ms
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def handle_one_request(self) -> None:
+        self._log_entry = None           # nothing a request left unlogged passes to the next one
+        super().handle_one_request()
+
     def handle(self) -> None:
         try:
             super().handle()
@@ -262,9 +266,32 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             time.sleep(float(params.get("delay_s", 1.0)))
         return False
 
+    def note_request(self, log: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+        """Put ``entry`` in the sandbox's request ``log`` when this request is answered: just before
+        the answer's first byte goes out, with the answer's ``status`` (and ``retry_after``, when the
+        entry has that key), so a client that reads the log right after its answer finds the request
+        there. A request left unanswered (a reset) joins the log at :meth:`note_unanswered`."""
+        self._log_entry: tuple[list[dict[str, Any]], dict[str, Any]] | None = (log, entry)
+
+    def note_unanswered(self, status: int) -> None:
+        """The request's entry, if no answer put it in the log, goes in now with ``status``."""
+        self._log_answer(status, None)
+
+    def _log_answer(self, status: int, headers: dict[str, str] | None) -> None:
+        pending = getattr(self, "_log_entry", None)
+        if pending is None:
+            return
+        self._log_entry = None
+        log, entry = pending
+        entry["status"] = status
+        if "retry_after" in entry:
+            entry["retry_after"] = (headers or {}).get("Retry-After")
+        log.append(entry)
+
     def start_reply(self, status: int, length: int, content_type: str | None,
                      headers: dict[str, str] | None = None) -> None:
         """Status line and headers of an answer whose body (``length`` bytes) follows."""
+        self._log_answer(status, headers)
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)

@@ -38,9 +38,9 @@ def make_handler(sandbox: Learning360Sandbox) -> type[SandboxRequestHandler]:
                     status, doc = problem.status, problem.body
                 return self._send(status, doc)
             rule = sandbox.faults.pick(method, path)
-            status = self._serve(method, path, query, raw, rule)
-            sandbox.requests.append({"method": method, "path": path, "query": split.query, "status": status,
-                                     "fault": rule.action if rule else None, "at": round(time.time(), 3)})
+            self.note_request(sandbox.requests, {"method": method, "path": path, "query": split.query, "status": None,
+                                                "fault": rule.action if rule else None, "at": round(time.time(), 3)})
+            self.note_unanswered(self._serve(method, path, query, raw, rule))
 
         def _serve(self, method: str, path: str, query: dict[str, list[str]], raw: bytes,
                    rule: FaultRule | None) -> int:
