@@ -1,7 +1,8 @@
 """The language-neutral contracts of the events: JSON Schema from the marshmallow schemas.
 
 ``python -m hostspec.cli.contracts --write`` writes them to ``schemas/`` with the AsyncAPI
-(:mod:`hostspec.transport.asyncapi`) and OpenAPI (:mod:`hostspec.control.openapi`) documents.
+(:mod:`hostspec.transport.asyncapi`) and OpenAPI (:mod:`hostspec.control.openapi`) documents,
+and the AsyncAPI document once more as one self-contained file (:func:`bundled`).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from marshmallow import Schema, fields, validate
 
 from hostspec import event_schemas as s
 from hostspec.events import DATA_SCHEMAS, SCHEMA_URI, SPECVERSION
+from hostspec.secrets import SecretField
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -69,6 +71,10 @@ def _validators(field: fields.Field, out: dict[str, Any]) -> None:
 
 def field_schema(field: fields.Field) -> dict[str, Any]:
     out: dict[str, Any]
+    if isinstance(field, SecretField):     # a provider's secret setting, as the admin API takes it
+        return {"description": "a secret given by reference: {\"env\": NAME} or {\"file\": PATH}", "oneOf": [
+            {"type": "object", "required": [k], "additionalProperties": False,
+             "properties": {k: {"type": "string", "minLength": 1}}} for k in ("env", "file")]}
     if isinstance(field, fields.Nested):
         out = object_schema(field.schema.__class__)
     elif isinstance(field, fields.List):
@@ -125,3 +131,17 @@ def event_schema(type_: str) -> dict[str, Any]:
     envelope["properties"]["data"] = object_schema(DATA_SCHEMAS[type_])
     envelope["description"] = f"CloudEvents {SPECVERSION} structured event of type {type_}"
     return {"$schema": DRAFT, "$id": SCHEMA_URI.format(type=type_), "title": type_, **envelope}
+
+
+def bundled(asyncapi: dict[str, Any]) -> dict[str, Any]:
+    """``asyncapi`` with every payload under ``components.schemas`` instead of a sibling file:
+    one document a schema registry or a code generator resolves alone. The schemas are those
+    of :func:`event_schema`, less ``$schema`` and ``$id`` (an embedded schema keeps the
+    document's base and dialect)."""
+    messages = {}
+    schemas = {}
+    for key, message in asyncapi["components"]["messages"].items():
+        type_ = message["name"]
+        schemas[key] = {k: v for k, v in event_schema(type_).items() if k not in ("$schema", "$id")}
+        messages[key] = {**message, "payload": {"$ref": f"#/components/schemas/{key}"}}
+    return {**asyncapi, "components": {**asyncapi["components"], "messages": messages, "schemas": schemas}}

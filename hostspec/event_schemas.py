@@ -82,6 +82,16 @@ class JsonBoolean(fields.Boolean):
         return value
 
 
+def from_1970(value) -> None:
+    """A replay bound is in 1970 or later, in its own offset (providers take epoch times, which
+    start there; the same year check as the JSON Schema's pattern)."""
+    if value is not None and value.year < 1970:
+        raise ValidationError("must be in 1970 or later")
+
+
+from_1970.json_schema = {"pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-"}  # type: ignore[attr-defined]
+
+
 class Identity(Strict):
     """Who the event belongs to: the tenant's connection at a provider, in one 360Learning group."""
 
@@ -180,8 +190,8 @@ class SyncRequestedDataSchema(Strict):
     mode = fields.String(load_default="incremental", validate=validate.OneOf(["incremental", "full"]))
     dry_run = JsonBoolean(load_default=False)
     allow_mass_removal = JsonBoolean(load_default=False)
-    since = JsonDateTime(load_default=None, allow_none=True)
-    until = JsonDateTime(load_default=None, allow_none=True)
+    since = JsonDateTime(load_default=None, allow_none=True, validate=from_1970)
+    until = JsonDateTime(load_default=None, allow_none=True, validate=from_1970)
     learners = fields.List(fields.String(validate=IDENT), load_default=None, allow_none=True,
                            validate=validate.Length(min=1, max=10000))
     courses = fields.List(fields.String(validate=IDENT), load_default=None, allow_none=True,
@@ -345,7 +355,9 @@ class EnvelopeSchema(Strict):
     id = fields.String(required=True, validate=validate.Length(min=1))
     source = fields.String(required=True, validate=validate.Length(min=1))
     type = fields.String(required=True)
-    subject = fields.String(validate=validate.Length(min=1), allow_none=True)   # null read, never written
+    # never null (CloudEvents readers refuse it): left out when unknown; parse_event reads an older
+    # event's null as left out
+    subject = fields.String(validate=validate.Length(min=1))
     time = JsonDateTime(required=True)
     datacontenttype = fields.String(required=True, validate=validate.Equal("application/json"))
     dataschema = fields.String(required=True)

@@ -235,6 +235,8 @@ def parse_event(raw: bytes | str | Mapping[str, Any], expected_type: str | None 
             raise ValidationError({"_schema": [f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]}) from None
     if not isinstance(raw, Mapping):
         raise ValidationError({"_schema": ["a CloudEvent must be a JSON object"]})
+    if "subject" in raw and raw["subject"] is None:     # written so before 2026-12: read as left out
+        raw = {k: v for k, v in raw.items() if k != "subject"}
     errors = _envelope.validate(raw)
     type_ = raw.get("type")
     if not isinstance(type_, str) or type_ not in DATA_SCHEMAS:  # a list or a dict is not hashable

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from hostspec.contracts import event_schema
+from hostspec.contracts import bundled, event_schema
 from hostspec.control.openapi import document
 from hostspec.events import DATA_SCHEMAS
 from hostspec.field_rules import DOC, rendered_doc
@@ -23,7 +23,8 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
 def rendered() -> dict[str, str]:
     """File name -> exact text of every contract file."""
     files = {f"{t}.json": event_schema(t) for t in DATA_SCHEMAS}
-    files["asyncapi.json"] = asyncapi()
+    files["asyncapi.json"] = asyncapi()              # payloads in the sibling files
+    files["asyncapi.bundle.json"] = bundled(asyncapi())     # the same, self-contained
     files["admin-api.openapi.json"] = document()     # the admin API's document embeds these schemas
     return {name: json.dumps(doc, indent=2, ensure_ascii=False) + "\n" for name, doc in files.items()}
 

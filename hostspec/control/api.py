@@ -25,7 +25,9 @@ apart, are :mod:`hostspec.control.access`; a tenant's calls are held to a reques
 (:mod:`hostspec.control.rate`); writes and refused tokens are recorded on the audit topic
 (:mod:`hostspec.control.audit`). The principal's name is recorded as the author of every change
 (``changed_by``, ``requested_by``: ``api:NAME``). Errors are JSON objects
-``{"error_code": 422, "message": "...", "errors": {...}}`` as in Kafka Connect.
+``{"error_code": 422, "message": "...", "errors": {"field.path": ["..."]}}`` as in Kafka Connect,
+the field errors flat (:mod:`hostspec.control.field_errors`). Every answer and status is in the
+OpenAPI document (a schemathesis test holds the two together).
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ import falcon
 from marshmallow import ValidationError
 
 from hostspec import __version__
-from hostspec.control import audit
+from hostspec.contracts import object_schema
+from hostspec.control import audit, field_errors
 from hostspec.ops import health
 from hostspec.control import redrive
 from hostspec.control.access import Access, check_name_free, check_sync, check_tenant, principal, visible
@@ -73,7 +76,7 @@ class ApiError(Exception):
     def handle(_req: falcon.Request, resp: falcon.Response, exc: "ApiError", _params: Any) -> None:
         resp.status = falcon.code_to_http_status(exc.status)
         resp.media = {"error_code": exc.status, "message": exc.message,
-                      **({"errors": exc.errors} if exc.errors is not None else {})}
+                      **({"errors": field_errors.flat(exc.errors)} if exc.errors is not None else {})}
 
 
 def _serialize_http_error(_req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
@@ -105,12 +108,15 @@ def _host_error(exc: HostError) -> ApiError:
     return _error(500, str(exc))
 
 
-def _body(req: falcon.Request) -> Any:
+def _body(req: falcon.Request, *, required: bool = False) -> Any:
+    """The JSON object of the request (``{}`` when there is none, unless ``required``: 400)."""
     if req.content_length and req.content_length > MAX_BODY:
         raise _error(413, f"the body is larger than {MAX_BODY} bytes")
     raw = req.bounded_stream.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         raise _error(413, f"the body is larger than {MAX_BODY} bytes")
+    if required and not raw.strip():
+        raise _error(400, "a JSON body is required")
     try:
         value = json.loads(raw or b"{}")
     except (ValueError, RecursionError):
@@ -155,16 +161,20 @@ class Providers(_Resource):
     def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = [{"name": p.name, "version": p.info.version, "title": p.info.title, "scopes": list(p.info.scopes),
                        "settings": sorted(p.info.settings_schema().fields),
-                       "secret_settings": list(p.info.secret_fields)}
+                       "secret_settings": list(p.info.secret_fields),
+                       "settings_schema": object_schema(type(p.info.settings_schema()))}
                       for p in self.plane.plugins.providers.values()]
 
 
 class Validate(_Resource):
     def on_put(self, req: falcon.Request, resp: falcon.Response, provider: str) -> None:
-        body = _body(req)
+        body = _body(req, required=True)
+        if provider not in self.plane.plugins.providers:
+            raise _error(404, f"no provider {provider!r}; installed: {', '.join(sorted(self.plane.plugins.providers))}")
         name = body.pop("connection", None) or "validation"
         if body.get("provider", provider) != provider:
-            raise _error(422, f"the body names provider {body.get('provider')!r}, the path {provider!r}")
+            raise _error(422, f"the body names another provider than the path ({provider!r})",
+                         {"provider": [f"must be {provider!r} (the path's) or left out"]})
         body["provider"] = provider
         check_tenant(req, body.get("tenant"))
         try:
@@ -174,7 +184,8 @@ class Validate(_Resource):
             errors = exc.messages
         except HostError as exc:
             raise _host_error(exc) from None
-        resp.media = {"provider": provider, "error_count": _count(errors), "errors": errors}
+        errors = field_errors.flat(errors)
+        resp.media = {"provider": provider, "error_count": field_errors.count(errors), "errors": errors}
 
 
 class Connections(_Resource):
@@ -182,7 +193,7 @@ class Connections(_Resource):
         resp.media = visible(req, self.plane.connections())
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = _body(req)
+        body = _body(req, required=True)
         name = body.pop("connection", None)
         if not isinstance(name, str) or not name:
             raise _error(422, "connection (the name) is required", {"connection": ["required"]})
@@ -207,7 +218,7 @@ class Connection(_Resource):
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         _name_ok(name)
-        body = _body(req)
+        body = _body(req, required=True)
         if "connection" in body:
             raise _error(422, "the connection is named by the path, not the body", {"connection": ["set by the path"]})
         check_tenant(req, body.get("tenant"))
@@ -233,10 +244,11 @@ class Pause(_Resource):
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         try:
-            self.plane.set_paused(name, self.paused, actor=req.context.actor)
+            doc = self.plane.set_paused(name, self.paused, actor=req.context.actor)
         except HostError as exc:
             raise _host_error(exc) from None
         resp.status = falcon.HTTP_202
+        resp.media = ControlPlane.listed(doc)
 
 
 class Syncs(_Resource):
@@ -271,12 +283,19 @@ REDRIVE_KEYS = frozenset({"ids", "stage", "reason", "since", "until"})
 def _filter(req: falcon.Request, name: str, body: Mapping[str, Any] | None = None, *,
             tenant: str | None = None) -> redrive.Filter:
     """The selection of connection ``name``'s dead letters (``tenant``: its tenant's, and those
-    refused before any tenant was known)."""
+    refused before any tenant was known). A filter comes from the query or the body, never both
+    (422): neither silently overrides the other, and a malformed query is refused either way."""
     body = body or {}
     unknown = set(body) - REDRIVE_KEYS
     if unknown:       # a filter the server does not read would widen the selection silently
         raise _error(422, f"unknown selection keys: {', '.join(sorted(unknown))}",
                      {k: ["unknown key"] for k in sorted(unknown)})
+    for key in ("since", "until"):
+        _instant(req, key)      # a malformed query value: 400, whatever the body says
+    both = sorted(k for k in body if req.get_param(k) is not None)
+    if both:
+        raise _error(422, f"given both in the query and the body: {', '.join(both)}",
+                     {k: ["give it in the query or the body, not both"] for k in both})
     ids = body.get("ids")
     if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
         raise _error(422, "ids must be a list of dead-letter ids", {"ids": ["must be a list of strings"]})
@@ -290,8 +309,16 @@ def _filter(req: falcon.Request, name: str, body: Mapping[str, Any] | None = Non
                           until=_instant(req, "until", body), ids=frozenset(ids or ()), tenant=tenant)
 
 
+def _ever_stored(plane: ControlPlane, name: str) -> None:
+    """Dead letters outlive their connection, but a name no connection ever had answers 404, as
+    every other ``/connections/{name}`` route does."""
+    if plane.log.document(name) is None:
+        raise _error(404, f"no connection {name!r}")
+
+
 class DeadLetters(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        _ever_stored(self.plane, name)
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
         try:
             letters = self.plane.dead_letters(_filter(req, name, tenant=self.plane.tenant_of(name)), limit=limit)
@@ -302,6 +329,7 @@ class DeadLetters(_Resource):
 
 class Redrive(_Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        _ever_stored(self.plane, name)
         which = _filter(req, name, _body(req), tenant=self.plane.tenant_of(name))
         try:
             plan = self.plane.redrive(which, actor=req.context.actor)
@@ -334,7 +362,7 @@ def _if_match(req: falcon.Request) -> int | None:
     value = req.get_header("If-Match")
     if value is None:
         return None
-    match = re.fullmatch(r'"?([0-9]{1,18})"?', value.strip())
+    match = re.fullmatch(r'"?([0-9]{1,18})"?', value)     # the document's pattern
     if match is None:
         raise _error(400, "If-Match must be a connection revision (a number)")
     return int(match.group(1))
@@ -346,14 +374,6 @@ def _name_ok(name: str) -> None:
     except ValidationError:
         raise _error(422, "the connection name must be letters, digits, '_', '.', ':' or '-' (128 at most)",
                      {"connection": ["invalid name"]}) from None
-
-
-def _count(errors: Any) -> int:
-    if isinstance(errors, dict):
-        return sum(_count(v) for v in errors.values())
-    if isinstance(errors, list):
-        return sum(_count(v) for v in errors) if any(isinstance(v, (dict, list)) for v in errors) else len(errors)
-    return 1
 
 
 def routes(plane: ControlPlane, trail: audit.MemoryAudit | audit.KafkaAudit | None = None) -> dict[str, Any]:

@@ -1,5 +1,11 @@
 """The admin API's OpenAPI 3.1 document, built from the same marshmallow schemas the API checks
-bodies with (``python -m hostspec.cli.contracts --write`` writes ``schemas/admin-api.openapi.json``)."""
+bodies with (``python -m hostspec.cli.contracts --write`` writes ``schemas/admin-api.openapi.json``).
+
+Written for generated clients (openapi-generator, openapi-python-client): every object a client
+reads is a named schema under ``components``; a value that may be null is ``anyOf [schema,
+{"type": "null"}]``, never an inline type array (:func:`clientable`); a field a body must give is
+never nullable; every status an operation answers is listed with its content; validation errors
+are flat, ``{"field.path": [messages]}`` (``FieldErrors``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,6 +14,7 @@ from hostspec import __version__
 from hostspec import event_schemas as s
 from hostspec.contracts import object_schema
 
+LISTED = ("connection", "provider", "tenant", "group_id", "paused", "revision", "changed_by", "changed_at")
 SERVER_SET = ("connection", "revision", "created_revision", "deleted", "changed_by", "changed_at")
 REQUEST_SET = ("connection", "provider", "requested_by")
 
@@ -20,6 +27,42 @@ def _without(schema: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def clientable(schema: Any) -> Any:
+    """``schema`` with every ``"type": [T, "null"]`` written ``anyOf [{T...}, {"type": "null"}]``
+    (generated clients read a nullable reference or enum that way; an inline type array makes
+    some of them refuse ``null``)."""
+    if isinstance(schema, list):
+        return [clientable(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: clientable(v) for k, v in schema.items()}
+    kind = out.get("type")
+    if isinstance(kind, list) and "null" in kind:
+        rest = [t for t in kind if t != "null"]
+        inner = {k: v for k, v in out.items() if k not in ("type", "description")}
+        if "enum" in inner:
+            inner["enum"] = [v for v in inner["enum"] if v is not None]
+        inner = {"type": rest[0] if len(rest) == 1 else rest, **inner}
+        out = {**({"description": out["description"]} if "description" in out else {}),
+               "anyOf": [inner, {"type": "null"}]}
+    return out
+
+
+def _nullable_ref(name: str) -> dict[str, Any]:
+    return {"anyOf": [{"$ref": f"#/components/schemas/{name}"}, {"type": "null"}]}
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` without its null alternative (a field a body must give)."""
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        rest = [t for t in kind if t != "null"]
+        schema = {**schema, "type": rest[0] if len(rest) == 1 else rest}
+        if "enum" in schema:
+            schema["enum"] = [v for v in schema["enum"] if v is not None]
+    return schema
+
+
 def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
@@ -29,11 +72,12 @@ def _answer(description: str, ref: str | None = None) -> dict[str, Any]:
 
 
 ERRORS = {
-    "400": _answer("a malformed body, parameter or If-Match", "Error"),
+    "400": _answer("a malformed body, parameter or If-Match, or no body where one is required", "Error"),
     "401": _answer("no bearer token, or an unknown one (recorded on the audit topic)", "Error"),
     "403": _answer("the token's role may not make this call (whatever it names), or the body names another "
                    "tenant than the token's", "Error"),
-    "404": _answer("no such connection, or one of another tenant than the token's (the same answer)", "Error"),
+    "404": _answer("no such connection (or provider), or one of another tenant than the token's (the same "
+                   "answer)", "Error"),
     "409": _answer("the connection exists (POST), or is not at the If-Match revision", "Error"),
     "413": _answer("a body larger than 1 MB", "Error"),
     "429": {"description": "the token's tenant is over its request rate", "headers": {"Retry-After": {
@@ -54,7 +98,7 @@ NAME = {"name": "name", "in": "path", "required": True, "description": "the conn
         "schema": {"type": "string", "pattern": s.NAME.regex.pattern}}
 IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
             "description": "the revision the change expects the connection to be at (optimistic concurrency)",
-            "schema": {"type": "string", "pattern": "^\"?[0-9]+\"?$"}}
+            "schema": {"type": "string", "pattern": "^\"?[0-9]{1,18}\"?$"}}
 FILTERS = [{"name": n, "in": "query", "required": False, "description": d, "schema": sc} for n, d, sc in (
     ("stage", "only this stage", {"type": "string", "enum": ["request", "mapping", "validation", "delivery"]}),
     ("reason", "only reasons containing this text (case-insensitive)", {"type": "string"}),
@@ -70,62 +114,99 @@ AUDIT_FILTERS = [{"name": n, "in": "query", "required": False, "description": d,
 LIMIT = {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
 
 
-def document() -> dict[str, Any]:
+def _schemas() -> dict[str, Any]:
     connection = object_schema(s.ConnectionDataSchema)
+    connection["properties"]["options"] = _nullable_ref("ConnectionOptions")
     body = _without(connection, SERVER_SET)
     body["required"] = ["tenant", "provider", "group_id", "settings"]
+    for name in body["required"]:          # a body gives them: null is refused (422)
+        body["properties"][name] = _not_null(body["properties"][name])
     body["description"] = ("A connection as written by a client: secrets as references only, {\"env\": NAME} or "
                            "{\"file\": PATH}, within the deployment's settings policy.")
     new = {**body, "properties": {"connection": connection["properties"]["connection"], **body["properties"]},
            "required": ["connection", *body["required"]]}
     sync = _without(object_schema(s.SyncRequestedDataSchema), REQUEST_SET)
-    listed = {"type": "object", "properties": {k: connection["properties"][k] for k in (
-        "connection", "provider", "tenant", "group_id", "paused", "revision", "changed_by", "changed_at")}}
-    dead_letter = {"type": "object", "properties": {
+    status = object_schema(s.SyncStatusDataSchema)
+    status["properties"].update(counts={"$ref": "#/components/schemas/RunCounts"}, error=_nullable_ref("RunError"))
+    listed = {"type": "object", "required": list(LISTED), "properties": {k: connection["properties"][k] for k in LISTED}}
+    dead_letter = {"type": "object", "required": ["id", "time", "stage", "reason"], "properties": {
         "id": {"type": "string"}, "time": {"type": "string", "format": "date-time"},
         "stage": {"type": "string"}, "reason": {"type": "string"}, "connection": {"type": ["string", "null"]},
         "provider": {"type": ["string", "null"]}, "record_id": {"type": ["string", "null"]},
         "request_id": {"type": ["string", "null"]}, "partition": {"type": "integer"}, "offset": {"type": "integer"}}}
+    secret_ref = {"description": "a secret given by reference: {\"env\": NAME} or {\"file\": PATH}", "oneOf": [
+        {"type": "object", "required": [k], "additionalProperties": False,
+         "properties": {k: {"type": "string", "minLength": 1}}} for k in ("env", "file")]}
     schemas = {
-        "Connection": connection, "ConnectionBody": body, "NewConnection": new, "ConnectionListed": listed,
-        "SyncParameters": sync, "SyncStatus": object_schema(s.SyncStatusDataSchema),
+        "Connection": connection, "ConnectionOptions": object_schema(s.ConnectionOptionsSchema),
+        "ConnectionBody": body, "NewConnection": new, "ConnectionListed": listed,
+        "SyncParameters": sync, "SyncRequested": {"type": "object", "required": ["request_id", "connection", "scope",
+                                                                                "mode"], "properties": {
+            "request_id": {"type": "string"}, "connection": {"type": "string"}, "scope": {"type": "string"},
+            "mode": {"type": "string"}}},
+        "SyncStatus": status, "RunCounts": object_schema(s.CountsSchema), "RunError": object_schema(s.RunErrorSchema),
+        "FieldErrors": {"description": "messages by field: a nested field is named by its path, dot-separated "
+                                       "(settings.client_id; a list item by its index, courses.0)",
+                        "type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
         "Error": {"type": "object", "required": ["error_code", "message"],
                   "properties": {"error_code": {"type": "integer"}, "message": {"type": "string"},
-                                 "errors": {"description": "messages by field", "type": "object"}}},
+                                 "errors": {"$ref": "#/components/schemas/FieldErrors"}}},
         "DeadLetter": dead_letter,
         "RedriveSelection": {"type": "object", "additionalProperties": False, "properties": {
             "ids": {"type": "array", "items": {"type": "string"}},
             "stage": {"type": "string", "enum": ["request", "mapping", "validation", "delivery"]},
             "reason": {"type": "string"}, "since": {"type": "string", "format": "date-time"},
             "until": {"type": "string", "format": "date-time"}}},
-        "Redriven": {"type": "object", "properties": {
+        "Redriven": {"type": "object", "required": ["redriven", "not_redriven", "requests"], "properties": {
             "redriven": {"type": "array", "items": {"type": "string"}},
             "not_redriven": {"type": "object", "additionalProperties": {"type": "string"}},
             "requests": {"type": "array", "items": {"type": "string"}}}},
-        "Validation": {"type": "object", "properties": {"provider": {"type": "string"},
-                                                        "error_count": {"type": "integer"},
-                                                        "errors": {"type": "object"}}},
+        "Validation": {"type": "object", "required": ["provider", "error_count", "errors"],
+                       "properties": {"provider": {"type": "string"}, "error_count": {"type": "integer"},
+                                      "errors": {"$ref": "#/components/schemas/FieldErrors"}}},
+        "SecretReference": secret_ref,
+        "Provider": {"type": "object", "required": ["name", "version", "title", "scopes", "settings",
+                                                    "secret_settings", "settings_schema"], "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"}, "title": {"type": "string"},
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "settings": {"description": "the settings' names", "type": "array", "items": {"type": "string"}},
+            "secret_settings": {"description": "the settings given as secret references",
+                                "type": "array", "items": {"type": "string"}},
+            "settings_schema": {"description": "the settings' JSON Schema (draft 2020-12): the connection's "
+                                               "settings object", "type": "object"}}},
         "AuditEntry": {"description": "a write, or a refused token, as recorded on the audit topic (never a token, "
                                       "a secret or a body)", "type": "object", "properties": {
             "id": {"type": "string"}, "time": {"type": "string", "format": "date-time"},
             **object_schema(s.AuditDataSchema)["properties"]}},
-        "Runs": {"type": "object", "properties": {
+        "Runs": {"type": "object", "required": ["connection", "revision", "paused", "phase", "runs"], "properties": {
             "connection": {"type": "string"}, "revision": {"type": "integer"}, "paused": {"type": "boolean"},
             "phase": {"type": ["string", "null"]},
             "runs": {"type": "array", "items": {"$ref": "#/components/schemas/SyncStatus"}}}},
+        "Version": {"type": "object", "required": ["version", "connections"], "properties": {
+            "version": {"type": "string"}, "connections": {"type": "integer"}}},
+        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+        "Readiness": {"type": "object", "required": ["ready", "checks"], "properties": {
+            "ready": {"type": "boolean"}, "checks": {"type": "object", "additionalProperties": {"type": "boolean"}},
+            "error": {"type": "string"}}},
     }
-    ok = {"description": "up", "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {name: clientable(schema) for name, schema in schemas.items()}
+
+
+def document() -> dict[str, Any]:
+    schemas = _schemas()
     paths = {
-        "/": {"get": {"summary": "the server's version", "operationId": "root", "responses": {"200": ok, **_errors()}}},
+        "/": {"get": {"summary": "the server's version", "operationId": "root",
+                      "responses": {"200": _answer("the version and how many connections the token sees", "Version"),
+                                    **_errors()}}},
         "/providers": {"get": {"summary": "installed providers and their settings", "operationId": "listProviders",
                                "responses": {"200": {"description": "providers", "content": {"application/json": {
-                                   "schema": {"type": "array", "items": {"type": "object"}}}}}, **_errors()}}},
+                                   "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Provider"}}}}}, **_errors()}}},
         "/providers/{provider}/config/validate": {"put": {
             "summary": "check a connection for this provider without storing it", "operationId": "validate",
             "parameters": [{"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}}],
             "requestBody": {"required": True, "content": _json("ConnectionBody")},
             "responses": {"200": _answer("the errors by field (none: it would be stored)", "Validation"),
-                          **_errors("400", "413", "422")}}},
+                          **_errors("400", "404", "413", "422")}}},
         "/connections": {
             "get": {"summary": "every connection", "operationId": "listConnections", "responses": {
                 "200": {"description": "connections", "content": {"application/json": {"schema": {
@@ -147,22 +228,23 @@ def document() -> dict[str, Any]:
                        "responses": {"204": {"description": "deleted"}, **_errors("400", "404", "409", "503")}}},
         "/connections/{name}/pause": {"parameters": [NAME], "put": {
             "summary": "stop the connection's schedule (requests sent to it still run)", "operationId": "pause",
-            "responses": {"202": {"description": "paused"}, **_errors("404", "503")}}},
+            "responses": {"202": _answer("paused: the connection as listed", "ConnectionListed"),
+                          **_errors("404", "503")}}},
         "/connections/{name}/resume": {"parameters": [NAME], "put": {
             "summary": "restart the connection's schedule", "operationId": "resume",
-            "responses": {"202": {"description": "resumed"}, **_errors("404", "503")}}},
+            "responses": {"202": _answer("resumed: the connection as listed", "ConnectionListed"),
+                          **_errors("404", "503")}}},
         "/connections/{name}/syncs": {"parameters": [NAME], "post": {
             "summary": "request a sync (scope, mode, dry run, replay filters)", "operationId": "requestSync",
             "requestBody": {"required": False, "content": _json("SyncParameters")},
-            "responses": {"202": {"description": "published", "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"request_id": {"type": "string"}, "connection": {"type": "string"},
-                                                 "scope": {"type": "string"}, "mode": {"type": "string"}}}}}},
+            "responses": {"202": _answer("published", "SyncRequested"),
                           **_errors("400", "404", "413", "422", "503")}}},
         "/connections/{name}/status": {"parameters": [NAME], "get": {
             "summary": "the connection's current phase and latest runs", "operationId": "status",
-            "parameters": [LIMIT], "responses": {"200": _answer("runs, newest last", "Runs"), **_errors("404")}}},
+            "parameters": [LIMIT], "responses": {"200": _answer("runs, newest last", "Runs"), **_errors("400", "404")}}},
         "/connections/{name}/deadletters": {"parameters": [NAME], "get": {
-            "summary": "the connection's dead letters", "operationId": "listDeadLetters", "parameters": [*FILTERS, LIMIT],
+            "summary": "the dead letters of a connection, live or deleted (404: no connection of that name was "
+                       "ever stored)", "operationId": "listDeadLetters", "parameters": [*FILTERS, LIMIT],
             "responses": {"200": {"description": "dead letters, oldest first", "content": {"application/json": {
                 "schema": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}}}},
                 **_errors("400", "404", "422")}}},
@@ -178,11 +260,16 @@ def document() -> dict[str, Any]:
                 "type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}},
                 **_errors("400", "422", "503")}}},
     }
-    for path, what in (("/health", "200 while the process serves"), ("/ready", "200 when ready, else 503"),
-                       ("/metrics", "Prometheus metrics"), ("/openapi.json", "this document")):
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    for path, what, answers in (
+            ("/health", "200 while the process serves", {"200": _answer("serving", "Health")}),
+            ("/ready", "200 when ready, else 503", {"200": _answer("ready", "Readiness"),
+                                                    "503": _answer("not ready: the checks say which", "Readiness")}),
+            ("/metrics", "Prometheus metrics", {"200": {"description": "Prometheus' text format", "content": text}}),
+            ("/openapi.json", "this document", {"200": {"description": "this document", "content": {
+                "application/json": {"schema": {"type": "object"}}}}})):
         paths[path] = {"get": {"summary": what, "operationId": path.strip("/").replace(".", "_"), "security": [],
-                               "responses": {"200": {"description": what}, **(
-                                   {"503": {"description": "not ready"}} if path == "/ready" else {})}}}
+                               "responses": answers}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Learning connector host: admin API", "version": __version__,

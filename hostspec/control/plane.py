@@ -87,7 +87,7 @@ class ControlPlane:
 
     # -- connections ---------------------------------------------------------------------------
     def connections(self) -> list[dict[str, Any]]:
-        return [self._listed(d) for _n, d in sorted(self.log.documents().items())]
+        return [self.listed(d) for _n, d in sorted(self.log.documents().items())]
 
     def connection(self, name: str) -> dict[str, Any]:
         doc = self.log.document(name)
@@ -188,7 +188,8 @@ class ControlPlane:
         return doc
 
     @staticmethod
-    def _listed(doc: Mapping[str, Any]) -> dict[str, Any]:
+    def listed(doc: Mapping[str, Any]) -> dict[str, Any]:
+        """What ``GET /connections`` shows of a connection (no settings)."""
         return {k: doc[k] for k in ("connection", "provider", "tenant", "group_id", "paused", "revision",
                                     "changed_by", "changed_at")}
 

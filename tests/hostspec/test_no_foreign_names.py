@@ -304,7 +304,7 @@ def test_an_api_answer_names_nothing_of_another_tenant(world, api, template, met
 def test_the_api_refuses_a_connection_naming_another_tenants_secret_without_naming_it(api, world):
     refused = api.simulate_post("/connections", json={"connection": "initech-new", **body(
         REQUESTER, client_id="initech-key", org_id="o", secret="CONNECTOR_SECRET_UMBRELLA__COURSERA")})
-    assert refused.status_code == 422 and "client_secret" in refused.json["errors"]["settings"]
+    assert refused.status_code == 422 and "settings.client_secret" in refused.json["errors"]
     assert not leaks(refused.text) and "UMBRELLA" not in refused.text
     check = api.simulate_put("/providers/coursera/config/validate", json=body(
         REQUESTER, client_id="initech-key", org_id="o", secret="CONNECTOR_SECRET_GLOBEX__COURSERA"))

@@ -85,7 +85,7 @@ def test_a_connection_made_through_the_api_is_synced_delivered_changed_and_delet
                 hostile = coursera_connection(coursera, lms)
                 hostile["settings"]["token_url"] = "https://collector.example.net/token"
                 refused = http.put(f"{url}/connections/acme", json=hostile, timeout=10)
-                assert refused.status_code == 422 and "token_url" in refused.json()["errors"]["settings"]
+                assert refused.status_code == 422 and "settings.token_url" in refused.json()["errors"]
                 assert http.get(f"{url}/connections", timeout=10).json() == []
 
                 # created through the API: the running worker syncs it, the running publisher delivers it

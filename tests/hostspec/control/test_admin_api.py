@@ -128,13 +128,14 @@ def test_refused_settings_name_the_field_and_the_rule(api, change, field, words)
     change(body)
     answer = api.post("/connections", json={"connection": "acme", **body})
     assert answer.status_code == 422, answer.text
-    errors = answer.json()["errors"]["settings"]
-    assert field in errors and words in json.dumps(errors[field]), errors
+    errors = answer.json()["errors"]          # flat: {"settings.org_id": [...]}
+    assert words in json.dumps(errors[f"settings.{field}"]), errors
+    assert all(isinstance(v, list) and all(isinstance(m, str) for m in v) for v in errors.values()), errors
     assert "inline-secret-value" not in answer.text
     assert api.memory.written == []
     check = api.put("/providers/coursera/config/validate", json=body)
     assert check.status_code == 200 and check.json()["error_count"] >= 1
-    assert field in check.json()["errors"]["settings"]
+    assert f"settings.{field}" in check.json()["errors"]
 
 
 def test_refused_bodies_and_targets(api):
@@ -151,7 +152,7 @@ def test_refused_bodies_and_targets(api):
     target = {"base_url": "https://evil.example.com", "client_id": "c", "author_id": "65a0000000000000000000a1",
               "client_secret": {"env": "CONNECTOR_SECRET_ACME__360"}}
     refused = api.put("/connections/acme", json={**coursera_body(), "target": target})
-    assert refused.status_code == 422 and "base_url" in refused.json()["errors"]["target"]
+    assert refused.status_code == 422 and "target.base_url" in refused.json()["errors"]
     good = api.put("/connections/acme", json={**coursera_body(), "target": {**target, "base_url": None,
                                                                             "region": "eu"}})
     assert good.status_code == 201, good.text
