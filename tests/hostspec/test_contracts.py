@@ -30,6 +30,49 @@ def test_asyncapi_names_every_topic_and_type():
     assert names == set(ev.EVENT_TYPES)
 
 
+def test_the_asyncapi_bundle_is_self_contained_and_says_what_the_split_files_say():
+    """A registry given only asyncapi.bundle.json resolves every payload (issue 29)."""
+    split = json.loads((SCHEMAS / "asyncapi.json").read_text())
+    bundle = json.loads((SCHEMAS / "asyncapi.bundle.json").read_text())
+    refs = [v for _p, node in _nodes(bundle) for k, v in node.items() if k == "$ref"]
+    assert refs and all(r.startswith("#/") for r in refs), [r for r in refs if not r.startswith("#/")]
+    assert {k: v for k, v in bundle.items() if k != "components"} == {k: v for k, v in split.items() if k != "components"}
+    for key, message in bundle["components"]["messages"].items():
+        payload = bundle["components"]["schemas"][message["payload"]["$ref"].rsplit("/", 1)[1]]
+        own = json.loads((SCHEMAS / split["components"]["messages"][key]["payload"]["$ref"]).read_text())
+        assert payload == {k: v for k, v in own.items() if k not in ("$schema", "$id")}, key
+
+
+def _nodes(value, path=""):
+    if isinstance(value, dict):
+        yield path, value
+        for k, v in value.items():
+            yield from _nodes(v, f"{path}/{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _nodes(v, f"{path}/{i}")
+
+
+@pytest.mark.parametrize("type_", ev.EVENT_TYPES)
+def test_no_event_schema_takes_a_null_subject(type_):
+    """CloudEvents' spec and SDKs refuse a null attribute: the schema says a subject is a string
+    (left out when unknown), and the code writes none null."""
+    schema = json_validator(type_).schema
+    assert schema["properties"]["subject"] == {"type": "string", "minLength": 1}
+    envelope = {"specversion": "1.0", "id": "i", "source": "s", "type": type_, "subject": None,
+                "time": "2026-01-01T00:00:00Z", "datacontenttype": "application/json",
+                "dataschema": schema["$id"], "partitionkey": "k", "data": {}}
+    assert any(e.path and e.path[0] == "subject" for e in json_validator(type_).iter_errors(envelope))
+
+
+def test_an_older_event_s_null_subject_is_read_as_left_out(sample_events):
+    event = next(e for e in sample_events if e.type == ev.SYNC_STATUS)
+    raw = {**json.loads(event.to_json()), "subject": None}
+    assert "subject" not in ev.parse_event(json.dumps(raw)).body
+    with pytest.raises(ValidationError):
+        ev.parse_event(json.dumps({**raw, "subject": ""}))
+
+
 @pytest.fixture(scope="module")
 def sample_events(tmp_path_factory):
     from connector_coursera.sandbox import OrgSpec
@@ -211,11 +254,12 @@ def test_the_asyncapi_document_passes_the_asyncapi_parser():
         install = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=folder, capture_output=True,
                                  text=True, timeout=600)
         assert install.returncode == 0, install.stderr[-2000:]
-    check = subprocess.run(["node", "validate.mjs", str(SCHEMAS / "asyncapi.json")], cwd=folder,
-                           capture_output=True, text=True, timeout=120)
-    assert check.returncode == 0, check.stdout + check.stderr
-    summary = json.loads(check.stdout.strip().splitlines()[-1])
-    assert summary["errors"] == 0 and summary["channels"] == len(json.loads((SCHEMAS / "asyncapi.json").read_text())["channels"])
+    for name in ("asyncapi.json", "asyncapi.bundle.json"):     # the split files, and the one-file bundle
+        check = subprocess.run(["node", "validate.mjs", str(SCHEMAS / name)], cwd=folder,
+                               capture_output=True, text=True, timeout=120)
+        assert check.returncode == 0, check.stdout + check.stderr
+        summary = json.loads(check.stdout.strip().splitlines()[-1])
+        assert summary["errors"] == 0 and summary["channels"] == len(json.loads((SCHEMAS / name).read_text())["channels"])
 
 
 def test_the_provider_guide_s_field_rules_are_generated_from_the_schemas():
