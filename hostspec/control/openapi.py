@@ -250,7 +250,8 @@ def document() -> dict[str, Any]:
                 **_errors("400", "404", "422")}}},
         "/connections/{name}/deadletters/redrive": {"parameters": [NAME], "post": {
             "summary": "send dead letters again: refused requests as new requests, records as a full sync of "
-                       "their connection; each re-drive leaves a queued status", "operationId": "redrive",
+                       "their connection; each re-drive leaves a queued status (since and until in the query "
+                       "or the body, not both: 422)", "operationId": "redrive",
             "parameters": FILTERS[2:], "requestBody": {"required": False, "content": _json("RedriveSelection")},
             "responses": {"202": _answer("published", "Redriven"), **_errors("400", "404", "413", "422", "503")}}},
         "/audit": {"get": {
