@@ -59,6 +59,11 @@ class SettingsRefused(ConfigError):
         super().__init__(message)
 
 
+class DocumentRefused(SettingsRefused):
+    """A connection document breaks the event schema itself (a field unknown, missing or
+    mistyped), before its provider's settings or the policy are looked at."""
+
+
 class RevisionConflict(ConfigError):
     """A connection change was computed from a revision that is no longer the latest (another
     writer changed it meanwhile); nothing was stored (HTTP 409)."""
@@ -185,6 +190,7 @@ class RecordRejected(Exception):
 __all__ = [
     "ConfigError",
     "DeliveryError",
+    "DocumentRefused",
     "EventTooLarge",
     "HostError",
     "InvalidRequestError",

@@ -22,7 +22,7 @@ from marshmallow import ValidationError
 
 from hostspec import events as ev
 from hostspec.config.connections import ConnectionStore, describe_messages
-from hostspec.errors import HostError, SettingsRefused
+from hostspec.errors import DocumentRefused, HostError, SettingsRefused
 from hostspec.config.policy import SettingsPolicy
 from hostspec.config.schedule import jobs_of
 
@@ -82,13 +82,13 @@ def check(doc: Mapping[str, Any], plugins: HostPluginManager, policy: SettingsPo
           target_check: TargetCheck | None = None) -> None:
     """Refuse a document that would not work or breaks the policy, before it is stored.
 
-    :raise SettingsRefused: with the messages of the event schema, the provider's settings
-        schema, the policy or the publisher's target check, by field.
+    :raise SettingsRefused: with the messages of the event schema (:class:`DocumentRefused`),
+        the provider's settings schema, the policy or the publisher's target check, by field.
     """
     try:
         ev.validate_data(ev.CONNECTION, dict(doc))
     except ValidationError as exc:
-        raise SettingsRefused(f"connection document refused: {describe_messages(exc.messages)}", exc.messages) from None
+        raise DocumentRefused(f"connection document refused: {describe_messages(exc.messages)}", exc.messages) from None
     if doc.get("deleted"):
         return
     name = doc["connection"]

@@ -53,6 +53,7 @@ from hostspec.event_schemas import NAME
 from hostspec.errors import (
     ConfigError,
     DeliveryError,
+    DocumentRefused,
     HostError,
     InvalidRequestError,
     SettingsRefused,
@@ -167,11 +168,17 @@ class Providers(_Resource):
 
 
 class Validate(_Resource):
+    """Kafka Connect's config validation: 200 with the errors of the settings and the target (the
+    provider's schema, the deployment's policy, the publisher's target rules); a body that is not
+    a connection at all (its own fields: unknown, missing, mistyped) is refused with 422, as
+    ``PUT /connections/{name}`` would refuse it."""
+
     def on_put(self, req: falcon.Request, resp: falcon.Response, provider: str) -> None:
         body = _body(req, required=True)
         if provider not in self.plane.plugins.providers:
             raise _error(404, f"no provider {provider!r}; installed: {', '.join(sorted(self.plane.plugins.providers))}")
-        name = body.pop("connection", None) or "validation"
+        name = body.pop("connection", "validation")
+        _name_ok(name)
         if body.get("provider", provider) != provider:
             raise _error(422, f"the body names another provider than the path ({provider!r})",
                          {"provider": [f"must be {provider!r} (the path's) or left out"]})
@@ -179,12 +186,13 @@ class Validate(_Resource):
         check_tenant(req, body.get("tenant"))
         try:
             self.plane.validate(name, body)
-            errors: Any = {}
+            errors: dict[str, list[str]] = {}
+        except DocumentRefused as exc:     # not a connection at all: as PUT would refuse it
+            raise _host_error(exc) from None
         except SettingsRefused as exc:
-            errors = exc.messages
+            errors = field_errors.flat(exc.messages)
         except HostError as exc:
             raise _host_error(exc) from None
-        errors = field_errors.flat(errors)
         resp.media = {"provider": provider, "error_count": field_errors.count(errors), "errors": errors}
 
 
@@ -368,8 +376,10 @@ def _if_match(req: falcon.Request) -> int | None:
     return int(match.group(1))
 
 
-def _name_ok(name: str) -> None:
+def _name_ok(name: Any) -> None:
     try:
+        if not isinstance(name, str):
+            raise ValidationError("not a string")
         NAME(name)
     except ValidationError:
         raise _error(422, "the connection name must be letters, digits, '_', '.', ':' or '-' (128 at most)",

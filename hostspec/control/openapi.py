@@ -63,8 +63,16 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _json(ref: str) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+def _json(ref: str, example: Any = None) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"},
+                                 **({"example": example} if example is not None else {})}}
+
+
+# a connection a deployment with the Coursera provider stores as it is (its secret in the
+# tenant's environment namespace): the bodies' example
+EXAMPLE_BODY = {"tenant": "acme", "provider": "coursera", "group_id": "65a1b2c3d4e5f60718293a4b",
+                "settings": {"org_id": "DjYCkBQTQV69TtWA7RuNug", "client_id": "acme-key",
+                             "client_secret": {"env": "CONNECTOR_SECRET_ACME__COURSERA"}}}
 
 
 def _answer(description: str, ref: str | None = None) -> dict[str, Any]:
@@ -140,6 +148,10 @@ def _schemas() -> dict[str, Any]:
     schemas = {
         "Connection": connection, "ConnectionOptions": object_schema(s.ConnectionOptionsSchema),
         "ConnectionBody": body, "NewConnection": new, "ConnectionListed": listed,
+        "ValidationBody": {**body, "description": "a connection to check: a ConnectionBody, optionally named, its "
+                                                  "provider the path's (given or not)",
+                           "required": [r for r in body["required"] if r != "provider"],
+                           "properties": {"connection": connection["properties"]["connection"], **body["properties"]}},
         "SyncParameters": sync, "SyncRequested": {"type": "object", "required": ["request_id", "connection", "scope",
                                                                                 "mode"], "properties": {
             "request_id": {"type": "string"}, "connection": {"type": "string"}, "scope": {"type": "string"},
@@ -204,15 +216,17 @@ def document() -> dict[str, Any]:
         "/providers/{provider}/config/validate": {"put": {
             "summary": "check a connection for this provider without storing it", "operationId": "validate",
             "parameters": [{"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "requestBody": {"required": True, "content": _json("ConnectionBody")},
-            "responses": {"200": _answer("the errors by field (none: it would be stored)", "Validation"),
+            "requestBody": {"required": True, "content": _json("ValidationBody", EXAMPLE_BODY)},
+            "responses": {"200": _answer("the errors of the settings and the target by field (none: it would be "
+                                         "stored); a body that is not a connection answers 422", "Validation"),
                           **_errors("400", "404", "413", "422")}}},
         "/connections": {
             "get": {"summary": "every connection", "operationId": "listConnections", "responses": {
                 "200": {"description": "connections", "content": {"application/json": {"schema": {
                     "type": "array", "items": {"$ref": "#/components/schemas/ConnectionListed"}}}}}, **_errors()}},
             "post": {"summary": "create a connection", "operationId": "createConnection",
-                     "requestBody": {"required": True, "content": _json("NewConnection")},
+                     "requestBody": {"required": True, "content": _json(
+                         "NewConnection", {"connection": "acme-coursera", **EXAMPLE_BODY})},
                      "responses": {"201": _answer("stored (acknowledged by Kafka)", "Connection"),
                                    **_errors("400", "409", "413", "422", "503")}}},
         "/connections/{name}": {
@@ -220,7 +234,8 @@ def document() -> dict[str, Any]:
             "get": {"summary": "a connection's document", "operationId": "getConnection",
                     "responses": {"200": _answer("the latest revision", "Connection"), **_errors("404")}},
             "put": {"summary": "create or replace a connection", "operationId": "putConnection",
-                    "parameters": [IF_MATCH], "requestBody": {"required": True, "content": _json("ConnectionBody")},
+                    "parameters": [IF_MATCH],
+                    "requestBody": {"required": True, "content": _json("ConnectionBody", EXAMPLE_BODY)},
                     "responses": {"200": _answer("replaced", "Connection"), "201": _answer("created", "Connection"),
                                   **_errors("400", "409", "413", "422", "503")}},
             "delete": {"summary": "delete a connection: its schedule stops, its pending requests end refused",
