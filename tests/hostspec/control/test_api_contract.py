@@ -86,6 +86,10 @@ def test_validate_needs_a_body_and_a_known_provider(api):
     unknown = api.call("root", "PUT", "/providers/nope/config/validate", json=body("acme"))
     assert unknown.status_code == 404 and "nope" in unknown.json["message"]
     assert api.call("root", "POST", "/connections").status_code == 400
+    not_a_connection = api.call("root", "PUT", "/providers/coursera/config/validate", json={**body("acme"), "x": 1})
+    assert not_a_connection.status_code == 422 and "x" in not_a_connection.json["errors"]
+    bad_name = api.call("root", "PUT", "/providers/coursera/config/validate", json={**body("acme"), "connection": {}})
+    assert bad_name.status_code == 422
     assert api.call("root", "PUT", "/connections/acme-c").status_code == 400
 
 
