@@ -298,7 +298,7 @@ def document() -> dict[str, Any]:
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "servers": [{"url": "http://localhost:8083"}],
         "security": [{"bearer": []}],
-        "paths": paths,
+        "paths": clientable(paths),     # routes added in blocks of their own are written so too
         "components": {"schemas": schemas,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                                       "description": "a token of a principal with a role (a hashed tokens "
