@@ -19,6 +19,7 @@ from hostspec.control.tokens import PLATFORM_ADMIN, Tokens, write_token
 from hostspec.engine.plugins import HostPluginManager
 from hostspec.ops.console import UsageError, port
 from hostspec.ops.health import HttpServer
+from hostspec.transport.liveness import BrokerProbe
 
 
 def api_tokens(args: argparse.Namespace) -> Tokens:
@@ -40,7 +41,9 @@ def cmd_api(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     tokens = api_tokens(args)
     plane = admin.control_plane(args, plugins)
     trail = KafkaAudit(plane.kafka, plane.topics.audit)
-    app = make_app(plane, tokens, trail=trail, rate=TenantRate(args.tenant_rate, args.tenant_burst))
+    broker = BrokerProbe(plane.kafka).start()     # /ready: 503 within seconds of Kafka going away
+    app = make_app(plane, tokens, trail=trail, rate=TenantRate(args.tenant_rate, args.tenant_burst),
+                   kafka=broker.alive)
     server = HttpServer(app, args.port, args.addr, threads=args.threads)
     print(f"connector-host: admin API on http://{args.addr}:{server.port}/ ({tokens.describe()}; audit on "
           f"{trail.topic})", file=sys.stderr)
@@ -52,6 +55,7 @@ def cmd_api(args: argparse.Namespace, plugins: HostPluginManager) -> int:
         stopped.wait()
     finally:
         server.close()
+        broker.close()
         trail.close()
         plane.close()
     return EXIT_OK

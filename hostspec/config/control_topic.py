@@ -29,6 +29,7 @@ from hostspec import events as ev
 from hostspec.config.connections import ConnectionStore
 from hostspec.errors import DeliveryError, HostError, RevisionConflict, TransportError
 from hostspec.config.policy import SettingsPolicy
+from hostspec.ops import metrics
 from hostspec.topics import Topics
 from hostspec.transport.admin import await_topics, ensure_topics
 from hostspec.transport.cloudevents import STRUCTURED, structured_value
@@ -134,6 +135,7 @@ class ConnectionLog(Documents):
 
     def start(self, *, timeout_s: float = 60) -> "ConnectionLog":
         """Read the topic to its current end (then follow it in the background)."""
+        metrics.export(metrics.CONTROL_TOPIC_OK)    # only a process following the control topic has it
         consumer = kafka_client(self._config, KafkaConsumer, group_id=None, enable_auto_commit=False,
                            isolation_level="read_committed")
         try:
@@ -181,6 +183,7 @@ class ConnectionLog(Documents):
             except Exception as exc:  # noqa: BLE001 - the broker away: keep the documents read, try again
                 if self._stop.is_set():
                     return
+                metrics.CONTROL_TOPIC_OK.set(0)
                 log.warning("control topic %s not readable (%s: %s); the connections read stay in use",
                             self.topic, type(exc).__name__, exc)
                 self._stop.wait(1.0)
@@ -201,6 +204,8 @@ class ConnectionLog(Documents):
                 self._positions.update(positions)
                 if not self._ready.is_set() and all(self._positions.get(p, 0) >= end for p, end in ends.items()):
                     self._ready.set()
+                if self._ready.is_set():
+                    metrics.CONTROL_TOPIC_OK.set(1)
                 self._cond.notify_all()
             if changed and self._on_change is not None and self._ready.is_set():
                 try:

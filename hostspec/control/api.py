@@ -33,7 +33,7 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import falcon
 from marshmallow import ValidationError
@@ -41,6 +41,7 @@ from marshmallow import ValidationError
 from hostspec import __version__
 from hostspec.control import audit
 from hostspec.ops import health
+from hostspec.ops.http_metrics import RequestMetrics
 from hostspec.control import redrive
 from hostspec.control.access import Access, check_name_free, check_sync, check_tenant, principal, visible
 from hostspec.control.rate import TenantRate
@@ -375,20 +376,22 @@ def routes(plane: ControlPlane, trail: audit.MemoryAudit | audit.KafkaAudit | No
 
 
 def make_app(plane: ControlPlane, tokens: Tokens | Mapping[str, Secret], *,
-             trail: audit.MemoryAudit | audit.KafkaAudit | None = None, rate: TenantRate | None = None) -> falcon.App:
+             trail: audit.MemoryAudit | audit.KafkaAudit | None = None, rate: TenantRate | None = None,
+             kafka: Callable[[], bool] | None = None) -> falcon.App:
     """The API on ``plane``. ``tokens``: a :class:`Tokens`, or ``--token`` references (platform
     admins); ``trail``: where audit events go (default: kept in memory); ``rate``: each tenant's
-    request rate (default 10 per second, bursts of 20)."""
+    request rate (default 10 per second, bursts of 20); ``kafka``: whether Kafka answers now
+    (a :class:`hostspec.transport.liveness.BrokerProbe`'s ``alive``), a ``/ready`` check."""
     tokens = tokens if isinstance(tokens, Tokens) else Tokens(tokens)
     trail = trail if trail is not None else audit.MemoryAudit()
     rate = rate if rate is not None else TenantRate(10, 20)
-    app = falcon.App(middleware=[audit.AuditMiddleware(trail), Access(tokens, plane.log, rate, PUBLIC)])
+    app = falcon.App(middleware=[RequestMetrics(), audit.AuditMiddleware(trail), Access(tokens, plane.log, rate, PUBLIC)])
     app.add_error_handler(ApiError, ApiError.handle)
     app.set_error_serializer(_serialize_http_error)
     for path, resource in routes(plane, trail).items():
         app.add_route(path, resource)
     app.add_route("/openapi.json", OpenApi())
-    health.add_routes(app, lambda: {"control_topic": plane.log.ready})
+    health.add_routes(app, lambda: {"control_topic": plane.log.ready, **({"kafka": kafka()} if kafka else {})})
     return app
 
 
