@@ -385,7 +385,9 @@ def make_app(plane: ControlPlane, tokens: Tokens | Mapping[str, Secret], *,
     tokens = tokens if isinstance(tokens, Tokens) else Tokens(tokens)
     trail = trail if trail is not None else audit.MemoryAudit()
     rate = rate if rate is not None else TenantRate(10, 20)
-    app = falcon.App(middleware=[RequestMetrics(), audit.AuditMiddleware(trail), Access(tokens, plane.log, rate, PUBLIC)])
+    router = falcon.routing.CompiledRouter()      # shared with the metrics: a refused request has its route too
+    app = falcon.App(router=router, middleware=[RequestMetrics(router.find), audit.AuditMiddleware(trail),
+                                                Access(tokens, plane.log, rate, PUBLIC)])
     app.add_error_handler(ApiError, ApiError.handle)
     app.set_error_serializer(_serialize_http_error)
     for path, resource in routes(plane, trail).items():

@@ -73,7 +73,8 @@ class ConnectionErrorLimit(logging.Filter):
 
     PATTERNS = ("No node available", "ECONNREFUSED", "Connection refused", "Connection failed", "Connection lost",
                 "socket disconnected", "Abort (", "Metadata refresh: failed", "Request timed out", "Bootstrap",
-                "Unable to connect", "KafkaConnectionError", "NodeNotReadyError", "connect attempt")
+                "Unable to connect", "KafkaConnectionError", "NodeNotReadyError", "connect attempt",
+                "Error receiving network data", "Error sending request data", "Connection reset")
     _ADDRESS = re.compile(r"\b((?:\d{1,3}\.){3}\d{1,3}|\[[0-9a-fA-F:]+\]|[A-Za-z][\w.-]*):(\d{2,5})\b")
     _NODE = re.compile(r"node_id=([\w-]+)")
 

@@ -84,6 +84,7 @@ class BrokerProbe:
         self.liveness = Liveness(window_s)
         self._ask = ask or self._describe_cluster
         self._client: Any = None
+        self.last_error: BaseException | None = None    # why the last request got no answer
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -106,6 +107,7 @@ class BrokerProbe:
         if counts_as_answer(outcome):
             self.liveness.answered()
             return True
+        self.last_error = outcome
         log.debug("Kafka did not answer the liveness probe: %s: %s", type(outcome).__name__, outcome)
         return False
 
@@ -129,9 +131,29 @@ class BrokerProbe:
     def _describe_cluster(self) -> Any:
         if self._client is None:     # made here, not at start: the broker may be away at start
             timeout_ms = int(self.timeout_s * 1000)
-            self._client = kafka_client(self._config, KafkaAdminClient, request_timeout_ms=timeout_ms,
-                                        bootstrap_timeout_ms=timeout_ms, reconnect_backoff_max_ms=1000)
+            self._client = kafka_client(self._config, lambda **settings: _admin_client({
+                **settings, "request_timeout_ms": timeout_ms, "bootstrap_timeout_ms": timeout_ms,
+                "reconnect_backoff_max_ms": 1000}))
         return self._client.describe_cluster()
+
+
+def _admin_client(settings: dict[str, Any]) -> KafkaAdminClient:
+    """A KafkaAdminClient, its IO thread stopped when it cannot bootstrap (kafka-python 3.0 starts
+    the thread, then raises from the constructor, and leaves the thread running: a probe retrying
+    every few seconds while the broker is away would gather one thread per attempt)."""
+    client = KafkaAdminClient.__new__(KafkaAdminClient)
+    try:
+        client.__init__(**settings)    # type: ignore[misc]
+    except BaseException:
+        for part in ("_client", "_net"):
+            closing = getattr(getattr(client, part, None), "close" if part == "_client" else "stop", None)
+            if closing is not None:
+                try:
+                    closing()
+                except Exception:  # noqa: BLE001 - the error that matters is the one raised
+                    pass
+        raise
+    return client
 
 
 __all__ = ["BrokerProbe", "Liveness", "counts_as_answer"]
