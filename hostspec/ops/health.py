@@ -2,10 +2,13 @@
 
 * ``GET /health``: 200 while the process serves HTTP at all (an orchestrator's liveness probe);
 * ``GET /ready``: 200 when every readiness check passes, 503 otherwise, with the checks in the
-  body: ``{"ready": false, "checks": {"kafka": true, "partitions": false}}``. The worker is ready
-  when it is a member of its group, polled recently and has restored every partition it owns;
-  the publisher likewise with its ledgers; the scheduler when it polls; the admin API when it
-  has read the control topic to its end;
+  body: ``{"ready": false, "checks": {"kafka": true, "partitions": false}}``. ``kafka`` is whether
+  the cluster answers now (:mod:`hostspec.transport.liveness`: false within seconds of the broker
+  going away). The worker is ready when Kafka answers and it is a member of its group (``group``:
+  a generation, a heartbeat answered within the session timeout), polled recently and has
+  restored every partition it owns; the publisher likewise with its ledgers; the scheduler when
+  it polls and Kafka answers; the admin API when it has read the control topic to its end and
+  Kafka answers;
 * ``GET /metrics``: Prometheus' text format (:mod:`hostspec.ops.metrics`).
 
 The admin API mounts the same routes on its own server (:func:`add_routes`).
