@@ -60,22 +60,25 @@ class KafkaNoise(logging.Filter):
 
 
 class ConnectionErrorLimit(logging.Filter):
-    """At most one of kafka-python's connection-error lines per broker every ``interval_s``.
+    """At most one connection-error line per broker every ``interval_s``.
 
     With the broker away, every client of a process reports each reconnection attempt and each
-    failed metadata refresh (``No node available for metadata refresh``, ``Connection failed``,
-    ``socket disconnected`` …): a worker wrote about 40 such lines a second. This filter lets the
-    first line about a broker through, drops the others about it for ``interval_s``, and then lets
-    the next one through with the count of those it dropped. A line names its broker by address
-    (``host:port``) or node id; a line naming none counts against ``any broker``. Other records,
-    and kafka-python's records below WARNING, pass untouched. Shown all at DEBUG level.
+    failed metadata refresh (kafka-python: ``No node available for metadata refresh``,
+    ``Connection failed``, ``socket disconnected`` …; librdkafka, the worker's transactional
+    producers with ``KAFKA_CLIENT=confluent``: its ``FAIL`` lines): a worker wrote about 40 such
+    lines a second. This filter lets the first line about a broker through, drops the others about
+    it for ``interval_s``, and then lets the next one through with the count of those it dropped.
+    A line names its broker by address (``host:port``) or node id; a line naming none counts
+    against ``any broker``. Other records, and kafka-python's records below WARNING, pass
+    untouched. Shown all at DEBUG level.
     """
 
     PATTERNS = ("No node available", "ECONNREFUSED", "Connection refused", "Connection failed", "Connection lost",
                 "socket disconnected", "Abort (", "Metadata refresh: failed", "Request timed out", "Bootstrap",
                 "Unable to connect", "KafkaConnectionError", "NodeNotReadyError", "connect attempt",
                 "Error receiving network data", "Error sending request data", "Connection reset")
-    _ADDRESS = re.compile(r"\b((?:\d{1,3}\.){3}\d{1,3}|\[[0-9a-fA-F:]+\]|[A-Za-z][\w.-]*):(\d{2,5})\b")
+    LIBRDKAFKA = "hostspec.transport.librdkafka"     # librdkafka's log, as hostspec.transport.librdkafka hands it on
+    _ADDRESS = re.compile(r"\b((?:\d{1,3}\.){3}\d{1,3}|\[[0-9a-fA-F:]+\]|[A-Za-z][\w.-]*):(\d{2,5})(?![\d.])")
     _NODE = re.compile(r"node_id=([\w-]+)")
 
     def __init__(self, interval_s: float = 30.0, clock: Any = time.monotonic):
@@ -92,11 +95,17 @@ class ConnectionErrorLimit(logging.Filter):
         node = cls._NODE.search(message)
         return f"node {node.group(1)}" if node else "any broker"
 
+    @classmethod
+    def is_connection_error(cls, logger: str, level: int, message: str) -> bool:
+        if logger == cls.LIBRDKAFKA:
+            return message.startswith("FAIL ")
+        return logger.startswith("kafka") and level >= logging.WARNING and any(p in message for p in cls.PATTERNS)
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith("kafka") or record.levelno < logging.WARNING:
+        if not (record.name.startswith("kafka") or record.name == self.LIBRDKAFKA):
             return True
         message = record.getMessage()
-        if not any(p in message for p in self.PATTERNS):
+        if not self.is_connection_error(record.name, record.levelno, message):
             return True
         broker = self.broker_of(message)
         with self._lock:

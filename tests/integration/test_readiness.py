@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import logging
 import os
 import signal
 import socket
@@ -109,15 +110,17 @@ def _until_all(urls: dict[str, str], status: int, timeout: float) -> dict[str, f
 
 
 def connection_error_lines(log_text: str) -> list[tuple[float, str, str]]:
-    """(time, broker, message) of kafka-python's connection-error lines in a JSON log."""
+    """(time, broker, message) of the Kafka clients' connection-error lines in a JSON log."""
     lines = []
     for line in log_text.splitlines():
         try:
             doc = json.loads(line)
         except ValueError:
             continue
-        message = doc.get("message", "") if isinstance(doc, dict) else ""
-        if doc.get("logger", "").startswith("kafka") and any(p in message for p in ConnectionErrorLimit.PATTERNS):
+        if not isinstance(doc, dict):
+            continue
+        message, level = str(doc.get("message", "")), getattr(logging, str(doc.get("level")), logging.INFO)
+        if ConnectionErrorLimit.is_connection_error(doc.get("logger", ""), level, message):
             ts = calendar.timegm(time.strptime(doc["ts"][:19], "%Y-%m-%dT%H:%M:%S")) + int(doc["ts"][20:23]) / 1000
             lines.append((ts, ConnectionErrorLimit.broker_of(message), message))
     return lines

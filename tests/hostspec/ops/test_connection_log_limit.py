@@ -58,6 +58,21 @@ def test_the_brokers_named_in_kafka_pythons_lines():
         == "node 2"
     assert ConnectionErrorLimit.broker_of("Bootstrap connection to kafka-0.kafka:9092 failed") == "kafka-0.kafka:9092"
     assert ConnectionErrorLimit.broker_of(NO_NODE) == "any broker"
+    assert ConnectionErrorLimit.broker_of(LIBRDKAFKA_FAIL) == "127.0.0.1:52993"
+
+
+LIBRDKAFKA_FAIL = ("FAIL [connector-host#producer-5] [thrd:127.0.0.1:52993/bootstrap]: 127.0.0.1:52993/bootstrap: "
+                   "Connect to ipv4#127.0.0.1:52993 failed: Connection refused (after 0ms in state CONNECT)")
+
+
+def test_librdkafkas_connection_failures_are_limited_too():
+    """With KAFKA_CLIENT=confluent, the worker's producers log librdkafka's FAIL lines (at INFO)."""
+    limit = ConnectionErrorLimit(clock=Clock())
+    shown = [limit.filter(record(LIBRDKAFKA_FAIL.replace("producer-5", f"producer-{i}"),
+                                 name="hostspec.transport.librdkafka", level=logging.INFO)) for i in range(1, 6)]
+    assert shown == [True, False, False, False, False]
+    other = record("transactional id registered", name="hostspec.transport.librdkafka", level=logging.INFO)
+    assert limit.filter(other)
 
 
 def test_the_commands_log_installs_it():
