@@ -35,6 +35,7 @@ from hostspec.transport.admin import await_topics, ensure_topics
 from hostspec.transport.cloudevents import STRUCTURED, structured_value
 from hostspec.transport.config import KafkaConfig, topic_specs
 from hostspec.transport.kafka import kafka_client
+from hostspec.transport.liveness import broker_answering
 from hostspec.transport.producers import make_producer
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class ConnectionLog(Documents):
         self._consumer: KafkaConsumer | None = None
         self._probe: KafkaConsumer | None = None
         self._probe_lock = threading.Lock()
+        self._readable = False          # the last poll of the follower worked
         self.skipped = 0
 
     # -- life ----------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ class ConnectionLog(Documents):
 
     def start(self, *, timeout_s: float = 60) -> "ConnectionLog":
         """Read the topic to its current end (then follow it in the background)."""
-        metrics.export(metrics.CONTROL_TOPIC_OK)    # only a process following the control topic has it
+        self.export_gauge()
         consumer = kafka_client(self._config, KafkaConsumer, group_id=None, enable_auto_commit=False,
                            isolation_level="read_committed")
         try:
@@ -174,6 +176,18 @@ class ConnectionLog(Documents):
     def ready(self) -> bool:
         return self._ready.is_set() and not self._stop.is_set()
 
+    def export_gauge(self) -> None:
+        """``connector_control_topic_ok`` from now on, read from :attr:`healthy` when scraped (only
+        a process following the control topic has it)."""
+        metrics.export(metrics.CONTROL_TOPIC_OK).set_function(lambda: float(self.healthy))  # type: ignore[attr-defined]
+
+    @property
+    def healthy(self) -> bool:
+        """Read to its end and followed: the last poll worked and, where this process runs a
+        broker probe (:mod:`hostspec.transport.liveness`), the broker answers (kafka-python
+        reports most outages as empty polls, not as errors)."""
+        return self.ready and self._readable and broker_answering() is not False
+
     def _follow(self, ends: dict[int, int]) -> None:
         assert self._consumer is not None
         while not self._stop.is_set():
@@ -183,7 +197,7 @@ class ConnectionLog(Documents):
             except Exception as exc:  # noqa: BLE001 - the broker away: keep the documents read, try again
                 if self._stop.is_set():
                     return
-                metrics.CONTROL_TOPIC_OK.set(0)
+                self._readable = False
                 log.warning("control topic %s not readable (%s: %s); the connections read stay in use",
                             self.topic, type(exc).__name__, exc)
                 self._stop.wait(1.0)
@@ -204,8 +218,7 @@ class ConnectionLog(Documents):
                 self._positions.update(positions)
                 if not self._ready.is_set() and all(self._positions.get(p, 0) >= end for p, end in ends.items()):
                     self._ready.set()
-                if self._ready.is_set():
-                    metrics.CONTROL_TOPIC_OK.set(1)
+                self._readable = True
                 self._cond.notify_all()
             if changed and self._on_change is not None and self._ready.is_set():
                 try:

@@ -72,6 +72,16 @@ def counts_as_answer(exc: BaseException | None) -> bool:
     return exc is None or isinstance(exc, BrokerResponseError)
 
 
+_running: list["BrokerProbe"] = []    # the probes started in this process, newest last
+
+
+def broker_answering() -> bool | None:
+    """Whether the probe running in this process hears the broker (None: none runs here), for
+    what reports on Kafka without a probe of its own (the control topic's gauge)."""
+    probes = list(_running)
+    return probes[-1].alive() if probes else None
+
+
 class BrokerProbe:
     """Asks the cluster every ``every_s`` seconds, in a daemon thread, whether it is there
     (see the module's text). :meth:`alive` is what ``/ready`` consults; any thread may call it."""
@@ -92,6 +102,7 @@ class BrokerProbe:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="kafka-liveness", daemon=True)
             self._thread.start()
+            _running.append(self)
         return self
 
     def alive(self) -> bool:
@@ -113,6 +124,8 @@ class BrokerProbe:
 
     def close(self) -> None:
         self._stop.set()
+        if self in _running:
+            _running.remove(self)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.timeout_s + 2)
         client, self._client = self._client, None
@@ -156,4 +169,4 @@ def _admin_client(settings: dict[str, Any]) -> KafkaAdminClient:
     return client
 
 
-__all__ = ["BrokerProbe", "Liveness", "counts_as_answer"]
+__all__ = ["BrokerProbe", "Liveness", "broker_answering", "counts_as_answer"]

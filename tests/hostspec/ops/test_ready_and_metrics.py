@@ -133,28 +133,40 @@ def test_each_source_gauge_is_exported_only_by_a_process_reading_that_source(tmp
 
 
 def test_the_control_topic_gauge_says_whether_the_topic_is_followed():
-    """ConnectionLog sets it: 1 once read to its end, 0 while a poll fails."""
+    """1 once read to its end while its polls work and the broker answers; 0 while a poll fails,
+    or while this process's probe hears no broker (kafka-python mostly reports an outage as
+    empty polls)."""
     from hostspec.config.control_topic import ConnectionLog
+    from hostspec.transport import liveness
 
     log = ConnectionLog(NOWHERE, "t.connections")
+    log.export_gauge()
     polls = iter([{}, RuntimeError("broker away"), {}])
+    seen: list[float] = []
 
     def poll(timeout_ms):
+        seen.append(_value("connector_control_topic_ok"))
         outcome = next(polls, None)
         if outcome is None:
             log._stop.set()
             return {}
         if isinstance(outcome, Exception):
-            seen.append(metrics.CONTROL_TOPIC_OK._value.get())
             raise outcome
         return outcome
 
-    seen: list[float] = []
     log._consumer = SimpleNamespace(poll=poll, assignment=lambda: set(), position=lambda tp: 0)
     log._stop.wait = lambda timeout: None                 # no second's pause after the failure
     log._follow({})
-    assert seen == [1.0] and metrics.CONTROL_TOPIC_OK._value.get() == 1.0
-    metrics.CONTROL_TOPIC_OK.set(0)
+    assert seen == [0.0, 1.0, 0.0, 1.0]                   # not read yet, read, a failed poll, read again
+    log._stop.clear()
+    probe = liveness.BrokerProbe(NOWHERE, ask=lambda: None)
+    liveness._running.append(probe)                       # as start() does, without the thread
+    try:
+        assert _value("connector_control_topic_ok") == 0.0     # the probe has heard nothing yet
+        probe.liveness.answered()
+        assert _value("connector_control_topic_ok") == 1.0
+    finally:
+        probe.close()
 
 
 def test_the_publisher_exports_its_parked_total_even_when_nothing_is_parked():
@@ -166,3 +178,15 @@ def test_the_publisher_exports_its_parked_total_even_when_nothing_is_parked():
     parked = {}
     reader.gauges(force=True)
     assert metrics.PUBLISHER_PARKED_ALL._value.get() == 0 and reader.parked_now == 0
+
+
+def test_the_scheduler_is_ready_only_while_it_polls_and_kafka_answers():
+    from hostspec.runtime.scheduler import Scheduler
+
+    source = SimpleNamespace(source="test", store=lambda: ConnectionStore({}, source="test"))
+    scheduler = Scheduler(source, NOWHERE, Topics())
+    scheduler._last_poll = time.monotonic()
+    scheduler.broker.liveness.answered()
+    assert scheduler.readiness() == {"kafka": True, "connections": True}
+    scheduler.broker.liveness.last_answer = time.monotonic() - 8
+    assert scheduler.readiness() == {"kafka": False, "connections": True}
