@@ -52,7 +52,8 @@ CONNECTIONS_FILE_OK = Gauge("connector_connections_file_ok", "1 when the connect
                             "0 while a broken change is ignored (the last good version stays in use); "
                             "exported only by a process reading a connections file", registry=None)
 CONTROL_TOPIC_OK = Gauge("connector_control_topic_ok", "1 while the control topic is read to its end and "
-                         "followed, 0 while it cannot be read (the connections read stay in use); exported "
+                         "followed, 0 while it cannot be read or the broker does not answer (the connections "
+                         "read stay in use); exported "
                          "only by a process reading the control topic", registry=None)
 CONNECTIONS_FILE_ERRORS = Counter("connector_connections_file_errors_total",
                                   "Changes of the connections file that could not be used")
