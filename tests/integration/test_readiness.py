@@ -51,7 +51,8 @@ def _free_port_pair() -> int:
 class OwnBroker:
     def __init__(self, data: Path):
         self.port = _free_port_pair()
-        self.env = {**os.environ, "KAFKA_PORT": str(self.port), "KAFKA_DATA": str(data)}
+        self.env = {**os.environ, "KAFKA_PORT": str(self.port), "KAFKA_DATA": str(data),
+                    "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m"}     # a second JVM beside the shared broker
         self.pidfile = data / "broker.pid"
 
     @property
