@@ -12,7 +12,8 @@ is another story, told by three topics this module follows and sums up per conne
   their reasons and the newest one's time;
 * the parked topic (``learning.learner_stat.parked.v1``): *parked* counts the items whose latest
   parking is newer than their latest outcome (journal or dead letter): still parked now, not
-  released and delivered nor expired into a dead letter since.
+  released and delivered nor expired into a dead letter since. (An item whose earlier content
+  was delivered and whose newer one is parked counts in both.)
 
 :class:`DeliveryBoard` is the pure aggregation (facts in, answers out); :class:`DeliveryFollower`
 feeds it from the topics in a thread, read once from their start and followed afterwards, so a
