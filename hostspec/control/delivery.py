@@ -9,8 +9,8 @@ is another story, told by three topics this module follows and sums up per conne
   outcome is delivered (an item delivered again counts once), *last delivered at* the newest
   delivery read;
 * the dead-letter topic: *dead-lettered* counts the connection's ``delivery`` stage dead letters
-  (each event once, as ``GET /connections/{name}/deadletters?stage=delivery`` lists them), with
-  their reasons and the newest one's time;
+  (each event once, as ``GET /connections/{name}/deadletters?stage=delivery`` lists them: those
+  the topic's retention keeps, 30 days by default), with their reasons and the newest one's time;
 * the parked topic (``learning.learner_stat.parked.v1``): *parked* counts the items whose latest
   parking is newer than their latest outcome (journal or dead letter): still parked now, not
   released and delivered nor expired into a dead letter since. (An item whose earlier content
@@ -274,16 +274,17 @@ class DeliveryFollower:
                     next_look = clock() + self.retry_s
                     found = [t for t in missing if consumer.partitions_for_topic(t)]
                     if found:
-                        missing = [t for t in missing if t not in found]
                         added = [TopicPartition(t, p) for t in found for p in sorted(consumer.partitions_for_topic(t))]
                         consumer.assign([*positions, *added])
-                        for tp, offset in positions.items():
+                        for tp, offset in positions.items():     # assign() forgets where the others were
                             consumer.seek(tp, offset)
                         consumer.seek_to_beginning(*added)
+                        first_ends = consumer.end_offsets(added) if ends is None else None
                         for tp in added:
                             positions[tp] = consumer.position(tp)
-                        if ends is None:
-                            ends = consumer.end_offsets(added)
+                        missing = [t for t in missing if t not in found]
+                        if first_ends is not None:
+                            ends = first_ends
                     elif ends is None and not positions:
                         ends = {}
                 batches = consumer.poll(timeout_ms=200) if positions else {}
