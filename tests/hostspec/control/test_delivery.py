@@ -262,7 +262,7 @@ def test_a_provider_out_of_reach_is_a_failed_check_not_an_error(checked):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"     # bound, not listening: connections refused
-        checked.put("away", base_url=closed)
+        checked.put("away", base_url=closed, max_attempts=2)
         started = time.monotonic()
         away = _check(checked, "away")
     assert away["ok"] is False and away["checks"][2]["ok"] is False and away["checks"][2]["message"]
