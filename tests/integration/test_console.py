@@ -74,6 +74,8 @@ def test_the_console_shows_a_sync_and_redrives_a_dead_letter(tmp_path, bootstrap
     sync_playwright = _browser_or_skip()
     from playwright.sync_api import expect
 
+    expect.set_options(timeout=WAIT_MS)          # a busy CI machine: every wait has a minute
+
     shots = _shots(tmp_path)
     spec = OrgSpec(contents=6, learners=4, enrollments=12, broken_every=4)     # some records refused by the mapping
     with CourseraSandbox(spec) as coursera:

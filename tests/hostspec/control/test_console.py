@@ -73,3 +73,18 @@ def test_the_package_data_ships_the_console_files():
         assert any(fnmatch.fnmatch(name.removeprefix("hostspec/control/console/"), p) for p in patterns), name
     assert any(line.split()[:2] == ["recursive-include", "hostspec/control/console/static"]
                for line in (root / "MANIFEST.in").read_text().splitlines())
+
+
+def test_a_file_of_an_unknown_type_beside_the_bundle_is_not_served(tmp_path):
+    import falcon
+    import falcon.testing
+
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    (tmp_path / "extra.js").write_text("export {};")
+    (tmp_path / "deploy.env").write_text("TOKEN=x")
+    app = falcon.App()
+    console.add_routes(app, tmp_path)
+    client = falcon.testing.TestClient(app)
+    assert client.simulate_get("/ui/static/extra.js").status_code == 200
+    assert client.simulate_get("/ui/static/deploy.env").status_code == 404
+    assert client.simulate_get("/ui").text == "<!doctype html>"
