@@ -11,37 +11,20 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
-import requests
 
 from connector_coursera.sandbox import CourseraSandbox, OrgSpec
+from tests.browser import ARGS, CHROMIUM, WAIT_MS, page_errors, playwright_or_skip
 
 from .conftest import ServiceProcess, read_topic
 from .test_control_plane import TOKEN, session, start_api
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
-WAIT_MS = 60_000
 GROUP = "65a1b2c3d4e5f60718293a4b"
-
-
-def _browser_or_skip():
-    """Playwright and the system's Chromium; missing under dev/test (REQUIRE_KAFKA=1) is a failure,
-    since dev/test installs Chromium when it is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if sync_playwright is None or not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        if os.environ.get("REQUIRE_KAFKA") == "1":
-            pytest.fail(f"the console's browser test needs Playwright for Python and Chromium at {CHROMIUM}")
-        pytest.skip("no Playwright or no Chromium")
-    return sync_playwright
 
 
 def _shots(tmp_path: Path) -> Path:
@@ -71,10 +54,7 @@ class _Table:
 
 
 def test_the_console_shows_a_sync_and_redrives_a_dead_letter(tmp_path, bootstrap, prefix, topics):
-    sync_playwright = _browser_or_skip()
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=WAIT_MS)          # a busy CI machine: every wait has a minute
+    sync_playwright, expect = playwright_or_skip()
 
     shots = _shots(tmp_path)
     spec = OrgSpec(contents=6, learners=4, enrollments=12, broken_every=4)     # some records refused by the mapping
@@ -99,13 +79,10 @@ def test_the_console_shows_a_sync_and_redrives_a_dead_letter(tmp_path, bootstrap
             worker.wait_for(r"serves partitions \[0", timeout=90)
 
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                 page = browser.new_page(viewport={"width": 1200, "height": 860}, color_scheme="light")
                 page.set_default_timeout(WAIT_MS)
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.on("console", lambda m: errors.append(m.text) if m.type == "error"   # but answers it expects:
-                        and not m.text.startswith("Failed to load resource") else None)  # 401, optional routes' 404
+                errors = page_errors(page)
 
                 # signed out: the page asks for a token; a wrong one is refused, the right one kept
                 page.goto(f"{url}/ui?poll=1000")

@@ -88,3 +88,91 @@ def test_a_file_of_an_unknown_type_beside_the_bundle_is_not_served(tmp_path):
     assert client.simulate_get("/ui/static/extra.js").status_code == 200
     assert client.simulate_get("/ui/static/deploy.env").status_code == 404
     assert client.simulate_get("/ui").text == "<!doctype html>"
+
+
+def _status(n: int, phase: str, started: str, seconds: int) -> dict:
+    return {"request_id": f"00000000-0000-4000-8000-00000000000{n}", "run_id": f"run-{n}", "tenant": "acme",
+            "connection": "acme-c", "provider": "coursera", "scope": "all", "phase": phase, "dry_run": False,
+            "counts": {"courses_emitted": 10 * n, "stats_emitted": n, "rejected": n - 1},
+            "error": {"kind": "provider", "message": "the provider answered 503"} if phase == "failed" else None,
+            "started_at": f"2026-03-01T12:{started}Z", "ended_at": f"2026-03-01T12:{started[:3]}{int(started[3:5]) + seconds:02d}.000Z",
+            "worker": "w1"}
+
+
+RUNS = [_status(3, "failed", "20:00.000", 4), _status(2, "partial", "10:00.000", 9), _status(1, "completed", "00:00.000", 6)]
+LETTERS = [
+    {"id": "dl-2", "time": "2026-03-01T12:10:05.000Z", "stage": "validation", "reason": "a record the schema refused",
+     "connection": "acme-c", "provider": "coursera", "record_id": "c-2", "request_id": RUNS[1]["request_id"],
+     "partition": 0, "offset": 2, "errors": {"title": ["required"]}, "redriven": None},
+    {"id": "dl-1", "time": "2026-03-01T12:00:05.000Z", "stage": "mapping", "reason": "a record the mapping refused",
+     "connection": "acme-c", "provider": "coursera", "record_id": "c-1", "request_id": RUNS[2]["request_id"],
+     "partition": 0, "offset": 1, "errors": None,
+     "redriven": {"by": "api:root", "at": "2026-03-01T12:15:00.000Z", "request_id": "r-9"}},
+]
+
+
+class _Page:
+    """A fleet route as the fleet and delivery helpers serve it (``{"items", "total", "next_cursor"}``)."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def on_get(self, req, resp, **_params):
+        items = [i for i in self.items if req.get_param("connection") in (None, i.get("connection"))]
+        resp.media = {"items": items, "total": len(items), "next_cursor": None}
+
+
+class _Delivery:
+    def on_get(self, _req, resp, name):
+        resp.media = {"connection": name, "delivered": 42 if name == "acme-c" else 0, "dead_lettered": 2,
+                      "parked": 1, "last_delivered_at": "2026-03-01T12:21:00.000Z"}
+
+
+def test_with_the_fleet_and_delivery_routes_the_console_shows_their_figures_and_keeps_to_the_token(
+        plugins, tmp_path, monkeypatch):
+    """The routes the console reads when the API serves them (GET /runs, /deadletters,
+    /connections/{name}/delivery, in the agreed shapes), faked here on the in-memory API; and a
+    tenant_trigger token, to which they answer 403, sees its tenant only and no dead letters."""
+    from hostspec.ops.health import HttpServer
+    from tests.browser import ARGS, CHROMIUM, page_errors, playwright_or_skip
+
+    sync_playwright, expect = playwright_or_skip()
+    api = Api(plugins, tmp_path, monkeypatch)
+    app = api.client.app
+    app.add_route("/runs", _Page(RUNS))
+    app.add_route("/deadletters", _Page(LETTERS))
+    app.add_route("/connections/{name}/delivery", _Delivery())
+    server = HttpServer(app, 0, "127.0.0.1").start()
+    url = f"http://127.0.0.1:{server.port}/ui?poll=60000"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page()
+            errors = page_errors(page)
+            page.goto(url)
+            page.fill("#token", api.tokens["root"])
+            page.click("#signin button[type=submit]")
+            row = page.locator('tr[data-connection="acme-c"]')
+            expect(row.get_by_test_id("health")).to_have_text("failing")       # the newest of /runs
+            expect(row.get_by_test_id("delivered")).to_have_text("42")
+            expect(row.get_by_test_id("dead-lettered")).to_have_text("2")
+            expect(page.locator('tr[data-connection="beta-c"]')).to_have_count(1)
+
+            row.get_by_role("link", name="acme-c").click()
+            expect(page.get_by_test_id("delivered")).to_have_text("42")
+            redriven = page.locator('tr[data-deadletter="dl-1"] td').nth(6)
+            expect(redriven).to_have_text("2026-03-01 12:15:00Z by api:root")
+            expect(page.locator('tr[data-deadletter="dl-2"] td').nth(6)).to_have_text("no")
+
+            page.click("#signout")
+            page.fill("#token", api.tokens["acme-trigger"])
+            page.click("#signin button[type=submit]")
+            expect(page.locator("#deadletters")).to_contain_text("This token may not read dead letters.")
+            page.click("a.brand")
+            expect(page.locator('tr[data-connection="acme-c"]')).to_have_count(1)
+            expect(page.locator('tr[data-connection="beta-c"]')).to_have_count(0)
+            expect(page.locator('tr[data-connection="acme-c"]').get_by_test_id("dead-lettered")).to_have_text("—")
+            browser.close()
+        assert errors == [], errors
+    finally:
+        server.close()
