@@ -104,14 +104,16 @@ async function api(method, path, body) {
   return data;
 }
 
-/** GET a route this API may not serve (yet), or not to this token: null then. */
-async function optional(route, path) {
+/** GET a route this API may not serve (yet), or not to this token: null then. ``learn``: the
+ *  answer says the route is absent (not that an object is), so ask no more until signed out:
+ *  true for a fleet route, and for a connection's route when the connection is known to exist. */
+async function optional(route, path, learn = !route.includes("{")) {
   if (absent.has(route)) return null;
   try {
     return await api("GET", path);
   } catch (error) {
     if (error.status === 404 || error.status === 403 || error.status === 405) {
-      if (route.startsWith("/") && !route.includes("{")) absent.add(route);   // a fleet route: ask no more
+      if (learn) absent.add(route);
       return null;
     }
     throw error;
@@ -122,12 +124,14 @@ async function optional(route, path) {
 
 function signOut(reason) {
   sessionStorage.removeItem(TOKEN_KEY);
+  absent.clear();                  // another token may be served what this one was not
   stopPolling();
   showSignIn(reason);
 }
 
 function showSignIn(reason) {
   document.getElementById("signout").hidden = true;
+  fill(document.getElementById("live"));
   setCrumbs([]);
   const input = el("input", { id: "token", type: "password", autocomplete: "off", required: true,
                               placeholder: "bearer token", "aria-label": "API token" });
@@ -237,9 +241,9 @@ async function lastRuns(connections) {
   const last = new Map();
   if (page) {
     for (const run of page.items) if (run.phase !== "queued" && !last.has(run.connection)) last.set(run.connection, run);
-    return last;
+    if (page.next_cursor === null) return last;      // every run seen: a connection not in it has none
   }
-  await Promise.all(connections.map(async (c) => {
+  await Promise.all(connections.filter((c) => !last.has(c.connection)).map(async (c) => {
     const status = await optional("/connections/{name}/status", `/connections/${enc(c.connection)}/status?limit=5`);
     const runs = status ? status.runs.filter((r) => r.phase !== "queued") : [];
     if (runs.length) last.set(c.connection, runs[runs.length - 1]);
@@ -249,9 +253,10 @@ async function lastRuns(connections) {
 
 /** Delivered and dead-lettered counts: GET …/delivery when served, else the dead letters listed. */
 async function deliveryOf(name) {
-  const delivery = await optional("/connections/{name}/delivery", `/connections/${enc(name)}/delivery`);
+  // a connection of the list just read: a 404 or 403 is the route's (a role is refused a route whatever the connection)
+  const delivery = await optional("/connections/{name}/delivery", `/connections/${enc(name)}/delivery`, true);
   if (delivery) return delivery;
-  const letters = await optional("/connections/{name}/deadletters", `/connections/${enc(name)}/deadletters?limit=1000`);
+  const letters = await optional("/connections/{name}/deadletters", `/connections/${enc(name)}/deadletters?limit=1000`, true);
   return { delivered: null, dead_lettered: letters ? letters.length : null, parked: null, last_delivered_at: null };
 }
 
