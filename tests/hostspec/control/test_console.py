@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from setuptools.config.setupcfg import read_configuration
 
+from hostspec import events as ev
 from hostspec.control import console
 from hostspec.control.access import BROWSER_HEADERS
-from tests.hostspec.api_fakes import Api
+from hostspec.ledger_records import DeliveryFact
+from tests.hostspec.api_fakes import NOW, Api
 
 
 @pytest.fixture
@@ -122,17 +124,23 @@ class _Page:
         resp.media = {"items": items, "total": len(items), "next_cursor": None}
 
 
-class _Delivery:
-    def on_get(self, _req, resp, name):
-        resp.media = {"connection": name, "delivered": 42 if name == "acme-c" else 0, "dead_lettered": 2,
-                      "parked": 1, "last_delivered_at": "2026-03-01T12:21:00.000Z"}
+def _delivered(board) -> None:
+    """Three items delivered and two dead-lettered at delivery, on the API's delivery board."""
+    for n in range(3):
+        board.journal(DeliveryFact(f"course/acme-c/c{n}", "delivered", "acme-c", "acme", NOW.timestamp() + n))
+    for n in range(2):
+        data = {"stage": "delivery", "reason": "target_config", "errors": "refused", "record_id": f"course/acme-c/d{n}",
+                "record": None, "request_id": None, "run_id": None, "tenant": "acme", "connection": "acme-c",
+                "provider": "coursera", "origin": None, "raw_value": None, "raw_encoding": None}
+        board.dead_letter(ev.make_event(ev.RECORD_REJECTED, data, key=f"acme/acme-c/coursera/d{n}", source="/test",
+                                        subject=f"course/acme-c/d{n}", time=NOW, id_content=f"d{n}"))
 
 
 def test_with_the_fleet_and_delivery_routes_the_console_shows_their_figures_and_keeps_to_the_token(
         plugins, tmp_path, monkeypatch):
-    """The routes the console reads when the API serves them (GET /runs, /deadletters,
-    /connections/{name}/delivery, in the agreed shapes), faked here on the in-memory API; and a
-    tenant_trigger token, to which they answer 403, sees its tenant only and no dead letters."""
+    """The fleet routes the console reads when the API serves them (GET /runs, /deadletters in the
+    agreed shapes, faked here on the in-memory API) and the delivery health; and a tenant_trigger
+    token, to which the fleet routes answer 403, sees its tenant only and no dead letters."""
     from hostspec.ops.health import HttpServer
     from tests.browser import ARGS, CHROMIUM, page_errors, playwright_or_skip
 
@@ -141,7 +149,7 @@ def test_with_the_fleet_and_delivery_routes_the_console_shows_their_figures_and_
     app = api.client.app
     app.add_route("/runs", _Page(RUNS))
     app.add_route("/deadletters", _Page(LETTERS))
-    app.add_route("/connections/{name}/delivery", _Delivery())
+    _delivered(api.plane.delivery)
     server = HttpServer(app, 0, "127.0.0.1").start()
     url = f"http://127.0.0.1:{server.port}/ui?poll=60000"
     try:
@@ -154,12 +162,14 @@ def test_with_the_fleet_and_delivery_routes_the_console_shows_their_figures_and_
             page.click("#signin button[type=submit]")
             row = page.locator('tr[data-connection="acme-c"]')
             expect(row.get_by_test_id("health")).to_have_text("failing")       # the newest of /runs
-            expect(row.get_by_test_id("delivered")).to_have_text("42")
+            expect(row.get_by_test_id("rejected")).to_have_text("2")                # its counts
+            expect(row.get_by_test_id("delivered")).to_have_text("3")
             expect(row.get_by_test_id("dead-lettered")).to_have_text("2")
             expect(page.locator('tr[data-connection="beta-c"]')).to_have_count(1)
 
             row.get_by_role("link", name="acme-c").click()
-            expect(page.get_by_test_id("delivered")).to_have_text("42")
+            expect(page.get_by_test_id("delivered")).to_have_text("3")
+            expect(page.get_by_test_id("verdict")).to_have_text("delivering")
             redriven = page.locator('tr[data-deadletter="dl-1"] td').nth(6)
             expect(redriven).to_have_text("2026-03-01 12:15:00Z by api:root")
             expect(page.locator('tr[data-deadletter="dl-2"] td').nth(6)).to_have_text("no")
@@ -171,7 +181,7 @@ def test_with_the_fleet_and_delivery_routes_the_console_shows_their_figures_and_
             page.click("a.brand")
             expect(page.locator('tr[data-connection="acme-c"]')).to_have_count(1)
             expect(page.locator('tr[data-connection="beta-c"]')).to_have_count(0)
-            expect(page.locator('tr[data-connection="acme-c"]').get_by_test_id("dead-lettered")).to_have_text("—")
+            expect(page.locator('tr[data-connection="acme-c"]').get_by_test_id("delivered")).to_have_text("3")
             browser.close()
         assert errors == [], errors
     finally:

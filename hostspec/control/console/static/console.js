@@ -3,7 +3,8 @@
 // Every figure comes from the admin API's JSON routes, called with the bearer token the user gives
 // once (kept in this tab's sessionStorage), so the roles and tenant rules are exactly the API's.
 // Routes that a deployment may not have yet (GET /runs, /deadletters, /connections/{name}/delivery)
-// are optional: an answer of 404 or 403 leaves their part of the page out, or filled the older way.
+// are optional: an answer of 404 or 403 leaves their part of the page out, or filled the older way
+// (503, not ready yet: the same until the next update).
 // The page polls (every POLL_MS, or ?poll=<ms>), and never while the tab is hidden.
 //
 // Data is only ever put on the page as text (textContent, attributes), never as HTML.
@@ -116,6 +117,7 @@ async function optional(route, path, learn = !route.includes("{")) {
       if (learn) absent.add(route);
       return null;
     }
+    if (error.status === 503) return null;      // served, but not ready yet (e.g. delivery facts being read)
     throw error;
   }
 }
@@ -260,6 +262,14 @@ async function deliveryOf(name) {
   return { delivered: null, dead_lettered: letters ? letters.length : null, parked: null, last_delivered_at: null };
 }
 
+const FLEET_COLUMNS = [
+  ["Connection", ""], ["Provider", ""], ["Health", "the last run's outcome, or paused"],
+  ["Last run", "its phase and end"], ["Rejected", "records the last run refused (mapping, validation): its dead letters"],
+  ["Delivered", "items the publisher delivered to the target"],
+  ["Dead-lettered", "items the publisher could not deliver (where the API serves delivery health; else every dead letter listed)"],
+  ["Revision", "of the connection's document"],
+];
+
 function fleetView() {
   setCrumbs([{ text: "Connections" }]);
   const body = el("div", { id: "fleet" }, el("p", { class: "muted", text: "Loading connections…" }));
@@ -297,6 +307,7 @@ function fleetView() {
             el("td", { text: c.provider || "—" }),
             el("td", {}, badge(label, kind, "health")),
             el("td", {}, run ? phaseBadge(run.phase) : "—", " ", el("span", { class: "muted", text: run ? when(run.ended_at || run.started_at) : "" })),
+            el("td", { class: "num", "data-testid": "rejected", text: run ? String((run.counts || {}).rejected || 0) : "—" }),
             el("td", { class: "num", "data-testid": "delivered", text: count(d.delivered) }),
             el("td", { class: "num", "data-testid": "dead-lettered", text: count(d.dead_lettered) }),
             el("td", { class: "num", text: String(c.revision) }));
@@ -304,8 +315,7 @@ function fleetView() {
         return el("section", { class: "tenant" },
           el("h2", {}, "Tenant ", el("strong", { text: tenant }), el("span", { class: "muted", text: ` · ${rows.length} connection${rows.length === 1 ? "" : "s"}` })),
           el("table", { class: "grid fleet" },
-            el("thead", {}, el("tr", {}, ["Connection", "Provider", "Health", "Last run", "Delivered", "Dead-lettered", "Revision"]
-              .map((h) => el("th", { text: h })))),
+            el("thead", {}, el("tr", {}, FLEET_COLUMNS.map(([h, title]) => el("th", { title, text: h })))),
             el("tbody", {}, rows)));
       });
       fill(body, ...sections);
@@ -471,12 +481,14 @@ function connectionView(name) {
   return {
     async refresh() {
       const path = `/connections/${enc(name)}`;
-      const [status, listed, delivery, fleetLetters] = await Promise.all([
+      const [status, listed, fleetLetters] = await Promise.all([
         api("GET", `${path}/status?limit=50`),
         api("GET", "/connections"),
-        optional("/connections/{name}/delivery", `${path}/delivery`),
         optional("/deadletters", `/deadletters?connection=${enc(name)}&limit=200`),
       ]);
+      // the status carries the delivery health (null: not read yet) where the API knows it
+      const delivery = "delivery" in status ? status.delivery
+        : await optional("/connections/{name}/delivery", `${path}/delivery`);
       const letters = fleetLetters ? fleetLetters.items
         : await optional("/connections/{name}/deadletters", `${path}/deadletters?limit=200`).then((l) => (l ? l.slice().reverse() : null));
       const row = listed.find((c) => c.connection === name) || {};
@@ -491,9 +503,10 @@ function connectionView(name) {
         ...item("Tenant", row.tenant || "—"), ...item("Provider", row.provider || "—"),
         ...item("Revision", String(status.revision)), ...item("Phase", status.phase || "—", "phase"),
         ...item("Delivered", delivery ? count(delivery.delivered) : "—", "delivered"),
-        ...item("Dead-lettered", delivery ? count(delivery.dead_lettered) : count(letters && letters.length), "dead-lettered"),
+        ...item(delivery ? "Dead-lettered at delivery" : "Dead letters", delivery ? count(delivery.dead_lettered) : count(letters && letters.length), "dead-lettered"),
         ...item("Parked", delivery ? count(delivery.parked) : "—"),
-        ...item("Last delivered", delivery ? when(delivery.last_delivered_at) : "—"));
+        ...item("Last delivered", delivery ? when(delivery.last_delivered_at) : "—"),
+        ...(delivery && delivery.verdict ? item("Delivery", delivery.verdict, "verdict") : []));
       lastRunsSeen = status.runs;
       fill(chartBox, chart(status.runs, metric));
       fill(runsBody, ...(shown.length ? shown.map((r) => el("tr", { "data-request": r.request_id || "", "data-phase": r.phase },
