@@ -39,6 +39,7 @@ def api_tokens(args: argparse.Namespace) -> Tokens:
 def cmd_api(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     tokens = api_tokens(args)
     plane = admin.control_plane(args, plugins)
+    plane.start_index()          # runs, requests and dead letters read once now, then followed
     trail = KafkaAudit(plane.kafka, plane.topics.audit)
     app = make_app(plane, tokens, trail=trail, rate=TenantRate(args.tenant_rate, args.tenant_burst))
     server = HttpServer(app, args.port, args.addr, threads=args.threads)
