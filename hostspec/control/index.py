@@ -101,6 +101,7 @@ class _Request:
     rank: int = -1
     merged_into: str | None = None            # the run id
     merged_into_request: str | None = None    # the request whose run it was
+    run_id: str | None = None
     letters: list[str] = field(default_factory=list)
 
 
@@ -203,6 +204,13 @@ class FleetIndex:
         when, rank = event.body.get("time") or "", _rank(d.get("phase"))
         request_id, run_id = d.get("request_id"), d.get("run_id")
         connection = d.get("connection")
+        if d.get("phase") == "queued" and d.get("redrive_of"):
+            # request_id None: a refused request re-published as it was (its id is not known)
+            for dl_id in d["redrive_of"]:
+                self._marks[dl_id] = {"at": when, "request_id": request_id}
+                self._marks.move_to_end(dl_id)
+            while len(self._marks) > self._marks_cap:
+                self._marks.popitem(last=False)
         if request_id:
             req = self._request_entry(request_id, connection)
             req.connection = req.connection or connection
@@ -212,13 +220,9 @@ class FleetIndex:
                 req.status, req.rank = d, rank
             if d.get("merged_into"):
                 req.merged_into, req.merged_into_request = run_id, d["merged_into"]
-        if d.get("phase") == "queued" and d.get("redrive_of"):
-            # request_id None: a refused request re-published as it was (its id is not known)
-            for dl_id in d["redrive_of"]:
-                self._marks[dl_id] = {"at": when, "request_id": request_id}
-                self._marks.move_to_end(dl_id)
-            while len(self._marks) > self._marks_cap:
-                self._marks.popitem(last=False)
+            if run_id is None and req.run_id is not None:
+                return                        # a queued status read after its request's run
+            req.run_id = req.run_id or run_id
         if d.get("merged_into"):
             return                            # the run is its own request's: this is a merged request's view
         key = run_id or request_id
