@@ -285,6 +285,17 @@ class ControlPlane:
         self._catch_up()
         return self.index.dead_letters(which)[-min(limit, MAX_LISTED):]
 
+    def read_dead_letters(self, which: redrive.Filter, *, limit: int = 100,
+                          timeout_s: float = 30) -> list[redrive.DeadLetter]:
+        """Like :meth:`dead_letters`, but each whole (its record too), read from the topic's start:
+        what a one-shot command (``connector-host deadletters list|show``) does, not the API."""
+        out: list[redrive.DeadLetter] = []
+        for msg, event in self._read(self.topics.dead_letter, ev.RECORD_REJECTED, timeout_s):
+            dl = redrive.dead_letter(event, msg.partition, msg.offset)
+            if which(dl):
+                out.append(dl)
+        return sorted(out, key=lambda d: d.time)[-min(limit, MAX_LISTED):]
+
     def redrive(self, which: redrive.Filter, *, actor: str, limit: int = MAX_LISTED,
                 force: bool = False) -> redrive.Redrive:
         """Re-drive the dead letters ``which`` selects; one already re-driven publishes nothing

@@ -3,6 +3,9 @@ cursor pages from the API's index, a request followed by its id, a dead letter r
 published once, and the re-drive mark restored by another API process from the topics."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import requests
 from kafka import KafkaProducer
 
@@ -91,6 +94,13 @@ def test_fleet_lists_requests_and_a_redrive_published_once(tmp_path, bootstrap, 
         api2, url2 = start_api(tmp_path, bootstrap, prefix, "api2")
         again = http.post(f"{url2}/connections/acme-c/deadletters/redrive", json={"ids": [one]}, timeout=60).json()
         assert again["redriven"] == [] and again["already_redriven"][one]["request_id"] == first["requests"][0]
+
+        # the command line re-drives through the same index: nothing again
+        cli = subprocess.run([sys.executable, "-m", "hostspec", "deadletters", "redrive", "--id", one,
+                              "--bootstrap-servers", bootstrap, "--topic-prefix", prefix],
+                             capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 0 and f"already re-driven {one}" in cli.stderr, cli.stderr
+        assert "0 dead letters re-driven" in cli.stdout
 
         def redrives() -> list[dict]:
             return [v["data"] for v in read_topic(bootstrap, topics.requests, timeout=30)
