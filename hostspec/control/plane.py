@@ -246,10 +246,18 @@ class ControlPlane:
     def _catch_up(self, timeout_s: float = 10) -> None:
         """Before a read: the index holds what the topics held when the call came (within
         ``timeout_s``; past it, or with the broker away, the answer is what the index has)."""
-        if self._feeder is None:
+        feeder = self._feeder
+        if feeder is not None and feeder.failed is not None:      # its thread ended: restored anew
+            with self._feeder_lock:
+                if self._feeder is feeder:
+                    feeder.close()
+                    self._feeder = None
+                    self.index = FleetIndex()
+            feeder = None
+        if feeder is None:
             self.start_index()
         else:
-            self._feeder.catch_up(timeout_s)
+            feeder.catch_up(timeout_s)
 
     def runs(self, name: str, *, limit: int = 20) -> dict[str, Any]:
         """The connection's latest runs (newest last) and its current phase: those of its tenant

@@ -110,3 +110,36 @@ def test_memory_is_bounded_per_connection_the_oldest_dropped():
     assert [d.offset for d in fleet.dead_letters(lambda d: d.connection == "acme-c")] == [2, 3, 4]
     assert len(fleet.dead_letters(lambda d: d.connection == "beta-c")) == 1     # another connection's own cap
     assert [r["run_id"] for r in fleet.runs(lambda r: True)] == ["run-3", "run-4"]
+
+
+def test_a_plane_whose_feeder_stopped_restores_the_index_anew(monkeypatch):
+    from hostspec.control import plane as plane_module
+    from hostspec.control.plane import ControlPlane
+
+    started = []
+
+    class Feeder:
+        def __init__(self, _kafka, _topics, fleet, _tenant_of):
+            self.index, self.failed, self.closed = fleet, None, False
+            started.append(self)
+
+        def start(self, _timeout_s):
+            return self
+
+        def catch_up(self, _timeout_s):
+            return True
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(plane_module, "IndexFeeder", Feeder)
+    plane = ControlPlane.__new__(ControlPlane)
+    plane.kafka = plane.topics = None
+    plane.index, plane._feeder = index.FleetIndex(), None
+    plane._feeder_lock = __import__("threading").Lock()
+    plane._catch_up()
+    plane._catch_up()
+    assert len(started) == 1
+    started[0].failed = RuntimeError("the broker went away for good")
+    plane._catch_up()
+    assert len(started) == 2 and started[0].closed and started[1].index is plane.index is not started[0].index
