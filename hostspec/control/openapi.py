@@ -228,6 +228,7 @@ def _fleet() -> tuple[dict[str, Any], dict[str, Any]]:
             "properties": {"by": {"type": ["string", "null"]}, "at": {"type": "string", "format": "date-time"},
                            "request_id": {"type": ["string", "null"]}}}
     deleted = {"type": "boolean", "description": "its connection was deleted (or the name is another tenant's now)"}
+    run = object_schema(s.SyncStatusDataSchema)
 
     def page_of(ref: str) -> dict[str, Any]:
         return {"type": "object", "required": ["items", "total", "next_cursor"], "properties": {
@@ -236,8 +237,8 @@ def _fleet() -> tuple[dict[str, Any], dict[str, Any]]:
             "next_cursor": {"type": ["string", "null"], "description": "the next page's cursor (null: the last page)"}}}
 
     schemas = {
-        "FleetRun": {"allOf": [{"$ref": "#/components/schemas/SyncStatus"},
-                               {"type": "object", "properties": {"connection_deleted": deleted}}]},
+        "FleetRun": {**run, "description": "a run's latest sync.status, and whether its connection is deleted",
+                     "properties": {**run["properties"], "connection_deleted": deleted}},
         "FleetDeadLetter": {"allOf": [{"$ref": "#/components/schemas/DeadLetter"}, {"type": "object", "properties": {
             "tenant": {"type": ["string", "null"]}, "errors": {"description": "the field errors (null: none)"},
             "redriven": mark, "connection_deleted": deleted}}]},
