@@ -218,7 +218,8 @@ def _fleet() -> tuple[dict[str, Any], dict[str, Any]]:
 
     page_params = [
         q("limit", "the most items in this page (default 100)", {"type": "integer", "minimum": 1, "maximum": 1000}),
-        q("cursor", "where the page starts: the next_cursor of the page before", {"type": "string"})]
+        q("cursor", "where the page starts: the next_cursor of the page before (another answers 400)",
+          {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"})]
     common = [q("tenant", "only this tenant's (a tenant's token sees only its own)", {"type": "string"}),
               q("provider", "only this provider's", {"type": "string"}),
               q("connection", "only this connection's (a deleted one's too)", {"type": "string"})]
