@@ -52,6 +52,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", NAME + "/resume"): Rule(ADMINS, "live"),
     ("POST", NAME + "/syncs"): Rule(EVERYONE, "live"),
     ("GET", NAME + "/status"): Rule(EVERYONE, "history"),
+    ("GET", NAME + "/delivery"): Rule(EVERYONE, "live"),
+    ("POST", NAME + "/check"): Rule(ADMINS, "live"),
     ("GET", NAME + "/deadletters"): Rule(ADMINS, "history"),
     ("POST", NAME + "/deadletters/redrive"): Rule(ADMINS, "history"),
     ("GET", "/audit"): Rule(PLATFORM),

@@ -12,7 +12,9 @@ Resources (the OpenAPI 3.1 document is ``schemas/admin-api.openapi.json``, also 
     DELETE /connections/{name}                         delete it (its pending requests end refused)
     PUT    /connections/{name}/pause | resume          stop or restart its schedule
     POST   /connections/{name}/syncs                   request a sync, with replay filters
-    GET    /connections/{name}/status                  its current phase and latest runs
+    GET    /connections/{name}/status                  its current phase, latest runs and delivery health
+    GET    /connections/{name}/delivery                what its publisher delivered, dead-lettered, parked
+    POST   /connections/{name}/check                   check its credentials at the provider
     GET    /connections/{name}/deadletters             its dead letters (stage, reason, since, until)
     POST   /connections/{name}/deadletters/redrive     send them again
     GET    /runs                                       runs of every connection (filters, pages)
@@ -198,7 +200,7 @@ class Connections(_Resource):
             raise _host_error(exc) from None
         resp.status = falcon.HTTP_201
         resp.location = f"/connections/{name}"
-        resp.media = change.doc
+        resp.media = {**change.doc, "warnings": list(change.warnings)}
 
 
 class Connection(_Resource):
@@ -219,7 +221,7 @@ class Connection(_Resource):
         except HostError as exc:
             raise _host_error(exc) from None
         resp.status = falcon.HTTP_201 if change.created else falcon.HTTP_200
-        resp.media = change.doc
+        resp.media = {**change.doc, "warnings": list(change.warnings)}
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         try:
@@ -263,7 +265,30 @@ class Status(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 20
         try:
-            resp.media = self.plane.runs(name, limit=limit)
+            answer = self.plane.runs(name, limit=limit)
+        except HostError as exc:
+            raise _host_error(exc) from None
+        try:
+            answer["delivery"] = self.plane.delivery_health(name, answer["runs"])
+        except (NotReadBack, NotFound):   # not followed here, not read yet, or deleted: the runs still answer
+            answer["delivery"] = None
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.media = answer
+
+
+class Delivery(_Resource):
+    def on_get(self, _req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        try:
+            resp.media = self.plane.delivery_health(name)
+        except HostError as exc:
+            raise _host_error(exc) from None
+
+
+class Check(_Resource):
+    def on_post(self, _req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        try:
+            resp.media = self.plane.check(name)
         except HostError as exc:
             raise _host_error(exc) from None
 
@@ -458,6 +483,8 @@ def routes(plane: ControlPlane, trail: audit.MemoryAudit | audit.KafkaAudit | No
         "/connections/{name}/resume": Pause(plane, False),
         "/connections/{name}/syncs": Syncs(plane),
         "/connections/{name}/status": Status(plane),
+        "/connections/{name}/delivery": Delivery(plane),
+        "/connections/{name}/check": Check(plane),
         "/connections/{name}/deadletters": DeadLetters(plane),
         "/connections/{name}/deadletters/redrive": Redrive(plane),
         "/runs": FleetRuns(plane),

@@ -70,6 +70,49 @@ AUDIT_FILTERS = [{"name": n, "in": "query", "required": False, "description": d,
 LIMIT = {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
 
 
+def _add_delivery(schemas: dict[str, Any], paths: dict[str, Any]) -> None:
+    """Delivery health, the credentials check and the warnings of a stored connection (issue 29)."""
+    warnings = {"description": "advice on the stored connection (e.g. no publisher target): never a refusal",
+                "type": "array", "items": {"type": "string"}}
+    schemas["ConnectionStored"] = {"allOf": [{"$ref": "#/components/schemas/Connection"},
+                                             {"type": "object", "properties": {"warnings": warnings}}]}
+    for responses in (paths["/connections"]["post"]["responses"], paths["/connections/{name}"]["put"]["responses"]):
+        for code in ("200", "201"):
+            if code in responses:
+                responses[code]["content"] = _json("ConnectionStored")
+    count = {"type": "integer", "minimum": 0}
+    when = {"type": ["string", "null"], "format": "date-time"}
+    schemas["Delivery"] = {"type": "object", "required": [
+        "connection", "delivered", "dead_lettered", "parked", "last_delivered_at"], "properties": {
+        "connection": {"type": "string"},
+        "delivered": {**count, "description": "items whose latest outcome at the publisher is delivered"},
+        "dead_lettered": {**count, "description": "the connection's dead letters of stage delivery"},
+        "parked": {**count, "description": "stats parked now (not delivered nor dead-lettered since)"},
+        "last_delivered_at": when, "last_dead_lettered_at": when,
+        "dead_letter_reasons": {"type": "object", "additionalProperties": count},
+        "verdict": {"type": "string", "enum": ["failing", "parked", "delivering", "pending", "idle"],
+                    "description": "in the status answer only: the delivery joined with the runs"}}}
+    schemas["Runs"]["properties"]["delivery"] = {
+        "description": "the delivery health with its verdict; null while this server has not read it",
+        "anyOf": [{"$ref": "#/components/schemas/Delivery"}, {"type": "null"}]}
+    step = {"type": "object", "required": ["name", "ok", "message"], "properties": {
+        "name": {"type": "string", "enum": ["settings", "secrets", "provider"]}, "ok": {"type": "boolean"},
+        "message": {"type": "string"}}}
+    schemas["Check"] = {"type": "object", "required": ["connection", "ok", "checks"], "properties": {
+        "connection": {"type": "string"}, "ok": {"type": "boolean"},
+        "checks": {"type": "array", "items": step}, "warnings": warnings}}
+    paths["/connections/{name}/delivery"] = {"parameters": [NAME], "get": {
+        "summary": "what the publisher made of the connection's records: delivered, dead-lettered, parked now",
+        "operationId": "delivery", "responses": {
+            "200": _answer("the delivery health", "Delivery"),
+            "503": _answer("this server has not read the delivery outcomes yet", "Error"), **_errors("404")}}}
+    paths["/connections/{name}/check"] = {"parameters": [NAME], "post": {
+        "summary": "check the connection's settings, secret references and credentials at the provider",
+        "operationId": "checkConnection", "responses": {
+            "200": _answer("each check; ok false when one failed (a provider out of reach too)", "Check"),
+            **_errors("404")}}}
+
+
 def document() -> dict[str, Any]:
     connection = object_schema(s.ConnectionDataSchema)
     body = _without(connection, SERVER_SET)
@@ -182,6 +225,7 @@ def document() -> dict[str, Any]:
                 "type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}},
                 **_errors("400", "422", "503")}}},
     }
+    _add_delivery(schemas, paths)
     fleet_schemas, fleet_paths = _fleet()
     schemas.update(fleet_schemas)
     paths.update(fleet_paths)

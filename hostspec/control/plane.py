@@ -18,7 +18,8 @@ from marshmallow import ValidationError
 
 from hostspec.config import documents as docs
 from hostspec import events as ev
-from hostspec.control import redrive
+from hostspec.control import checks, redrive
+from hostspec.control.delivery import DeliveryBoard, verdict
 from hostspec.control.index import FleetIndex, IndexFeeder, Page
 from hostspec.requests import SyncRequest
 from hostspec.errors import ConfigError, HostError, InvalidRequestError, RevisionConflict, SettingsRefused
@@ -55,6 +56,7 @@ class NotReadBack(HostError):
 class Change:
     doc: dict[str, Any]
     created: bool
+    warnings: tuple[str, ...] = ()     # advice on the stored document (:func:`checks.creation_warnings`)
 
 
 class ControlPlane:
@@ -71,6 +73,7 @@ class ControlPlane:
         self._feeder: IndexFeeder | None = None
         self._feeder_lock = threading.Lock()
         self._redrive_lock = threading.Lock()
+        self.delivery: DeliveryBoard | None = None    # fed by a DeliveryFollower where the API runs
 
     def _publish(self, events: list[ev.Event], raw: list[tuple[str, bytes]] = ()) -> None:
         """Requests and statuses, through one long-lived producer (not one per call)."""
@@ -157,7 +160,8 @@ class ControlPlane:
                     if expected_revision is not None or create_only or attempt == 2:
                         raise    # the caller asked for that revision: another writer's change stands
                     continue     # last writer wins: computed again on the revision that is now latest
-                return Change(doc, created=not live)
+                return Change(doc, created=not live, warnings=tuple(
+                    checks.creation_warnings(doc, target_checked=self.target_check is not None)))
         raise AssertionError("unreachable")
 
     def set_paused(self, name: str, paused: bool, *, actor: str) -> dict[str, Any]:
@@ -286,6 +290,27 @@ class ControlPlane:
         """A request, its latest status, the run it merged into and its dead letters (None: unknown)."""
         self._catch_up()
         return self.index.request(request_id)
+
+    # -- delivery and checks -------------------------------------------------------------------
+    def delivery_health(self, name: str, runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What became of ``name``'s records after its runs (:mod:`hostspec.control.delivery`),
+        with a ``verdict`` joining it with ``runs`` when given. :raise NotReadBack: not known yet."""
+        doc = self.connection(name)
+        if self.delivery is None or not self.delivery.ready:
+            raise NotReadBack("the delivery outcomes are not read yet (the dead-letter, parked and ledger topics): "
+                              "ask again in a moment")
+        health = self.delivery.health(name, doc["tenant"])
+        if runs is not None:
+            health["verdict"] = verdict(health, runs)
+        return health
+
+    def check(self, name: str) -> dict[str, Any]:
+        """Run ``name``'s credentials check (:func:`checks.run_check`), with its warnings."""
+        doc = self.connection(name)
+        result = checks.run_check(name, lambda: self.log.store().get(name, self.plugins), self.plugins,
+                                  clock=self.clock)
+        result["warnings"] = checks.creation_warnings(doc, target_checked=self.target_check is not None)
+        return result
 
     # -- dead letters --------------------------------------------------------------------------
     def dead_letters(self, which: redrive.Filter, *, limit: int = 100) -> list[redrive.DeadLetter]:

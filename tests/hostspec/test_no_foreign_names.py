@@ -25,7 +25,9 @@ from connector_coursera.sandbox import CourseraSandbox, OrgSpec
 from hostspec.control import api as admin_api
 from hostspec.config import documents as docs
 from hostspec import events as ev
+from hostspec.control.delivery import DeliveryBoard
 from hostspec.control.plane import ControlPlane
+from hostspec.ledger_records import DeliveryFact
 from hostspec.runtime.dead_letters import refused_request, skipped_request
 from hostspec.engine.run import SyncEngine
 from hostspec.requests import SyncRequest
@@ -144,6 +146,13 @@ def world(plugins, coursera, monkeypatch):
         reason=f"refused for org {umbrella['org_id']}", errors=None, now=NOW, connection="reused-name",
         provider="coursera", tenant="umbrella")[:1]
     plane.delete("reused-name", actor="api:umbrella-ops")
+    plane.delivery = DeliveryBoard()        # umbrella's delivery dead letter under the name, and a delivery
+    letter = refused_request(topic="courses", partition=0, offset=2, value=b"{}", now=NOW, connection="reused-name",
+                             reason=f"refused for org {umbrella['org_id']}", errors=None, provider="coursera",
+                             tenant="umbrella", stage="delivery")[0]
+    plane.delivery.dead_letter(letter)
+    plane.delivery.journal(DeliveryFact(f"course/reused-name/{umbrella['org_id']}", "delivered", "reused-name",
+                                        "umbrella", NOW.timestamp()))
 
     own = dict(client_id=coursera.client_id, org_id=coursera.spec.org_id, base_url=coursera.url)
     for name in ("initech-lms", "initech-paused", "initech-gone", "reused-name"):
@@ -322,4 +331,4 @@ def test_the_api_refuses_a_connection_naming_another_tenants_secret_without_nami
 
 def test_the_cases_cover_every_route_with_a_name():
     served = {(t, m) for t, m, _k in _api_cases()}
-    assert len(served) == 9 and {k for _t, _m, k in _api_cases()} == set(NAME_KINDS)
+    assert len(served) == 11 and {k for _t, _m, k in _api_cases()} == set(NAME_KINDS)

@@ -44,6 +44,8 @@ MATRIX = {
     ("PUT", N + "/resume"): (lambda s: (_c(s, "/resume"), None), {P: 202, A: (202, 404), T: 403}),
     ("POST", N + "/syncs"): (lambda s: (_c(s, "/syncs"), {"scope": "catalog"}), {P: 202, A: (202, 404), T: (202, 404)}),
     ("GET", N + "/status"): (lambda s: (_c(s, "/status"), None), {P: 200, A: (200, 404), T: (200, 404)}),
+    ("GET", N + "/delivery"): (lambda s: (_c(s, "/delivery"), None), {P: 200, A: (200, 404), T: (200, 404)}),
+    ("POST", N + "/check"): (lambda s: (_c(s, "/check"), None), {P: 200, A: (200, 404), T: 403}),
     ("GET", N + "/deadletters"): (lambda s: (_c(s, "/deadletters"), None), {P: 200, A: (200, 404), T: 403}),
     ("POST", N + "/deadletters/redrive"): (lambda s: (_c(s, "/deadletters/redrive"), {"stage": "mapping"}),
                                            {P: 202, A: (202, 404), T: 403}),
