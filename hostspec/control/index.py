@@ -19,9 +19,9 @@ in pages (:class:`Page`). It joins what the topics say apart:
 
 Memory is bounded: each connection keeps its latest :data:`RUNS_PER_CONNECTION` runs,
 :data:`REQUESTS_PER_CONNECTION` requests and :data:`LETTERS_PER_CONNECTION` dead letters (the
-oldest read dropped first), a dead letter keeps no record (its summary, its field errors and,
-for a refused request, the request it re-publishes), and at most :data:`MARKS` re-drive marks
-are kept. A process restores the index by reading the topics from their start
+oldest read dropped first), a request names its latest :data:`LETTERS_PER_REQUEST` dead letters,
+a dead letter keeps no record (its summary, its field errors and, for a refused request, the
+request it re-publishes), and at most :data:`MARKS` re-drive marks are kept. A process restores the index by reading the topics from their start
 (:class:`IndexFeeder`), so the lists show what the topics still hold within those bounds.
 
 :class:`IndexFeeder` follows the three topics in a background thread with one consumer (no
@@ -36,7 +36,7 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 RUNS_PER_CONNECTION = 2000
 REQUESTS_PER_CONNECTION = 2000
 LETTERS_PER_CONNECTION = 10_000
+LETTERS_PER_REQUEST = 1000    # a request's dead letters it names (its latest)
 MARKS = 200_000
 RAW_KEPT = 64_000            # a refused request's value kept to re-drive it (they are small)
 RANK = {"queued": 0, "started": 1, "progress": 2}      # every other phase is an end: 3
@@ -102,7 +103,7 @@ class _Request:
     merged_into: str | None = None            # the run id
     merged_into_request: str | None = None    # the request whose run it was
     run_id: str | None = None
-    letters: list[str] = field(default_factory=list)
+    letters: deque[str] = field(default_factory=lambda: deque(maxlen=LETTERS_PER_REQUEST))
 
 
 def encode_cursor(key: tuple[str, int]) -> str:
