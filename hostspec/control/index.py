@@ -363,12 +363,20 @@ class IndexFeeder:
         self._probe_lock = threading.Lock()
         self._stop = threading.Event()
         self.failed: BaseException | None = None
+        self._unknown_ends: BaseException | None = None
         self._thread = threading.Thread(target=self._follow, name="fleet-index", daemon=True)
 
     def start(self, timeout_s: float = 60) -> "IndexFeeder":
-        """Start following; return once the topics are read to the ends they had now (restored)."""
+        """Start following; return once the topics are read to the ends they had now (restored).
+        :raise TransportError: they were not (e.g. the principal may not read one of them)."""
         self._thread.start()
-        self.catch_up(timeout_s)
+        if not self.catch_up(timeout_s):
+            time.sleep(0.5)                  # a refusal by the broker ends the thread: say that one
+            reason = self.failed or self._unknown_ends or f"not read to their end within {timeout_s:g} s"
+            self.close()
+            raise TransportError(f"the fleet index could not read the status, dead-letter and requests topics: "
+                                 f"{type(reason).__name__ + ': ' if isinstance(reason, BaseException) else ''}"
+                                 f"{reason}")
         return self
 
     def _follow(self) -> None:
@@ -407,7 +415,9 @@ class IndexFeeder:
                 ends = self._probe.end_offsets(self._tps, timeout_ms=int(timeout_s * 1000))
         except Exception as exc:  # noqa: BLE001 - the broker is away: what the index holds is the answer
             log.debug("fleet index: end offsets not known: %s", exc)
+            self._unknown_ends = exc
             return False
+        self._unknown_ends = None
         deadline = time.monotonic() + timeout_s
         with self._moved:
             while any(self._positions.get(tp, 0) < end for tp, end in ends.items()):
