@@ -22,6 +22,7 @@ Resources (the OpenAPI 3.1 document is ``schemas/admin-api.openapi.json``, also 
     GET    /requests/{id}                              a request: its status, run and dead letters
     GET    /audit                                      the audit trail (platform admins)
     GET    /health  /ready  /metrics  /openapi.json    without a token
+    GET    /ui  /ui/static/{file}                      the web console (hostspec.control.console), without a token
 
 Every other call needs ``Authorization: Bearer <token>``. A token names a principal with a role
 (:mod:`hostspec.control.tokens`: a hashed tokens file re-read when it changes, or ``--token``
@@ -44,7 +45,7 @@ import falcon
 from marshmallow import ValidationError
 
 from hostspec import __version__
-from hostspec.control import audit
+from hostspec.control import audit, console
 from hostspec.ops import health
 from hostspec.control import index, redrive
 from hostspec.control.access import Access, check_name_free, check_sync, check_tenant, principal, visible
@@ -508,6 +509,7 @@ def make_app(plane: ControlPlane, tokens: Tokens | Mapping[str, Secret], *,
     for path, resource in routes(plane, trail).items():
         app.add_route(path, resource)
     app.add_route("/openapi.json", OpenApi())
+    console.add_routes(app)
     health.add_routes(app, lambda: {"control_topic": plane.log.ready})
     return app
 
