@@ -88,6 +88,7 @@ class _Run:
     seq: int                  # when first seen: ties of the sort
     at: str                   # started_at, else ended_at, else the first status' time
     time: str                 # the latest status' time
+    superseded: bool = False  # a request's queued entry, once its run has statuses of its own
 
 
 @dataclass
@@ -103,6 +104,7 @@ class _Request:
     merged_into: str | None = None            # the run id
     merged_into_request: str | None = None    # the request whose run it was
     run_id: str | None = None
+    redrive_of: list[str] | None = None       # the dead letters its queued status re-drives
     letters: deque[str] = field(default_factory=lambda: deque(maxlen=LETTERS_PER_REQUEST))
 
 
@@ -221,8 +223,8 @@ class FleetIndex:
                 req.status, req.rank = d, rank
             if d.get("merged_into"):
                 req.merged_into, req.merged_into_request = run_id, d["merged_into"]
-            if run_id is None and req.run_id is not None:
-                return                        # a queued status read after its request's run
+            if d.get("phase") == "queued" and d.get("redrive_of"):
+                req.redrive_of = list(d["redrive_of"])
             req.run_id = req.run_id or run_id
         if d.get("merged_into"):
             return                            # the run is its own request's: this is a merged request's view
@@ -230,8 +232,7 @@ class FleetIndex:
         if not key:
             return
         if run_id and request_id and request_id in self._runs and request_id != run_id:
-            queued = self._runs.pop(request_id)     # the queued entry of a request that now runs
-            self._run_keys.remove(queued.data.get("connection"), request_id)
+            self._runs[request_id].superseded = True      # the queued entry of a request that now runs
         run = self._runs.get(key)
         if run is None:
             run = self._runs[key] = _Run(key, d, rank, self._next(), "", when)
@@ -239,6 +240,8 @@ class FleetIndex:
                 self._runs.pop(gone, None)
         elif rank < run.rank:
             return
+        if run_id is None and request_id and self._requests[request_id].run_id is not None:
+            run.superseded = True                          # a queued status read after its request's run
         run.data, run.rank, run.time = d, rank, when
         run.at = d.get("started_at") or d.get("ended_at") or run.at or when
 
@@ -290,16 +293,25 @@ class FleetIndex:
             return Page([self.letter(dl) for dl in found.items], found.total, found.next_cursor)
 
     def runs(self, which: Callable[[Mapping[str, Any]], bool]) -> list[dict[str, Any]]:
-        """The runs (their latest status) ``which`` selects, oldest first."""
+        """The runs (their latest status) ``which`` selects, oldest first, a re-drive's ``queued``
+        status beside its run (as ``GET /connections/{name}/status`` always listed them)."""
         with self._lock:
             chosen = [r for r in self._runs.values() if which(r.data)]
             return [r.data for r in sorted(chosen, key=lambda r: (r.at, r.seq))]
 
     def run_page(self, which: Callable[[Mapping[str, Any]], bool], *, limit: int = 100,
                  cursor: str | None = None) -> Page:
+        """Runs ``which`` selects, newest first, one item a run: a request's ``queued`` status
+        only while it has not run, its ``redrive_of`` carried over to its run."""
         with self._lock:
-            return page([((r.at, r.seq), r.data) for r in self._runs.values() if which(r.data)],
-                        limit=limit, cursor=cursor)
+            return page([((r.at, r.seq), self._carried(r.data)) for r in self._runs.values()
+                         if not r.superseded and which(r.data)], limit=limit, cursor=cursor)
+
+    def _carried(self, data: dict[str, Any]) -> dict[str, Any]:
+        request = self._requests.get(data.get("request_id") or "")
+        if data.get("redrive_of") or request is None or not request.redrive_of:
+            return data
+        return {**data, "redrive_of": request.redrive_of}
 
     def request(self, request_id: str) -> dict[str, Any] | None:
         """What is known of a request: ``{"request_id", "connection", "tenant", "requested_by",

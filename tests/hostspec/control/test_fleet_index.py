@@ -41,13 +41,16 @@ def test_a_run_is_its_latest_status_whatever_order_the_topics_are_read_in():
     fleet.add(status("q1", "completed", run_id="run-1", minute=2))
     fleet.add(queued)                        # read late (another partition): hides nothing
     fleet.add(status("q1", "started", run_id="run-1", minute=1))      # read again (a retried send)
-    assert [(r["run_id"], r["phase"]) for r in fleet.runs(lambda r: True)] == [("run-1", "completed")]
+    assert [(r["run_id"], r["phase"], r["redrive_of"]) for r in fleet.run_page(lambda r: True).items] == [
+        ("run-1", "completed", ["dl-1"])]                                 # one item a run, its re-drive said
     assert fleet.request("q1")["status"]["phase"] == "completed"
+    # a connection's status lists the queued request beside its run, as it always did
+    assert [(r["run_id"], r["phase"]) for r in fleet.runs(lambda r: True)] == [(None, "queued"), ("run-1", "completed")]
 
-    again = index.FleetIndex()               # in topic order: the queued entry becomes the run
+    again = index.FleetIndex()               # in topic order: the same
     for event in (queued, status("q1", "started", run_id="run-1", minute=1)):
         again.add(event)
-    assert [(r["run_id"], r["phase"]) for r in again.runs(lambda r: True)] == [("run-1", "started")]
+    assert [(r["run_id"], r["phase"]) for r in again.run_page(lambda r: True).items] == [("run-1", "started")]
 
 
 def test_a_merged_request_names_the_run_it_ran_in_and_leaves_the_run_its_own():
