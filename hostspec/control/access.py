@@ -66,12 +66,16 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", NAME + "/pause"): Rule(ADMINS, "live"),
     ("PUT", NAME + "/resume"): Rule(ADMINS, "live"),
     ("POST", NAME + "/syncs"): Rule(EVERYONE, "live"),
-    ("GET", NAME + "/status"): Rule(EVERYONE, "live"),
+    ("GET", NAME + "/status"): Rule(EVERYONE, "history"),
     ("GET", NAME + "/delivery"): Rule(EVERYONE, "live"),
     ("POST", NAME + "/check"): Rule(ADMINS, "live"),
     ("GET", NAME + "/deadletters"): Rule(ADMINS, "history"),
     ("POST", NAME + "/deadletters/redrive"): Rule(ADMINS, "history"),
     ("GET", "/audit"): Rule(PLATFORM),
+    # the fleet: lists kept to the caller's tenant, another tenant's request answers 404 (api.py)
+    ("GET", "/runs"): Rule(EVERYONE),
+    ("GET", "/deadletters"): Rule(ADMINS),
+    ("GET", "/requests/{request_id}"): Rule(EVERYONE),
 }
 
 

@@ -17,6 +17,9 @@ Resources (the OpenAPI 3.1 document is ``schemas/admin-api.openapi.json``, also 
     POST   /connections/{name}/check                   check its credentials at the provider
     GET    /connections/{name}/deadletters             its dead letters (stage, reason, since, until)
     POST   /connections/{name}/deadletters/redrive     send them again
+    GET    /runs                                       runs of every connection (filters, pages)
+    GET    /deadletters                                dead letters of every connection (filters, pages)
+    GET    /requests/{id}                              a request: its status, run and dead letters
     GET    /audit                                      the audit trail (platform admins)
     GET    /health  /ready  /metrics  /openapi.json    without a token
     GET    /ui  /ui/static/{file}                      the web console (hostspec.control.console), without a token
@@ -45,7 +48,7 @@ from hostspec import __version__
 from hostspec.control import audit, console
 from hostspec.ops import health
 from hostspec.ops.http_metrics import RequestMetrics
-from hostspec.control import redrive
+from hostspec.control import index, redrive
 from hostspec.control.access import Access, check_name_free, check_sync, check_tenant, principal, visible
 from hostspec.control.rate import TenantRate
 from hostspec.control.tokens import Tokens
@@ -269,7 +272,7 @@ class Status(_Resource):
             raise _host_error(exc) from None
         try:
             answer["delivery"] = self.plane.delivery_health(name, answer["runs"])
-        except NotReadBack:        # not followed here, or not read yet: the runs still answer
+        except (NotReadBack, NotFound):   # not followed here, not read yet, or deleted: the runs still answer
             answer["delivery"] = None
         except HostError as exc:
             raise _host_error(exc) from None
@@ -308,35 +311,122 @@ def _filter(req: falcon.Request, name: str, body: Mapping[str, Any] | None = Non
     if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
         raise _error(422, "ids must be a list of dead-letter ids", {"ids": ["must be a list of strings"]})
     stage = body.get("stage", req.get_param("stage"))
-    if stage is not None and stage not in ("request", "mapping", "validation", "delivery"):
-        raise _error(422, "stage must be request, mapping, validation or delivery", {"stage": ["unknown stage"]})
     reason = body.get("reason", req.get_param("reason"))
     if reason is not None and not isinstance(reason, str):
         raise _error(422, "reason must be a string", {"reason": ["must be a string"]})
-    return redrive.Filter(connection=name, stage=stage, reason=reason, since=_instant(req, "since", body),
+    return redrive.Filter(connection=name, stage=_stage(stage), reason=reason, since=_instant(req, "since", body),
                           until=_instant(req, "until", body), ids=frozenset(ids or ()), tenant=tenant)
+
+
+def _stage(stage: Any) -> str | None:
+    if stage is not None and stage not in ("request", "mapping", "validation", "delivery"):
+        raise _error(422, "stage must be request, mapping, validation or delivery", {"stage": ["unknown stage"]})
+    return stage
+
+
+def _history_tenant(plane: ControlPlane, name: str) -> str | None:
+    """The tenant whose history ``name`` is: its live connection's, or the deleted one's."""
+    try:
+        return plane.history(name).get("tenant")
+    except NotFound:
+        return None
 
 
 class DeadLetters(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
         try:
-            letters = self.plane.dead_letters(_filter(req, name, tenant=self.plane.tenant_of(name)), limit=limit)
+            letters = self.plane.dead_letters(_filter(req, name, tenant=_history_tenant(self.plane, name)), limit=limit)
         except HostError as exc:
             raise _host_error(exc) from None
-        resp.media = [dl.summary() for dl in letters]
+        resp.media = [self.plane.index.letter(dl) for dl in letters]
 
 
 class Redrive(_Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        which = _filter(req, name, _body(req), tenant=self.plane.tenant_of(name))
+        body = _body(req)
+        force = body.pop("force", False)
+        if not isinstance(force, bool):
+            raise _error(422, "force must be true or false", {"force": ["must be a boolean"]})
+        which = _filter(req, name, body, tenant=_history_tenant(self.plane, name))
         try:
-            plan = self.plane.redrive(which, actor=req.context.actor)
+            plan = self.plane.redrive(which, actor=req.context.actor, force=force)
         except HostError as exc:
             raise _host_error(exc) from None
         resp.status = falcon.HTTP_202
         resp.media = {"redriven": plan.redriven, "not_redriven": plan.not_redrivable,
-                      "requests": [e.id for e in plan.requests]}
+                      "requests": [e.id for e in plan.requests], "already_redriven": plan.already_redriven}
+
+
+# -- the fleet: runs, dead letters and requests of every connection (hostspec.control.index) ---
+def _page_params(req: falcon.Request) -> tuple[int, str | None]:
+    limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
+    return limit, req.get_param("cursor")
+
+
+def _paged(page: Any, row: Any) -> dict[str, Any]:
+    return {"items": [row(i) for i in page.items], "total": page.total, "next_cursor": page.next_cursor}
+
+
+class FleetRuns(_Resource):
+    PHASES = ("queued", "started", "progress", "completed", "partial", "failed", "skipped")
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit, cursor = _page_params(req)
+        who, tenant = principal(req), req.get_param("tenant")   # a tenant's token sees its own only
+        provider, connection, phase = (req.get_param(k) for k in ("provider", "connection", "phase"))
+        if phase is not None and phase not in self.PHASES:
+            raise _error(422, f"phase must be one of {', '.join(self.PHASES)}", {"phase": ["unknown phase"]})
+        within = index.time_filter(_instant(req, "since"), _instant(req, "until"))
+
+        def which(r: Mapping[str, Any]) -> bool:
+            return (who.sees(r.get("tenant")) and (tenant is None or r.get("tenant") == tenant)
+                    and (provider is None or r.get("provider") == provider)
+                    and (connection is None or r.get("connection") == connection)
+                    and (phase is None or r.get("phase") == phase)
+                    and within(r.get("started_at") or r.get("ended_at")))
+        try:
+            found = self.plane.run_page(which, limit=limit, cursor=cursor)
+        except index.BadCursor as exc:
+            raise _error(400, str(exc)) from None
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.media = _paged(found, lambda r: {**r, "connection_deleted": self.plane.connection_deleted(
+            r.get("connection"), r.get("tenant"))})
+
+
+class FleetDeadLetters(_Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit, cursor = _page_params(req)
+        who, tenant = principal(req), req.get_param("tenant")   # a tenant's token sees its own only
+        provider, connection = req.get_param("provider"), req.get_param("connection")
+        redriven = req.get_param_as_bool("redriven")
+        base = redrive.Filter(connection=connection, stage=_stage(req.get_param("stage")), reason=req.get_param("reason"),
+                              since=_instant(req, "since"), until=_instant(req, "until"))
+
+        def which(dl: redrive.DeadLetter) -> bool:
+            t = dl.data.get("tenant")
+            return (base(dl) and who.sees(t) and (tenant is None or t == tenant)
+                    and (provider is None or dl.data.get("provider") == provider))
+        try:
+            found = self.plane.dead_letter_page(which, redriven=redriven, limit=limit, cursor=cursor)
+        except index.BadCursor as exc:
+            raise _error(400, str(exc)) from None
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.media = _paged(found, lambda d: {**d, "connection_deleted": self.plane.connection_deleted(
+            d.get("connection"), d.get("tenant"))})
+
+
+class Request(_Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, request_id: str) -> None:
+        try:
+            found = self.plane.request(request_id)
+        except HostError as exc:
+            raise _host_error(exc) from None
+        if found is None or not principal(req).sees(found["tenant"]):     # another tenant's: as absent
+            raise _error(404, f"no request {request_id!r}")
+        resp.media = found
 
 
 class Audit:
@@ -399,6 +489,9 @@ def routes(plane: ControlPlane, trail: audit.MemoryAudit | audit.KafkaAudit | No
         "/connections/{name}/check": Check(plane),
         "/connections/{name}/deadletters": DeadLetters(plane),
         "/connections/{name}/deadletters/redrive": Redrive(plane),
+        "/runs": FleetRuns(plane),
+        "/deadletters": FleetDeadLetters(plane),
+        "/requests/{request_id}": Request(plane),
         "/audit": Audit(trail or audit.MemoryAudit()),
     }
 

@@ -140,11 +140,14 @@ def document() -> dict[str, Any]:
             "ids": {"type": "array", "items": {"type": "string"}},
             "stage": {"type": "string", "enum": ["request", "mapping", "validation", "delivery"]},
             "reason": {"type": "string"}, "since": {"type": "string", "format": "date-time"},
-            "until": {"type": "string", "format": "date-time"}}},
+            "until": {"type": "string", "format": "date-time"},
+            "force": {"type": "boolean", "description": "send again those already re-driven too"}}},
         "Redriven": {"type": "object", "properties": {
             "redriven": {"type": "array", "items": {"type": "string"}},
             "not_redriven": {"type": "object", "additionalProperties": {"type": "string"}},
-            "requests": {"type": "array", "items": {"type": "string"}}}},
+            "requests": {"type": "array", "items": {"type": "string"}},
+            "already_redriven": {"type": "object", "description": "dead letters re-driven before: nothing sent "
+                                 "again (without force)", "additionalProperties": {"type": "object"}}}},
         "Validation": {"type": "object", "properties": {"provider": {"type": "string"},
                                                         "error_count": {"type": "integer"},
                                                         "errors": {"type": "object"}}},
@@ -154,6 +157,7 @@ def document() -> dict[str, Any]:
             **object_schema(s.AuditDataSchema)["properties"]}},
         "Runs": {"type": "object", "properties": {
             "connection": {"type": "string"}, "revision": {"type": "integer"}, "paused": {"type": "boolean"},
+            "deleted": {"type": "boolean", "description": "the connection was deleted: its history stays"},
             "phase": {"type": ["string", "null"]},
             "runs": {"type": "array", "items": {"$ref": "#/components/schemas/SyncStatus"}}}},
     }
@@ -207,7 +211,7 @@ def document() -> dict[str, Any]:
         "/connections/{name}/deadletters": {"parameters": [NAME], "get": {
             "summary": "the connection's dead letters", "operationId": "listDeadLetters", "parameters": [*FILTERS, LIMIT],
             "responses": {"200": {"description": "dead letters, oldest first", "content": {"application/json": {
-                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}}}},
+                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/FleetDeadLetter"}}}}},
                 **_errors("400", "404", "422")}}},
         "/connections/{name}/deadletters/redrive": {"parameters": [NAME], "post": {
             "summary": "send dead letters again: refused requests as new requests, records as a full sync of "
@@ -222,6 +226,9 @@ def document() -> dict[str, Any]:
                 **_errors("400", "422", "503")}}},
     }
     _add_delivery(schemas, paths)
+    fleet_schemas, fleet_paths = _fleet()
+    schemas.update(fleet_schemas)
+    paths.update(fleet_paths)
     for path, what in (("/health", "200 while the process serves"), ("/ready", "200 when ready, else 503"),
                        ("/metrics", "Prometheus metrics"), ("/openapi.json", "this document")):
         paths[path] = {"get": {"summary": what, "operationId": path.strip("/").replace(".", "_"), "security": [],
@@ -245,6 +252,81 @@ def document() -> dict[str, Any]:
                                                       "description": "a token of a principal with a role (a hashed tokens "
                                                                      "file, or --token references for platform admins)"}}},
     }
+
+
+def _fleet() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fleet's lists (runs, dead letters, requests of every connection the token sees): their
+    schemas and paths, kept apart from the per-connection routes."""
+    def q(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+    page_params = [
+        q("limit", "the most items in this page (default 100)", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        q("cursor", "where the page starts: the next_cursor of the page before (another answers 400)",
+          {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"})]
+    common = [q("tenant", "only this tenant's (a tenant's token sees only its own)", {"type": "string"}),
+              q("provider", "only this provider's", {"type": "string"}),
+              q("connection", "only this connection's (a deleted one's too)", {"type": "string"})]
+    since_until = [q("since", "only at or after this time", {"type": "string", "format": "date-time"}),
+                   q("until", "only before this time", {"type": "string", "format": "date-time"})]
+    mark = {"type": ["object", "null"], "description": "the re-drive that sent it again (null: never re-driven)",
+            "properties": {"by": {"type": ["string", "null"]}, "at": {"type": "string", "format": "date-time"},
+                           "request_id": {"type": ["string", "null"]}}}
+    deleted = {"type": "boolean", "description": "its connection was deleted (or the name is another tenant's now)"}
+    run = object_schema(s.SyncStatusDataSchema)
+
+    def page_of(ref: str) -> dict[str, Any]:
+        return {"type": "object", "required": ["items", "total", "next_cursor"], "properties": {
+            "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{ref}"}},
+            "total": {"type": "integer", "description": "items matching the filters, in every page"},
+            "next_cursor": {"type": ["string", "null"], "description": "the next page's cursor (null: the last page)"}}}
+
+    schemas = {
+        "FleetRun": {**run, "description": "a run's latest sync.status, and whether its connection is deleted",
+                     "properties": {**run["properties"], "connection_deleted": deleted}},
+        "FleetDeadLetter": {"allOf": [{"$ref": "#/components/schemas/DeadLetter"}, {"type": "object", "properties": {
+            "tenant": {"type": ["string", "null"]}, "errors": {"description": "the field errors (null: none)"},
+            "redriven": mark, "connection_deleted": deleted}}]},
+        "RunPage": page_of("FleetRun"),
+        "DeadLetterPage": page_of("FleetDeadLetter"),
+        "Request": {"type": "object", "properties": {
+            "request_id": {"type": "string"}, "connection": {"type": ["string", "null"]},
+            "tenant": {"type": ["string", "null"]}, "provider": {"type": ["string", "null"]},
+            "requested_by": {"type": ["string", "null"]},
+            "requested_at": {"type": ["string", "null"], "format": "date-time"},
+            "status": {"description": "its latest status (null: none yet)",
+                       "anyOf": [{"$ref": "#/components/schemas/SyncStatus"}, {"type": "null"}]},
+            "merged_into": {"type": ["string", "null"], "description": "the run it ran in, merged with another "
+                                                                       "request (coalescing)"},
+            "merged_into_request": {"type": ["string", "null"], "description": "the request that run was for"},
+            "dead_letters": {"type": "array", "items": {"$ref": "#/components/schemas/FleetDeadLetter"}}}},
+    }
+    phases = ["queued", "started", "progress", "completed", "partial", "failed", "skipped"]
+    stages = ["request", "mapping", "validation", "delivery"]
+    paths = {
+        "/runs": {"get": {
+            "summary": "runs of every connection the token sees, newest first, in pages", "operationId": "listRuns",
+            "parameters": [*common, q("phase", "only runs in this phase", {"type": "string", "enum": phases}),
+                           *since_until, *page_params],
+            "responses": {"200": _answer("a page of runs (their latest status)", "RunPage"),
+                          **_errors("400", "422", "503")}}},
+        "/deadletters": {"get": {
+            "summary": "dead letters of every connection the token sees, newest first, in pages",
+            "operationId": "listFleetDeadLetters",
+            "parameters": [*common, q("stage", "only this stage", {"type": "string", "enum": stages}),
+                           q("reason", "only reasons containing this text (case-insensitive)", {"type": "string"}),
+                           *since_until, q("redriven", "only those re-driven (true) or not (false)",
+                                           {"type": "boolean"}), *page_params],
+            "responses": {"200": _answer("a page of dead letters", "DeadLetterPage"),
+                          **_errors("400", "422", "503")}}},
+        "/requests/{request_id}": {
+            "parameters": [{"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"},
+                            "description": "the id a sync request was answered with"}],
+            "get": {"summary": "a sync request: its latest status, the run it merged into, its dead letters",
+                    "operationId": "getRequest",
+                    "responses": {"200": _answer("the request", "Request"), **_errors("404", "503")}}},
+    }
+    return schemas, paths
 
 
 __all__ = ["document"]

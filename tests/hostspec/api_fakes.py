@@ -56,6 +56,14 @@ class MemoryPlane(ControlPlane):
             if event.type == type_:
                 yield InboundMessage(topic, 0, offset, event.key.encode(), event.to_json().encode()), event
 
+    def _catch_up(self, timeout_s=10):
+        """The fleet index fed what was published since the last call (the feeder's part)."""
+        fed = getattr(self, "_fed", 0)
+        for offset, event in enumerate(self.published[fed:], start=fed):
+            request_tenant = self.tenant_of(event.data.get("connection") or "") if event.type == ev.SYNC_REQUESTED else None
+            self.index.add(event, partition=0, offset=offset, tenant=request_tenant)
+        self._fed = len(self.published)
+
 
 def rejected(connection: str, tenant: str | None, n: int) -> ev.Event:
     return rejections.raw_rejection(stage="mapping", topic="learning.courses", partition=0, offset=n,
