@@ -246,17 +246,19 @@ class ConnectionLog(Documents):
         The end is the high-water mark, not the last stable offset: a writer's commit returns
         before the broker has written its markers, and the stable offset lags behind it until
         then (a clean-clone CI run caught that); reading to the high-water mark waits for them."""
+        deadline = time.monotonic() + timeout_s
         try:
             with self._probe_lock:
                 if self._probe is None:
                     self._probe = KafkaConsumer(**self._config.client_kwargs(), group_id=None,
                                                 enable_auto_commit=False, isolation_level="read_uncommitted")
                 tps = [TopicPartition(self.topic, p) for p in self._positions]
-                ends = self._probe.end_offsets(tps)
+                ends = self._probe.end_offsets(tps, timeout_ms=max(int(timeout_s * 1000), 100))
         except (KafkaError, ValueError) as exc:
             log.warning("end of control topic %s not known (%s)", self.topic, type(exc).__name__)
             return False
-        return all(end == 0 or self.wait_for(tp.partition, end - 1, timeout_s) for tp, end in ends.items())
+        return all(end == 0 or self.wait_for(tp.partition, end - 1, max(deadline - time.monotonic(), 0))
+                   for tp, end in ends.items())
 
     def wait_for(self, partition: int, offset: int, timeout_s: float = 30) -> bool:
         """Wait until the record at ``offset`` has been read (read-your-writes after a write)."""

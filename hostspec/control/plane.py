@@ -96,7 +96,7 @@ class ControlPlane:
                 self._drop_sink()
                 if isinstance(exc, DeliveryError):
                     raise
-                raise DeliveryError(f"Kafka did not acknowledge it within {self.PUBLISH_TIMEOUT_S:.0f}s: "
+                raise DeliveryError(f"not acknowledged within {self.PUBLISH_TIMEOUT_S:.0f}s: "
                                     f"{type(exc).__name__}: {exc}") from None
 
     def _drop_sink(self) -> None:

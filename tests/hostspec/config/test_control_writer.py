@@ -196,3 +196,36 @@ def test_a_sync_request_or_redrive_kafka_did_not_take_answers_503_not_500(plugin
     assert answer.status_code == 503, answer.text
     assert answer.json["error_code"] == 503 and "Kafka did not acknowledge it" in answer.json["message"]
     assert api.plane._sink is None           # dropped: the next request starts a fresh producer
+
+
+def test_an_audit_event_kafka_does_not_take_holds_the_answer_back_briefly_and_once(plugins, monkeypatch):
+    from hostspec.control import audit
+
+    made, flushed = [], []
+
+    class Away:
+        def __init__(self, **settings):
+            made.append(settings.get("max_block_ms"))
+
+        def partitions_for(self, _topic):
+            return {0}
+
+        def send(self, *_a, **_k):
+            return SimpleNamespace(add_errback=lambda *_: None)
+
+        def flush(self, timeout=None):
+            flushed.append(timeout)
+            raise KafkaTimeoutError("Timeout waiting for future")
+
+        def close(self, timeout=None):
+            pass
+
+    monkeypatch.setattr(audit, "make_producer", lambda _config, **settings: Away(**settings))
+    trail = audit.KafkaAudit(CONFIG, "audit")
+    event = audit.audit_event(principal=None, method="PUT", path="/connections/a", route="/connections/{name}",
+                              connection="a", status=503, reason="x", remote_addr="127.0.0.1", now=NOW)
+    for _ in range(2):
+        with pytest.raises(DeliveryError):
+            trail.record(event)
+    assert flushed == [audit.KafkaAudit.TIMEOUT_S] * 2 and audit.KafkaAudit.TIMEOUT_S <= 5
+    assert made == [5000, 5000]          # the failed producer was dropped: the next event starts afresh
