@@ -24,13 +24,13 @@ def control_plane(args: argparse.Namespace, plugins: HostPluginManager, *, creat
     Its writer connects on the first write only: a command that only reads writes nothing to
     Kafka and takes no API's turn to write (:class:`ConnectionWriter`). ``create_topics``: create
     the host's topics where missing first (``api``, ``connections import``); otherwise a missing
-    control topic is an error that says who creates it."""
+    control topic holds no connection yet."""
     config, topics = sources.kafka_config(args), sources.topics(args)
     policy = sources.settings_policy(args)
     if create_topics:
         log = ConnectionLog.open(config, topics, policy=policy)
     else:
-        log = ConnectionLog(config, topics.connections, policy=policy).start()
+        log = ConnectionLog(config, topics.connections, policy=policy).start(absent_ok=True)
     writer = ConnectionWriter(config, topics.connections, log)
     return ControlPlane(plugins, config, topics, policy, log=log, writer=writer, target_check=target_check(policy))
 

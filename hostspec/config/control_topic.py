@@ -139,12 +139,22 @@ class ConnectionLog(Documents):
         ensure_topics(config, topic_specs(topics))
         return cls(config, topics.connections, policy=policy).start()
 
-    def start(self, *, timeout_s: float = 60) -> "ConnectionLog":
-        """Read the topic to its current end (then follow it in the background)."""
+    ABSENT_WAIT_S = 3.0      # how long a reader that may find no topic waits for one to appear
+
+    def start(self, *, timeout_s: float = 60, absent_ok: bool = False) -> "ConnectionLog":
+        """Read the topic to its current end (then follow it in the background).
+
+        ``absent_ok``: a topic that does not exist holds no connection yet (a command that only
+        reads, which creates no topic: ``connections list`` on a new cluster lists none, at once)."""
         consumer = kafka_client(self._config, KafkaConsumer, group_id=None, enable_auto_commit=False,
                            isolation_level="read_committed")
+        wait_s = self.ABSENT_WAIT_S if absent_ok else min(timeout_s, 30)
         try:
-            if not await_topics(consumer, [self.topic], timeout_s=min(timeout_s, 30), config=self._config)[self.topic]:
+            if not await_topics(consumer, [self.topic], timeout_s=wait_s, config=self._config)[self.topic]:
+                if absent_ok:
+                    consumer.close()
+                    self._ready.set()
+                    return self
                 raise TransportError(f"control topic {self.topic} does not exist (any worker or `connector-host api` "
                                      f"creates it)")
         except TransportError:

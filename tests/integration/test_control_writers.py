@@ -31,6 +31,15 @@ def cli(bootstrap: str, prefix: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_read_only_command_between_two_api_writes_takes_no_turn_and_writes_nothing(tmp_path, bootstrap, prefix):
+    from kafka import KafkaConsumer
+
+    fresh = cli(bootstrap, prefix, "connections", "list")      # a new cluster: no topic, no connection
+    assert fresh.returncode == 0 and "0 connections" in fresh.stderr, fresh.stderr
+    probe = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        assert not [t for t in probe.topics() if t.startswith(prefix)]      # and it created none
+    finally:
+        probe.close()
     api, url = start_api(tmp_path, bootstrap, prefix)
     http = session()
     try:
