@@ -42,7 +42,7 @@ def api_tokens(args: argparse.Namespace) -> Tokens:
 
 def cmd_api(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     tokens = api_tokens(args)
-    plane = admin.control_plane(args, plugins)
+    plane = admin.control_plane(args, plugins, create_topics=True)
     plane.start_index()          # runs, requests and dead letters read once now, then followed
     trail = KafkaAudit(plane.kafka, plane.topics.audit)
     groups = args.publisher_group or [g for g in os.environ.get("CONNECTOR_HOST_PUBLISHER_GROUPS", "").split(",") if g]

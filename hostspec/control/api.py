@@ -94,7 +94,7 @@ def _error(status: int, message: str, errors: Any = None) -> ApiError:
     return ApiError(status, message, errors)
 
 
-def _host_error(exc: HostError) -> ApiError:
+def _host_error(exc: HostError | DeliveryError) -> ApiError:
     if isinstance(exc, SettingsRefused):
         return _error(422, str(exc), exc.messages)
     if isinstance(exc, InvalidRequestError):
@@ -110,6 +110,11 @@ def _host_error(exc: HostError) -> ApiError:
     if isinstance(exc, ConfigError):
         return _error(400, str(exc))
     return _error(500, str(exc))
+
+
+def _unavailable(req: falcon.Request, resp: falcon.Response, exc: DeliveryError, params: Any) -> None:
+    """A write (a change, a sync request, a re-drive) the broker did not acknowledge in time."""
+    ApiError.handle(req, resp, _host_error(exc), params)
 
 
 def _body(req: falcon.Request) -> Any:
@@ -510,6 +515,7 @@ def make_app(plane: ControlPlane, tokens: Tokens | Mapping[str, Secret], *,
     app = falcon.App(router=router, middleware=[RequestMetrics(router.find), audit.AuditMiddleware(trail),
                                                 Access(tokens, plane.log, rate, PUBLIC)])
     app.add_error_handler(ApiError, ApiError.handle)
+    app.add_error_handler(DeliveryError, _unavailable)     # a write Kafka did not store: 503, never 500
     app.set_error_serializer(_serialize_http_error)
     for path, resource in routes(plane, trail).items():
         app.add_route(path, resource)

@@ -9,6 +9,7 @@ letters go through the same Kafka topics the CLI uses.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -22,7 +23,7 @@ from hostspec.control import checks, redrive
 from hostspec.control.delivery import DeliveryBoard, verdict
 from hostspec.control.index import FleetIndex, IndexFeeder, Page
 from hostspec.requests import SyncRequest
-from hostspec.errors import ConfigError, HostError, InvalidRequestError, RevisionConflict, SettingsRefused
+from hostspec.errors import ConfigError, DeliveryError, HostError, InvalidRequestError, RevisionConflict, SettingsRefused
 from hostspec.engine.plugins import HostPluginManager
 from hostspec.config.policy import SettingsPolicy
 from hostspec.topics import Topics
@@ -75,16 +76,42 @@ class ControlPlane:
         self._redrive_lock = threading.Lock()
         self.delivery: DeliveryBoard | None = None    # fed by a DeliveryFollower where the API runs
 
+    PUBLISH_TIMEOUT_S = 10.0     # a sync request or a re-drive acknowledged within this, or HTTP 503
+
     def _publish(self, events: list[ev.Event], raw: list[tuple[str, bytes]] = ()) -> None:
-        """Requests and statuses, through one long-lived producer (not one per call)."""
+        """Requests and statuses, through one long-lived producer (not one per call), all
+        acknowledged within :attr:`PUBLISH_TIMEOUT_S` or a :class:`DeliveryError` (HTTP 503).
+
+        Whatever the Kafka client raises becomes a :class:`DeliveryError` (a bug of the client
+        too: the caller cannot know whether the broker stored anything) and the producer is
+        dropped: the next call starts a fresh one."""
+        deadline = time.monotonic() + self.PUBLISH_TIMEOUT_S
         with self._sink_lock:
-            if self._sink is None:
-                self._sink = KafkaSink(make_producer(self.kafka, linger_ms=0), self.topics.for_type)
-            for key, value in raw:
-                self._sink.send_raw(self.topics.requests, key, value)
-            for event in events:
-                self._sink.emit(event)
-            self._sink.flush(30)
+            try:
+                if self._sink is None:
+                    self._sink = KafkaSink(make_producer(self.kafka, linger_ms=0,
+                                                         max_block_ms=int(self.PUBLISH_TIMEOUT_S * 1000)),
+                                           self.topics.for_type)
+                for key, value in raw:
+                    self._sink.send_raw(self.topics.requests, key, value)
+                for event in events:
+                    self._sink.emit(event)
+                self._sink.flush(max(deadline - time.monotonic(), 0.1))
+            except Exception as exc:  # noqa: BLE001 - the broker away or refusing, or the client's own failure
+                self._drop_sink()
+                if isinstance(exc, DeliveryError):
+                    raise
+                raise DeliveryError(f"not acknowledged within {self.PUBLISH_TIMEOUT_S:.0f}s: "
+                                    f"{type(exc).__name__}: {exc}") from None
+
+    def _drop_sink(self) -> None:
+        """Call holding ``_sink_lock``."""
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            try:
+                sink.close(timeout_s=2)
+            except Exception:  # noqa: BLE001 - a producer that failed may fail to close too
+                pass
 
     def close(self) -> None:
         with self._feeder_lock:
@@ -96,6 +123,7 @@ class ControlPlane:
         with self._sink_lock:
             if self._sink is not None:
                 self._sink.close()
+                self._sink = None
 
     # -- connections ---------------------------------------------------------------------------
     def connections(self) -> list[dict[str, Any]]:
@@ -143,7 +171,7 @@ class ControlPlane:
         """
         for attempt in range(3):
             with self._lock:
-                current = self.log.document(name)
+                current = self._latest(name, expected_revision)
                 live = current is not None and not current.get("deleted")
                 if create_only and live:
                     raise Conflict(f"connection {name!r} exists (revision {current['revision']}); replace it with PUT")
@@ -176,6 +204,7 @@ class ControlPlane:
 
     def delete(self, name: str, *, actor: str, expected_revision: int | None = None) -> dict[str, Any]:
         with self._lock:
+            self._latest(name, expected_revision)
             current = self.connection(name)
             self._expect(name, current, expected_revision)
             doc = docs.tombstone(name, revision=current["revision"] + 1, changed_by=actor, now=self.clock(),
@@ -190,6 +219,16 @@ class ControlPlane:
         if not self.log.wait_for(partition, offset, timeout_s=30):   # read-your-writes for the next call
             raise NotReadBack(f"connection {doc['connection']!r} revision {doc['revision']} was stored by Kafka "
                               f"but not read back within 30 s: GET it before changing it again")
+
+    def _latest(self, name: str, expected: int | None) -> dict[str, Any] | None:
+        """The latest document of ``name`` this process has read; read up to the topic's end
+        first when it is not at the ``expected`` revision: the client may have it from another
+        API process that wrote it a moment ago (not a conflict)."""
+        current = self.log.document(name)
+        have = current["revision"] if current is not None and not current.get("deleted") else 0
+        if expected is not None and have != expected and self.log.catch_up(timeout_s=5):
+            current = self.log.document(name)
+        return current
 
     @staticmethod
     def _expect(name: str, current: Mapping[str, Any] | None, expected: int | None) -> None:

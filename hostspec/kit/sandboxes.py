@@ -31,6 +31,8 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Collection, Mapping
 
+from hostspec.ops.console import bind_error
+
 
 @dataclass
 class FaultRule:
@@ -206,7 +208,10 @@ class SandboxServer:
         """Bind ``handler`` on ``host`` (loopback only) and ``port`` (0: any free one)."""
         if not is_loopback(host):
             raise ValueError(f"the sandbox binds to loopback only, not {host!r}")
-        self._httpd = ThreadingHTTPServer((host, port), handler)
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:       # the message names the port taken
+            raise bind_error(exc, host, port) from None
         self._httpd.daemon_threads = True
         self._threads: list[threading.Thread] = []
 

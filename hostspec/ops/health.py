@@ -22,6 +22,8 @@ import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from waitress.server import create_server
 
+from hostspec.ops.console import bind_error
+
 Checks = Callable[[], Mapping[str, bool]]
 
 
@@ -63,8 +65,11 @@ class HttpServer:
     """A WSGI app served by waitress in a background thread."""
 
     def __init__(self, app: Any, port: int, addr: str = "0.0.0.0", *, threads: int = 4):
-        self._server = create_server(app, host=addr, port=port, threads=threads, ident="connector-host",
-                                     clear_untrusted_proxy_headers=True)
+        try:
+            self._server = create_server(app, host=addr, port=port, threads=threads, ident="connector-host",
+                                         clear_untrusted_proxy_headers=True)
+        except OSError as exc:       # the message names the port taken
+            raise bind_error(exc, addr, port) from None
         self.port: int = self._server.effective_port  # type: ignore[union-attr]
         self._thread = threading.Thread(target=self._server.run, name=f"http:{self.port}", daemon=True)
 
