@@ -71,6 +71,7 @@ class LinkedInSandbox(SandboxServer):
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.clock_ms: int | None = None     # the sandbox's now: sessions after it are not reported yet
+        self.extra_sessions: dict[int, list[dict[str, Any]]] = {}     # row -> sessions added (change_progress)
 
     # -- data --------------------------------------------------------------------------------------
     def asset(self, n: int) -> dict[str, Any]:
@@ -116,7 +117,22 @@ class LinkedInSandbox(SandboxServer):
         final = 100 if completed else (h >> 16) % 101
         return [{"at": at, "seconds": 30 + _h(s.seed, "seconds", i, j) % 3000,
                  "progress": final * (j + 1) // len(times), "completes": completed and j == len(times) - 1}
-                for j, at in enumerate(times)]
+                for j, at in enumerate(times)] + self.extra_sessions.get(i, [])
+
+    def change_progress(self, at: datetime) -> dict[str, Any] | None:
+        """One learner studies a little more at ``at`` (the conformance suite's incremental check):
+        a session of ten minutes and 10 more points on the first row in progress below 90 %."""
+        at_ms = int(at.timestamp() * 1000)
+        with self.lock:
+            for i in range(self.spec.activities):
+                done = self.sessions(i)
+                if not any(x["completes"] for x in done) and 0 < done[-1]["progress"] < 90 and done[-1]["at"] < at_ms:
+                    self.extra_sessions.setdefault(i, []).append(
+                        {"at": at_ms, "seconds": 600, "progress": done[-1]["progress"] + 10, "completes": False})
+                    s = self.spec
+                    course_n = (i // s.learners + i % s.learners * 3) % s.courses
+                    return {"learner": self.learner(i % s.learners)["email"], "course": self.asset(course_n)["urn"]}
+        return None
 
     def row(self, i: int, start_ms: int = 0, end_ms: int = 2**62) -> dict[str, Any] | None:
         """Row ``i`` of a report over ``start_ms`` .. ``end_ms``: its sessions in that range only

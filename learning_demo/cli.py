@@ -23,9 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=["auto", "json", "text"], default="auto",
                    help="json: one object per line; text: for people; auto (default): text on a terminal")
     p.add_argument("--out", default="events.jsonl", help="also write the host's events here (default events.jsonl)")
-    p.add_argument("--contents", type=int, default=40)
-    p.add_argument("--learners", type=int, default=30)
-    p.add_argument("--enrollments", type=int, default=120)
+    p.add_argument("--contents", type=int, default=40, help="courses in the Coursera sandbox (default 40)")
+    p.add_argument("--learners", type=int, default=30, help="learners in the Coursera sandbox (default 30)")
+    p.add_argument("--enrollments", type=int, default=120, help="enrollments in the Coursera sandbox (default 120)")
     return p
 
 

@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="settings policy for targets read from the control topic (--targets kafka)")
     p.add_argument("--allow-sandboxes", action="store_true",
                    help="development switch: targets may point at a sandbox on this machine")
-    p.add_argument("--group-id", default="publisher-360learning")
+    p.add_argument("--group-id", default="publisher-360learning",
+                   help="the consumer group the publishers share (default publisher-360learning)")
     p.add_argument("--batch-size", type=int, default=10_000, metavar="N",
                    help="events per delivery of one connection (default 10000)")
     p.add_argument("--batch-seconds", type=float, default=2.0, metavar="S",
@@ -192,28 +193,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dead-letter a stat parked longer than this (default 30)")
     p.add_argument("--instance", help="a stable name (e.g. the pod name): static group membership, so a "
                                       "restarted publisher gets its partitions back at once")
-    p.add_argument("--session-timeout-ms", type=int, default=10_000)
+    p.add_argument("--session-timeout-ms", type=int, default=10_000,
+                   help="a publisher silent longer leaves the group and its partitions move (default 10000)")
     p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP)")
     p.add_argument("--topic-prefix", help="prefix of every topic (default $CONNECTOR_HOST_TOPIC_PREFIX)")
     env_port = os.environ.get("PUBLISHER_METRICS_PORT")
     p.add_argument("--metrics-port", type=port, default=int(env_port) if env_port else None, metavar="PORT",
                    help="serve Prometheus metrics on this port (default $PUBLISHER_METRICS_PORT, else off)")
-    p.add_argument("--metrics-addr", default="0.0.0.0")
+    p.add_argument("--metrics-addr", default="0.0.0.0", help="address of the metrics server (default 0.0.0.0)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="check a target's credentials and author against 360Learning")
     files(p)
-    p.add_argument("--connection", required=True)
+    p.add_argument("--connection", required=True, metavar="NAME", help="the connection whose target is checked")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("ledger", help="what was delivered, parked or refused, with its history")
     files(p, targets=False)
-    p.add_argument("--connection")
-    p.add_argument("--course", metavar="EXTERNAL_ID")
-    p.add_argument("--learner", metavar="PROVIDER_ID")
-    p.add_argument("--status", choices=["delivered", "failed", "parked", "sent"])
-    p.add_argument("--limit", type=int, default=1000)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--connection", metavar="NAME", help="only this connection's entries")
+    p.add_argument("--course", metavar="EXTERNAL_ID", help="only this course's entries")
+    p.add_argument("--learner", metavar="PROVIDER_ID", help="only this learner's entries")
+    p.add_argument("--status", choices=["delivered", "failed", "parked", "sent"], help="only entries in this status")
+    p.add_argument("--limit", type=int, default=1000, help="the most entries shown (default 1000)")
+    p.add_argument("--json", action="store_true", help="print the entries as JSON")
     p.set_defaults(func=cmd_ledger)
     return parser
 

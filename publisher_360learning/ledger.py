@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from hostspec import ledger_records
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     key TEXT PRIMARY KEY, kind TEXT NOT NULL, connection TEXT NOT NULL, course TEXT NOT NULL,
@@ -51,14 +53,15 @@ CREATE TABLE IF NOT EXISTS tags_pending (
 _ADDED_COLUMNS = {"deliveries": ("attempt TEXT", "recency TEXT", "tenant TEXT"),   # ledgers of earlier versions
                   "integrations": ("tenant TEXT",), "provider_tags": ("tenant TEXT",)}
 
-DELIVERED = "delivered"   # 360Learning answered success for the item
-FAILED = "failed"         # 360Learning (or local validation) refused it: on the dead-letter topic
+DELIVERED = ledger_records.DELIVERED   # 360Learning answered success for the item
+FAILED = ledger_records.FAILED         # 360Learning (or local validation) refused it: on the dead-letter topic
 PARKED = "parked"         # waiting for the learner or the course to exist in 360Learning
 SENT = "sent"             # in a bulk operation whose results are not known yet
-SEP = "\x1f"
+SEP = ledger_records.SEP
 
-# journal keys: what kind of fact a journal record holds
-J_DELIVERY, J_INTEGRATION, J_TAGS = "d", "i", "t"
+# journal keys: what kind of fact a journal record holds; a delivery fact keeps to the shape the
+# host reads (:mod:`hostspec.ledger_records`: the admin API counts deliveries from it)
+J_DELIVERY, J_INTEGRATION, J_TAGS = ledger_records.DELIVERY, "i", "t"
 Journal = Callable[[str | None, str, "dict[str, Any] | None"], None]   # (tenant, key, value or None)
 
 
@@ -138,11 +141,11 @@ class Ledger:
                                  [(row[0], now, row[7], row[8], row[10]) for row in rows])
         for r, status, op, resource, detail, _item in records:
             if status in (DELIVERED, FAILED):
-                self.journal(r.tenant, J_DELIVERY + SEP + r.key, {
-                    "kind": r.kind, "connection": r.connection, "course": r.course, "learner": r.learner,
-                    "attempt": r.attempt, "event_id": r.event_id, "fingerprint": r.fingerprint,
-                    "recency": self.delivered_recency(r), "tenant": r.tenant, "status": status, "operation_id": op,
-                    "resource_id": resource, "detail": (detail or "")[:500] or None, "at": now})
+                self.journal(r.tenant, ledger_records.delivery_key(r.key), ledger_records.delivery_value(
+                    connection=r.connection, tenant=r.tenant, status=status, at=now,
+                    kind=r.kind, course=r.course, learner=r.learner, attempt=r.attempt, event_id=r.event_id,
+                    fingerprint=r.fingerprint, recency=self.delivered_recency(r), operation_id=op,
+                    resource_id=resource, detail=(detail or "")[:500] or None))
 
     def _upsert(self, rows: list[tuple]) -> None:
         self._db.executemany(

@@ -176,6 +176,7 @@ class Reader:
             metrics.PUBLISHER_PARKED.labels(connection).set(parked.get(connection, 0))
         self._parked_shown = set(parked)
         self.parked_now = sum(parked.values())
+        metrics.PUBLISHER_PARKED_ALL.set(self.parked_now)
 
 
 def _parse(msg: InboundMessage) -> tuple[Inbound | None, ev.Event | None]:

@@ -47,6 +47,7 @@ from hostspec.transport.admin import ensure_topics
 from hostspec.transport.assignor import check_copartitioned
 from hostspec.transport.config import KafkaConfig, topic_specs
 from hostspec.transport.consumers import RequestConsumer
+from hostspec.transport.liveness import BrokerProbe
 from hostspec.transport.producers import KafkaSink, make_producer
 from hostspec.transport.routing import Router
 
@@ -104,6 +105,7 @@ class PublisherService:
         self._targets = targets
         self._stop = threading.Event()
         self._last_poll = 0.0
+        self.broker = BrokerProbe(kafka)    # started by run(): /ready asks it whether Kafka answers
         self.shared = sh = Shared(settings, MemoryBudget(settings.memory_budget))
         # the fence's lease: half the session timeout without a heartbeat answered, no write starts
         sh.ownership = Ownership(lambda: sh.consumer.group_metadata(),   # type: ignore[union-attr]
@@ -139,14 +141,24 @@ class PublisherService:
         self._stop.set()
 
     def readiness(self) -> dict[str, bool]:
-        """``/ready``: a group member that polled lately, whose assigned partitions are all served."""
+        """``/ready``: Kafka answering (:mod:`hostspec.transport.liveness`: false within seconds of
+        the broker going away), a group member (a generation, a heartbeat answered within the
+        session timeout) that polled lately, whose assigned partitions are all served."""
         consumer = self.shared.consumer
         polling = consumer is not None and not self._stop.is_set() and time.monotonic() - self._last_poll < 30
-        served = polling and set(consumer.assignment()) <= set(self.shared.ready)   # type: ignore[union-attr]
-        return {"kafka": polling, "partitions": bool(served)}
+        member = polling and consumer.in_group(self.settings.session_timeout_ms / 1000)   # type: ignore[union-attr]
+        served = member and set(consumer.assignment()) <= set(self.shared.ready)   # type: ignore[union-attr]
+        return {"kafka": self.broker.alive(), "group": bool(member), "partitions": bool(served)}
 
     # -- the loop ---------------------------------------------------------------------------------------
     def run(self, *, max_batches: int | None = None) -> None:
+        self.broker.start()
+        try:
+            self._run(max_batches)
+        finally:
+            self.broker.close()
+
+    def _run(self, max_batches: int | None) -> None:
         s, sh, membership = self.settings, self.shared, self.membership
         consumed = [self.topics.courses, self.topics.learner_stats, self.topics.parked]
         specs = [spec for spec in topic_specs(self.topics) if spec.name in consumed]

@@ -14,11 +14,15 @@ from hostspec.cli import admin
 from hostspec.cli.options import EXIT_OK, kafka_options
 from hostspec.control.api import make_app, parse_token
 from hostspec.control.audit import KafkaAudit
+from hostspec.control.delivery import DeliveryFollower
 from hostspec.control.rate import TenantRate
 from hostspec.control.tokens import PLATFORM_ADMIN, Tokens, write_token
 from hostspec.engine.plugins import HostPluginManager
 from hostspec.ops.console import UsageError, port
 from hostspec.ops.health import HttpServer
+from hostspec.topics import ledger_topic
+from hostspec.transport.acls import Groups
+from hostspec.transport.liveness import BrokerProbe
 
 
 def api_tokens(args: argparse.Namespace) -> Tokens:
@@ -38,9 +42,16 @@ def api_tokens(args: argparse.Namespace) -> Tokens:
 
 def cmd_api(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     tokens = api_tokens(args)
-    plane = admin.control_plane(args, plugins)
+    plane = admin.control_plane(args, plugins, create_topics=True)
+    plane.start_index()          # runs, requests and dead letters read once now, then followed
     trail = KafkaAudit(plane.kafka, plane.topics.audit)
-    app = make_app(plane, tokens, trail=trail, rate=TenantRate(args.tenant_rate, args.tenant_burst))
+    groups = args.publisher_group or [g for g in os.environ.get("CONNECTOR_HOST_PUBLISHER_GROUPS", "").split(",") if g]
+    follower = DeliveryFollower(plane.kafka, plane.topics,
+                                [ledger_topic(plane.topics, g) for g in groups or [Groups().publisher]]).start()
+    plane.delivery = follower.board
+    broker = BrokerProbe(plane.kafka).start()     # /ready: 503 within seconds of Kafka going away
+    app = make_app(plane, tokens, trail=trail, rate=TenantRate(args.tenant_rate, args.tenant_burst),
+                   kafka=broker.alive)
     server = HttpServer(app, args.port, args.addr, threads=args.threads)
     print(f"connector-host: admin API on http://{args.addr}:{server.port}/ ({tokens.describe()}; audit on "
           f"{trail.topic})", file=sys.stderr)
@@ -52,6 +63,8 @@ def cmd_api(args: argparse.Namespace, plugins: HostPluginManager) -> int:
         stopped.wait()
     finally:
         server.close()
+        broker.close()
+        follower.close()
         trail.close()
         plane.close()
     return EXIT_OK
@@ -93,6 +106,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--tenant-burst", type=int, default=None, help="requests a tenant may make at once (default twice "
                                                                    "the rate)")
     p.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
+    p.add_argument("--publisher-group", action="append", default=[], metavar="GROUP",
+                   help="a publisher's consumer group, whose ledger journal (<group>.ledger) tells what it delivered "
+                        "(GET /connections/NAME/delivery); repeatable (default $CONNECTOR_HOST_PUBLISHER_GROUPS, "
+                        "comma-separated, or publisher-360learning)")
     p.set_defaults(func=cmd_api, default_log_level="INFO")
 
     p = sub.add_parser("api-token", help="add, rotate or revoke an admin API token in a tokens file (prints a new "

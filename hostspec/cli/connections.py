@@ -19,7 +19,7 @@ def cmd_import(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     """Store every connection of a connections file (and its targets file) on the control topic."""
     entries = read_toml_tables(Path(args.file), "connections", "NAME")
     targets = read_toml_tables(Path(args.targets), "targets", "CONNECTION") if args.targets else {}
-    plane = admin.control_plane(args, plugins)
+    plane = admin.control_plane(args, plugins, create_topics=True)
     try:
         refused = import_connections(plane, entries, targets, actor=admin.actor(args))
     finally:

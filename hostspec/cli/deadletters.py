@@ -25,13 +25,16 @@ def cmd_deadletters(args: argparse.Namespace, plugins: HostPluginManager) -> int
         if args.action == "redrive":
             if not (args.connection or args.id):
                 raise UsageError("redrive needs --connection or --id (re-driving every dead letter is not a default)")
-            plan = plane.redrive(_filter(args), actor=admin.actor(args))
+            plan = plane.redrive(_filter(args), actor=admin.actor(args), force=args.force)
             for dl_id, why in plan.not_redrivable.items():
                 print(f"not re-driven {dl_id}: {why}", file=sys.stderr)
+            for dl_id, mark in plan.already_redriven.items():
+                print(f"already re-driven {dl_id} at {mark['at']} into request {mark['request_id'] or '-'} "
+                      f"(--force sends it again)", file=sys.stderr)
             print(f"{len(plan.redriven)} dead letters re-driven by {len(plan.requests) + len(plan.raw_requests)} "
                   f"requests")
             return EXIT_OK if not plan.not_redrivable else EXIT_FAILED
-        letters = plane.dead_letters(_filter(args), limit=args.limit)
+        letters = plane.read_dead_letters(_filter(args), limit=args.limit)     # whole, from the topic
     finally:
         plane.close()
     if args.action == "show":
@@ -62,5 +65,6 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--id", action="append", metavar="ID", help="only this dead letter (its event id), repeatable")
     p.add_argument("--limit", type=int, default=100, help="the most recent dead letters shown (default 100)")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.add_argument("--force", action="store_true", help="redrive: send again dead letters already re-driven")
     kafka_options(p)
     p.set_defaults(func=cmd_deadletters)

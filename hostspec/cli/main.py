@@ -1,7 +1,9 @@
 """``connector-host``: list providers, check connections, run syncs, run the Kafka worker.
 
-Exit codes: 0 success; 1 the run failed; 2 usage or configuration error; 3 partial success
-(some records were rejected, the others delivered).
+Exit codes: 0 success (also when standard output closes early, e.g. piped to head); 1 the run
+or a service failed (a provider or Kafka unreachable, a check the provider answered FAILED); 2
+usage or configuration error (an option, a file, a port taken, a secret not set, settings
+refused); 3 partial success (some records were rejected, the others delivered); 130 interrupted.
 """
 from __future__ import annotations
 

@@ -94,8 +94,8 @@ def add_parsers(sub: Any) -> None:
                    help="a worker silent longer leaves the group and its partitions move (default 45000)")
     p.add_argument("--max-poll-interval-ms", type=int, default=300_000,
                    help="a worker whose poll loop stalls longer is evicted and fenced (default 300000)")
-    p.add_argument("--grace", type=float, default=30.0, help="seconds running syncs get on shutdown")
-    p.add_argument("--status-every", type=int, default=5_000, help="a progress status every N records")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds running syncs get on shutdown (default 30)")
+    p.add_argument("--status-every", type=int, default=5_000, help="a progress status every N records (default 5000)")
     p.add_argument("--worker-id", help="a stable name (e.g. the pod name): used in status events and transactional "
                                        "ids, so a restarted worker aborts its predecessor's open transactions at "
                                        "once; implies --membership static (default host-pid, dynamic)")
@@ -103,13 +103,13 @@ def add_parsers(sub: Any) -> None:
                    help="static: the group keeps this worker's partitions for it during a restart shorter than "
                         "the session timeout (a rolling deploy moves nothing); dynamic: a leaving worker hands "
                         "its partitions over at once (cooperatively: the others keep theirs)")
-    p.add_argument("--batch-size", type=int, default=5_000, help="records per Kafka transaction")
+    p.add_argument("--batch-size", type=int, default=5_000, help="records per Kafka transaction (default 5000)")
     p.add_argument("--transaction-timeout-ms", type=int, default=15_000,
                    help="how long a dead worker's open transaction can delay the partition's next owner "
                         "(transactions only last while a batch is written; default 15000)")
     p.add_argument("--lookback-hours", type=float, default=48.0,
                    help="incremental progress syncs start this long before the last watermark "
-                        "(a connection's progress_lookback_hours wins)")
+                        "(a connection's progress_lookback_hours wins; default 48)")
     p.add_argument("--no-coalesce", action="store_true",
                    help="run every request on its own (default: the requests waiting behind a connection's "
                         "running sync merge into one run covering their union, each with its final status)")
@@ -130,9 +130,9 @@ def add_parsers(sub: Any) -> None:
     kafka_options(p)
     p.add_argument("--group-id", default="connector-host-scheduler",
                    help="schedulers sharing it elect one leader (default connector-host-scheduler)")
-    p.add_argument("--instance", default=f"{os.uname().nodename}-{os.getpid()}", help="this scheduler's name")
+    p.add_argument("--instance", default=f"{os.uname().nodename}-{os.getpid()}", help="this scheduler's name (default HOST-PID)")
     p.add_argument("--show", type=int, nargs="?", const=3, default=0, metavar="N",
                    help="print every connection's jobs and their next N slots (default 3), then exit")
-    p.add_argument("--tick", type=float, default=30.0, metavar="S", help="how often to look for due slots")
+    p.add_argument("--tick", type=float, default=30.0, metavar="S", help="seconds between looks for due slots (default 30)")
     metrics_options(p)
     p.set_defaults(func=cmd_schedule, default_log_level="INFO")

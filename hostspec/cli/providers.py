@@ -3,13 +3,14 @@ check, and one sync run here, its events written as JSON lines."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import uuid
 from contextlib import ExitStack
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Mapping
 
 from hostspec.cli.options import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, exit_code, metrics_options, request_options
 from hostspec.cli.options import serve_metrics, sync_request
@@ -22,6 +23,7 @@ from hostspec.engine.sinks import JsonLinesSink
 from hostspec.engine.state import StateDB
 from hostspec.ops.console import UsageError
 from hostspec.provider import SyncContext
+from hostspec.secrets import Secret
 
 DEFAULT_STATE = ".connector-host/state.sqlite"
 
@@ -62,11 +64,28 @@ def cmd_plugins(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     return EXIT_OK
 
 
+def reveal_secrets(value: Any) -> None:
+    """Read every secret reference in ``value`` (a provider's settings, nested): :raise SecretUnavailable:
+    (a configuration error) naming the first that is not set; the values are not kept."""
+    if isinstance(value, Secret):
+        value.reveal()
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            reveal_secrets(item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):    # a provider's settings
+        for f in dataclasses.fields(value):
+            reveal_secrets(getattr(value, f.name))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            reveal_secrets(item)
+
+
 # -- check -----------------------------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace, plugins: HostPluginManager) -> int:
     store = connection_store(args)
     connection = store.get(args.connection, plugins)
     provider = plugins.provider(connection.provider)
+    reveal_secrets(connection.settings)   # a secret not set is a configuration error (exit 2), as in `sync`
     context = SyncContext(run_id=str(uuid.uuid4()), request_id="check", scope="check",
                           now=datetime.now(timezone.utc))
     result = provider.hooks.check_connection(connection=connection, context=context)

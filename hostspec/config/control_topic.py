@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from marshmallow import ValidationError
 
 from hostspec.config import documents as docs
@@ -29,11 +29,13 @@ from hostspec import events as ev
 from hostspec.config.connections import ConnectionStore
 from hostspec.errors import DeliveryError, HostError, RevisionConflict, TransportError
 from hostspec.config.policy import SettingsPolicy
+from hostspec.ops import metrics
 from hostspec.topics import Topics
 from hostspec.transport.admin import await_topics, ensure_topics
 from hostspec.transport.cloudevents import STRUCTURED, structured_value
 from hostspec.transport.config import KafkaConfig, topic_specs
 from hostspec.transport.kafka import kafka_client
+from hostspec.transport.liveness import broker_answering
 from hostspec.transport.producers import make_producer
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Documents:
     def __init__(self, source: str, policy: SettingsPolicy | None):
         self.source, self.policy = source, policy
         self._docs: dict[str, dict[str, Any]] = {}
+        self._where: dict[str, tuple[int, int]] = {}      # name -> partition and offset of its document
         self._store: ConnectionStore | None = None
         self._cond = threading.Condition()
         self._ready = threading.Event()
@@ -69,6 +72,11 @@ class Documents:
     def documents(self, *, deleted: bool = False) -> dict[str, dict[str, Any]]:
         with self._cond:
             return {n: dict(d) for n, d in self._docs.items() if deleted or not d.get("deleted")}
+
+    def where(self, name: str) -> tuple[int, int] | None:
+        """The partition and offset of the latest document of ``name`` read, or None."""
+        with self._cond:
+            return self._where.get(name)
 
     def document(self, name: str) -> dict[str, Any] | None:
         """The latest document of ``name`` (a deleted one too), or None."""
@@ -95,6 +103,7 @@ class MemoryControl(Documents):
         with self._cond:
             _check_revision(doc["connection"], self._docs.get(doc["connection"]), based_on)
             self._docs[doc["connection"]] = dict(doc)
+            self._where[doc["connection"]] = (0, len(self.written))
             self.written.append(dict(doc))
             self._changed()
             return 0, len(self.written) - 1
@@ -122,6 +131,7 @@ class ConnectionLog(Documents):
         self._consumer: KafkaConsumer | None = None
         self._probe: KafkaConsumer | None = None
         self._probe_lock = threading.Lock()
+        self._readable = False          # the last poll of the follower worked
         self.skipped = 0
 
     # -- life ----------------------------------------------------------------------------------
@@ -132,12 +142,23 @@ class ConnectionLog(Documents):
         ensure_topics(config, topic_specs(topics))
         return cls(config, topics.connections, policy=policy).start()
 
-    def start(self, *, timeout_s: float = 60) -> "ConnectionLog":
-        """Read the topic to its current end (then follow it in the background)."""
+    ABSENT_WAIT_S = 3.0      # how long a reader that may find no topic waits for one to appear
+
+    def start(self, *, timeout_s: float = 60, absent_ok: bool = False) -> "ConnectionLog":
+        """Read the topic to its current end (then follow it in the background).
+
+        ``absent_ok``: a topic that does not exist holds no connection yet (a command that only
+        reads, which creates no topic: ``connections list`` on a new cluster lists none, at once)."""
+        self.export_gauge()
         consumer = kafka_client(self._config, KafkaConsumer, group_id=None, enable_auto_commit=False,
                            isolation_level="read_committed")
+        wait_s = self.ABSENT_WAIT_S if absent_ok else min(timeout_s, 30)
         try:
-            if not await_topics(consumer, [self.topic], timeout_s=min(timeout_s, 30), config=self._config)[self.topic]:
+            if not await_topics(consumer, [self.topic], timeout_s=wait_s, config=self._config)[self.topic]:
+                if absent_ok:
+                    consumer.close()
+                    self._ready.set()
+                    return self
                 raise TransportError(f"control topic {self.topic} does not exist (any worker or `connector-host api` "
                                      f"creates it)")
         except TransportError:
@@ -172,6 +193,18 @@ class ConnectionLog(Documents):
     def ready(self) -> bool:
         return self._ready.is_set() and not self._stop.is_set()
 
+    def export_gauge(self) -> None:
+        """``connector_control_topic_ok`` from now on, read from :attr:`healthy` when scraped (only
+        a process following the control topic has it)."""
+        metrics.export(metrics.CONTROL_TOPIC_OK).set_function(lambda: float(self.healthy))  # type: ignore[attr-defined]
+
+    @property
+    def healthy(self) -> bool:
+        """Read to its end and followed: the last poll worked and, where this process runs a
+        broker probe (:mod:`hostspec.transport.liveness`), the broker answers (kafka-python
+        reports most outages as empty polls, not as errors)."""
+        return self.ready and self._readable and broker_answering() is not False
+
     def _follow(self, ends: dict[int, int]) -> None:
         assert self._consumer is not None
         while not self._stop.is_set():
@@ -181,6 +214,7 @@ class ConnectionLog(Documents):
             except Exception as exc:  # noqa: BLE001 - the broker away: keep the documents read, try again
                 if self._stop.is_set():
                     return
+                self._readable = False
                 log.warning("control topic %s not readable (%s: %s); the connections read stay in use",
                             self.topic, type(exc).__name__, exc)
                 self._stop.wait(1.0)
@@ -201,6 +235,7 @@ class ConnectionLog(Documents):
                 self._positions.update(positions)
                 if not self._ready.is_set() and all(self._positions.get(p, 0) >= end for p, end in ends.items()):
                     self._ready.set()
+                self._readable = True
                 self._cond.notify_all()
             if changed and self._on_change is not None and self._ready.is_set():
                 try:
@@ -228,6 +263,7 @@ class ConnectionLog(Documents):
             return None
         with self._cond:
             self._docs[name] = doc
+            self._where[name] = (record.partition, record.offset)
         return name
 
     # -- reading -------------------------------------------------------------------------------
@@ -238,17 +274,19 @@ class ConnectionLog(Documents):
         The end is the high-water mark, not the last stable offset: a writer's commit returns
         before the broker has written its markers, and the stable offset lags behind it until
         then (a clean-clone CI run caught that); reading to the high-water mark waits for them."""
+        deadline = time.monotonic() + timeout_s
         try:
             with self._probe_lock:
                 if self._probe is None:
                     self._probe = KafkaConsumer(**self._config.client_kwargs(), group_id=None,
                                                 enable_auto_commit=False, isolation_level="read_uncommitted")
                 tps = [TopicPartition(self.topic, p) for p in self._positions]
-                ends = self._probe.end_offsets(tps)
+                ends = self._probe.end_offsets(tps, timeout_ms=max(int(timeout_s * 1000), 100))
         except (KafkaError, ValueError) as exc:
             log.warning("end of control topic %s not known (%s)", self.topic, type(exc).__name__)
             return False
-        return all(end == 0 or self.wait_for(tp.partition, end - 1, timeout_s) for tp, end in ends.items())
+        return all(end == 0 or self.wait_for(tp.partition, end - 1, max(deadline - time.monotonic(), 0))
+                   for tp, end in ends.items())
 
     def wait_for(self, partition: int, offset: int, timeout_s: float = 30) -> bool:
         """Wait until the record at ``offset`` has been read (read-your-writes after a write)."""
@@ -270,86 +308,182 @@ def _check_revision(name: str, current: Mapping[str, Any] | None, based_on: int 
 
 
 class ConnectionWriter:
-    """Writes connection documents as a compare-and-set on the topic.
+    """Writes connection documents as a compare-and-set on the topic, one writer per process.
 
-    Every writer (API instance, ``connections import``) uses the same transactional id, so the
-    broker lets one at a time write: a writer starting fences the others off (KIP-98 zombie
-    fencing), their commits fail and nothing of theirs is acknowledged. Inside its transaction
-    the writer reads the topic to its end and checks the connection is still at the revision the
-    change was made on; :meth:`write` returns once the broker committed the change.
+    The writer connects on its first write, not before: a process that only reads (``connections
+    list``, a GET) writes nothing to Kafka and fences nobody.
+
+    Every writer (each API process, ``connections import``) uses the same transactional id, so the
+    broker accepts the writes of one producer epoch only: a writer connecting
+    (``init_transactions``) fences every other off (KIP-98 zombie fencing) and first completes
+    what the previous epoch left (an open transaction aborted, a begun commit finished).
+
+    Why compare-and-set holds: a write is one transaction of the writer's current epoch *e*. In
+    it the writer reads the topic to its end and checks the connection is still at the revision
+    the change was made on, then sends and commits. The broker commits it only while *e* is the
+    latest epoch, that is when no other writer connected since this one did; every record of the
+    earlier epochs was decided when *e* began, and no other writer can add one while *e* lasts.
+    So a committed write was checked against everything stored before it, and nothing was stored
+    between its check and its commit: two writers both starting from revision 5 cannot both
+    commit revision 6. A per-process id would lose that (both could check 5 and both commit).
+
+    A write that finds itself fenced (another process wrote since: ``ProducerFencedError``,
+    ``InvalidProducerEpoch``) or that times out connects again, which fences the other writer in
+    turn, reads the topic to its end again, checks the revision again and retries once; the
+    argument above holds for the retry as it did for the first attempt. The retry also settles
+    a commit that timed out: connecting again waits for it to be decided, and when the reread
+    shows this very document stored the write is done. Two failed attempts are a
+    :class:`DeliveryError` (HTTP 503): the caller may try again.
+
+    A write is bounded in time even when the broker is away: both attempts share
+    :attr:`WRITE_TIMEOUT_S`, each step waiting on the broker at most :attr:`STEP_TIMEOUT_S` (a
+    connection started just before the deadline may overrun it by that much).
     """
 
     TRANSACTION_TIMEOUT_MS = 10_000   # a writer killed mid-write holds readers back this long at most
+    WRITE_TIMEOUT_S = 20.0            # both attempts of a write together
+    STEP_TIMEOUT_S = 8.0              # each broker step of an attempt: connect, read to the end, send, commit
 
     def __init__(self, config: KafkaConfig, topic: str, log_: Documents | None = None):
         self.topic, self._config, self._log = topic, config, log_
         self._lock = threading.Lock()
         self._producer: Any = None
-        self._connect()          # fences a writer killed mid-write now: its open transaction is aborted
+        self.connects = 0        # how often this writer (re)connected, i.e. took its turn from the others
 
     def _connect(self) -> None:
+        producer = None
         try:
             producer = make_producer(self._config, linger_ms=0, transactional_id=f"connector-host-control.{self.topic}",
-                                     transaction_timeout_ms=self.TRANSACTION_TIMEOUT_MS)
-            producer.init_transactions()
-        except (KafkaError, TransportError) as exc:
-            raise DeliveryError(f"the control topic cannot be written: {type(exc).__name__}: {exc}") from None
+                                     transaction_timeout_ms=self.TRANSACTION_TIMEOUT_MS,
+                                     max_block_ms=int(self.STEP_TIMEOUT_S * 1000))
+            producer.init_transactions()      # fences every other writer; ends what a killed one left open
+        except BaseException:
+            if producer is not None:
+                _close_quietly(producer)
+            raise
         self._producer = producer
+        self.connects += 1
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
 
     def attach(self, log_: Documents) -> None:
         """The reader whose view the revision checks use (the API's own)."""
         self._log = log_
 
     def write(self, doc: Mapping[str, Any], now: datetime, *, based_on: int | None = None,
-              timeout_s: float = 30) -> tuple[int, int]:
+              timeout_s: float | None = None) -> tuple[int, int]:
         """Store ``doc`` if the connection is at revision ``based_on`` (0: absent; None: any);
         returns the record's partition and offset.
 
         :raise RevisionConflict: another writer changed the connection first (nothing stored).
-        :raise DeliveryError: the broker did not commit it (nothing may be assumed stored).
+        :raise DeliveryError: the broker did not commit it, twice (nothing may be assumed stored).
         """
         event = docs.event(doc, now)
         name = doc["connection"]
         with self._lock:
-            if self._producer is None:
-                self._connect()
+            deadline = time.monotonic() + (timeout_s or self.WRITE_TIMEOUT_S)
             try:
-                self._producer.begin_transaction()
-                if based_on is not None and self._log is not None:
-                    if not self._log.catch_up(timeout_s=timeout_s):
-                        raise DeliveryError("the control topic could not be read to its end")
-                    _check_revision(name, self._log.document(name), based_on)
-                meta = self._producer.send(self.topic, key=event.key.encode("utf-8"),
-                                           value=event.to_json().encode("utf-8"), headers=STRUCTURED).get(timeout_s)
-                self._producer.commit_transaction()
-            except (RevisionConflict, DeliveryError):
-                self._abort()
-                raise
-            except KafkaError as exc:     # fenced by another writer, or the broker away: not stored
-                self._reset()
-                raise DeliveryError(f"connection {name!r} not stored: {type(exc).__name__}: {exc}") from None
+                where = self._attempt(event, name, based_on, deadline, retry=False)
+            except _Lost as first:
+                log.info("connection %s not stored at the first attempt (%s); connecting again and retrying once",
+                         name, first)
+                try:
+                    if time.monotonic() >= deadline:
+                        raise _Lost(f"{first}; no time left to retry") from None
+                    where = self._attempt(event, name, based_on, deadline, retry=True)
+                except _Lost as second:
+                    raise DeliveryError(f"connection {name!r} not stored: the control topic could not be written "
+                                        f"({second}); try again") from None
         log.info("connection %s revision %d %s by %s", name, doc["revision"],
                  "deleted" if doc.get("deleted") else "stored", doc["changed_by"])
-        return meta.partition, meta.offset
+        return where
 
-    def _abort(self) -> None:
+    def _attempt(self, event: ev.Event, name: str, based_on: int | None, deadline: float, *,
+                 retry: bool) -> tuple[int, int]:
+        """One transaction; raises :class:`_Lost` for whatever a new connection may cure."""
+        def step_s() -> float:
+            return max(min(self.STEP_TIMEOUT_S, deadline - time.monotonic()), 0.1)
+
         try:
-            self._producer.abort_transaction()
-        except KafkaError:
+            if self._producer is None:
+                self._connect()
+            self._producer.begin_transaction()
+            if based_on is not None and self._log is not None:
+                if not self._log.catch_up(timeout_s=step_s()):
+                    raise _Lost("the control topic could not be read to its end")
+                current = self._log.document(name)
+                if retry and current is not None and current == _data(event):
+                    self._abort(step_s())     # the first attempt's commit went through after all
+                    where = self._log.where(name)
+                    if where is not None:
+                        return where
+                _check_revision(name, current, based_on)
+            meta = self._producer.send(self.topic, key=event.key.encode("utf-8"),
+                                       value=event.to_json().encode("utf-8"), headers=STRUCTURED).get(step_s())
+            _within(step_s(), "commit", self._producer.commit_transaction)
+            return meta.partition, meta.offset
+        except RevisionConflict:
+            self._abort(step_s())
+            raise
+        except _Lost:
+            self._reset()
+            raise
+        except Exception as exc:  # noqa: BLE001 - fenced, timed out, the broker away, or a client's own bug
+            self._reset()
+            raise _Lost(f"{type(exc).__name__}: {exc}") from None
+
+    def _abort(self, step_s: float) -> None:
+        try:
+            _within(step_s, "abort", self._producer.abort_transaction)
+        except Exception:  # noqa: BLE001 - the next write connects again, which aborts it
             self._reset()
 
     def _reset(self) -> None:
-        try:
-            self._producer.close(timeout=5)
-        except Exception:  # noqa: BLE001 - a fenced producer may refuse even to close cleanly
-            pass
+        if self._producer is not None:
+            _close_quietly(self._producer)
         self._producer = None
 
     def close(self) -> None:
         with self._lock:
-            if self._producer is not None:
-                self._producer.close(timeout=10)
-                self._producer = None
+            self._reset()
+
+
+class _Lost(Exception):
+    """An attempt failed in a way a new connection may cure (fenced, timed out, the broker away)."""
+
+
+def _data(event: ev.Event) -> dict[str, Any]:
+    """The document as a reader of the topic sees it."""
+    return ev.parse_event(event.to_json().encode("utf-8"), expected_type=ev.CONNECTION).data
+
+
+def _within(timeout_s: float, what: str, call: Callable[[], Any]) -> Any:
+    """``call()`` bounded in time (kafka-python waits for a commit or an abort without limit)."""
+    done, box = threading.Event(), {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"control-{what}", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise KafkaTimeoutError(f"the {what} took longer than {timeout_s:.0f}s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _close_quietly(producer: Any) -> None:
+    try:
+        producer.close(timeout=2)
+    except Exception:  # noqa: BLE001 - a fenced producer may refuse even to close cleanly
+        pass
 
 
 __all__ = ["ConnectionLog", "ConnectionWriter", "Documents", "MemoryControl"]

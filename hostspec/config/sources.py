@@ -28,6 +28,7 @@ class ConnectionsFile(ReloadingFile[ConnectionStore]):
     (:class:`~hostspec.config.reloading.ReloadingFile`: a broken change keeps the last good version)."""
 
     def __init__(self, path: str | os.PathLike[str], *, policy: SettingsPolicy | None = None):
+        metrics.export(metrics.CONNECTIONS_FILE_OK)    # only a process with a connections file has it
         super().__init__(path, lambda p: ConnectionStore.from_file(p, policy=policy), what="connections file",
                          describe=lambda store: f": {len(store.names)} connections",
                          on_ok=lambda: metrics.CONNECTIONS_FILE_OK.set(1),

@@ -12,6 +12,12 @@ The checks, in this order, so that no answer tells a tenant anything of another'
 Handlers then keep lists to the principal's objects (:func:`visible`) and refuse a body naming
 another tenant (:func:`check_tenant`, 403). A route and method with no rule is refused to every
 role but platform admins (a test keeps :data:`RULES` equal to the route table).
+
+The public paths (``/health`` and the like) and the web console's files (``/ui``,
+:mod:`hostspec.control.console`) need no token. Every answer says ``X-Content-Type-Options:
+nosniff``; the console's carry the browser's headers too (:data:`BROWSER_HEADERS`: a
+Content-Security-Policy that allows only the console's own files, no inline script or style, and
+connections to this origin only).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from typing import Any, Iterable, Mapping
 
 import falcon
 
+from hostspec.control import console
 from hostspec.control.rate import TenantRate
 from hostspec.control.tokens import PLATFORM_ADMIN, TENANT_ADMIN, TENANT_TRIGGER, Principal, Tokens
 
@@ -38,6 +45,14 @@ class Rule:
     scope: str | None = None
 
 
+BROWSER_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
 NAME = "/connections/{name}"
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/"): Rule(EVERYONE),
@@ -51,10 +66,16 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", NAME + "/pause"): Rule(ADMINS, "live"),
     ("PUT", NAME + "/resume"): Rule(ADMINS, "live"),
     ("POST", NAME + "/syncs"): Rule(EVERYONE, "live"),
-    ("GET", NAME + "/status"): Rule(EVERYONE, "live"),
+    ("GET", NAME + "/status"): Rule(EVERYONE, "history"),
+    ("GET", NAME + "/delivery"): Rule(EVERYONE, "live"),
+    ("POST", NAME + "/check"): Rule(ADMINS, "live"),
     ("GET", NAME + "/deadletters"): Rule(ADMINS, "history"),
     ("POST", NAME + "/deadletters/redrive"): Rule(ADMINS, "history"),
     ("GET", "/audit"): Rule(PLATFORM),
+    # the fleet: lists kept to the caller's tenant, another tenant's request answers 404 (api.py)
+    ("GET", "/runs"): Rule(EVERYONE),
+    ("GET", "/deadletters"): Rule(ADMINS),
+    ("GET", "/requests/{request_id}"): Rule(EVERYONE),
 }
 
 
@@ -107,7 +128,7 @@ class Access:
         self.tokens, self.documents, self.rate, self.public = tokens, documents, rate, frozenset(public)
 
     def process_request(self, req: falcon.Request, _resp: falcon.Response) -> None:
-        if req.path in self.public:
+        if req.path in self.public or console.public(req.path):
             return
         scheme, _, given = (req.get_header("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
@@ -142,6 +163,13 @@ class Access:
         if (rule.scope == "live" and not live) or doc is None or not who.sees(doc.get("tenant")):
             raise not_found(name)
 
+    def process_response(self, req: falcon.Request, resp: falcon.Response, _resource: Any,
+                         _req_succeeded: bool) -> None:
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        if console.public(req.path):
+            for header, value in BROWSER_HEADERS.items():
+                resp.set_header(header, value)
 
-__all__ = ["ADMINS", "Access", "EVERYONE", "PLATFORM", "RULES", "Rule", "check_name_free", "check_sync", "check_tenant",
+
+__all__ = ["ADMINS", "Access", "BROWSER_HEADERS", "EVERYONE", "PLATFORM", "RULES", "Rule", "check_name_free", "check_sync", "check_tenant",
            "not_found", "principal", "visible"]

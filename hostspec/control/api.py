@@ -12,11 +12,17 @@ Resources (the OpenAPI 3.1 document is ``schemas/admin-api.openapi.json``, also 
     DELETE /connections/{name}                         delete it (its pending requests end refused)
     PUT    /connections/{name}/pause | resume          stop or restart its schedule
     POST   /connections/{name}/syncs                   request a sync, with replay filters
-    GET    /connections/{name}/status                  its current phase and latest runs
+    GET    /connections/{name}/status                  its current phase, latest runs and delivery health
+    GET    /connections/{name}/delivery                what its publisher delivered, dead-lettered, parked
+    POST   /connections/{name}/check                   check its credentials at the provider
     GET    /connections/{name}/deadletters             its dead letters (stage, reason, since, until)
     POST   /connections/{name}/deadletters/redrive     send them again
+    GET    /runs                                       runs of every connection (filters, pages)
+    GET    /deadletters                                dead letters of every connection (filters, pages)
+    GET    /requests/{id}                              a request: its status, run and dead letters
     GET    /audit                                      the audit trail (platform admins)
     GET    /health  /ready  /metrics  /openapi.json    without a token
+    GET    /ui  /ui/static/{file}                      the web console (hostspec.control.console), without a token
 
 Every other call needs ``Authorization: Bearer <token>``. A token names a principal with a role
 (:mod:`hostspec.control.tokens`: a hashed tokens file re-read when it changes, or ``--token``
@@ -35,16 +41,17 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import falcon
 from marshmallow import ValidationError
 
 from hostspec import __version__
 from hostspec.contracts import object_schema
-from hostspec.control import audit, field_errors
+from hostspec.control import audit, console, field_errors
 from hostspec.ops import health
-from hostspec.control import redrive
+from hostspec.ops.http_metrics import RequestMetrics
+from hostspec.control import index, redrive
 from hostspec.control.access import Access, check_name_free, check_sync, check_tenant, principal, visible
 from hostspec.control.rate import TenantRate
 from hostspec.control.tokens import Tokens
@@ -91,7 +98,7 @@ def _error(status: int, message: str, errors: Any = None) -> ApiError:
     return ApiError(status, message, errors)
 
 
-def _host_error(exc: HostError) -> ApiError:
+def _host_error(exc: HostError | DeliveryError) -> ApiError:
     if isinstance(exc, SettingsRefused):
         return _error(422, str(exc), exc.messages)
     if isinstance(exc, InvalidRequestError):
@@ -107,6 +114,11 @@ def _host_error(exc: HostError) -> ApiError:
     if isinstance(exc, ConfigError):
         return _error(400, str(exc))
     return _error(500, str(exc))
+
+
+def _unavailable(req: falcon.Request, resp: falcon.Response, exc: DeliveryError, params: Any) -> None:
+    """A write (a change, a sync request, a re-drive) the broker did not acknowledge in time."""
+    ApiError.handle(req, resp, _host_error(exc), params)
 
 
 def _body(req: falcon.Request, *, required: bool = False) -> Any:
@@ -214,7 +226,7 @@ class Connections(_Resource):
             raise _host_error(exc) from None
         resp.status = falcon.HTTP_201
         resp.location = f"/connections/{name}"
-        resp.media = change.doc
+        resp.media = {**change.doc, "warnings": list(change.warnings)}
 
 
 class Connection(_Resource):
@@ -235,7 +247,7 @@ class Connection(_Resource):
         except HostError as exc:
             raise _host_error(exc) from None
         resp.status = falcon.HTTP_201 if change.created else falcon.HTTP_200
-        resp.media = change.doc
+        resp.media = {**change.doc, "warnings": list(change.warnings)}
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         try:
@@ -280,7 +292,30 @@ class Status(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 20
         try:
-            resp.media = self.plane.runs(name, limit=limit)
+            answer = self.plane.runs(name, limit=limit)
+        except HostError as exc:
+            raise _host_error(exc) from None
+        try:
+            answer["delivery"] = self.plane.delivery_health(name, answer["runs"])
+        except (NotReadBack, NotFound):   # not followed here, not read yet, or deleted: the runs still answer
+            answer["delivery"] = None
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.media = answer
+
+
+class Delivery(_Resource):
+    def on_get(self, _req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        try:
+            resp.media = self.plane.delivery_health(name)
+        except HostError as exc:
+            raise _host_error(exc) from None
+
+
+class Check(_Resource):
+    def on_post(self, _req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        try:
+            resp.media = self.plane.check(name)
         except HostError as exc:
             raise _host_error(exc) from None
 
@@ -308,12 +343,10 @@ def _filter(req: falcon.Request, name: str, body: Mapping[str, Any] | None = Non
     if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
         raise _error(422, "ids must be a list of dead-letter ids", {"ids": ["must be a list of strings"]})
     stage = body.get("stage", req.get_param("stage"))
-    if stage is not None and stage not in ("request", "mapping", "validation", "delivery"):
-        raise _error(422, "stage must be request, mapping, validation or delivery", {"stage": ["unknown stage"]})
     reason = body.get("reason", req.get_param("reason"))
     if reason is not None and not isinstance(reason, str):
         raise _error(422, "reason must be a string", {"reason": ["must be a string"]})
-    return redrive.Filter(connection=name, stage=stage, reason=reason, since=_instant(req, "since", body),
+    return redrive.Filter(connection=name, stage=_stage(stage), reason=reason, since=_instant(req, "since", body),
                           until=_instant(req, "until", body), ids=frozenset(ids or ()), tenant=tenant)
 
 
@@ -324,28 +357,128 @@ def _ever_stored(plane: ControlPlane, name: str) -> None:
         raise _error(404, f"no connection {name!r}")
 
 
+def _stage(stage: Any) -> str | None:
+    if stage is not None and stage not in ("request", "mapping", "validation", "delivery"):
+        raise _error(422, "stage must be request, mapping, validation or delivery", {"stage": ["unknown stage"]})
+    return stage
+
+
+def _history_tenant(plane: ControlPlane, name: str) -> str | None:
+    """The tenant whose history ``name`` is: its live connection's, or the deleted one's."""
+    try:
+        return plane.history(name).get("tenant")
+    except NotFound:
+        return None
+
+
 class DeadLetters(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         _ever_stored(self.plane, name)
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
         try:
-            letters = self.plane.dead_letters(_filter(req, name, tenant=self.plane.tenant_of(name)), limit=limit)
+            letters = self.plane.dead_letters(_filter(req, name, tenant=_history_tenant(self.plane, name)), limit=limit)
         except HostError as exc:
             raise _host_error(exc) from None
-        resp.media = [dl.summary() for dl in letters]
+        resp.media = [self.plane.index.letter(dl) for dl in letters]
 
 
 class Redrive(_Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         _ever_stored(self.plane, name)
-        which = _filter(req, name, _body(req), tenant=self.plane.tenant_of(name))
+        body = _body(req)
+        force = body.pop("force", False)
+        if not isinstance(force, bool):
+            raise _error(422, "force must be true or false", {"force": ["must be a boolean"]})
+        which = _filter(req, name, body, tenant=_history_tenant(self.plane, name))
         try:
-            plan = self.plane.redrive(which, actor=req.context.actor)
+            plan = self.plane.redrive(which, actor=req.context.actor, force=force)
         except HostError as exc:
             raise _host_error(exc) from None
         resp.status = falcon.HTTP_202
         resp.media = {"redriven": plan.redriven, "not_redriven": plan.not_redrivable,
-                      "requests": [e.id for e in plan.requests]}
+                      "requests": [e.id for e in plan.requests], "already_redriven": plan.already_redriven}
+
+
+# -- the fleet: runs, dead letters and requests of every connection (hostspec.control.index) ---
+def _page_params(req: falcon.Request) -> tuple[int, str | None]:
+    limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
+    return limit, req.get_param("cursor")
+
+
+def _paged(page: Any, row: Any) -> dict[str, Any]:
+    return {"items": [row(i) for i in page.items], "total": page.total, "next_cursor": page.next_cursor}
+
+
+class FleetRuns(_Resource):
+    PHASES = ("queued", "started", "progress", "completed", "partial", "failed", "skipped")
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit, cursor = _page_params(req)
+        who, tenant = principal(req), req.get_param("tenant")   # a tenant's token sees its own only
+        provider, connection, phase = (req.get_param(k) for k in ("provider", "connection", "phase"))
+        if phase is not None and phase not in self.PHASES:
+            raise _error(422, f"phase must be one of {', '.join(self.PHASES)}", {"phase": ["unknown phase"]})
+        within = index.time_filter(_instant(req, "since"), _instant(req, "until"))
+
+        def which(r: Mapping[str, Any]) -> bool:
+            return (who.sees(r.get("tenant")) and (tenant is None or r.get("tenant") == tenant)
+                    and (provider is None or r.get("provider") == provider)
+                    and (connection is None or r.get("connection") == connection)
+                    and (phase is None or r.get("phase") == phase)
+                    and within(r.get("started_at") or r.get("ended_at")))
+        try:
+            found = self.plane.run_page(which, limit=limit, cursor=cursor)
+        except index.BadCursor as exc:      # well formed, as the document says, but not ours: 422
+            raise _error(422, str(exc), {"cursor": [str(exc)]}) from None
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.media = _paged(found, lambda r: {**r, "connection_deleted": self.plane.connection_deleted(
+            r.get("connection"), r.get("tenant"))})
+
+
+def _true_or_false(req: falcon.Request, name: str) -> bool | None:
+    """A boolean query parameter as the document writes it, ``true`` or ``false`` (falcon alone
+    also reads ``no``, ``0`` and a blank value)."""
+    value = req.get_param(name)
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise _error(400, f"{name} must be true or false")
+    return value == "true"
+
+
+class FleetDeadLetters(_Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit, cursor = _page_params(req)
+        who, tenant = principal(req), req.get_param("tenant")   # a tenant's token sees its own only
+        provider, connection = req.get_param("provider"), req.get_param("connection")
+        redriven = _true_or_false(req, "redriven")
+        base = redrive.Filter(connection=connection, stage=_stage(req.get_param("stage")), reason=req.get_param("reason"),
+                              since=_instant(req, "since"), until=_instant(req, "until"))
+
+        def which(dl: redrive.DeadLetter) -> bool:
+            t = dl.data.get("tenant")
+            return (base(dl) and who.sees(t) and (tenant is None or t == tenant)
+                    and (provider is None or dl.data.get("provider") == provider))
+        try:
+            found = self.plane.dead_letter_page(which, redriven=redriven, limit=limit, cursor=cursor)
+        except index.BadCursor as exc:      # well formed, as the document says, but not ours: 422
+            raise _error(422, str(exc), {"cursor": [str(exc)]}) from None
+        except HostError as exc:
+            raise _host_error(exc) from None
+        resp.media = _paged(found, lambda d: {**d, "connection_deleted": self.plane.connection_deleted(
+            d.get("connection"), d.get("tenant"))})
+
+
+class Request(_Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, request_id: str) -> None:
+        try:
+            found = self.plane.request(request_id)
+        except HostError as exc:
+            raise _host_error(exc) from None
+        if found is None or not principal(req).sees(found["tenant"]):     # another tenant's: as absent
+            raise _error(404, f"no request {request_id!r}")
+        resp.media = found
 
 
 class Audit:
@@ -398,27 +531,38 @@ def routes(plane: ControlPlane, trail: audit.MemoryAudit | audit.KafkaAudit | No
         "/connections/{name}/resume": Pause(plane, False),
         "/connections/{name}/syncs": Syncs(plane),
         "/connections/{name}/status": Status(plane),
+        "/connections/{name}/delivery": Delivery(plane),
+        "/connections/{name}/check": Check(plane),
         "/connections/{name}/deadletters": DeadLetters(plane),
         "/connections/{name}/deadletters/redrive": Redrive(plane),
+        "/runs": FleetRuns(plane),
+        "/deadletters": FleetDeadLetters(plane),
+        "/requests/{request_id}": Request(plane),
         "/audit": Audit(trail or audit.MemoryAudit()),
     }
 
 
 def make_app(plane: ControlPlane, tokens: Tokens | Mapping[str, Secret], *,
-             trail: audit.MemoryAudit | audit.KafkaAudit | None = None, rate: TenantRate | None = None) -> falcon.App:
+             trail: audit.MemoryAudit | audit.KafkaAudit | None = None, rate: TenantRate | None = None,
+             kafka: Callable[[], bool] | None = None) -> falcon.App:
     """The API on ``plane``. ``tokens``: a :class:`Tokens`, or ``--token`` references (platform
     admins); ``trail``: where audit events go (default: kept in memory); ``rate``: each tenant's
-    request rate (default 10 per second, bursts of 20)."""
+    request rate (default 10 per second, bursts of 20); ``kafka``: whether Kafka answers now
+    (a :class:`hostspec.transport.liveness.BrokerProbe`'s ``alive``), a ``/ready`` check."""
     tokens = tokens if isinstance(tokens, Tokens) else Tokens(tokens)
     trail = trail if trail is not None else audit.MemoryAudit()
     rate = rate if rate is not None else TenantRate(10, 20)
-    app = falcon.App(middleware=[audit.AuditMiddleware(trail), Access(tokens, plane.log, rate, PUBLIC)])
+    router = falcon.routing.CompiledRouter()      # shared with the metrics: a refused request has its route too
+    app = falcon.App(router=router, middleware=[RequestMetrics(router.find), audit.AuditMiddleware(trail),
+                                                Access(tokens, plane.log, rate, PUBLIC)])
     app.add_error_handler(ApiError, ApiError.handle)
+    app.add_error_handler(DeliveryError, _unavailable)     # a write Kafka did not store: 503, never 500
     app.set_error_serializer(_serialize_http_error)
     for path, resource in routes(plane, trail).items():
         app.add_route(path, resource)
     app.add_route("/openapi.json", OpenApi())
-    health.add_routes(app, lambda: {"control_topic": plane.log.ready})
+    console.add_routes(app)
+    health.add_routes(app, lambda: {"control_topic": plane.log.ready, **({"kafka": kafka()} if kafka else {})})
     return app
 
 

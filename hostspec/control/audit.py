@@ -109,7 +109,12 @@ class MemoryAudit:
 
 
 class KafkaAudit:
-    """The trail on the audit topic: written with acks=all, read back from the topic's start."""
+    """The trail on the audit topic: written with acks=all, read back from the topic's start.
+
+    An event is acknowledged within :attr:`TIMEOUT_S` or not at all (the middleware logs it
+    then): with the broker away, the answer of the call it records waits no longer than that."""
+
+    TIMEOUT_S = 5.0
 
     def __init__(self, config: KafkaConfig, topic: str):
         self.topic, self._config = topic, config
@@ -118,10 +123,21 @@ class KafkaAudit:
 
     def record(self, event: ev.Event) -> None:
         with self._lock:
-            if self._sink is None:
-                self._sink = KafkaSink(make_producer(self._config, linger_ms=0), lambda _type: self.topic)
-            self._sink.emit(event)
-            self._sink.flush(30)
+            try:
+                if self._sink is None:
+                    self._sink = KafkaSink(make_producer(self._config, linger_ms=0,
+                                                         max_block_ms=int(self.TIMEOUT_S * 1000)),
+                                           lambda _type: self.topic)
+                self._sink.emit(event)
+                self._sink.flush(self.TIMEOUT_S)
+            except Exception:
+                sink, self._sink = self._sink, None       # the next event starts a fresh producer
+                if sink is not None:
+                    try:
+                        sink.close(timeout_s=1)
+                    except Exception:  # noqa: BLE001 - a producer that failed may fail to close too
+                        pass
+                raise
 
     def entries(self, query: Query, *, limit: int = 100, timeout_s: float = 30) -> list[dict[str, Any]]:
         follower = Follower(self._config, self.topic, from_start=True)

@@ -122,6 +122,50 @@ AUDIT_FILTERS = [{"name": n, "in": "query", "required": False, "description": d,
 LIMIT = {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
 
 
+def _add_delivery(schemas: dict[str, Any], paths: dict[str, Any]) -> None:
+    """Delivery health, the credentials check and the warnings of a stored connection (issue 29)."""
+    warnings = {"description": "advice on the stored connection (e.g. no publisher target): never a refusal",
+                "type": "array", "items": {"type": "string"}}
+    stored = schemas["Connection"]       # closed (additionalProperties false): warnings added to a copy
+    schemas["ConnectionStored"] = {**stored, "description": "the connection as stored, with advice (warnings)",
+                                   "properties": {**stored["properties"], "warnings": warnings}}
+    for responses in (paths["/connections"]["post"]["responses"], paths["/connections/{name}"]["put"]["responses"]):
+        for code in ("200", "201"):
+            if code in responses:
+                responses[code]["content"] = _json("ConnectionStored")
+    count = {"type": "integer", "minimum": 0}
+    when = {"type": ["string", "null"], "format": "date-time"}
+    schemas["Delivery"] = {"type": "object", "required": [
+        "connection", "delivered", "dead_lettered", "parked", "last_delivered_at"], "properties": {
+        "connection": {"type": "string"},
+        "delivered": {**count, "description": "items whose latest outcome at the publisher is delivered"},
+        "dead_lettered": {**count, "description": "the connection's dead letters of stage delivery"},
+        "parked": {**count, "description": "stats parked now (not delivered nor dead-lettered since)"},
+        "last_delivered_at": when, "last_dead_lettered_at": when,
+        "dead_letter_reasons": {"type": "object", "additionalProperties": count},
+        "verdict": {"type": "string", "enum": ["failing", "parked", "delivering", "pending", "idle"],
+                    "description": "in the status answer only: the delivery joined with the runs"}}}
+    schemas["Runs"]["properties"]["delivery"] = {
+        "description": "the delivery health with its verdict; null while this server has not read it",
+        "anyOf": [{"$ref": "#/components/schemas/Delivery"}, {"type": "null"}]}
+    step = {"type": "object", "required": ["name", "ok", "message"], "properties": {
+        "name": {"type": "string", "enum": ["settings", "secrets", "provider"]}, "ok": {"type": "boolean"},
+        "message": {"type": "string"}}}
+    schemas["Check"] = {"type": "object", "required": ["connection", "ok", "checks"], "properties": {
+        "connection": {"type": "string"}, "ok": {"type": "boolean"},
+        "checks": {"type": "array", "items": step}, "warnings": warnings}}
+    paths["/connections/{name}/delivery"] = {"parameters": [NAME], "get": {
+        "summary": "what the publisher made of the connection's records: delivered, dead-lettered, parked now",
+        "operationId": "delivery", "responses": {
+            "200": _answer("the delivery health", "Delivery"),
+            "503": _answer("this server has not read the delivery outcomes yet", "Error"), **_errors("404")}}}
+    paths["/connections/{name}/check"] = {"parameters": [NAME], "post": {
+        "summary": "check the connection's settings, secret references and credentials at the provider",
+        "operationId": "checkConnection", "responses": {
+            "200": _answer("each check; ok false when one failed (a provider out of reach too)", "Check"),
+            **_errors("404")}}}
+
+
 def _schemas() -> dict[str, Any]:
     connection = object_schema(s.ConnectionDataSchema)
     connection["properties"]["options"] = _nullable_ref("ConnectionOptions")
@@ -168,11 +212,14 @@ def _schemas() -> dict[str, Any]:
             "ids": {"type": "array", "items": {"type": "string"}},
             "stage": {"type": "string", "enum": ["request", "mapping", "validation", "delivery"]},
             "reason": {"type": "string"}, "since": {"type": "string", "format": "date-time"},
-            "until": {"type": "string", "format": "date-time"}}},
+            "until": {"type": "string", "format": "date-time"},
+            "force": {"type": "boolean", "description": "send again those already re-driven too"}}},
         "Redriven": {"type": "object", "required": ["redriven", "not_redriven", "requests"], "properties": {
             "redriven": {"type": "array", "items": {"type": "string"}},
             "not_redriven": {"type": "object", "additionalProperties": {"type": "string"}},
-            "requests": {"type": "array", "items": {"type": "string"}}}},
+            "requests": {"type": "array", "items": {"type": "string"}},
+            "already_redriven": {"type": "object", "description": "dead letters re-driven before: nothing sent "
+                                 "again (without force)", "additionalProperties": {"type": "object"}}}},
         "Validation": {"type": "object", "required": ["provider", "error_count", "errors"],
                        "properties": {"provider": {"type": "string"}, "error_count": {"type": "integer"},
                                       "errors": {"$ref": "#/components/schemas/FieldErrors"}}},
@@ -192,6 +239,7 @@ def _schemas() -> dict[str, Any]:
             **object_schema(s.AuditDataSchema)["properties"]}},
         "Runs": {"type": "object", "required": ["connection", "revision", "paused", "phase", "runs"], "properties": {
             "connection": {"type": "string"}, "revision": {"type": "integer"}, "paused": {"type": "boolean"},
+            "deleted": {"type": "boolean", "description": "the connection was deleted: its history stays"},
             "phase": {"type": ["string", "null"]},
             "runs": {"type": "array", "items": {"$ref": "#/components/schemas/SyncStatus"}}}},
         "Version": {"type": "object", "required": ["version", "connections"], "properties": {
@@ -261,7 +309,7 @@ def document() -> dict[str, Any]:
             "summary": "the dead letters of a connection, live or deleted (404: no connection of that name was "
                        "ever stored)", "operationId": "listDeadLetters", "parameters": [*FILTERS, LIMIT],
             "responses": {"200": {"description": "dead letters, oldest first", "content": {"application/json": {
-                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}}}},
+                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/FleetDeadLetter"}}}}},
                 **_errors("400", "404", "422")}}},
         "/connections/{name}/deadletters/redrive": {"parameters": [NAME], "post": {
             "summary": "send dead letters again: refused requests as new requests, records as a full sync of "
@@ -276,6 +324,10 @@ def document() -> dict[str, Any]:
                 "type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}},
                 **_errors("400", "422", "503")}}},
     }
+    _add_delivery(schemas, paths)
+    fleet_schemas, fleet_paths = _fleet()
+    schemas.update(fleet_schemas)
+    paths.update(fleet_paths)
     text = {"text/plain": {"schema": {"type": "string"}}}
     for path, what, answers in (
             ("/health", "200 while the process serves", {"200": _answer("serving", "Health")}),
@@ -299,11 +351,87 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "http://localhost:8083"}],
         "security": [{"bearer": []}],
         "paths": clientable(paths),     # routes added in blocks of their own are written so too
-        "components": {"schemas": schemas,
+        "components": {"schemas": clientable(schemas),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                                       "description": "a token of a principal with a role (a hashed tokens "
                                                                      "file, or --token references for platform admins)"}}},
     }
+
+
+def _fleet() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fleet's lists (runs, dead letters, requests of every connection the token sees): their
+    schemas and paths, kept apart from the per-connection routes."""
+    def q(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+    page_params = [
+        q("limit", "the most items in this page (default 100)", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        q("cursor", "where the page starts: the next_cursor of the page before (another answers 422; empty: "
+                    "the first page)", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"})]
+    common = [q("tenant", "only this tenant's (a tenant's token sees only its own)", {"type": "string"}),
+              q("provider", "only this provider's", {"type": "string"}),
+              q("connection", "only this connection's (a deleted one's too)", {"type": "string"})]
+    since_until = [q("since", "only at or after this time", {"type": "string", "format": "date-time"}),
+                   q("until", "only before this time", {"type": "string", "format": "date-time"})]
+    mark = {"type": ["object", "null"], "description": "the re-drive that sent it again (null: never re-driven)",
+            "properties": {"by": {"type": ["string", "null"]}, "at": {"type": "string", "format": "date-time"},
+                           "request_id": {"type": ["string", "null"]}}}
+    deleted = {"type": "boolean", "description": "its connection was deleted (or the name is another tenant's now)"}
+    run = object_schema(s.SyncStatusDataSchema)
+    run["properties"].update(counts={"$ref": "#/components/schemas/RunCounts"}, error=_nullable_ref("RunError"))
+
+    def page_of(ref: str) -> dict[str, Any]:
+        return {"type": "object", "required": ["items", "total", "next_cursor"], "properties": {
+            "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{ref}"}},
+            "total": {"type": "integer", "description": "items matching the filters, in every page"},
+            "next_cursor": {"type": ["string", "null"], "description": "the next page's cursor (null: the last page)"}}}
+
+    schemas = {
+        "FleetRun": {**run, "description": "a run's latest sync.status, and whether its connection is deleted",
+                     "properties": {**run["properties"], "connection_deleted": deleted}},
+        "FleetDeadLetter": {"allOf": [{"$ref": "#/components/schemas/DeadLetter"}, {"type": "object", "properties": {
+            "tenant": {"type": ["string", "null"]}, "errors": {"description": "the field errors (null: none)"},
+            "redriven": mark, "connection_deleted": deleted}}]},
+        "RunPage": page_of("FleetRun"),
+        "DeadLetterPage": page_of("FleetDeadLetter"),
+        "Request": {"type": "object", "properties": {
+            "request_id": {"type": "string"}, "connection": {"type": ["string", "null"]},
+            "tenant": {"type": ["string", "null"]}, "provider": {"type": ["string", "null"]},
+            "requested_by": {"type": ["string", "null"]},
+            "requested_at": {"type": ["string", "null"], "format": "date-time"},
+            "status": {"description": "its latest status (null: none yet)",
+                       "anyOf": [{"$ref": "#/components/schemas/SyncStatus"}, {"type": "null"}]},
+            "merged_into": {"type": ["string", "null"], "description": "the run it ran in, merged with another "
+                                                                       "request (coalescing)"},
+            "merged_into_request": {"type": ["string", "null"], "description": "the request that run was for"},
+            "dead_letters": {"type": "array", "items": {"$ref": "#/components/schemas/FleetDeadLetter"}}}},
+    }
+    phases = ["queued", "started", "progress", "completed", "partial", "failed", "skipped"]
+    stages = ["request", "mapping", "validation", "delivery"]
+    paths = {
+        "/runs": {"get": {
+            "summary": "runs of every connection the token sees, newest first, in pages", "operationId": "listRuns",
+            "parameters": [*common, q("phase", "only runs in this phase", {"type": "string", "enum": phases}),
+                           *since_until, *page_params],
+            "responses": {"200": _answer("a page of runs (their latest status)", "RunPage"),
+                          **_errors("400", "422", "503")}}},
+        "/deadletters": {"get": {
+            "summary": "dead letters of every connection the token sees, newest first, in pages",
+            "operationId": "listFleetDeadLetters",
+            "parameters": [*common, q("stage", "only this stage", {"type": "string", "enum": stages}),
+                           q("reason", "only reasons containing this text (case-insensitive)", {"type": "string"}),
+                           *since_until, q("redriven", "only those re-driven (true) or not (false)",
+                                           {"type": "boolean"}), *page_params],
+            "responses": {"200": _answer("a page of dead letters", "DeadLetterPage"),
+                          **_errors("400", "422", "503")}}},
+        "/requests/{request_id}": {
+            "parameters": [{"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"},
+                            "description": "the id a sync request was answered with"}],
+            "get": {"summary": "a sync request: its latest status, the run it merged into, its dead letters",
+                    "operationId": "getRequest",
+                    "responses": {"200": _answer("the request", "Request"), **_errors("404", "503")}}},
+    }
+    return schemas, paths
 
 
 __all__ = ["document"]

@@ -14,13 +14,16 @@ publish what :func:`plan` returns.
   state does not hold yet, the refused ones among them once the provider or the mapping is fixed.
 
 Each re-drive also leaves a ``sync.status`` in phase ``queued`` naming the dead letters it
-re-drives (``redrive_of``), so the history says who sent what again, and when.
+re-drives (``redrive_of``), so the history says who sent what again, and when (the request it
+queues names the actor: :func:`actor_of`; a refused request re-published as it was leaves one
+without a request id). The admin API's index (:mod:`hostspec.control.index`) marks those dead
+letters re-driven, and a second re-drive of one publishes nothing unless forced.
 """
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
@@ -101,6 +104,8 @@ class Redrive:
     statuses: list[ev.Event]
     redriven: list[str]                        # dead-letter ids handled
     not_redrivable: dict[str, str]             # dead-letter id -> why not
+    # dead-letter id -> its earlier re-drive ({"by", "at", "request_id"}): published nothing again
+    already_redriven: dict[str, Any] = field(default_factory=dict)
 
 
 def plan(letters: Iterable[DeadLetter], *, actor: str, now: datetime,
@@ -120,10 +125,11 @@ def plan(letters: Iterable[DeadLetter], *, actor: str, now: datetime,
             if request is not None:
                 event = request.to_event(now)
                 requests.append(event)
-                statuses.append(_queued(request, [dl.id], now))
+                statuses.append(_queued(request, [dl.id], now, tenant=d.get("tenant")))
                 done.append(dl.id)
             elif d.get("raw_value") and d.get("raw_encoding") == "utf-8":
                 raw.append((d.get("connection") or dl.id, d["raw_value"].encode("utf-8")))
+                statuses.append(_queued_raw(dl, now))
                 done.append(dl.id)
             else:
                 refused[dl.id] = "the refused request was not kept whole (too large or not text)"
@@ -139,7 +145,7 @@ def plan(letters: Iterable[DeadLetter], *, actor: str, now: datetime,
         request = SyncRequest(str(uuid.uuid4()), connection, provider, "all", f"redrive:{actor}:{len(group)} records",
                               mode="full")
         requests.append(request.to_event(now))
-        statuses.append(_queued(request, [dl.id for dl in group], now))
+        statuses.append(_queued(request, [dl.id for dl in group], now, tenant=group[0].data.get("tenant")))
         done.extend(dl.id for dl in group)
     return Redrive(requests, raw, statuses, done, refused)
 
@@ -158,8 +164,31 @@ def _request_again(dl: DeadLetter, actor: str) -> SyncRequest | None:
                    requested_by=f"redrive:{actor} of {original.request_id}"[:200])
 
 
-def _queued(request: SyncRequest, letters: list[str], now: datetime) -> ev.Event:
-    data = {"request_id": request.request_id, "run_id": None, "tenant": None, "connection": request.connection,
+def actor_of(requested_by: str) -> str | None:
+    """Who re-drove, from the ``requested_by`` of a re-drive's request (None: not a re-drive's)."""
+    if not requested_by.startswith("redrive:"):
+        return None
+    rest = requested_by[len("redrive:"):]
+    if " of " in rest:                          # a refused request sent again: "redrive:ACTOR of ID"
+        return rest.rsplit(" of ", 1)[0]
+    actor, _, count = rest.rpartition(":")      # records: "redrive:ACTOR:N records"
+    return actor if count.endswith(" records") else rest
+
+
+def _queued_raw(dl: DeadLetter, now: datetime) -> ev.Event:
+    """The status of a refused request re-published as it was (its id unknown: none)."""
+    d = dl.data
+    data = {"request_id": None, "run_id": None, "tenant": d.get("tenant"), "connection": d.get("connection"),
+            "provider": d.get("provider"), "scope": None, "phase": "queued", "dry_run": False,
+            "counts": asdict(Counts()), "error": None, "started_at": None, "ended_at": None, "worker": None,
+            "redrive_of": [dl.id]}
+    return ev.make_event(ev.SYNC_STATUS, data, key=ev.partition_key(None, d.get("connection"), d.get("provider"), "sync"),
+                         source=SOURCE, subject=d.get("connection") or dl.id, time=now,
+                         id_content=f"{dl.id}/redriven/{now.isoformat()}")
+
+
+def _queued(request: SyncRequest, letters: list[str], now: datetime, *, tenant: str | None = None) -> ev.Event:
+    data = {"request_id": request.request_id, "run_id": None, "tenant": tenant, "connection": request.connection,
             "provider": request.provider, "scope": request.scope, "phase": "queued", "dry_run": request.dry_run,
             "counts": asdict(Counts()), "error": None, "started_at": None, "ended_at": None, "worker": None,
             "redrive_of": letters[:1000]}
@@ -172,4 +201,4 @@ def dead_letter(event: ev.Event, partition: int, offset: int) -> DeadLetter:
     return DeadLetter(event.id, event.body["time"], event.data, partition, offset)
 
 
-__all__ = ["DeadLetter", "Filter", "Redrive", "dead_letter", "plan"]
+__all__ = ["DeadLetter", "Filter", "Redrive", "actor_of", "dead_letter", "plan"]

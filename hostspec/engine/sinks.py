@@ -5,6 +5,7 @@ import os
 import sys
 from typing import IO, Protocol
 
+from hostspec.errors import DeliveryError
 from hostspec.events import Event
 
 
@@ -53,8 +54,11 @@ class JsonLinesSink:
             self._own, self._out = False, target
 
     def emit(self, event: Event) -> None:
-        self._out.write(event.to_json())
-        self._out.write("\n")
+        try:
+            self._out.write(event.to_json())
+            self._out.write("\n")
+        except BrokenPipeError:      # ``sync ... | head``: undelivered, the run's state is not committed
+            raise DeliveryError("the events' reader closed its end (broken pipe)") from None
 
     def checkpoint(self, state_records: list[tuple[str, bytes | None]], *, final: bool) -> None:
         self._out.flush()

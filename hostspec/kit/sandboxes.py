@@ -29,7 +29,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Collection
+from typing import Any, Collection, Mapping
+
+from hostspec.ops.console import bind_error
 
 
 @dataclass
@@ -172,7 +174,9 @@ class SandboxServer:
       "progress": 30}``), so that a provider reading one page only is caught;
     * ``faults``: a :class:`FaultBook` with the actions ``status_429`` (``retry_after``) and
       ``status_5xx`` (``status``); :meth:`inject` then makes the next answers of the data routes
-      (``DATA_ROUTE``, a glob) fail, so that a provider without retries is caught.
+      (``DATA_ROUTE``, a glob) fail, so that a provider without retries is caught;
+    * :meth:`change_progress`: one learner studies a little more, now (the suite's incremental
+      check syncs, changes that, and syncs again through the host's real progress window).
     """
 
     thread_name = "sandbox"
@@ -180,6 +184,13 @@ class SandboxServer:
 
     @property
     def expected(self) -> dict[str, int] | None:
+        return None
+
+    def change_progress(self, at: datetime) -> Mapping[str, Any] | None:
+        """Move one learner's progress in one course forward, its activity dated ``at`` (the
+        run's clock), as a learner who studied a little more would; returns what changed (the
+        sandbox's own ids, for the suite's messages), or None when this sandbox cannot (the
+        default: the conformance suite's incremental check is skipped)."""
         return None
 
     def inject(self, fault: str, times: int = 1, retry_after: float = 0) -> FaultRule:
@@ -197,7 +208,10 @@ class SandboxServer:
         """Bind ``handler`` on ``host`` (loopback only) and ``port`` (0: any free one)."""
         if not is_loopback(host):
             raise ValueError(f"the sandbox binds to loopback only, not {host!r}")
-        self._httpd = ThreadingHTTPServer((host, port), handler)
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:       # the message names the port taken
+            raise bind_error(exc, host, port) from None
         self._httpd.daemon_threads = True
         self._threads: list[threading.Thread] = []
 

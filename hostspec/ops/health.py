@@ -2,10 +2,13 @@
 
 * ``GET /health``: 200 while the process serves HTTP at all (an orchestrator's liveness probe);
 * ``GET /ready``: 200 when every readiness check passes, 503 otherwise, with the checks in the
-  body: ``{"ready": false, "checks": {"kafka": true, "partitions": false}}``. The worker is ready
-  when it is a member of its group, polled recently and has restored every partition it owns;
-  the publisher likewise with its ledgers; the scheduler when it polls; the admin API when it
-  has read the control topic to its end;
+  body: ``{"ready": false, "checks": {"kafka": true, "partitions": false}}``. ``kafka`` is whether
+  the cluster answers now (:mod:`hostspec.transport.liveness`: false within seconds of the broker
+  going away). The worker is ready when Kafka answers and it is a member of its group (``group``:
+  a generation, a heartbeat answered within the session timeout), polled recently and has
+  restored every partition it owns; the publisher likewise with its ledgers; the scheduler when
+  it polls and Kafka answers; the admin API when it has read the control topic to its end and
+  Kafka answers;
 * ``GET /metrics``: Prometheus' text format (:mod:`hostspec.ops.metrics`).
 
 The admin API mounts the same routes on its own server (:func:`add_routes`).
@@ -18,6 +21,8 @@ from typing import Any, Callable, Mapping
 import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from waitress.server import create_server
+
+from hostspec.ops.console import bind_error
 
 Checks = Callable[[], Mapping[str, bool]]
 
@@ -60,8 +65,11 @@ class HttpServer:
     """A WSGI app served by waitress in a background thread."""
 
     def __init__(self, app: Any, port: int, addr: str = "0.0.0.0", *, threads: int = 4):
-        self._server = create_server(app, host=addr, port=port, threads=threads, ident="connector-host",
-                                     clear_untrusted_proxy_headers=True)
+        try:
+            self._server = create_server(app, host=addr, port=port, threads=threads, ident="connector-host",
+                                         clear_untrusted_proxy_headers=True)
+        except OSError as exc:       # the message names the port taken
+            raise bind_error(exc, addr, port) from None
         self.port: int = self._server.effective_port  # type: ignore[union-attr]
         self._thread = threading.Thread(target=self._server.run, name=f"http:{self.port}", daemon=True)
 

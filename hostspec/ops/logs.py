@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -55,6 +57,69 @@ class KafkaNoise(logging.Filter):
             return True
         message = record.getMessage()
         return not any(p in message for p in self.PATTERNS)
+
+
+class ConnectionErrorLimit(logging.Filter):
+    """At most one connection-error line per broker every ``interval_s``.
+
+    With the broker away, every client of a process reports each reconnection attempt and each
+    failed metadata refresh (kafka-python: ``No node available for metadata refresh``,
+    ``Connection failed``, ``socket disconnected`` …; librdkafka, the worker's transactional
+    producers with ``KAFKA_CLIENT=confluent``: its ``FAIL`` lines): a worker wrote about 40 such
+    lines a second. This filter lets the first line about a broker through, drops the others about
+    it for ``interval_s``, and then lets the next one through with the count of those it dropped.
+    A line names its broker by address (``host:port``) or node id; a line naming none counts
+    against ``any broker``. Other records, and kafka-python's records below WARNING, pass
+    untouched. Shown all at DEBUG level.
+    """
+
+    PATTERNS = ("No node available", "ECONNREFUSED", "Connection refused", "Connection failed", "Connection lost",
+                "socket disconnected", "Abort (", "Metadata refresh: failed", "Request timed out", "Bootstrap",
+                "Unable to connect", "KafkaConnectionError", "NodeNotReadyError", "connect attempt",
+                "Error receiving network data", "Error sending request data", "Connection reset")
+    LIBRDKAFKA = "hostspec.transport.librdkafka"     # librdkafka's log, as hostspec.transport.librdkafka hands it on
+    _ADDRESS = re.compile(r"\b((?:\d{1,3}\.){3}\d{1,3}|\[[0-9a-fA-F:]+\]|[A-Za-z][\w.-]*):(\d{2,5})(?![\d.])")
+    _NODE = re.compile(r"node_id=([\w-]+)")
+
+    def __init__(self, interval_s: float = 30.0, clock: Any = time.monotonic):
+        super().__init__()
+        self.interval_s, self._clock = interval_s, clock
+        self._windows: dict[str, list[float]] = {}    # broker -> [window start, lines dropped since]
+        self._lock = threading.Lock()
+
+    @classmethod
+    def broker_of(cls, message: str) -> str:
+        address = cls._ADDRESS.search(message)
+        if address:
+            return f"{address.group(1)}:{address.group(2)}"
+        node = cls._NODE.search(message)
+        return f"node {node.group(1)}" if node else "any broker"
+
+    @classmethod
+    def is_connection_error(cls, logger: str, level: int, message: str) -> bool:
+        if logger == cls.LIBRDKAFKA:
+            return message.startswith("FAIL ")
+        return logger.startswith("kafka") and level >= logging.WARNING and any(p in message for p in cls.PATTERNS)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (record.name.startswith("kafka") or record.name == self.LIBRDKAFKA):
+            return True
+        message = record.getMessage()
+        if not self.is_connection_error(record.name, record.levelno, message):
+            return True
+        broker = self.broker_of(message)
+        with self._lock:
+            now = self._clock()
+            window = self._windows.get(broker)
+            if window is not None and now - window[0] < self.interval_s:
+                window[1] += 1
+                return False
+            self._windows[broker] = [now, 0]
+        if window is not None and window[1]:
+            record.msg = (f"{message} ({int(window[1])} more connection errors about {broker} in the last "
+                          f"{now - window[0]:.0f}s not shown)")
+            record.args = ()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -101,4 +166,5 @@ def setup_logging(level: str = "WARNING", fmt: str = "auto", stream: Any = None)
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
     if root.level > logging.DEBUG:
         handler.addFilter(KafkaNoise())
+        handler.addFilter(ConnectionErrorLimit())
     install_log_redaction(root)

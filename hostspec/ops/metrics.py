@@ -6,14 +6,21 @@ Served over HTTP by ``--metrics-port`` (``/metrics``). Providers report their AP
 
 What to alert on (see the README): ``connector_last_success_timestamp_seconds`` older than a
 day and a half, ``connector_runs_total{outcome="failed"}`` increasing, ``connector_consumer_lag``
-growing, ``publisher_records_total{result="rejected"}`` increasing, and parked stats piling up.
+growing, ``publisher_records_total{result="rejected"}`` increasing, parked stats piling up, and
+the connections' source unhealthy (``connector_connections_file_ok`` or
+``connector_control_topic_ok`` at 0).
+
+The two source gauges are exported only by a process that has that source (:func:`export`): a
+process reading the control topic has no connections file, and a gauge it never sets would
+read 0 and fire the alert on every control-plane deployment.
 """
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.registry import Collector
 
 REQUESTS = Counter("connector_requests_total", "Sync requests read by the worker, by what became of them",
                    ["outcome"])  # accepted | merged | refused | too_many_pending | duplicate | forwarded | redelivered | retried
@@ -42,9 +49,19 @@ COMMITS_REFUSED = Counter("connector_commits_refused_total",
                           "Transactions not committed because this worker may no longer write for the partition",
                           ["reason"])  # revoked | evicted | generation (refused by the group coordinator)
 CONNECTIONS_FILE_OK = Gauge("connector_connections_file_ok", "1 when the connections file last read cleanly, "
-                            "0 while a broken change is ignored (the last good version stays in use)")
+                            "0 while a broken change is ignored (the last good version stays in use); "
+                            "exported only by a process reading a connections file", registry=None)
+CONTROL_TOPIC_OK = Gauge("connector_control_topic_ok", "1 while the control topic is read to its end and "
+                         "followed, 0 while it cannot be read or the broker does not answer (the connections "
+                         "read stay in use); exported "
+                         "only by a process reading the control topic", registry=None)
 CONNECTIONS_FILE_ERRORS = Counter("connector_connections_file_errors_total",
                                   "Changes of the connections file that could not be used")
+API_REQUESTS = Counter("connector_api_requests_total", "Requests the admin API answered, by route template, "
+                       "method and status", ["route", "method", "status"])
+API_REQUEST_SECONDS = Histogram("connector_api_request_duration_seconds", "Time the admin API took to answer, "
+                                "by route template and method", ["route", "method"],
+                                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 SCHEDULED = Counter("connector_scheduled_requests_total", "Sync requests published by the scheduler", ["job"])
 
 REMOVALS_HELD = Counter("connector_removals_held_total", "Courses absent from a listing and not removed by the "
@@ -68,6 +85,8 @@ PUBLISHER_LAST = Gauge("publisher_last_delivery_timestamp_seconds",
                        "When a connection's records were last delivered (Unix time)", ["connection"])
 PUBLISHER_PARKED = Gauge("publisher_parked_stats", "Stats of one connection parked now (their learner or "
                          "course not in 360Learning yet), as this instance's ledger knows them", ["connection"])
+PUBLISHER_PARKED_ALL = Gauge("publisher_parked_stats_all", "Stats parked now across every connection of this "
+                             "instance (its ledger's count; 0 when none, so an alert has a series to read)")
 PUBLISHER_HELD_BYTES = Gauge("publisher_held_bytes", "Estimated bytes of events held in the lanes, against "
                              "the instance's memory budget (--memory-budget)")
 PUBLISHER_LEFT_IN_KAFKA = Counter("publisher_events_left_in_kafka_total", "Events not kept in memory (a full "
@@ -76,6 +95,15 @@ PUBLISHER_LEFT_IN_KAFKA = Counter("publisher_events_left_in_kafka_total", "Event
 _STAT_FIELDS = {"courses_emitted": ("course", "emitted"), "courses_unchanged": ("course", "unchanged"),
                 "courses_removed": ("removal", "emitted"), "stats_emitted": ("stat", "emitted"),
                 "stats_unchanged": ("stat", "unchanged"), "rejected": ("record", "rejected")}
+
+
+def export(metric: Collector) -> Collector:
+    """Export ``metric`` (made with ``registry=None``) from now on; again is harmless."""
+    try:
+        REGISTRY.register(metric)
+    except ValueError:     # registered already
+        pass
+    return metric
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> Any:

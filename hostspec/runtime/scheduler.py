@@ -25,6 +25,7 @@ from hostspec.transport.changelog import ChangelogReader
 from hostspec.transport.config import KafkaConfig, topic_specs
 from hostspec.transport.consumers import RequestConsumer
 from hostspec.transport.kafka import Partition
+from hostspec.transport.liveness import BrokerProbe
 from hostspec.transport.producers import KafkaSink, make_producer
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Scheduler:
         self._loaded = False
         self._stop = threading.Event()
         self._last_poll = 0.0
+        self.broker = BrokerProbe(kafka)    # started by run(): /ready asks it whether Kafka answers
 
     def stop(self) -> None:
         self._stop.set()
@@ -51,14 +53,15 @@ class Scheduler:
         return self._leader
 
     def readiness(self) -> dict[str, bool]:
-        """``/ready``: polling its group (leader or standby) and connections read."""
+        """``/ready``: polling its group (leader or standby), Kafka answering
+        (:mod:`hostspec.transport.liveness`) and connections read."""
         try:
             self.connections.store()
             readable = True
         except HostError:
             readable = False
-        return {"kafka": not self._stop.is_set() and time.monotonic() - self._last_poll < 30,
-                "connections": readable}
+        polling = not self._stop.is_set() and time.monotonic() - self._last_poll < 30
+        return {"kafka": polling and self.broker.alive(), "connections": readable}
 
     def jobs(self) -> list[Job]:
         raw = self.connections.store()
@@ -71,6 +74,13 @@ class Scheduler:
         return jobs
 
     def run(self) -> None:
+        self.broker.start()
+        try:
+            self._run()
+        finally:
+            self.broker.close()
+
+    def _run(self) -> None:
         ensure_topics(self.kafka, topic_specs(self.topics))
         producer = make_producer(self.kafka)
         self._sink = KafkaSink(producer, self.topics.for_type)

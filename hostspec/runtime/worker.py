@@ -66,6 +66,7 @@ from hostspec.topics import Topics
 from hostspec.transport.admin import ensure_topics
 from hostspec.transport.config import KafkaConfig, topic_specs
 from hostspec.transport.consumers import RequestConsumer
+from hostspec.transport.liveness import BrokerProbe
 from hostspec.transport.producer_pool import ProducerPool
 from hostspec.transport.signals import RateSignals
 
@@ -87,6 +88,7 @@ class Worker:
         self.loop = PollLoop(s, self.resources, self.membership, self.runner, self._stopping)
         self._state_folder: Path | None = None
         self._temp_state_dir: Path | None = None
+        self.broker = BrokerProbe(kafka)    # started by run(): /ready asks it whether Kafka answers
 
     @property
     def duplicates(self) -> int:
@@ -103,6 +105,13 @@ class Worker:
         self._stopping.set()
 
     def run(self) -> None:
+        self.broker.start()
+        try:
+            self._run()
+        finally:
+            self.broker.close()
+
+    def _run(self) -> None:
         s, r = self.settings, self.resources
         ensure_topics(self.kafka, topic_specs(self.topics))
         self._state_folder = self._folder()
@@ -132,20 +141,20 @@ class Worker:
             self._shutdown()
 
     def readiness(self) -> dict[str, bool]:
-        """``/ready``: a group member that polled lately, every owned partition restored, connections read."""
+        """``/ready``: Kafka answering (:mod:`hostspec.transport.liveness`: false within seconds of
+        the broker going away), a group member (a generation, a heartbeat answered within the
+        session timeout) that polled lately, every owned partition restored, connections read."""
         consumer = self.resources.consumer
+        kafka = self.broker.alive()
         member = consumer is not None and not self._stopping.is_set() and time.monotonic() - self.loop.last_poll < 30
-        try:
-            member = member and consumer.group_metadata().generation_id >= 0   # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001 - not joined yet
-            member = False
+        member = member and consumer.in_group(self.settings.session_timeout_ms / 1000)   # type: ignore[union-attr]
         restored = self.membership.all_restored()
         try:
             self.connections.store()
             readable = True
         except HostError:
             readable = False
-        return {"kafka": member, "partitions": member and restored, "connections": readable}
+        return {"kafka": kafka, "group": member, "partitions": member and restored, "connections": readable}
 
     def _folder(self) -> Path:
         if self.settings.state_dir:

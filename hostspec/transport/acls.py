@@ -13,8 +13,9 @@ worker      requests, state, rate, connections          requests (forwarded to a
 publisher   courses, learner stats, parked,             dead letter, parked, its ledger           its group (READ)   none (idempotent producer)
             connections, its ledger                     (and CREATE on the ledger alone)
 scheduler   scheduler, connections                      requests, scheduler                       its group (READ)   none
-api         connections, status, dead letter, audit     connections, requests, status (re-drive), none               ``connector-host-control.<topic>``
-                                                        audit
+api         connections, status, dead letter, audit,    connections, requests, status (re-drive), none               ``connector-host-control.<topic>``
+            requests (its fleet index), parked, the     audit
+            publisher's ledger (delivery)
 requester   status (``connector-host request --wait``)  requests                                  none               none
 ==========  ==========================================  ========================================  =================  ==================================
 
@@ -109,7 +110,7 @@ def grants(topics: Topics, principals: Principals = Principals(), groups: Groups
     allow(p.scheduler, "WRITE", "topic", [t.requests, t.scheduler])
     allow(p.scheduler, "READ", "group", [g.scheduler])
 
-    allow(p.api, "READ", "topic", [t.connections, t.status, t.dead_letter, t.audit])
+    allow(p.api, "READ", "topic", [t.connections, t.status, t.dead_letter, t.audit, t.requests, t.parked, ledger])
     allow(p.api, "WRITE", "topic", [t.connections, t.requests, t.status, t.audit])
     allow(p.api, "WRITE", "transactional_id", [CONTROL_TRANSACTIONAL_ID + t.connections])
 

@@ -234,6 +234,18 @@ class RequestConsumer:
             return 0.0
         return max(0.0, time.monotonic() - max(heartbeat.last_receive, heartbeat.last_reset))
 
+    def in_group(self, silence_limit_s: float) -> bool:
+        """Whether this consumer is a member of its group now: it has a generation (kafka-python
+        drops it when the coordinator says the member is unknown: evicted, or its session expired)
+        and the coordinator answered a heartbeat within ``silence_limit_s`` (beyond the session
+        timeout the group has given its partitions away, whatever this member still believes).
+        Any thread."""
+        try:
+            metadata = self.group_metadata()
+        except Exception:  # noqa: BLE001 - not joined yet
+            return False
+        return metadata.generation_id >= 0 and self.heartbeat_silence() <= silence_limit_s
+
     def seek(self, tp: Partition, offset: int | None) -> None:
         """Read ``tp`` from ``offset`` next (None: from the beginning)."""
         if offset is None:

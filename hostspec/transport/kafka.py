@@ -61,6 +61,21 @@ for _name in ("kafka.net.manager", "kafka.net.connection"):
     logging.getLogger(_name).addFilter(_handshakes)
 
 
+class _ClosedNotFailed(logging.Filter):
+    """Drops kafka-python's ``Metadata refresh: failed Cancelled`` (``kafka.cluster``).
+
+    Closing a client cancels the metadata request its background loop may have in flight, and
+    kafka-python 3.0 logs that cancellation as an ERROR: a command that ended normally printed an
+    error line. A broker that is away fails the request with another error, still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(arg, kerr.Cancelled) for arg in args)
+
+
+logging.getLogger("kafka.cluster").addFilter(_ClosedNotFailed())
+
+
 def _text(exc: BaseException) -> str:
     """An error as one short text: kafka-python's own message without its ``[Error n] Name:`` prefix."""
     detail = str(exc.args[0]) if exc.args else ""

@@ -19,7 +19,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=port, default=8360, help="port (default 8360; 0 picks a free one)")
     parser.add_argument("--user", action="append", default=[], metavar="MAIL",
                         help="a learner account to seed (repeatable); more via POST /_sandbox/users")
-    parser.add_argument("--token-ttl", type=float, default=3600, metavar="S")
+    parser.add_argument("--token-ttl", type=float, default=3600, metavar="S",
+                        help="access token lifetime in seconds (default 3600)")
     parser.add_argument("--page-size", type=int, metavar="N", help="override every endpoint's page size")
     parser.add_argument("--no-rate-limits", action="store_true", help="do not enforce 50 reads/s, 10 writes/s")
     parser.add_argument("--reserved-name", action="append", default=[], metavar="LABEL",

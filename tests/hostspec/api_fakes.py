@@ -13,6 +13,7 @@ from hostspec.runtime import dead_letters
 from hostspec import events as ev
 from hostspec.control.rate import TenantRate
 from hostspec.control.tokens import Tokens, write_token
+from hostspec.control.delivery import DeliveryBoard
 from hostspec.control.plane import ControlPlane
 from hostspec.config.policy import SettingsPolicy
 from hostspec.secrets import Secret
@@ -41,6 +42,12 @@ class MemoryPlane(ControlPlane):
                          log=control, writer=control)
         self.published: list[ev.Event] = []
 
+        self.delivery = DeliveryBoard()
+
+    def check(self, name):       # no call to Coursera here: tests/hostspec/control/test_delivery.py checks for real
+        self.connection(name)
+        return {"connection": name, "ok": True, "checks": [], "warnings": []}
+
     def _publish(self, events, raw=()):
         self.published.extend(events)
 
@@ -48,6 +55,14 @@ class MemoryPlane(ControlPlane):
         for offset, event in enumerate(self.published):
             if event.type == type_:
                 yield InboundMessage(topic, 0, offset, event.key.encode(), event.to_json().encode()), event
+
+    def _catch_up(self, timeout_s=10):
+        """The fleet index fed what was published since the last call (the feeder's part)."""
+        fed = getattr(self, "_fed", 0)
+        for offset, event in enumerate(self.published[fed:], start=fed):
+            request_tenant = self.tenant_of(event.data.get("connection") or "") if event.type == ev.SYNC_REQUESTED else None
+            self.index.add(event, partition=0, offset=offset, tenant=request_tenant)
+        self._fed = len(self.published)
 
 
 def rejected(connection: str, tenant: str | None, n: int) -> ev.Event:

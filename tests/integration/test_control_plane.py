@@ -77,7 +77,8 @@ def test_a_connection_made_through_the_api_is_synced_delivered_changed_and_delet
                     eventually(lambda p=process: requests.get(health_url(p) + "/ready", timeout=5).status_code == 200,
                                what=f"{process.name} ready")
                 assert requests.get(url + "/ready", timeout=5).json() == {"ready": True,
-                                                                           "checks": {"control_topic": True}}
+                                                                           "checks": {"control_topic": True,
+                                                                                      "kafka": True}}
 
                 # refused writes on the broker-backed API: nothing stored
                 anonymous = requests.put(f"{url}/connections/acme", json=coursera_connection(coursera, lms), timeout=10)

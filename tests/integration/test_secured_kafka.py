@@ -248,6 +248,8 @@ def test_the_admin_api_and_the_scheduler_on_the_secured_broker(mode, secured, pr
             assert created.status_code == 201, created.text
             asked = http.post(f"{url}/connections/acme/syncs", json={}, timeout=30)
             assert asked.status_code == 202, asked.text
+            followed = http.get(f"{url}/requests/{asked.json()['request_id']}", timeout=60)
+            assert followed.status_code == 200, followed.text     # the API reads the requests topic (its index)
         scheduler.wait_for("leads", timeout=90)
         seen: dict[str, str] = {}
         for msg in follower.messages(time.monotonic() + 60):

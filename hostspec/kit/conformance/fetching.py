@@ -16,6 +16,7 @@ from hostspec import events as ev
 from hostspec.engine.state import StateDB
 from hostspec.kit.conformance.explain import explain
 from hostspec.kit.conformance.meaning import swapped_activity
+from hostspec.kit.conformance.run import OnePlugin, WindowSpy, open_run
 from hostspec.kit.golden import check_golden
 from hostspec.provider import PageEnd
 
@@ -87,6 +88,38 @@ class FetchChecks:
         assert not changed, (
             f"a second sync of the same data emitted {len(changed)} events again; fields that changed: "
             f"{fields}. Mapping must not depend on the time of the sync (use context.now only for as_of).")
+
+    def test_an_incremental_sync_sees_a_progress_change(self, run):
+        """Sync, let one learner study a little more now, sync again: the second sync goes through
+        the host's real progress window (since the watermark, less the lookback) and emits that
+        change, and only changes. A fresh sandbox: the change must not reach the other checks."""
+        if "progress" not in run.provider.info.scopes or run.sandbox is None:
+            pytest.skip("no progress scope, or no sandbox to change")
+        with open_run(type(self).plugin, name=type(self).provider_name,
+                      sandbox_options=type(self).sandbox_options) as fresh:
+            state = StateDB()
+            first, _ = fresh.sync(state=state)
+            at = datetime.now(timezone.utc)
+            changed = fresh.sandbox.change_progress(at)
+            if changed is None:
+                pytest.skip("the sandbox cannot change a learner's progress (SandboxServer.change_progress)")
+            spy = WindowSpy(fresh.provider.hooks)
+            again, report = fresh.sync(state=state, plugins=OnePlugin(fresh.provider, spy))
+        since = spy.windows[-1][0] if spy.windows else None
+        assert since is not None, (
+            f"the second sync fetched progress with since={since}: the host did not run it incrementally")
+        before = {e.key: e.data for e in first.events if e.type == ev.LEARNER_STAT_UPSERTED}
+        emitted = [e for e in again.events if e.type == ev.LEARNER_STAT_UPSERTED]
+        assert emitted, (
+            f"the sandbox changed {dict(changed)} at {at.isoformat()}; the incremental sync that followed "
+            f"(fetch_progress since={since.isoformat()}, the host's window) emitted no learner stat. fetch_progress "
+            f"must return the activity inside since..until: check which date field the since filter applies to "
+            f"and its time zone, and that the sandbox dates its data relative to the clock "
+            f"(hostspec.kit.sandbox_epoch)\n{fresh.explain(again, report)}")
+        same = [e.key for e in emitted if before.get(e.key, {}).get("fingerprint") == e.data.get("fingerprint")]
+        assert not same, (
+            f"the incremental sync emitted {len(same)} stats unchanged since the first sync (first: {same[0]}); "
+            f"only the change was expected ({dict(changed)})")
 
     def test_completed_stats_carry_a_completion_date(self, run):
         if "progress" not in run.provider.info.scopes:

@@ -54,6 +54,20 @@ class RejectFirst:
         return self._hooks.map_course(**kwargs)
 
 
+class WindowSpy:
+    """The provider's hooks, noting the window (``since``, ``until``) of every progress fetch."""
+
+    def __init__(self, hooks: Any):
+        self._hooks, self.windows = hooks, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._hooks, name)
+
+    def fetch_progress(self, **kwargs: Any) -> Any:
+        self.windows.append((kwargs.get("since"), kwargs.get("until")))
+        return self._hooks.fetch_progress(**kwargs)
+
+
 class OnePlugin:
     """A plugin manager stand-in serving one provider with replaced hooks."""
 

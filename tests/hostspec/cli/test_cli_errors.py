@@ -24,6 +24,8 @@ CASES = [
     (host_cli, ["sync", "coursera"], 2, "--connection"),
     (host_cli, ["--connections", "{conns}", "sync", "coursera", "--connection", "acme", "--out", "{out}"], 2,
      "CLI_ERRORS_SURELY_UNSET"),
+    (host_cli, ["--connections", "{conns}", "check", "--connection", "acme"], 2,       # as `sync` (issue 29)
+     "CLI_ERRORS_SURELY_UNSET"),
     (host_cli, ["--connections", "{conns}", "sync", "coursera", "--connection", "ghost"], 2, "ghost"),
     (host_cli, ["sync", "coursera", "--sandbox", "--since", "yesterday"], 2, "not an ISO 8601"),
     (host_cli, ["new-provider", "Bad Name"], 2, "provider name"),

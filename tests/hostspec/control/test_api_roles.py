@@ -44,10 +44,17 @@ MATRIX = {
     ("PUT", N + "/resume"): (lambda s: (_c(s, "/resume"), None), {P: 202, A: (202, 404), T: 403}),
     ("POST", N + "/syncs"): (lambda s: (_c(s, "/syncs"), {"scope": "catalog"}), {P: 202, A: (202, 404), T: (202, 404)}),
     ("GET", N + "/status"): (lambda s: (_c(s, "/status"), None), {P: 200, A: (200, 404), T: (200, 404)}),
+    ("GET", N + "/delivery"): (lambda s: (_c(s, "/delivery"), None), {P: 200, A: (200, 404), T: (200, 404)}),
+    ("POST", N + "/check"): (lambda s: (_c(s, "/check"), None), {P: 200, A: (200, 404), T: 403}),
     ("GET", N + "/deadletters"): (lambda s: (_c(s, "/deadletters"), None), {P: 200, A: (200, 404), T: 403}),
     ("POST", N + "/deadletters/redrive"): (lambda s: (_c(s, "/deadletters/redrive"), {"stage": "mapping"}),
                                            {P: 202, A: (202, 404), T: 403}),
     ("GET", "/audit"): (lambda s: ("/audit", None), {P: 200, A: 403, T: 403}),
+    ("GET", "/runs"): (lambda s: ("/runs", None), {P: 200, A: 200, T: 200}),
+    ("GET", "/deadletters"): (lambda s: ("/deadletters", None), {P: 200, A: 200, T: 403}),
+    # r1 is a request of acme-c, r2 of beta-c (tests/hostspec/api_fakes.py)
+    ("GET", "/requests/{request_id}"): (lambda s: (f"/requests/r{1 if s == 'own' else 2}", None),
+                                        {P: 200, A: (200, 404), T: (200, 404)}),
 }
 CELLS = [(method, route, role, side) for (method, route) in MATRIX for role in (P, A, T) for side in ("own", "other")]
 
@@ -88,11 +95,13 @@ def test_endpoint_role_tenant(api, method, route, role, side):
     assert answer.status_code == status, (answer.status_code, answer.text)
     events = list(api.trail.events)
 
+    what, other, nobody = (("request", "r2", "r404") if route == "/requests/{request_id}"
+                           else ("connection", "beta-c", "nobody-c"))
     if status == 404:       # no existence oracle: the answer an absent connection gets, word for word
-        assert answer.json == {"error_code": 404, "message": "no connection 'beta-c'"}
+        assert answer.json == {"error_code": 404, "message": f"no {what} '{other}'"}
     if status == 404 and (method, route) != ("PUT", N):    # (a PUT of a free name creates it)
-        absent = api.call(WHO[role], method, path.replace("beta-c", "nobody-c"), json=payload)
-        assert (absent.status_code, absent.json) == (404, {"error_code": 404, "message": "no connection 'nobody-c'"})
+        absent = api.call(WHO[role], method, path.replace(other, nobody), json=payload)
+        assert (absent.status_code, absent.json) == (404, {"error_code": 404, "message": f"no {what} '{nobody}'"})
     if status in (403, 404):
         assert "beta" not in json.dumps(api.control.written[2:]), "refused, yet something was stored"
     if answer.status_code < 300 and role != P:

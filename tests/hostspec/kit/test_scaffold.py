@@ -67,6 +67,10 @@ MISTAKES = {
     "minutes of content as seconds": ([("mapping.py", '"duration_minutes": record.get("minutes")',
                                         '"duration_minutes": 60 * record.get("minutes", 0)')],
                                       "test_golden_records_map_as_expected", "duration_minutes: expected 37, got 2220"),
+    "a progress change dated outside the host's window": (
+        [("sandbox.py", "last_activity_at=at.astimezone(timezone.utc).isoformat())",
+          "last_activity_at=(at - timedelta(days=30)).astimezone(timezone.utc).isoformat())")],
+        "test_an_incremental_sync_sees_a_progress_change", "sandbox_epoch"),
 }
 
 

@@ -49,6 +49,14 @@ class KitSandbox(SandboxServer):
     def expected(self) -> dict[str, int]:
         return {"catalog": len(self.courses), "progress": len(self.progress)}
 
+    def change_progress(self, at: datetime) -> dict[str, Any] | None:
+        row = next((p for p in self.progress if p["completion_ratio"] < 90), None)
+        if row is None:
+            return None
+        row.update(completion_ratio=row["completion_ratio"] + 5, minutes_spent=row["minutes_spent"] + 10,
+                   last_activity=at.astimezone(timezone.utc).isoformat())
+        return {"enrollment_id": row["enrollment_id"]}
+
     def describe(self) -> str:
         return f"kit sandbox at {self.url}"
 
