@@ -14,6 +14,7 @@ the fleet without a restart or a file on any host.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -49,6 +50,11 @@ class Documents:
         self.source, self.policy = source, policy
         self._docs: dict[str, dict[str, Any]] = {}
         self._where: dict[str, tuple[int, int]] = {}      # name -> partition and offset of its document
+        # event id -> where it lies and what it holds, for the latest RECENT_IDS records read: a writer
+        # whose commit timed out finds its own record there however many changes followed it
+        # (ConnectionWriter). The id alone is not enough: it names the connection and revision, which
+        # another writer's record for the same revision shares.
+        self._ids: collections.OrderedDict[str, tuple[tuple[int, int], dict[str, Any]]] = collections.OrderedDict()
         self._store: ConnectionStore | None = None
         self._cond = threading.Condition()
         self._ready = threading.Event()
@@ -68,6 +74,21 @@ class Documents:
             if self._store is None:
                 self._store = docs.store(self._docs, source=self.source, policy=self.policy)
             return self._store
+
+    RECENT_IDS = 1_000
+
+    def _remember(self, event_id: str, where: tuple[int, int], doc: dict[str, Any]) -> None:
+        """Note where record ``event_id`` lies and what it holds (called with ``_cond`` held)."""
+        self._ids[event_id] = (where, doc)
+        while len(self._ids) > self.RECENT_IDS:
+            self._ids.popitem(last=False)
+
+    def where_stored(self, event_id: str, doc: Mapping[str, Any]) -> tuple[int, int] | None:
+        """Where the record with event id ``event_id`` holding exactly ``doc`` lies, if it is among
+        the latest ones read (None: not read, or that revision holds another writer's document)."""
+        with self._cond:
+            found = self._ids.get(event_id)
+        return found[0] if found is not None and found[1] == doc else None
 
     def documents(self, *, deleted: bool = False) -> dict[str, dict[str, Any]]:
         with self._cond:
@@ -249,8 +270,8 @@ class ConnectionLog(Documents):
             with self._cond:
                 return name if name is not None and self._docs.pop(name, None) is not None else None
         try:
-            doc = ev.parse_event(structured_value(record.headers, record.value) or b"",
-                                 expected_type=ev.CONNECTION).data
+            event = ev.parse_event(structured_value(record.headers, record.value) or b"", expected_type=ev.CONNECTION)
+            doc = event.data
             if doc["connection"] != name:
                 raise ValidationError({"connection": [f"differs from the record's key {name!r}"]})
         except (ValidationError, RecursionError, ValueError, TypeError, UnicodeError) as exc:
@@ -264,6 +285,7 @@ class ConnectionLog(Documents):
         with self._cond:
             self._docs[name] = doc
             self._where[name] = (record.partition, record.offset)
+            self._remember(event.id, (record.partition, record.offset), doc)
         return name
 
     # -- reading -------------------------------------------------------------------------------
@@ -413,13 +435,13 @@ class ConnectionWriter:
             if based_on is not None and self._log is not None:
                 if not self._log.catch_up(timeout_s=step_s()):
                     raise _Lost("the control topic could not be read to its end")
-                current = self._log.document(name)
-                if retry and current is not None and current == _data(event):
-                    self._abort(step_s())     # the first attempt's commit went through after all
-                    where = self._log.where(name)
-                    if where is not None:
-                        return where
-                _check_revision(name, current, based_on)
+                mine = self._log.where_stored(event.id, _data(event)) if retry else None
+                if mine is not None:
+                    # the first attempt's commit went through after all (other changes may have followed
+                    # it: the record is known by its id and content, not by being the latest document)
+                    self._abort(step_s())
+                    return mine
+                _check_revision(name, self._log.document(name), based_on)
             meta = self._producer.send(self.topic, key=event.key.encode("utf-8"),
                                        value=event.to_json().encode("utf-8"), headers=STRUCTURED).get(step_s())
             _within(step_s(), "commit", self._producer.commit_transaction)

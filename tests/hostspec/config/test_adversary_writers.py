@@ -1,8 +1,8 @@
-"""Adversary (adv2): the retry's "already stored" check compares with the *latest* document only.
-
-A commit that timed out but went through, followed by another writer's change before the retry
-reconnects, is reported as a RevisionConflict (409 with If-Match; without it plane.put computes
-again and writes the same change a second time on top of the other writer's)."""
+"""Found by an adversarial review: the retry's "already stored" check compared with the *latest*
+document only, so a commit that timed out but went through, followed by another writer's change
+before the retry reconnected, was answered RevisionConflict (409 with If-Match; without it
+plane.put computed again and wrote the same change a second time on top of the other writer's).
+The writer now knows its record by its event id and content (``Documents.where_stored``)."""
 from __future__ import annotations
 
 import pytest

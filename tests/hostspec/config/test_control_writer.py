@@ -34,10 +34,12 @@ class Log(Documents):
     def catch_up(self, timeout_s: float = 5) -> bool:
         return True
 
-    def store_doc(self, doc, offset):
+    def store_doc(self, doc, offset, event_id=None):
         with self._cond:
             self._docs[doc["connection"]] = dict(doc)
             self._where[doc["connection"]] = (0, offset)
+            if event_id is not None:
+                self._remember(event_id, (0, offset), dict(doc))
             self._changed()
 
 
@@ -73,7 +75,8 @@ class Producer:
         if self.fail.get("commit") == "block":      # never reaches the broker
             self._step("commit")
         for value in self.sent:
-            self.log.store_doc(json.loads(value)["data"], len(Producer.made) * 10)
+            event = json.loads(value)
+            self.log.store_doc(event["data"], len(Producer.made) * 10, event["id"])
         self.committed += self.sent
         self._step("commit")
 
